@@ -1,0 +1,73 @@
+//! Errors of the identity crate, each with a stable dotted code.
+
+/// An error from parsing or checking an identity, a key or a certificate.
+///
+/// Every variant maps to a stable code (see [`IdentityError::code`]) that Rust,
+/// Python, the CLI and audit records share. Tests assert codes, never messages.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IdentityError {
+    /// The text is not a valid SPIFFE ID or trust domain.
+    #[error("invalid SPIFFE ID {input:?}: {reason}")]
+    BadSpiffeId {
+        /// The rejected input, truncated to 128 bytes.
+        input: String,
+        /// Why the `spiffe` crate rejected it.
+        reason: String,
+    },
+    /// The tool manifest names the same tool twice.
+    #[error("tool manifest lists tool {0:?} more than once")]
+    DuplicateTool(String),
+    /// A value could not be canonicalized (RFC 8785) for hashing.
+    #[error("cannot canonicalize {0} for hashing")]
+    Canonicalization(&'static str),
+    /// Attestation evidence did not match what was expected.
+    #[error("attestation failed ({attestor}): {reason}")]
+    AttestationFailed {
+        /// Which attestor refused.
+        attestor: &'static str,
+        /// What did not match.
+        reason: String,
+    },
+    /// A key could not be generated, parsed or used.
+    #[error("invalid key: {0}")]
+    BadKey(String),
+    /// A JWK uses a key type, curve or algorithm that agentiam does not accept.
+    #[error("unsupported key: {0}")]
+    UnsupportedKey(String),
+    /// The JWKS document is not valid JSON of the expected shape.
+    #[error("invalid JWKS: {0}")]
+    BadJwks(String),
+    /// Certificate generation failed.
+    #[error("certificate error: {0}")]
+    Certificate(String),
+}
+
+impl IdentityError {
+    /// The stable, dotted reason code of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadSpiffeId { .. } => "identity.bad_spiffe_id",
+            Self::DuplicateTool(_) => "identity.duplicate_tool",
+            Self::Canonicalization(_) => "identity.canonicalization",
+            Self::AttestationFailed { .. } => "identity.attestation_failed",
+            Self::BadKey(_) => "key.invalid",
+            Self::UnsupportedKey(_) => "key.unsupported",
+            Self::BadJwks(_) => "key.bad_jwks",
+            Self::Certificate(_) => "identity.certificate",
+        }
+    }
+}
+
+/// Truncates attacker-controlled text before it is echoed in an error.
+pub(crate) fn truncate_for_error(input: &str) -> String {
+    const MAX: usize = 128;
+    if input.len() <= MAX {
+        return input.to_owned();
+    }
+    let mut end = MAX;
+    while !input.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", input.get(..end).unwrap_or_default())
+}
