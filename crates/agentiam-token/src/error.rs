@@ -1,0 +1,148 @@
+//! Token errors, each with a stable dotted code.
+
+/// Why a token, a scope or a proof was refused, or why issuing failed.
+///
+/// The [`TokenError::code`] strings are a contract shared by Rust, Python, the CLI,
+/// HTTP responses and audit records: they are never renamed. Messages are for humans
+/// and may change; they never contain key material or the token itself.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// Not a compact JWS, bad base64url, JSON that is not an object, or a bad header.
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    /// Larger than the size cap; nothing was decoded.
+    #[error("token is {size} bytes, more than the {max}-byte cap")]
+    TooLarge {
+        /// Size of the presented token.
+        size: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// The signature does not verify under the key named by `kid`.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// The header's `alg` is not allowed, or not the algorithm of the key.
+    #[error("algorithm {0:?} is not allowed for this key")]
+    AlgNotAllowed(String),
+    /// No trusted key has this `kid`.
+    #[error("no trusted key with kid {0:?}")]
+    UnknownKey(String),
+    /// The header lists critical extensions (`crit`), which agentiam does not implement.
+    #[error("critical header extensions are not supported: {0}")]
+    CritUnsupported(String),
+    /// The header's `typ` says this is another kind of JWT (e.g. a DPoP proof).
+    #[error("token type {0:?} is not an access token")]
+    WrongType(String),
+    /// `exp` has passed (beyond the leeway).
+    #[error("token expired at {exp} (now {now})")]
+    Expired {
+        /// The token's `exp`.
+        exp: i64,
+        /// The verifier's clock.
+        now: i64,
+    },
+    /// `nbf` or `iat` lies in the future (beyond the leeway).
+    #[error("token not valid until {0}")]
+    NotYetValid(i64),
+    /// `aud` does not contain the verifier's audience.
+    #[error("token audience does not include {0:?}")]
+    WrongAudience(String),
+    /// `iss` is not the trusted issuer.
+    #[error("token issuer {0:?} is not trusted")]
+    WrongIssuer(String),
+    /// A required claim is absent.
+    #[error("required claim {0:?} is missing")]
+    MissingClaim(&'static str),
+    /// A claim is present with the wrong JSON type or an invalid value.
+    #[error("invalid claim: {0}")]
+    InvalidClaim(String),
+    /// The token, its agent or its task has been revoked.
+    #[error("token revoked ({0})")]
+    Revoked(String),
+    /// The revocation store could not be consulted: fail closed.
+    #[error("revocation status unavailable: {0}")]
+    RevocationUnavailable(String),
+    /// The token was issued to another agent or another composite identity.
+    #[error("token is bound to another agent identity: {0}")]
+    IdentityMismatch(String),
+    /// The token is sender-constrained (`cnf`) and no proof of possession was presented.
+    #[error("token requires proof of possession ({0})")]
+    PopRequired(&'static str),
+    /// The proof of possession is invalid.
+    #[error("invalid proof of possession: {0}")]
+    PopInvalid(String),
+    /// A scope string does not follow the grammar.
+    #[error("invalid scope {scope:?}: {reason}")]
+    InvalidScope {
+        /// The offending scope, truncated.
+        scope: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The requested scopes exceed the agent's registered maximum.
+    #[error("scope {0:?} is beyond what this agent is registered for")]
+    ScopeNotPermitted(String),
+    /// The agent is not registered with this issuer.
+    #[error("agent {0:?} is not registered")]
+    UnregisteredAgent(String),
+    /// The requested lifetime exceeds the issuer's hard maximum.
+    #[error("requested lifetime {requested}s exceeds the maximum {max}s")]
+    LifetimeTooLong {
+        /// Requested seconds.
+        requested: i64,
+        /// Maximum seconds.
+        max: i64,
+    },
+    /// The request to issue a token is invalid.
+    #[error("invalid token request: {0}")]
+    InvalidRequest(String),
+    /// Signing failed.
+    #[error("signing failed: {0}")]
+    Signing(String),
+}
+
+impl TokenError {
+    /// The stable, dotted reason code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "token.malformed",
+            Self::TooLarge { .. } => "token.too_large",
+            Self::BadSignature => "token.bad_signature",
+            Self::AlgNotAllowed(_) => "token.alg_not_allowed",
+            Self::UnknownKey(_) => "token.unknown_key",
+            Self::CritUnsupported(_) => "token.crit_unsupported",
+            Self::WrongType(_) => "token.wrong_type",
+            Self::Expired { .. } => "token.expired",
+            Self::NotYetValid(_) => "token.not_yet_valid",
+            Self::WrongAudience(_) => "token.wrong_audience",
+            Self::WrongIssuer(_) => "token.wrong_issuer",
+            Self::MissingClaim(_) => "token.missing_claim",
+            Self::InvalidClaim(_) => "token.invalid_claim",
+            Self::Revoked(_) => "token.revoked",
+            Self::RevocationUnavailable(_) => "token.revocation_unavailable",
+            Self::IdentityMismatch(_) => "token.identity_mismatch",
+            Self::PopRequired(_) => "token.pop_required",
+            Self::PopInvalid(_) => "token.pop_invalid",
+            Self::InvalidScope { .. } => "scope.invalid",
+            Self::ScopeNotPermitted(_) => "token.scope_not_permitted",
+            Self::UnregisteredAgent(_) => "token.unregistered_agent",
+            Self::LifetimeTooLong { .. } => "token.lifetime_too_long",
+            Self::InvalidRequest(_) => "token.invalid_request",
+            Self::Signing(_) => "token.signing_failed",
+        }
+    }
+}
+
+/// Truncates attacker-controlled text before it is echoed in an error.
+pub(crate) fn clip(input: &str) -> String {
+    const MAX: usize = 96;
+    if input.len() <= MAX {
+        return input.to_owned();
+    }
+    let mut end = MAX;
+    while !input.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", input.get(..end).unwrap_or_default())
+}

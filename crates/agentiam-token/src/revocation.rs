@@ -1,0 +1,86 @@
+//! Revocation: by token (`jti`), by agent (`sub`) and by task (`task.id`).
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use crate::{Claims, TokenError};
+
+/// What to revoke.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Revocation {
+    /// One token, by `jti`.
+    Token(String),
+    /// Every token issued to an agent, by SPIFFE ID (`sub`).
+    Agent(String),
+    /// Every token issued for a task, by `task.id`.
+    Task(String),
+}
+
+/// A store of revocations that verifiers consult on every token.
+///
+/// Implementations backed by a database return `Err` when it cannot be reached,
+/// and the verifier then refuses the token (`token.revocation_unavailable`): fail closed.
+pub trait RevocationSet: Send + Sync + std::fmt::Debug {
+    /// Records a revocation that lasts until `until` (seconds since the epoch);
+    /// after that every token it could match has expired and it may be forgotten.
+    fn revoke(&self, what: Revocation, until: i64) -> Result<(), TokenError>;
+
+    /// Why these claims are revoked, if they are.
+    fn check(&self, claims: &Claims) -> Result<Option<String>, TokenError>;
+
+    /// Forgets revocations that ended before `now`.
+    fn prune(&self, now: i64) -> Result<(), TokenError>;
+}
+
+/// An in-process revocation set.
+#[derive(Debug, Default)]
+pub struct InMemoryRevocationSet {
+    entries: RwLock<HashMap<Revocation, i64>>,
+}
+
+impl InMemoryRevocationSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn unavailable() -> TokenError {
+        TokenError::RevocationUnavailable("revocation set lock poisoned".into())
+    }
+}
+
+impl RevocationSet for InMemoryRevocationSet {
+    fn revoke(&self, what: Revocation, until: i64) -> Result<(), TokenError> {
+        let mut entries = self.entries.write().map_err(|_| Self::unavailable())?;
+        let slot = entries.entry(what).or_insert(until);
+        *slot = (*slot).max(until);
+        Ok(())
+    }
+
+    fn check(&self, claims: &Claims) -> Result<Option<String>, TokenError> {
+        let entries = self.entries.read().map_err(|_| Self::unavailable())?;
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        if let Some(jti) = &claims.jti
+            && entries.contains_key(&Revocation::Token(jti.clone()))
+        {
+            return Ok(Some("token".into()));
+        }
+        if entries.contains_key(&Revocation::Agent(claims.sub.clone())) {
+            return Ok(Some("agent".into()));
+        }
+        if let Some(task) = &claims.task
+            && entries.contains_key(&Revocation::Task(task.id.clone()))
+        {
+            return Ok(Some("task".into()));
+        }
+        Ok(None)
+    }
+
+    fn prune(&self, now: i64) -> Result<(), TokenError> {
+        let mut entries = self.entries.write().map_err(|_| Self::unavailable())?;
+        entries.retain(|_, until| *until >= now);
+        Ok(())
+    }
+}
