@@ -1,1 +1,54 @@
-fn main() {}
+//! The `agentiam` command line.
+//!
+//! Every verb takes `--json`. Failures exit non-zero; with `--json` they print
+//! `{"error": {"code": "...", "message": "..."}}` on standard output.
+#![forbid(unsafe_code)]
+
+mod demo;
+mod keys;
+mod output;
+mod token;
+
+use clap::{Parser, Subcommand};
+
+use crate::output::{CliError, Output};
+
+/// Identity and access management for AI agents.
+#[derive(Debug, Parser)]
+#[command(name = "agentiam", version, about)]
+struct Cli {
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the end-to-end scenario on the embedded default and explain each decision.
+    Demo,
+    /// Signing keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Issue and verify task tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let out = Output { json: cli.json };
+    let result = match cli.command {
+        Command::Demo => demo::run(&out),
+        Command::Keys(cmd) => keys::run(cmd, &out),
+        Command::Token(cmd) => token::run(cmd, &out),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            out.error(&e);
+            CliError::exit_code(&e)
+        }
+    }
+}

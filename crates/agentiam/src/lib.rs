@@ -1,1 +1,46 @@
-//! placeholder
+//! agentiam: identity and access management for AI agents.
+//!
+//! This facade is the paved path and the semver boundary: depend on `agentiam`, not on the
+//! `agentiam-*` crates behind it.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use agentiam::prelude::*;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let clock = Arc::new(FixedClock::new(1_800_000_000));
+//! let agent = AgentIdentity::new(
+//!     parse_spiffe_id("spiffe://acme.example/agent/reconciler")?,
+//!     ModelRef::new("openai", "gpt-5", "2026-08-01"),
+//!     &AgentConfiguration::new("You reconcile invoices.", vec![]),
+//!     RuntimeDescriptor::new("container").with("image_digest", "sha256:abc"),
+//! )?;
+//! let issuer = Issuer::new("https://broker.acme.example", KeySet::new(SigningKey::generate(Algorithm::EdDSA)?))
+//!     .with_clock(clock.clone());
+//! issuer.register(agent.spiffe_id(), AgentRegistration::new(ScopeSet::parse("ledger.*:read")?));
+//! let issued = issuer.issue(&TokenRequest::new(&agent, "ledger-api", ScopeSet::parse("ledger.ar:read")?, "t-1", "reconcile"))?;
+//!
+//! let verifier = Verifier::new(issuer.jwks(), "https://broker.acme.example", "ledger-api").with_clock(clock);
+//! let token = verifier.verify_for_agent(&issued.token, &agent)?;
+//! assert!(token.scopes().covers(&ScopeRequest::new("ledger.ar", "read")));
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub use agentiam_identity as identity;
+pub use agentiam_token as token;
+
+/// The types most programs need.
+pub mod prelude {
+    pub use agentiam_identity::{
+        AgentConfiguration, AgentIdentity, Algorithm, Attestor, ConfigurationAttestor,
+        IdentityError, Jwks, KeySet, ModelRef, PublicKey, RuntimeDescriptor, Sha256Digest,
+        SigningKey, SpiffeId, SvidAuthority, ToolDescriptor, UnixProcessAttestor, parse_spiffe_id,
+        parse_trust_domain,
+    };
+    pub use agentiam_token::{
+        AgentRegistration, CachingVerifier, Claims, Clock, DpopRequest, DpopVerifier, FixedClock,
+        InMemoryRevocationSet, Issuer, Revocation, RevocationSet, ScopeRequest, ScopeSet,
+        SystemClock, Token, TokenError, TokenRequest, UnverifiedToken, Verifier,
+    };
+}

@@ -1,0 +1,237 @@
+//! `agentiam token issue` and `agentiam token verify`.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use agentiam::identity::{
+    AgentConfiguration, AgentIdentity, Jwks, KeySet, ModelRef, RuntimeDescriptor, Sha256Digest,
+    SigningKey, ToolDescriptor, parse_spiffe_id,
+};
+use agentiam::token::{
+    AgentRegistration, Audience, Claims, FixedClock, InMemoryRevocationSet, Issuer, Revocation,
+    RevocationSet, ScopeSet, SystemClock, TaskClaim, TokenRequest, Verifier,
+};
+use clap::Subcommand;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::output::{CliError, Output, read_file};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Issue a task token signed with a private JWK.
+    Issue {
+        /// Private JWK file (from `agentiam keys generate`).
+        #[arg(long)]
+        key: PathBuf,
+        /// The `iss` claim.
+        #[arg(long)]
+        issuer: String,
+        /// The `aud` claim: the service the token is for.
+        #[arg(long)]
+        audience: String,
+        /// The agent's SPIFFE ID (`sub`).
+        #[arg(long)]
+        sub: String,
+        /// Space-separated scopes, e.g. "ledger.ar:read payments:approve{amount<=100}".
+        #[arg(long)]
+        scope: String,
+        /// Task identifier.
+        #[arg(long, default_value = "adhoc")]
+        task_id: String,
+        /// Why the agent needs access.
+        #[arg(long, default_value = "issued with agentiam token issue")]
+        purpose: String,
+        /// Lifetime in seconds (default 900, at most --max-ttl).
+        #[arg(long)]
+        ttl: Option<i64>,
+        /// Hard maximum lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        max_ttl: i64,
+        /// Agent description (JSON: model, system_prompt, tools, runtime) to bind the token to.
+        #[arg(long)]
+        agent: Option<PathBuf>,
+    },
+    /// Verify a token against a JWKS; exits 1 with the reason code when it is refused.
+    Verify {
+        /// JWKS file of trusted keys (RFC 7517; OKP/Ed25519 and EC/P-256 keys are used).
+        #[arg(long)]
+        jwks: PathBuf,
+        /// The trusted issuer, compared exactly.
+        #[arg(long)]
+        issuer: String,
+        /// This service's audience, compared exactly.
+        #[arg(long)]
+        audience: String,
+        /// Verify as of this time (seconds since the epoch) instead of now: for audits and tests.
+        #[arg(long)]
+        at: Option<i64>,
+        /// Clock-skew leeway in seconds (0 to 300).
+        #[arg(long, default_value_t = 5)]
+        leeway: i64,
+        /// A revoked token ID (repeatable).
+        #[arg(long)]
+        revoked_jti: Vec<String>,
+        /// Require the token to be bound to this agent SPIFFE ID ...
+        #[arg(long, requires = "expect_digest")]
+        expect_agent: Option<String>,
+        /// ... with this composite digest (sha256:...).
+        #[arg(long, requires = "expect_agent")]
+        expect_digest: Option<String>,
+        /// The compact token, or - to read it from standard input.
+        token: String,
+    },
+}
+
+/// The `--agent` file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentFile {
+    model: ModelRef,
+    system_prompt: String,
+    #[serde(default)]
+    tools: Vec<ToolDescriptor>,
+    runtime: RuntimeDescriptor,
+}
+
+pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
+    match cmd {
+        TokenCommand::Issue {
+            key,
+            issuer,
+            audience,
+            sub,
+            scope,
+            task_id,
+            purpose,
+            ttl,
+            max_ttl,
+            agent,
+        } => {
+            let signing = SigningKey::from_private_jwk(&read_file(&key)?)?;
+            let scopes = ScopeSet::parse(&scope).map_err(|e| CliError::usage(e.code(), &e))?;
+            let spiffe_id = parse_spiffe_id(&sub)?;
+            let iss = Issuer::new(issuer, KeySet::new(signing)).with_lifetimes(900, max_ttl);
+            let issued = match agent {
+                Some(path) => {
+                    let file: AgentFile = serde_json::from_str(&read_file(&path)?)
+                        .map_err(|e| CliError::usage("cli.bad_agent_file", e))?;
+                    let identity = AgentIdentity::new(
+                        spiffe_id,
+                        file.model,
+                        &AgentConfiguration::new(file.system_prompt, file.tools),
+                        file.runtime,
+                    )?;
+                    // The operator running this command is the registry: the scopes asked for are the maximum.
+                    iss.register(identity.spiffe_id(), AgentRegistration::new(scopes.clone()));
+                    let mut req = TokenRequest::new(&identity, audience, scopes, task_id, purpose);
+                    req.ttl = ttl;
+                    iss.issue(&req)?
+                }
+                None => {
+                    let ttl = ttl.unwrap_or(900);
+                    if ttl <= 0 || ttl > iss.max_ttl() {
+                        return Err(CliError::usage(
+                            "token.lifetime_too_long",
+                            format!("lifetime must be 1..={} seconds", iss.max_ttl()),
+                        ));
+                    }
+                    let now = agentiam::token::Clock::now(&SystemClock);
+                    let mut jti = [0u8; 16];
+                    agentiam::token::Entropy::fill(&agentiam::token::SystemEntropy, &mut jti)?;
+                    let claims = Claims {
+                        iss: iss.issuer().to_owned(),
+                        sub: spiffe_id.to_string(),
+                        aud: Audience::One(audience),
+                        exp: now + ttl,
+                        iat: Some(now),
+                        nbf: Some(now),
+                        jti: Some(jti.iter().map(|b| format!("{b:02x}")).collect()),
+                        client_id: Some(spiffe_id.to_string()),
+                        scope: scopes,
+                        task: Some(TaskClaim {
+                            id: task_id,
+                            purpose,
+                        }),
+                        agent: None,
+                        cnf: None,
+                        act: None,
+                    };
+                    let token = iss.sign(&claims)?;
+                    agentiam::token::IssuedToken { token, claims }
+                }
+            };
+            out.result(
+                &json!({"token": issued.token, "claims": issued.claims}),
+                &issued.token,
+            );
+            Ok(())
+        }
+        TokenCommand::Verify {
+            jwks,
+            issuer,
+            audience,
+            at,
+            leeway,
+            revoked_jti,
+            expect_agent,
+            expect_digest,
+            token,
+        } => {
+            let keys = Jwks::from_json(&read_file(&jwks)?)?;
+            if keys.is_empty() {
+                return Err(CliError::usage(
+                    "key.bad_jwks",
+                    "the JWKS has no usable OKP/Ed25519 or EC/P-256 key",
+                ));
+            }
+            let token = if token == "-" {
+                let mut buf = String::new();
+                std::io::stdin()
+                    .take(64 * 1024)
+                    .read_to_string(&mut buf)
+                    .map_err(|e| {
+                        CliError::usage("cli.io", format!("cannot read standard input: {e}"))
+                    })?;
+                buf.trim().to_owned()
+            } else {
+                token
+            };
+            let revoked = InMemoryRevocationSet::new();
+            for jti in revoked_jti {
+                revoked.revoke(Revocation::Token(jti), i64::MAX)?;
+            }
+            let mut verifier = Verifier::new(keys, issuer, audience)
+                .with_leeway(leeway)
+                .with_revocation(Arc::new(revoked));
+            if let Some(at) = at {
+                verifier = verifier.with_clock(Arc::new(FixedClock::new(at)));
+            }
+            let verified = verifier.verify(&token)?;
+            if let (Some(agent), Some(digest)) = (expect_agent, expect_digest) {
+                let digest = Sha256Digest::parse(&digest).ok_or_else(|| {
+                    CliError::usage(
+                        "cli.bad_digest",
+                        "expected sha256:<64 lowercase hex digits>",
+                    )
+                })?;
+                verified.check_bound_to_digest(&agent, digest)?;
+            }
+            let c = verified.claims();
+            let human = format!(
+                "valid: sub={} scope=\"{}\" exp={} kid={} alg={}",
+                c.sub,
+                c.scope,
+                c.exp,
+                verified.kid(),
+                verified.alg().jws_name()
+            );
+            out.result(
+                &json!({"valid": true, "kid": verified.kid(), "alg": verified.alg().jws_name(), "claims": c}),
+                &human,
+            );
+            Ok(())
+        }
+    }
+}
