@@ -162,6 +162,13 @@ impl PublicKey {
                 raw.len()
             )));
         }
+        if alg == Algorithm::EdDSA && is_small_order_ed25519(raw) {
+            // aws-lc-rs accepts these keys, and with one of them the signature R = identity, S = 0
+            // verifies for every message: a key anyone can sign for. Refuse them at load.
+            return Err(IdentityError::BadKey(
+                "Ed25519 public key has small order".into(),
+            ));
+        }
         let parsed = signature::ParsedPublicKey::new(alg.verification(), raw).map_err(|e| {
             IdentityError::BadKey(format!("{} public key rejected: {e}", alg.jws_name()))
         })?;
@@ -295,6 +302,53 @@ impl PublicKey {
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
         self.parsed.verify_sig(msg, sig).is_ok()
     }
+}
+
+/// Encodings of the eight points of small order on edwards25519 and the non-canonical
+/// encodings of order-1 and order-4 points, compared with the sign bit masked
+/// (the same list libsodium uses in `crypto_sign_verify_detached`).
+const ED25519_SMALL_ORDER: [[u8; 32]; 7] = [
+    [0; 32],
+    [
+        1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0,
+    ],
+    [
+        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98,
+        0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53,
+        0xfc, 0x05,
+    ],
+    [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67,
+        0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac,
+        0x03, 0x7a,
+    ],
+    [
+        0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0x7f,
+    ],
+    [
+        0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0x7f,
+    ],
+    [
+        0xee, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0x7f,
+    ],
+];
+
+fn is_small_order_ed25519(raw: &[u8]) -> bool {
+    ED25519_SMALL_ORDER.iter().any(|bad| {
+        raw.len() == 32
+            && raw
+                .iter()
+                .zip(bad.iter())
+                .enumerate()
+                .all(|(i, (a, b))| if i == 31 { a & 0x7f == *b } else { a == b })
+    })
 }
 
 enum KeyMaterial {
@@ -671,6 +725,25 @@ mod tests {
             ..Jwk::default()
         };
         assert_eq!(PublicKey::from_jwk(&jwk).unwrap_err().code(), "key.invalid");
+    }
+
+    #[test]
+    fn small_order_ed25519_keys_are_refused() {
+        for bad in ED25519_SMALL_ORDER {
+            for sign_bit in [0u8, 0x80] {
+                let mut raw = bad;
+                raw[31] |= sign_bit;
+                assert_eq!(
+                    PublicKey::from_raw(Algorithm::EdDSA, &raw, None)
+                        .unwrap_err()
+                        .code(),
+                    "key.invalid",
+                    "{raw:02x?}"
+                );
+            }
+        }
+        let good = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        assert!(!is_small_order_ed25519(good.public_key().raw()));
     }
 
     #[test]

@@ -232,6 +232,34 @@ mod tests {
     }
 
     #[test]
+    fn small_order_proof_key_cannot_forge_a_proof() {
+        // With the identity point as the key, R = identity and S = 0 satisfy the verification
+        // equation for any message on aws-lc-rs; the proof key must be refused instead.
+        let v = DpopVerifier::new(Arc::new(FixedClock::new(1_000)));
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let header = json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": {"kty": "OKP", "crv": "Ed25519", "x": b64url(&identity)}});
+        let claims =
+            json!({"jti": "z", "htm": "GET", "htu": "https://api.example/a", "iat": 1_000});
+        let mut sig = [0u8; 64];
+        sig[0] = 1;
+        let proof = format!(
+            "{}.{}.{}",
+            b64url(header.to_string().as_bytes()),
+            b64url(claims.to_string().as_bytes()),
+            b64url(&sig)
+        );
+        let req = DpopRequest {
+            method: "GET",
+            url: "https://api.example/a",
+        };
+        assert_eq!(
+            v.verify(&proof, &req, None).unwrap_err().code(),
+            "token.pop_invalid"
+        );
+    }
+
+    #[test]
     fn wrong_method_url_time_ath_and_typ_are_refused() {
         let clock = Arc::new(FixedClock::new(1_000));
         let v = DpopVerifier::new(clock);
