@@ -177,7 +177,8 @@ impl Attestor for UnixProcessAttestor {
     }
 }
 
-#[cfg(all(test, target_os = "linux"))]
+#[cfg(test)]
+#[cfg(target_os = "linux")]
 mod tests {
     use super::*;
 

@@ -796,7 +796,7 @@ fn main() {
     let mut pad = String::new();
     let padded_header = loop {
         let h = serde_json::to_vec(&header(&ed, &[("x", json!(pad))])).unwrap();
-        if h.len() % 3 != 0 {
+        if !h.len().is_multiple_of(3) {
             break h;
         }
         pad.push('x');

@@ -1,0 +1,261 @@
+//! The command-line contract: verbs, `--json` output, error shape and exit codes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    reason = "test harness: a panic is a failed test"
+)]
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn agentiam(args: &[&str]) -> (i32, Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_agentiam"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let json = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap(),
+        json,
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn demo_runs_and_every_decision_matches() {
+    let (code, out, _) = agentiam(&["demo", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["ok"], true);
+    let steps = out["steps"].as_array().unwrap();
+    assert!(steps.len() >= 20);
+    let denied: Vec<&str> = steps.iter().filter_map(|s| s["code"].as_str()).collect();
+    for code in [
+        "token.identity_mismatch",
+        "token.scope_not_permitted",
+        "guard.constraint_violated",
+        "token.revoked",
+        "token.expired",
+        "token.pop_required",
+    ] {
+        assert!(denied.contains(&code), "demo never shows {code}");
+    }
+}
+
+#[test]
+fn issue_then_verify_and_refusals_print_stable_json_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.jwk");
+    let jwks = dir.path().join("jwks.json");
+    let (code, out, _) = agentiam(&[
+        "--json",
+        "keys",
+        "generate",
+        "--alg",
+        "es256",
+        "--out",
+        key.to_str().unwrap(),
+        "--jwks-out",
+        jwks.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["alg"], "ES256");
+    let (code, issued, _) = agentiam(&[
+        "--json",
+        "token",
+        "issue",
+        "--key",
+        key.to_str().unwrap(),
+        "--issuer",
+        "https://i",
+        "--audience",
+        "svc",
+        "--sub",
+        "spiffe://acme.test/agent/a",
+        "--scope",
+        "ledger.ar:read",
+        "--ttl",
+        "60",
+    ]);
+    assert_eq!(code, 0, "{issued}");
+    let token = issued["token"].as_str().unwrap();
+    let verify = |aud: &str| {
+        agentiam(&[
+            "--json",
+            "token",
+            "verify",
+            "--jwks",
+            jwks.to_str().unwrap(),
+            "--issuer",
+            "https://i",
+            "--audience",
+            aud,
+            token,
+        ])
+    };
+    let (code, out, _) = verify("svc");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["claims"]["scope"], "ledger.ar:read");
+    let (code, out, _) = verify("other");
+    assert_eq!(code, 1);
+    assert_eq!(out["error"]["code"], "token.wrong_audience");
+    assert!(out["error"]["message"].as_str().unwrap().contains("other"));
+
+    // Without --json the error goes to stderr with its code.
+    let (code, _, stderr) = agentiam(&[
+        "token",
+        "verify",
+        "--jwks",
+        jwks.to_str().unwrap(),
+        "--issuer",
+        "https://i",
+        "--audience",
+        "svc",
+        "not-a-token",
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("token.malformed"), "{stderr}");
+
+    // A scope outside the grammar is a usage error (exit 2) with a stable code.
+    let (code, out, _) = agentiam(&[
+        "--json",
+        "token",
+        "issue",
+        "--key",
+        key.to_str().unwrap(),
+        "--issuer",
+        "https://i",
+        "--audience",
+        "svc",
+        "--sub",
+        "spiffe://acme.test/agent/a",
+        "--scope",
+        "ledger ar read!",
+    ]);
+    assert_eq!(
+        (code, out["error"]["code"].as_str()),
+        (2, Some("scope.invalid"))
+    );
+    // A bad SPIFFE ID.
+    let (code, out, _) = agentiam(&[
+        "--json",
+        "token",
+        "issue",
+        "--key",
+        key.to_str().unwrap(),
+        "--issuer",
+        "https://i",
+        "--audience",
+        "svc",
+        "--sub",
+        "https://not-spiffe",
+        "--scope",
+        "a:b",
+    ]);
+    assert_eq!(
+        (code, out["error"]["code"].as_str()),
+        (2, Some("identity.bad_spiffe_id"))
+    );
+    // A missing JWKS file.
+    let (code, out, _) = agentiam(&[
+        "--json",
+        "token",
+        "verify",
+        "--jwks",
+        "/nonexistent/jwks.json",
+        "--issuer",
+        "i",
+        "--audience",
+        "a",
+        token,
+    ]);
+    assert_eq!((code, out["error"]["code"].as_str()), (2, Some("cli.io")));
+    // A private key passed as the JWKS is refused, not used.
+    let private = std::fs::read_to_string(&key).unwrap();
+    let bad = dir.path().join("private-as-jwks.json");
+    std::fs::write(&bad, format!(r#"{{"keys":[{private}]}}"#)).unwrap();
+    let (code, out, _) = agentiam(&[
+        "--json",
+        "token",
+        "verify",
+        "--jwks",
+        bad.to_str().unwrap(),
+        "--issuer",
+        "https://i",
+        "--audience",
+        "svc",
+        token,
+    ]);
+    assert_eq!(
+        (code, out["error"]["code"].as_str()),
+        (2, Some("key.invalid"))
+    );
+}
+
+#[test]
+fn verify_reads_the_token_from_stdin_with_dash() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.jwk");
+    let jwks = dir.path().join("jwks.json");
+    assert_eq!(
+        agentiam(&[
+            "keys",
+            "generate",
+            "--out",
+            key.to_str().unwrap(),
+            "--jwks-out",
+            jwks.to_str().unwrap()
+        ])
+        .0,
+        0
+    );
+    let (_, issued, _) = agentiam(&[
+        "--json",
+        "token",
+        "issue",
+        "--key",
+        key.to_str().unwrap(),
+        "--issuer",
+        "https://i",
+        "--audience",
+        "svc",
+        "--sub",
+        "spiffe://acme.test/agent/a",
+        "--scope",
+        "a:b",
+    ]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agentiam"))
+        .args([
+            "--json",
+            "token",
+            "verify",
+            "--jwks",
+            jwks.to_str().unwrap(),
+            "--issuer",
+            "https://i",
+            "--audience",
+            "svc",
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(
+        child.stdin.take().unwrap(),
+        "{}",
+        issued["token"].as_str().unwrap()
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
