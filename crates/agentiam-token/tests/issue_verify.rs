@@ -413,3 +413,30 @@ fn ed25519_edge_cases_are_pinned() {
     sig[63] |= 0xf0;
     assert!(!key.public_key().verify(b"m", &sig));
 }
+
+mod tampering {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Changing any single character of a valid token never yields a token that verifies.
+        #[test]
+        fn a_tampered_token_never_verifies(index in any::<prop::sample::Index>(), replacement in "[A-Za-z0-9_.=+/-]") {
+            static WORLD: std::sync::OnceLock<(String, Verifier)> = std::sync::OnceLock::new();
+            let (token, verifier) = WORLD.get_or_init(|| {
+                let w = world(Algorithm::EdDSA);
+                let issued = w.issuer.issue(&w.request("payments:approve{amount<=50}")).unwrap();
+                (issued.token, w.verifier())
+            });
+            let mut bytes = token.clone().into_bytes();
+            let at = index.index(bytes.len());
+            let new = replacement.as_bytes()[0];
+            prop_assume!(bytes[at] != new);
+            bytes[at] = new;
+            let tampered = String::from_utf8(bytes).unwrap();
+            prop_assert!(verifier.verify(&tampered).is_err(), "tampered token verified: {}", tampered);
+        }
+    }
+}

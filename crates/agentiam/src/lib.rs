@@ -26,6 +26,10 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+/// The README's examples, compiled and run as doctests so they cannot rot.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 pub use agentiam_identity as identity;
 pub use agentiam_token as token;
