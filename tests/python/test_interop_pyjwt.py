@@ -78,6 +78,22 @@ def test_agentiam_refuses_bad_pyjwt_tokens_with_stable_codes(cli, tmp_path, muta
     assert out["error"]["message"]
 
 
+@pytest.mark.parametrize("alg", ["EdDSA", "ES256"])
+def test_minimal_claims_and_a_jwk_without_kid(cli, tmp_path, alg):
+    """Only iss, sub, aud, exp, iat; the JWKS entry has no kid while the token names one."""
+    private, public_jwk = _pyjwt_key(alg)
+    public_jwk.pop("kid", None)
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [public_jwk]}))
+    now = int(time.time())
+    claims = {"iss": ISS, "sub": "svc-account", "aud": [AUD, "other"], "exp": now + 60, "iat": now}
+    token = jwt.encode(claims, private, algorithm=alg, headers={"kid": "idp-key-2026"})
+    code, out = cli.json("token", "verify", "--jwks", str(jwks), "--issuer", ISS, "--audience", AUD, token)
+    assert code == 0, out
+    rc, out = cli.json("token", "verify", "--jwks", str(jwks), "--issuer", ISS, "--audience", AUD, "--require-claim", "jti", token)
+    assert (rc, out["error"]["code"]) == (1, "token.missing_claim")
+
+
 def test_hs256_signed_with_the_public_key_is_refused(cli, tmp_path):
     private, public_jwk = _pyjwt_key("EdDSA")
     jwks = tmp_path / "jwks.json"

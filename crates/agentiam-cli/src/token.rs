@@ -9,8 +9,8 @@ use agentiam::identity::{
     SigningKey, ToolDescriptor, parse_spiffe_id,
 };
 use agentiam::token::{
-    AgentRegistration, Audience, Claims, FixedClock, InMemoryRevocationSet, Issuer, Revocation,
-    RevocationSet, ScopeSet, SystemClock, TaskClaim, TokenRequest, Verifier,
+    AgentRegistration, Audience, Claims, FixedClock, InMemoryRevocationSet, Issuer, RequiredClaim,
+    Revocation, RevocationSet, ScopeSet, SystemClock, TaskClaim, TokenRequest, Verifier,
 };
 use clap::Subcommand;
 use serde::Deserialize;
@@ -73,6 +73,10 @@ pub(crate) enum TokenCommand {
         /// A revoked token ID (repeatable).
         #[arg(long)]
         revoked_jti: Vec<String>,
+        /// Also require this claim (repeatable): iat, jti, nbf, client_id, task, agent, cnf.
+        /// iss, sub, aud, exp and iat are always required.
+        #[arg(long, value_parser = ["iat", "jti", "nbf", "client_id", "task", "agent", "cnf"])]
+        require_claim: Vec<String>,
         /// Require the token to be bound to this agent SPIFFE ID ...
         #[arg(long, requires = "expect_digest")]
         expect_agent: Option<String>,
@@ -175,6 +179,7 @@ pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
             at,
             leeway,
             revoked_jti,
+            require_claim,
             expect_agent,
             expect_digest,
             token,
@@ -205,6 +210,17 @@ pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
             let mut verifier = Verifier::new(keys, issuer, audience)
                 .with_leeway(leeway)
                 .with_revocation(Arc::new(revoked));
+            for claim in &require_claim {
+                verifier = verifier.require(match claim.as_str() {
+                    "jti" => RequiredClaim::Jti,
+                    "nbf" => RequiredClaim::Nbf,
+                    "client_id" => RequiredClaim::ClientId,
+                    "task" => RequiredClaim::Task,
+                    "agent" => RequiredClaim::Agent,
+                    "cnf" => RequiredClaim::Cnf,
+                    _ => RequiredClaim::Iat,
+                });
+            }
             if let Some(at) = at {
                 verifier = verifier.with_clock(Arc::new(FixedClock::new(at)));
             }

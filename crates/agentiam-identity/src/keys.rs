@@ -122,6 +122,8 @@ fn unb64(field: &'static str, text: &str) -> Result<Vec<u8>, IdentityError> {
 pub struct PublicKey {
     alg: Algorithm,
     kid: String,
+    /// Whether the key ID was given (JWK `kid`) rather than derived from the thumbprint.
+    kid_explicit: bool,
     /// 32 bytes for Ed25519, the 65-byte uncompressed point for P-256.
     raw: Arc<[u8]>,
     parsed: Arc<signature::ParsedPublicKey>,
@@ -175,6 +177,7 @@ impl PublicKey {
         let mut key = Self {
             alg,
             kid: String::new(),
+            kid_explicit: true,
             raw: Arc::from(raw),
             parsed: Arc::new(parsed),
         };
@@ -234,7 +237,9 @@ impl PublicKey {
                 alg.jws_name()
             )));
         }
-        Self::from_raw(alg, &raw, jwk.kid.clone())
+        let mut key = Self::from_raw(alg, &raw, jwk.kid.clone())?;
+        key.kid_explicit = jwk.kid.is_some();
+        Ok(key)
     }
 
     /// The public JWK, with `kid`, `alg` and `use: sig`.
@@ -291,6 +296,12 @@ impl PublicKey {
     /// The key ID.
     pub fn kid(&self) -> &str {
         &self.kid
+    }
+
+    /// False only for a key read from a JWK without `kid` (its key ID is then the thumbprint).
+    /// A verifier may try a key without an explicit `kid` for a token whose `kid` matches nothing.
+    pub fn has_explicit_kid(&self) -> bool {
+        self.kid_explicit
     }
 
     /// The raw public key bytes.

@@ -644,7 +644,7 @@ fn main() {
     );
 
     // --- missing claims -----------------------------------------------------------------------
-    for claim in ["iss", "sub", "aud", "exp", "iat", "jti"] {
+    for claim in ["iss", "sub", "aud", "exp", "iat"] {
         let mut x = c.clone();
         x.as_object_mut().unwrap().remove(claim);
         v.add(
@@ -952,7 +952,7 @@ fn main() {
             "NotYetValid": "nbf or iat lies beyond the leeway in the future.",
             "Audience": "aud must contain the verifier's audience exactly.",
             "Issuer": "iss must equal the trusted issuer exactly.",
-            "MissingClaim": "iss, sub, aud and exp are always required; iat and jti by default.",
+            "MissingClaim": "iss, sub, aud and exp are always required; iat by default. jti is optional unless required.",
             "EcdsaZero": "ECDSA signatures with a zero component.",
             "EcdsaDer": "JWS ES256 signatures are the 64-byte r||s form, not DER.",
             "Ed25519Malleable": "A non-canonical S is refused by the backend.",

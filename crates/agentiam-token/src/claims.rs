@@ -79,8 +79,8 @@ impl Confirmation {
 
 /// Verified (or about to be signed) token claims.
 ///
-/// `iss`, `sub`, `aud` and `exp` are always required. `iat` and `jti` are required by default
-/// (RFC 9068); everything else is optional unless the verifier's configuration requires it.
+/// `iss`, `sub`, `aud` and `exp` are always required and `iat` is by default; everything else,
+/// `jti` included, is optional unless the verifier's configuration requires it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Claims {
     /// Issuer.

@@ -120,7 +120,7 @@ impl Token {
 pub enum RequiredClaim {
     /// `iat` (required by default).
     Iat,
-    /// `jti` (required by default).
+    /// `jti` (required by [`Verifier::require_agent_claims`]).
     Jti,
     /// `nbf`.
     Nbf,
@@ -171,14 +171,17 @@ pub struct Verifier {
 
 impl Verifier {
     /// A verifier trusting `keys` for tokens from `issuer` to `audience`, with a 5 s leeway,
-    /// `iat` and `jti` required, and the system clock.
+    /// `iat` required (besides `iss`, `sub`, `aud`, `exp`), and the system clock.
+    ///
+    /// `jti` is optional by default so tokens from any JWT library verify; a token without one
+    /// can still be revoked by agent or task. [`Verifier::require_agent_claims`] requires it.
     pub fn new(keys: Jwks, issuer: impl Into<String>, audience: impl Into<String>) -> Self {
         Self {
             keys: Arc::new(keys),
             issuer: issuer.into(),
             audience: audience.into(),
             leeway: DEFAULT_LEEWAY_SECS,
-            required: vec![RequiredClaim::Iat, RequiredClaim::Jti],
+            required: vec![RequiredClaim::Iat],
             max_lifetime: None,
             clock: Arc::new(SystemClock),
             revocation: None,
@@ -343,15 +346,18 @@ impl Verifier {
             }
         }
         let key = match &header.kid {
-            Some(kid) => self
-                .keys
-                .find(kid)
-                .ok_or_else(|| TokenError::UnknownKey(clip(kid)))?,
-            // Without a kid, only an unambiguous single-key set can be used.
-            None => match self.keys.keys() {
-                [only] => only,
-                _ => return Err(TokenError::UnknownKey("<none>".into())),
+            Some(kid) => match self.keys.find(kid) {
+                Some(key) => key,
+                // A JWK published without a kid cannot be found by one; it is tried only when it
+                // is the single such key for this algorithm.
+                None => self
+                    .unique_key(&header.alg, |k| !k.has_explicit_kid())
+                    .ok_or_else(|| TokenError::UnknownKey(clip(kid)))?,
             },
+            // Without a kid, only an unambiguous key for the header's algorithm is used.
+            None => self
+                .unique_key(&header.alg, |_| true)
+                .ok_or_else(|| TokenError::UnknownKey("<none>".into()))?,
         };
         check_signature(&jws, key)?;
         let claims = self.check_claims(&jws.payload)?;
@@ -363,6 +369,24 @@ impl Verifier {
         };
         self.check_revocation(&token.claims)?;
         Ok(token)
+    }
+
+    /// The only trusted key of the header's algorithm that satisfies `pred`, if exactly one does.
+    /// The algorithm is still pinned by the key afterwards; the header only narrows the candidates.
+    fn unique_key(
+        &self,
+        alg: &str,
+        pred: impl Fn(&agentiam_identity::PublicKey) -> bool,
+    ) -> Option<&agentiam_identity::PublicKey> {
+        let mut candidates = self
+            .keys
+            .keys()
+            .iter()
+            .filter(|k| k.alg().matches_header(alg) && pred(k));
+        match (candidates.next(), candidates.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
+        }
     }
 
     pub(crate) fn check_revocation(&self, claims: &Claims) -> Result<(), TokenError> {

@@ -414,6 +414,68 @@ fn ed25519_edge_cases_are_pinned() {
     assert!(!key.public_key().verify(b"m", &sig));
 }
 
+#[test]
+fn key_lookup_without_a_matching_kid_is_unambiguous_or_refused() {
+    let ed = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let es = SigningKey::generate(Algorithm::ES256).unwrap();
+    let claims = json!({"iss": ISS, "sub": "s", "aud": AUD, "iat": T0, "exp": T0 + 60}).to_string();
+    let clock = Arc::new(FixedClock::new(T0));
+    // JWKs published without a kid: a token naming some other kid still finds the one key of its algorithm.
+    let anonymous = |k: &SigningKey| {
+        let mut jwk = k.public_key().to_jwk();
+        jwk.kid = None;
+        PublicKey::from_jwk(&jwk).unwrap()
+    };
+    let v = Verifier::new(Jwks::from_keys([anonymous(&ed), anonymous(&es)]), ISS, AUD)
+        .with_clock(clock.clone());
+    let mut header = serde_json::Map::new();
+    header.insert("kid".into(), "key-1".into());
+    assert!(
+        v.verify(&sign_compact(&ed, &header, claims.as_bytes()).unwrap())
+            .is_ok()
+    );
+    assert!(
+        v.verify(&sign_compact(&es, &header, claims.as_bytes()).unwrap())
+            .is_ok()
+    );
+    // With explicit kids, a kid that matches nothing is unknown.
+    let v = Verifier::new(
+        Jwks::from_keys([ed.public_key().clone(), es.public_key().clone()]),
+        ISS,
+        AUD,
+    )
+    .with_clock(clock.clone());
+    let err = v
+        .verify(&sign_compact(&ed, &header, claims.as_bytes()).unwrap())
+        .unwrap_err();
+    assert_eq!(err.code(), "token.unknown_key");
+    // No kid at all: the algorithm picks among trusted keys, but two candidates are ambiguous.
+    let ed2 = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let no_kid = |k: &SigningKey| {
+        let payload = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{}"}}"#, k.alg().jws_name())),
+            URL_SAFE_NO_PAD.encode(&claims)
+        );
+        format!(
+            "{payload}.{}",
+            URL_SAFE_NO_PAD.encode(k.sign(payload.as_bytes()).unwrap())
+        )
+    };
+    assert!(v.verify(&no_kid(&es)).is_ok());
+    assert!(v.verify(&no_kid(&ed)).is_ok());
+    let v = Verifier::new(
+        Jwks::from_keys([ed.public_key().clone(), ed2.public_key().clone()]),
+        ISS,
+        AUD,
+    )
+    .with_clock(clock);
+    assert_eq!(
+        v.verify(&no_kid(&ed)).unwrap_err().code(),
+        "token.unknown_key"
+    );
+}
+
 mod tampering {
     use super::*;
     use proptest::prelude::*;
