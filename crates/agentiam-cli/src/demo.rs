@@ -35,6 +35,15 @@ impl Demo {
         }
     }
 
+    /// Records the outcome of a call that either succeeds or fails with a reason code.
+    fn check<T, E: Coded>(&mut self, what: &str, got: Result<T, E>, expected: Option<&str>) {
+        self.decide(
+            what,
+            got.map(|_| String::new()).map_err(|e| e.code().to_owned()),
+            expected,
+        );
+    }
+
     /// Records a decision and checks it against the expected outcome (`None` = allow).
     fn decide(&mut self, what: &str, got: Result<String, String>, expected: Option<&str>) {
         let (decision, code, detail) = match &got {
@@ -58,6 +67,23 @@ impl Demo {
         }
         self.steps
             .push(json!({"step": what, "decision": decision, "code": code, "detail": detail}));
+    }
+}
+
+/// Errors that carry a stable reason code.
+trait Coded {
+    fn code(&self) -> &'static str;
+}
+
+impl Coded for agentiam::token::TokenError {
+    fn code(&self) -> &'static str {
+        agentiam::token::TokenError::code(self)
+    }
+}
+
+impl Coded for agentiam::identity::IdentityError {
+    fn code(&self) -> &'static str {
+        agentiam::identity::IdentityError::code(self)
     }
 }
 
@@ -163,11 +189,9 @@ pub(crate) fn run(out: &Output) -> Result<(), CliError> {
         "task-43",
         "fix entries",
     ));
-    d.decide(
+    d.check(
         "ask for ledger.*:write, beyond the registration",
-        too_wide
-            .map(|_| String::new())
-            .map_err(|e| e.code().to_owned()),
+        too_wide,
         Some("token.scope_not_permitted"),
     );
     let too_long = issuer.issue(
@@ -180,11 +204,9 @@ pub(crate) fn run(out: &Output) -> Result<(), CliError> {
         )
         .with_ttl(86_400),
     );
-    d.decide(
+    d.check(
         "ask for a day-long token",
-        too_long
-            .map(|_| String::new())
-            .map_err(|e| e.code().to_owned()),
+        too_long,
         Some("token.lifetime_too_long"),
     );
 
@@ -249,20 +271,14 @@ pub(crate) fn run(out: &Output) -> Result<(), CliError> {
         &injected,
         runtime.clone(),
     )?;
-    d.decide(
+    d.check(
         "same token presented by the agent after its prompt was changed",
-        verifier
-            .verify_for_agent(&issued.token, &tampered)
-            .map(|_| String::new())
-            .map_err(|e| e.code().to_owned()),
+        verifier.verify_for_agent(&issued.token, &tampered),
         Some("token.identity_mismatch"),
     );
-    d.decide(
+    d.check(
         "configuration attestor sees the changed prompt",
-        ConfigurationAttestor::new(registered_config)
-            .attest(&injected)
-            .map(|_| String::new())
-            .map_err(|e| e.code().to_owned()),
+        ConfigurationAttestor::new(registered_config).attest(&injected),
         Some("identity.attestation_failed"),
     );
     let swapped_model = AgentIdentity::new(
@@ -271,18 +287,15 @@ pub(crate) fn run(out: &Output) -> Result<(), CliError> {
         &config,
         runtime.clone(),
     )?;
-    d.decide(
+    d.check(
         "the swapped-model agent asks the broker for a token",
-        issuer
-            .issue(&TokenRequest::new(
-                &swapped_model,
-                AUDIENCE,
-                ScopeSet::parse("ledger.ar:read")?,
-                "task-45",
-                "read",
-            ))
-            .map(|_| String::new())
-            .map_err(|e| e.code().to_owned()),
+        issuer.issue(&TokenRequest::new(
+            &swapped_model,
+            AUDIENCE,
+            ScopeSet::parse("ledger.ar:read")?,
+            "task-45",
+            "read",
+        )),
         Some("token.identity_mismatch"),
     );
     let other = AgentIdentity::new(
@@ -291,12 +304,9 @@ pub(crate) fn run(out: &Output) -> Result<(), CliError> {
         &config,
         runtime,
     )?;
-    d.decide(
+    d.check(
         "another agent replays the reconciler's token",
-        verifier
-            .verify_for_agent(&issued.token, &other)
-            .map(|_| String::new())
-            .map_err(|e| e.code().to_owned()),
+        verifier.verify_for_agent(&issued.token, &other),
         Some("token.identity_mismatch"),
     );
 
@@ -306,12 +316,9 @@ pub(crate) fn run(out: &Output) -> Result<(), CliError> {
     forged.aud = Audience::One(AUDIENCE.into());
     let attacker = Issuer::new(ISSUER, KeySet::new(SigningKey::generate(Algorithm::EdDSA)?));
     let forged = attacker.sign(&forged)?;
-    d.decide(
+    d.check(
         "token with *:* signed by an attacker's key",
-        verifier
-            .verify(&forged)
-            .map(|_| String::new())
-            .map_err(|e| e.code().to_owned()),
+        verifier.verify(&forged),
         Some("token.unknown_key"),
     );
     let mut parts: Vec<String> = issued.token.split('.').map(str::to_owned).collect();
@@ -323,12 +330,9 @@ pub(crate) fn run(out: &Output) -> Result<(), CliError> {
         parts.first().cloned().unwrap_or_default(),
         parts.get(1).cloned().unwrap_or_default()
     );
-    d.decide(
+    d.check(
         "the same claims with alg none",
-        verifier
-            .verify(&unsigned)
-            .map(|_| String::new())
-            .map_err(|e| e.code().to_owned()),
+        verifier.verify(&unsigned),
         Some("token.alg_not_allowed"),
     );
     let dpop_key = SigningKey::generate(Algorithm::ES256)?;
@@ -342,12 +346,9 @@ pub(crate) fn run(out: &Output) -> Result<(), CliError> {
         )
         .bind_dpop(dpop_key.public_key().thumbprint()),
     )?;
-    d.decide(
+    d.check(
         "a DPoP-bound token replayed without its proof",
-        verifier
-            .verify(&bound.token)
-            .map(|_| String::new())
-            .map_err(|e| e.code().to_owned()),
+        verifier.verify(&bound.token),
         Some("token.pop_required"),
     );
     let dpop = DpopVerifier::new(clock.clone());
@@ -362,18 +363,14 @@ pub(crate) fn run(out: &Output) -> Result<(), CliError> {
         request.url,
         clock.now(),
     )?;
-    let bound_check = |proof: &str| {
-        verifier
-            .verify_with_dpop(&bound.token, Some(proof), &request, &dpop)
-            .map(|_| String::new())
-            .map_err(|e| e.code().to_owned())
-    };
-    d.decide(
+    let bound_check =
+        |proof: &str| verifier.verify_with_dpop(&bound.token, Some(proof), &request, &dpop);
+    d.check(
         "the same token with a fresh proof from its key",
         bound_check(&proof),
         None,
     );
-    d.decide(
+    d.check(
         "the same proof replayed",
         bound_check(&proof),
         Some("token.pop_invalid"),
@@ -381,22 +378,16 @@ pub(crate) fn run(out: &Output) -> Result<(), CliError> {
 
     d.section("6. Time and revocation");
     clock.advance(16 * 60);
-    d.decide(
+    d.check(
         "the task token 16 minutes later",
-        verifier
-            .verify(&issued.token)
-            .map(|_| String::new())
-            .map_err(|e| e.code().to_owned()),
+        verifier.verify(&issued.token),
         Some("token.expired"),
     );
     clock.advance(-16 * 60);
     revocations.revoke(Revocation::Task("task-42".into()), issued.claims.exp)?;
-    d.decide(
+    d.check(
         "the task token after task-42 was revoked",
-        verifier
-            .verify(&issued.token)
-            .map(|_| String::new())
-            .map_err(|e| e.code().to_owned()),
+        verifier.verify(&issued.token),
         Some("token.revoked"),
     );
     let before_rotation = issuer.issue(&TokenRequest::new(
@@ -440,15 +431,13 @@ pub(crate) fn run(out: &Output) -> Result<(), CliError> {
         svid.spiffe_id,
         svid.cert_der.len()
     ));
-    d.decide(
+    d.check(
         "an SVID for a workload outside the trust domain",
         ca.issue(
             &parse_spiffe_id("spiffe://evil.example/agent")?,
             clock.now(),
             3_600,
-        )
-        .map(|_| String::new())
-        .map_err(|e| e.code().to_owned()),
+        ),
         Some("identity.certificate"),
     );
 

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use spiffe::SpiffeId;
 
-use crate::{IdentityError, Sha256Digest, error::truncate_for_error};
+use crate::{IdentityError, Sha256Digest, error::clip_for_message};
 
 /// Parses a SPIFFE ID (`spiffe://trust-domain/path`), with a clear error.
 ///
@@ -23,7 +23,7 @@ use crate::{IdentityError, Sha256Digest, error::truncate_for_error};
 /// ```
 pub fn parse_spiffe_id(text: &str) -> Result<SpiffeId, IdentityError> {
     SpiffeId::new(text).map_err(|e| IdentityError::BadSpiffeId {
-        input: truncate_for_error(text),
+        input: clip_for_message(text),
         reason: e.to_string(),
     })
 }
@@ -31,7 +31,7 @@ pub fn parse_spiffe_id(text: &str) -> Result<SpiffeId, IdentityError> {
 /// Parses a SPIFFE trust domain name (`acme.example`) or a SPIFFE ID's trust domain.
 pub fn parse_trust_domain(text: &str) -> Result<spiffe::TrustDomain, IdentityError> {
     spiffe::TrustDomain::new(text).map_err(|e| IdentityError::BadSpiffeId {
-        input: truncate_for_error(text),
+        input: clip_for_message(text),
         reason: e.to_string(),
     })
 }
@@ -123,7 +123,7 @@ impl AgentConfiguration {
             if let [a, b] = pair
                 && a.name == b.name
             {
-                return Err(IdentityError::DuplicateTool(truncate_for_error(&a.name)));
+                return Err(IdentityError::DuplicateTool(clip_for_message(&a.name)));
             }
         }
         #[derive(Serialize)]

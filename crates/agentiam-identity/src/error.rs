@@ -59,9 +59,15 @@ impl IdentityError {
     }
 }
 
-/// Truncates attacker-controlled text before it is echoed in an error.
-pub(crate) fn truncate_for_error(input: &str) -> String {
-    const MAX: usize = 128;
+/// Clips attacker-controlled text to at most 96 bytes (on a character boundary, with `...`)
+/// before it is echoed in an error message, so a hostile input cannot flood logs.
+///
+/// ```
+/// assert_eq!(agentiam_identity::clip_for_message("short"), "short");
+/// assert!(agentiam_identity::clip_for_message(&"x".repeat(1000)).len() < 100);
+/// ```
+pub fn clip_for_message(input: &str) -> String {
+    const MAX: usize = 96;
     if input.len() <= MAX {
         return input.to_owned();
     }

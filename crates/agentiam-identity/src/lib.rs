@@ -24,7 +24,7 @@ pub use agent::{
 };
 pub use attest::{AttestedClaims, Attestor, ConfigurationAttestor, UnixProcessAttestor};
 pub use digest::Sha256Digest;
-pub use error::IdentityError;
+pub use error::{IdentityError, clip_for_message};
 pub use keys::{Algorithm, Jwk, Jwks, KeySet, PublicKey, SigningKey};
 pub use spiffe::{SpiffeId, TrustDomain};
 pub use svid::{SvidAuthority, X509Svid};

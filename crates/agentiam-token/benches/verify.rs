@@ -433,7 +433,7 @@ fn main() {
         let (key, validation) = jsonwebtoken_setup(alg, &f.jwk);
         jsonwebtoken::decode::<serde_json::Value>(&f.token, &key, &validation).unwrap();
     }
-    let cache = CachingVerifier::new(ed.verifier.clone(), 10_000, Duration::from_secs(300));
+    let cache = CachingVerifier::new(ed.verifier.clone(), 10_000);
     cache.verify(&ed.token).unwrap();
 
     let mut criterion = Criterion::default()

@@ -134,15 +134,4 @@ impl TokenError {
     }
 }
 
-/// Truncates attacker-controlled text before it is echoed in an error.
-pub(crate) fn clip(input: &str) -> String {
-    const MAX: usize = 96;
-    if input.len() <= MAX {
-        return input.to_owned();
-    }
-    let mut end = MAX;
-    while !input.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", input.get(..end).unwrap_or_default())
-}
+pub(crate) use agentiam_identity::clip_for_message as clip;

@@ -10,7 +10,6 @@
 )]
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use agentiam_identity::*;
 use agentiam_token::*;
@@ -225,11 +224,7 @@ fn rotation_keeps_old_tokens_valid_until_their_expiry_only() {
 fn cached_verification_still_expires_and_sees_revocations() {
     let w = world(Algorithm::EdDSA);
     let revoked = Arc::new(InMemoryRevocationSet::new());
-    let cache = CachingVerifier::new(
-        w.verifier().with_revocation(revoked.clone()),
-        1000,
-        Duration::from_secs(600),
-    );
+    let cache = CachingVerifier::new(w.verifier().with_revocation(revoked.clone()), 1000);
     let a = w.issuer.issue(&w.request("ledger.ar:read")).unwrap();
     let b = w
         .issuer
@@ -243,6 +238,20 @@ fn cached_verification_still_expires_and_sees_revocations() {
         .unwrap();
     assert!(cache.verify(&a.token).is_ok());
     assert!(cache.verify(&a.token).is_ok(), "cache hit");
+    // Another payload under the cached token's signature is not a cache hit: it is verified, and fails.
+    let parts: Vec<&str> = a.token.split('.').collect();
+    let widened = URL_SAFE_NO_PAD.encode(
+        json!({"iss": ISS, "sub": w.agent.spiffe_id().to_string(), "aud": AUD, "iat": T0, "exp": T0 + 600, "scope": "*:*"}).to_string(),
+    );
+    let forged = format!("{}.{widened}.{}", parts[0], parts[2]);
+    assert_eq!(
+        cache.verify(&forged).unwrap_err().code(),
+        "token.bad_signature"
+    );
+    assert!(
+        cache.verify(&a.token).is_ok(),
+        "the real token is still cached"
+    );
     assert!(cache.verify(&b.token).is_ok());
     revoked
         .revoke(Revocation::Task("task-2".into()), T0 + 10_000)
@@ -256,7 +265,7 @@ fn cached_verification_still_expires_and_sees_revocations() {
         .unwrap();
     assert_eq!(cache.verify(&a.token).unwrap_err().code(), "token.revoked");
     let w2 = world(Algorithm::EdDSA);
-    let cache = CachingVerifier::new(w2.verifier(), 1000, Duration::from_secs(600));
+    let cache = CachingVerifier::new(w2.verifier(), 1000);
     let c = w2.issuer.issue(&w2.request("ledger.ar:read")).unwrap();
     assert!(cache.verify(&c.token).is_ok());
     w2.clock.advance(DEFAULT_TTL_SECS + DEFAULT_LEEWAY_SECS);
