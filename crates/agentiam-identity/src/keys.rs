@@ -464,8 +464,11 @@ impl SigningKey {
         let mut jwk = self.public.to_jwk();
         jwk.d = Some(b64(&secret));
         let text = serde_json::to_string_pretty(&jwk)
-            .map_err(|e| IdentityError::BadKey(format!("cannot serialize JWK: {e}")))?;
-        Ok(Zeroizing::new(text))
+            .map_err(|e| IdentityError::BadKey(format!("cannot serialize JWK: {e}")));
+        if let Some(d) = jwk.d.as_mut() {
+            zeroize::Zeroize::zeroize(d);
+        }
+        Ok(Zeroizing::new(text?))
     }
 
     /// Signs `msg`: 64 bytes for both algorithms (ES256 is r||s, not DER).
