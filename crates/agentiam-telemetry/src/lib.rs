@@ -1,0 +1,23 @@
+//! The agent activity log for agentiam.
+//!
+//! Every decision becomes an [`AuditEvent`]: who acted (SPIFFE ID and composite digest, on
+//! whose behalf, through which delegation chain), what it was asked, which tool it called with
+//! which arguments (hashed always, values redacted by policy), what data it touched, what was
+//! decided and why. Events are appended to a tamper-evident log of JSON Lines segments with a
+//! hash chain and an RFC 6962 Merkle tree, sealed by signed checkpoints in the C2SP
+//! tlog-checkpoint format, and verifiable offline with `agentiam audit verify`.
+//!
+//! This crate is a leaf: decisions write to it and never read from it.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+mod event;
+pub mod ocsf;
+pub mod otel;
+
+pub use error::AuditError;
+pub use event::{
+    AgentRef, AuditEvent, ContentRef, Decision, EVENT_SCHEMA_VERSION, Outcome, REDACTED,
+    RedactionPolicy, ToolCall, sha256_hex,
+};

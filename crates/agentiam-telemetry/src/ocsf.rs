@@ -1,0 +1,1 @@
+//! OCSF-shaped SIEM export (filled in by the OTel work).

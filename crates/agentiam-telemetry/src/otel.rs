@@ -1,0 +1,1 @@
+//! OpenTelemetry spans (filled in by the OTel work).
