@@ -11,13 +11,24 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod checkpoint;
 mod error;
 mod event;
+mod log;
+pub mod merkle;
 pub mod ocsf;
 pub mod otel;
+mod record;
+mod store;
+mod verify;
 
+pub use checkpoint::{Checkpoint, NoteSigner, NoteVerifier};
 pub use error::AuditError;
 pub use event::{
     AgentRef, AuditEvent, ContentRef, Decision, EVENT_SCHEMA_VERSION, Outcome, REDACTED,
     RedactionPolicy, ToolCall, sha256_hex,
 };
+pub use log::{AuditLog, Durability, LogConfig, Receipt};
+pub use record::{GENESIS, Record};
+pub use store::{FileStore, MemStore, SegmentStore, StoreOp, segment_file_name};
+pub use verify::{VerifyReport, verify_log};
