@@ -137,6 +137,11 @@ pub enum StoreOp {
         /// Length.
         len: usize,
     },
+    /// A segment created (durably: the file store syncs the directory).
+    Create {
+        /// Segment.
+        segment: u64,
+    },
     /// fsync of a segment.
     Sync {
         /// Segment.
@@ -196,6 +201,9 @@ impl MemStore {
         let mut written: BTreeMap<u64, usize> = BTreeMap::new();
         for op in inner.ops.iter().take(at) {
             match op {
+                StoreOp::Create { segment } => {
+                    durable.entry(*segment).or_insert(0);
+                }
                 StoreOp::Write {
                     segment,
                     offset,
@@ -220,10 +228,6 @@ impl MemStore {
             let upto = written.get(seg).copied().unwrap_or(*keep);
             let end = (*keep + torn).min(upto).min(data.len());
             segments.insert(*seg, data.get(..end).unwrap_or_default().to_vec());
-        }
-        // Segments created but never written exist empty.
-        for seg in inner.segments.keys() {
-            segments.entry(*seg).or_insert_with(Vec::new);
         }
         MemStore {
             inner: Arc::new(Mutex::new(MemInner {
@@ -267,6 +271,9 @@ impl SegmentStore for MemStore {
     fn open_for_append(&mut self, first_seq: u64, len: u64) -> io::Result<()> {
         let mut inner = self.lock()?;
         Self::check_failure(&inner)?;
+        if !inner.segments.contains_key(&first_seq) {
+            inner.ops.push(StoreOp::Create { segment: first_seq });
+        }
         let seg = inner.segments.entry(first_seq).or_default();
         seg.truncate(usize::try_from(len).unwrap_or(usize::MAX));
         inner.active = Some(first_seq);
