@@ -79,7 +79,7 @@ pub(crate) fn run(cmd: KeysCommand, out: &Output) -> Result<(), CliError> {
     }
 }
 
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), CliError> {
+pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), CliError> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]

@@ -4,6 +4,7 @@
 //! `{"error": {"code": "...", "message": "..."}}` on standard output.
 #![forbid(unsafe_code)]
 
+mod audit;
 mod demo;
 mod keys;
 mod output;
@@ -34,6 +35,9 @@ enum Command {
     /// Issue and verify task tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Verify and read the agent activity log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,6 +47,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo => demo::run(&out),
         Command::Keys(cmd) => keys::run(cmd, &out),
         Command::Token(cmd) => token::run(cmd, &out),
+        Command::Audit(cmd) => audit::run(cmd, &out),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

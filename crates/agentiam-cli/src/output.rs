@@ -29,6 +29,15 @@ impl CliError {
         }
     }
 
+    /// A failure whose output was already printed.
+    pub(crate) fn silent(exit: u8) -> Self {
+        Self {
+            code: String::new(),
+            message: String::new(),
+            exit,
+        }
+    }
+
     pub(crate) fn exit_code(&self) -> std::process::ExitCode {
         std::process::ExitCode::from(self.exit)
     }
@@ -69,6 +78,9 @@ impl Output {
     }
 
     pub(crate) fn error(&self, e: &CliError) {
+        if e.code.is_empty() {
+            return;
+        }
         if self.json {
             println!(
                 "{}",

@@ -32,6 +32,7 @@
 pub struct ReadmeDoctests;
 
 pub use agentiam_identity as identity;
+pub use agentiam_telemetry as telemetry;
 pub use agentiam_token as token;
 
 /// The types most programs need.

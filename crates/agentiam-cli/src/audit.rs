@@ -1,0 +1,232 @@
+//! `agentiam audit verify|tail|keygen`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use agentiam::telemetry::{
+    AuditError, FileStore, MemStore, NoteSigner, NoteVerifier, SegmentStore, verify_log,
+};
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use crate::output::{CliError, Output, read_file};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Verify a log offline: exit 0 when intact, 1 with the first bad sequence number otherwise.
+    Verify {
+        /// A log directory (segments `*.jsonl`), or one segment file.
+        path: PathBuf,
+        /// A signed checkpoint to check the log against (kept apart from the log).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// The checkpoint signer's verifier key (`name+hash+key`), or a file holding it.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Print the last events of a log readably.
+    Tail {
+        /// A log directory or one segment file.
+        path: PathBuf,
+        /// How many of the last events.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        lines: usize,
+        /// Keep printing new events as they are appended.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Create a checkpoint signing key: the signer key goes to --out (mode 0600), the verifier key is printed.
+    Keygen {
+        /// The log's name (origin), e.g. acme.example/agentiam/audit.
+        #[arg(long)]
+        name: String,
+        /// Where to write the signer key. Refuses to overwrite.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+impl From<AuditError> for CliError {
+    fn from(e: AuditError) -> Self {
+        match e {
+            AuditError::Io(_) => Self::usage(e.code(), &e),
+            _ => Self::refusal(e.code(), &e),
+        }
+    }
+}
+
+/// Opens a directory as a file store, or a single segment file as an in-memory store.
+fn open_store(path: &Path) -> Result<Box<dyn SegmentStore>, CliError> {
+    if path.is_dir() {
+        return Ok(Box::new(
+            FileStore::open(path).map_err(|e| CliError::usage("cli.io", e))?,
+        ));
+    }
+    let bytes = std::fs::read(path)
+        .map_err(|e| CliError::usage("cli.io", format!("cannot read {}: {e}", path.display())))?;
+    let first = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0);
+    let store = MemStore::new();
+    store.set_segment(first, bytes);
+    Ok(Box::new(store))
+}
+
+fn read_key(key: &str) -> Result<NoteVerifier, CliError> {
+    let text = if Path::new(key).is_file() {
+        read_file(Path::new(key))?
+    } else {
+        key.to_owned()
+    };
+    NoteVerifier::from_verifier_key(text.trim()).map_err(|e| CliError::usage(e.code(), e))
+}
+
+pub(crate) fn run(cmd: AuditCommand, out: &Output) -> Result<(), CliError> {
+    match cmd {
+        AuditCommand::Verify {
+            path,
+            checkpoint,
+            key,
+        } => {
+            let store = open_store(&path)?;
+            let note = match (&checkpoint, &key) {
+                (Some(cp), Some(_)) => Some(read_file(cp)?),
+                (Some(_), None) => {
+                    return Err(CliError::usage(
+                        "cli.missing_key",
+                        "--checkpoint needs --key to check its signature",
+                    ));
+                }
+                (None, _) => None,
+            };
+            let verifier = key.as_deref().map(read_key).transpose()?;
+            let checked = match (&note, &verifier) {
+                (Some(n), Some(v)) => Some((n.as_str(), v)),
+                _ => None,
+            };
+            let report = match verify_log(store.as_ref(), checked) {
+                Ok(r) => r,
+                Err(e) => {
+                    if out.json {
+                        println!(
+                            "{}",
+                            json!({"error": {"code": e.code(), "message": e.to_string(), "seq": e.seq()}})
+                        );
+                        return Err(CliError::silent(1));
+                    }
+                    return Err(e.into());
+                }
+            };
+            let root: String = report.root.iter().map(|b| format!("{b:02x}")).collect();
+            let cp = report
+                .checkpoint
+                .as_ref()
+                .map(|c| json!({"origin": c.origin, "size": c.size}));
+            let human = match &report.checkpoint {
+                Some(c) => format!(
+                    "intact: {} records in {} segments, consistent with the checkpoint of {} at size {}",
+                    report.records, report.segments, c.origin, c.size
+                ),
+                None => format!(
+                    "intact: {} records in {} segments (no checkpoint given: a cut tail or a consistently rewritten history would not show)",
+                    report.records, report.segments
+                ),
+            };
+            out.result(
+                &json!({"valid": true, "records": report.records, "segments": report.segments, "root": root, "checkpoint": cp}),
+                &human,
+            );
+            Ok(())
+        }
+        AuditCommand::Tail {
+            path,
+            lines,
+            follow,
+        } => tail(&path, lines, follow, out),
+        AuditCommand::Keygen { name, out: file } => {
+            let signer = NoteSigner::generate(&name).map_err(|e| CliError::usage(e.code(), e))?;
+            crate::keys::write_private(
+                &file,
+                signer
+                    .private_key()
+                    .map_err(|e| CliError::usage(e.code(), e))?
+                    .as_bytes(),
+            )?;
+            let vkey = signer.verifier_key();
+            out.result(&json!({"name": name, "verifier_key": vkey, "signer_key_file": file.display().to_string()}), &vkey);
+            Ok(())
+        }
+    }
+}
+
+fn describe(line: &str) -> String {
+    let Ok(v) = serde_json::from_str::<Value>(line) else {
+        return format!(
+            "(unreadable record) {}",
+            line.chars().take(80).collect::<String>()
+        );
+    };
+    let e = &v["event"];
+    let s = |x: &Value| x.as_str().unwrap_or("-").to_owned();
+    let tool = e["tool"]["name"]
+        .as_str()
+        .map(|t| format!(" tool={t}"))
+        .unwrap_or_default();
+    let code = e["decision"]["code"]
+        .as_str()
+        .map(|c| format!(" ({c})"))
+        .unwrap_or_default();
+    format!(
+        "#{} {} {} {}{} -> {}{}",
+        v["seq"],
+        e["time_unix_ms"],
+        s(&e["kind"]),
+        s(&e["agent"]["spiffe_id"]),
+        tool,
+        s(&e["decision"]["outcome"]),
+        code
+    )
+}
+
+fn all_lines(path: &Path) -> Result<Vec<String>, CliError> {
+    let store = open_store(path)?;
+    let mut lines = Vec::new();
+    for seg in store.segments().map_err(|e| CliError::usage("cli.io", e))? {
+        let bytes = store.read(seg).map_err(|e| CliError::usage("cli.io", e))?;
+        lines.extend(String::from_utf8_lossy(&bytes).lines().map(str::to_owned));
+    }
+    Ok(lines)
+}
+
+fn tail(path: &Path, n: usize, follow: bool, out: &Output) -> Result<(), CliError> {
+    let mut shown = 0usize;
+    let mut first = true;
+    loop {
+        let lines = all_lines(path)?;
+        let start = if first {
+            lines.len().saturating_sub(n)
+        } else {
+            shown
+        };
+        let mut stdout = std::io::stdout().lock();
+        for line in lines.iter().skip(start) {
+            let text = if out.json {
+                line.clone()
+            } else {
+                describe(line)
+            };
+            if writeln!(stdout, "{text}").is_err() {
+                return Ok(());
+            }
+        }
+        let _ = stdout.flush();
+        shown = lines.len();
+        first = false;
+        if !follow {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
