@@ -20,6 +20,8 @@ struct Demo {
     steps: Vec<Value>,
     unexpected: Vec<String>,
     json: bool,
+    /// Every decision also goes to a tamper-evident activity log.
+    log: Option<agentiam::telemetry::AuditLog>,
 }
 
 impl Demo {
@@ -65,6 +67,32 @@ impl Demo {
                 println!("   [{tag}] {what} ({detail})");
             }
         }
+        if let Some(log) = &self.log {
+            use agentiam::telemetry::{AgentRef, AuditEvent, Decision, RedactionPolicy};
+            let mut event = AuditEvent::new(
+                "demo_decision",
+                AgentRef {
+                    spiffe_id: "spiffe://acme.example/agent/reconciler".into(),
+                    composite_digest: None,
+                },
+                SystemClock.now().saturating_mul(1000),
+                match &code {
+                    None => Decision::allow(),
+                    Some(c) => Decision::deny(c.clone()),
+                },
+            );
+            event.input = Some(
+                RedactionPolicy {
+                    record_input_content: true,
+                    ..RedactionPolicy::default()
+                }
+                .content(what),
+            );
+            if log.append(event).is_err() {
+                self.unexpected
+                    .push(format!("{what}: the activity log refused the event"));
+            }
+        }
         self.steps
             .push(json!({"step": what, "decision": decision, "code": code, "detail": detail}));
     }
@@ -78,6 +106,12 @@ trait Coded {
 impl Coded for agentiam::token::TokenError {
     fn code(&self) -> &'static str {
         agentiam::token::TokenError::code(self)
+    }
+}
+
+impl Coded for agentiam::telemetry::AuditError {
+    fn code(&self) -> &'static str {
+        agentiam::telemetry::AuditError::code(self)
     }
 }
 
@@ -106,10 +140,27 @@ fn agent_config(prompt: &str) -> AgentConfiguration {
 }
 
 pub(crate) fn run(out: &Output) -> Result<(), CliError> {
+    use agentiam::telemetry::{
+        AuditLog, LogConfig, MemStore, NoteSigner, NoteVerifier, SegmentStore, verify_log,
+    };
+    let log_dir = std::env::temp_dir().join(format!(
+        "agentiam-demo-{}-{}",
+        std::process::id(),
+        SystemClock.now()
+    ));
+    let signer = NoteSigner::generate("acme.example/agentiam/demo")
+        .map_err(|e| CliError::usage(e.code(), e))?;
+    let verifier_key = signer.verifier_key();
+    let log = AuditLog::open_dir(
+        &log_dir,
+        LogConfig::new("acme.example/agentiam/demo"),
+        Some(signer),
+    )?;
     let mut d = Demo {
         steps: Vec::new(),
         unexpected: Vec::new(),
         json: out.json,
+        log: Some(log),
     };
     let clock = Arc::new(FixedClock::new(SystemClock.now()));
 
@@ -440,6 +491,43 @@ pub(crate) fn run(out: &Output) -> Result<(), CliError> {
         ),
         Some("identity.certificate"),
     );
+
+    d.section("8. Every decision above is in a tamper-evident activity log");
+    let checkpoint = match d.log.take() {
+        Some(log) => log.close()?.unwrap_or_default(),
+        None => String::new(),
+    };
+    let verifier =
+        NoteVerifier::from_verifier_key(&verifier_key).map_err(|e| CliError::usage(e.code(), e))?;
+    let store =
+        agentiam::telemetry::FileStore::open(&log_dir).map_err(|e| CliError::usage("cli.io", e))?;
+    d.decide(
+        "audit verify: the log against its signed checkpoint",
+        verify_log(&store, Some((&checkpoint, &verifier)))
+            .map(|r| format!("{} records", r.records))
+            .map_err(|e| e.code().to_owned()),
+        None,
+    );
+    let mut bytes = store.read(0).map_err(|e| CliError::usage("cli.io", e))?;
+    let needle = br#""outcome":"deny""#;
+    if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
+        // Rewrite the first denial as an allow, as an insider covering tracks would.
+        bytes.splice(
+            at..at + needle.len(),
+            br#""outcome":"allow""#.iter().copied(),
+        );
+    }
+    let edited = MemStore::new();
+    edited.set_segment(0, bytes);
+    d.check(
+        "audit verify: the same log after one denial was edited to look allowed",
+        verify_log(&edited, Some((&checkpoint, &verifier))),
+        Some("audit.tampered"),
+    );
+    d.note(&format!(
+        "inspect it: agentiam audit tail {} -n 5",
+        log_dir.display()
+    ));
 
     let ok = d.unexpected.is_empty();
     if out.json {
