@@ -358,10 +358,11 @@ impl<S: SegmentStore> Writer<S> {
                 Msg::Close(r) => close = Some(r),
             }
         }
-        if self.failed.is_none() && !buf.is_empty() {
-            if let Err(e) = self.write(&buf) {
-                self.failed = Some(e);
-            }
+        if self.failed.is_none()
+            && !buf.is_empty()
+            && let Err(e) = self.write(&buf)
+        {
+            self.failed = Some(e);
         }
         let must_sync = match self.config.durability {
             Durability::Batch => true,
@@ -371,10 +372,11 @@ impl<S: SegmentStore> Writer<S> {
             || !flushes.is_empty()
             || !checkpoints.is_empty()
             || close.is_some();
-        if self.failed.is_none() && must_sync {
-            if let Err(e) = self.sync() {
-                self.failed = Some(e);
-            }
+        if self.failed.is_none()
+            && must_sync
+            && let Err(e) = self.sync()
+        {
+            self.failed = Some(e);
         }
         let outcome = |failed: &Option<AuditError>| failed.clone().map_or(Ok(()), Err);
         for (r, receipt) in waiting {
@@ -392,10 +394,11 @@ impl<S: SegmentStore> Writer<S> {
         for r in checkpoints {
             let _ = r.send(outcome(&self.failed).and_then(|()| self.write_checkpoint()));
         }
-        if self.failed.is_none() && self.should_checkpoint() {
-            if let Err(e) = self.write_checkpoint() {
-                self.failed = Some(e);
-            }
+        if self.failed.is_none()
+            && self.should_checkpoint()
+            && let Err(e) = self.write_checkpoint()
+        {
+            self.failed = Some(e);
         }
         if let Some(r) = close {
             let _ = r.send(self.finish());

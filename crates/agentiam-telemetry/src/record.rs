@@ -14,10 +14,10 @@ use crate::{AuditError, AuditEvent};
 pub const GENESIS: Hash = [0u8; 32];
 
 pub(crate) fn hex(h: &Hash) -> String {
+    use std::fmt::Write;
     let mut s = String::with_capacity(64);
     for b in h {
-        s.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
-        s.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+        let _ = write!(s, "{b:02x}");
     }
     s
 }

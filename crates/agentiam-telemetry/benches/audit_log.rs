@@ -1,0 +1,626 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    reason = "benchmark harness"
+)]
+//! Activity-log throughput against the design targets and against SQLite, in one run.
+//!
+//! - Target A, ">= 1M appends/s in memory": `AuditLog` on a `MemStore` with
+//!   `Durability::Interval(1 h)` (no syncs), N pre-built events moved in with `append()`, then
+//!   one `flush()`; wall clock from the first append to the flush's return.
+//! - Target B, ">= 20k durable records/s with group commit": `AuditLog` on a `FileStore` with
+//!   `Durability::Batch`, K writer threads each calling `append_durable` in a loop; durable
+//!   records/s and per-call commit latency p50/p99.
+//! - Peer: SQLite (rusqlite, bundled) inserting the same JSON text (`serde_json::to_string`
+//!   of each event, serialized inside the timed loop as the log canonicalizes inside its own)
+//!   into `(seq INTEGER PRIMARY KEY, body TEXT)`: WAL with `synchronous=FULL` (and `NORMAL`
+//!   as an extra line) on the same disk, in transactions of the batch size the log achieved
+//!   (and a fixed 256); and `:memory:` for the in-memory comparison.
+//!
+//! A custom `main` with `Instant` loops over fixed counts, each measurement repeated 3 times
+//! (agentiam and SQLite interleaved) and the median taken. It prints figures and ratios and
+//! never asserts on timings. `-- --quick` runs 10x smaller counts; other arguments are ignored.
+//!
+//! Run with `cargo bench -p agentiam-telemetry --bench audit_log`.
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use agentiam_telemetry::{
+    AgentRef, AuditEvent, AuditLog, Decision, Durability, FileStore, LogConfig, MemStore, Outcome,
+    RedactionPolicy, SegmentStore, ToolCall, merkle,
+};
+use serde_json::json;
+
+const TARGET_MEM_PER_S: f64 = 1_000_000.0;
+const TARGET_DURABLE_PER_S: f64 = 20_000.0;
+const REPS: usize = 3;
+const WRITER_THREADS: [usize; 2] = [8, 32];
+const SQLITE_FIXED_BATCH: usize = 256;
+const SQLITE_MEM_BATCH: usize = 4096;
+
+struct Scale {
+    in_memory: usize,
+    durable: usize,
+    breakdown: usize,
+}
+
+/// Everything about an event that does not change per record (the tool call is built once:
+/// its canonical hash is the caller's cost, not the log's).
+struct Template {
+    tool: ToolCall,
+}
+
+impl Template {
+    fn new() -> Self {
+        let tool = RedactionPolicy::default()
+            .tool_call(
+                "approve_payment",
+                Some("call-1"),
+                &json!({"amount": 420, "currency": "USD", "to": "acct-1"}),
+            )
+            .expect("tool call");
+        Self { tool }
+    }
+
+    fn event(&self, i: usize) -> AuditEvent {
+        let mut event = AuditEvent::new(
+            "tool_call",
+            AgentRef {
+                spiffe_id: "spiffe://acme.example/ns/payments/sa/ap-agent".into(),
+                composite_digest: Some(
+                    "sha256:9f2c4e6a8b0d1f3e5a7c9b1d3f5e7a9c0b2d4f6e8a0c2e4f6a8b0d2f4e6a8c0b"
+                        .into(),
+                ),
+            },
+            1_764_000_000_000 + i64::try_from(i).unwrap(),
+            Decision {
+                outcome: Outcome::Allow,
+                code: None,
+                policy_id: Some("payments-approval".into()),
+                policy_version: Some("2026-11-01".into()),
+            },
+        );
+        event.on_behalf_of = Some("user:alice@acme.example".into());
+        event.task_id = Some(format!("task-{:08}", i / 16));
+        event.token_jti = Some(format!("jti-7c1e2a94-{i:012}"));
+        event.trace_id = Some(format!("4bf92f3577b34da6a3ce{i:012x}"));
+        event.span_id = Some(format!("00f0{i:012x}"));
+        event.tool = Some(self.tool.clone());
+        event.data_accessed = vec![format!("ledger://acme/ar/invoice-{i}")];
+        event.duration_us = Some(1_250);
+        event
+    }
+
+    fn events(&self, n: usize) -> Vec<AuditEvent> {
+        (0..n).map(|i| self.event(i)).collect()
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn per_s(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+fn fmt_rate(r: f64) -> String {
+    if r >= 1_000_000.0 {
+        format!("{:.2}M/s", r / 1_000_000.0)
+    } else {
+        format!("{:.1}k/s", r / 1_000.0)
+    }
+}
+
+fn verdict(got: f64, target: f64) -> &'static str {
+    if got >= target { "MET" } else { "MISSED" }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.0} us", d.as_secs_f64() * 1e6)
+}
+
+/// The mount (device, fstype, mount point) holding `path`, from /proc/mounts.
+fn filesystem_of(path: &Path) -> String {
+    let Ok(path) = path.canonicalize() else {
+        return "unknown".into();
+    };
+    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else {
+        return "unknown (no /proc/mounts)".into();
+    };
+    let mut best: Option<(usize, String)> = None;
+    for line in mounts.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 3 {
+            continue;
+        }
+        let mount = Path::new(f[1]);
+        if path.starts_with(mount) {
+            let len = f[1].len();
+            if best.as_ref().is_none_or(|(l, _)| len > *l) {
+                best = Some((len, format!("{} ({}) mounted at {}", f[0], f[2], f[1])));
+            }
+        }
+    }
+    best.map_or_else(|| "unknown".into(), |(_, s)| s)
+}
+
+// ---------------------------------------------------------------------------------------
+// Per-record encode cost, from public pieces (mirrors the writer's record encoding).
+
+fn time_per_op(events: &[AuditEvent], mut f: impl FnMut(&AuditEvent, usize) -> usize) -> f64 {
+    let mut runs = Vec::new();
+    for _ in 0..REPS {
+        let start = Instant::now();
+        let mut sink = 0usize;
+        for (i, e) in events.iter().enumerate() {
+            sink = sink.wrapping_add(f(e, i));
+        }
+        black_box(sink);
+        runs.push(start.elapsed().as_secs_f64() * 1e9 / events.len() as f64);
+    }
+    median(runs)
+}
+
+fn hex32(h: &[u8; 32]) -> String {
+    let mut s = String::with_capacity(64);
+    for b in h {
+        s.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+        s.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+    }
+    s
+}
+
+/// The writer's per-record work, rebuilt from the public API: canonical JSON of the event,
+/// the hashed body, the RFC 6962 leaf hash, the line with the hash, and the Merkle frontier.
+fn encode_like_writer(event: &AuditEvent, seq: usize, prev: &mut [u8; 32]) -> usize {
+    let event_json = serde_json_canonicalizer::to_string(event).unwrap();
+    let prev_hex = hex32(prev);
+    let body = format!(r#"{{"event":{event_json},"prev":"{prev_hex}","seq":{seq}}}"#);
+    let hash = merkle::leaf_hash(body.as_bytes());
+    let line = format!(
+        r#"{{"event":{event_json},"hash":"{}","prev":"{prev_hex}","seq":{seq}}}"#,
+        hex32(&hash)
+    ) + "\n";
+    *prev = hash;
+    line.len()
+}
+
+fn breakdown(template: &Template, n: usize) -> f64 {
+    let events = template.events(n);
+    let sample = serde_json_canonicalizer::to_string(&events[0]).unwrap();
+    let line_len = encode_like_writer(&events[0], 0, &mut [0; 32]);
+    println!(
+        "per-record cost breakdown (single thread, {n} events, median of {REPS}; \
+         canonical event {} B, record line {line_len} B):",
+        sample.len()
+    );
+    let build = {
+        let mut runs = Vec::new();
+        for _ in 0..REPS {
+            let start = Instant::now();
+            let v = template.events(n);
+            runs.push(start.elapsed().as_secs_f64() * 1e9 / n as f64);
+            black_box(v);
+        }
+        median(runs)
+    };
+    let clone = time_per_op(&events, |e, _| {
+        let c = e.clone();
+        c.event_id.len()
+    });
+    let drop_ns = {
+        let mut runs = Vec::new();
+        for _ in 0..REPS {
+            let v = events.clone();
+            let start = Instant::now();
+            drop(v);
+            runs.push(start.elapsed().as_secs_f64() * 1e9 / n as f64);
+        }
+        median(runs)
+    };
+    let plain = time_per_op(&events, |e, _| serde_json::to_string(e).unwrap().len());
+    let canon = time_per_op(&events, |e, _| {
+        serde_json_canonicalizer::to_string(e).unwrap().len()
+    });
+    let lines: Vec<String> = events
+        .iter()
+        .map(|e| serde_json_canonicalizer::to_string(e).unwrap())
+        .collect();
+    let sha = {
+        let mut runs = Vec::new();
+        for _ in 0..REPS {
+            let start = Instant::now();
+            for l in &lines {
+                black_box(merkle::leaf_hash(l.as_bytes()));
+            }
+            runs.push(start.elapsed().as_secs_f64() * 1e9 / n as f64);
+        }
+        median(runs)
+    };
+    let mut prev = [0u8; 32];
+    let encode = time_per_op(&events, |e, i| encode_like_writer(e, i, &mut prev));
+    let channel = {
+        let mut runs = Vec::new();
+        for _ in 0..REPS {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Box<AuditEvent>>(n);
+            let v = events.clone();
+            let start = Instant::now();
+            for e in v {
+                tx.send(Box::new(e)).unwrap();
+            }
+            runs.push(start.elapsed().as_secs_f64() * 1e9 / n as f64);
+            drop(rx);
+        }
+        median(runs)
+    };
+    let row = |name: &str, ns: f64| {
+        println!(
+            "  {name:<52} {ns:>8.0} ns/record  (=> {} on one core)",
+            fmt_rate(1e9 / ns)
+        );
+    };
+    row("build event (AuditEvent::new + fields, UUIDv7)", build);
+    row("clone event", clone);
+    row("drop event", drop_ns);
+    row("serde_json::to_string(&event)", plain);
+    row("serde_json_canonicalizer::to_string(&event)", canon);
+    row("SHA-256 leaf hash over the canonical event", sha);
+    row("Box + sync_channel send (producer side of append)", channel);
+    row("writer encode: canonicalize+body+leaf hash+line", encode);
+    encode
+}
+
+// ---------------------------------------------------------------------------------------
+// Target A: in memory.
+
+struct MemRun {
+    total: Duration,
+    producer: Duration,
+}
+
+fn agentiam_in_memory(events: Vec<AuditEvent>) -> MemRun {
+    let n = events.len();
+    let mut config = LogConfig::new("bench.example/agentiam/audit");
+    config.durability = Durability::Interval(Duration::from_secs(3600));
+    let store = MemStore::new();
+    let log = AuditLog::open(store.clone(), config, None).unwrap();
+    let start = Instant::now();
+    for e in events {
+        log.append(e).unwrap();
+    }
+    let producer = start.elapsed();
+    let receipt = log.flush().unwrap();
+    let total = start.elapsed();
+    assert_eq!(receipt.size, n as u64);
+    log.close().unwrap();
+    MemRun { total, producer }
+}
+
+fn sqlite_insert(
+    conn: &mut rusqlite::Connection,
+    events: Vec<AuditEvent>,
+    batch: usize,
+) -> Duration {
+    let start = Instant::now();
+    let mut it = events.into_iter().enumerate().peekable();
+    while it.peek().is_some() {
+        let tx = conn.transaction().unwrap();
+        {
+            let mut stmt = tx
+                .prepare_cached("INSERT INTO log (seq, body) VALUES (?1, ?2)")
+                .unwrap();
+            for (seq, e) in it.by_ref().take(batch) {
+                let body = serde_json::to_string(&e).unwrap();
+                stmt.execute(rusqlite::params![seq as i64, body]).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    start.elapsed()
+}
+
+const CREATE: &str = "CREATE TABLE log (seq INTEGER PRIMARY KEY, body TEXT NOT NULL)";
+
+fn sqlite_in_memory(events: Vec<AuditEvent>) -> Duration {
+    let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+    conn.execute_batch(CREATE).unwrap();
+    sqlite_insert(&mut conn, events, SQLITE_MEM_BATCH)
+}
+
+// ---------------------------------------------------------------------------------------
+// Target B: durable with group commit.
+
+/// A `FileStore` that counts fsyncs, to learn the batch size group commit achieved.
+struct CountingStore {
+    inner: FileStore,
+    syncs: Arc<AtomicU64>,
+}
+
+impl SegmentStore for CountingStore {
+    fn segments(&self) -> std::io::Result<Vec<u64>> {
+        self.inner.segments()
+    }
+    fn read(&self, first_seq: u64) -> std::io::Result<Vec<u8>> {
+        self.inner.read(first_seq)
+    }
+    fn open_for_append(&mut self, first_seq: u64, len: u64) -> std::io::Result<()> {
+        self.inner.open_for_append(first_seq, len)
+    }
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.inner.append(bytes)
+    }
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        self.inner.sync()
+    }
+    fn write_checkpoint(&mut self, note: &str) -> std::io::Result<()> {
+        self.inner.write_checkpoint(note)
+    }
+    fn read_checkpoint(&self) -> std::io::Result<Option<String>> {
+        self.inner.read_checkpoint()
+    }
+}
+
+struct DurableRun {
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    mean_batch: f64,
+}
+
+fn agentiam_durable(dir: &Path, events: Vec<AuditEvent>, threads: usize) -> DurableRun {
+    let n = events.len();
+    let syncs = Arc::new(AtomicU64::new(0));
+    let store = CountingStore {
+        inner: FileStore::open(dir).unwrap(),
+        syncs: Arc::clone(&syncs),
+    };
+    let mut config = LogConfig::new("bench.example/agentiam/audit");
+    config.durability = Durability::Batch;
+    let log = Arc::new(AuditLog::open(store, config, None).unwrap());
+    let syncs_at_open = syncs.load(Ordering::Relaxed);
+    let mut shares: Vec<Vec<AuditEvent>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, e) in events.into_iter().enumerate() {
+        shares[i % threads].push(e);
+    }
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let handles: Vec<_> = shares
+        .into_iter()
+        .map(|share| {
+            let log = Arc::clone(&log);
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                let mut lat = Vec::with_capacity(share.len());
+                barrier.wait();
+                for e in share {
+                    let t = Instant::now();
+                    log.append_durable(e).unwrap();
+                    lat.push(t.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    let mut latencies = Vec::with_capacity(n);
+    for h in handles {
+        latencies.extend(h.join().unwrap());
+    }
+    let elapsed = start.elapsed();
+    let batches = syncs.load(Ordering::Relaxed) - syncs_at_open;
+    Arc::into_inner(log).unwrap().close().unwrap();
+    latencies.sort_unstable();
+    DurableRun {
+        elapsed,
+        latencies,
+        mean_batch: n as f64 / batches.max(1) as f64,
+    }
+}
+
+fn sqlite_durable(path: &Path, events: Vec<AuditEvent>, sync: &str, batch: usize) -> Duration {
+    let mut conn = rusqlite::Connection::open(path).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode.to_ascii_lowercase(), "wal");
+    conn.execute_batch(&format!("PRAGMA synchronous={sync};"))
+        .unwrap();
+    conn.execute_batch(CREATE).unwrap();
+    sqlite_insert(&mut conn, events, batch)
+}
+
+// ---------------------------------------------------------------------------------------
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let scale = if quick {
+        Scale {
+            in_memory: 20_000,
+            durable: 2_000,
+            breakdown: 2_000,
+        }
+    } else {
+        Scale {
+            in_memory: 200_000,
+            durable: 20_000,
+            breakdown: 20_000,
+        }
+    };
+    let run_start = Instant::now();
+    let template = Template::new();
+    let base: PathBuf = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(&base).unwrap();
+    let work = tempfile::Builder::new()
+        .prefix("audit-log-bench-")
+        .tempdir_in(&base)
+        .unwrap();
+    println!(
+        "audit_log bench{}: {} in-memory appends, {} durable records, {REPS} reps (median)",
+        if quick { " (--quick)" } else { "" },
+        scale.in_memory,
+        scale.durable
+    );
+    println!(
+        "disk: {} on {} (audit log and SQLite file side by side)",
+        work.path().display(),
+        filesystem_of(work.path())
+    );
+    println!();
+
+    // Per-record cost.
+    let encode_ns = breakdown(&template, scale.breakdown);
+    println!();
+
+    // Target A, interleaved with SQLite :memory:.
+    let mut a_total = Vec::new();
+    let mut a_producer = Vec::new();
+    let mut s_mem = Vec::new();
+    for _ in 0..REPS {
+        let run = agentiam_in_memory(template.events(scale.in_memory));
+        a_total.push(per_s(scale.in_memory, run.total));
+        a_producer.push(per_s(scale.in_memory, run.producer));
+        let d = sqlite_in_memory(template.events(scale.in_memory));
+        s_mem.push(per_s(scale.in_memory, d));
+    }
+    let a_total = median(a_total);
+    let a_producer = median(a_producer);
+    let s_mem = median(s_mem);
+    println!("in memory ({} records, events pre-built):", scale.in_memory);
+    println!(
+        "  agentiam MemStore append x N + flush          {:>10}   target >= {}: {}",
+        fmt_rate(a_total),
+        fmt_rate(TARGET_MEM_PER_S),
+        verdict(a_total, TARGET_MEM_PER_S)
+    );
+    println!(
+        "  (producer side only: append calls returned at {}; writer encode alone {})",
+        fmt_rate(a_producer),
+        fmt_rate(1e9 / encode_ns)
+    );
+    println!(
+        "  SQLite :memory: inserts, {SQLITE_MEM_BATCH}/txn, serde_json  {:>10}",
+        fmt_rate(s_mem)
+    );
+    println!();
+
+    // Target B, interleaved with SQLite WAL.
+    let mut headline: Vec<(usize, f64, f64)> = Vec::new();
+    let mut durable_lines = Vec::new();
+    let mut best_durable = 0.0f64;
+    for &threads in &WRITER_THREADS {
+        let mut runs: Vec<DurableRun> = Vec::new();
+        let mut full = Vec::new();
+        let mut normal = Vec::new();
+        let mut full_fixed = Vec::new();
+        for rep in 0..REPS {
+            let dir = work.path().join(format!("audit-{threads}-{rep}"));
+            let run = agentiam_durable(&dir, template.events(scale.durable), threads);
+            std::fs::remove_dir_all(&dir).ok();
+            let batch = (run.mean_batch.round() as usize).max(1);
+            runs.push(run);
+            for (sync, b, out) in [
+                ("FULL", batch, &mut full),
+                ("NORMAL", batch, &mut normal),
+                ("FULL", SQLITE_FIXED_BATCH, &mut full_fixed),
+            ] {
+                let db = work
+                    .path()
+                    .join(format!("peer-{threads}-{rep}-{sync}-{b}.db"));
+                let d = sqlite_durable(&db, template.events(scale.durable), sync, b);
+                out.push((per_s(scale.durable, d), b));
+                for suffix in ["", "-wal", "-shm"] {
+                    std::fs::remove_file(format!("{}{suffix}", db.display())).ok();
+                }
+            }
+        }
+        runs.sort_by(|a, b| a.elapsed.cmp(&b.elapsed));
+        let mid = &runs[runs.len() / 2];
+        let rate = per_s(scale.durable, mid.elapsed);
+        best_durable = best_durable.max(rate);
+        let med = |v: &Vec<(f64, usize)>| {
+            let r = median(v.iter().map(|x| x.0).collect());
+            let mut b: Vec<usize> = v.iter().map(|x| x.1).collect();
+            b.sort_unstable();
+            (r, b[b.len() / 2])
+        };
+        let (full_r, full_b) = med(&full);
+        let (normal_r, normal_b) = med(&normal);
+        let (fixed_r, _) = med(&full_fixed);
+        durable_lines.push(format!(
+            "  agentiam Batch, {threads:>2} writers x append_durable      {:>10}   \
+             p50 {} p99 {}  ({:.1} records/fsync)   target >= {}: {}",
+            fmt_rate(rate),
+            us(percentile(&mid.latencies, 0.50)),
+            us(percentile(&mid.latencies, 0.99)),
+            mid.mean_batch,
+            fmt_rate(TARGET_DURABLE_PER_S),
+            verdict(rate, TARGET_DURABLE_PER_S)
+        ));
+        durable_lines.push(format!(
+            "  SQLite WAL synchronous=FULL,   {full_b:>3}/txn           {:>10}",
+            fmt_rate(full_r)
+        ));
+        durable_lines.push(format!(
+            "  SQLite WAL synchronous=NORMAL, {normal_b:>3}/txn           {:>10}   (not durable per commit)",
+            fmt_rate(normal_r)
+        ));
+        durable_lines.push(format!(
+            "  SQLite WAL synchronous=FULL,   {SQLITE_FIXED_BATCH:>3}/txn           {:>10}",
+            fmt_rate(fixed_r)
+        ));
+        headline.push((threads, rate / full_r, rate / fixed_r));
+    }
+    println!(
+        "durable ({} records, Durability::Batch, SQLite in one thread, txn = records/fsync the log achieved):",
+        scale.durable
+    );
+    for l in durable_lines {
+        println!("{l}");
+    }
+    println!();
+
+    println!("ratios:");
+    for (threads, same, fixed) in &headline {
+        println!(
+            "  agentiam durable group commit ({threads} writers) / SQLite WAL (synchronous=FULL, same batch) = {same:.2}x"
+        );
+        println!(
+            "  agentiam durable group commit ({threads} writers) / SQLite WAL (synchronous=FULL, {SQLITE_FIXED_BATCH}/txn) = {fixed:.2}x"
+        );
+    }
+    println!(
+        "  agentiam in-memory appends / SQLite :memory: inserts = {:.2}x",
+        a_total / s_mem
+    );
+    println!(
+        "  in-memory vs target A (1M/s): {:.2}x {}",
+        a_total / TARGET_MEM_PER_S,
+        verdict(a_total, TARGET_MEM_PER_S)
+    );
+    println!(
+        "  durable (best of {WRITER_THREADS:?} writers) vs target B (20k/s): {:.2}x {}",
+        best_durable / TARGET_DURABLE_PER_S,
+        verdict(best_durable, TARGET_DURABLE_PER_S)
+    );
+    println!(
+        "total bench time {:.1} s",
+        run_start.elapsed().as_secs_f64()
+    );
+}
