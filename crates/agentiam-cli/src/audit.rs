@@ -21,6 +21,7 @@ pub(crate) enum AuditCommand {
         #[arg(long)]
         checkpoint: Option<PathBuf>,
         /// The checkpoint signer's verifier key (`name+hash+key`), or a file holding it.
+        /// Without --checkpoint, the log directory's own `checkpoint` file is checked.
         #[arg(long)]
         key: Option<String>,
     },
@@ -99,7 +100,19 @@ pub(crate) fn run(cmd: AuditCommand, out: &Output) -> Result<(), CliError> {
                         "--checkpoint needs --key to check its signature",
                     ));
                 }
-                (None, _) => None,
+                // A key alone checks the log's own latest checkpoint: weaker than one kept apart
+                // (whoever edits the log can drop it), but it cannot be re-signed without the key.
+                (None, Some(_)) => {
+                    let own = path.join("checkpoint");
+                    if !own.is_file() {
+                        return Err(CliError::usage(
+                            "cli.missing_checkpoint",
+                            "--key needs --checkpoint (the log has no checkpoint file)",
+                        ));
+                    }
+                    Some(read_file(&own)?)
+                }
+                (None, None) => None,
             };
             let verifier = key.as_deref().map(read_key).transpose()?;
             let checked = match (&note, &verifier) {
