@@ -259,3 +259,55 @@ fn verify_reads_the_token_from_stdin_with_dash() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn audit_verify_uses_the_logs_own_checkpoint_when_only_a_key_is_given() {
+    use agentiam::telemetry::*;
+    let dir = tempfile::tempdir().unwrap();
+    let signer = NoteSigner::generate("cli.test/audit").unwrap();
+    let vkey = signer.verifier_key();
+    let log =
+        AuditLog::open_dir(dir.path(), LogConfig::new("cli.test/audit"), Some(signer)).unwrap();
+    for i in 0..3 {
+        let agent = AgentRef {
+            spiffe_id: "spiffe://acme.test/agent/a".into(),
+            composite_digest: None,
+        };
+        log.append(AuditEvent::new("tool_call", agent, i, Decision::allow()))
+            .unwrap();
+    }
+    log.close().unwrap();
+    let path = dir.path().to_str().unwrap();
+    let (code, out, _) = agentiam(&["--json", "audit", "verify", path, "--key", &vkey]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["checkpoint"]["size"], 3);
+    // Cut the last record: the log's own checkpoint now reveals it.
+    let seg = dir.path().join(segment_file_name(0));
+    let text = std::fs::read_to_string(&seg).unwrap();
+    let keep: Vec<&str> = text.lines().take(2).collect();
+    std::fs::write(&seg, keep.join("\n") + "\n").unwrap();
+    let (code, out, _) = agentiam(&["--json", "audit", "verify", path, "--key", &vkey]);
+    assert_eq!(
+        (
+            code,
+            out["error"]["code"].as_str(),
+            out["error"]["seq"].as_u64()
+        ),
+        (1, Some("audit.truncated"), Some(2))
+    );
+    // Without the key, the cut is invisible (and the output says checks were limited).
+    let (code, _, _) = agentiam(&["audit", "verify", path]);
+    assert_eq!(code, 0);
+    let (code, out, _) = agentiam(&[
+        "--json",
+        "audit",
+        "verify",
+        path,
+        "--checkpoint",
+        seg.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        (code, out["error"]["code"].as_str()),
+        (2, Some("cli.missing_key"))
+    );
+}
