@@ -239,6 +239,15 @@ fn breakdown(template: &Template, n: usize) -> f64 {
     let canon = time_per_op(&events, |e, _| {
         serde_json_canonicalizer::to_string(e).unwrap().len()
     });
+    let via_value = time_per_op(&events, |e, _| {
+        serde_json::to_string(&serde_json::to_value(e).unwrap())
+            .unwrap()
+            .len()
+    });
+    let same_bytes = events.iter().take(100).all(|e| {
+        serde_json::to_string(&serde_json::to_value(e).unwrap()).unwrap()
+            == serde_json_canonicalizer::to_string(e).unwrap()
+    });
     let lines: Vec<String> = events
         .iter()
         .map(|e| serde_json_canonicalizer::to_string(e).unwrap())
@@ -281,6 +290,14 @@ fn breakdown(template: &Template, n: usize) -> f64 {
     row("drop event", drop_ns);
     row("serde_json::to_string(&event)", plain);
     row("serde_json_canonicalizer::to_string(&event)", canon);
+    row(
+        if same_bytes {
+            "serde_json to_value+to_string (same bytes as JCS here)"
+        } else {
+            "serde_json to_value+to_string (NOT the JCS bytes)"
+        },
+        via_value,
+    );
     row("SHA-256 leaf hash over the canonical event", sha);
     row("Box + sync_channel send (producer side of append)", channel);
     row("writer encode: canonicalize+body+leaf hash+line", encode);
@@ -347,10 +364,12 @@ fn sqlite_in_memory(events: Vec<AuditEvent>) -> Duration {
 // ---------------------------------------------------------------------------------------
 // Target B: durable with group commit.
 
-/// A `FileStore` that counts fsyncs, to learn the batch size group commit achieved.
+/// A `FileStore` that counts fsyncs (to learn the batch size group commit achieved) and the
+/// time the writer spends in them.
 struct CountingStore {
     inner: FileStore,
     syncs: Arc<AtomicU64>,
+    sync_ns: Arc<AtomicU64>,
 }
 
 impl SegmentStore for CountingStore {
@@ -367,8 +386,12 @@ impl SegmentStore for CountingStore {
         self.inner.append(bytes)
     }
     fn sync(&mut self) -> std::io::Result<()> {
+        let t = Instant::now();
+        let r = self.inner.sync();
+        let ns = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.sync_ns.fetch_add(ns, Ordering::Relaxed);
         self.syncs.fetch_add(1, Ordering::Relaxed);
-        self.inner.sync()
+        r
     }
     fn write_checkpoint(&mut self, note: &str) -> std::io::Result<()> {
         self.inner.write_checkpoint(note)
@@ -382,19 +405,25 @@ struct DurableRun {
     elapsed: Duration,
     latencies: Vec<Duration>,
     mean_batch: f64,
+    /// Share of the wall clock the writer spent in fsync.
+    fsync_share: f64,
+    mean_fsync: Duration,
 }
 
 fn agentiam_durable(dir: &Path, events: Vec<AuditEvent>, threads: usize) -> DurableRun {
     let n = events.len();
     let syncs = Arc::new(AtomicU64::new(0));
+    let sync_ns = Arc::new(AtomicU64::new(0));
     let store = CountingStore {
         inner: FileStore::open(dir).unwrap(),
         syncs: Arc::clone(&syncs),
+        sync_ns: Arc::clone(&sync_ns),
     };
     let mut config = LogConfig::new("bench.example/agentiam/audit");
     config.durability = Durability::Batch;
     let log = Arc::new(AuditLog::open(store, config, None).unwrap());
     let syncs_at_open = syncs.load(Ordering::Relaxed);
+    let sync_ns_at_open = sync_ns.load(Ordering::Relaxed);
     let mut shares: Vec<Vec<AuditEvent>> = (0..threads).map(|_| Vec::new()).collect();
     for (i, e) in events.into_iter().enumerate() {
         shares[i % threads].push(e);
@@ -425,12 +454,15 @@ fn agentiam_durable(dir: &Path, events: Vec<AuditEvent>, threads: usize) -> Dura
     }
     let elapsed = start.elapsed();
     let batches = syncs.load(Ordering::Relaxed) - syncs_at_open;
+    let in_sync = Duration::from_nanos(sync_ns.load(Ordering::Relaxed) - sync_ns_at_open);
     Arc::into_inner(log).unwrap().close().unwrap();
     latencies.sort_unstable();
     DurableRun {
         elapsed,
         latencies,
         mean_batch: n as f64 / batches.max(1) as f64,
+        fsync_share: in_sync.as_secs_f64() / elapsed.as_secs_f64(),
+        mean_fsync: in_sync / u32::try_from(batches.max(1)).unwrap(),
     }
 }
 
@@ -444,6 +476,31 @@ fn sqlite_durable(path: &Path, events: Vec<AuditEvent>, sync: &str, batch: usize
         .unwrap();
     conn.execute_batch(CREATE).unwrap();
     sqlite_insert(&mut conn, events, batch)
+}
+
+/// The disk's floor for one commit: append one record-sized line and `fdatasync` (what
+/// `FileStore::sync` does), one at a time.
+fn fsync_floor(dir: &Path, line_len: usize, count: usize) -> Vec<Duration> {
+    use std::io::Write;
+    let path = dir.join("fsync-floor.jsonl");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
+    let mut line = vec![b'x'; line_len];
+    *line.last_mut().unwrap() = b'\n';
+    let mut lat = Vec::with_capacity(count);
+    for _ in 0..count {
+        let t = Instant::now();
+        f.write_all(&line).unwrap();
+        f.sync_data().unwrap();
+        lat.push(t.elapsed());
+    }
+    drop(f);
+    std::fs::remove_file(&path).ok();
+    lat.sort_unstable();
+    lat
 }
 
 // ---------------------------------------------------------------------------------------
@@ -521,6 +578,14 @@ fn main() {
     println!();
 
     // Target B, interleaved with SQLite WAL.
+    let floor = fsync_floor(work.path(), 975, if quick { 100 } else { 500 });
+    let floor_p50 = percentile(&floor, 0.50);
+    println!(
+        "disk floor: append 975 B + fdatasync, one at a time: p50 {} p99 {} (=> {:.0} commits/s)",
+        us(floor_p50),
+        us(percentile(&floor, 0.99)),
+        1.0 / floor_p50.as_secs_f64()
+    );
     let mut headline: Vec<(usize, f64, f64)> = Vec::new();
     let mut durable_lines = Vec::new();
     let mut best_durable = 0.0f64;
@@ -550,7 +615,7 @@ fn main() {
                 }
             }
         }
-        runs.sort_by(|a, b| a.elapsed.cmp(&b.elapsed));
+        runs.sort_by_key(|r| r.elapsed);
         let mid = &runs[runs.len() / 2];
         let rate = per_s(scale.durable, mid.elapsed);
         best_durable = best_durable.max(rate);
@@ -565,11 +630,14 @@ fn main() {
         let (fixed_r, _) = med(&full_fixed);
         durable_lines.push(format!(
             "  agentiam Batch, {threads:>2} writers x append_durable      {:>10}   \
-             p50 {} p99 {}  ({:.1} records/fsync)   target >= {}: {}",
+             p50 {} p99 {}  ({:.1} records/fsync, fdatasync {} avg = {:.0}% of wall)   \
+             target >= {}: {}",
             fmt_rate(rate),
             us(percentile(&mid.latencies, 0.50)),
             us(percentile(&mid.latencies, 0.99)),
             mid.mean_batch,
+            us(mid.mean_fsync),
+            mid.fsync_share * 100.0,
             fmt_rate(TARGET_DURABLE_PER_S),
             verdict(rate, TARGET_DURABLE_PER_S)
         ));
