@@ -32,11 +32,11 @@ pub enum Outcome {
 /// The decision with its stable reason code and the policy that made it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
-    /// Allow, deny, escalate or record.
-    pub outcome: Outcome,
     /// Stable dotted reason code (`guard.scope_missing`, ...), for denials and escalations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    /// Allow, deny, escalate or record.
+    pub outcome: Outcome,
     /// Policy identifier.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_id: Option<String>,
@@ -48,88 +48,92 @@ pub struct Decision {
 /// Who acted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRef {
-    /// SPIFFE ID.
-    pub spiffe_id: String,
     /// Composite identity digest (`sha256:...`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub composite_digest: Option<String>,
+    /// SPIFFE ID.
+    pub spiffe_id: String,
 }
 
 /// A piece of content: its hash always, the text only when the policy records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContentRef {
-    /// `sha256:<hex>` of the UTF-8 bytes.
-    pub sha256: String,
     /// The content, if recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// `sha256:<hex>` of the UTF-8 bytes.
+    pub sha256: String,
 }
 
 /// A tool call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolCall {
-    /// Tool name.
-    pub name: String,
+    /// The arguments with redacted values replaced by `"[REDACTED]"`.
+    pub args: Value,
+    /// `sha256:<hex>` over the RFC 8785 canonical JSON of the arguments, before redaction.
+    pub args_sha256: String,
     /// Tool call id from the framework, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_id: Option<String>,
-    /// `sha256:<hex>` over the RFC 8785 canonical JSON of the arguments, before redaction.
-    pub args_sha256: String,
-    /// The arguments with redacted values replaced by `"[REDACTED]"`.
-    pub args: Value,
+    /// Tool name.
+    pub name: String,
 }
 
 /// One audited action.
+///
+/// Fields (here and in the nested types) are declared in the byte order of their names, so
+/// serde's output is already RFC 8785 canonical whenever the arguments are plain
+/// (see `canonical.rs`); a test holds this.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
-    /// Schema version.
-    pub schema: u32,
-    /// UUIDv7 (time-ordered).
-    pub event_id: String,
-    /// Kind of event: `tool_call`, `http_request`, `token_issued`, `agent_invocation`, ...
-    pub kind: String,
-    /// When it happened, milliseconds since the Unix epoch.
-    pub time_unix_ms: i64,
     /// Who acted.
     pub agent: AgentRef,
-    /// The principal (human or service) on whose behalf the agent acts.
+    /// Reference to the human approval that allowed an irreversible action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_behalf_of: Option<String>,
-    /// Delegation chain, outermost first (SPIFFE IDs).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub delegation_chain: Vec<String>,
-    /// Task id from the token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task_id: Option<String>,
-    /// Token id (`jti`) used.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_jti: Option<String>,
-    /// W3C trace id (32 hex).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trace_id: Option<String>,
-    /// W3C span id (16 hex).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub span_id: Option<String>,
-    /// What the agent was asked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub input: Option<ContentRef>,
-    /// The tool call.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tool: Option<ToolCall>,
+    pub approval_ref: Option<String>,
     /// Resource ids read or written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data_accessed: Vec<String>,
     /// The decision.
     pub decision: Decision,
-    /// Reference to the human approval that allowed an irreversible action.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub approval_ref: Option<String>,
-    /// `sha256:<hex>` of the output.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output_sha256: Option<String>,
+    /// Delegation chain, outermost first (SPIFFE IDs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delegation_chain: Vec<String>,
     /// How long the action took, microseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_us: Option<u64>,
+    /// UUIDv7 (time-ordered).
+    pub event_id: String,
+    /// What the agent was asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<ContentRef>,
+    /// Kind of event: `tool_call`, `http_request`, `token_issued`, `agent_invocation`, ...
+    pub kind: String,
+    /// The principal (human or service) on whose behalf the agent acts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
+    /// `sha256:<hex>` of the output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_sha256: Option<String>,
+    /// Schema version.
+    pub schema: u32,
+    /// W3C span id (16 hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span_id: Option<String>,
+    /// Task id from the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// When it happened, milliseconds since the Unix epoch.
+    pub time_unix_ms: i64,
+    /// Token id (`jti`) used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_jti: Option<String>,
+    /// The tool call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<ToolCall>,
+    /// W3C trace id (32 hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// `sha256:<hex>` of bytes.

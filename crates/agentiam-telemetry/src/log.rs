@@ -75,7 +75,8 @@ pub struct Receipt {
 type Reply<T> = mpsc::SyncSender<Result<T, AuditError>>;
 
 enum Msg {
-    Append(Box<AuditEvent>, Option<Reply<Receipt>>),
+    /// An event already in canonical JSON (serialized by the caller, in parallel).
+    Append(String, Option<Reply<Receipt>>),
     Flush(Reply<Receipt>),
     Checkpoint(Reply<String>),
     Close(Reply<Option<String>>),
@@ -183,16 +184,19 @@ impl AuditLog {
     /// Queues an event. It is durable once a later [`AuditLog::flush`] or durable append returns,
     /// or under [`Durability::Batch`] once its batch is written. Waits only if the queue is full.
     pub fn append(&self, event: AuditEvent) -> Result<(), AuditError> {
+        let json = crate::canonical::event_to_string(&event)?;
         self.tx
-            .send(Msg::Append(Box::new(event), None))
+            .send(Msg::Append(json, None))
             .map_err(|_| AuditError::Closed)
     }
 
     /// Appends an event and returns once it is durable (fsynced).
     pub fn append_durable(&self, event: AuditEvent) -> Result<Receipt, AuditError> {
+        let json = crate::canonical::event_to_string(&event)?;
+        drop(event);
         let (reply, rx) = mpsc::sync_channel(1);
         self.tx
-            .send(Msg::Append(Box::new(event), Some(reply)))
+            .send(Msg::Append(json, Some(reply)))
             .map_err(|_| AuditError::Closed)?;
         rx.recv().map_err(|_| AuditError::Closed)?
     }
@@ -317,7 +321,7 @@ impl<S: SegmentStore> Writer<S> {
                         continue;
                     }
                     let seq = self.frontier.size();
-                    match record::encode(seq, &self.prev, &event) {
+                    match record::encode_canonical(seq, &self.prev, &event) {
                         Ok((line, hash)) => {
                             buf.extend_from_slice(&line);
                             self.prev = hash;

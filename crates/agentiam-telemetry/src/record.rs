@@ -7,8 +7,8 @@
 
 use serde_json::Value;
 
+use crate::AuditError;
 use crate::merkle::{Hash, leaf_hash};
-use crate::{AuditError, AuditEvent};
 
 /// `prev` of the first record.
 pub const GENESIS: Hash = [0u8; 32];
@@ -33,18 +33,8 @@ fn unhex(s: &str) -> Option<Hash> {
     Some(out)
 }
 
-/// Encodes a record line (with its trailing newline) and returns it with its hash.
-pub(crate) fn encode(
-    seq: u64,
-    prev: &Hash,
-    event: &AuditEvent,
-) -> Result<(Vec<u8>, Hash), AuditError> {
-    let event_json = serde_json_canonicalizer::to_string(event)
-        .map_err(|e| AuditError::Serialize(e.to_string()))?;
-    encode_canonical(seq, prev, &event_json)
-}
-
-fn encode_canonical(
+/// Encodes a record around an event already in canonical JSON.
+pub(crate) fn encode_canonical(
     seq: u64,
     prev: &Hash,
     event_json: &str,
@@ -69,8 +59,6 @@ pub struct Record {
     pub prev: Hash,
     /// This record's leaf hash.
     pub hash: Hash,
-    /// The event.
-    pub event: Value,
 }
 
 /// Why a line is not a valid record.
@@ -85,8 +73,8 @@ pub(crate) fn decode(line: &[u8]) -> Result<Record, LineError> {
     let value: Value =
         serde_json::from_slice(line).map_err(|e| LineError::Invalid(format!("not JSON: {e}")))?;
     let canonical =
-        serde_json_canonicalizer::to_vec(&value).map_err(|e| LineError::Invalid(e.to_string()))?;
-    if canonical != line {
+        crate::canonical::value_to_string(&value).map_err(|e| LineError::Invalid(e.to_string()))?;
+    if canonical.as_bytes() != line {
         return Err(LineError::Invalid("record is not in canonical form".into()));
     }
     let obj = value
@@ -111,12 +99,21 @@ pub(crate) fn decode(line: &[u8]) -> Result<Record, LineError> {
         .and_then(Value::as_str)
         .and_then(unhex)
         .ok_or_else(|| LineError::Invalid("bad hash".into()))?;
-    let event = obj
-        .get("event")
-        .cloned()
-        .ok_or_else(|| LineError::Invalid("no event".into()))?;
-    let event_json = serde_json_canonicalizer::to_string(&event)
-        .map_err(|e| LineError::Invalid(e.to_string()))?;
+    if !obj.contains_key("event") {
+        return Err(LineError::Invalid("no event".into()));
+    }
+    // The line is canonical with exactly these members, so it is laid out as
+    // {"event":E,"hash":"H","prev":"P","seq":N} and E is the event's canonical JSON.
+    let suffix = format!(
+        r#","hash":"{}","prev":"{}","seq":{seq}}}"#,
+        hex(&hash),
+        hex(&prev)
+    );
+    let event_json = line
+        .strip_prefix(br#"{"event":"#)
+        .and_then(|rest| rest.strip_suffix(suffix.as_bytes()))
+        .and_then(|e| std::str::from_utf8(e).ok())
+        .ok_or_else(|| LineError::Invalid("record layout".into()))?;
     let (_, expected) =
         encode_canonical(seq, &prev, &event_json).map_err(|e| LineError::Invalid(e.to_string()))?;
     if expected != hash {
@@ -124,10 +121,5 @@ pub(crate) fn decode(line: &[u8]) -> Result<Record, LineError> {
             "record hash does not match its contents".into(),
         ));
     }
-    Ok(Record {
-        seq,
-        prev,
-        hash,
-        event,
-    })
+    Ok(Record { seq, prev, hash })
 }
