@@ -115,7 +115,7 @@ pub(crate) fn decode(line: &[u8]) -> Result<Record, LineError> {
         .and_then(|e| std::str::from_utf8(e).ok())
         .ok_or_else(|| LineError::Invalid("record layout".into()))?;
     let (_, expected) =
-        encode_canonical(seq, &prev, &event_json).map_err(|e| LineError::Invalid(e.to_string()))?;
+        encode_canonical(seq, &prev, event_json).map_err(|e| LineError::Invalid(e.to_string()))?;
     if expected != hash {
         return Err(LineError::Invalid(
             "record hash does not match its contents".into(),
