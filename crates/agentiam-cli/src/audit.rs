@@ -181,25 +181,35 @@ fn describe(line: &str) -> String {
             line.chars().take(80).collect::<String>()
         );
     };
-    let e = &v["event"];
-    let s = |x: &Value| x.as_str().unwrap_or("-").to_owned();
-    let tool = e["tool"]["name"]
-        .as_str()
+    let text = |path: &str| {
+        v.pointer(path)
+            .and_then(Value::as_str)
+            .unwrap_or("-")
+            .to_owned()
+    };
+    let num = |path: &str| v.pointer(path).map(Value::to_string).unwrap_or_default();
+    let tool = v
+        .pointer("/event/tool/name")
+        .and_then(Value::as_str)
         .map(|t| format!(" tool={t}"))
         .unwrap_or_default();
-    let code = e["decision"]["code"]
-        .as_str()
+    let input = v
+        .pointer("/event/input/content")
+        .and_then(Value::as_str)
+        .map(|t| format!(" \"{}\"", t.chars().take(80).collect::<String>()))
+        .unwrap_or_default();
+    let code = v
+        .pointer("/event/decision/code")
+        .and_then(Value::as_str)
         .map(|c| format!(" ({c})"))
         .unwrap_or_default();
     format!(
-        "#{} {} {} {}{} -> {}{}",
-        v["seq"],
-        e["time_unix_ms"],
-        s(&e["kind"]),
-        s(&e["agent"]["spiffe_id"]),
-        tool,
-        s(&e["decision"]["outcome"]),
-        code
+        "#{} {} {} {}{tool}{input} -> {}{code}",
+        num("/seq"),
+        num("/event/time_unix_ms"),
+        text("/event/kind"),
+        text("/event/agent/spiffe_id"),
+        text("/event/decision/outcome"),
     )
 }
 
