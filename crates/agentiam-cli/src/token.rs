@@ -161,6 +161,8 @@ pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
                         agent: None,
                         cnf: None,
                         act: None,
+                        dlg: Vec::new(),
+                        budget: None,
                     };
                     let token = iss.sign(&claims)?;
                     agentiam::token::IssuedToken { token, claims }

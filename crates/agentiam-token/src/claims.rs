@@ -115,9 +115,67 @@ pub struct Claims {
     /// Proof-of-possession key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
-    /// Delegation: the acting party chain (RFC 8693).
+    /// Delegation: the acting party chain (RFC 8693), newest actor outermost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<serde_json::Value>,
+    /// Delegation: one record per ancestor token, oldest first (what each hop held).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dlg: Vec<DelegationHop>,
+    /// Budgets that can only shrink down a delegation chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+}
+
+/// What one ancestor token in a delegation chain held.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DelegationHop {
+    /// The ancestor token's `jti`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// Who held it (its actor, or its subject when it had none).
+    pub sub: String,
+    /// Its scopes.
+    #[serde(default)]
+    pub scope: ScopeSet,
+    /// Its expiry.
+    pub exp: i64,
+    /// Its DPoP key thumbprint, if it was bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
+    /// Its budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+}
+
+/// Numeric limits carried by a token, narrowed at every delegation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Budget {
+    /// How many tool calls the holder may make.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls: Option<u64>,
+}
+
+impl Budget {
+    /// Whether this budget allows nothing that `parent` does not (an absent limit is unlimited).
+    pub fn is_within(this: Option<&Budget>, parent: Option<&Budget>) -> bool {
+        let limit = |b: Option<&Budget>| b.and_then(|b| b.calls);
+        match (limit(this), limit(parent)) {
+            (_, None) => true,
+            (None, Some(_)) => false,
+            (Some(c), Some(p)) => c <= p,
+        }
+    }
+}
+
+impl Claims {
+    /// Who presents this token: the outermost actor (`act.sub`) of a delegated token, else `sub`.
+    pub fn presenter(&self) -> &str {
+        self.act
+            .as_ref()
+            .and_then(|a| a.get("sub"))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or(&self.sub)
+    }
 }
 
 /// The wire form read before checks: every member optional, so a missing one becomes
@@ -152,6 +210,10 @@ pub(crate) struct WireClaims {
     pub(crate) cnf: Option<Confirmation>,
     #[serde(default)]
     pub(crate) act: Option<serde_json::Value>,
+    #[serde(default)]
+    pub(crate) dlg: Option<Vec<DelegationHop>>,
+    #[serde(default)]
+    pub(crate) budget: Option<Budget>,
 }
 
 /// RFC 7519 NumericDate: a JSON number of seconds. Integers are taken as they are;

@@ -100,6 +100,34 @@ pub enum TokenError {
     /// Signing failed.
     #[error("signing failed: {0}")]
     Signing(String),
+    /// A delegated token (or a requested one) holds a scope its parent did not.
+    #[error("delegation widens scope: {0:?} is not within the parent's scopes")]
+    ScopeWidened(String),
+    /// A delegated token outlives its parent.
+    #[error("delegation extends expiry: {child} is after the parent's {parent}")]
+    ExpiryExtended {
+        /// The child's expiry.
+        child: i64,
+        /// The parent's expiry.
+        parent: i64,
+    },
+    /// A delegated token's budget is larger than its parent's.
+    #[error("delegation widens the budget")]
+    BudgetWidened,
+    /// The chain is deeper than allowed.
+    #[error("delegation depth {depth} exceeds the maximum {max}")]
+    DepthExceeded {
+        /// The chain's depth.
+        depth: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// The delegation records are inconsistent.
+    #[error("broken delegation chain: {0}")]
+    BrokenChain(String),
+    /// An ancestor token or agent in the chain was revoked.
+    #[error("an ancestor in the delegation chain was revoked ({0})")]
+    RevokedAncestor(String),
 }
 
 impl TokenError {
@@ -130,6 +158,12 @@ impl TokenError {
             Self::LifetimeTooLong { .. } => "token.lifetime_too_long",
             Self::InvalidRequest(_) => "token.invalid_request",
             Self::Signing(_) => "token.signing_failed",
+            Self::ScopeWidened(_) => "delegation.scope_widened",
+            Self::ExpiryExtended { .. } => "delegation.expiry_extended",
+            Self::BudgetWidened => "delegation.budget_widened",
+            Self::DepthExceeded { .. } => "delegation.depth_exceeded",
+            Self::BrokenChain(_) => "delegation.broken_chain",
+            Self::RevokedAncestor(_) => "delegation.revoked_ancestor",
         }
     }
 }

@@ -271,6 +271,8 @@ impl Issuer {
             agent: Some(AgentClaim::of(request.agent)),
             cnf: request.cnf.clone().filter(|c| !c.is_empty()),
             act: None,
+            dlg: Vec::new(),
+            budget: None,
         };
         let token = self.sign(&claims)?;
         Ok(IssuedToken { token, claims })

@@ -27,12 +27,13 @@ mod dpop;
 mod error;
 mod issue;
 mod jws;
+mod narrowing;
 mod revocation;
 mod scope;
 mod verify;
 
 pub use cache::CachingVerifier;
-pub use claims::{AgentClaim, Audience, Claims, Confirmation, TaskClaim};
+pub use claims::{AgentClaim, Audience, Budget, Claims, Confirmation, DelegationHop, TaskClaim};
 pub use clock::{Clock, Entropy, FixedClock, SystemClock, SystemEntropy};
 pub use dpop::{DpopProof, DpopRequest, DpopVerifier};
 pub use error::TokenError;
@@ -40,6 +41,7 @@ pub use issue::{
     AgentRegistration, DEFAULT_MAX_TTL_SECS, DEFAULT_TTL_SECS, IssuedToken, Issuer, TokenRequest,
 };
 pub use jws::{MAX_TOKEN_BYTES, sign_compact};
+pub use narrowing::{DEFAULT_MAX_DELEGATION_DEPTH, check_chain, check_step};
 pub use revocation::{InMemoryRevocationSet, Revocation, RevocationSet};
 pub use scope::{
     Constraint, ConstraintValue, MAX_SCOPE_LEN, MAX_SCOPES, Op, Scope, ScopeDenial, ScopeRequest,

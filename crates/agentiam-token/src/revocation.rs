@@ -25,7 +25,8 @@ pub trait RevocationSet: Send + Sync + std::fmt::Debug {
     /// after that every token it could match has expired and it may be forgotten.
     fn revoke(&self, what: Revocation, until: i64) -> Result<(), TokenError>;
 
-    /// Why these claims are revoked, if they are.
+    /// Why these claims are revoked, if they are. A reason starting with `ancestor` means an
+    /// ancestor in the delegation chain was revoked (`delegation.revoked_ancestor`).
     fn check(&self, claims: &Claims) -> Result<Option<String>, TokenError>;
 
     /// Forgets revocations that ended before `now`.
@@ -74,6 +75,17 @@ impl RevocationSet for InMemoryRevocationSet {
             && entries.contains_key(&Revocation::Task(task.id.clone()))
         {
             return Ok(Some("task".into()));
+        }
+        // Cascading: revoking any ancestor token or agent revokes every descendant.
+        for hop in &claims.dlg {
+            if let Some(jti) = &hop.jti
+                && entries.contains_key(&Revocation::Token(jti.clone()))
+            {
+                return Ok(Some("ancestor token".into()));
+            }
+            if entries.contains_key(&Revocation::Agent(hop.sub.clone())) {
+                return Ok(Some("ancestor agent".into()));
+            }
         }
         Ok(None)
     }

@@ -94,11 +94,12 @@ impl Token {
         spiffe_id: &str,
         composite_digest: agentiam_identity::Sha256Digest,
     ) -> Result<(), TokenError> {
-        let id = spiffe_id;
-        if self.claims.sub != id {
+        // A delegated token is presented by its outermost actor, not by the principal in `sub`.
+        let holder = self.claims.presenter();
+        if holder != spiffe_id {
             return Err(TokenError::IdentityMismatch(format!(
-                "issued to {}, presented by {id}",
-                clip(&self.claims.sub)
+                "issued to {}, presented by {spiffe_id}",
+                clip(holder)
             )));
         }
         match &self.claims.agent {
@@ -167,6 +168,7 @@ pub struct Verifier {
     max_lifetime: Option<i64>,
     clock: Arc<dyn Clock>,
     revocation: Option<Arc<dyn RevocationSet>>,
+    max_delegation_depth: usize,
 }
 
 impl Verifier {
@@ -185,6 +187,7 @@ impl Verifier {
             max_lifetime: None,
             clock: Arc::new(SystemClock),
             revocation: None,
+            max_delegation_depth: crate::DEFAULT_MAX_DELEGATION_DEPTH,
         }
     }
 
@@ -229,6 +232,12 @@ impl Verifier {
     /// Consults a revocation set on every verification.
     pub fn with_revocation(mut self, revocation: Arc<dyn RevocationSet>) -> Self {
         self.revocation = Some(revocation);
+        self
+    }
+
+    /// Refuses delegated tokens with more than `depth` ancestors (default 4).
+    pub fn with_max_delegation_depth(mut self, depth: usize) -> Self {
+        self.max_delegation_depth = depth;
         self
     }
 
@@ -361,6 +370,7 @@ impl Verifier {
         };
         check_signature(&jws, key)?;
         let claims = self.check_claims(&jws.payload)?;
+        crate::check_chain(&claims, self.max_delegation_depth)?;
         let token = Token {
             claims: Arc::new(claims),
             kid: key.kid().to_owned(),
@@ -393,7 +403,11 @@ impl Verifier {
         if let Some(revocation) = &self.revocation
             && let Some(reason) = revocation.check(claims)?
         {
-            return Err(TokenError::Revoked(reason));
+            return Err(if reason.starts_with("ancestor") {
+                TokenError::RevokedAncestor(reason)
+            } else {
+                TokenError::Revoked(reason)
+            });
         }
         Ok(())
     }
@@ -498,6 +512,8 @@ impl Verifier {
             agent: wire.agent,
             cnf: wire.cnf,
             act: wire.act,
+            dlg: wire.dlg.unwrap_or_default(),
+            budget: wire.budget,
         })
     }
 }

@@ -31,6 +31,7 @@
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+pub use agentiam_delegation as delegation;
 pub use agentiam_identity as identity;
 pub use agentiam_telemetry as telemetry;
 pub use agentiam_token as token;
