@@ -53,6 +53,42 @@ pub(crate) enum TokenCommand {
         #[arg(long)]
         agent: Option<PathBuf>,
     },
+    /// Exchange a parent's token for a narrower token for a sub-agent (RFC 8693); never widens.
+    Exchange {
+        /// The broker's private JWK (the key that signed the parent token).
+        #[arg(long)]
+        key: PathBuf,
+        /// The broker's issuer name.
+        #[arg(long)]
+        issuer: String,
+        /// The service the child token is for (the parent must hold it).
+        #[arg(long)]
+        audience: String,
+        /// The parent's token (`subject_token`).
+        #[arg(long)]
+        subject_token: String,
+        /// The sub-agent's SPIFFE ID.
+        #[arg(long)]
+        actor: String,
+        /// The sub-agent's description (JSON: model, system_prompt, tools, runtime).
+        #[arg(long)]
+        actor_agent: PathBuf,
+        /// Space-separated scopes for the child (default: the parent's).
+        #[arg(long)]
+        scope: Option<String>,
+        /// Child lifetime in seconds (default: until the parent expires).
+        #[arg(long)]
+        ttl: Option<i64>,
+        /// Call budget for the child.
+        #[arg(long)]
+        calls: Option<u64>,
+        /// Clip a wider request to the parent instead of refusing it.
+        #[arg(long)]
+        clip: bool,
+        /// Maximum delegation depth.
+        #[arg(long, default_value_t = 4)]
+        max_depth: usize,
+    },
     /// Verify a token against a JWKS; exits 1 with the reason code when it is refused.
     Verify {
         /// JWKS file of trusted keys (RFC 7517; OKP/Ed25519 and EC/P-256 keys are used).
@@ -99,8 +135,57 @@ struct AgentFile {
     runtime: RuntimeDescriptor,
 }
 
+fn read_agent(spiffe_id: &str, path: &std::path::Path) -> Result<AgentIdentity, CliError> {
+    let file: AgentFile = serde_json::from_str(&read_file(path)?)
+        .map_err(|e| CliError::usage("cli.bad_agent_file", e))?;
+    Ok(AgentIdentity::new(
+        parse_spiffe_id(spiffe_id)?,
+        file.model,
+        &AgentConfiguration::new(file.system_prompt, file.tools),
+        file.runtime,
+    )?)
+}
+
 pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
     match cmd {
+        TokenCommand::Exchange {
+            key,
+            issuer,
+            audience,
+            subject_token,
+            actor,
+            actor_agent,
+            scope,
+            ttl,
+            calls,
+            clip,
+            max_depth,
+        } => {
+            let signing = SigningKey::from_private_jwk(&read_file(&key)?)?;
+            let actor = read_agent(&actor, &actor_agent)?;
+            let scopes = scope
+                .as_deref()
+                .map(ScopeSet::parse)
+                .transpose()
+                .map_err(|e| CliError::usage(e.code(), &e))?;
+            let broker = agentiam::delegation::Exchanger::new(Arc::new(Issuer::new(
+                issuer,
+                KeySet::new(signing),
+            )))
+            .with_max_depth(max_depth);
+            let mut req =
+                agentiam::delegation::ExchangeRequest::new(subject_token.trim(), &actor, audience);
+            req.scopes = scopes;
+            req.ttl = ttl;
+            req.calls = calls;
+            req.clip = clip;
+            let child = broker.exchange(&req)?;
+            out.result(
+                &json!({"token": child.token, "claims": child.claims}),
+                &child.token,
+            );
+            Ok(())
+        }
         TokenCommand::Issue {
             key,
             issuer,
@@ -119,14 +204,7 @@ pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
             let iss = Issuer::new(issuer, KeySet::new(signing)).with_lifetimes(900, max_ttl);
             let issued = match agent {
                 Some(path) => {
-                    let file: AgentFile = serde_json::from_str(&read_file(&path)?)
-                        .map_err(|e| CliError::usage("cli.bad_agent_file", e))?;
-                    let identity = AgentIdentity::new(
-                        spiffe_id,
-                        file.model,
-                        &AgentConfiguration::new(file.system_prompt, file.tools),
-                        file.runtime,
-                    )?;
+                    let identity = read_agent(&sub, &path)?;
                     // The operator running this command is the registry: the scopes asked for are the maximum.
                     iss.register(identity.spiffe_id(), AgentRegistration::new(scopes.clone()));
                     let mut req = TokenRequest::new(&identity, audience, scopes, task_id, purpose);

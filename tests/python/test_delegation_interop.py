@@ -1,0 +1,77 @@
+"""Delegated tokens from `agentiam token exchange` are ordinary JWTs: PyJWT verifies them and reads `act`."""
+
+import json
+
+import jwt
+import pytest
+
+ISS = "https://broker.interop.test"
+AUD = "ledger-api"
+AGENT = {
+    "model": {"provider": "openai", "name": "gpt-5", "version": "2026-08-01"},
+    "system_prompt": "You help.",
+    "tools": [],
+    "runtime": {"kind": "process", "attributes": {}},
+}
+
+
+@pytest.fixture()
+def broker(cli, tmp_path):
+    key, jwks = tmp_path / "broker.jwk", tmp_path / "jwks.json"
+    rc, _ = cli.json("keys", "generate", "--out", str(key), "--jwks-out", str(jwks))
+    assert rc == 0
+    agent = tmp_path / "agent.json"
+    agent.write_text(json.dumps(AGENT))
+    rc, root = cli.json(
+        "token", "issue", "--key", str(key), "--issuer", ISS, "--audience", AUD,
+        "--sub", "spiffe://acme.test/agent/orchestrator", "--scope", "ledger.*:read payments:approve{amount<=1000}",
+        "--agent", str(agent), "--ttl", "600",
+    )
+    assert rc == 0, root
+    return key, jwks, agent, root["token"]
+
+
+def _exchange(cli, key, agent, subject, actor, *extra):
+    return cli.json(
+        "token", "exchange", "--key", str(key), "--issuer", ISS, "--audience", AUD, "--subject-token", subject,
+        "--actor", actor, "--actor-agent", str(agent), *extra,
+    )
+
+
+def test_child_token_is_a_standard_jwt_with_nested_act(cli, broker):
+    key, jwks, agent, root = broker
+    rc, child = _exchange(cli, key, agent, root, "spiffe://acme.test/agent/payer", "--scope", "payments:approve{amount<=100}", "--ttl", "60")
+    assert rc == 0, child
+    rc, grand = _exchange(cli, key, agent, child["token"], "spiffe://acme.test/agent/checker", "--calls", "2")
+    assert rc == 0, grand
+    keys = jwt.PyJWKSet.from_json(jwks.read_text())
+    claims = jwt.decode(grand["token"], keys.keys[0], algorithms=["EdDSA"], audience=AUD, issuer=ISS)
+    assert claims["sub"] == "spiffe://acme.test/agent/orchestrator"
+    assert claims["act"] == {"sub": "spiffe://acme.test/agent/checker", "act": {"sub": "spiffe://acme.test/agent/payer"}}
+    assert claims["scope"] == "payments:approve{amount<=100}"
+    assert [hop["sub"] for hop in claims["dlg"]] == ["spiffe://acme.test/agent/orchestrator", "spiffe://acme.test/agent/payer"]
+    assert claims["budget"] == {"calls": 2}
+    rc, out = cli.json("token", "verify", "--jwks", str(jwks), "--issuer", ISS, "--audience", AUD, grand["token"])
+    assert rc == 0, out
+
+
+@pytest.mark.parametrize(
+    ("extra", "code"),
+    [
+        (["--scope", "ledger.*:write"], "delegation.scope_widened"),
+        (["--scope", "payments:approve{amount<=5000}"], "delegation.scope_widened"),
+        (["--ttl", "6000"], "delegation.expiry_extended"),
+        (["--max-depth", "0"], "delegation.depth_exceeded"),
+    ],
+)
+def test_widening_is_refused_with_a_stable_code(cli, broker, extra, code):
+    key, _, agent, root = broker
+    rc, out = _exchange(cli, key, agent, root, "spiffe://acme.test/agent/payer", *extra)
+    assert (rc, out["error"]["code"]) == (1, code)
+
+
+def test_clip_narrows_instead_of_refusing(cli, broker):
+    key, _, agent, root = broker
+    rc, out = _exchange(cli, key, agent, root, "spiffe://acme.test/agent/payer", "--scope", "ledger.ar:read admin:*", "--clip")
+    assert rc == 0, out
+    assert out["claims"]["scope"] == "ledger.ar:read"
