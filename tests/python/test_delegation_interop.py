@@ -75,3 +75,32 @@ def test_clip_narrows_instead_of_refusing(cli, broker):
     rc, out = _exchange(cli, key, agent, root, "spiffe://acme.test/agent/payer", "--scope", "ledger.ar:read admin:*", "--clip")
     assert rc == 0, out
     assert out["claims"]["scope"] == "ledger.ar:read"
+
+
+def _vectors():
+    import pathlib
+
+    return json.loads((pathlib.Path(__file__).resolve().parents[2] / "testvectors" / "delegation.json").read_text())
+
+
+DELEGATION = _vectors()
+
+
+@pytest.mark.parametrize("case", [pytest.param(t, id=f"tc{t['tcId']}") for t in DELEGATION["tests"]])
+def test_delegation_vector(cli, tmp_path, case):
+    cfg = DELEGATION["verifier"]
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(cfg["jwks"]))
+    args = ["token", "verify", "--jwks", str(jwks), "--issuer", cfg["issuer"], "--audience", cfg["audience"], "--at", str(cfg["now"])]
+    for jti in case.get("revoked_jtis", []):
+        args += ["--revoked-jti", jti]
+    if "presented_by" in case:
+        args += ["--expect-agent", case["presented_by"]["spiffe_id"], "--expect-digest", case["presented_by"]["digest"]]
+    if "request" in case:
+        r = case["request"]
+        args += ["--action", f"{r['resource']}:{r['action']}", "--args", json.dumps(r["args"])]
+    rc, out = cli.json(*args, "--", case["token"])
+    if case["result"] == "valid":
+        assert rc == 0, (case["comment"], out)
+    else:
+        assert (rc, out["error"]["code"]) == (1, case["error"]), case["comment"]

@@ -119,6 +119,13 @@ pub(crate) enum TokenCommand {
         /// ... with this composite digest (sha256:...).
         #[arg(long, requires = "expect_agent")]
         expect_digest: Option<String>,
+        /// Also check the token allows this action, as `resource:action` (exit 1 with
+        /// `guard.scope_missing` or `guard.constraint_violated` if not).
+        #[arg(long)]
+        action: Option<String>,
+        /// The action's arguments as a JSON object, for argument constraints.
+        #[arg(long, requires = "action")]
+        args: Option<String>,
         /// The compact token, or - to read it from standard input.
         token: String,
     },
@@ -262,6 +269,8 @@ pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
             require_claim,
             expect_agent,
             expect_digest,
+            action,
+            args,
             token,
         } => {
             let keys = Jwks::from_json(&read_file(&jwks)?)?;
@@ -313,6 +322,26 @@ pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
                     )
                 })?;
                 verified.check_bound_to_digest(&agent, digest)?;
+            }
+            if let Some(action) = &action {
+                let (resource, verb) = action.rsplit_once(':').ok_or_else(|| {
+                    CliError::usage("cli.bad_action", "--action must be resource:action")
+                })?;
+                let args: Option<serde_json::Value> = args
+                    .as_deref()
+                    .map(serde_json::from_str)
+                    .transpose()
+                    .map_err(|e| {
+                        CliError::usage("cli.bad_args", format!("--args is not JSON: {e}"))
+                    })?;
+                let mut request = agentiam::token::ScopeRequest::new(resource, verb);
+                if let Some(a) = &args {
+                    request = request.with_args(a);
+                }
+                verified
+                    .scopes()
+                    .check(&request)
+                    .map_err(|d| CliError::refusal(d.code(), &d))?;
             }
             let c = verified.claims();
             let human = format!(

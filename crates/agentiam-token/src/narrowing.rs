@@ -51,10 +51,9 @@ pub fn check_chain(claims: &Claims, max_depth: usize) -> Result<(), TokenError> 
             max: max_depth,
         });
     }
-    // Each exchange adds one actor and one hop, so a root token without `act` yields
-    // depth == act depth, and one with `act` (issued to an actor) one more act than hops.
+    // Each exchange adds exactly one actor and one hop.
     let acts = act_depth(claims);
-    if acts != depth && acts != depth + 1 {
+    if acts != depth {
         return Err(TokenError::BrokenChain(format!(
             "{depth} delegation records but {acts} actors"
         )));
