@@ -50,6 +50,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 
 pub use agentiam_token::DEFAULT_MAX_DELEGATION_DEPTH;
+pub use offline::{ChainVerifier, Grant, LINK_TYPE, LinkClaims, attenuate};
+
+mod offline;
 
 /// A request to exchange a parent's token for a narrower child token.
 #[derive(Debug, Clone)]

@@ -266,6 +266,15 @@ impl Verifier {
         }
     }
 
+    /// Verifies a token's signature and claims but not its `cnf` binding.
+    ///
+    /// Only for callers that prove possession themselves, such as an offline delegation chain
+    /// whose final DPoP proof covers the whole chain. Anything else should use
+    /// [`Verifier::verify`] or [`Verifier::verify_with_dpop`].
+    pub fn verify_without_pop(&self, token: &str) -> Result<Token, TokenError> {
+        self.verify_parsed(UnverifiedToken::parse(token)?)
+    }
+
     /// Verifies a token and, if it is DPoP-bound (`cnf.jkt`), the DPoP proof presented with it
     /// for this request. A proof is refused for an unbound token only if it is itself invalid.
     pub fn verify_with_dpop(

@@ -1,0 +1,220 @@
+//! Offline attenuation: a holder of a DPoP-bound token delegates to a sub-agent's key without
+//! asking the broker, by signing a link with its own key.
+//!
+//! A chain is the broker-signed root token (bound to key K0 with `cnf.jkt`) followed by links:
+//! link i is a compact JWS (`typ: agentiam-dlg+jwt`) signed by K(i-1), carrying K(i-1)'s public
+//! key in its header, and naming the hash of what it extends (`prv`), the next key's thumbprint
+//! (`jkt`), narrowed `scope`, `exp` and optional `budget` and `sub`. The verifier walks the chain
+//! from the root, checks each link's signature with the previous holder's key, checks narrowing
+//! at every hop, caps the depth, and requires the presenter to prove possession of the last key
+//! with a DPoP proof over the last link.
+
+use std::sync::Arc;
+
+use agentiam_identity::{PublicKey, SigningKey};
+use agentiam_token::{
+    Budget, Clock, DpopRequest, DpopVerifier, ScopeSet, SystemClock, TokenError, Verifier, check_step, sign_compact,
+};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+
+/// The `typ` of a delegation link.
+pub const LINK_TYPE: &str = "agentiam-dlg+jwt";
+
+/// The claims of one offline delegation link.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkClaims {
+    /// base64url SHA-256 of the token or link this one extends.
+    pub prv: String,
+    /// Thumbprint of the key that may use (and further attenuate) this link.
+    pub jkt: String,
+    /// The narrowed scopes.
+    pub scope: ScopeSet,
+    /// Expiry.
+    pub exp: i64,
+    /// Issued at.
+    pub iat: i64,
+    /// The narrowed budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+    /// The sub-agent's SPIFFE ID, if the delegator names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+}
+
+fn hash_b64(text: &str) -> String {
+    URL_SAFE_NO_PAD.encode(agentiam_identity::Sha256Digest::of_bytes(text.as_bytes()).as_bytes())
+}
+
+/// Signs a link extending `parent` (the root token or the previous link) with the parent
+/// holder's key. The holder must check narrowing itself; verifiers check it again.
+pub fn attenuate(holder_key: &SigningKey, parent: &str, claims: &LinkClaims) -> Result<String, TokenError> {
+    let mut header = serde_json::Map::new();
+    header.insert("typ".into(), LINK_TYPE.into());
+    header.insert(
+        "jwk".into(),
+        serde_json::to_value(holder_key.public_key().to_jwk()).map_err(|e| TokenError::Signing(e.to_string()))?,
+    );
+    let mut claims = claims.clone();
+    claims.prv = hash_b64(parent);
+    let payload = serde_json::to_vec(&claims).map_err(|e| TokenError::Signing(e.to_string()))?;
+    sign_compact(holder_key, &header, &payload)
+}
+
+/// What a verified offline chain grants its final holder.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// Scopes of the last hop.
+    pub scopes: ScopeSet,
+    /// Earliest expiry along the chain.
+    pub exp: i64,
+    /// Budget of the last hop.
+    pub budget: Option<Budget>,
+    /// The principal (`sub` of the root token).
+    pub principal: String,
+    /// The last link's named sub-agent, if any.
+    pub holder: Option<String>,
+    /// Ancestors of the final grant (root's own chain plus links).
+    pub depth: usize,
+}
+
+#[derive(Deserialize)]
+struct LinkHeader {
+    typ: Option<String>,
+    alg: Option<String>,
+    jwk: Option<agentiam_identity::Jwk>,
+}
+
+fn broken(why: impl Into<String>) -> TokenError {
+    TokenError::BrokenChain(why.into())
+}
+
+/// Verifies offline delegation chains.
+#[derive(Debug, Clone)]
+pub struct ChainVerifier {
+    verifier: Verifier,
+    dpop: DpopVerifier,
+    clock: Arc<dyn Clock>,
+    max_depth: usize,
+}
+
+/// Largest number of links read.
+const MAX_LINKS: usize = 16;
+
+impl ChainVerifier {
+    /// Roots are checked with `verifier` (trusted broker keys, issuer, audience, revocation),
+    /// final proofs with `dpop`; depth is capped at 4 ancestors.
+    pub fn new(verifier: Verifier, dpop: DpopVerifier) -> Self {
+        Self {
+            verifier,
+            dpop,
+            clock: Arc::new(SystemClock),
+            max_depth: crate::DEFAULT_MAX_DELEGATION_DEPTH,
+        }
+    }
+
+    /// Uses another clock for link expiry (use the verifier's).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sets the maximum number of ancestors.
+    pub fn with_max_depth(mut self, depth: usize) -> Self {
+        self.max_depth = depth;
+        self
+    }
+
+    /// Verifies `root` and `links` for a request proven by `proof` (a DPoP proof by the last key,
+    /// with `ath` over the last link, or over the root when there are no links).
+    pub fn verify(
+        &self,
+        root: &str,
+        links: &[&str],
+        proof: &str,
+        request: &DpopRequest<'_>,
+    ) -> Result<Grant, TokenError> {
+        if links.len() > MAX_LINKS {
+            return Err(TokenError::DepthExceeded { depth: links.len(), max: MAX_LINKS });
+        }
+        let token = self.verifier.verify_without_pop(root)?;
+        let c = token.claims();
+        let mut jkt = c
+            .cnf
+            .as_ref()
+            .and_then(|x| x.jkt.clone())
+            .ok_or(TokenError::PopRequired("a DPoP-bound root token"))?;
+        let depth = c.dlg.len() + links.len();
+        if depth > self.max_depth {
+            return Err(TokenError::DepthExceeded { depth, max: self.max_depth });
+        }
+        let now = self.clock.now();
+        let mut scopes = c.scope.clone();
+        let mut exp = c.exp;
+        let mut budget = c.budget;
+        let mut holder = None;
+        let mut prev: &str = root;
+        for (i, link) in links.iter().enumerate() {
+            // Size cap, compact form, no `crit`: the same gate as any token.
+            agentiam_token::UnverifiedToken::parse(link)?;
+            let mut parts = link.split('.');
+            let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+                return Err(TokenError::Malformed(format!("link {i} is not a compact JWS")));
+            };
+            let header: LinkHeader = URL_SAFE_NO_PAD
+                .decode(h)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .ok_or_else(|| TokenError::Malformed(format!("link {i} header")))?;
+            if header.typ.as_deref() != Some(LINK_TYPE) {
+                return Err(TokenError::WrongType(format!("link {i} is not an {LINK_TYPE}")));
+            }
+            let mut jwk = header.jwk.ok_or_else(|| broken(format!("link {i} carries no signer key")))?;
+            jwk.kid = None;
+            let key = PublicKey::from_jwk(&jwk).map_err(|e| broken(format!("link {i} signer key: {e}")))?;
+            if key.thumbprint() != jkt {
+                return Err(broken(format!("link {i} is not signed by the previous holder's key")));
+            }
+            let alg = header.alg.unwrap_or_default();
+            if !key.alg().matches_header(&alg) {
+                return Err(TokenError::AlgNotAllowed(alg));
+            }
+            let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| TokenError::Malformed(format!("link {i} signature")))?;
+            let signed = link.get(..h.len() + 1 + p.len()).unwrap_or_default();
+            if !key.verify(signed.as_bytes(), &sig) {
+                return Err(TokenError::BadSignature);
+            }
+            let claims: LinkClaims = URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .ok_or_else(|| TokenError::InvalidClaim(format!("link {i} claims")))?;
+            if claims.prv != hash_b64(prev) {
+                return Err(broken(format!("link {i} does not extend the token or link before it")));
+            }
+            if now >= claims.exp {
+                return Err(TokenError::Expired { exp: claims.exp, now });
+            }
+            check_step((&scopes, exp, budget.as_ref()), (&claims.scope, claims.exp, claims.budget.as_ref()))?;
+            scopes = claims.scope;
+            exp = claims.exp;
+            budget = claims.budget;
+            holder = claims.sub;
+            jkt = claims.jkt;
+            prev = link;
+        }
+        let proven = self.dpop.verify(proof, request, Some(prev))?;
+        if proven.jkt() != jkt {
+            return Err(TokenError::PopInvalid("the proof is not by the chain's final key".into()));
+        }
+        Ok(Grant {
+            scopes,
+            exp,
+            budget,
+            principal: c.sub.clone(),
+            holder,
+            depth,
+        })
+    }
+}
