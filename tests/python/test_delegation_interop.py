@@ -104,3 +104,34 @@ def test_delegation_vector(cli, tmp_path, case):
         assert rc == 0, (case["comment"], out)
     else:
         assert (rc, out["error"]["code"]) == (1, case["error"]), case["comment"]
+
+
+def test_offline_attenuation_link_is_a_jws_signed_by_the_holder(cli, tmp_path):
+    broker_key, broker_jwks = tmp_path / "broker.jwk", tmp_path / "broker.json"
+    holder_key, holder_jwks = tmp_path / "holder.jwk", tmp_path / "holder.json"
+    sub_key = tmp_path / "sub.jwk"
+    assert cli.json("keys", "generate", "--out", str(broker_key), "--jwks-out", str(broker_jwks))[0] == 0
+    rc, holder = cli.json("keys", "generate", "--out", str(holder_key), "--jwks-out", str(holder_jwks))
+    rc2, sub = cli.json("keys", "generate", "--alg", "es256", "--out", str(sub_key))
+    assert rc == rc2 == 0
+    rc, root = cli.json(
+        "token", "issue", "--key", str(broker_key), "--issuer", ISS, "--audience", AUD,
+        "--sub", "spiffe://acme.test/agent/orchestrator", "--scope", "ledger.*:read", "--dpop-jkt", holder["kid"],
+    )
+    assert rc == 0, root
+    assert root["claims"]["cnf"] == {"jkt": holder["kid"]}
+    rc, link = cli.json(
+        "token", "attenuate", "--key", str(holder_key), "--parent", root["token"], "--next-jkt", sub["kid"],
+        "--scope", "ledger.ar:read", "--ttl", "60", "--sub", "spiffe://acme.test/agent/reader",
+    )
+    assert rc == 0, link
+    header = jwt.get_unverified_header(link["link"])
+    assert header["typ"] == "agentiam-dlg+jwt"
+    signer = jwt.PyJWK(header["jwk"])
+    claims = jwt.decode(link["link"], signer, algorithms=["EdDSA"])
+    assert claims["jkt"] == sub["kid"] and claims["scope"] == "ledger.ar:read"
+    rc, out = cli.json(
+        "token", "attenuate", "--key", str(holder_key), "--parent", root["token"], "--next-jkt", sub["kid"],
+        "--scope", "ledger.ar:write",
+    )
+    assert (rc, out["error"]["code"]) == (1, "delegation.scope_widened")

@@ -52,6 +52,9 @@ pub(crate) enum TokenCommand {
         /// Agent description (JSON: model, system_prompt, tools, runtime) to bind the token to.
         #[arg(long)]
         agent: Option<PathBuf>,
+        /// Bind the token to a DPoP key (its RFC 7638 thumbprint, e.g. the kid from `keys generate`).
+        #[arg(long)]
+        dpop_jkt: Option<String>,
     },
     /// Exchange a parent's token for a narrower token for a sub-agent (RFC 8693); never widens.
     Exchange {
@@ -88,6 +91,30 @@ pub(crate) enum TokenCommand {
         /// Maximum delegation depth.
         #[arg(long, default_value_t = 4)]
         max_depth: usize,
+    },
+    /// Delegate offline: sign a link that narrows your DPoP-bound token (or link) for a sub-agent's key.
+    Attenuate {
+        /// Your private JWK: the key your token or link is bound to.
+        #[arg(long)]
+        key: PathBuf,
+        /// The token or link you hold and are extending.
+        #[arg(long)]
+        parent: String,
+        /// The sub-agent's key thumbprint (RFC 7638), which will hold the new link.
+        #[arg(long)]
+        next_jkt: String,
+        /// Space-separated scopes for the sub-agent, within what you hold.
+        #[arg(long)]
+        scope: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 300)]
+        ttl: i64,
+        /// Call budget for the sub-agent.
+        #[arg(long)]
+        calls: Option<u64>,
+        /// The sub-agent's SPIFFE ID, to name it in the link.
+        #[arg(long)]
+        sub: Option<String>,
     },
     /// Verify a token against a JWKS; exits 1 with the reason code when it is refused.
     Verify {
@@ -155,6 +182,34 @@ fn read_agent(spiffe_id: &str, path: &std::path::Path) -> Result<AgentIdentity, 
 
 pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
     match cmd {
+        TokenCommand::Attenuate {
+            key,
+            parent,
+            next_jkt,
+            scope,
+            ttl,
+            calls,
+            sub,
+        } => {
+            let signing = SigningKey::from_private_jwk(&read_file(&key)?)?;
+            let scope = ScopeSet::parse(&scope).map_err(|e| CliError::usage(e.code(), &e))?;
+            if let Some(s) = &sub {
+                parse_spiffe_id(s)?;
+            }
+            let now = agentiam::token::Clock::now(&SystemClock);
+            let claims = agentiam::delegation::LinkClaims {
+                prv: String::new(),
+                jkt: next_jkt,
+                scope,
+                exp: now.saturating_add(ttl),
+                iat: now,
+                budget: calls.map(|c| agentiam::token::Budget { calls: Some(c) }),
+                sub,
+            };
+            let link = agentiam::delegation::attenuate(&signing, parent.trim(), &claims)?;
+            out.result(&json!({"link": link, "claims": claims}), &link);
+            Ok(())
+        }
         TokenCommand::Exchange {
             key,
             issuer,
@@ -204,6 +259,7 @@ pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
             ttl,
             max_ttl,
             agent,
+            dpop_jkt,
         } => {
             let signing = SigningKey::from_private_jwk(&read_file(&key)?)?;
             let scopes = ScopeSet::parse(&scope).map_err(|e| CliError::usage(e.code(), &e))?;
@@ -216,6 +272,9 @@ pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
                     iss.register(identity.spiffe_id(), AgentRegistration::new(scopes.clone()));
                     let mut req = TokenRequest::new(&identity, audience, scopes, task_id, purpose);
                     req.ttl = ttl;
+                    if let Some(jkt) = dpop_jkt {
+                        req = req.bind_dpop(jkt);
+                    }
                     iss.issue(&req)?
                 }
                 None => {
@@ -244,7 +303,10 @@ pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
                             purpose,
                         }),
                         agent: None,
-                        cnf: None,
+                        cnf: dpop_jkt.map(|jkt| agentiam::token::Confirmation {
+                            jkt: Some(jkt),
+                            x5t_s256: None,
+                        }),
                         act: None,
                         dlg: Vec::new(),
                         budget: None,

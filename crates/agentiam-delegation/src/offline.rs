@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use agentiam_identity::{PublicKey, SigningKey};
 use agentiam_token::{
-    Budget, Clock, DpopRequest, DpopVerifier, ScopeSet, SystemClock, TokenError, Verifier, check_step, sign_compact,
+    Budget, Clock, DpopRequest, DpopVerifier, ScopeSet, SystemClock, TokenError, Verifier,
+    check_step, sign_compact,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -47,14 +48,45 @@ fn hash_b64(text: &str) -> String {
     URL_SAFE_NO_PAD.encode(agentiam_identity::Sha256Digest::of_bytes(text.as_bytes()).as_bytes())
 }
 
+/// What a parent token or link holds, read without verification (for the holder's own check).
+fn unverified_grant(parent: &str) -> Result<(ScopeSet, i64, Option<Budget>), TokenError> {
+    #[derive(Deserialize)]
+    struct Held {
+        #[serde(default)]
+        scope: ScopeSet,
+        exp: i64,
+        #[serde(default)]
+        budget: Option<Budget>,
+    }
+    let payload = parent
+        .split('.')
+        .nth(1)
+        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+        .ok_or_else(|| TokenError::Malformed("parent is not a compact JWS".into()))?;
+    let held: Held = serde_json::from_slice(&payload)
+        .map_err(|e| TokenError::InvalidClaim(format!("parent claims: {e}")))?;
+    Ok((held.scope, held.exp, held.budget))
+}
+
 /// Signs a link extending `parent` (the root token or the previous link) with the parent
-/// holder's key. The holder must check narrowing itself; verifiers check it again.
-pub fn attenuate(holder_key: &SigningKey, parent: &str, claims: &LinkClaims) -> Result<String, TokenError> {
+/// holder's key. Refuses (`delegation.*`) a link wider than what `parent` holds; every
+/// verifier checks the same again.
+pub fn attenuate(
+    holder_key: &SigningKey,
+    parent: &str,
+    claims: &LinkClaims,
+) -> Result<String, TokenError> {
+    let (scope, exp, budget) = unverified_grant(parent)?;
+    check_step(
+        (&scope, exp, budget.as_ref()),
+        (&claims.scope, claims.exp, claims.budget.as_ref()),
+    )?;
     let mut header = serde_json::Map::new();
     header.insert("typ".into(), LINK_TYPE.into());
     header.insert(
         "jwk".into(),
-        serde_json::to_value(holder_key.public_key().to_jwk()).map_err(|e| TokenError::Signing(e.to_string()))?,
+        serde_json::to_value(holder_key.public_key().to_jwk())
+            .map_err(|e| TokenError::Signing(e.to_string()))?,
     );
     let mut claims = claims.clone();
     claims.prv = hash_b64(parent);
@@ -136,7 +168,10 @@ impl ChainVerifier {
         request: &DpopRequest<'_>,
     ) -> Result<Grant, TokenError> {
         if links.len() > MAX_LINKS {
-            return Err(TokenError::DepthExceeded { depth: links.len(), max: MAX_LINKS });
+            return Err(TokenError::DepthExceeded {
+                depth: links.len(),
+                max: MAX_LINKS,
+            });
         }
         let token = self.verifier.verify_without_pop(root)?;
         let c = token.claims();
@@ -147,7 +182,10 @@ impl ChainVerifier {
             .ok_or(TokenError::PopRequired("a DPoP-bound root token"))?;
         let depth = c.dlg.len() + links.len();
         if depth > self.max_depth {
-            return Err(TokenError::DepthExceeded { depth, max: self.max_depth });
+            return Err(TokenError::DepthExceeded {
+                depth,
+                max: self.max_depth,
+            });
         }
         let now = self.clock.now();
         let mut scopes = c.scope.clone();
@@ -159,8 +197,12 @@ impl ChainVerifier {
             // Size cap, compact form, no `crit`: the same gate as any token.
             agentiam_token::UnverifiedToken::parse(link)?;
             let mut parts = link.split('.');
-            let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-                return Err(TokenError::Malformed(format!("link {i} is not a compact JWS")));
+            let (Some(h), Some(p), Some(s), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(TokenError::Malformed(format!(
+                    "link {i} is not a compact JWS"
+                )));
             };
             let header: LinkHeader = URL_SAFE_NO_PAD
                 .decode(h)
@@ -168,19 +210,28 @@ impl ChainVerifier {
                 .and_then(|b| serde_json::from_slice(&b).ok())
                 .ok_or_else(|| TokenError::Malformed(format!("link {i} header")))?;
             if header.typ.as_deref() != Some(LINK_TYPE) {
-                return Err(TokenError::WrongType(format!("link {i} is not an {LINK_TYPE}")));
+                return Err(TokenError::WrongType(format!(
+                    "link {i} is not an {LINK_TYPE}"
+                )));
             }
-            let mut jwk = header.jwk.ok_or_else(|| broken(format!("link {i} carries no signer key")))?;
+            let mut jwk = header
+                .jwk
+                .ok_or_else(|| broken(format!("link {i} carries no signer key")))?;
             jwk.kid = None;
-            let key = PublicKey::from_jwk(&jwk).map_err(|e| broken(format!("link {i} signer key: {e}")))?;
+            let key = PublicKey::from_jwk(&jwk)
+                .map_err(|e| broken(format!("link {i} signer key: {e}")))?;
             if key.thumbprint() != jkt {
-                return Err(broken(format!("link {i} is not signed by the previous holder's key")));
+                return Err(broken(format!(
+                    "link {i} is not signed by the previous holder's key"
+                )));
             }
             let alg = header.alg.unwrap_or_default();
             if !key.alg().matches_header(&alg) {
                 return Err(TokenError::AlgNotAllowed(alg));
             }
-            let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| TokenError::Malformed(format!("link {i} signature")))?;
+            let sig = URL_SAFE_NO_PAD
+                .decode(s)
+                .map_err(|_| TokenError::Malformed(format!("link {i} signature")))?;
             let signed = link.get(..h.len() + 1 + p.len()).unwrap_or_default();
             if !key.verify(signed.as_bytes(), &sig) {
                 return Err(TokenError::BadSignature);
@@ -191,12 +242,20 @@ impl ChainVerifier {
                 .and_then(|b| serde_json::from_slice(&b).ok())
                 .ok_or_else(|| TokenError::InvalidClaim(format!("link {i} claims")))?;
             if claims.prv != hash_b64(prev) {
-                return Err(broken(format!("link {i} does not extend the token or link before it")));
+                return Err(broken(format!(
+                    "link {i} does not extend the token or link before it"
+                )));
             }
             if now >= claims.exp {
-                return Err(TokenError::Expired { exp: claims.exp, now });
+                return Err(TokenError::Expired {
+                    exp: claims.exp,
+                    now,
+                });
             }
-            check_step((&scopes, exp, budget.as_ref()), (&claims.scope, claims.exp, claims.budget.as_ref()))?;
+            check_step(
+                (&scopes, exp, budget.as_ref()),
+                (&claims.scope, claims.exp, claims.budget.as_ref()),
+            )?;
             scopes = claims.scope;
             exp = claims.exp;
             budget = claims.budget;
@@ -206,7 +265,9 @@ impl ChainVerifier {
         }
         let proven = self.dpop.verify(proof, request, Some(prev))?;
         if proven.jkt() != jkt {
-            return Err(TokenError::PopInvalid("the proof is not by the chain's final key".into()));
+            return Err(TokenError::PopInvalid(
+                "the proof is not by the chain's final key".into(),
+            ));
         }
         Ok(Grant {
             scopes,

@@ -1,0 +1,271 @@
+//! Offline attenuation: holder-signed links, walked from the broker-signed root to a final DPoP proof.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    reason = "test harness: a panic is a failed test"
+)]
+
+use std::sync::Arc;
+
+use agentiam_delegation::*;
+use agentiam_identity::*;
+use agentiam_token::*;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::json;
+
+const ISS: &str = "https://broker.test";
+const AUD: &str = "ledger-api";
+const T0: i64 = 1_800_000_000;
+const URL: &str = "https://ledger.test/ar";
+
+struct World {
+    clock: Arc<FixedClock>,
+    issuer: Issuer,
+    keys: Vec<SigningKey>,
+    root: String,
+}
+
+fn world(scopes: &str) -> World {
+    let clock = Arc::new(FixedClock::new(T0));
+    let issuer = Issuer::new(
+        ISS,
+        KeySet::new(SigningKey::generate(Algorithm::EdDSA).unwrap()),
+    )
+    .with_clock(clock.clone());
+    let agent = AgentIdentity::new(
+        parse_spiffe_id("spiffe://acme.test/agent/orchestrator").unwrap(),
+        ModelRef::new("p", "m", "1"),
+        &AgentConfiguration::new("x", vec![]),
+        RuntimeDescriptor::new("process"),
+    )
+    .unwrap();
+    issuer.register(
+        agent.spiffe_id(),
+        AgentRegistration::new(ScopeSet::parse(scopes).unwrap()),
+    );
+    let keys: Vec<SigningKey> = (0..7)
+        .map(|_| SigningKey::generate(Algorithm::EdDSA).unwrap())
+        .collect();
+    let root = issuer
+        .issue(
+            &TokenRequest::new(&agent, AUD, ScopeSet::parse(scopes).unwrap(), "t", "p")
+                .with_ttl(600)
+                .bind_dpop(keys[0].public_key().thumbprint()),
+        )
+        .unwrap()
+        .token;
+    World {
+        clock,
+        issuer,
+        keys,
+        root,
+    }
+}
+
+fn link_claims(next: &SigningKey, scopes: &str, exp: i64) -> LinkClaims {
+    LinkClaims {
+        prv: String::new(),
+        jkt: next.public_key().thumbprint(),
+        scope: ScopeSet::parse(scopes).unwrap(),
+        exp,
+        iat: T0,
+        budget: None,
+        sub: None,
+    }
+}
+
+fn proof(key: &SigningKey, last: &str, jti: &str) -> String {
+    let mut header = serde_json::Map::new();
+    header.insert("typ".into(), "dpop+jwt".into());
+    header.insert(
+        "jwk".into(),
+        serde_json::to_value(key.public_key().to_jwk()).unwrap(),
+    );
+    let ath = URL_SAFE_NO_PAD.encode(Sha256Digest::of_bytes(last.as_bytes()).as_bytes());
+    sign_compact(
+        key,
+        &header,
+        json!({"jti": jti, "htm": "GET", "htu": URL, "iat": T0, "ath": ath})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap()
+}
+
+impl World {
+    fn chain(&self) -> ChainVerifier {
+        let v = Verifier::new(self.issuer.jwks(), ISS, AUD).with_clock(self.clock.clone());
+        ChainVerifier::new(v, DpopVerifier::new(self.clock.clone())).with_clock(self.clock.clone())
+    }
+    /// Links narrowing through `scopes`, each signed by the previous key.
+    fn links(&self, scopes: &[&str]) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (i, s) in scopes.iter().enumerate() {
+            let parent = out.last().cloned().unwrap_or_else(|| self.root.clone());
+            out.push(
+                attenuate(
+                    &self.keys[i],
+                    &parent,
+                    &link_claims(&self.keys[i + 1], s, T0 + 300 - i as i64),
+                )
+                .unwrap(),
+            );
+        }
+        out
+    }
+}
+
+fn req() -> DpopRequest<'static> {
+    DpopRequest {
+        method: "GET",
+        url: URL,
+    }
+}
+
+#[test]
+fn a_four_link_chain_verifies_and_grants_the_last_scopes() {
+    let w = world("ledger.*:read payments:approve{amount<=1000}");
+    let links = w.links(&[
+        "ledger.*:read payments:approve{amount<=500}",
+        "ledger.*:read",
+        "ledger.ar:read",
+        "ledger.ar:read",
+    ]);
+    let refs: Vec<&str> = links.iter().map(String::as_str).collect();
+    let grant = w
+        .chain()
+        .verify(&w.root, &refs, &proof(&w.keys[4], &links[3], "p1"), &req())
+        .unwrap();
+    assert_eq!(grant.scopes.to_string(), "ledger.ar:read");
+    assert_eq!(grant.depth, 4);
+    assert_eq!(grant.exp, T0 + 300 - 3);
+    assert_eq!(grant.principal, "spiffe://acme.test/agent/orchestrator");
+    // The root alone, proven by its own key.
+    assert!(
+        w.chain()
+            .verify(&w.root, &[], &proof(&w.keys[0], &w.root, "p2"), &req())
+            .is_ok()
+    );
+}
+
+#[test]
+fn every_attack_on_a_chain_is_refused_with_its_code() {
+    let w = world("ledger.*:read payments:approve{amount<=1000}");
+    let links = w.links(&["ledger.*:read", "ledger.ar:read"]);
+    let code = |links: &[&str], proof_key: &SigningKey, jti: &str| {
+        let last = links.last().copied().unwrap_or(&w.root);
+        w.chain()
+            .verify(&w.root, links, &proof(proof_key, last, jti), &req())
+            .unwrap_err()
+            .code()
+    };
+    // A holder's own attenuate refuses to widen...
+    let refused = attenuate(
+        &w.keys[1],
+        &links[0],
+        &link_claims(&w.keys[2], "ledger.*:read payments:approve", T0 + 100),
+    );
+    assert_eq!(refused.unwrap_err().code(), "delegation.scope_widened");
+    // ...and a verifier refuses a widening link signed by hand.
+    let raw_link = |claims: serde_json::Value| {
+        let mut header = serde_json::Map::new();
+        header.insert("typ".into(), LINK_TYPE.into());
+        header.insert(
+            "jwk".into(),
+            serde_json::to_value(w.keys[1].public_key().to_jwk()).unwrap(),
+        );
+        let mut c = claims;
+        c["prv"] = URL_SAFE_NO_PAD
+            .encode(Sha256Digest::of_bytes(links[0].as_bytes()).as_bytes())
+            .into();
+        c["jkt"] = w.keys[2].public_key().thumbprint().into();
+        c["iat"] = T0.into();
+        sign_compact(&w.keys[1], &header, c.to_string().as_bytes()).unwrap()
+    };
+    let wide = raw_link(json!({"scope": "ledger.*:read payments:approve", "exp": T0 + 100}));
+    assert_eq!(
+        code(&[&links[0], &wide], &w.keys[2], "a"),
+        "delegation.scope_widened"
+    );
+    let long = raw_link(json!({"scope": "ledger.ar:read", "exp": T0 + 10_000}));
+    assert_eq!(
+        code(&[&links[0], &long], &w.keys[2], "b"),
+        "delegation.expiry_extended"
+    );
+    // Swapped links.
+    assert_eq!(
+        code(&[&links[1], &links[0]], &w.keys[2], "c"),
+        "delegation.broken_chain"
+    );
+    // A link signed by the wrong key (not the previous holder's).
+    let forged = attenuate(
+        &w.keys[5],
+        &links[0],
+        &link_claims(&w.keys[2], "ledger.ar:read", T0 + 100),
+    )
+    .unwrap();
+    assert_eq!(
+        code(&[&links[0], &forged], &w.keys[2], "d"),
+        "delegation.broken_chain"
+    );
+    // The chain replayed by a different holder: the proof is not by the final key.
+    assert_eq!(
+        code(&[&links[0], &links[1]], &w.keys[6], "e"),
+        "token.pop_invalid"
+    );
+    // A link cut out of the middle.
+    assert_eq!(
+        code(&[&links[1]], &w.keys[2], "f"),
+        "delegation.broken_chain"
+    );
+    // Depth beyond the cap.
+    let deep = w.links(&[
+        "ledger.*:read",
+        "ledger.*:read",
+        "ledger.*:read",
+        "ledger.*:read",
+        "ledger.*:read",
+    ]);
+    let refs: Vec<&str> = deep.iter().map(String::as_str).collect();
+    assert_eq!(code(&refs, &w.keys[5], "g"), "delegation.depth_exceeded");
+    // An expired link.
+    w.clock.advance(300);
+    assert_eq!(
+        code(&[&links[0], &links[1]], &w.keys[2], "h"),
+        "token.expired"
+    );
+    // A root that is not bound to a key cannot be attenuated offline.
+    let w2 = world("a:b");
+    let v = Verifier::new(w2.issuer.jwks(), ISS, AUD).with_clock(w2.clock.clone());
+    let agent = AgentIdentity::new(
+        parse_spiffe_id("spiffe://acme.test/agent/orchestrator").unwrap(),
+        ModelRef::new("p", "m", "1"),
+        &AgentConfiguration::new("x", vec![]),
+        RuntimeDescriptor::new("process"),
+    )
+    .unwrap();
+    let unbound = w2
+        .issuer
+        .issue(&TokenRequest::new(
+            &agent,
+            AUD,
+            ScopeSet::parse("a:b").unwrap(),
+            "t",
+            "p",
+        ))
+        .unwrap()
+        .token;
+    let chain =
+        ChainVerifier::new(v, DpopVerifier::new(w2.clock.clone())).with_clock(w2.clock.clone());
+    assert_eq!(
+        chain
+            .verify(&unbound, &[], &proof(&w2.keys[0], &unbound, "i"), &req())
+            .unwrap_err()
+            .code(),
+        "token.pop_required"
+    );
+}
