@@ -269,3 +269,66 @@ fn every_attack_on_a_chain_is_refused_with_its_code() {
         "token.pop_required"
     );
 }
+
+mod never_widens {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_scopes() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            (
+                prop_oneof![Just("a"), Just("a.b"), Just("a.*"), Just("*")],
+                prop_oneof![Just("r"), Just("*")],
+                prop_oneof![Just(""), Just("{n<=5}"), Just("{n<=9}")],
+            )
+                .prop_map(|(r, a, c)| format!("{r}:{a}{c}")),
+            1..3,
+        )
+        .prop_map(|v| v.join(" "))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Links signed by hand with any scopes and expiries: an accepted chain never grants a
+        /// request the root does not allow, nor outlives it.
+        #[test]
+        fn an_accepted_offline_chain_never_widens(
+            root_scopes in arb_scopes(),
+            hops in proptest::collection::vec((arb_scopes(), 1i64..700), 1..4),
+            probe in (prop_oneof![Just("a"), Just("a.b"), Just("a.b.c"), Just("z")], 0i64..12),
+        ) {
+            let w = world(&root_scopes);
+            let mut links: Vec<String> = Vec::new();
+            for (i, (scopes, life)) in hops.iter().enumerate() {
+                let parent = links.last().cloned().unwrap_or_else(|| w.root.clone());
+                let mut header = serde_json::Map::new();
+                header.insert("typ".into(), LINK_TYPE.into());
+                header.insert("jwk".into(), serde_json::to_value(w.keys[i].public_key().to_jwk()).unwrap());
+                let claims = json!({
+                    "prv": URL_SAFE_NO_PAD.encode(Sha256Digest::of_bytes(parent.as_bytes()).as_bytes()),
+                    "jkt": w.keys[i + 1].public_key().thumbprint(),
+                    "scope": scopes, "exp": T0 + life, "iat": T0,
+                });
+                links.push(sign_compact(&w.keys[i], &header, claims.to_string().as_bytes()).unwrap());
+            }
+            let refs: Vec<&str> = links.iter().map(String::as_str).collect();
+            let last_key = &w.keys[links.len()];
+            let result = w.chain().verify(&w.root, &refs, &proof(last_key, links.last().unwrap(), "p"), &req());
+            if let Ok(grant) = result {
+                let root_scopes = ScopeSet::parse(&root_scopes).unwrap();
+                prop_assert!(grant.scopes.is_subset_of(&root_scopes));
+                prop_assert!(grant.exp <= T0 + 600);
+                let (resource, n) = probe;
+                let args = json!({"n": n});
+                let request = ScopeRequest::new(resource, "r").with_args(&args);
+                if grant.scopes.covers(&request) {
+                    prop_assert!(root_scopes.covers(&request));
+                }
+            } else {
+                let code = result.unwrap_err().code();
+                prop_assert!(code.starts_with("delegation.") , "{}", code);
+            }
+        }
+    }
+}
