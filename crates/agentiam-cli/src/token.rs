@@ -205,6 +205,11 @@ pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
                 iat: now,
                 budget: calls.map(|c| agentiam::token::Budget { calls: Some(c) }),
                 sub,
+                jti: Some({
+                    let mut id = [0u8; 16];
+                    agentiam::token::Entropy::fill(&agentiam::token::SystemEntropy, &mut id)?;
+                    id.iter().map(|b| format!("{b:02x}")).collect()
+                }),
             };
             let link = agentiam::delegation::attenuate(&signing, parent.trim(), &claims)?;
             out.result(&json!({"link": link, "claims": claims}), &link);

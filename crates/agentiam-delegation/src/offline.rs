@@ -39,9 +39,12 @@ pub struct LinkClaims {
     /// The narrowed budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<Budget>,
-    /// The sub-agent's SPIFFE ID, if the delegator names it.
+    /// The sub-agent's SPIFFE ID, if the delegator names it (revocable by agent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
+    /// The link's id (revocable by token id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
 }
 
 fn hash_b64(text: &str) -> String {
@@ -129,6 +132,7 @@ pub struct ChainVerifier {
     dpop: DpopVerifier,
     clock: Arc<dyn Clock>,
     max_depth: usize,
+    revocation: Option<Arc<dyn agentiam_token::RevocationSet>>,
 }
 
 /// Largest number of links read.
@@ -143,7 +147,15 @@ impl ChainVerifier {
             dpop,
             clock: Arc::new(SystemClock),
             max_depth: crate::DEFAULT_MAX_DELEGATION_DEPTH,
+            revocation: None,
         }
+    }
+
+    /// Refuses links whose `jti` or `sub` is revoked (the root's revocation is the verifier's).
+    /// A revoked link revokes every link after it (`delegation.revoked_ancestor`).
+    pub fn with_revocation(mut self, revocation: Arc<dyn agentiam_token::RevocationSet>) -> Self {
+        self.revocation = Some(revocation);
+        self
     }
 
     /// Uses another clock for link expiry (use the verifier's).
@@ -256,6 +268,21 @@ impl ChainVerifier {
                 (&scopes, exp, budget.as_ref()),
                 (&claims.scope, claims.exp, claims.budget.as_ref()),
             )?;
+            if let Some(revocation) = &self.revocation {
+                use agentiam_token::Revocation;
+                let by_jti = claims.jti.clone().map(Revocation::Token);
+                let by_sub = claims.sub.clone().map(Revocation::Agent);
+                for entry in [by_jti, by_sub].into_iter().flatten() {
+                    if revocation.contains(&entry)? {
+                        let what = format!("link {i}");
+                        return Err(if i + 1 == links.len() {
+                            TokenError::Revoked(what)
+                        } else {
+                            TokenError::RevokedAncestor(what)
+                        });
+                    }
+                }
+            }
             scopes = claims.scope;
             exp = claims.exp;
             budget = claims.budget;

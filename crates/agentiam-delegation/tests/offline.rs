@@ -75,6 +75,7 @@ fn link_claims(next: &SigningKey, scopes: &str, exp: i64) -> LinkClaims {
         iat: T0,
         budget: None,
         sub: None,
+        jti: None,
     }
 }
 
@@ -232,6 +233,38 @@ fn every_attack_on_a_chain_is_refused_with_its_code() {
     ]);
     let refs: Vec<&str> = deep.iter().map(String::as_str).collect();
     assert_eq!(code(&refs, &w.keys[5], "g"), "delegation.depth_exceeded");
+    // Revoking a link by id revokes it and every link after it.
+    let revoked = Arc::new(InMemoryRevocationSet::new());
+    let mut first = link_claims(&w.keys[1], "ledger.*:read", T0 + 300);
+    first.jti = Some("link-1".into());
+    let l1 = attenuate(&w.keys[0], &w.root, &first).unwrap();
+    let l2 = attenuate(
+        &w.keys[1],
+        &l1,
+        &link_claims(&w.keys[2], "ledger.ar:read", T0 + 200),
+    )
+    .unwrap();
+    revoked
+        .revoke(Revocation::Token("link-1".into()), T0 + 1000)
+        .unwrap();
+    let v = Verifier::new(w.issuer.jwks(), ISS, AUD).with_clock(w.clock.clone());
+    let chain = ChainVerifier::new(v, DpopVerifier::new(w.clock.clone()))
+        .with_clock(w.clock.clone())
+        .with_revocation(revoked);
+    assert_eq!(
+        chain
+            .verify(&w.root, &[&l1, &l2], &proof(&w.keys[2], &l2, "r1"), &req())
+            .unwrap_err()
+            .code(),
+        "delegation.revoked_ancestor"
+    );
+    assert_eq!(
+        chain
+            .verify(&w.root, &[&l1], &proof(&w.keys[1], &l1, "r2"), &req())
+            .unwrap_err()
+            .code(),
+        "token.revoked"
+    );
     // An expired link.
     w.clock.advance(300);
     assert_eq!(

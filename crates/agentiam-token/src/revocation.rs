@@ -31,6 +31,10 @@ pub trait RevocationSet: Send + Sync + std::fmt::Debug {
 
     /// Forgets revocations that ended before `now`.
     fn prune(&self, now: i64) -> Result<(), TokenError>;
+
+    /// Whether this exact entry is revoked (for records that are not token claims, such as
+    /// offline delegation links).
+    fn contains(&self, what: &Revocation) -> Result<bool, TokenError>;
 }
 
 /// An in-process revocation set.
@@ -94,5 +98,13 @@ impl RevocationSet for InMemoryRevocationSet {
         let mut entries = self.entries.write().map_err(|_| Self::unavailable())?;
         entries.retain(|_, until| *until >= now);
         Ok(())
+    }
+
+    fn contains(&self, what: &Revocation) -> Result<bool, TokenError> {
+        Ok(self
+            .entries
+            .read()
+            .map_err(|_| Self::unavailable())?
+            .contains_key(what))
     }
 }
