@@ -558,18 +558,12 @@ fn dpop_proof(
     url: &str,
     now: i64,
 ) -> Result<String, CliError> {
-    let ath = URL_SAFE_NO_PAD.encode(Sha256Digest::of_bytes(token.as_bytes()).as_bytes());
-    let mut header = serde_json::Map::new();
-    header.insert("typ".into(), "dpop+jwt".into());
-    header.insert(
-        "jwk".into(),
-        serde_json::to_value(key.public_key().to_jwk()).unwrap_or_default(),
-    );
-    let claims =
-        json!({"jti": format!("proof-{now}"), "htm": method, "htu": url, "iat": now, "ath": ath});
-    Ok(agentiam::token::sign_compact(
+    let request = DpopRequest { method, url };
+    Ok(agentiam::token::create_dpop_proof(
         key,
-        &header,
-        claims.to_string().as_bytes(),
+        &request,
+        now,
+        &format!("proof-{now}"),
+        Some(token),
     )?)
 }

@@ -20,10 +20,7 @@ use std::time::Instant;
 use agentiam_delegation::*;
 use agentiam_identity::*;
 use agentiam_token::*;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use biscuit_auth::macros::{authorizer, biscuit, block};
-use serde_json::json;
 
 const ISS: &str = "https://broker.bench";
 const AUD: &str = "ledger-api";
@@ -34,21 +31,11 @@ fn now() -> i64 {
 }
 
 fn proof(key: &SigningKey, last: &str, jti: usize, t: i64) -> String {
-    let mut header = serde_json::Map::new();
-    header.insert("typ".into(), "dpop+jwt".into());
-    header.insert(
-        "jwk".into(),
-        serde_json::to_value(key.public_key().to_jwk()).unwrap(),
-    );
-    let ath = URL_SAFE_NO_PAD.encode(Sha256Digest::of_bytes(last.as_bytes()).as_bytes());
-    sign_compact(
-        key,
-        &header,
-        json!({"jti": format!("p{jti}"), "htm": "GET", "htu": URL, "iat": t, "ath": ath})
-            .to_string()
-            .as_bytes(),
-    )
-    .unwrap()
+    let request = DpopRequest {
+        method: "GET",
+        url: URL,
+    };
+    create_dpop_proof(key, &request, t, &format!("p{jti}"), Some(last)).unwrap()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

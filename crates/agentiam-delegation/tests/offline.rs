@@ -80,21 +80,7 @@ fn link_claims(next: &SigningKey, scopes: &str, exp: i64) -> LinkClaims {
 }
 
 fn proof(key: &SigningKey, last: &str, jti: &str) -> String {
-    let mut header = serde_json::Map::new();
-    header.insert("typ".into(), "dpop+jwt".into());
-    header.insert(
-        "jwk".into(),
-        serde_json::to_value(key.public_key().to_jwk()).unwrap(),
-    );
-    let ath = URL_SAFE_NO_PAD.encode(Sha256Digest::of_bytes(last.as_bytes()).as_bytes());
-    sign_compact(
-        key,
-        &header,
-        json!({"jti": jti, "htm": "GET", "htu": URL, "iat": T0, "ath": ath})
-            .to_string()
-            .as_bytes(),
-    )
-    .unwrap()
+    create_dpop_proof(key, &req(), T0, jti, Some(last)).unwrap()
 }
 
 impl World {

@@ -29,6 +29,46 @@ pub struct DpopRequest<'a> {
     pub url: &'a str,
 }
 
+/// Creates a DPoP proof for one request: what a client sends beside a DPoP-bound token
+/// (`access_token`, hashed into `ath`) or beside a delegation chain (its last link).
+/// `jti` must be unique per proof; `iat` is the client's clock.
+///
+/// ```
+/// use agentiam_identity::{Algorithm, SigningKey};
+/// use agentiam_token::{DpopRequest, DpopVerifier, FixedClock, create_dpop_proof};
+/// let key = SigningKey::generate(Algorithm::ES256).unwrap();
+/// let request = DpopRequest { method: "GET", url: "https://api.example/items" };
+/// let proof = create_dpop_proof(&key, &request, 1_000, "proof-1", Some("the.access.token")).unwrap();
+/// let verifier = DpopVerifier::new(std::sync::Arc::new(FixedClock::new(1_000)));
+/// assert_eq!(verifier.verify(&proof, &request, Some("the.access.token")).unwrap().jkt(), key.public_key().thumbprint());
+/// ```
+pub fn create_dpop_proof(
+    key: &agentiam_identity::SigningKey,
+    request: &DpopRequest<'_>,
+    iat: i64,
+    jti: &str,
+    access_token: Option<&str>,
+) -> Result<String, TokenError> {
+    let mut header = serde_json::Map::new();
+    header.insert("typ".into(), "dpop+jwt".into());
+    header.insert(
+        "jwk".into(),
+        serde_json::to_value(key.public_key().to_jwk())
+            .map_err(|e| TokenError::Signing(e.to_string()))?,
+    );
+    let mut claims = serde_json::Map::new();
+    claims.insert("jti".into(), jti.into());
+    claims.insert("htm".into(), request.method.into());
+    claims.insert("htu".into(), request.url.into());
+    claims.insert("iat".into(), iat.into());
+    if let Some(token) = access_token {
+        let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        claims.insert("ath".into(), b64url(hash.as_ref()).into());
+    }
+    let claims = serde_json::Value::Object(claims);
+    crate::sign_compact(key, &header, claims.to_string().as_bytes())
+}
+
 /// A verified proof.
 #[derive(Debug, Clone)]
 pub struct DpopProof {

@@ -35,7 +35,7 @@ mod verify;
 pub use cache::CachingVerifier;
 pub use claims::{AgentClaim, Audience, Budget, Claims, Confirmation, DelegationHop, TaskClaim};
 pub use clock::{Clock, Entropy, FixedClock, SystemClock, SystemEntropy};
-pub use dpop::{DpopProof, DpopRequest, DpopVerifier};
+pub use dpop::{DpopProof, DpopRequest, DpopVerifier, create_dpop_proof};
 pub use error::TokenError;
 pub use issue::{
     AgentRegistration, DEFAULT_MAX_TTL_SECS, DEFAULT_TTL_SECS, IssuedToken, Issuer, TokenRequest,

@@ -280,15 +280,7 @@ fn dpop_proof(
     iat: i64,
     jti: &str,
 ) -> String {
-    let mut header = serde_json::Map::new();
-    header.insert("typ".into(), "dpop+jwt".into());
-    header.insert(
-        "jwk".into(),
-        serde_json::to_value(key.public_key().to_jwk()).unwrap(),
-    );
-    let ath = URL_SAFE_NO_PAD.encode(Sha256Digest::of_bytes(token.as_bytes()).as_bytes());
-    let claims = json!({"jti": jti, "htm": method, "htu": url, "iat": iat, "ath": ath});
-    sign_compact(key, &header, claims.to_string().as_bytes()).unwrap()
+    create_dpop_proof(key, &DpopRequest { method, url }, iat, jti, Some(token)).unwrap()
 }
 
 #[test]
