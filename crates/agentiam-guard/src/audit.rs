@@ -1,0 +1,225 @@
+//! [`AuditSink`]: every decision becomes an [`AuditEvent`] in the activity log.
+//!
+//! The guard's thread only clones what the event needs and hands it to a bounded queue;
+//! building the event (canonical argument hash, redaction, UUID) and appending happen on the
+//! sink's worker thread. A full queue or a stopped worker refuses the record, and the guard
+//! then refuses the call: an action that cannot be audited does not happen.
+
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use agentiam_telemetry::{AgentRef, AuditEvent, AuditLog, RedactionPolicy};
+use serde_json::Value;
+
+use crate::decision::Decision;
+use crate::hooks::{CallOutcome, DecisionSink, OutputVerdict};
+use crate::request::{GuardRequest, ToolSpec};
+
+/// Event kind of a guard decision in the activity log.
+pub const TOOL_CALL_EVENT: &str = "tool_call";
+/// Event kind of what an allowed tool call returned.
+pub const TOOL_RESULT_EVENT: &str = "tool_result";
+
+enum Msg {
+    Record(Box<Pending>),
+    /// Answered once everything queued before it is in the log's queue.
+    Drained(SyncSender<()>),
+}
+
+struct Pending {
+    kind: &'static str,
+    output_sha256: Option<String>,
+    time_unix_ms: i64,
+    presenter: String,
+    agent_digest: Option<String>,
+    subject: String,
+    chain: Vec<String>,
+    task: Option<String>,
+    jti: Option<String>,
+    tool: String,
+    call_id: Option<String>,
+    arguments: Value,
+    outcome: agentiam_telemetry::Decision,
+    approval: Option<String>,
+}
+
+/// Writes every decision to an [`AuditLog`] from a worker thread.
+#[derive(Debug)]
+pub struct AuditSink {
+    tx: SyncSender<Msg>,
+    worker: Option<JoinHandle<()>>,
+    policy_version: String,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pending")
+    }
+}
+
+impl AuditSink {
+    /// Starts a worker appending to `log`, with up to `queue` decisions waiting.
+    pub fn new(log: Arc<AuditLog>, redaction: RedactionPolicy, policy_version: impl Into<String>, queue: usize) -> Self {
+        let (tx, rx) = mpsc::sync_channel::<Msg>(queue.max(1));
+        let worker = std::thread::Builder::new()
+            .name("agentiam-audit-sink".into())
+            .spawn(move || {
+                for msg in rx {
+                    match msg {
+                        Msg::Record(p) => {
+                            if log.append(to_event(*p, &redaction)).is_err() {
+                                // The log is closed; later sends fail because this receiver is dropped.
+                                break;
+                            }
+                        }
+                        Msg::Drained(reply) => {
+                            let _ = reply.send(());
+                        }
+                    }
+                }
+            })
+            .ok();
+        Self {
+            tx,
+            worker,
+            policy_version: policy_version.into(),
+        }
+    }
+}
+
+impl AuditSink {
+    /// Waits until every decision recorded so far has been handed to the log
+    /// (then [`AuditLog::flush`] makes them durable).
+    pub fn drain(&self) -> Result<(), String> {
+        let (reply, done) = mpsc::sync_channel(1);
+        self.tx
+            .send(Msg::Drained(reply))
+            .map_err(|_| "audit log is closed".to_owned())?;
+        done.recv().map_err(|_| "audit log is closed".to_owned())
+    }
+}
+
+fn to_event(p: Pending, redaction: &RedactionPolicy) -> AuditEvent {
+    let mut event = AuditEvent::new(
+        p.kind,
+        AgentRef {
+            spiffe_id: p.presenter,
+            composite_digest: p.agent_digest,
+        },
+        p.time_unix_ms,
+        p.outcome,
+    );
+    event.on_behalf_of = Some(p.subject);
+    event.delegation_chain = p.chain;
+    event.task_id = p.task;
+    event.token_jti = p.jti;
+    event.approval_ref = p.approval;
+    event.output_sha256 = p.output_sha256;
+    event.tool = Some(match redaction.tool_call(&p.tool, p.call_id.as_deref(), &p.arguments) {
+        Ok(call) => call,
+        // Arguments that cannot be canonicalized are recorded without values.
+        Err(_) => agentiam_telemetry::ToolCall {
+            name: p.tool,
+            call_id: p.call_id,
+            args_sha256: String::new(),
+            args: Value::String(agentiam_telemetry::REDACTED.to_owned()),
+        },
+    });
+    event
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl DecisionSink for AuditSink {
+    fn record(&self, request: &GuardRequest<'_>, _tool: Option<&ToolSpec>, decision: &Decision) -> Result<(), String> {
+        let (outcome, approval) = match decision {
+            Decision::Allow(a) => (agentiam_telemetry::Decision::allow(), a.approval.clone()),
+            Decision::Deny(d) => (agentiam_telemetry::Decision::deny(d.code()), None),
+            Decision::NeedsConfirmation(r) => {
+                let mut d = agentiam_telemetry::Decision::deny(r.code.clone());
+                d.outcome = agentiam_telemetry::Outcome::Escalate;
+                (d, Some(r.digest.clone()))
+            }
+        };
+        let mut outcome = outcome;
+        outcome.policy_version = Some(self.policy_version.clone());
+        if let Decision::Deny(d) = decision {
+            outcome.policy_id = d.policies().first().cloned();
+        }
+        let p = request.principal;
+        let pending = Pending {
+            kind: TOOL_CALL_EVENT,
+            output_sha256: None,
+            time_unix_ms: now_ms(),
+            presenter: p.presenter().to_owned(),
+            agent_digest: p.agent_digest().map(str::to_owned),
+            subject: p.subject().to_owned(),
+            chain: p.chain().to_vec(),
+            task: p.task().map(str::to_owned),
+            jti: p.token_id().map(str::to_owned),
+            tool: request.tool.to_owned(),
+            call_id: request.call_id.map(str::to_owned),
+            arguments: request.arguments.clone(),
+            outcome,
+            approval,
+        };
+        self.enqueue(pending)
+    }
+
+    fn record_outcome(&self, o: &CallOutcome<'_>) -> Result<(), String> {
+        let p = o.principal;
+        let mut outcome = agentiam_telemetry::Decision::allow();
+        outcome.outcome = agentiam_telemetry::Outcome::Record;
+        outcome.code = match o.verdict {
+            OutputVerdict::Clean => None,
+            OutputVerdict::Untrusted => Some("guard.output_untrusted".into()),
+            OutputVerdict::Injection(_) => Some(crate::codes::INJECTION_DETECTED.into()),
+        };
+        if o.failed {
+            outcome.code = Some("guard.tool_failed".into());
+        }
+        self.enqueue(Pending {
+            kind: TOOL_RESULT_EVENT,
+            output_sha256: Some(agentiam_telemetry::sha256_hex(o.output.as_bytes())),
+            time_unix_ms: now_ms(),
+            presenter: p.presenter().to_owned(),
+            agent_digest: p.agent_digest().map(str::to_owned),
+            subject: p.subject().to_owned(),
+            chain: p.chain().to_vec(),
+            task: p.task().map(str::to_owned),
+            jti: p.token_id().map(str::to_owned),
+            tool: o.tool.to_owned(),
+            call_id: o.call_id.map(str::to_owned),
+            arguments: Value::Null,
+            outcome,
+            approval: None,
+        })
+    }
+}
+
+impl AuditSink {
+    fn enqueue(&self, pending: Pending) -> Result<(), String> {
+        match self.tx.try_send(Msg::Record(Box::new(pending))) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err("audit queue is full".into()),
+            Err(TrySendError::Disconnected(_)) => Err("audit log is closed".into()),
+        }
+    }
+}
+
+impl Drop for AuditSink {
+    fn drop(&mut self) {
+        // Closing the channel ends the worker after it drains the queue.
+        let (tx, _) = mpsc::sync_channel(1);
+        drop(std::mem::replace(&mut self.tx, tx));
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}

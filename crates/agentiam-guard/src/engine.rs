@@ -1,0 +1,391 @@
+//! The decision engine: [`Guard::decide`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use agentiam_identity::Jwks;
+use agentiam_token::{Clock, Entropy, ScopeRequest, SystemClock, SystemEntropy};
+use serde_json::Value;
+
+use crate::approval::{
+    ApprovalRequest, ApproverKeys, DEFAULT_MAX_APPROVAL_TTL_SECS, InMemoryNonceStore, NonceStore,
+    call_digest, check_approval, new_nonce,
+};
+use crate::decision::{Allowance, Decision, Denial};
+use crate::hooks::{BehaviourCheck, ContentFilter, DecisionSink, NoBehaviourCheck, NoContentFilter};
+use crate::policy::{PolicyContext, PolicyEngine, PolicyOutcome};
+use crate::request::{GuardRequest, ToolSpec};
+use crate::{GuardError, codes};
+
+/// How long a confirmation request stays answerable by default (seconds).
+pub const DEFAULT_CONFIRMATION_TTL_SECS: i64 = 300;
+
+/// Decides every tool call: token scope with argument constraints, content filter, behaviour,
+/// Cedar policy, and confirmation gates. Build it once with [`GuardBuilder`] and share it.
+///
+/// ```
+/// use agentiam_guard::{Guard, GuardRequest, PolicyEngine, Principal, Risk, ToolSpec};
+/// # use agentiam_identity::*;
+/// # use agentiam_token::*;
+/// # let agent = AgentIdentity::new(parse_spiffe_id("spiffe://example.org/agent/invoices").unwrap(), ModelRef::new("p", "m", "1"), &AgentConfiguration::new("You pay invoices.", vec![]), RuntimeDescriptor::new("process")).unwrap();
+/// # let issuer = Issuer::new("https://broker.example", KeySet::new(SigningKey::generate(Algorithm::EdDSA).unwrap()));
+/// # let scopes = ScopeSet::parse("payments:transfer{amount<=100}").unwrap();
+/// # issuer.register(agent.spiffe_id(), AgentRegistration::new(scopes.clone()));
+/// # let issued = issuer.issue(&TokenRequest::new(&agent, "https://api.example", scopes, "task-1", "pay invoices")).unwrap();
+/// # let verifier = Verifier::new(issuer.jwks(), "https://broker.example", "https://api.example");
+/// # use serde_json::json;
+/// let token = verifier.verify(&issued.token).unwrap();
+/// let guard = Guard::builder(PolicyEngine::default_policy().unwrap())
+///     .tool(ToolSpec::new("transfer", Risk::High).with_scope("payments", "transfer"))
+///     .build()
+///     .unwrap();
+/// let principal = Principal::from_token(&token);
+/// let small = json!({"amount": 40, "to": "ACME"});
+/// assert!(guard.decide(&GuardRequest::new(&principal, "transfer", &small)).is_allowed());
+/// let large = json!({"amount": 4000, "to": "ACME"});
+/// let refused = guard.decide(&GuardRequest::new(&principal, "transfer", &large));
+/// assert_eq!(refused.code(), Some("guard.constraint_violated"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Guard {
+    tools: Arc<HashMap<String, ToolSpec>>,
+    policy: Arc<PolicyEngine>,
+    approvers: Arc<ApproverKeys>,
+    nonces: Arc<dyn NonceStore>,
+    clock: Arc<dyn Clock>,
+    entropy: Arc<dyn Entropy>,
+    filter: Arc<dyn ContentFilter>,
+    behaviour: Arc<dyn BehaviourCheck>,
+    sinks: Vec<Arc<dyn DecisionSink>>,
+    confirmation_ttl: i64,
+    max_approval_ttl: i64,
+}
+
+/// Builds a [`Guard`].
+#[derive(Debug)]
+pub struct GuardBuilder {
+    tools: HashMap<String, ToolSpec>,
+    policy: PolicyEngine,
+    approvers: ApproverKeys,
+    agent_keys: Vec<String>,
+    nonces: Option<Arc<dyn NonceStore>>,
+    clock: Arc<dyn Clock>,
+    entropy: Arc<dyn Entropy>,
+    filter: Arc<dyn ContentFilter>,
+    behaviour: Arc<dyn BehaviourCheck>,
+    sinks: Vec<Arc<dyn DecisionSink>>,
+    confirmation_ttl: i64,
+    max_approval_ttl: i64,
+    error: Option<GuardError>,
+}
+
+impl Guard {
+    /// Starts a guard with this policy, no tools and no approvers.
+    pub fn builder(policy: PolicyEngine) -> GuardBuilder {
+        GuardBuilder {
+            tools: HashMap::new(),
+            policy,
+            approvers: ApproverKeys::new(),
+            agent_keys: Vec::new(),
+            nonces: None,
+            clock: Arc::new(SystemClock),
+            entropy: Arc::new(SystemEntropy),
+            filter: Arc::new(NoContentFilter),
+            behaviour: Arc::new(NoBehaviourCheck),
+            sinks: Vec::new(),
+            confirmation_ttl: DEFAULT_CONFIRMATION_TTL_SECS,
+            max_approval_ttl: DEFAULT_MAX_APPROVAL_TTL_SECS,
+            error: None,
+        }
+    }
+
+    /// The registered tool of that name.
+    pub fn tool(&self, name: &str) -> Option<&ToolSpec> {
+        self.tools.get(name)
+    }
+
+    /// The policy engine.
+    pub fn policy(&self) -> &PolicyEngine {
+        &self.policy
+    }
+
+    /// The registered approvers.
+    pub fn approvers(&self) -> &ApproverKeys {
+        &self.approvers
+    }
+
+    /// The clock decisions use.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The content filter (the interceptor hands it tool output).
+    pub fn content_filter(&self) -> &Arc<dyn ContentFilter> {
+        &self.filter
+    }
+
+    /// Decides one call. Never panics and never errors: anything that goes wrong is a denial.
+    pub fn decide(&self, request: &GuardRequest<'_>) -> Decision {
+        let tool = self.tools.get(request.tool);
+        let mut decision = match tool {
+            Some(tool) => self.decide_tool(request, tool),
+            None => Decision::deny(
+                codes::UNKNOWN_ACTION,
+                format!("no tool {:?} is registered with the guard", clip(request.tool)),
+            ),
+        };
+        self.behaviour.observe(request, tool, &decision);
+        for sink in &self.sinks {
+            if let Err(e) = sink.record(request, tool, &decision)
+                && !matches!(decision, Decision::Deny(_))
+            {
+                decision = Decision::deny(
+                    codes::HOOK_FAILED,
+                    format!("the decision could not be recorded, so the call may not proceed: {e}"),
+                );
+            }
+        }
+        decision
+    }
+
+    /// Hands a call's outcome to every sink (the interceptor's after-hook).
+    pub fn record_outcome(&self, outcome: &crate::hooks::CallOutcome<'_>) {
+        for sink in &self.sinks {
+            // The tool already ran; a sink that cannot record it has reported that itself.
+            let _ = sink.record_outcome(outcome);
+        }
+    }
+
+    fn decide_tool(&self, request: &GuardRequest<'_>, tool: &ToolSpec) -> Decision {
+        let now = self.clock.now();
+        let principal = request.principal;
+        if principal.expires_at() < now {
+            return Decision::deny(codes::TOKEN_EXPIRED, "the principal's credential has expired");
+        }
+        if !matches!(request.arguments, Value::Object(_) | Value::Null) {
+            return Decision::deny(codes::ARGUMENTS_INVALID, "tool arguments must be a JSON object");
+        }
+        let scope_request = ScopeRequest::new(tool.resource(), tool.action()).with_args(request.arguments);
+        if let Err(denial) = principal.scopes().check(&scope_request) {
+            return Decision::deny(denial.code(), denial.to_string());
+        }
+        if let Some(finding) = self.filter.scan_arguments(tool, request.arguments) {
+            return Decision::deny(codes::INJECTION_DETECTED, finding.detail);
+        }
+        let assessment = self.behaviour.assess(request, tool);
+        if let Some(refusal) = assessment.refusal {
+            return Decision::Deny(refusal);
+        }
+        let mut ctx = PolicyContext {
+            arguments: request.arguments,
+            tainted: request.session.tainted,
+            approved: false,
+            anomaly_score: assessment.anomaly_score,
+            http: request.http,
+        };
+        match self.policy.evaluate(principal, tool, &ctx) {
+            PolicyOutcome::Permit => Decision::Allow(Allowance::default()),
+            PolicyOutcome::Forbid { code, policies } => Decision::Deny(
+                Denial::new(code, format!("policy forbids {}", tool.name())).with_policies(policies),
+            ),
+            PolicyOutcome::Error { code, message } => Decision::deny(code, message),
+            PolicyOutcome::Confirm { code, policies } => match request.approval {
+                None => self.confirmation_request(request, tool, now, code, policies),
+                Some(approval) => {
+                    if let Err(why) = check_approval(
+                        approval,
+                        &self.approvers,
+                        principal,
+                        tool.name(),
+                        request.arguments,
+                        now,
+                        self.max_approval_ttl,
+                    ) {
+                        return Decision::deny(codes::CONFIRMATION_INVALID, why);
+                    }
+                    ctx.approved = true;
+                    match self.policy.evaluate(principal, tool, &ctx) {
+                        PolicyOutcome::Permit => {}
+                        PolicyOutcome::Error { code, message } => return Decision::deny(code, message),
+                        PolicyOutcome::Forbid { code, policies } | PolicyOutcome::Confirm { code, policies } => {
+                            return Decision::Deny(
+                                Denial::new(code, format!("policy forbids {} even when approved", tool.name()))
+                                    .with_policies(policies),
+                            );
+                        }
+                    }
+                    // Consume the nonce last, so a refused call does not burn the approval.
+                    match self.nonces.consume(&approval.nonce, approval.expires_at, now) {
+                        Ok(true) => Decision::Allow(Allowance {
+                            approval: Some(approval.nonce.clone()),
+                            approver: Some(approval.approver.clone()),
+                        }),
+                        Ok(false) => Decision::deny(codes::CONFIRMATION_INVALID, "approval was already used"),
+                        Err(e) => Decision::deny(codes::HOOK_FAILED, format!("approval nonce store: {e}")),
+                    }
+                }
+            },
+        }
+    }
+
+    fn confirmation_request(
+        &self,
+        request: &GuardRequest<'_>,
+        tool: &ToolSpec,
+        now: i64,
+        code: String,
+        policies: Vec<String>,
+    ) -> Decision {
+        let nonce = match new_nonce(self.entropy.as_ref()) {
+            Ok(n) => n,
+            Err(e) => return Decision::deny(codes::HOOK_FAILED, e),
+        };
+        // An approval never outlives the credential it approves a call for.
+        let expires_at = now
+            .saturating_add(self.confirmation_ttl)
+            .min(request.principal.expires_at());
+        let arguments = match request.arguments {
+            Value::Null => Value::Object(serde_json::Map::new()),
+            other => other.clone(),
+        };
+        let digest = match call_digest(tool.name(), &arguments, request.principal, &nonce, expires_at) {
+            Ok(d) => d,
+            Err(e) => return Decision::deny(codes::ARGUMENTS_INVALID, e),
+        };
+        Decision::NeedsConfirmation(Box::new(ApprovalRequest {
+            digest,
+            tool: tool.name().to_owned(),
+            risk: tool.risk(),
+            arguments,
+            chain: request.principal.chain().to_vec(),
+            task: request.principal.task().map(str::to_owned),
+            nonce,
+            expires_at,
+            code,
+            policies,
+        }))
+    }
+}
+
+fn clip(s: &str) -> &str {
+    let mut end = s.len().min(64);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or_default()
+}
+
+impl GuardBuilder {
+    /// Registers a tool.
+    pub fn tool(mut self, spec: ToolSpec) -> Self {
+        if let Err(e) = spec.validate() {
+            self.error.get_or_insert(e);
+        }
+        if self.tools.insert(spec.name().to_owned(), spec.clone()).is_some() {
+            self.error
+                .get_or_insert(GuardError::ToolSpec(format!("tool {:?} registered twice", spec.name())));
+        }
+        self
+    }
+
+    /// Registers several tools.
+    pub fn tools(self, specs: impl IntoIterator<Item = ToolSpec>) -> Self {
+        specs.into_iter().fold(self, Self::tool)
+    }
+
+    /// The keys whose signatures approve confirmation requests.
+    pub fn approvers(mut self, approvers: ApproverKeys) -> Self {
+        self.approvers = approvers;
+        self
+    }
+
+    /// Refuses to build if an approver key is one of these (token-signing or agent) keys.
+    pub fn refuse_approver_keys_in(mut self, keys: &Jwks) -> Self {
+        for key in keys.keys() {
+            self.agent_keys.push(key.thumbprint());
+        }
+        self
+    }
+
+    /// Where used approval nonces are remembered (default: in process; the broker shares one).
+    pub fn nonce_store(mut self, store: Arc<dyn NonceStore>) -> Self {
+        self.nonces = Some(store);
+        self
+    }
+
+    /// The clock (tests pin it).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The randomness for approval nonces.
+    pub fn entropy(mut self, entropy: Arc<dyn Entropy>) -> Self {
+        self.entropy = entropy;
+        self
+    }
+
+    /// The content filter hook.
+    pub fn content_filter(mut self, filter: Arc<dyn ContentFilter>) -> Self {
+        self.filter = filter;
+        self
+    }
+
+    /// The behaviour hook.
+    pub fn behaviour(mut self, check: Arc<dyn BehaviourCheck>) -> Self {
+        self.behaviour = check;
+        self
+    }
+
+    /// Adds a sink that sees every decision (e.g. [`crate::AuditSink`]).
+    pub fn sink(mut self, sink: Arc<dyn DecisionSink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
+    /// How long a confirmation request stays answerable (1 s ..= the maximum approval lifetime).
+    pub fn confirmation_ttl(mut self, secs: i64) -> Self {
+        self.confirmation_ttl = secs;
+        self
+    }
+
+    /// The longest approval lifetime accepted.
+    pub fn max_approval_ttl(mut self, secs: i64) -> Self {
+        self.max_approval_ttl = secs;
+        self
+    }
+
+    /// Builds the guard.
+    pub fn build(self) -> Result<Guard, GuardError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if self.max_approval_ttl < 1 || self.confirmation_ttl < 1 || self.confirmation_ttl > self.max_approval_ttl {
+            return Err(GuardError::ToolSpec(format!(
+                "confirmation ttl {} s must be within 1 ..= max approval ttl {} s",
+                self.confirmation_ttl, self.max_approval_ttl
+            )));
+        }
+        for kid in self.approvers.kids() {
+            let Some(key) = self.approvers.get(kid) else { continue };
+            if self.agent_keys.contains(&key.thumbprint()) {
+                return Err(GuardError::ApproverKey(format!(
+                    "{kid} is also a token-signing or agent key; approver keys must be held only by people"
+                )));
+            }
+        }
+        Ok(Guard {
+            tools: Arc::new(self.tools),
+            policy: Arc::new(self.policy),
+            approvers: Arc::new(self.approvers),
+            nonces: self.nonces.unwrap_or_else(|| Arc::new(InMemoryNonceStore::default())),
+            clock: self.clock,
+            entropy: self.entropy,
+            filter: self.filter,
+            behaviour: self.behaviour,
+            sinks: self.sinks,
+            confirmation_ttl: self.confirmation_ttl,
+            max_approval_ttl: self.max_approval_ttl,
+        })
+    }
+}

@@ -1,0 +1,49 @@
+//! Errors building a guard (loading policy, schema, keys). Decisions never return errors:
+//! anything that goes wrong while deciding is a [`crate::Decision::Deny`].
+
+/// A guard could not be configured.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GuardError {
+    /// The Cedar policy text does not parse.
+    #[error("policy does not parse: {0}")]
+    PolicyParse(String),
+    /// The Cedar schema does not parse.
+    #[error("schema does not parse: {0}")]
+    SchemaParse(String),
+    /// The policies do not validate against the schema.
+    #[error("policy does not validate against the schema: {0}")]
+    PolicyInvalid(String),
+    /// A tool or route specification is invalid.
+    #[error("invalid tool specification: {0}")]
+    ToolSpec(String),
+    /// An approver key is unusable (not Ed25519, or also an agent or issuer key).
+    #[error("approver key refused: {0}")]
+    ApproverKey(String),
+    /// An approval is malformed.
+    #[error("approval is malformed: {0}")]
+    ApprovalMalformed(String),
+    /// Reading a file failed.
+    #[error("cannot read {path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+}
+
+impl GuardError {
+    /// The stable reason code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::PolicyParse(_) | Self::SchemaParse(_) | Self::PolicyInvalid(_) => {
+                "guard.policy_invalid"
+            }
+            Self::ToolSpec(_) => "guard.tool_spec_invalid",
+            Self::ApproverKey(_) => "guard.approver_key_refused",
+            Self::ApprovalMalformed(_) => crate::codes::CONFIRMATION_INVALID,
+            Self::Io { .. } => "guard.io",
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Extension points the guard calls on every decision: the content filter (injection issue),
+//! the behaviour check (behaviour issue) and the decision sink (audit).
+//! Each has a no-op default, so a guard without them still decides on scope and policy.
+
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::decision::{Decision, Denial};
+use crate::request::{GuardRequest, ToolSpec};
+
+/// Something the content filter found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    /// What matched, for diagnostics (never the whole content).
+    pub detail: String,
+    /// Confidence in 0.0..=1.0.
+    pub score: f64,
+}
+
+/// How the content filter judges a tool's output.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputVerdict {
+    /// Nothing suspicious; the session's taint does not change.
+    Clean,
+    /// Untrusted content (from outside the trust boundary); the session becomes tainted.
+    Untrusted,
+    /// An injection attempt; the session becomes tainted and the finding is recorded.
+    Injection(Finding),
+}
+
+/// Scans arguments before a call and tool output after it.
+pub trait ContentFilter: Send + Sync + fmt::Debug {
+    /// A finding in the arguments denies the call with `guard.injection_detected`.
+    fn scan_arguments(&self, _tool: &ToolSpec, _arguments: &Value) -> Option<Finding> {
+        None
+    }
+    /// Judges a tool's output.
+    fn scan_output(&self, _tool: &ToolSpec, _output: &str) -> OutputVerdict {
+        OutputVerdict::Clean
+    }
+}
+
+/// The default filter: finds nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoContentFilter;
+impl ContentFilter for NoContentFilter {}
+
+/// What the behaviour check makes of a call.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Assessment {
+    /// 0 (usual) to 100 (never seen anything like it); policies read it as `context.anomaly_score`.
+    pub anomaly_score: u8,
+    /// A refusal (`guard.anomaly`, `guard.rate_limited`), decided before policy.
+    pub refusal: Option<Denial>,
+}
+
+/// Compares calls with the agent's baseline.
+pub trait BehaviourCheck: Send + Sync + fmt::Debug {
+    /// Assesses a call before policy runs.
+    fn assess(&self, _request: &GuardRequest<'_>, _tool: &ToolSpec) -> Assessment {
+        Assessment::default()
+    }
+    /// Sees every decision, to learn the baseline.
+    fn observe(&self, _request: &GuardRequest<'_>, _tool: Option<&ToolSpec>, _decision: &Decision) {}
+}
+
+/// The default behaviour check: everything is usual.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoBehaviourCheck;
+impl BehaviourCheck for NoBehaviourCheck {}
+
+/// Receives every decision (the audit log, a metrics counter). Must not block: enqueue and return.
+pub trait DecisionSink: Send + Sync + fmt::Debug {
+    /// Records one decision. If it cannot be recorded, the guard turns an allow into a
+    /// `guard.hook_failed` denial: an action that cannot be audited does not happen.
+    fn record(
+        &self,
+        request: &GuardRequest<'_>,
+        tool: Option<&ToolSpec>,
+        decision: &Decision,
+    ) -> Result<(), String>;
+
+    /// Records what an allowed call returned (the interceptor's after-hook).
+    fn record_outcome(&self, _outcome: &CallOutcome<'_>) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// What a tool call returned, as the after-hook sees it.
+#[derive(Debug, Clone)]
+pub struct CallOutcome<'a> {
+    /// The principal that made the call.
+    pub principal: &'a crate::Principal,
+    /// The tool.
+    pub tool: &'a str,
+    /// The framework's call id.
+    pub call_id: Option<&'a str>,
+    /// The session id.
+    pub session_id: Option<&'a str>,
+    /// The output text, or the error text if the tool failed.
+    pub output: &'a str,
+    /// The tool raised an error.
+    pub failed: bool,
+    /// The content filter's verdict on the output.
+    pub verdict: &'a OutputVerdict,
+}

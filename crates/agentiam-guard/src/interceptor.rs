@@ -1,0 +1,214 @@
+//! The tool-call interceptor: what framework integrations (the Python decorators, an MCP server)
+//! call around every tool.
+//!
+//! `before` decides (and, with an approval channel, asks a human when policy requires one);
+//! the tool runs only on [`Decision::Allow`]; `after` records the outcome and hands the output
+//! to the content filter: a tool that returns untrusted content taints the session, and in a
+//! tainted session risky tools need a human (the default policy's
+//! `tainted-session-high-risk-needs-human` gate).
+
+use std::sync::{Arc, RwLock};
+
+use serde_json::Value;
+
+use crate::approval::{Approval, ApprovalChannel, ApprovalResponse, AsyncApprovalChannel};
+use crate::decision::{Decision, Denial};
+use crate::engine::Guard;
+use crate::hooks::{CallOutcome, OutputVerdict};
+use crate::request::{GuardRequest, Principal, SessionContext};
+use crate::codes;
+
+/// One agent run: the principal it acts as and what it has read.
+#[derive(Debug)]
+pub struct Session {
+    principal: Arc<Principal>,
+    context: RwLock<SessionContext>,
+}
+
+impl Session {
+    /// A clean session.
+    pub fn new(id: impl Into<String>, principal: Arc<Principal>) -> Self {
+        Self {
+            principal,
+            context: RwLock::new(SessionContext::new(id)),
+        }
+    }
+
+    /// The principal.
+    pub fn principal(&self) -> &Arc<Principal> {
+        &self.principal
+    }
+
+    /// A snapshot of the session state.
+    pub fn context(&self) -> SessionContext {
+        // A poisoned lock means a writer panicked mid-update: treat the session as tainted.
+        self.context.read().map_or_else(
+            |_| SessionContext::default().taint("(session state lost)"),
+            |c| c.clone(),
+        )
+    }
+
+    /// Whether the session has read untrusted content.
+    pub fn is_tainted(&self) -> bool {
+        self.context.read().map_or(true, |c| c.tainted)
+    }
+
+    /// Marks the session as having read untrusted content. Taint never clears within a session.
+    pub fn taint(&self, source: impl Into<String>) {
+        let source = source.into();
+        match self.context.write() {
+            Ok(mut c) => {
+                c.tainted = true;
+                if c.taint_sources.len() < 64 && !c.taint_sources.contains(&source) {
+                    c.taint_sources.push(source);
+                }
+            }
+            Err(poisoned) => {
+                let mut c = poisoned.into_inner();
+                c.tainted = true;
+            }
+        }
+    }
+}
+
+/// A tool call as a framework presents it.
+#[derive(Debug, Clone, Copy)]
+pub struct ToolCall<'a> {
+    /// The registered tool name.
+    pub tool: &'a str,
+    /// Its arguments (a JSON object).
+    pub arguments: &'a Value,
+    /// The framework's call id.
+    pub call_id: Option<&'a str>,
+    /// An approval obtained out of band (e.g. from the broker's console), never from the arguments.
+    pub approval: Option<&'a Approval>,
+}
+
+impl<'a> ToolCall<'a> {
+    /// A call without approval.
+    pub fn new(tool: &'a str, arguments: &'a Value) -> Self {
+        Self {
+            tool,
+            arguments,
+            call_id: None,
+            approval: None,
+        }
+    }
+}
+
+/// Wraps a [`Guard`] for tool calls.
+#[derive(Debug, Clone)]
+pub struct ToolInterceptor {
+    guard: Guard,
+    approvals: Option<Arc<dyn ApprovalChannel>>,
+    async_approvals: Option<Arc<dyn AsyncApprovalChannel>>,
+}
+
+fn denied_by_human(response: ApprovalResponse) -> Decision {
+    match response {
+        ApprovalResponse::Denied { reason } => Decision::Deny(Denial::new(
+            codes::CONFIRMATION_DENIED,
+            format!("a human refused the call: {reason}"),
+        )),
+        ApprovalResponse::TimedOut | ApprovalResponse::Approved(_) => Decision::Deny(Denial::new(
+            codes::CONFIRMATION_DENIED,
+            "no human approved the call in time",
+        )),
+    }
+}
+
+impl ToolInterceptor {
+    /// An interceptor without approval channel: calls that need a human return
+    /// [`Decision::NeedsConfirmation`] to the caller.
+    pub fn new(guard: Guard) -> Self {
+        Self {
+            guard,
+            approvals: None,
+            async_approvals: None,
+        }
+    }
+
+    /// Asks this channel (blocking) when a call needs a human.
+    pub fn with_approvals(mut self, channel: Arc<dyn ApprovalChannel>) -> Self {
+        self.approvals = Some(channel);
+        self
+    }
+
+    /// Asks this channel (async, for [`ToolInterceptor::before_async`]) when a call needs a human.
+    pub fn with_async_approvals(mut self, channel: Arc<dyn AsyncApprovalChannel>) -> Self {
+        self.async_approvals = Some(channel);
+        self
+    }
+
+    /// The guard.
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+
+    fn decide(&self, session: &Session, context: &SessionContext, call: &ToolCall<'_>, approval: Option<&Approval>) -> Decision {
+        let mut request = GuardRequest::new(&session.principal, call.tool, call.arguments).with_session(context);
+        request.call_id = call.call_id;
+        request.approval = approval;
+        self.guard.decide(&request)
+    }
+
+    /// Decides a call before the tool runs; asks the blocking approval channel when policy needs a human.
+    pub fn before(&self, session: &Session, call: &ToolCall<'_>) -> Decision {
+        let context = session.context();
+        let decision = self.decide(session, &context, call, call.approval);
+        match (&decision, &self.approvals) {
+            (Decision::NeedsConfirmation(request), Some(channel)) => match channel.request_approval(request) {
+                ApprovalResponse::Approved(approval) => self.decide(session, &context, call, Some(&approval)),
+                other => denied_by_human(other),
+            },
+            _ => decision,
+        }
+    }
+
+    /// [`ToolInterceptor::before`] with the async approval channel.
+    pub async fn before_async(&self, session: &Session, call: &ToolCall<'_>) -> Decision {
+        let context = session.context();
+        let decision = self.decide(session, &context, call, call.approval);
+        match (decision, &self.async_approvals) {
+            (Decision::NeedsConfirmation(request), Some(channel)) => {
+                match channel.request_approval(*request).await {
+                    ApprovalResponse::Approved(approval) => self.decide(session, &context, call, Some(&approval)),
+                    other => denied_by_human(other),
+                }
+            }
+            (decision, _) => decision,
+        }
+    }
+
+    /// Records what an allowed call returned and judges its output; returns the verdict.
+    /// Output from a tool registered with untrusted output, or judged untrusted by the filter, taints the session.
+    pub fn after(&self, session: &Session, call: &ToolCall<'_>, output: &str, failed: bool) -> OutputVerdict {
+        let verdict = match self.guard.tool(call.tool) {
+            Some(tool) => {
+                let verdict = self.guard.content_filter().scan_output(tool, output);
+                match (&verdict, tool.returns_untrusted_output()) {
+                    (OutputVerdict::Clean, false) => verdict,
+                    (OutputVerdict::Clean, true) => OutputVerdict::Untrusted,
+                    _ => verdict,
+                }
+            }
+            // Output of a tool the guard does not know is not trusted.
+            None => OutputVerdict::Untrusted,
+        };
+        if !matches!(verdict, OutputVerdict::Clean) {
+            session.taint(call.tool);
+        }
+        let context = session.context();
+        let outcome = CallOutcome {
+            principal: &session.principal,
+            tool: call.tool,
+            call_id: call.call_id,
+            session_id: context.id.as_deref(),
+            output,
+            failed,
+            verdict: &verdict,
+        };
+        self.guard.record_outcome(&outcome);
+        verdict
+    }
+}

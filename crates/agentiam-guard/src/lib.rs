@@ -1,0 +1,92 @@
+//! The agentiam guard: one place that decides every tool call and HTTP request an agent makes.
+//!
+//! A [`Guard`] decides a [`GuardRequest`] (a verified [`Principal`], a registered tool, its JSON
+//! arguments and the session) in this order, each step with its own reason code:
+//!
+//! 1. the credential has not expired since it was verified (`token.expired`);
+//! 2. the tool is registered (`guard.unknown_action`) and the arguments are an object (`guard.arguments_invalid`);
+//! 3. a token scope covers the tool's `resource:action` and its argument constraints
+//!    (`guard.scope_missing`, `guard.constraint_violated`);
+//! 4. the [`ContentFilter`] hook finds no injection in the arguments (`guard.injection_detected`);
+//! 5. the [`BehaviourCheck`] hook does not refuse the call (`guard.anomaly`, `guard.rate_limited`)
+//!    and gives an anomaly score;
+//! 6. Cedar deployment policy ([`PolicyEngine`]) permits it (`guard.policy_denied`, `guard.policy_error`),
+//!    or a confirmation gate asks for a human ([`Decision::NeedsConfirmation`] with
+//!    `guard.confirmation_required` or `guard.tainted_context`);
+//! 7. with a presented [`Approval`]: it is a valid, unexpired, unused Ed25519 signature by a
+//!    registered approver over this exact call (`guard.confirmation_invalid`).
+//!
+//! Every decision goes to the [`DecisionSink`]s (the [`AuditSink`] writes the activity log);
+//! if a sink cannot take it, an allow becomes `guard.hook_failed`.
+//!
+//! The [`ToolInterceptor`] wraps the guard for agent frameworks (before/after each tool), and the
+//! `tower` feature adds `http::GuardLayer` for Rust services; `mtls` adds a rustls server config
+//! that requires SPIFFE client certificates.
+//!
+//! ```
+//! use agentiam_guard::{Approval, ApproverKeys, Decision, Guard, GuardRequest, PolicyEngine, Principal, Risk, ToolSpec};
+//! # use agentiam_identity::*;
+//! # use agentiam_token::*;
+//! # let agent = AgentIdentity::new(parse_spiffe_id("spiffe://example.org/agent/ops").unwrap(), ModelRef::new("p", "m", "1"), &AgentConfiguration::new("You run ops.", vec![]), RuntimeDescriptor::new("process")).unwrap();
+//! # let issuer = Issuer::new("https://broker.example", KeySet::new(SigningKey::generate(Algorithm::EdDSA).unwrap()));
+//! # let scopes = ScopeSet::parse("db:drop").unwrap();
+//! # issuer.register(agent.spiffe_id(), AgentRegistration::new(scopes.clone()));
+//! # let issued = issuer.issue(&TokenRequest::new(&agent, "https://api.example", scopes, "task-1", "clean up")).unwrap();
+//! # let verifier = Verifier::new(issuer.jwks(), "https://broker.example", "https://api.example");
+//! # let token = verifier.verify(&issued.token).unwrap();
+//! let human = SigningKey::generate(Algorithm::EdDSA).unwrap();
+//! let guard = Guard::builder(PolicyEngine::default_policy().unwrap())
+//!     .tool(ToolSpec::new("drop_table", Risk::Irreversible).with_scope("db", "drop"))
+//!     .approvers(ApproverKeys::new().add("alice", human.public_key().clone()).unwrap())
+//!     .build()
+//!     .unwrap();
+//! let principal = Principal::from_token(&token);
+//! let args = serde_json::json!({"table": "staging_tmp"});
+//! // The default policy puts irreversible tools behind a human.
+//! let Decision::NeedsConfirmation(request) = guard.decide(&GuardRequest::new(&principal, "drop_table", &args)) else { panic!() };
+//! // A human signs the request (the broker's console does this); the agent retries with the approval.
+//! let approval = Approval::sign(&request, &human).unwrap();
+//! let call = GuardRequest::new(&principal, "drop_table", &args).with_approval(&approval);
+//! assert!(guard.decide(&call).is_allowed());
+//! // Single use: the same approval does not work twice.
+//! assert_eq!(guard.decide(&call).code(), Some("guard.confirmation_invalid"));
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod approval;
+mod audit;
+pub mod codes;
+mod decision;
+mod engine;
+mod error;
+mod hooks;
+mod interceptor;
+mod policy;
+mod request;
+
+#[cfg(feature = "tower")]
+pub mod http;
+#[cfg(feature = "mtls")]
+pub mod mtls;
+
+pub use approval::{
+    APPROVAL_CONTEXT, Approval, ApprovalChannel, ApprovalFuture, ApprovalInbox, ApprovalQueue,
+    ApprovalRequest, ApprovalResponse, ApproverKeys, AsyncApprovalChannel, CallbackApprovals,
+    DEFAULT_MAX_APPROVAL_TTL_SECS, InMemoryNonceStore, MAX_APPROVAL_BYTES, NonceStore,
+    PendingApproval,
+};
+pub use audit::{AuditSink, TOOL_CALL_EVENT, TOOL_RESULT_EVENT};
+pub use decision::{Allowance, Decision, Denial};
+pub use engine::{DEFAULT_CONFIRMATION_TTL_SECS, Guard, GuardBuilder};
+pub use error::GuardError;
+pub use hooks::{
+    Assessment, BehaviourCheck, CallOutcome, ContentFilter, DecisionSink, Finding,
+    NoBehaviourCheck, NoContentFilter, OutputVerdict,
+};
+pub use interceptor::{Session, ToolCall, ToolInterceptor};
+pub use policy::{DEFAULT_POLICY, MAX_ARGUMENT_DEPTH, PolicyEngine, SCHEMA};
+pub use request::{
+    GuardRequest, HttpRequestInfo, Principal, Risk, SessionContext, SharedPrincipal, ToolSpec,
+};

@@ -1,0 +1,347 @@
+//! Deployment policy in Cedar, parsed (and validated against a schema) once.
+//!
+//! The guard asks Cedar one question per call:
+//! may `Agent::"<presenter SPIFFE ID>"` do `Action::"call"` on `Tool::"<tool name>"` in this context?
+//! The context is described in `policies/agentiam.cedarschema`; `context.arguments` holds the
+//! tool's arguments (JSON objects become records, arrays sets, integers longs, other numbers
+//! decimals when exactly representable with four decimals; `null` members are left out).
+//!
+//! Unlike plain Cedar, an evaluation error in any policy denies (`guard.policy_error`):
+//! Cedar skips a policy that errors, which for a `forbid` would silently allow.
+//!
+//! A `forbid` annotated `@confirmation("<code>")` is a confirmation gate: when every policy that
+//! denied a call is such a gate, the call waits for a human ([`crate::Decision::NeedsConfirmation`]);
+//! the guard re-asks Cedar with `context.approved == true` once a valid approval is presented.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use cedar_policy::{
+    Authorizer, Context, Decision as CedarDecision, Entities, EntityId, EntityTypeName, EntityUid,
+    PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
+};
+use serde_json::Value;
+
+use crate::GuardError;
+use crate::codes;
+use crate::request::{HttpRequestInfo, Principal, ToolSpec};
+
+/// The default policy: permit what scopes cover; irreversible tools, and high-risk tools in a
+/// tainted session, need a human.
+pub const DEFAULT_POLICY: &str = include_str!("../policies/default.cedar");
+
+/// The schema of what the guard passes to Cedar (without `context.arguments`).
+pub const SCHEMA: &str = include_str!("../policies/agentiam.cedarschema");
+
+/// Deepest nesting of arguments converted for Cedar.
+pub const MAX_ARGUMENT_DEPTH: usize = 16;
+
+/// What Cedar decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PolicyOutcome {
+    Permit,
+    Forbid {
+        code: String,
+        policies: Vec<String>,
+    },
+    /// Every denying policy is a confirmation gate.
+    Confirm {
+        code: String,
+        policies: Vec<String>,
+    },
+    Error {
+        code: &'static str,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct PolicyInfo {
+    /// `@id`, or Cedar's generated id.
+    name: String,
+    /// `@confirmation` code.
+    confirmation: Option<String>,
+    /// `@reason` code.
+    reason: Option<String>,
+}
+
+/// Parsed Cedar policies, ready to evaluate.
+#[derive(Debug, Clone)]
+pub struct PolicyEngine {
+    policies: PolicySet,
+    info: HashMap<PolicyId, PolicyInfo>,
+    reads_arguments: bool,
+    authorizer: std::sync::Arc<Authorizer>,
+    entities: Entities,
+    action: EntityUid,
+    agent_type: EntityTypeName,
+    tool_type: EntityTypeName,
+    version: String,
+}
+
+/// Inputs of one policy question, besides the principal and tool.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PolicyContext<'a> {
+    pub(crate) arguments: &'a Value,
+    pub(crate) tainted: bool,
+    pub(crate) approved: bool,
+    pub(crate) anomaly_score: u8,
+    pub(crate) http: Option<HttpRequestInfo<'a>>,
+}
+
+fn type_name(name: &str) -> Result<EntityTypeName, GuardError> {
+    EntityTypeName::from_str(name).map_err(|e| GuardError::PolicyParse(e.to_string()))
+}
+
+fn code_annotation(value: Option<&str>, what: &str, id: &str) -> Result<Option<String>, GuardError> {
+    match value {
+        None => Ok(None),
+        Some(code)
+            if code.starts_with("guard.")
+                && code.len() <= 64
+                && code[6..].bytes().all(|b| b.is_ascii_lowercase() || b == b'_') =>
+        {
+            Ok(Some(code.to_owned()))
+        }
+        Some(code) => Err(GuardError::PolicyInvalid(format!(
+            "policy {id}: @{what}({code:?}) must be a guard.* reason code"
+        ))),
+    }
+}
+
+impl PolicyEngine {
+    /// Parses `policies` (Cedar text); with a schema (Cedar schema text), validates them strictly.
+    pub fn new(policies: &str, schema: Option<&str>) -> Result<Self, GuardError> {
+        let set = PolicySet::from_str(policies).map_err(|e| GuardError::PolicyParse(e.to_string()))?;
+        if let Some(schema) = schema {
+            let (schema, _warnings) = Schema::from_cedarschema_str(schema)
+                .map_err(|e| GuardError::SchemaParse(e.to_string()))?;
+            let result = Validator::new(schema).validate(&set, ValidationMode::Strict);
+            if !result.validation_passed() {
+                let errors: Vec<String> = result.validation_errors().map(ToString::to_string).collect();
+                return Err(GuardError::PolicyInvalid(errors.join("; ")));
+            }
+        }
+        let mut info = HashMap::new();
+        let mut reads_arguments = false;
+        for policy in set.policies() {
+            let id = policy.id().clone();
+            let name = policy.annotation("id").map_or_else(|| id.to_string(), str::to_owned);
+            let confirmation = code_annotation(policy.annotation("confirmation"), "confirmation", &name)?;
+            let reason = code_annotation(policy.annotation("reason"), "reason", &name)?;
+            if confirmation.is_some() && policy.effect() != cedar_policy::Effect::Forbid {
+                return Err(GuardError::PolicyInvalid(format!(
+                    "policy {name}: @confirmation belongs on a forbid"
+                )));
+            }
+            // Conservative: any mention means the arguments are converted for every call.
+            reads_arguments |= policy.to_string().contains("arguments");
+            info.insert(id, PolicyInfo { name, confirmation, reason });
+        }
+        if set.templates().next().is_some() {
+            return Err(GuardError::PolicyInvalid("policy templates are not supported".into()));
+        }
+        let version = format!(
+            "sha256:{}",
+            agentiam_telemetry::sha256_hex(policies.as_bytes())
+        );
+        Ok(Self {
+            policies: set,
+            info,
+            reads_arguments,
+            authorizer: std::sync::Arc::new(Authorizer::new()),
+            entities: Entities::empty(),
+            action: EntityUid::from_type_name_and_id(type_name("Action")?, EntityId::new("call")),
+            agent_type: type_name("Agent")?,
+            tool_type: type_name("Tool")?,
+            version,
+        })
+    }
+
+    /// The embedded [`DEFAULT_POLICY`], validated against [`SCHEMA`].
+    pub fn default_policy() -> Result<Self, GuardError> {
+        Self::new(DEFAULT_POLICY, Some(SCHEMA))
+    }
+
+    /// Reads a policy file and an optional schema file.
+    pub fn from_files(
+        policies: &std::path::Path,
+        schema: Option<&std::path::Path>,
+    ) -> Result<Self, GuardError> {
+        let read = |p: &std::path::Path| {
+            std::fs::read_to_string(p).map_err(|e| GuardError::Io {
+                path: p.display().to_string(),
+                message: e.to_string(),
+            })
+        };
+        let text = read(policies)?;
+        let schema = schema.map(read).transpose()?;
+        Self::new(&text, schema.as_deref())
+    }
+
+    /// `sha256:<hex>` of the policy text, recorded with every decision.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Whether some policy reads `context.arguments` (if none does, arguments are not converted).
+    pub fn reads_arguments(&self) -> bool {
+        self.reads_arguments
+    }
+
+    fn context(
+        &self,
+        principal: &Principal,
+        tool: &ToolSpec,
+        ctx: &PolicyContext<'_>,
+    ) -> Result<Context, (&'static str, String)> {
+        let mut pairs: Vec<(String, RestrictedExpression)> = Vec::with_capacity(10);
+        pairs.push(("risk".into(), RestrictedExpression::new_string(tool.risk().as_str().into())));
+        pairs.push(("tainted".into(), RestrictedExpression::new_bool(ctx.tainted)));
+        pairs.push(("approved".into(), RestrictedExpression::new_bool(ctx.approved)));
+        pairs.push((
+            "delegation_depth".into(),
+            RestrictedExpression::new_long(i64::try_from(principal.delegation_depth()).unwrap_or(i64::MAX)),
+        ));
+        pairs.push(("anomaly_score".into(), RestrictedExpression::new_long(i64::from(ctx.anomaly_score.min(100)))));
+        pairs.push(("subject".into(), RestrictedExpression::new_string(principal.subject().into())));
+        pairs.push((
+            "chain".into(),
+            RestrictedExpression::new_set(
+                principal.chain().iter().map(|s| RestrictedExpression::new_string(s.clone())),
+            ),
+        ));
+        if let Some(task) = principal.task() {
+            pairs.push(("task".into(), RestrictedExpression::new_string(task.into())));
+        }
+        if let Some(http) = ctx.http {
+            let record = RestrictedExpression::new_record([
+                ("method".to_owned(), RestrictedExpression::new_string(http.method.into())),
+                ("path".to_owned(), RestrictedExpression::new_string(http.path.into())),
+            ])
+            .map_err(|e| (codes::POLICY_ERROR, e.to_string()))?;
+            pairs.push(("http".into(), record));
+        }
+        if self.reads_arguments {
+            let args = match ctx.arguments {
+                Value::Null => RestrictedExpression::new_record(std::iter::empty())
+                    .map_err(|e| (codes::ARGUMENTS_INVALID, e.to_string()))?,
+                other => json_to_cedar(other, 0)?
+                    .unwrap_or_else(|| RestrictedExpression::new_string(String::new())),
+            };
+            pairs.push(("arguments".into(), args));
+        }
+        Context::from_pairs(pairs).map_err(|e| (codes::POLICY_ERROR, e.to_string()))
+    }
+
+    /// Asks Cedar about one call.
+    pub(crate) fn evaluate(
+        &self,
+        principal: &Principal,
+        tool: &ToolSpec,
+        ctx: &PolicyContext<'_>,
+    ) -> PolicyOutcome {
+        let context = match self.context(principal, tool, ctx) {
+            Ok(c) => c,
+            Err((code, message)) => return PolicyOutcome::Error { code, message },
+        };
+        let request = match Request::new(
+            EntityUid::from_type_name_and_id(self.agent_type.clone(), EntityId::new(principal.presenter())),
+            self.action.clone(),
+            EntityUid::from_type_name_and_id(self.tool_type.clone(), EntityId::new(tool.name())),
+            context,
+            None,
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                return PolicyOutcome::Error {
+                    code: codes::POLICY_ERROR,
+                    message: e.to_string(),
+                };
+            }
+        };
+        let response = self.authorizer.is_authorized(&request, &self.policies, &self.entities);
+        let diagnostics = response.diagnostics();
+        let errors: Vec<String> = diagnostics.errors().map(ToString::to_string).collect();
+        if !errors.is_empty() {
+            return PolicyOutcome::Error {
+                code: codes::POLICY_ERROR,
+                message: errors.join("; "),
+            };
+        }
+        if response.decision() == CedarDecision::Allow {
+            return PolicyOutcome::Permit;
+        }
+        let reasons: Vec<&PolicyInfo> = diagnostics.reason().filter_map(|id| self.info.get(id)).collect();
+        let policies: Vec<String> = reasons.iter().map(|i| i.name.clone()).collect();
+        if reasons.is_empty() {
+            return PolicyOutcome::Forbid {
+                code: codes::POLICY_DENIED.to_owned(),
+                policies: vec!["(no policy permits this call)".into()],
+            };
+        }
+        if reasons.iter().all(|i| i.confirmation.is_some()) {
+            // Report the gate's own code (e.g. guard.tainted_context) when every gate agrees.
+            let first = reasons.first().and_then(|i| i.confirmation.clone());
+            let code = match first {
+                Some(c) if reasons.iter().all(|i| i.confirmation.as_deref() == Some(c.as_str())) => c,
+                _ => codes::CONFIRMATION_REQUIRED.to_owned(),
+            };
+            return PolicyOutcome::Confirm { code, policies };
+        }
+        let code = reasons
+            .iter()
+            .find(|i| i.confirmation.is_none())
+            .and_then(|i| i.reason.clone())
+            .unwrap_or_else(|| codes::POLICY_DENIED.to_owned());
+        PolicyOutcome::Forbid { code, policies }
+    }
+}
+
+/// Converts JSON to a Cedar value; `None` for `null` (left out of records and sets).
+fn json_to_cedar(value: &Value, depth: usize) -> Result<Option<RestrictedExpression>, (&'static str, String)> {
+    if depth > MAX_ARGUMENT_DEPTH {
+        return Err((codes::ARGUMENTS_INVALID, format!("arguments nest deeper than {MAX_ARGUMENT_DEPTH}")));
+    }
+    Ok(Some(match value {
+        Value::Null => return Ok(None),
+        Value::Bool(b) => RestrictedExpression::new_bool(*b),
+        Value::String(s) => RestrictedExpression::new_string(s.clone()),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                RestrictedExpression::new_long(i)
+            } else {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                let text = format!("{f:.4}");
+                // Cedar has no floats. A decimal that is not exactly the number would let a
+                // policy compare a rounded value (100.00001 passing `<= 100.0`): refuse instead.
+                let exact = text.parse::<f64>().is_ok_and(|back| back == f) && f.abs() < 9.0e14;
+                if !exact {
+                    return Err((
+                        codes::ARGUMENTS_INVALID,
+                        format!("number {n} has no exact Cedar decimal (at most 4 decimals, |x| < 9e14)"),
+                    ));
+                }
+                RestrictedExpression::new_decimal(text)
+            }
+        }
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                if let Some(v) = json_to_cedar(item, depth + 1)? {
+                    out.push(v);
+                }
+            }
+            RestrictedExpression::new_set(out)
+        }
+        Value::Object(map) => {
+            let mut out = Vec::with_capacity(map.len());
+            for (k, v) in map {
+                if let Some(v) = json_to_cedar(v, depth + 1)? {
+                    out.push((k.clone(), v));
+                }
+            }
+            RestrictedExpression::new_record(out).map_err(|e| (codes::ARGUMENTS_INVALID, e.to_string()))?
+        }
+    }))
+}

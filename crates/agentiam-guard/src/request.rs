@@ -1,0 +1,380 @@
+//! What the guard decides on: who (the [`Principal`]), which tool ([`ToolSpec`]), with which
+//! arguments, in which session ([`SessionContext`]).
+
+use std::fmt;
+use std::sync::Arc;
+
+use agentiam_delegation::Grant;
+use agentiam_token::{ScopeSet, Token};
+use serde_json::Value;
+
+use crate::GuardError;
+use crate::approval::Approval;
+
+/// How much harm a tool can do. Policy decides which levels need a human.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Risk {
+    /// Reads public or the caller's own data.
+    Low,
+    /// Reads sensitive data or writes reversibly.
+    Medium,
+    /// Moves money, sends mail, changes access: reversible only with effort.
+    High,
+    /// Cannot be undone (delete, wire transfer, publish).
+    Irreversible,
+}
+
+impl Risk {
+    /// The level as policies see it (`context.risk`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::Irreversible => "irreversible",
+        }
+    }
+
+    /// Parses `low`, `medium`, `high` or `irreversible`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "low" => Some(Self::Low),
+            "medium" => Some(Self::Medium),
+            "high" => Some(Self::High),
+            "irreversible" => Some(Self::Irreversible),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Risk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A tool the guard knows: its name, the scope that covers it and its risk.
+///
+/// The scope is `resource:action` in the token grammar; a token scope such as
+/// `payments:transfer{amount<=100}` covers the tool `ToolSpec::new("transfer", Risk::High).with_scope("payments", "transfer")`
+/// when the call's `amount` argument is at most 100.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolSpec {
+    name: String,
+    resource: String,
+    action: String,
+    risk: Risk,
+    untrusted_output: bool,
+}
+
+fn valid_scope_part(part: &str, dots: bool) -> bool {
+    !part.is_empty()
+        && part.len() <= 128
+        && part
+            .split('.')
+            .all(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+        && (dots || !part.contains('.'))
+}
+
+impl ToolSpec {
+    /// A tool covered by the scope `name:call` unless [`ToolSpec::with_scope`] says otherwise.
+    pub fn new(name: impl Into<String>, risk: Risk) -> Self {
+        let name = name.into();
+        Self {
+            resource: name.clone(),
+            action: "call".to_owned(),
+            name,
+            risk,
+            untrusted_output: false,
+        }
+    }
+
+    /// The tool returns content from outside the trust boundary (web pages, mail, tickets):
+    /// after it runs, the session is tainted whatever the content filter says.
+    pub fn with_untrusted_output(mut self) -> Self {
+        self.untrusted_output = true;
+        self
+    }
+
+    /// Whether the tool's output taints the session.
+    pub fn returns_untrusted_output(&self) -> bool {
+        self.untrusted_output
+    }
+
+    /// The scope (`resource:action`) a token needs for this tool.
+    pub fn with_scope(mut self, resource: impl Into<String>, action: impl Into<String>) -> Self {
+        self.resource = resource.into();
+        self.action = action.into();
+        self
+    }
+
+    /// Checks the name and the scope parts against the scope grammar.
+    pub fn validate(&self) -> Result<(), GuardError> {
+        if self.name.is_empty() || self.name.len() > 256 || self.name.chars().any(char::is_control) {
+            return Err(GuardError::ToolSpec(format!("bad tool name {:?}", self.name)));
+        }
+        if !valid_scope_part(&self.resource, true) || !valid_scope_part(&self.action, false) {
+            return Err(GuardError::ToolSpec(format!(
+                "tool {:?}: scope {}:{} is not in the scope grammar (names of letters, digits, _ and -, resources joined by .)",
+                self.name, self.resource, self.action
+            )));
+        }
+        Ok(())
+    }
+
+    /// The tool's name (the Cedar resource `Tool::"<name>"`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The scope resource.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+    /// The scope action.
+    pub fn action(&self) -> &str {
+        &self.action
+    }
+    /// The risk level.
+    pub fn risk(&self) -> Risk {
+        self.risk
+    }
+}
+
+/// Who is acting: built from a verified [`Token`] or offline delegation [`Grant`], never from unverified input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    subject: String,
+    presenter: String,
+    chain: Vec<String>,
+    scopes: ScopeSet,
+    task: Option<String>,
+    agent_digest: Option<String>,
+    delegation_depth: usize,
+    token_id: Option<String>,
+    expires_at: i64,
+    key_thumbprint: Option<String>,
+}
+
+fn actors_oldest_first(act: Option<&Value>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = act;
+    // `act` nests newest outermost; the depth cap on tokens bounds this loop, and we cap it again.
+    while let Some(Value::Object(map)) = cur {
+        if out.len() >= 16 {
+            break;
+        }
+        if let Some(Value::String(sub)) = map.get("sub") {
+            out.push(sub.clone());
+        }
+        cur = map.get("act");
+    }
+    out.reverse();
+    out
+}
+
+impl Principal {
+    /// The principal a verified token speaks for.
+    pub fn from_token(token: &Token) -> Self {
+        let claims = token.claims();
+        let mut chain = vec![claims.sub.clone()];
+        for actor in actors_oldest_first(claims.act.as_ref()) {
+            if chain.last() != Some(&actor) {
+                chain.push(actor);
+            }
+        }
+        Self {
+            subject: claims.sub.clone(),
+            presenter: claims.presenter().to_owned(),
+            chain,
+            scopes: claims.scope.clone(),
+            task: claims.task.as_ref().map(|t| t.id.clone()),
+            agent_digest: claims.agent.as_ref().map(|a| a.digest.to_string()),
+            delegation_depth: claims.dlg.len(),
+            token_id: claims.jti.clone(),
+            expires_at: claims.exp,
+            key_thumbprint: claims.cnf.as_ref().and_then(|c| c.jkt.clone()),
+        }
+    }
+
+    /// The principal of a verified offline delegation chain; `holder_jkt` is the thumbprint of
+    /// the key that proved possession of the last link.
+    pub fn from_grant(grant: &Grant, task: Option<&str>, holder_jkt: Option<&str>) -> Self {
+        let mut chain = vec![grant.principal.clone()];
+        if let Some(holder) = &grant.holder
+            && holder != &grant.principal
+        {
+            chain.push(holder.clone());
+        }
+        Self {
+            subject: grant.principal.clone(),
+            presenter: grant.holder.clone().unwrap_or_else(|| grant.principal.clone()),
+            chain,
+            scopes: grant.scopes.clone(),
+            task: task.map(str::to_owned),
+            agent_digest: None,
+            delegation_depth: grant.depth,
+            token_id: None,
+            expires_at: grant.exp,
+            key_thumbprint: holder_jkt.map(str::to_owned),
+        }
+    }
+
+    /// A workload authenticated only by its X.509-SVID (mTLS without a token): its SPIFFE ID and
+    /// the scopes the service grants that ID, valid until the certificate expires.
+    pub fn from_workload(spiffe_id: impl Into<String>, scopes: ScopeSet, expires_at: i64) -> Self {
+        let id = spiffe_id.into();
+        Self {
+            subject: id.clone(),
+            presenter: id.clone(),
+            chain: vec![id],
+            scopes,
+            task: None,
+            agent_digest: None,
+            delegation_depth: 0,
+            token_id: None,
+            expires_at,
+            key_thumbprint: None,
+        }
+    }
+
+    /// The principal on whose behalf the call is made (`sub`).
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+    /// The agent presenting the credential (the newest actor, or `sub`); the Cedar principal `Agent::"<presenter>"`.
+    pub fn presenter(&self) -> &str {
+        &self.presenter
+    }
+    /// The principal, then each actor oldest first.
+    pub fn chain(&self) -> &[String] {
+        &self.chain
+    }
+    /// Granted scopes.
+    pub fn scopes(&self) -> &ScopeSet {
+        &self.scopes
+    }
+    /// The task id, if the token names one.
+    pub fn task(&self) -> Option<&str> {
+        self.task.as_deref()
+    }
+    /// The composite identity digest the token is bound to.
+    pub fn agent_digest(&self) -> Option<&str> {
+        self.agent_digest.as_deref()
+    }
+    /// Number of delegation hops behind this principal.
+    pub fn delegation_depth(&self) -> usize {
+        self.delegation_depth
+    }
+    /// The token's `jti`.
+    pub fn token_id(&self) -> Option<&str> {
+        self.token_id.as_deref()
+    }
+    /// When the credential expires (seconds since the epoch).
+    pub fn expires_at(&self) -> i64 {
+        self.expires_at
+    }
+    /// The RFC 7638 thumbprint of the key the credential is bound to (DPoP), if any.
+    pub fn key_thumbprint(&self) -> Option<&str> {
+        self.key_thumbprint.as_deref()
+    }
+}
+
+/// What the guard knows about the session the call belongs to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionContext {
+    /// Session (conversation) id, for the audit record.
+    pub id: Option<String>,
+    /// The agent has read untrusted content in this session.
+    pub tainted: bool,
+    /// Where the taint came from (tool names or document ids), for diagnostics.
+    pub taint_sources: Vec<String>,
+}
+
+impl SessionContext {
+    /// A clean session with an id.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self {
+            id: Some(id.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Marks the session as having read untrusted content from `source`.
+    pub fn taint(mut self, source: impl Into<String>) -> Self {
+        self.tainted = true;
+        self.taint_sources.push(source.into());
+        self
+    }
+}
+
+/// HTTP details of a request decided by the tower layer, visible to policy as `context.http`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpRequestInfo<'a> {
+    /// Method, e.g. `POST`.
+    pub method: &'a str,
+    /// Path as received, without the query.
+    pub path: &'a str,
+}
+
+/// One decision to make.
+#[derive(Debug, Clone)]
+pub struct GuardRequest<'a> {
+    /// Who.
+    pub principal: &'a Principal,
+    /// Which tool (a registered [`ToolSpec`] name).
+    pub tool: &'a str,
+    /// The tool's arguments: a JSON object (or null for none).
+    pub arguments: &'a Value,
+    /// The session.
+    pub session: &'a SessionContext,
+    /// A human's approval, presented out of band (never read from the arguments).
+    pub approval: Option<&'a Approval>,
+    /// Set by the HTTP layer.
+    pub http: Option<HttpRequestInfo<'a>>,
+    /// The tool call id, for the audit record.
+    pub call_id: Option<&'a str>,
+}
+
+impl<'a> GuardRequest<'a> {
+    /// A tool call in a clean, anonymous session.
+    pub fn new(principal: &'a Principal, tool: &'a str, arguments: &'a Value) -> Self {
+        static CLEAN: SessionContext = SessionContext {
+            id: None,
+            tainted: false,
+            taint_sources: Vec::new(),
+        };
+        Self {
+            principal,
+            tool,
+            arguments,
+            session: &CLEAN,
+            approval: None,
+            http: None,
+            call_id: None,
+        }
+    }
+    /// In this session.
+    pub fn with_session(mut self, session: &'a SessionContext) -> Self {
+        self.session = session;
+        self
+    }
+    /// With a human's approval.
+    pub fn with_approval(mut self, approval: &'a Approval) -> Self {
+        self.approval = Some(approval);
+        self
+    }
+    /// From the HTTP layer.
+    pub fn with_http(mut self, http: HttpRequestInfo<'a>) -> Self {
+        self.http = Some(http);
+        self
+    }
+    /// With the framework's tool call id.
+    pub fn with_call_id(mut self, call_id: &'a str) -> Self {
+        self.call_id = Some(call_id);
+        self
+    }
+}
+
+/// A principal shared between requests (cheap to clone).
+pub type SharedPrincipal = Arc<Principal>;
