@@ -57,6 +57,8 @@
 
 mod approval;
 mod audit;
+mod config;
+mod credentials;
 pub mod codes;
 mod decision;
 mod engine;
@@ -78,6 +80,10 @@ pub use approval::{
     PendingApproval,
 };
 pub use audit::{AuditSink, TOOL_CALL_EVENT, TOOL_RESULT_EVENT};
+pub use config::{
+    ApproverConfig, CallInput, GuardConfig, MAX_DOCUMENT_BYTES, ToolConfig, decision_json,
+};
+pub use credentials::{Authenticator, PEER_CERTIFICATE_INVALID, Presented, peer_spiffe_id};
 pub use decision::{Allowance, Decision, Denial};
 pub use engine::{DEFAULT_CONFIRMATION_TTL_SECS, Guard, GuardBuilder};
 pub use error::GuardError;

@@ -1,0 +1,229 @@
+//! A guard described in one JSON document, and one call described in another: what the CLI
+//! (`agentiam guard decide`), the test vectors and the language bindings load.
+//!
+//! ```json
+//! {
+//!   "issuer": "https://broker.example",
+//!   "audience": "payments-api",
+//!   "jwks": {"keys": [ ... ]},
+//!   "policy": "permit (principal, action, resource);",
+//!   "schema": null,
+//!   "tools": [{"name": "transfer", "risk": "high", "scope": "payments:transfer"}],
+//!   "approvers": [{"name": "alice", "jwk": { ... }}],
+//!   "workloads": {"spiffe://example.org/batch": "reports:read"}
+//! }
+//! ```
+//!
+//! `policy` is Cedar text (the [`crate::DEFAULT_POLICY`] when absent); `schema`, when present,
+//! is Cedar schema text the policy must validate against.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use agentiam_identity::{Jwk, Jwks, PublicKey};
+use agentiam_token::{CachingVerifier, Clock, DpopVerifier, ScopeSet, Verifier};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::approval::{Approval, ApproverKeys};
+use crate::credentials::{Authenticator, Presented};
+use crate::decision::Decision;
+use crate::engine::Guard;
+use crate::policy::PolicyEngine;
+use crate::request::{GuardRequest, Risk, SessionContext, ToolSpec};
+use crate::GuardError;
+
+/// Largest configuration or call document accepted (bytes).
+pub const MAX_DOCUMENT_BYTES: usize = 1 << 20;
+
+/// One tool in a [`GuardConfig`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolConfig {
+    /// Tool name.
+    pub name: String,
+    /// Risk level.
+    pub risk: Risk,
+    /// `resource:action` a token needs (default `<name>:call`).
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// Its output taints the session.
+    #[serde(default)]
+    pub untrusted_output: bool,
+}
+
+impl ToolConfig {
+    /// The [`ToolSpec`] this describes.
+    pub fn spec(&self) -> Result<ToolSpec, GuardError> {
+        let mut spec = ToolSpec::new(self.name.clone(), self.risk);
+        if let Some(scope) = &self.scope {
+            let Some((resource, action)) = scope.split_once(':') else {
+                return Err(GuardError::ToolSpec(format!("scope {scope:?} is not resource:action")));
+            };
+            spec = spec.with_scope(resource, action);
+        }
+        if self.untrusted_output {
+            spec = spec.with_untrusted_output();
+        }
+        spec.validate()?;
+        Ok(spec)
+    }
+}
+
+/// A human approver in a [`GuardConfig`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproverConfig {
+    /// Display name.
+    pub name: String,
+    /// Public Ed25519 JWK.
+    pub jwk: Jwk,
+}
+
+/// Everything a guard and its authenticator need.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardConfig {
+    /// Expected token issuer.
+    pub issuer: String,
+    /// Expected token audience (this service).
+    pub audience: String,
+    /// The issuer's public keys.
+    pub jwks: Value,
+    /// Cedar policy text; the default policy when absent.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// Cedar schema text to validate the policy against.
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// Registered tools.
+    pub tools: Vec<ToolConfig>,
+    /// Approver keys.
+    #[serde(default)]
+    pub approvers: Vec<ApproverConfig>,
+    /// SPIFFE ID -> scopes for workloads that authenticate with a client certificate alone.
+    #[serde(default)]
+    pub workloads: BTreeMap<String, String>,
+}
+
+impl GuardConfig {
+    /// Parses a configuration document.
+    pub fn from_json(text: &str) -> Result<Self, GuardError> {
+        if text.len() > MAX_DOCUMENT_BYTES {
+            return Err(GuardError::ToolSpec(format!("configuration over {MAX_DOCUMENT_BYTES} bytes")));
+        }
+        serde_json::from_str(text).map_err(|e| GuardError::ToolSpec(format!("configuration: {e}")))
+    }
+
+    /// Builds the guard and the authenticator on `clock`.
+    pub fn build(&self, clock: Arc<dyn Clock>) -> Result<(Guard, Authenticator), GuardError> {
+        let jwks = Jwks::from_json(&self.jwks.to_string()).map_err(|e| GuardError::ApproverKey(format!("jwks: {e}")))?;
+        let policy = match &self.policy {
+            Some(text) => PolicyEngine::new(text, self.schema.as_deref())?,
+            None => PolicyEngine::new(crate::DEFAULT_POLICY, Some(self.schema.as_deref().unwrap_or(crate::SCHEMA)))?,
+        };
+        let mut approvers = ApproverKeys::new();
+        for a in &self.approvers {
+            let key = PublicKey::from_jwk(&a.jwk).map_err(|e| GuardError::ApproverKey(format!("{}: {e}", a.name)))?;
+            approvers = approvers.add(a.name.clone(), key)?;
+        }
+        let mut builder = Guard::builder(policy)
+            .approvers(approvers)
+            .refuse_approver_keys_in(&jwks)
+            .clock(clock.clone());
+        for t in &self.tools {
+            builder = builder.tool(t.spec()?);
+        }
+        let guard = builder.build()?;
+        let verifier = Verifier::new(jwks, self.issuer.clone(), self.audience.clone()).with_clock(clock.clone());
+        let mut auth = Authenticator::new(CachingVerifier::new(verifier, 10_000), DpopVerifier::new(clock));
+        for (id, scopes) in &self.workloads {
+            let scopes = ScopeSet::parse(scopes).map_err(|e| GuardError::ToolSpec(format!("workload {id}: {e}")))?;
+            auth = auth.with_workload(id.clone(), scopes);
+        }
+        Ok((guard, auth))
+    }
+}
+
+/// One call as a document: credentials, tool, arguments, session and approval.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallInput {
+    /// Access token.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// DPoP proof.
+    #[serde(default)]
+    pub dpop_proof: Option<String>,
+    /// Client certificate (base64 DER), as verified by TLS.
+    #[serde(default)]
+    pub client_certificate: Option<String>,
+    /// HTTP method for DPoP (default `POST`).
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Request URL for DPoP.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Tool name.
+    pub tool: String,
+    /// Tool arguments.
+    #[serde(default)]
+    pub arguments: Value,
+    /// The session has read untrusted content.
+    #[serde(default)]
+    pub tainted: bool,
+    /// A human's approval.
+    #[serde(default)]
+    pub approval: Option<Value>,
+}
+
+impl CallInput {
+    /// Authenticates and decides. Credential failures are denials with their `token.*` / `guard.*` code.
+    pub fn decide(&self, guard: &Guard, auth: &Authenticator) -> Decision {
+        let cert = match self.client_certificate.as_deref().map(|c| base64::engine::general_purpose::STANDARD.decode(c)) {
+            None => None,
+            Some(Ok(der)) => Some(der),
+            Some(Err(_)) => return Decision::deny(crate::credentials::PEER_CERTIFICATE_INVALID, "client certificate is not base64"),
+        };
+        let presented = Presented {
+            token: self.token.as_deref(),
+            dpop_proof: self.dpop_proof.as_deref(),
+            client_certificate: cert.as_deref(),
+            method: self.method.as_deref().unwrap_or("POST"),
+            url: self.url.as_deref().unwrap_or(""),
+        };
+        let principal = match auth.authenticate(&presented) {
+            Ok(p) => p,
+            Err(d) => return Decision::Deny(d),
+        };
+        let approval = match &self.approval {
+            None => None,
+            Some(v) => match Approval::from_json(&v.to_string()) {
+                Ok(a) => Some(a),
+                Err(e) => return Decision::deny(e.code(), e.to_string()),
+            },
+        };
+        let session = if self.tainted {
+            SessionContext::default().taint("call input")
+        } else {
+            SessionContext::default()
+        };
+        let mut request = GuardRequest::new(&principal, &self.tool, &self.arguments).with_session(&session);
+        request.approval = approval.as_ref();
+        guard.decide(&request)
+    }
+}
+
+/// A decision as JSON: `{"decision": "allow"|"deny"|"confirm", "code", "message", "policies", "approval_request"}`.
+pub fn decision_json(decision: &Decision) -> Value {
+    match decision {
+        Decision::Allow(a) => serde_json::json!({"decision": "allow", "approver": a.approver}),
+        Decision::Deny(d) => serde_json::json!({
+            "decision": "deny", "code": d.code(), "message": d.message(), "policies": d.policies(),
+        }),
+        Decision::NeedsConfirmation(r) => serde_json::json!({
+            "decision": "confirm", "code": r.code, "policies": r.policies, "approval_request": r,
+        }),
+    }
+}

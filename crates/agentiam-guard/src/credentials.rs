@@ -1,0 +1,161 @@
+//! Turning presented credentials into a [`Principal`]: a bearer token, a DPoP-bound token with
+//! its proof, a token over mTLS, or an mTLS client certificate alone.
+//!
+//! The HTTP layer and the CLI both use [`Authenticator`], so the rules live in one place:
+//!
+//! - a DPoP-bound token needs its proof (`token.pop_required`), by the bound key (`token.pop_invalid`);
+//! - a certificate-bound token (`cnf["x5t#S256"]`) needs the very certificate (`token.pop_invalid`),
+//!   and without any client certificate it is refused (`token.pop_required`);
+//! - a token presented over mTLS must name the certificate's SPIFFE ID as its presenter
+//!   (`token.identity_mismatch`), so one agent's certificate cannot carry another agent's token;
+//! - a certificate alone authenticates only SPIFFE IDs the service maps to scopes
+//!   ([`Authenticator::with_workload`]); otherwise `guard.credentials_missing`.
+//!
+//! The certificate chain itself is checked by TLS (see the `mtls` feature); here the leaf's
+//! SPIFFE ID (exactly one `spiffe://` URI SAN) and validity period are read.
+
+use std::collections::HashMap;
+
+use agentiam_token::{CachingVerifier, DpopRequest, DpopVerifier, ScopeSet, TokenError};
+
+use crate::codes;
+use crate::decision::Denial;
+use crate::request::Principal;
+
+/// Code for a client certificate without exactly one valid SPIFFE ID, or outside its validity.
+pub const PEER_CERTIFICATE_INVALID: &str = "guard.peer_certificate_invalid";
+
+/// What a client presented with one request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Presented<'a> {
+    /// The access token (from `Authorization: Bearer` or `Authorization: DPoP`).
+    pub token: Option<&'a str>,
+    /// The `DPoP` header.
+    pub dpop_proof: Option<&'a str>,
+    /// The TLS client's leaf certificate (DER), already verified by the TLS stack.
+    pub client_certificate: Option<&'a [u8]>,
+    /// HTTP method (for DPoP `htm`).
+    pub method: &'a str,
+    /// Full request URL (for DPoP `htu`).
+    pub url: &'a str,
+}
+
+/// The SPIFFE ID and `notAfter` (seconds since the epoch) of a client certificate.
+pub fn peer_spiffe_id(der: &[u8], now: i64) -> Result<(String, i64), Denial> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let bad = |why: &str| Denial::new(PEER_CERTIFICATE_INVALID, why.to_owned());
+    let (rest, cert) = X509Certificate::from_der(der).map_err(|_| bad("client certificate does not parse"))?;
+    if !rest.is_empty() {
+        return Err(bad("trailing bytes after the client certificate"));
+    }
+    let validity = cert.validity();
+    let (not_before, not_after) = (validity.not_before.timestamp(), validity.not_after.timestamp());
+    if now < not_before || now > not_after {
+        return Err(bad("client certificate is outside its validity period"));
+    }
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|_| bad("client certificate has a malformed subjectAltName"))?
+        .ok_or_else(|| bad("client certificate has no subjectAltName"))?;
+    let uris: Vec<&str> = san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::URI(u) => Some(*u),
+            _ => None,
+        })
+        .collect();
+    let [uri] = uris.as_slice() else {
+        return Err(bad("an SVID carries exactly one URI SAN"));
+    };
+    let id = agentiam_identity::parse_spiffe_id(uri).map_err(|_| bad("the URI SAN is not a SPIFFE ID"))?;
+    Ok((id.to_string(), not_after))
+}
+
+fn token_denial(e: &TokenError) -> Denial {
+    Denial::new(e.code(), e.to_string())
+}
+
+/// Verifies presented credentials.
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    verifier: CachingVerifier,
+    dpop: DpopVerifier,
+    workloads: HashMap<String, ScopeSet>,
+}
+
+impl Authenticator {
+    /// Tokens through `verifier` (cached), DPoP proofs through `dpop`.
+    pub fn new(verifier: CachingVerifier, dpop: DpopVerifier) -> Self {
+        Self {
+            verifier,
+            dpop,
+            workloads: HashMap::new(),
+        }
+    }
+
+    /// Lets a workload with this SPIFFE ID call with its client certificate alone, with these scopes.
+    pub fn with_workload(mut self, spiffe_id: impl Into<String>, scopes: ScopeSet) -> Self {
+        self.workloads.insert(spiffe_id.into(), scopes);
+        self
+    }
+
+    /// The token verifier.
+    pub fn verifier(&self) -> &CachingVerifier {
+        &self.verifier
+    }
+
+    /// The principal the credentials prove, or why not (a `token.*` or `guard.*` code).
+    pub fn authenticate(&self, presented: &Presented<'_>) -> Result<Principal, Denial> {
+        let now = self.verifier.verifier().clock().now();
+        let peer = presented
+            .client_certificate
+            .map(|der| peer_spiffe_id(der, now).map(|id| (der, id)))
+            .transpose()?;
+        let Some(token) = presented.token else {
+            return match peer {
+                Some((_, (id, not_after))) => match self.workloads.get(&id) {
+                    Some(scopes) => Ok(Principal::from_workload(id, scopes.clone(), not_after)),
+                    None => Err(Denial::new(
+                        codes::CREDENTIALS_MISSING,
+                        "no token, and the client certificate's SPIFFE ID is not mapped to scopes",
+                    )),
+                },
+                None => Err(Denial::new(codes::CREDENTIALS_MISSING, "no credentials presented")),
+            };
+        };
+        let verified = match (&peer, presented.dpop_proof) {
+            (Some((der, _)), None) => self
+                .verifier
+                .verifier()
+                .verify_with_client_cert(token, der)
+                .map_err(|e| token_denial(&e))?,
+            (_, Some(proof)) => self
+                .verifier
+                .verifier()
+                .verify_with_dpop(
+                    token,
+                    Some(proof),
+                    &DpopRequest {
+                        method: presented.method,
+                        url: presented.url,
+                    },
+                    &self.dpop,
+                )
+                .map_err(|e| token_denial(&e))?,
+            // Bearer: the cache refuses sender-constrained tokens (token.pop_required), like the verifier.
+            (None, None) => self.verifier.verify(token).map_err(|e| token_denial(&e))?,
+        };
+        // Over mTLS, the certificate names who is calling: one agent's certificate cannot carry another's token.
+        if let Some((_, (id, _))) = &peer
+            && verified.claims().presenter() != id
+        {
+            return Err(Denial::new(
+                "token.identity_mismatch",
+                "the token was issued to another agent than the client certificate names",
+            ));
+        }
+        Ok(Principal::from_token(&verified))
+    }
+}
