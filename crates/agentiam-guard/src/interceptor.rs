@@ -180,6 +180,24 @@ impl ToolInterceptor {
         }
     }
 
+    /// Runs `tool` only if the guard allows the call, then the after-hook on its output.
+    /// A refusal comes back as `Err(decision)` (a deny or a pending confirmation) and the tool never runs.
+    pub fn guarded<F>(&self, session: &Session, call: &ToolCall<'_>, tool: F) -> Result<Result<String, String>, Decision>
+    where
+        F: FnOnce() -> Result<String, String>,
+    {
+        let decision = self.before(session, call);
+        if !decision.is_allowed() {
+            return Err(decision);
+        }
+        let result = tool();
+        match &result {
+            Ok(output) => self.after(session, call, output, false),
+            Err(error) => self.after(session, call, error, true),
+        };
+        Ok(result)
+    }
+
     /// Records what an allowed call returned and judges its output; returns the verdict.
     /// Output from a tool registered with untrusted output, or judged untrusted by the filter, taints the session.
     pub fn after(&self, session: &Session, call: &ToolCall<'_>, output: &str, failed: bool) -> OutputVerdict {
