@@ -6,6 +6,7 @@
 
 mod audit;
 mod demo;
+mod guard;
 mod keys;
 mod output;
 mod token;
@@ -38,6 +39,9 @@ enum Command {
     /// Verify and read the agent activity log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Decide tool calls offline against a guard configuration; sign approvals; check policies.
+    #[command(subcommand)]
+    Guard(guard::GuardCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,6 +52,7 @@ fn main() -> std::process::ExitCode {
         Command::Keys(cmd) => keys::run(cmd, &out),
         Command::Token(cmd) => token::run(cmd, &out),
         Command::Audit(cmd) => audit::run(cmd, &out),
+        Command::Guard(cmd) => guard::run(cmd, &out),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

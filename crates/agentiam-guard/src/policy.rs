@@ -141,10 +141,7 @@ impl PolicyEngine {
         if set.templates().next().is_some() {
             return Err(GuardError::PolicyInvalid("policy templates are not supported".into()));
         }
-        let version = format!(
-            "sha256:{}",
-            agentiam_telemetry::sha256_hex(policies.as_bytes())
-        );
+        let version = agentiam_telemetry::sha256_hex(policies.as_bytes());
         Ok(Self {
             policies: set,
             info,

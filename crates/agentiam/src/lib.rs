@@ -32,6 +32,7 @@
 pub struct ReadmeDoctests;
 
 pub use agentiam_delegation as delegation;
+pub use agentiam_guard as guard;
 pub use agentiam_identity as identity;
 pub use agentiam_telemetry as telemetry;
 pub use agentiam_token as token;
@@ -48,5 +49,9 @@ pub mod prelude {
         AgentRegistration, CachingVerifier, Claims, Clock, DpopRequest, DpopVerifier, FixedClock,
         InMemoryRevocationSet, Issuer, Revocation, RevocationSet, ScopeRequest, ScopeSet,
         SystemClock, Token, TokenError, TokenRequest, UnverifiedToken, Verifier,
+    };
+    pub use agentiam_guard::{
+        Approval, ApprovalRequest, ApproverKeys, Decision, Guard, GuardRequest, PolicyEngine,
+        Principal, Risk, Session, ToolCall, ToolInterceptor, ToolSpec,
     };
 }
