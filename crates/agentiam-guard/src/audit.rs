@@ -39,7 +39,7 @@ struct Pending {
     jti: Option<String>,
     tool: String,
     call_id: Option<String>,
-    arguments: Value,
+    arguments: Arc<Value>,
     outcome: agentiam_telemetry::Decision,
     approval: Option<String>,
 }
@@ -165,7 +165,10 @@ impl DecisionSink for AuditSink {
             jti: p.token_id().map(str::to_owned),
             tool: request.tool.to_owned(),
             call_id: request.call_id.map(str::to_owned),
-            arguments: request.arguments.clone(),
+            arguments: request
+                .shared_arguments
+                .cloned()
+                .unwrap_or_else(|| Arc::new(request.arguments.clone())),
             outcome,
             approval,
         };
@@ -196,7 +199,7 @@ impl DecisionSink for AuditSink {
             jti: p.token_id().map(str::to_owned),
             tool: o.tool.to_owned(),
             call_id: o.call_id.map(str::to_owned),
-            arguments: Value::Null,
+            arguments: Arc::new(Value::Null),
             outcome,
             approval: None,
         })

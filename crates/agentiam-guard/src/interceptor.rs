@@ -82,6 +82,8 @@ pub struct ToolCall<'a> {
     pub call_id: Option<&'a str>,
     /// An approval obtained out of band (e.g. from the broker's console), never from the arguments.
     pub approval: Option<&'a Approval>,
+    /// The arguments, shared with the audit sink instead of copied.
+    pub shared_arguments: Option<&'a Arc<Value>>,
 }
 
 impl<'a> ToolCall<'a> {
@@ -92,7 +94,15 @@ impl<'a> ToolCall<'a> {
             arguments,
             call_id: None,
             approval: None,
+            shared_arguments: None,
         }
+    }
+
+    /// A call whose arguments the audit sink may keep without copying.
+    pub fn shared(tool: &'a str, arguments: &'a Arc<Value>) -> Self {
+        let mut call = Self::new(tool, arguments);
+        call.shared_arguments = Some(arguments);
+        call
     }
 }
 
@@ -149,6 +159,7 @@ impl ToolInterceptor {
         let mut request = GuardRequest::new(&session.principal, call.tool, call.arguments).with_session(context);
         request.call_id = call.call_id;
         request.approval = approval;
+        request.shared_arguments = call.shared_arguments;
         self.guard.decide(&request)
     }
 

@@ -92,7 +92,7 @@ pub use hooks::{
     NoBehaviourCheck, NoContentFilter, OutputVerdict,
 };
 pub use interceptor::{Session, ToolCall, ToolInterceptor};
-pub use policy::{DEFAULT_POLICY, MAX_ARGUMENT_DEPTH, PolicyEngine, SCHEMA};
+pub use policy::{DECISION_CACHE_CAPACITY, DEFAULT_POLICY, MAX_ARGUMENT_DEPTH, PolicyEngine, SCHEMA};
 pub use request::{
     GuardRequest, HttpRequestInfo, Principal, Risk, SessionContext, SharedPrincipal, ToolSpec,
 };

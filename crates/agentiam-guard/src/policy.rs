@@ -33,6 +33,12 @@ pub const DEFAULT_POLICY: &str = include_str!("../policies/default.cedar");
 /// The schema of what the guard passes to Cedar (without `context.arguments`).
 pub const SCHEMA: &str = include_str!("../policies/agentiam.cedarschema");
 
+/// Cedar answers remembered (per policy engine).
+pub const DECISION_CACHE_CAPACITY: usize = 10_000;
+
+/// Questions longer than this (long argument values) are not cached.
+const MAX_CACHE_KEY_BYTES: usize = 4096;
+
 /// Deepest nesting of arguments converted for Cedar.
 pub const MAX_ARGUMENT_DEPTH: usize = 16;
 
@@ -70,7 +76,10 @@ struct PolicyInfo {
 pub struct PolicyEngine {
     policies: PolicySet,
     info: HashMap<PolicyId, PolicyInfo>,
-    reads_arguments: bool,
+    /// Top-level argument names the policies read; `None` when they use the arguments
+    /// in a way that needs all of them.
+    argument_names: Option<Vec<String>>,
+    cache: Option<std::sync::Arc<quick_cache::sync::Cache<String, PolicyOutcome>>>,
     authorizer: std::sync::Arc<Authorizer>,
     entities: Entities,
     action: EntityUid,
@@ -123,7 +132,8 @@ impl PolicyEngine {
             }
         }
         let mut info = HashMap::new();
-        let mut reads_arguments = false;
+        let mut names = std::collections::BTreeSet::new();
+        let mut all_arguments = false;
         for policy in set.policies() {
             let id = policy.id().clone();
             let name = policy.annotation("id").map_or_else(|| id.to_string(), str::to_owned);
@@ -134,8 +144,10 @@ impl PolicyEngine {
                     "policy {name}: @confirmation belongs on a forbid"
                 )));
             }
-            // Conservative: any mention means the arguments are converted for every call.
-            reads_arguments |= policy.to_string().contains("arguments");
+            match policy.to_json() {
+                Ok(est) => all_arguments |= !argument_reads(&est, &mut names),
+                Err(_) => all_arguments = true,
+            }
             info.insert(id, PolicyInfo { name, confirmation, reason });
         }
         if set.templates().next().is_some() {
@@ -145,7 +157,8 @@ impl PolicyEngine {
         Ok(Self {
             policies: set,
             info,
-            reads_arguments,
+            argument_names: (!all_arguments).then(|| names.into_iter().collect()),
+            cache: Some(std::sync::Arc::new(quick_cache::sync::Cache::new(DECISION_CACHE_CAPACITY))),
             authorizer: std::sync::Arc::new(Authorizer::new()),
             entities: Entities::empty(),
             action: EntityUid::from_type_name_and_id(type_name("Action")?, EntityId::new("call")),
@@ -176,6 +189,13 @@ impl PolicyEngine {
         Self::new(&text, schema.as_deref())
     }
 
+    /// Remembers up to `capacity` Cedar answers (0 turns the cache off). The default is
+    /// [`DECISION_CACHE_CAPACITY`].
+    pub fn with_decision_cache(mut self, capacity: usize) -> Self {
+        self.cache = (capacity > 0).then(|| std::sync::Arc::new(quick_cache::sync::Cache::new(capacity)));
+        self
+    }
+
     /// `sha256:<hex>` of the policy text, recorded with every decision.
     pub fn version(&self) -> &str {
         &self.version
@@ -183,7 +203,14 @@ impl PolicyEngine {
 
     /// Whether some policy reads `context.arguments` (if none does, arguments are not converted).
     pub fn reads_arguments(&self) -> bool {
-        self.reads_arguments
+        self.argument_names.as_ref().is_none_or(|n| !n.is_empty())
+    }
+
+    /// The top-level argument names the policies read (`context.arguments.<name>` or
+    /// `context.arguments has <name>`), or `None` if they need all arguments.
+    /// Only these are converted for Cedar, and decisions are cached on them.
+    pub fn argument_names(&self) -> Option<&[String]> {
+        self.argument_names.as_deref()
     }
 
     fn context(
@@ -219,20 +246,115 @@ impl PolicyEngine {
             .map_err(|e| (codes::POLICY_ERROR, e.to_string()))?;
             pairs.push(("http".into(), record));
         }
-        if self.reads_arguments {
-            let args = match ctx.arguments {
-                Value::Null => RestrictedExpression::new_record(std::iter::empty())
+        let args = match (&self.argument_names, ctx.arguments) {
+            (Some(names), _) if names.is_empty() => None,
+            (_, Value::Null) => Some(
+                RestrictedExpression::new_record(std::iter::empty())
                     .map_err(|e| (codes::ARGUMENTS_INVALID, e.to_string()))?,
-                other => json_to_cedar(other, 0)?
-                    .unwrap_or_else(|| RestrictedExpression::new_string(String::new())),
-            };
+            ),
+            (Some(names), Value::Object(map)) => {
+                // Only what the policies read: converting 1 KiB of arguments costs more than evaluating.
+                let mut fields = Vec::with_capacity(names.len());
+                for name in names {
+                    if let Some(v) = map.get(name)
+                        && let Some(v) = json_to_cedar(v, 1)?
+                    {
+                        fields.push((name.clone(), v));
+                    }
+                }
+                Some(
+                    RestrictedExpression::new_record(fields)
+                        .map_err(|e| (codes::ARGUMENTS_INVALID, e.to_string()))?,
+                )
+            }
+            (_, other) => json_to_cedar(other, 0)?,
+        };
+        if let Some(args) = args {
             pairs.push(("arguments".into(), args));
         }
         Context::from_pairs(pairs).map_err(|e| (codes::POLICY_ERROR, e.to_string()))
     }
 
-    /// Asks Cedar about one call.
+    /// Asks Cedar about one call, from the decision cache when the same question was asked before.
     pub(crate) fn evaluate(
+        &self,
+        principal: &Principal,
+        tool: &ToolSpec,
+        ctx: &PolicyContext<'_>,
+    ) -> PolicyOutcome {
+        let (Some(cache), Some(key)) = (&self.cache, self.cache_key(principal, tool, ctx)) else {
+            return self.evaluate_uncached(principal, tool, ctx);
+        };
+        if let Some(hit) = cache.get(key.as_str()) {
+            return hit;
+        }
+        let outcome = self.evaluate_uncached(principal, tool, ctx);
+        cache.insert(key, outcome.clone());
+        outcome
+    }
+
+    /// Everything Cedar sees, length-prefixed so distinct questions never share a key; `None`
+    /// when the policies need all arguments (no caching) or the key would be too long.
+    ///
+    /// Caching is exact: there are no entities, Cedar is deterministic, and the key holds every
+    /// input of the request (principal, tool, context including the projected arguments).
+    fn cache_key(&self, principal: &Principal, tool: &ToolSpec, ctx: &PolicyContext<'_>) -> Option<String> {
+        let names = self.argument_names.as_ref()?;
+        let mut key = String::with_capacity(256);
+        let mut field = |s: &str| {
+            key.push_str(&s.len().to_string());
+            key.push(':');
+            key.push_str(s);
+        };
+        field(principal.presenter());
+        field(principal.subject());
+        field(&principal.chain().len().to_string());
+        for link in principal.chain() {
+            field(link);
+        }
+        match principal.task() {
+            Some(task) => {
+                field("S");
+                field(task);
+            }
+            None => field("N"),
+        }
+        field(tool.name());
+        field(tool.risk().as_str());
+        field(if ctx.tainted { "t" } else { "f" });
+        field(if ctx.approved { "t" } else { "f" });
+        field(&principal.delegation_depth().to_string());
+        field(&ctx.anomaly_score.to_string());
+        match ctx.http {
+            Some(h) => {
+                field("S");
+                field(h.method);
+                field(h.path);
+            }
+            None => field("N"),
+        }
+        match ctx.arguments {
+            Value::Object(map) => {
+                for name in names {
+                    match map.get(name) {
+                        Some(v) => {
+                            field("S");
+                            field(&v.to_string());
+                        }
+                        None => field("N"),
+                    }
+                }
+            }
+            Value::Null => field("null"),
+            other => {
+                field("other");
+                field(&other.to_string());
+            }
+        }
+        (key.len() <= MAX_CACHE_KEY_BYTES).then_some(key)
+    }
+
+    fn evaluate_uncached(
         &self,
         principal: &Principal,
         tool: &ToolSpec,
@@ -292,6 +414,62 @@ impl PolicyEngine {
             .and_then(|i| i.reason.clone())
             .unwrap_or_else(|| codes::POLICY_DENIED.to_owned());
         PolicyOutcome::Forbid { code, policies }
+    }
+}
+
+/// Collects the top-level argument names a policy (as Cedar's JSON form) reads.
+/// Returns false when it uses `context.arguments` (or `context`) as a whole, so all are needed.
+fn argument_reads(est: &Value, names: &mut std::collections::BTreeSet<String>) -> bool {
+    fn is_var_context(v: &Value) -> bool {
+        v.get("Var").and_then(Value::as_str) == Some("context")
+    }
+    fn access(v: &Value) -> Option<(&'static str, &Value, Option<&str>)> {
+        let map = v.as_object()?;
+        if map.len() != 1 {
+            return None;
+        }
+        let (op, inner) = map.iter().next()?;
+        let op = match op.as_str() {
+            "." => ".",
+            "has" => "has",
+            _ => return None,
+        };
+        let left = inner.get("left")?;
+        let attr = match inner.get("attr")? {
+            Value::String(s) => Some(s.as_str()),
+            Value::Array(items) => items.first().and_then(Value::as_str),
+            _ => None,
+        };
+        Some((op, left, attr))
+    }
+    fn is_context_arguments(v: &Value) -> bool {
+        matches!(access(v), Some((".", left, Some("arguments"))) if is_var_context(left))
+    }
+    if let Some((op, left, attr)) = access(est) {
+        if is_context_arguments(left) {
+            return match attr {
+                Some(a) => {
+                    names.insert(a.to_owned());
+                    true
+                }
+                None => false,
+            };
+        }
+        if is_var_context(left) {
+            // `context.arguments` used whole needs all arguments; `context has arguments` does not.
+            return !(op == "." && attr == Some("arguments")) && attr.is_some();
+        }
+        return argument_reads(left, names);
+    }
+    match est {
+        Value::Object(map) => {
+            if is_var_context(est) {
+                return false;
+            }
+            map.values().all(|v| argument_reads(v, names))
+        }
+        Value::Array(items) => items.iter().all(|v| argument_reads(v, names)),
+        _ => true,
     }
 }
 

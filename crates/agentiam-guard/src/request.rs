@@ -334,6 +334,9 @@ pub struct GuardRequest<'a> {
     pub http: Option<HttpRequestInfo<'a>>,
     /// The tool call id, for the audit record.
     pub call_id: Option<&'a str>,
+    /// The same arguments, shared: sinks that keep them (the audit log) take a reference
+    /// instead of copying (set by [`GuardRequest::shared`]).
+    pub shared_arguments: Option<&'a Arc<Value>>,
 }
 
 impl<'a> GuardRequest<'a> {
@@ -352,7 +355,15 @@ impl<'a> GuardRequest<'a> {
             approval: None,
             http: None,
             call_id: None,
+            shared_arguments: None,
         }
+    }
+
+    /// A tool call whose arguments are shared, so the audit sink keeps them without a copy.
+    pub fn shared(principal: &'a Principal, tool: &'a str, arguments: &'a Arc<Value>) -> Self {
+        let mut request = Self::new(principal, tool, arguments);
+        request.shared_arguments = Some(arguments);
+        request
     }
     /// In this session.
     pub fn with_session(mut self, session: &'a SessionContext) -> Self {

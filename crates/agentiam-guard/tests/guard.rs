@@ -299,6 +299,24 @@ fn policy_loading_fails_loudly() {
 }
 
 #[test]
+fn only_the_arguments_policies_read_are_converted() {
+    let names = |text: &str| PolicyEngine::new(text, None).unwrap().argument_names().map(<[String]>::to_vec);
+    let p = |when: &str| format!("forbid (principal, action, resource) when {{ {when} }};");
+    assert_eq!(names(DEFAULT_POLICY), Some(vec![]));
+    assert_eq!(
+        names(&p("context.arguments.amount > 5 && context.arguments has payee && context.arguments[\"to\"] == \"x\"")),
+        Some(vec!["amount".to_owned(), "payee".to_owned(), "to".to_owned()])
+    );
+    assert_eq!(names(&p("context.arguments.lines.first.qty > 1")), Some(vec!["lines".to_owned()]));
+    assert_eq!(names(&p("context.arguments has a.b")), Some(vec!["a".to_owned()]));
+    assert_eq!(names(&p("context has arguments")), Some(vec![]));
+    // Used whole: every argument is needed.
+    assert_eq!(names(&p("context.arguments == {}")), None);
+    assert_eq!(names(&p("context == {}")), None);
+    assert_eq!(names(&p("[context.arguments].contains({})")), None);
+}
+
+#[test]
 fn approver_keys_are_never_agent_or_issuer_keys() {
     let w = world();
     let issuer_key = SigningKey::ed25519_from_seed(&[7u8; 32]).unwrap();
@@ -336,6 +354,39 @@ fn arg_value() -> impl Strategy<Value = Value> {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// The decision cache never changes a decision: the same calls against a cached and an
+    /// uncached engine decide alike (differential, including repeated questions).
+    #[test]
+    fn the_decision_cache_never_changes_a_decision(
+        calls in prop::collection::vec((prop::sample::select(vec!["transfer", "drop", "note"]), arg_value(), arg_value(), any::<bool>()), 1..12)
+    ) {
+        let w = world();
+        let policy = format!("{DEFAULT_POLICY}\n@id(\"cap\") forbid (principal, action, resource) when {{ context.arguments has amount && context.arguments.amount == 7 }};\n@id(\"memo\") forbid (principal, action, resource == Tool::\"note\") when {{ context.arguments.memo == \"x\" }};");
+        let cached = Guard::builder(PolicyEngine::new(&policy, None).unwrap()).clock(w.clock.clone()).tools(w.builder(DEFAULT_POLICY).build().unwrap().tool("transfer").cloned()).build().unwrap();
+        let _ = cached;
+        let mk = |capacity| {
+            Guard::builder(PolicyEngine::new(&policy, None).unwrap().with_decision_cache(capacity))
+                .clock(w.clock.clone())
+                .tools([
+                    ToolSpec::new("transfer", Risk::High).with_scope("payments", "transfer"),
+                    ToolSpec::new("drop", Risk::Irreversible).with_scope("db", "drop"),
+                    ToolSpec::new("note", Risk::Low).with_scope("notes", "write"),
+                ])
+                .build()
+                .unwrap()
+        };
+        let (with_cache, without) = (mk(64), mk(0));
+        let p = w.principal("payments:transfer db:drop notes:write");
+        for (tool, amount, memo, tainted) in &calls {
+            let session = if *tainted { SessionContext::default().taint("x") } else { SessionContext::default() };
+            let args = json!({"amount": amount, "memo": memo});
+            let a = with_cache.decide(&GuardRequest::new(&p, tool, &args).with_session(&session));
+            let b = without.decide(&GuardRequest::new(&p, tool, &args).with_session(&session));
+            prop_assert_eq!(a.code(), b.code());
+            prop_assert_eq!(a.is_allowed(), b.is_allowed());
+        }
+    }
 
     /// Whatever the arguments, an allowed transfer satisfies the token's constraint.
     #[test]
