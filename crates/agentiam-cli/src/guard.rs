@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use agentiam::guard::{ApprovalRequest, CallInput, Decision, GuardConfig, PolicyEngine, decision_json};
+use agentiam::guard::{
+    ApprovalRequest, CallInput, Decision, GuardConfig, PolicyEngine, decision_json,
+};
 use agentiam::identity::SigningKey;
 use agentiam::token::{Clock, FixedClock, SystemClock};
 use clap::Subcommand;
@@ -45,7 +47,7 @@ pub(crate) enum GuardCommand {
     },
 }
 
-fn read_input(path: &PathBuf) -> Result<String, CliError> {
+fn read_input(path: &std::path::Path) -> Result<String, CliError> {
     if path.as_os_str() == "-" {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin().take_capped(), &mut text)
@@ -63,14 +65,25 @@ trait TakeCapped: std::io::Read + Sized {
 }
 impl<R: std::io::Read> TakeCapped for R {}
 
+fn set(value: &mut Value, key: &str, member: Value) {
+    if let Value::Object(map) = value {
+        map.insert(key.to_owned(), member);
+    }
+}
+
 fn guard_error(e: &agentiam::guard::GuardError) -> CliError {
     CliError::usage(e.code(), e)
 }
 
 pub(crate) fn run(cmd: GuardCommand, out: &Output) -> Result<(), CliError> {
     match cmd {
-        GuardCommand::Decide { config, request, at } => {
-            let config = GuardConfig::from_json(&read_file(&config)?).map_err(|e| guard_error(&e))?;
+        GuardCommand::Decide {
+            config,
+            request,
+            at,
+        } => {
+            let config =
+                GuardConfig::from_json(&read_file(&config)?).map_err(|e| guard_error(&e))?;
             let clock: Arc<dyn Clock> = match at {
                 Some(t) => Arc::new(FixedClock::new(t)),
                 None => Arc::new(SystemClock),
@@ -78,9 +91,13 @@ pub(crate) fn run(cmd: GuardCommand, out: &Output) -> Result<(), CliError> {
             let (guard, auth) = config.build(clock).map_err(|e| guard_error(&e))?;
             let text = read_input(&request)?;
             if text.len() > agentiam::guard::MAX_DOCUMENT_BYTES {
-                return Err(CliError::usage("cli.input_too_large", "request document is over 1 MiB"));
+                return Err(CliError::usage(
+                    "cli.input_too_large",
+                    "request document is over 1 MiB",
+                ));
             }
-            let doc: Value = serde_json::from_str(&text).map_err(|e| CliError::usage("cli.bad_input", e))?;
+            let doc: Value =
+                serde_json::from_str(&text).map_err(|e| CliError::usage("cli.bad_input", e))?;
             let calls = match doc {
                 Value::Array(items) => items,
                 one => vec![one],
@@ -88,7 +105,8 @@ pub(crate) fn run(cmd: GuardCommand, out: &Output) -> Result<(), CliError> {
             let mut decisions = Vec::with_capacity(calls.len());
             let mut last = None;
             for call in calls {
-                let input: CallInput = serde_json::from_value(call).map_err(|e| CliError::usage("cli.bad_input", e))?;
+                let input: CallInput = serde_json::from_value(call)
+                    .map_err(|e| CliError::usage("cli.bad_input", e))?;
                 let d = input.decide(&guard, &auth);
                 decisions.push(decision_json(&d));
                 last = Some(d);
@@ -98,7 +116,7 @@ pub(crate) fn run(cmd: GuardCommand, out: &Output) -> Result<(), CliError> {
             };
             let mut result = decision_json(&last);
             if decisions.len() > 1 {
-                result["sequence"] = Value::Array(decisions);
+                set(&mut result, "sequence", Value::Array(decisions));
             }
             match &last {
                 Decision::Allow(_) => {
@@ -106,12 +124,20 @@ pub(crate) fn run(cmd: GuardCommand, out: &Output) -> Result<(), CliError> {
                     Ok(())
                 }
                 Decision::Deny(d) => {
-                    result["error"] = json!({"code": d.code(), "message": d.message()});
+                    set(
+                        &mut result,
+                        "error",
+                        json!({"code": d.code(), "message": d.message()}),
+                    );
                     out.result(&result, &format!("deny {}: {}", d.code(), d.message()));
                     Err(CliError::silent(1))
                 }
                 Decision::NeedsConfirmation(r) => {
-                    result["error"] = json!({"code": r.code, "message": "a human's approval is required"});
+                    set(
+                        &mut result,
+                        "error",
+                        json!({"code": r.code, "message": "a human's approval is required"}),
+                    );
                     let human = format!(
                         "confirm {}: {} needs a human's approval (digest {}, expires {})\n{}",
                         r.code,
@@ -127,10 +153,13 @@ pub(crate) fn run(cmd: GuardCommand, out: &Output) -> Result<(), CliError> {
         }
         GuardCommand::Approve { request, key } => {
             let text = read_input(&request)?;
-            let req: ApprovalRequest = serde_json::from_str(&text).map_err(|e| CliError::usage("cli.bad_input", e))?;
+            let req: ApprovalRequest =
+                serde_json::from_str(&text).map_err(|e| CliError::usage("cli.bad_input", e))?;
             let key = SigningKey::from_private_jwk(read_file(&key)?.trim())?;
-            let approval = agentiam::guard::Approval::sign(&req, &key).map_err(|e| guard_error(&e))?;
-            let value = serde_json::to_value(&approval).map_err(|e| CliError::usage("cli.bad_input", e))?;
+            let approval =
+                agentiam::guard::Approval::sign(&req, &key).map_err(|e| guard_error(&e))?;
+            let value =
+                serde_json::to_value(&approval).map_err(|e| CliError::usage("cli.bad_input", e))?;
             out.result(&value, &value.to_string());
             Ok(())
         }
@@ -141,7 +170,8 @@ pub(crate) fn run(cmd: GuardCommand, out: &Output) -> Result<(), CliError> {
                 Some("default") => Some(agentiam::guard::SCHEMA.to_owned()),
                 Some(path) => Some(read_file(&PathBuf::from(path))?),
             };
-            let engine = PolicyEngine::new(&text, schema.as_deref()).map_err(|e| guard_error(&e))?;
+            let engine =
+                PolicyEngine::new(&text, schema.as_deref()).map_err(|e| guard_error(&e))?;
             let value = json!({"valid": true, "version": engine.version(), "reads_arguments": engine.reads_arguments()});
             out.result(&value, &format!("valid ({})", engine.version()));
             Ok(())

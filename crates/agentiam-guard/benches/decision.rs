@@ -35,7 +35,9 @@ use agentiam_guard::*;
 use agentiam_identity::*;
 use agentiam_telemetry::{AuditLog, LogConfig, MemStore, RedactionPolicy};
 use agentiam_token::*;
-use cedar_policy::{Authorizer, Context, Entities, EntityUid, PolicySet, Request, RestrictedExpression};
+use cedar_policy::{
+    Authorizer, Context, Entities, EntityUid, PolicySet, Request, RestrictedExpression,
+};
 use serde_json::{Value, json};
 
 const NOW: i64 = 1_800_000_000;
@@ -45,7 +47,10 @@ const BLOCKS: usize = 20;
 fn args_1k(amount: i64) -> Value {
     let mut lines = serde_json::Map::new();
     for i in 0..16 {
-        lines.insert(format!("line_{i}"), json!({"sku": format!("SKU-{i:04}"), "qty": i, "note": "net 30 days"}));
+        lines.insert(
+            format!("line_{i}"),
+            json!({"sku": format!("SKU-{i:04}"), "qty": i, "note": "net 30 days"}),
+        );
     }
     json!({"amount": amount, "currency": "USD", "payee": "ACME Corp", "memo": "invoice INV-2026-11-0042 settlement", "lines": lines})
 }
@@ -65,15 +70,27 @@ fn lean_context(args: &Value, reads_args: bool) -> Context {
         ("risk".to_owned(), s("high")),
         ("tainted".to_owned(), RestrictedExpression::new_bool(false)),
         ("approved".to_owned(), RestrictedExpression::new_bool(false)),
-        ("delegation_depth".to_owned(), RestrictedExpression::new_long(0)),
-        ("anomaly_score".to_owned(), RestrictedExpression::new_long(0)),
+        (
+            "delegation_depth".to_owned(),
+            RestrictedExpression::new_long(0),
+        ),
+        (
+            "anomaly_score".to_owned(),
+            RestrictedExpression::new_long(0),
+        ),
         ("subject".to_owned(), s("spiffe://acme.test/agent/payer")),
-        ("chain".to_owned(), RestrictedExpression::new_set([s("spiffe://acme.test/agent/payer")])),
+        (
+            "chain".to_owned(),
+            RestrictedExpression::new_set([s("spiffe://acme.test/agent/payer")]),
+        ),
         ("task".to_owned(), s("task-1")),
     ];
     if reads_args {
         let record = RestrictedExpression::new_record([
-            ("amount".to_owned(), RestrictedExpression::new_long(args["amount"].as_i64().unwrap())),
+            (
+                "amount".to_owned(),
+                RestrictedExpression::new_long(args["amount"].as_i64().unwrap()),
+            ),
             ("payee".to_owned(), s(args["payee"].as_str().unwrap())),
         ])
         .unwrap();
@@ -96,7 +113,11 @@ fn sample(samples: &mut Vec<u64>, f: &dyn Fn()) {
 
 fn main() {
     let clock = Arc::new(FixedClock::new(NOW));
-    let issuer = Issuer::new("https://broker.test", KeySet::new(SigningKey::ed25519_from_seed(&[1u8; 32]).unwrap())).with_clock(clock.clone());
+    let issuer = Issuer::new(
+        "https://broker.test",
+        KeySet::new(SigningKey::ed25519_from_seed(&[1u8; 32]).unwrap()),
+    )
+    .with_clock(clock.clone());
     let agent = AgentIdentity::new(
         parse_spiffe_id("spiffe://acme.test/agent/payer").unwrap(),
         ModelRef::new("p", "m", "1"),
@@ -106,21 +127,52 @@ fn main() {
     .unwrap();
     let scopes = ScopeSet::parse("payments:transfer{amount<=100000000,currency=USD}").unwrap();
     issuer.register(agent.spiffe_id(), AgentRegistration::new(scopes.clone()));
-    let token = issuer.issue(&TokenRequest::new(&agent, "api", scopes, "task-1", "pay")).unwrap().token;
-    let cache = CachingVerifier::new(Verifier::new(issuer.jwks(), "https://broker.test", "api").with_clock(clock.clone()), 1024);
-    println!("guard decision vs cedar-policy is_authorized alone; ~{} B of arguments; {} samples each", args_1k(250).to_string().len(), BLOCK * BLOCKS);
+    let token = issuer
+        .issue(&TokenRequest::new(&agent, "api", scopes, "task-1", "pay"))
+        .unwrap()
+        .token;
+    let cache = CachingVerifier::new(
+        Verifier::new(issuer.jwks(), "https://broker.test", "api").with_clock(clock.clone()),
+        1024,
+    );
+    println!(
+        "guard decision vs cedar-policy is_authorized alone; ~{} B of arguments; {} samples each",
+        args_1k(250).to_string().len(),
+        BLOCK * BLOCKS
+    );
     let arg_policy = format!(
         "{DEFAULT_POLICY}\n@id(\"payee\") forbid (principal, action, resource == Tool::\"transfer\") when {{ context.arguments.payee == \"\" }};\n@id(\"cap\") forbid (principal, action, resource == Tool::\"transfer\") when {{ context.arguments.amount > 100000000 }};"
     );
     let scenarios = [
-        ("default policy (reads no arguments), same call repeated", DEFAULT_POLICY.to_owned(), false, false),
-        ("policy with argument rules, same call repeated", arg_policy.clone(), true, false),
-        ("policy with argument rules, a new amount every call (decision cache never hits)", arg_policy, true, true),
+        (
+            "default policy (reads no arguments), same call repeated",
+            DEFAULT_POLICY.to_owned(),
+            false,
+            false,
+        ),
+        (
+            "policy with argument rules, same call repeated",
+            arg_policy.clone(),
+            true,
+            false,
+        ),
+        (
+            "policy with argument rules, a new amount every call (decision cache never hits)",
+            arg_policy,
+            true,
+            true,
+        ),
     ];
     for (name, policy, reads_args, vary) in scenarios {
-        let log = Arc::new(AuditLog::open(MemStore::new(), LogConfig::new("bench/guard"), None).unwrap());
+        let log =
+            Arc::new(AuditLog::open(MemStore::new(), LogConfig::new("bench/guard"), None).unwrap());
         let engine = PolicyEngine::new(&policy, None).unwrap();
-        let sink = Arc::new(AuditSink::new(log.clone(), RedactionPolicy::default(), engine.version(), 1 << 20));
+        let sink = Arc::new(AuditSink::new(
+            log.clone(),
+            RedactionPolicy::default(),
+            engine.version(),
+            1 << 20,
+        ));
         let guard = Guard::builder(engine)
             .clock(clock.clone())
             .tool(ToolSpec::new("transfer", Risk::High).with_scope("payments", "transfer"))
@@ -141,17 +193,29 @@ fn main() {
         let principal = Principal::from_token(&cache.verify(&token).unwrap());
         let counter = Cell::new(1i64);
         let next_args = || {
-            let n = if vary { counter.replace(counter.get() + 1) } else { 250 };
+            let n = if vary {
+                counter.replace(counter.get() + 1)
+            } else {
+                250
+            };
             Arc::new(args_1k(n))
         };
         let guard_once = |args: &Arc<Value>| {
             black_box(cache.verify(black_box(&token)).unwrap());
-            let d = guard.decide(&GuardRequest::shared(&principal, "transfer", black_box(args)).with_session(&session));
+            let d = guard.decide(
+                &GuardRequest::shared(&principal, "transfer", black_box(args))
+                    .with_session(&session),
+            );
             assert!(d.is_allowed(), "{d:?}");
         };
         let cedar_once = |ctx: Context| {
             let req = Request::new(p_uid.clone(), a_uid.clone(), r_uid.clone(), ctx, None).unwrap();
-            assert_eq!(authorizer.is_authorized(&req, &cedar_set, &entities).decision(), cedar_policy::Decision::Allow);
+            assert_eq!(
+                authorizer
+                    .is_authorized(&req, &cedar_set, &entities)
+                    .decision(),
+                cedar_policy::Decision::Allow
+            );
         };
         // Arguments are prepared outside the timed region for every contender alike.
         let batch = |n: usize| (0..n).map(|_| next_args()).collect::<Vec<_>>();
@@ -190,9 +254,23 @@ fn main() {
         }
         let g50 = percentile(&g, 0.5);
         println!("\n{name}:");
-        println!("  agentiam guard decision          p50 {:>8.2} µs   p99 {:>8.2} µs", g50, percentile(&g, 0.99));
-        println!("  cedar alone, lean context        p50 {:>8.2} µs   p99 {:>8.2} µs   ratio {:.1}x", percentile(&lean, 0.5), percentile(&lean, 0.99), percentile(&lean, 0.5) / g50);
-        println!("  cedar alone, JSON context        p50 {:>8.2} µs   p99 {:>8.2} µs   ratio {:.1}x", percentile(&naive, 0.5), percentile(&naive, 0.99), percentile(&naive, 0.5) / g50);
+        println!(
+            "  agentiam guard decision          p50 {:>8.2} µs   p99 {:>8.2} µs",
+            g50,
+            percentile(&g, 0.99)
+        );
+        println!(
+            "  cedar alone, lean context        p50 {:>8.2} µs   p99 {:>8.2} µs   ratio {:.1}x",
+            percentile(&lean, 0.5),
+            percentile(&lean, 0.99),
+            percentile(&lean, 0.5) / g50
+        );
+        println!(
+            "  cedar alone, JSON context        p50 {:>8.2} µs   p99 {:>8.2} µs   ratio {:.1}x",
+            percentile(&naive, 0.5),
+            percentile(&naive, 0.99),
+            percentile(&naive, 0.5) / g50
+        );
         println!("  targets: guard p50 <= 5 µs, p99 <= 15 µs, >= 3x faster than cedar alone");
         sink.drain().unwrap();
         log.flush().unwrap();

@@ -50,22 +50,54 @@ struct Case {
     error: Option<&'static str>,
 }
 
-fn case(comment: &'static str, flags: &[&'static str], calls: Vec<Value>, result: &'static str, error: Option<&'static str>) -> Case {
-    Case { comment, flags: flags.to_vec(), calls, result, error }
+fn case(
+    comment: &'static str,
+    flags: &[&'static str],
+    calls: Vec<Value>,
+    result: &'static str,
+    error: Option<&'static str>,
+) -> Case {
+    Case {
+        comment,
+        flags: flags.to_vec(),
+        calls,
+        result,
+        error,
+    }
 }
 
 fn main() {
     let clock = Arc::new(FixedClock::new(NOW - 60));
     let issuer = Arc::new(
-        Issuer::new(ISS, KeySet::new(SigningKey::ed25519_from_seed(&[31u8; 32]).unwrap())).with_clock(clock.clone()),
+        Issuer::new(
+            ISS,
+            KeySet::new(SigningKey::ed25519_from_seed(&[31u8; 32]).unwrap()),
+        )
+        .with_clock(clock.clone()),
     );
-    let (orchestrator, cleaner, mailer) = (agent("orchestrator"), agent("cleaner"), agent("mailer"));
+    let (orchestrator, cleaner, mailer) =
+        (agent("orchestrator"), agent("cleaner"), agent("mailer"));
     let all = "ledger.*:read payments:transfer{amount<=1000,currency=USD} mail:send ledger.records:delete web:fetch";
-    issuer.register(orchestrator.spiffe_id(), AgentRegistration::new(ScopeSet::parse(all).unwrap()));
-    issuer.register(mailer.spiffe_id(), AgentRegistration::new(ScopeSet::parse("mail:send").unwrap()));
+    issuer.register(
+        orchestrator.spiffe_id(),
+        AgentRegistration::new(ScopeSet::parse(all).unwrap()),
+    );
+    issuer.register(
+        mailer.spiffe_id(),
+        AgentRegistration::new(ScopeSet::parse("mail:send").unwrap()),
+    );
     let issue = |who: &AgentIdentity, scopes: &str, ttl: i64| {
         issuer
-            .issue(&TokenRequest::new(who, AUD, ScopeSet::parse(scopes).unwrap(), "task-42", "month-end close").with_ttl(ttl))
+            .issue(
+                &TokenRequest::new(
+                    who,
+                    AUD,
+                    ScopeSet::parse(scopes).unwrap(),
+                    "task-42",
+                    "month-end close",
+                )
+                .with_ttl(ttl),
+            )
             .unwrap()
             .token
     };
@@ -73,13 +105,19 @@ fn main() {
     let mail_only = issue(&mailer, "mail:send", 900);
     let read_only = issue(&orchestrator, "ledger.*:read", 900);
     let auditor = agent("auditor");
-    issuer.register(auditor.spiffe_id(), AgentRegistration::new(ScopeSet::parse("ledger.records:delete").unwrap()));
+    issuer.register(
+        auditor.spiffe_id(),
+        AgentRegistration::new(ScopeSet::parse("ledger.records:delete").unwrap()),
+    );
     let auditor_token = issue(&auditor, "ledger.records:delete", 900);
 
     // A sub-agent holding only the delete scope, one hop down.
     let child = Exchanger::new(issuer.clone())
         .with_clock(clock.clone())
-        .exchange(&ExchangeRequest::new(&main, &cleaner, AUD).with_scopes(ScopeSet::parse("ledger.records:delete").unwrap()))
+        .exchange(
+            &ExchangeRequest::new(&main, &cleaner, AUD)
+                .with_scopes(ScopeSet::parse("ledger.records:delete").unwrap()),
+        )
         .unwrap()
         .token;
 
@@ -92,25 +130,52 @@ fn main() {
     let agent_key = SigningKey::ed25519_from_seed(&[51u8; 32]).unwrap();
     let dpop_bound = issuer
         .issue(
-            &TokenRequest::new(&orchestrator, AUD, ScopeSet::parse(all).unwrap(), "task-42", "month-end close")
-                .with_ttl(900)
-                .bind_dpop(agent_key.public_key().thumbprint()),
+            &TokenRequest::new(
+                &orchestrator,
+                AUD,
+                ScopeSet::parse(all).unwrap(),
+                "task-42",
+                "month-end close",
+            )
+            .with_ttl(900)
+            .bind_dpop(agent_key.public_key().thumbprint()),
         )
         .unwrap()
         .token;
     let proof = |jti: &str| {
-        create_dpop_proof(&agent_key, &DpopRequest { method: "POST", url: URL }, NOW, jti, Some(&dpop_bound)).unwrap()
+        create_dpop_proof(
+            &agent_key,
+            &DpopRequest {
+                method: "POST",
+                url: URL,
+            },
+            NOW,
+            jti,
+            Some(&dpop_bound),
+        )
+        .unwrap()
     };
 
     // SVIDs: the orchestrator's, another for the same ID (another key), and the mailer's.
-    let ca = SvidAuthority::generate(parse_trust_domain("acme.test").unwrap(), NOW - 120, 86_400).unwrap();
+    let ca = SvidAuthority::generate(parse_trust_domain("acme.test").unwrap(), NOW - 120, 86_400)
+        .unwrap();
     let svid = ca.issue(orchestrator.spiffe_id(), NOW - 60, 3600).unwrap();
     let svid_other_key = ca.issue(orchestrator.spiffe_id(), NOW - 60, 3600).unwrap();
     let svid_mailer = ca.issue(mailer.spiffe_id(), NOW - 60, 3600).unwrap();
     let x5t = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &svid.cert_der).as_ref());
-    let mut cert_request = TokenRequest::new(&orchestrator, AUD, ScopeSet::parse(all).unwrap(), "task-42", "month-end close").with_ttl(900);
-    cert_request.cnf = Some(Confirmation { x5t_s256: Some(x5t), ..Confirmation::default() });
+    let mut cert_request = TokenRequest::new(
+        &orchestrator,
+        AUD,
+        ScopeSet::parse(all).unwrap(),
+        "task-42",
+        "month-end close",
+    )
+    .with_ttl(900);
+    cert_request.cnf = Some(Confirmation {
+        x5t_s256: Some(x5t),
+        ..Confirmation::default()
+    });
     let cert_bound = issuer.issue(&cert_request).unwrap().token;
 
     let alice = SigningKey::ed25519_from_seed(&[41u8; 32]).unwrap();
@@ -140,15 +205,31 @@ fn main() {
         let (guard, auth) = cfg.build(Arc::new(FixedClock::new(NOW))).unwrap();
         let input: CallInput = serde_json::from_value(call.clone()).unwrap();
         let principal = auth
-            .authenticate(&Presented { token: input.token.as_deref(), dpop_proof: None, client_certificate: None, method: "POST", url: URL })
+            .authenticate(&Presented {
+                token: input.token.as_deref(),
+                dpop_proof: None,
+                client_certificate: None,
+                method: "POST",
+                url: URL,
+            })
             .or_else(|_| {
                 // A DPoP-bound principal: authenticate with a fresh proof.
-                auth.authenticate(&Presented { token: input.token.as_deref(), dpop_proof: Some(&proof("approval-setup")), client_certificate: None, method: "POST", url: URL })
+                auth.authenticate(&Presented {
+                    token: input.token.as_deref(),
+                    dpop_proof: Some(&proof("approval-setup")),
+                    client_certificate: None,
+                    method: "POST",
+                    url: URL,
+                })
             })
             .unwrap();
         let (later, _) = cfg.build(Arc::new(FixedClock::new(at))).unwrap();
         let _ = guard;
-        let Decision::NeedsConfirmation(req) = later.decide(&GuardRequest::new(&principal, &input.tool, &input.arguments)) else {
+        let Decision::NeedsConfirmation(req) = later.decide(&GuardRequest::new(
+            &principal,
+            &input.tool,
+            &input.arguments,
+        )) else {
             panic!("expected a confirmation request for {call}");
         };
         let mut a = Approval::sign(&req, key).unwrap();
@@ -168,51 +249,402 @@ fn main() {
     let alice_kid = alice.kid().to_owned();
 
     let cases = vec![
-        case("a low-risk read the token covers", &["Allow"], vec![call(&main, "read_invoice", json!({"id": "INV-7"}))], "allow", None),
-        case("no scope names the tool", &["ScopeMissing"], vec![call(&read_only, "transfer", json!({"amount": 10, "currency": "USD", "payee": "ACME"}))], "deny", Some("guard.scope_missing")),
-        case("amount over the scope's limit", &["ConstraintViolated"], vec![call(&main, "transfer", json!({"amount": 5000, "currency": "USD", "payee": "ACME"}))], "deny", Some("guard.constraint_violated")),
-        case("argument a constraint names is missing", &["ConstraintViolated"], vec![call(&main, "transfer", json!({"currency": "USD", "payee": "ACME"}))], "deny", Some("guard.constraint_violated")),
-        case("amount as a string does not satisfy a number constraint", &["ConstraintViolated"], vec![call(&main, "transfer", json!({"amount": "10", "currency": "USD", "payee": "ACME"}))], "deny", Some("guard.constraint_violated")),
-        case("a transfer within limits", &["Allow"], vec![call(&main, "transfer", json!({"amount": 250, "currency": "USD", "payee": "ACME"}))], "allow", None),
-        case("a large transfer within the token's limit still needs a human (Cedar gate over an argument)", &["ConfirmationRequired"], vec![call(&main, "transfer", json!({"amount": 700, "currency": "USD", "payee": "ACME"}))], "confirm", Some("guard.confirmation_required")),
-        case("a fractional amount compared with `>` is a Cedar type error: fail closed", &["PolicyError"], vec![call(&main, "transfer", json!({"amount": 250.5, "currency": "USD", "payee": "ACME"}))], "deny", Some("guard.policy_error")),
-        case("Cedar forbids mail outside the company", &["PolicyForbid"], vec![call(&main, "send_email", json!({"to": "x@evil.test", "body": "hi"}))], "deny", Some("guard.policy_denied")),
-        case("mail inside the company", &["Allow"], vec![call(&main, "send_email", json!({"to": "bob@acme.test", "body": "hi"}))], "allow", None),
-        case("policy errors (payee missing, no `has` guard): fail closed", &["PolicyError"], vec![call(&main, "transfer", json!({"amount": 10, "currency": "USD"}))], "deny", Some("guard.policy_error")),
-        case("a number Cedar cannot represent exactly", &["ArgumentsInvalid"], vec![call(&main, "transfer", json!({"amount": 10.00001, "currency": "USD", "payee": "ACME"}))], "deny", Some("guard.arguments_invalid")),
-        case("arguments that are not an object", &["ArgumentsInvalid"], vec![call(&main, "read_invoice", json!(["INV-7"]))], "deny", Some("guard.arguments_invalid")),
-        case("a tool the guard does not know", &["UnknownTool"], vec![call(&main, "format_disk", json!({}))], "deny", Some("guard.unknown_action")),
-        case("an irreversible tool needs a human", &["ConfirmationRequired"], vec![del_call.clone()], "confirm", Some("guard.confirmation_required")),
-        case("with a valid approval", &["Approved"], vec![with(del_call.clone(), "approval", alice_ok.clone())], "allow", None),
-        case("the same approval a second time", &["ReplayedApproval"], vec![with(del_call.clone(), "approval", alice_ok.clone()), with(del_call.clone(), "approval", alice_ok.clone())], "deny", Some("guard.confirmation_invalid")),
-        case("approval signed by a key that is not an approver", &["ForgedApproval"], vec![with(del_call.clone(), "approval", approve(&del_call, NOW, &rogue, None))], "deny", Some("guard.confirmation_invalid")),
-        case("approval naming alice's key but signed by another", &["ForgedApproval"], vec![with(del_call.clone(), "approval", approve(&del_call, NOW, &rogue, Some(&alice_kid)))], "deny", Some("guard.confirmation_invalid")),
-        case("approval for other arguments", &["ApprovalMismatch"], vec![with(call(&main, "delete_records", json!({"table": "customers"})), "approval", alice_ok.clone())], "deny", Some("guard.confirmation_invalid")),
-        case("approval for the same call by another agent", &["ApprovalMismatch"], vec![with(call(&auditor_token, "delete_records", del.clone()), "approval", alice_ok.clone())], "deny", Some("guard.confirmation_invalid")),
-        case("approval whose expiry was edited", &["ApprovalMismatch"], vec![with(del_call.clone(), "approval", { let mut a = alice_ok.clone(); a["expires_at"] = json!(NOW + 600); a })], "deny", Some("guard.confirmation_invalid")),
-        case("approval that has expired", &["ExpiredApproval"], vec![with(del_call.clone(), "approval", approve(&del_call, NOW - 1000, &alice, None))], "deny", Some("guard.confirmation_invalid")),
-        case("self-approval: confirm flag and an approval inside the tool's own arguments are ignored", &["SelfApproval"], vec![call(&main, "delete_records", json!({"table": "staging_tmp", "confirm": true, "approved": true, "approval": alice_ok.clone()}))], "confirm", Some("guard.confirmation_required")),
-        case("the agent's own (DPoP) key signs its approval", &["SelfApproval"], vec![{
-            let c = json!({"token": dpop_bound, "dpop_proof": proof("p-self"), "method": "POST", "url": URL, "tool": "delete_records", "arguments": del.clone()});
-            let a = approve(&c, NOW, &agent_key, None);
-            with(c, "approval", a)
-        }], "deny", Some("guard.confirmation_invalid")),
-        case("a tainted session asks for a high-risk tool", &["TaintedContext"], vec![with(call(&main, "transfer", json!({"amount": 10, "currency": "USD", "payee": "ACME"})), "tainted", json!(true))], "confirm", Some("guard.tainted_context")),
-        case("a tainted session may still read", &["Allow"], vec![with(call(&main, "read_invoice", json!({"id": "INV-7"})), "tainted", json!(true))], "allow", None),
-        case("a sub-agent may not delete even with the scope", &["PolicyForbid", "Delegation"], vec![call(&child, "delete_records", del.clone())], "deny", Some("guard.policy_denied")),
-        case("an expired token", &["Token"], vec![call(&expired, "read_invoice", json!({}))], "deny", Some("token.expired")),
-        case("no credentials", &["Credentials"], vec![json!({"tool": "read_invoice", "arguments": {}})], "deny", Some("guard.credentials_missing")),
-        case("a DPoP-bound token presented as a bearer token", &["DPoP"], vec![call(&dpop_bound, "read_invoice", json!({}))], "deny", Some("token.pop_required")),
-        case("a DPoP-bound token with its proof", &["DPoP", "Allow"], vec![json!({"token": dpop_bound, "dpop_proof": proof("p-1"), "method": "POST", "url": URL, "tool": "read_invoice", "arguments": {}})], "allow", None),
-        case("a DPoP proof for another URL", &["DPoP"], vec![json!({"token": dpop_bound, "dpop_proof": proof("p-2"), "method": "POST", "url": "https://api.acme.test/tools/transfer", "tool": "read_invoice", "arguments": {}})], "deny", Some("token.pop_invalid")),
-        case("a certificate-bound token over mTLS with its certificate", &["MTLS", "Allow"], vec![json!({"token": cert_bound, "client_certificate": b64(&svid.cert_der), "tool": "read_invoice", "arguments": {}})], "allow", None),
-        case("a certificate-bound token over plain TLS (no client certificate)", &["MTLS"], vec![call(&cert_bound, "read_invoice", json!({}))], "deny", Some("token.pop_required")),
-        case("a certificate-bound token over another certificate for the same SPIFFE ID", &["MTLS"], vec![json!({"token": cert_bound, "client_certificate": b64(&svid_other_key.cert_der), "tool": "read_invoice", "arguments": {}})], "deny", Some("token.pop_invalid")),
-        case("mTLS with a certificate for another SPIFFE ID than the token's agent", &["MTLS"], vec![json!({"token": main, "client_certificate": b64(&svid_mailer.cert_der), "tool": "read_invoice", "arguments": {}})], "deny", Some("token.identity_mismatch")),
-        case("mTLS with the token's agent certificate", &["MTLS", "Allow"], vec![json!({"token": mail_only, "client_certificate": b64(&svid_mailer.cert_der), "tool": "send_email", "arguments": {"to": "bob@acme.test"}})], "allow", None),
-        case("a mapped workload with its certificate alone", &["MTLS", "Workload", "Allow"], vec![json!({"client_certificate": b64(&svid_mailer.cert_der), "tool": "send_email", "arguments": {"to": "bob@acme.test"}})], "allow", None),
-        case("an unmapped workload with its certificate alone", &["MTLS", "Workload"], vec![json!({"client_certificate": b64(&svid.cert_der), "tool": "read_invoice", "arguments": {}})], "deny", Some("guard.credentials_missing")),
-        case("garbage in place of a client certificate", &["MTLS"], vec![json!({"token": main, "client_certificate": b64(b"not a certificate"), "tool": "read_invoice", "arguments": {}})], "deny", Some("guard.peer_certificate_invalid")),
+        case(
+            "a low-risk read the token covers",
+            &["Allow"],
+            vec![call(&main, "read_invoice", json!({"id": "INV-7"}))],
+            "allow",
+            None,
+        ),
+        case(
+            "no scope names the tool",
+            &["ScopeMissing"],
+            vec![call(
+                &read_only,
+                "transfer",
+                json!({"amount": 10, "currency": "USD", "payee": "ACME"}),
+            )],
+            "deny",
+            Some("guard.scope_missing"),
+        ),
+        case(
+            "amount over the scope's limit",
+            &["ConstraintViolated"],
+            vec![call(
+                &main,
+                "transfer",
+                json!({"amount": 5000, "currency": "USD", "payee": "ACME"}),
+            )],
+            "deny",
+            Some("guard.constraint_violated"),
+        ),
+        case(
+            "argument a constraint names is missing",
+            &["ConstraintViolated"],
+            vec![call(
+                &main,
+                "transfer",
+                json!({"currency": "USD", "payee": "ACME"}),
+            )],
+            "deny",
+            Some("guard.constraint_violated"),
+        ),
+        case(
+            "amount as a string does not satisfy a number constraint",
+            &["ConstraintViolated"],
+            vec![call(
+                &main,
+                "transfer",
+                json!({"amount": "10", "currency": "USD", "payee": "ACME"}),
+            )],
+            "deny",
+            Some("guard.constraint_violated"),
+        ),
+        case(
+            "a transfer within limits",
+            &["Allow"],
+            vec![call(
+                &main,
+                "transfer",
+                json!({"amount": 250, "currency": "USD", "payee": "ACME"}),
+            )],
+            "allow",
+            None,
+        ),
+        case(
+            "a large transfer within the token's limit still needs a human (Cedar gate over an argument)",
+            &["ConfirmationRequired"],
+            vec![call(
+                &main,
+                "transfer",
+                json!({"amount": 700, "currency": "USD", "payee": "ACME"}),
+            )],
+            "confirm",
+            Some("guard.confirmation_required"),
+        ),
+        case(
+            "a fractional amount compared with `>` is a Cedar type error: fail closed",
+            &["PolicyError"],
+            vec![call(
+                &main,
+                "transfer",
+                json!({"amount": 250.5, "currency": "USD", "payee": "ACME"}),
+            )],
+            "deny",
+            Some("guard.policy_error"),
+        ),
+        case(
+            "Cedar forbids mail outside the company",
+            &["PolicyForbid"],
+            vec![call(
+                &main,
+                "send_email",
+                json!({"to": "x@evil.test", "body": "hi"}),
+            )],
+            "deny",
+            Some("guard.policy_denied"),
+        ),
+        case(
+            "mail inside the company",
+            &["Allow"],
+            vec![call(
+                &main,
+                "send_email",
+                json!({"to": "bob@acme.test", "body": "hi"}),
+            )],
+            "allow",
+            None,
+        ),
+        case(
+            "policy errors (payee missing, no `has` guard): fail closed",
+            &["PolicyError"],
+            vec![call(
+                &main,
+                "transfer",
+                json!({"amount": 10, "currency": "USD"}),
+            )],
+            "deny",
+            Some("guard.policy_error"),
+        ),
+        case(
+            "a number Cedar cannot represent exactly",
+            &["ArgumentsInvalid"],
+            vec![call(
+                &main,
+                "transfer",
+                json!({"amount": 10.00001, "currency": "USD", "payee": "ACME"}),
+            )],
+            "deny",
+            Some("guard.arguments_invalid"),
+        ),
+        case(
+            "arguments that are not an object",
+            &["ArgumentsInvalid"],
+            vec![call(&main, "read_invoice", json!(["INV-7"]))],
+            "deny",
+            Some("guard.arguments_invalid"),
+        ),
+        case(
+            "a tool the guard does not know",
+            &["UnknownTool"],
+            vec![call(&main, "format_disk", json!({}))],
+            "deny",
+            Some("guard.unknown_action"),
+        ),
+        case(
+            "an irreversible tool needs a human",
+            &["ConfirmationRequired"],
+            vec![del_call.clone()],
+            "confirm",
+            Some("guard.confirmation_required"),
+        ),
+        case(
+            "with a valid approval",
+            &["Approved"],
+            vec![with(del_call.clone(), "approval", alice_ok.clone())],
+            "allow",
+            None,
+        ),
+        case(
+            "the same approval a second time",
+            &["ReplayedApproval"],
+            vec![
+                with(del_call.clone(), "approval", alice_ok.clone()),
+                with(del_call.clone(), "approval", alice_ok.clone()),
+            ],
+            "deny",
+            Some("guard.confirmation_invalid"),
+        ),
+        case(
+            "approval signed by a key that is not an approver",
+            &["ForgedApproval"],
+            vec![with(
+                del_call.clone(),
+                "approval",
+                approve(&del_call, NOW, &rogue, None),
+            )],
+            "deny",
+            Some("guard.confirmation_invalid"),
+        ),
+        case(
+            "approval naming alice's key but signed by another",
+            &["ForgedApproval"],
+            vec![with(
+                del_call.clone(),
+                "approval",
+                approve(&del_call, NOW, &rogue, Some(&alice_kid)),
+            )],
+            "deny",
+            Some("guard.confirmation_invalid"),
+        ),
+        case(
+            "approval for other arguments",
+            &["ApprovalMismatch"],
+            vec![with(
+                call(&main, "delete_records", json!({"table": "customers"})),
+                "approval",
+                alice_ok.clone(),
+            )],
+            "deny",
+            Some("guard.confirmation_invalid"),
+        ),
+        case(
+            "approval for the same call by another agent",
+            &["ApprovalMismatch"],
+            vec![with(
+                call(&auditor_token, "delete_records", del.clone()),
+                "approval",
+                alice_ok.clone(),
+            )],
+            "deny",
+            Some("guard.confirmation_invalid"),
+        ),
+        case(
+            "approval whose expiry was edited",
+            &["ApprovalMismatch"],
+            vec![with(del_call.clone(), "approval", {
+                let mut a = alice_ok.clone();
+                a["expires_at"] = json!(NOW + 600);
+                a
+            })],
+            "deny",
+            Some("guard.confirmation_invalid"),
+        ),
+        case(
+            "approval that has expired",
+            &["ExpiredApproval"],
+            vec![with(
+                del_call.clone(),
+                "approval",
+                approve(&del_call, NOW - 1000, &alice, None),
+            )],
+            "deny",
+            Some("guard.confirmation_invalid"),
+        ),
+        case(
+            "self-approval: confirm flag and an approval inside the tool's own arguments are ignored",
+            &["SelfApproval"],
+            vec![call(
+                &main,
+                "delete_records",
+                json!({"table": "staging_tmp", "confirm": true, "approved": true, "approval": alice_ok.clone()}),
+            )],
+            "confirm",
+            Some("guard.confirmation_required"),
+        ),
+        case(
+            "the agent's own (DPoP) key signs its approval",
+            &["SelfApproval"],
+            vec![{
+                let c = json!({"token": dpop_bound, "dpop_proof": proof("p-self"), "method": "POST", "url": URL, "tool": "delete_records", "arguments": del.clone()});
+                let a = approve(&c, NOW, &agent_key, None);
+                with(c, "approval", a)
+            }],
+            "deny",
+            Some("guard.confirmation_invalid"),
+        ),
+        case(
+            "a tainted session asks for a high-risk tool",
+            &["TaintedContext"],
+            vec![with(
+                call(
+                    &main,
+                    "transfer",
+                    json!({"amount": 10, "currency": "USD", "payee": "ACME"}),
+                ),
+                "tainted",
+                json!(true),
+            )],
+            "confirm",
+            Some("guard.tainted_context"),
+        ),
+        case(
+            "a tainted session may still read",
+            &["Allow"],
+            vec![with(
+                call(&main, "read_invoice", json!({"id": "INV-7"})),
+                "tainted",
+                json!(true),
+            )],
+            "allow",
+            None,
+        ),
+        case(
+            "a sub-agent may not delete even with the scope",
+            &["PolicyForbid", "Delegation"],
+            vec![call(&child, "delete_records", del.clone())],
+            "deny",
+            Some("guard.policy_denied"),
+        ),
+        case(
+            "an expired token",
+            &["Token"],
+            vec![call(&expired, "read_invoice", json!({}))],
+            "deny",
+            Some("token.expired"),
+        ),
+        case(
+            "no credentials",
+            &["Credentials"],
+            vec![json!({"tool": "read_invoice", "arguments": {}})],
+            "deny",
+            Some("guard.credentials_missing"),
+        ),
+        case(
+            "a DPoP-bound token presented as a bearer token",
+            &["DPoP"],
+            vec![call(&dpop_bound, "read_invoice", json!({}))],
+            "deny",
+            Some("token.pop_required"),
+        ),
+        case(
+            "a DPoP-bound token with its proof",
+            &["DPoP", "Allow"],
+            vec![
+                json!({"token": dpop_bound, "dpop_proof": proof("p-1"), "method": "POST", "url": URL, "tool": "read_invoice", "arguments": {}}),
+            ],
+            "allow",
+            None,
+        ),
+        case(
+            "a DPoP proof for another URL",
+            &["DPoP"],
+            vec![
+                json!({"token": dpop_bound, "dpop_proof": proof("p-2"), "method": "POST", "url": "https://api.acme.test/tools/transfer", "tool": "read_invoice", "arguments": {}}),
+            ],
+            "deny",
+            Some("token.pop_invalid"),
+        ),
+        case(
+            "a certificate-bound token over mTLS with its certificate",
+            &["MTLS", "Allow"],
+            vec![
+                json!({"token": cert_bound, "client_certificate": b64(&svid.cert_der), "tool": "read_invoice", "arguments": {}}),
+            ],
+            "allow",
+            None,
+        ),
+        case(
+            "a certificate-bound token over plain TLS (no client certificate)",
+            &["MTLS"],
+            vec![call(&cert_bound, "read_invoice", json!({}))],
+            "deny",
+            Some("token.pop_required"),
+        ),
+        case(
+            "a certificate-bound token over another certificate for the same SPIFFE ID",
+            &["MTLS"],
+            vec![
+                json!({"token": cert_bound, "client_certificate": b64(&svid_other_key.cert_der), "tool": "read_invoice", "arguments": {}}),
+            ],
+            "deny",
+            Some("token.pop_invalid"),
+        ),
+        case(
+            "mTLS with a certificate for another SPIFFE ID than the token's agent",
+            &["MTLS"],
+            vec![
+                json!({"token": main, "client_certificate": b64(&svid_mailer.cert_der), "tool": "read_invoice", "arguments": {}}),
+            ],
+            "deny",
+            Some("token.identity_mismatch"),
+        ),
+        case(
+            "mTLS with the token's agent certificate",
+            &["MTLS", "Allow"],
+            vec![
+                json!({"token": mail_only, "client_certificate": b64(&svid_mailer.cert_der), "tool": "send_email", "arguments": {"to": "bob@acme.test"}}),
+            ],
+            "allow",
+            None,
+        ),
+        case(
+            "a mapped workload with its certificate alone",
+            &["MTLS", "Workload", "Allow"],
+            vec![
+                json!({"client_certificate": b64(&svid_mailer.cert_der), "tool": "send_email", "arguments": {"to": "bob@acme.test"}}),
+            ],
+            "allow",
+            None,
+        ),
+        case(
+            "an unmapped workload with its certificate alone",
+            &["MTLS", "Workload"],
+            vec![
+                json!({"client_certificate": b64(&svid.cert_der), "tool": "read_invoice", "arguments": {}}),
+            ],
+            "deny",
+            Some("guard.credentials_missing"),
+        ),
+        case(
+            "garbage in place of a client certificate",
+            &["MTLS"],
+            vec![
+                json!({"token": main, "client_certificate": b64(b"not a certificate"), "tool": "read_invoice", "arguments": {}}),
+            ],
+            "deny",
+            Some("guard.peer_certificate_invalid"),
+        ),
     ];
     let tests: Vec<Value> = cases
         .into_iter()

@@ -30,8 +30,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::request::{Principal, Risk};
 use crate::GuardError;
+use crate::request::{Principal, Risk};
 
 /// Version tag inside every approval hash and prefix of every approval signature.
 pub const APPROVAL_CONTEXT: &str = "agentiam-approval/1";
@@ -93,7 +93,11 @@ pub(crate) fn call_digest(
         v: APPROVAL_CONTEXT,
     };
     let bytes = serde_json_canonicalizer::to_vec(&call).map_err(|e| e.to_string())?;
-    Ok(hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes).as_ref()))
+    Ok(hex(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        &bytes,
+    )
+    .as_ref()))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -145,7 +149,9 @@ impl Approval {
     /// Signs `request` with an approver's Ed25519 key.
     pub fn sign(request: &ApprovalRequest, approver: &SigningKey) -> Result<Self, GuardError> {
         if approver.public_key().alg() != Algorithm::EdDSA {
-            return Err(GuardError::ApproverKey("approvals are Ed25519 signatures".into()));
+            return Err(GuardError::ApproverKey(
+                "approvals are Ed25519 signatures".into(),
+            ));
         }
         let sig = approver
             .sign(&signed_message(&request.digest))
@@ -242,16 +248,30 @@ pub(crate) fn check_approval(
         return Err("approval has expired".into());
     }
     if approval.expires_at.saturating_sub(now) > max_ttl {
-        return Err(format!("approval lives longer than the {max_ttl} s the guard allows"));
+        return Err(format!(
+            "approval lives longer than the {max_ttl} s the guard allows"
+        ));
     }
     if approval.nonce.is_empty() || approval.nonce.len() > 64 {
         return Err("approval nonce is malformed".into());
     }
-    let digest = call_digest(tool, arguments, principal, &approval.nonce, approval.expires_at)?;
-    if !aws_lc_rs::constant_time::verify_slices_are_equal(digest.as_bytes(), approval.digest.as_bytes())
-        .is_ok()
+    let digest = call_digest(
+        tool,
+        arguments,
+        principal,
+        &approval.nonce,
+        approval.expires_at,
+    )?;
+    if aws_lc_rs::constant_time::verify_slices_are_equal(
+        digest.as_bytes(),
+        approval.digest.as_bytes(),
+    )
+    .is_err()
     {
-        return Err("approval is for a different call (tool, arguments, principal, task or expiry differ)".into());
+        return Err(
+            "approval is for a different call (tool, arguments, principal, task or expiry differ)"
+                .into(),
+        );
     }
     let Ok(sig) = URL_SAFE_NO_PAD.decode(approval.signature.as_bytes()) else {
         return Err("approval signature is not base64url".into());
@@ -294,7 +314,10 @@ impl Default for InMemoryNonceStore {
 
 impl NonceStore for InMemoryNonceStore {
     fn consume(&self, nonce: &str, expires_at: i64, now: i64) -> Result<bool, String> {
-        let mut used = self.used.lock().map_err(|_| "nonce store poisoned".to_owned())?;
+        let mut used = self
+            .used
+            .lock()
+            .map_err(|_| "nonce store poisoned".to_owned())?;
         if used.contains_key(nonce) {
             return Ok(false);
         }
@@ -388,10 +411,7 @@ impl ApprovalQueue {
     /// A queue and its inbox.
     pub fn new() -> (Self, ApprovalInbox) {
         let (tx, rx) = futures_channel::mpsc::unbounded();
-        (
-            Self { tx },
-            ApprovalInbox { rx },
-        )
+        (Self { tx }, ApprovalInbox { rx })
     }
 }
 

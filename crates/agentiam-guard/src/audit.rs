@@ -5,8 +5,8 @@
 //! sink's worker thread. A full queue or a stopped worker refuses the record, and the guard
 //! then refuses the call: an action that cannot be audited does not happen.
 
-use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::Arc;
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 
 use agentiam_telemetry::{AgentRef, AuditEvent, AuditLog, RedactionPolicy};
@@ -60,7 +60,12 @@ impl std::fmt::Debug for Pending {
 
 impl AuditSink {
     /// Starts a worker appending to `log`, with up to `queue` decisions waiting.
-    pub fn new(log: Arc<AuditLog>, redaction: RedactionPolicy, policy_version: impl Into<String>, queue: usize) -> Self {
+    pub fn new(
+        log: Arc<AuditLog>,
+        redaction: RedactionPolicy,
+        policy_version: impl Into<String>,
+        queue: usize,
+    ) -> Self {
         let (tx, rx) = mpsc::sync_channel::<Msg>(queue.max(1));
         let worker = std::thread::Builder::new()
             .name("agentiam-audit-sink".into())
@@ -116,16 +121,18 @@ fn to_event(p: Pending, redaction: &RedactionPolicy) -> AuditEvent {
     event.token_jti = p.jti;
     event.approval_ref = p.approval;
     event.output_sha256 = p.output_sha256;
-    event.tool = Some(match redaction.tool_call(&p.tool, p.call_id.as_deref(), &p.arguments) {
-        Ok(call) => call,
-        // Arguments that cannot be canonicalized are recorded without values.
-        Err(_) => agentiam_telemetry::ToolCall {
-            name: p.tool,
-            call_id: p.call_id,
-            args_sha256: String::new(),
-            args: Value::String(agentiam_telemetry::REDACTED.to_owned()),
+    event.tool = Some(
+        match redaction.tool_call(&p.tool, p.call_id.as_deref(), &p.arguments) {
+            Ok(call) => call,
+            // Arguments that cannot be canonicalized are recorded without values.
+            Err(_) => agentiam_telemetry::ToolCall {
+                name: p.tool,
+                call_id: p.call_id,
+                args_sha256: String::new(),
+                args: Value::String(agentiam_telemetry::REDACTED.to_owned()),
+            },
         },
-    });
+    );
     event
 }
 
@@ -137,7 +144,12 @@ fn now_ms() -> i64 {
 }
 
 impl DecisionSink for AuditSink {
-    fn record(&self, request: &GuardRequest<'_>, _tool: Option<&ToolSpec>, decision: &Decision) -> Result<(), String> {
+    fn record(
+        &self,
+        request: &GuardRequest<'_>,
+        _tool: Option<&ToolSpec>,
+        decision: &Decision,
+    ) -> Result<(), String> {
         let (outcome, approval) = match decision {
             Decision::Allow(a) => (agentiam_telemetry::Decision::allow(), a.approval.clone()),
             Decision::Deny(d) => (agentiam_telemetry::Decision::deny(d.code()), None),

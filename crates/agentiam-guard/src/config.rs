@@ -26,13 +26,13 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::GuardError;
 use crate::approval::{Approval, ApproverKeys};
 use crate::credentials::{Authenticator, Presented};
 use crate::decision::Decision;
 use crate::engine::Guard;
 use crate::policy::PolicyEngine;
 use crate::request::{GuardRequest, Risk, SessionContext, ToolSpec};
-use crate::GuardError;
 
 /// Largest configuration or call document accepted (bytes).
 pub const MAX_DOCUMENT_BYTES: usize = 1 << 20;
@@ -59,7 +59,9 @@ impl ToolConfig {
         let mut spec = ToolSpec::new(self.name.clone(), self.risk);
         if let Some(scope) = &self.scope {
             let Some((resource, action)) = scope.split_once(':') else {
-                return Err(GuardError::ToolSpec(format!("scope {scope:?} is not resource:action")));
+                return Err(GuardError::ToolSpec(format!(
+                    "scope {scope:?} is not resource:action"
+                )));
             };
             spec = spec.with_scope(resource, action);
         }
@@ -111,21 +113,28 @@ impl GuardConfig {
     /// Parses a configuration document.
     pub fn from_json(text: &str) -> Result<Self, GuardError> {
         if text.len() > MAX_DOCUMENT_BYTES {
-            return Err(GuardError::ToolSpec(format!("configuration over {MAX_DOCUMENT_BYTES} bytes")));
+            return Err(GuardError::ToolSpec(format!(
+                "configuration over {MAX_DOCUMENT_BYTES} bytes"
+            )));
         }
         serde_json::from_str(text).map_err(|e| GuardError::ToolSpec(format!("configuration: {e}")))
     }
 
     /// Builds the guard and the authenticator on `clock`.
     pub fn build(&self, clock: Arc<dyn Clock>) -> Result<(Guard, Authenticator), GuardError> {
-        let jwks = Jwks::from_json(&self.jwks.to_string()).map_err(|e| GuardError::ApproverKey(format!("jwks: {e}")))?;
+        let jwks = Jwks::from_json(&self.jwks.to_string())
+            .map_err(|e| GuardError::ApproverKey(format!("jwks: {e}")))?;
         let policy = match &self.policy {
             Some(text) => PolicyEngine::new(text, self.schema.as_deref())?,
-            None => PolicyEngine::new(crate::DEFAULT_POLICY, Some(self.schema.as_deref().unwrap_or(crate::SCHEMA)))?,
+            None => PolicyEngine::new(
+                crate::DEFAULT_POLICY,
+                Some(self.schema.as_deref().unwrap_or(crate::SCHEMA)),
+            )?,
         };
         let mut approvers = ApproverKeys::new();
         for a in &self.approvers {
-            let key = PublicKey::from_jwk(&a.jwk).map_err(|e| GuardError::ApproverKey(format!("{}: {e}", a.name)))?;
+            let key = PublicKey::from_jwk(&a.jwk)
+                .map_err(|e| GuardError::ApproverKey(format!("{}: {e}", a.name)))?;
             approvers = approvers.add(a.name.clone(), key)?;
         }
         let mut builder = Guard::builder(policy)
@@ -136,10 +145,15 @@ impl GuardConfig {
             builder = builder.tool(t.spec()?);
         }
         let guard = builder.build()?;
-        let verifier = Verifier::new(jwks, self.issuer.clone(), self.audience.clone()).with_clock(clock.clone());
-        let mut auth = Authenticator::new(CachingVerifier::new(verifier, 10_000), DpopVerifier::new(clock));
+        let verifier = Verifier::new(jwks, self.issuer.clone(), self.audience.clone())
+            .with_clock(clock.clone());
+        let mut auth = Authenticator::new(
+            CachingVerifier::new(verifier, 10_000),
+            DpopVerifier::new(clock),
+        );
         for (id, scopes) in &self.workloads {
-            let scopes = ScopeSet::parse(scopes).map_err(|e| GuardError::ToolSpec(format!("workload {id}: {e}")))?;
+            let scopes = ScopeSet::parse(scopes)
+                .map_err(|e| GuardError::ToolSpec(format!("workload {id}: {e}")))?;
             auth = auth.with_workload(id.clone(), scopes);
         }
         Ok((guard, auth))
@@ -181,10 +195,19 @@ pub struct CallInput {
 impl CallInput {
     /// Authenticates and decides. Credential failures are denials with their `token.*` / `guard.*` code.
     pub fn decide(&self, guard: &Guard, auth: &Authenticator) -> Decision {
-        let cert = match self.client_certificate.as_deref().map(|c| base64::engine::general_purpose::STANDARD.decode(c)) {
+        let cert = match self
+            .client_certificate
+            .as_deref()
+            .map(|c| base64::engine::general_purpose::STANDARD.decode(c))
+        {
             None => None,
             Some(Ok(der)) => Some(der),
-            Some(Err(_)) => return Decision::deny(crate::credentials::PEER_CERTIFICATE_INVALID, "client certificate is not base64"),
+            Some(Err(_)) => {
+                return Decision::deny(
+                    crate::credentials::PEER_CERTIFICATE_INVALID,
+                    "client certificate is not base64",
+                );
+            }
         };
         let presented = Presented {
             token: self.token.as_deref(),
@@ -209,7 +232,8 @@ impl CallInput {
         } else {
             SessionContext::default()
         };
-        let mut request = GuardRequest::new(&principal, &self.tool, &self.arguments).with_session(&session);
+        let mut request =
+            GuardRequest::new(&principal, &self.tool, &self.arguments).with_session(&session);
         request.approval = approval.as_ref();
         guard.decide(&request)
     }

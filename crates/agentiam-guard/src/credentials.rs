@@ -44,12 +44,16 @@ pub struct Presented<'a> {
 pub fn peer_spiffe_id(der: &[u8], now: i64) -> Result<(String, i64), Denial> {
     use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
     let bad = |why: &str| Denial::new(PEER_CERTIFICATE_INVALID, why.to_owned());
-    let (rest, cert) = X509Certificate::from_der(der).map_err(|_| bad("client certificate does not parse"))?;
+    let (rest, cert) =
+        X509Certificate::from_der(der).map_err(|_| bad("client certificate does not parse"))?;
     if !rest.is_empty() {
         return Err(bad("trailing bytes after the client certificate"));
     }
     let validity = cert.validity();
-    let (not_before, not_after) = (validity.not_before.timestamp(), validity.not_after.timestamp());
+    let (not_before, not_after) = (
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    );
     if now < not_before || now > not_after {
         return Err(bad("client certificate is outside its validity period"));
     }
@@ -69,7 +73,8 @@ pub fn peer_spiffe_id(der: &[u8], now: i64) -> Result<(String, i64), Denial> {
     let [uri] = uris.as_slice() else {
         return Err(bad("an SVID carries exactly one URI SAN"));
     };
-    let id = agentiam_identity::parse_spiffe_id(uri).map_err(|_| bad("the URI SAN is not a SPIFFE ID"))?;
+    let id = agentiam_identity::parse_spiffe_id(uri)
+        .map_err(|_| bad("the URI SAN is not a SPIFFE ID"))?;
     Ok((id.to_string(), not_after))
 }
 
@@ -122,7 +127,10 @@ impl Authenticator {
                         "no token, and the client certificate's SPIFFE ID is not mapped to scopes",
                     )),
                 },
-                None => Err(Denial::new(codes::CREDENTIALS_MISSING, "no credentials presented")),
+                None => Err(Denial::new(
+                    codes::CREDENTIALS_MISSING,
+                    "no credentials presented",
+                )),
             };
         };
         let verified = match (&peer, presented.dpop_proof) {

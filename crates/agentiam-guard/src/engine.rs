@@ -12,7 +12,9 @@ use crate::approval::{
     call_digest, check_approval, new_nonce,
 };
 use crate::decision::{Allowance, Decision, Denial};
-use crate::hooks::{BehaviourCheck, ContentFilter, DecisionSink, NoBehaviourCheck, NoContentFilter};
+use crate::hooks::{
+    BehaviourCheck, ContentFilter, DecisionSink, NoBehaviourCheck, NoContentFilter,
+};
 use crate::policy::{PolicyContext, PolicyEngine, PolicyOutcome};
 use crate::request::{GuardRequest, ToolSpec};
 use crate::{GuardError, codes};
@@ -131,7 +133,10 @@ impl Guard {
             Some(tool) => self.decide_tool(request, tool),
             None => Decision::deny(
                 codes::UNKNOWN_ACTION,
-                format!("no tool {:?} is registered with the guard", clip(request.tool)),
+                format!(
+                    "no tool {:?} is registered with the guard",
+                    clip(request.tool)
+                ),
             ),
         };
         self.behaviour.observe(request, tool, &decision);
@@ -160,12 +165,19 @@ impl Guard {
         let now = self.clock.now();
         let principal = request.principal;
         if principal.expires_at() < now {
-            return Decision::deny(codes::TOKEN_EXPIRED, "the principal's credential has expired");
+            return Decision::deny(
+                codes::TOKEN_EXPIRED,
+                "the principal's credential has expired",
+            );
         }
         if !matches!(request.arguments, Value::Object(_) | Value::Null) {
-            return Decision::deny(codes::ARGUMENTS_INVALID, "tool arguments must be a JSON object");
+            return Decision::deny(
+                codes::ARGUMENTS_INVALID,
+                "tool arguments must be a JSON object",
+            );
         }
-        let scope_request = ScopeRequest::new(tool.resource(), tool.action()).with_args(request.arguments);
+        let scope_request =
+            ScopeRequest::new(tool.resource(), tool.action()).with_args(request.arguments);
         if let Err(denial) = principal.scopes().check(&scope_request) {
             return Decision::deny(denial.code(), denial.to_string());
         }
@@ -186,7 +198,8 @@ impl Guard {
         match self.policy.evaluate(principal, tool, &ctx) {
             PolicyOutcome::Permit => Decision::Allow(Allowance::default()),
             PolicyOutcome::Forbid { code, policies } => Decision::Deny(
-                Denial::new(code, format!("policy forbids {}", tool.name())).with_policies(policies),
+                Denial::new(code, format!("policy forbids {}", tool.name()))
+                    .with_policies(policies),
             ),
             PolicyOutcome::Error { code, message } => Decision::deny(code, message),
             PolicyOutcome::Confirm { code, policies } => match request.approval {
@@ -206,22 +219,35 @@ impl Guard {
                     ctx.approved = true;
                     match self.policy.evaluate(principal, tool, &ctx) {
                         PolicyOutcome::Permit => {}
-                        PolicyOutcome::Error { code, message } => return Decision::deny(code, message),
-                        PolicyOutcome::Forbid { code, policies } | PolicyOutcome::Confirm { code, policies } => {
+                        PolicyOutcome::Error { code, message } => {
+                            return Decision::deny(code, message);
+                        }
+                        PolicyOutcome::Forbid { code, policies }
+                        | PolicyOutcome::Confirm { code, policies } => {
                             return Decision::Deny(
-                                Denial::new(code, format!("policy forbids {} even when approved", tool.name()))
-                                    .with_policies(policies),
+                                Denial::new(
+                                    code,
+                                    format!("policy forbids {} even when approved", tool.name()),
+                                )
+                                .with_policies(policies),
                             );
                         }
                     }
                     // Consume the nonce last, so a refused call does not burn the approval.
-                    match self.nonces.consume(&approval.nonce, approval.expires_at, now) {
+                    match self
+                        .nonces
+                        .consume(&approval.nonce, approval.expires_at, now)
+                    {
                         Ok(true) => Decision::Allow(Allowance {
                             approval: Some(approval.nonce.clone()),
                             approver: Some(approval.approver.clone()),
                         }),
-                        Ok(false) => Decision::deny(codes::CONFIRMATION_INVALID, "approval was already used"),
-                        Err(e) => Decision::deny(codes::HOOK_FAILED, format!("approval nonce store: {e}")),
+                        Ok(false) => {
+                            Decision::deny(codes::CONFIRMATION_INVALID, "approval was already used")
+                        }
+                        Err(e) => {
+                            Decision::deny(codes::HOOK_FAILED, format!("approval nonce store: {e}"))
+                        }
                     }
                 }
             },
@@ -248,7 +274,13 @@ impl Guard {
             Value::Null => Value::Object(serde_json::Map::new()),
             other => other.clone(),
         };
-        let digest = match call_digest(tool.name(), &arguments, request.principal, &nonce, expires_at) {
+        let digest = match call_digest(
+            tool.name(),
+            &arguments,
+            request.principal,
+            &nonce,
+            expires_at,
+        ) {
             Ok(d) => d,
             Err(e) => return Decision::deny(codes::ARGUMENTS_INVALID, e),
         };
@@ -281,9 +313,15 @@ impl GuardBuilder {
         if let Err(e) = spec.validate() {
             self.error.get_or_insert(e);
         }
-        if self.tools.insert(spec.name().to_owned(), spec.clone()).is_some() {
-            self.error
-                .get_or_insert(GuardError::ToolSpec(format!("tool {:?} registered twice", spec.name())));
+        if self
+            .tools
+            .insert(spec.name().to_owned(), spec.clone())
+            .is_some()
+        {
+            self.error.get_or_insert(GuardError::ToolSpec(format!(
+                "tool {:?} registered twice",
+                spec.name()
+            )));
         }
         self
     }
@@ -360,14 +398,19 @@ impl GuardBuilder {
         if let Some(e) = self.error {
             return Err(e);
         }
-        if self.max_approval_ttl < 1 || self.confirmation_ttl < 1 || self.confirmation_ttl > self.max_approval_ttl {
+        if self.max_approval_ttl < 1
+            || self.confirmation_ttl < 1
+            || self.confirmation_ttl > self.max_approval_ttl
+        {
             return Err(GuardError::ToolSpec(format!(
                 "confirmation ttl {} s must be within 1 ..= max approval ttl {} s",
                 self.confirmation_ttl, self.max_approval_ttl
             )));
         }
         for kid in self.approvers.kids() {
-            let Some(key) = self.approvers.get(kid) else { continue };
+            let Some(key) = self.approvers.get(kid) else {
+                continue;
+            };
             if self.agent_keys.contains(&key.thumbprint()) {
                 return Err(GuardError::ApproverKey(format!(
                     "{kid} is also a token-signing or agent key; approver keys must be held only by people"
@@ -378,7 +421,9 @@ impl GuardBuilder {
             tools: Arc::new(self.tools),
             policy: Arc::new(self.policy),
             approvers: Arc::new(self.approvers),
-            nonces: self.nonces.unwrap_or_else(|| Arc::new(InMemoryNonceStore::default())),
+            nonces: self
+                .nonces
+                .unwrap_or_else(|| Arc::new(InMemoryNonceStore::default())),
             clock: self.clock,
             entropy: self.entropy,
             filter: self.filter,

@@ -62,7 +62,8 @@ pub trait BehaviourCheck: Send + Sync + fmt::Debug {
         Assessment::default()
     }
     /// Sees every decision, to learn the baseline.
-    fn observe(&self, _request: &GuardRequest<'_>, _tool: Option<&ToolSpec>, _decision: &Decision) {}
+    fn observe(&self, _request: &GuardRequest<'_>, _tool: Option<&ToolSpec>, _decision: &Decision) {
+    }
 }
 
 /// The default behaviour check: everything is usual.

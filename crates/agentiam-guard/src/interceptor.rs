@@ -12,11 +12,11 @@ use std::sync::{Arc, RwLock};
 use serde_json::Value;
 
 use crate::approval::{Approval, ApprovalChannel, ApprovalResponse, AsyncApprovalChannel};
+use crate::codes;
 use crate::decision::{Decision, Denial};
 use crate::engine::Guard;
 use crate::hooks::{CallOutcome, OutputVerdict};
 use crate::request::{GuardRequest, Principal, SessionContext};
-use crate::codes;
 
 /// One agent run: the principal it acts as and what it has read.
 #[derive(Debug)]
@@ -155,8 +155,15 @@ impl ToolInterceptor {
         &self.guard
     }
 
-    fn decide(&self, session: &Session, context: &SessionContext, call: &ToolCall<'_>, approval: Option<&Approval>) -> Decision {
-        let mut request = GuardRequest::new(&session.principal, call.tool, call.arguments).with_session(context);
+    fn decide(
+        &self,
+        session: &Session,
+        context: &SessionContext,
+        call: &ToolCall<'_>,
+        approval: Option<&Approval>,
+    ) -> Decision {
+        let mut request =
+            GuardRequest::new(&session.principal, call.tool, call.arguments).with_session(context);
         request.call_id = call.call_id;
         request.approval = approval;
         request.shared_arguments = call.shared_arguments;
@@ -168,10 +175,14 @@ impl ToolInterceptor {
         let context = session.context();
         let decision = self.decide(session, &context, call, call.approval);
         match (&decision, &self.approvals) {
-            (Decision::NeedsConfirmation(request), Some(channel)) => match channel.request_approval(request) {
-                ApprovalResponse::Approved(approval) => self.decide(session, &context, call, Some(&approval)),
-                other => denied_by_human(other),
-            },
+            (Decision::NeedsConfirmation(request), Some(channel)) => {
+                match channel.request_approval(request) {
+                    ApprovalResponse::Approved(approval) => {
+                        self.decide(session, &context, call, Some(&approval))
+                    }
+                    other => denied_by_human(other),
+                }
+            }
             _ => decision,
         }
     }
@@ -183,7 +194,9 @@ impl ToolInterceptor {
         match (decision, &self.async_approvals) {
             (Decision::NeedsConfirmation(request), Some(channel)) => {
                 match channel.request_approval(*request).await {
-                    ApprovalResponse::Approved(approval) => self.decide(session, &context, call, Some(&approval)),
+                    ApprovalResponse::Approved(approval) => {
+                        self.decide(session, &context, call, Some(&approval))
+                    }
                     other => denied_by_human(other),
                 }
             }
@@ -193,7 +206,12 @@ impl ToolInterceptor {
 
     /// Runs `tool` only if the guard allows the call, then the after-hook on its output.
     /// A refusal comes back as `Err(decision)` (a deny or a pending confirmation) and the tool never runs.
-    pub fn guarded<F>(&self, session: &Session, call: &ToolCall<'_>, tool: F) -> Result<Result<String, String>, Decision>
+    pub fn guarded<F>(
+        &self,
+        session: &Session,
+        call: &ToolCall<'_>,
+        tool: F,
+    ) -> Result<Result<String, String>, Decision>
     where
         F: FnOnce() -> Result<String, String>,
     {
@@ -211,7 +229,13 @@ impl ToolInterceptor {
 
     /// Records what an allowed call returned and judges its output; returns the verdict.
     /// Output from a tool registered with untrusted output, or judged untrusted by the filter, taints the session.
-    pub fn after(&self, session: &Session, call: &ToolCall<'_>, output: &str, failed: bool) -> OutputVerdict {
+    pub fn after(
+        &self,
+        session: &Session,
+        call: &ToolCall<'_>,
+        output: &str,
+        failed: bool,
+    ) -> OutputVerdict {
         let verdict = match self.guard.tool(call.tool) {
             Some(tool) => {
                 let verdict = self.guard.content_filter().scan_output(tool, output);

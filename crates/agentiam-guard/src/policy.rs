@@ -102,13 +102,19 @@ fn type_name(name: &str) -> Result<EntityTypeName, GuardError> {
     EntityTypeName::from_str(name).map_err(|e| GuardError::PolicyParse(e.to_string()))
 }
 
-fn code_annotation(value: Option<&str>, what: &str, id: &str) -> Result<Option<String>, GuardError> {
+fn code_annotation(
+    value: Option<&str>,
+    what: &str,
+    id: &str,
+) -> Result<Option<String>, GuardError> {
     match value {
         None => Ok(None),
         Some(code)
             if code.starts_with("guard.")
                 && code.len() <= 64
-                && code[6..].bytes().all(|b| b.is_ascii_lowercase() || b == b'_') =>
+                && code[6..]
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_') =>
         {
             Ok(Some(code.to_owned()))
         }
@@ -121,13 +127,17 @@ fn code_annotation(value: Option<&str>, what: &str, id: &str) -> Result<Option<S
 impl PolicyEngine {
     /// Parses `policies` (Cedar text); with a schema (Cedar schema text), validates them strictly.
     pub fn new(policies: &str, schema: Option<&str>) -> Result<Self, GuardError> {
-        let set = PolicySet::from_str(policies).map_err(|e| GuardError::PolicyParse(e.to_string()))?;
+        let set =
+            PolicySet::from_str(policies).map_err(|e| GuardError::PolicyParse(e.to_string()))?;
         if let Some(schema) = schema {
             let (schema, _warnings) = Schema::from_cedarschema_str(schema)
                 .map_err(|e| GuardError::SchemaParse(e.to_string()))?;
             let result = Validator::new(schema).validate(&set, ValidationMode::Strict);
             if !result.validation_passed() {
-                let errors: Vec<String> = result.validation_errors().map(ToString::to_string).collect();
+                let errors: Vec<String> = result
+                    .validation_errors()
+                    .map(ToString::to_string)
+                    .collect();
                 return Err(GuardError::PolicyInvalid(errors.join("; ")));
             }
         }
@@ -136,8 +146,11 @@ impl PolicyEngine {
         let mut all_arguments = false;
         for policy in set.policies() {
             let id = policy.id().clone();
-            let name = policy.annotation("id").map_or_else(|| id.to_string(), str::to_owned);
-            let confirmation = code_annotation(policy.annotation("confirmation"), "confirmation", &name)?;
+            let name = policy
+                .annotation("id")
+                .map_or_else(|| id.to_string(), str::to_owned);
+            let confirmation =
+                code_annotation(policy.annotation("confirmation"), "confirmation", &name)?;
             let reason = code_annotation(policy.annotation("reason"), "reason", &name)?;
             if confirmation.is_some() && policy.effect() != cedar_policy::Effect::Forbid {
                 return Err(GuardError::PolicyInvalid(format!(
@@ -148,17 +161,28 @@ impl PolicyEngine {
                 Ok(est) => all_arguments |= !argument_reads(&est, &mut names),
                 Err(_) => all_arguments = true,
             }
-            info.insert(id, PolicyInfo { name, confirmation, reason });
+            info.insert(
+                id,
+                PolicyInfo {
+                    name,
+                    confirmation,
+                    reason,
+                },
+            );
         }
         if set.templates().next().is_some() {
-            return Err(GuardError::PolicyInvalid("policy templates are not supported".into()));
+            return Err(GuardError::PolicyInvalid(
+                "policy templates are not supported".into(),
+            ));
         }
         let version = agentiam_telemetry::sha256_hex(policies.as_bytes());
         Ok(Self {
             policies: set,
             info,
             argument_names: (!all_arguments).then(|| names.into_iter().collect()),
-            cache: Some(std::sync::Arc::new(quick_cache::sync::Cache::new(DECISION_CACHE_CAPACITY))),
+            cache: Some(std::sync::Arc::new(quick_cache::sync::Cache::new(
+                DECISION_CACHE_CAPACITY,
+            ))),
             authorizer: std::sync::Arc::new(Authorizer::new()),
             entities: Entities::empty(),
             action: EntityUid::from_type_name_and_id(type_name("Action")?, EntityId::new("call")),
@@ -192,7 +216,8 @@ impl PolicyEngine {
     /// Remembers up to `capacity` Cedar answers (0 turns the cache off). The default is
     /// [`DECISION_CACHE_CAPACITY`].
     pub fn with_decision_cache(mut self, capacity: usize) -> Self {
-        self.cache = (capacity > 0).then(|| std::sync::Arc::new(quick_cache::sync::Cache::new(capacity)));
+        self.cache =
+            (capacity > 0).then(|| std::sync::Arc::new(quick_cache::sync::Cache::new(capacity)));
         self
     }
 
@@ -220,19 +245,39 @@ impl PolicyEngine {
         ctx: &PolicyContext<'_>,
     ) -> Result<Context, (&'static str, String)> {
         let mut pairs: Vec<(String, RestrictedExpression)> = Vec::with_capacity(10);
-        pairs.push(("risk".into(), RestrictedExpression::new_string(tool.risk().as_str().into())));
-        pairs.push(("tainted".into(), RestrictedExpression::new_bool(ctx.tainted)));
-        pairs.push(("approved".into(), RestrictedExpression::new_bool(ctx.approved)));
+        pairs.push((
+            "risk".into(),
+            RestrictedExpression::new_string(tool.risk().as_str().into()),
+        ));
+        pairs.push((
+            "tainted".into(),
+            RestrictedExpression::new_bool(ctx.tainted),
+        ));
+        pairs.push((
+            "approved".into(),
+            RestrictedExpression::new_bool(ctx.approved),
+        ));
         pairs.push((
             "delegation_depth".into(),
-            RestrictedExpression::new_long(i64::try_from(principal.delegation_depth()).unwrap_or(i64::MAX)),
+            RestrictedExpression::new_long(
+                i64::try_from(principal.delegation_depth()).unwrap_or(i64::MAX),
+            ),
         ));
-        pairs.push(("anomaly_score".into(), RestrictedExpression::new_long(i64::from(ctx.anomaly_score.min(100)))));
-        pairs.push(("subject".into(), RestrictedExpression::new_string(principal.subject().into())));
+        pairs.push((
+            "anomaly_score".into(),
+            RestrictedExpression::new_long(i64::from(ctx.anomaly_score.min(100))),
+        ));
+        pairs.push((
+            "subject".into(),
+            RestrictedExpression::new_string(principal.subject().into()),
+        ));
         pairs.push((
             "chain".into(),
             RestrictedExpression::new_set(
-                principal.chain().iter().map(|s| RestrictedExpression::new_string(s.clone())),
+                principal
+                    .chain()
+                    .iter()
+                    .map(|s| RestrictedExpression::new_string(s.clone())),
             ),
         ));
         if let Some(task) = principal.task() {
@@ -240,8 +285,14 @@ impl PolicyEngine {
         }
         if let Some(http) = ctx.http {
             let record = RestrictedExpression::new_record([
-                ("method".to_owned(), RestrictedExpression::new_string(http.method.into())),
-                ("path".to_owned(), RestrictedExpression::new_string(http.path.into())),
+                (
+                    "method".to_owned(),
+                    RestrictedExpression::new_string(http.method.into()),
+                ),
+                (
+                    "path".to_owned(),
+                    RestrictedExpression::new_string(http.path.into()),
+                ),
             ])
             .map_err(|e| (codes::POLICY_ERROR, e.to_string()))?;
             pairs.push(("http".into(), record));
@@ -298,7 +349,12 @@ impl PolicyEngine {
     ///
     /// Caching is exact: there are no entities, Cedar is deterministic, and the key holds every
     /// input of the request (principal, tool, context including the projected arguments).
-    fn cache_key(&self, principal: &Principal, tool: &ToolSpec, ctx: &PolicyContext<'_>) -> Option<String> {
+    fn cache_key(
+        &self,
+        principal: &Principal,
+        tool: &ToolSpec,
+        ctx: &PolicyContext<'_>,
+    ) -> Option<String> {
         let names = self.argument_names.as_ref()?;
         let mut key = String::with_capacity(256);
         let mut field = |s: &str| {
@@ -365,7 +421,10 @@ impl PolicyEngine {
             Err((code, message)) => return PolicyOutcome::Error { code, message },
         };
         let request = match Request::new(
-            EntityUid::from_type_name_and_id(self.agent_type.clone(), EntityId::new(principal.presenter())),
+            EntityUid::from_type_name_and_id(
+                self.agent_type.clone(),
+                EntityId::new(principal.presenter()),
+            ),
             self.action.clone(),
             EntityUid::from_type_name_and_id(self.tool_type.clone(), EntityId::new(tool.name())),
             context,
@@ -379,7 +438,9 @@ impl PolicyEngine {
                 };
             }
         };
-        let response = self.authorizer.is_authorized(&request, &self.policies, &self.entities);
+        let response = self
+            .authorizer
+            .is_authorized(&request, &self.policies, &self.entities);
         let diagnostics = response.diagnostics();
         let errors: Vec<String> = diagnostics.errors().map(ToString::to_string).collect();
         if !errors.is_empty() {
@@ -391,7 +452,10 @@ impl PolicyEngine {
         if response.decision() == CedarDecision::Allow {
             return PolicyOutcome::Permit;
         }
-        let reasons: Vec<&PolicyInfo> = diagnostics.reason().filter_map(|id| self.info.get(id)).collect();
+        let reasons: Vec<&PolicyInfo> = diagnostics
+            .reason()
+            .filter_map(|id| self.info.get(id))
+            .collect();
         let policies: Vec<String> = reasons.iter().map(|i| i.name.clone()).collect();
         if reasons.is_empty() {
             return PolicyOutcome::Forbid {
@@ -403,7 +467,13 @@ impl PolicyEngine {
             // Report the gate's own code (e.g. guard.tainted_context) when every gate agrees.
             let first = reasons.first().and_then(|i| i.confirmation.clone());
             let code = match first {
-                Some(c) if reasons.iter().all(|i| i.confirmation.as_deref() == Some(c.as_str())) => c,
+                Some(c)
+                    if reasons
+                        .iter()
+                        .all(|i| i.confirmation.as_deref() == Some(c.as_str())) =>
+                {
+                    c
+                }
                 _ => codes::CONFIRMATION_REQUIRED.to_owned(),
             };
             return PolicyOutcome::Confirm { code, policies };
@@ -474,9 +544,15 @@ fn argument_reads(est: &Value, names: &mut std::collections::BTreeSet<String>) -
 }
 
 /// Converts JSON to a Cedar value; `None` for `null` (left out of records and sets).
-fn json_to_cedar(value: &Value, depth: usize) -> Result<Option<RestrictedExpression>, (&'static str, String)> {
+fn json_to_cedar(
+    value: &Value,
+    depth: usize,
+) -> Result<Option<RestrictedExpression>, (&'static str, String)> {
     if depth > MAX_ARGUMENT_DEPTH {
-        return Err((codes::ARGUMENTS_INVALID, format!("arguments nest deeper than {MAX_ARGUMENT_DEPTH}")));
+        return Err((
+            codes::ARGUMENTS_INVALID,
+            format!("arguments nest deeper than {MAX_ARGUMENT_DEPTH}"),
+        ));
     }
     Ok(Some(match value {
         Value::Null => return Ok(None),
@@ -494,7 +570,9 @@ fn json_to_cedar(value: &Value, depth: usize) -> Result<Option<RestrictedExpress
                 if !exact {
                     return Err((
                         codes::ARGUMENTS_INVALID,
-                        format!("number {n} has no exact Cedar decimal (at most 4 decimals, |x| < 9e14)"),
+                        format!(
+                            "number {n} has no exact Cedar decimal (at most 4 decimals, |x| < 9e14)"
+                        ),
                     ));
                 }
                 RestrictedExpression::new_decimal(text)
@@ -516,7 +594,8 @@ fn json_to_cedar(value: &Value, depth: usize) -> Result<Option<RestrictedExpress
                     out.push((k.clone(), v));
                 }
             }
-            RestrictedExpression::new_record(out).map_err(|e| (codes::ARGUMENTS_INVALID, e.to_string()))?
+            RestrictedExpression::new_record(out)
+                .map_err(|e| (codes::ARGUMENTS_INVALID, e.to_string()))?
         }
     }))
 }

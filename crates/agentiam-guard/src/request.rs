@@ -12,7 +12,9 @@ use crate::GuardError;
 use crate::approval::Approval;
 
 /// How much harm a tool can do. Policy decides which levels need a human.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Risk {
     /// Reads public or the caller's own data.
@@ -71,9 +73,11 @@ pub struct ToolSpec {
 fn valid_scope_part(part: &str, dots: bool) -> bool {
     !part.is_empty()
         && part.len() <= 128
-        && part
-            .split('.')
-            .all(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+        && part.split('.').all(|s| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
         && (dots || !part.contains('.'))
 }
 
@@ -111,8 +115,12 @@ impl ToolSpec {
 
     /// Checks the name and the scope parts against the scope grammar.
     pub fn validate(&self) -> Result<(), GuardError> {
-        if self.name.is_empty() || self.name.len() > 256 || self.name.chars().any(char::is_control) {
-            return Err(GuardError::ToolSpec(format!("bad tool name {:?}", self.name)));
+        if self.name.is_empty() || self.name.len() > 256 || self.name.chars().any(char::is_control)
+        {
+            return Err(GuardError::ToolSpec(format!(
+                "bad tool name {:?}",
+                self.name
+            )));
         }
         if !valid_scope_part(&self.resource, true) || !valid_scope_part(&self.action, false) {
             return Err(GuardError::ToolSpec(format!(
@@ -208,7 +216,10 @@ impl Principal {
         }
         Self {
             subject: grant.principal.clone(),
-            presenter: grant.holder.clone().unwrap_or_else(|| grant.principal.clone()),
+            presenter: grant
+                .holder
+                .clone()
+                .unwrap_or_else(|| grant.principal.clone()),
             chain,
             scopes: grant.scopes.clone(),
             task: task.map(str::to_owned),

@@ -57,13 +57,20 @@ fn every_guard_vector_gets_its_expected_decision() {
     assert!(tests.len() >= 30, "the catalogue shrank");
     let failures: Vec<String> = tests
         .iter()
-        .filter_map(|t| check(&doc, t).err().map(|e| format!("tc{} {}: {e}", t["tcId"], t["comment"])))
+        .filter_map(|t| {
+            check(&doc, t)
+                .err()
+                .map(|e| format!("tc{} {}: {e}", t["tcId"], t["comment"]))
+        })
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // Every flag used is explained.
     for t in tests {
         for f in t["flags"].as_array().unwrap() {
-            assert!(doc["notes"].get(f.as_str().unwrap()).is_some(), "flag {f} has no note");
+            assert!(
+                doc["notes"].get(f.as_str().unwrap()).is_some(),
+                "flag {f} has no note"
+            );
         }
     }
 }

@@ -39,6 +39,10 @@ pub use agentiam_token as token;
 
 /// The types most programs need.
 pub mod prelude {
+    pub use agentiam_guard::{
+        Approval, ApprovalRequest, ApproverKeys, Decision, Guard, GuardRequest, PolicyEngine,
+        Principal, Risk, Session, ToolCall, ToolInterceptor, ToolSpec,
+    };
     pub use agentiam_identity::{
         AgentConfiguration, AgentIdentity, Algorithm, Attestor, ConfigurationAttestor,
         IdentityError, Jwks, KeySet, ModelRef, PublicKey, RuntimeDescriptor, Sha256Digest,
@@ -49,9 +53,5 @@ pub mod prelude {
         AgentRegistration, CachingVerifier, Claims, Clock, DpopRequest, DpopVerifier, FixedClock,
         InMemoryRevocationSet, Issuer, Revocation, RevocationSet, ScopeRequest, ScopeSet,
         SystemClock, Token, TokenError, TokenRequest, UnverifiedToken, Verifier,
-    };
-    pub use agentiam_guard::{
-        Approval, ApprovalRequest, ApproverKeys, Decision, Guard, GuardRequest, PolicyEngine,
-        Principal, Risk, Session, ToolCall, ToolInterceptor, ToolSpec,
     };
 }
