@@ -9,12 +9,16 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 
+use agentiam_telemetry::otel::{GuardrailSpan, GuardrailTarget, SpanQueue, SpanRecord};
 use agentiam_telemetry::{AgentRef, AuditEvent, AuditLog, RedactionPolicy};
 use serde_json::Value;
 
 use crate::decision::Decision;
 use crate::hooks::{CallOutcome, DecisionSink, OutputVerdict};
 use crate::request::{GuardRequest, ToolSpec};
+
+/// The `run_guardrail` span's component name.
+pub const GUARDRAIL_COMPONENT: &str = "agentiam.guard";
 
 /// Event kind of a guard decision in the activity log.
 pub const TOOL_CALL_EVENT: &str = "tool_call";
@@ -48,6 +52,7 @@ struct Pending {
 #[derive(Debug)]
 pub struct AuditSink {
     tx: SyncSender<Msg>,
+    spans: Option<Arc<SpanQueue>>,
     worker: Option<JoinHandle<()>>,
     policy_version: String,
 }
@@ -66,6 +71,30 @@ impl AuditSink {
         policy_version: impl Into<String>,
         queue: usize,
     ) -> Self {
+        Self::start(log, None, redaction, policy_version.into(), queue)
+    }
+
+    /// Like [`AuditSink::new`], and also exports each decision as an OpenTelemetry
+    /// `run_guardrail` span and each tool result as an `execute_tool` span through `spans`
+    /// (best effort: a full span queue drops and counts; the activity log is the record).
+    pub fn with_spans(
+        log: Arc<AuditLog>,
+        spans: Arc<SpanQueue>,
+        redaction: RedactionPolicy,
+        policy_version: impl Into<String>,
+        queue: usize,
+    ) -> Self {
+        Self::start(log, Some(spans), redaction, policy_version.into(), queue)
+    }
+
+    fn start(
+        log: Arc<AuditLog>,
+        spans: Option<Arc<SpanQueue>>,
+        redaction: RedactionPolicy,
+        policy_version: String,
+        queue: usize,
+    ) -> Self {
+        let worker_spans = spans.clone();
         let (tx, rx) = mpsc::sync_channel::<Msg>(queue.max(1));
         let worker = std::thread::Builder::new()
             .name("agentiam-audit-sink".into())
@@ -73,7 +102,25 @@ impl AuditSink {
                 for msg in rx {
                     match msg {
                         Msg::Record(p) => {
-                            if log.append(to_event(*p, &redaction)).is_err() {
+                            let kind = p.kind;
+                            let event = to_event(*p, &redaction);
+                            if let Some(spans) = &worker_spans {
+                                let record = if kind == TOOL_RESULT_EVENT {
+                                    SpanRecord::ExecuteTool(event.clone())
+                                } else {
+                                    SpanRecord::RunGuardrail(
+                                        event.clone(),
+                                        GuardrailSpan::new(
+                                            GUARDRAIL_COMPONENT,
+                                            GuardrailTarget::Input,
+                                        )
+                                        .with_subtype("tool_call"),
+                                    )
+                                };
+                                // Dropped spans are counted by the queue; the log below is the record.
+                                let _ = spans.try_send(record);
+                            }
+                            if log.append(event).is_err() {
                                 // The log is closed; later sends fail because this receiver is dropped.
                                 break;
                             }
@@ -87,8 +134,9 @@ impl AuditSink {
             .ok();
         Self {
             tx,
+            spans,
             worker,
-            policy_version: policy_version.into(),
+            policy_version,
         }
     }
 }
@@ -101,7 +149,11 @@ impl AuditSink {
         self.tx
             .send(Msg::Drained(reply))
             .map_err(|_| "audit log is closed".to_owned())?;
-        done.recv().map_err(|_| "audit log is closed".to_owned())
+        done.recv().map_err(|_| "audit log is closed".to_owned())?;
+        if let Some(spans) = &self.spans {
+            spans.flush().map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 }
 

@@ -79,7 +79,7 @@ pub use approval::{
     DEFAULT_MAX_APPROVAL_TTL_SECS, InMemoryNonceStore, MAX_APPROVAL_BYTES, NonceStore,
     PendingApproval,
 };
-pub use audit::{AuditSink, TOOL_CALL_EVENT, TOOL_RESULT_EVENT};
+pub use audit::{AuditSink, GUARDRAIL_COMPONENT, TOOL_CALL_EVENT, TOOL_RESULT_EVENT};
 pub use config::{
     ApproverConfig, CallInput, GuardConfig, MAX_DOCUMENT_BYTES, ToolConfig, decision_json,
 };

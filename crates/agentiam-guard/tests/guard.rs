@@ -395,6 +395,86 @@ fn every_decision_lands_in_the_activity_log() {
     assert!(!text.contains("hunter2"));
 }
 
+#[test]
+fn decisions_and_results_become_opentelemetry_spans() {
+    use opentelemetry::trace::TracerProvider as _;
+    let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let spans = Arc::new(
+        agentiam_telemetry::otel::SpanQueue::new(provider.tracer("guard-test"), 64).unwrap(),
+    );
+    let w = world();
+    let log = Arc::new(
+        agentiam_telemetry::AuditLog::open(
+            agentiam_telemetry::MemStore::new(),
+            agentiam_telemetry::LogConfig::new("t"),
+            None,
+        )
+        .unwrap(),
+    );
+    let sink = Arc::new(AuditSink::with_spans(
+        log,
+        spans,
+        agentiam_telemetry::RedactionPolicy::default(),
+        "v1",
+        64,
+    ));
+    let interceptor = ToolInterceptor::new(
+        w.builder(DEFAULT_POLICY)
+            .sink(sink.clone())
+            .build()
+            .unwrap(),
+    );
+    let session = Session::new("s", Arc::new(w.principal(ALL)));
+    interceptor
+        .guarded(&session, &ToolCall::new("note", &json!({"t": 1})), || {
+            Ok("ok".into())
+        })
+        .unwrap()
+        .unwrap();
+    let _ = interceptor.before(
+        &session,
+        &ToolCall::new("transfer", &json!({"amount": 1000})),
+    );
+    sink.drain().unwrap();
+    let finished = exporter.get_finished_spans().unwrap();
+    let names: Vec<String> = finished.iter().map(|s| s.name.to_string()).collect();
+    assert_eq!(
+        names,
+        [
+            "run_guardrail agentiam.guard",
+            "execute_tool note",
+            "run_guardrail agentiam.guard"
+        ],
+        "{names:?}"
+    );
+    let attr = |i: usize, key: &str| {
+        finished[i]
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    };
+    assert_eq!(
+        attr(0, "gen_ai.guardrail.verdict.type").as_deref(),
+        Some("allow")
+    );
+    assert_eq!(
+        attr(2, "gen_ai.guardrail.verdict.type").as_deref(),
+        Some("deny")
+    );
+    assert_eq!(
+        attr(2, "gen_ai.guardrail.verdict.reason").as_deref(),
+        Some("guard.constraint_violated")
+    );
+    assert_eq!(
+        attr(2, "gen_ai.guardrail.target.subtype").as_deref(),
+        Some("tool_call")
+    );
+}
+
 #[derive(Debug)]
 struct BrokenSink;
 impl DecisionSink for BrokenSink {
