@@ -112,6 +112,10 @@ pub struct Grant {
     pub holder: Option<String>,
     /// Ancestors of the final grant (root's own chain plus links).
     pub depth: usize,
+    /// The root token's task id.
+    pub task: Option<String>,
+    /// RFC 7638 thumbprint of the key that proved possession of the last link.
+    pub holder_jkt: String,
 }
 
 #[derive(Deserialize)]
@@ -303,6 +307,8 @@ impl ChainVerifier {
             principal: c.sub.clone(),
             holder,
             depth,
+            task: c.task.as_ref().map(|t| t.id.clone()),
+            holder_jkt: jkt,
         })
     }
 }

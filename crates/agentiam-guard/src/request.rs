@@ -205,9 +205,8 @@ impl Principal {
         }
     }
 
-    /// The principal of a verified offline delegation chain; `holder_jkt` is the thumbprint of
-    /// the key that proved possession of the last link.
-    pub fn from_grant(grant: &Grant, task: Option<&str>, holder_jkt: Option<&str>) -> Self {
+    /// The principal of a verified offline delegation chain.
+    pub fn from_grant(grant: &Grant) -> Self {
         let mut chain = vec![grant.principal.clone()];
         if let Some(holder) = &grant.holder
             && holder != &grant.principal
@@ -222,12 +221,12 @@ impl Principal {
                 .unwrap_or_else(|| grant.principal.clone()),
             chain,
             scopes: grant.scopes.clone(),
-            task: task.map(str::to_owned),
+            task: grant.task.clone(),
             agent_digest: None,
             delegation_depth: grant.depth,
             token_id: None,
             expires_at: grant.exp,
-            key_thumbprint: holder_jkt.map(str::to_owned),
+            key_thumbprint: Some(grant.holder_jkt.clone()),
         }
     }
 

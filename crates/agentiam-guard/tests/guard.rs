@@ -506,6 +506,93 @@ fn an_action_that_cannot_be_audited_does_not_happen() {
 }
 
 #[test]
+fn an_offline_delegation_chain_is_a_principal_with_its_narrowed_scopes() {
+    use agentiam_delegation::{ChainVerifier, LinkClaims, attenuate};
+    let w = world();
+    let (root_key, sub_key) = (
+        SigningKey::generate(Algorithm::EdDSA).unwrap(),
+        SigningKey::generate(Algorithm::EdDSA).unwrap(),
+    );
+    let a = agent("worker");
+    w.issuer.register(
+        a.spiffe_id(),
+        AgentRegistration::new(ScopeSet::parse(ALL).unwrap()),
+    );
+    let root = w
+        .issuer
+        .issue(
+            &TokenRequest::new(&a, AUD, ScopeSet::parse(ALL).unwrap(), "t-9", "p")
+                .bind_dpop(root_key.public_key().thumbprint()),
+        )
+        .unwrap()
+        .token;
+    let link = attenuate(
+        &root_key,
+        &root,
+        &LinkClaims {
+            prv: String::new(),
+            jkt: sub_key.public_key().thumbprint(),
+            scope: ScopeSet::parse("payments:transfer{amount<=10}").unwrap(),
+            exp: NOW + 120,
+            iat: NOW,
+            budget: None,
+            sub: Some("spiffe://acme.test/agent/helper".into()),
+            jti: None,
+        },
+    )
+    .unwrap();
+    let req = DpopRequest {
+        method: "POST",
+        url: "https://api.test/tools/transfer",
+    };
+    let proof = create_dpop_proof(&sub_key, &req, NOW, "p-1", Some(&link)).unwrap();
+    let chains = ChainVerifier::new(
+        Verifier::new(w.issuer.jwks(), ISS, AUD).with_clock(w.clock.clone()),
+        DpopVerifier::new(w.clock.clone()),
+    )
+    .with_clock(w.clock.clone());
+    let grant = chains.verify(&root, &[&link], &proof, &req).unwrap();
+    let p = Principal::from_grant(&grant);
+    assert_eq!(
+        p.chain(),
+        [
+            "spiffe://acme.test/agent/worker",
+            "spiffe://acme.test/agent/helper"
+        ]
+    );
+    assert_eq!((p.task(), p.delegation_depth()), (Some("t-9"), 1));
+    assert_eq!(
+        p.key_thumbprint(),
+        Some(sub_key.public_key().thumbprint().as_str())
+    );
+    let guard = w.guard();
+    assert!(
+        guard
+            .decide(&GuardRequest::new(&p, "transfer", &json!({"amount": 5})))
+            .is_allowed()
+    );
+    assert_eq!(
+        guard
+            .decide(&GuardRequest::new(&p, "transfer", &json!({"amount": 50})))
+            .code(),
+        Some("guard.constraint_violated")
+    );
+    assert_eq!(
+        guard
+            .decide(&GuardRequest::new(&p, "note", &json!({})))
+            .code(),
+        Some("guard.scope_missing")
+    );
+    w.clock.advance(121);
+    assert_eq!(
+        guard
+            .decide(&GuardRequest::new(&p, "transfer", &json!({"amount": 5})))
+            .code(),
+        Some("token.expired")
+    );
+}
+
+#[test]
 fn a_credential_that_expires_after_verification_stops_working() {
     let w = world();
     let guard = w.guard();
