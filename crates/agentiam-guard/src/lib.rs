@@ -57,9 +57,9 @@
 
 mod approval;
 mod audit;
+pub mod codes;
 mod config;
 mod credentials;
-pub mod codes;
 mod decision;
 mod engine;
 mod error;
@@ -92,7 +92,9 @@ pub use hooks::{
     NoBehaviourCheck, NoContentFilter, OutputVerdict,
 };
 pub use interceptor::{Session, ToolCall, ToolInterceptor};
-pub use policy::{DECISION_CACHE_CAPACITY, DEFAULT_POLICY, MAX_ARGUMENT_DEPTH, PolicyEngine, SCHEMA};
+pub use policy::{
+    DECISION_CACHE_CAPACITY, DEFAULT_POLICY, MAX_ARGUMENT_DEPTH, PolicyEngine, SCHEMA,
+};
 pub use request::{
     GuardRequest, HttpRequestInfo, Principal, Risk, SessionContext, SharedPrincipal, ToolSpec,
 };

@@ -1,0 +1,157 @@
+//! RFC 6750 / RFC 9449 error responses carrying the guard's reason code.
+
+use axum::body::Body;
+use http::{HeaderValue, Response, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::approval::ApprovalRequest;
+use crate::codes;
+use crate::decision::Denial;
+
+/// Which authorization scheme the client used (the challenge answers in kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Scheme {
+    Bearer,
+    Dpop,
+}
+
+impl Scheme {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Bearer => "Bearer",
+            Self::Dpop => "DPoP",
+        }
+    }
+}
+
+/// A quoted-string for a header parameter: only printable ASCII, `"` and `\` escaped.
+fn quoted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars().take(200) {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' '..='~' => out.push(c),
+            _ => out.push('?'),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn challenge(scheme: Scheme, params: &[(&str, &str)]) -> String {
+    let mut text = scheme.name().to_owned();
+    for (i, (k, v)) in params.iter().enumerate() {
+        text.push_str(if i == 0 { " " } else { ", " });
+        text.push_str(k);
+        text.push('=');
+        text.push_str(&quoted(v));
+    }
+    if scheme == Scheme::Dpop {
+        text.push_str(if params.is_empty() { " " } else { ", " });
+        text.push_str("algs=\"EdDSA ES256\"");
+    }
+    text
+}
+
+fn respond(status: StatusCode, challenge: Option<String>, body: Value) -> Response<Body> {
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(c) = challenge
+        && let Ok(v) = HeaderValue::from_str(&c)
+    {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    response
+}
+
+fn body(code: &str, message: &str) -> Value {
+    json!({"error": {"code": code, "message": message}})
+}
+
+/// The response for a denial: 401 for credential failures, 403 for decisions, 400/413 for bad arguments.
+pub(super) fn denial_response(
+    denial: &Denial,
+    scheme: Scheme,
+    scope: Option<&str>,
+) -> Response<Body> {
+    let code = denial.code();
+    let b = body(code, denial.message());
+    if code == codes::CREDENTIALS_MISSING {
+        // RFC 6750 3.1: no error attribute when the request carried no credentials.
+        return respond(
+            StatusCode::UNAUTHORIZED,
+            Some(format!("Bearer, {}", challenge(Scheme::Dpop, &[]))),
+            b,
+        );
+    }
+    if code.starts_with("token.")
+        || code.starts_with("delegation.")
+        || code == crate::credentials::PEER_CERTIFICATE_INVALID
+    {
+        return respond(
+            StatusCode::UNAUTHORIZED,
+            Some(challenge(
+                scheme,
+                &[("error", "invalid_token"), ("error_description", code)],
+            )),
+            b,
+        );
+    }
+    if code == codes::SCOPE_MISSING || code == codes::CONSTRAINT_VIOLATED {
+        let mut params = vec![("error", "insufficient_scope"), ("error_description", code)];
+        if let Some(scope) = scope {
+            params.push(("scope", scope));
+        }
+        return respond(StatusCode::FORBIDDEN, Some(challenge(scheme, &params)), b);
+    }
+    let status = match code {
+        codes::ARGUMENTS_INVALID => StatusCode::BAD_REQUEST,
+        codes::HOOK_FAILED => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::FORBIDDEN,
+    };
+    respond(status, None, b)
+}
+
+/// A body over the cap.
+pub(super) fn too_large(limit: usize) -> Response<Body> {
+    respond(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        None,
+        body(
+            codes::ARGUMENTS_INVALID,
+            &format!("request body over {limit} bytes"),
+        ),
+    )
+}
+
+/// 403 with the approval request a human must sign before the client retries.
+pub(super) fn confirmation_response(request: &ApprovalRequest) -> Response<Body> {
+    let mut b = body(
+        &request.code,
+        "a human's approval of this exact request is required; retry with it in the Agentiam-Approval header",
+    );
+    if let (Value::Object(map), Ok(r)) = (&mut b, serde_json::to_value(request)) {
+        map.insert("approval_request".into(), r);
+    }
+    respond(StatusCode::FORBIDDEN, None, b)
+}
+
+/// 500 when a handler expects a principal but the layer is not in front of it.
+pub(super) fn layer_missing() -> Response<Body> {
+    respond(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        None,
+        body(
+            "guard.layer_missing",
+            "no verified principal: the guard layer is not in front of this handler",
+        ),
+    )
+}

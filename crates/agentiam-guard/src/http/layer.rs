@@ -1,0 +1,311 @@
+//! [`GuardLayer`] and the [`Guard`] middleware service.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use base64::Engine as _;
+use http::{HeaderMap, Request, Response, header};
+use http_body_util::BodyExt as _;
+use serde_json::{Map, Value};
+use tower::{Layer, Service};
+
+use super::error::{Scheme, confirmation_response, denial_response, too_large};
+use super::future::ResponseFuture;
+use super::{PeerCertificate, RouteMap};
+use crate::approval::{Approval, MAX_APPROVAL_BYTES};
+use crate::codes;
+use crate::credentials::{Authenticator, Presented};
+use crate::decision::{Decision, Denial};
+use crate::engine::Guard as Engine;
+use crate::request::{GuardRequest, HttpRequestInfo, Principal};
+
+/// Default cap on a request body the layer reads for arguments.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Header carrying a human's approval: base64url (no padding) of the [`Approval`] JSON.
+pub const APPROVAL_HEADER: &str = "agentiam-approval";
+
+#[derive(Debug)]
+struct Shared {
+    engine: Engine,
+    auth: Authenticator,
+    routes: RouteMap,
+    origin: String,
+    max_body: usize,
+}
+
+/// Puts [`Guard`] in front of a service.
+#[derive(Debug, Clone)]
+pub struct GuardLayer {
+    shared: Arc<Shared>,
+}
+
+impl GuardLayer {
+    /// A layer deciding with `engine`, authenticating with `auth`, mapping routes to tools with
+    /// `routes`. `origin` is this service's public origin (`https://api.example`), from which the
+    /// DPoP `htu` of each request is built.
+    pub fn new(
+        engine: Engine,
+        auth: Authenticator,
+        routes: RouteMap,
+        origin: impl Into<String>,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                engine,
+                auth,
+                routes,
+                origin: origin.into().trim_end_matches('/').to_owned(),
+                max_body: DEFAULT_MAX_BODY_BYTES,
+            }),
+        }
+    }
+
+    /// Reads at most `bytes` of a request body (larger bodies get 413).
+    pub fn with_max_body(self, bytes: usize) -> Self {
+        let s = &self.shared;
+        Self {
+            shared: Arc::new(Shared {
+                engine: s.engine.clone(),
+                auth: s.auth.clone(),
+                routes: s.routes.clone(),
+                origin: s.origin.clone(),
+                max_body: bytes,
+            }),
+        }
+    }
+}
+
+impl<S> Layer<S> for GuardLayer {
+    type Service = Guard<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Guard {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// Middleware that authenticates, decides with the guard, and calls the inner service only on allow.
+#[derive(Debug, Clone)]
+pub struct Guard<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> Guard<S> {
+    /// Wraps `inner` (use [`GuardLayer`] to build several).
+    pub fn new(inner: S, layer: &GuardLayer) -> Self {
+        layer.layer(inner)
+    }
+    /// A [`GuardLayer`] (alias of [`GuardLayer::new`]).
+    pub fn layer(
+        engine: Engine,
+        auth: Authenticator,
+        routes: RouteMap,
+        origin: impl Into<String>,
+    ) -> GuardLayer {
+        GuardLayer::new(engine, auth, routes, origin)
+    }
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+fn credentials(headers: &HeaderMap) -> (Option<&str>, Option<&str>, Scheme) {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let (token, scheme) = match auth.and_then(|a| a.split_once(' ')) {
+        Some((s, t)) if s.eq_ignore_ascii_case("bearer") => (Some(t.trim()), Scheme::Bearer),
+        Some((s, t)) if s.eq_ignore_ascii_case("dpop") => (Some(t.trim()), Scheme::Dpop),
+        _ => (None, Scheme::Bearer),
+    };
+    let proof = headers.get("dpop").and_then(|v| v.to_str().ok());
+    (token, proof, scheme)
+}
+
+fn arguments_invalid(message: impl Into<String>) -> Denial {
+    Denial::new(codes::ARGUMENTS_INVALID, message)
+}
+
+fn insert(args: &mut Map<String, Value>, name: String, value: Value) -> Result<(), Denial> {
+    if args.contains_key(&name) {
+        return Err(arguments_invalid(format!(
+            "argument {name:?} is given twice (path, query or body)"
+        )));
+    }
+    args.insert(name, value);
+    Ok(())
+}
+
+/// Path parameters, query parameters and a JSON object body, as one argument object.
+fn arguments(
+    params: Vec<(String, String)>,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Value, Denial> {
+    let mut args = Map::new();
+    for (k, v) in params {
+        insert(&mut args, k, Value::String(v))?;
+    }
+    if let Some(q) = query {
+        for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
+            insert(&mut args, k.into_owned(), Value::String(v.into_owned()))?;
+        }
+    }
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            let mime = ct.split(';').next().unwrap_or_default().trim();
+            mime.eq_ignore_ascii_case("application/json")
+                || mime.to_ascii_lowercase().ends_with("+json")
+        });
+    if json && !body.is_empty() {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(map)) => {
+                for (k, v) in map {
+                    insert(&mut args, k, v)?;
+                }
+            }
+            Ok(_) => return Err(arguments_invalid("a JSON body must be an object")),
+            Err(e) => return Err(arguments_invalid(format!("body is not JSON: {e}"))),
+        }
+    }
+    Ok(Value::Object(args))
+}
+
+fn approval(headers: &HeaderMap) -> Result<Option<Approval>, Denial> {
+    let Some(value) = headers.get(APPROVAL_HEADER) else {
+        return Ok(None);
+    };
+    let invalid = |why: &str| Denial::new(codes::CONFIRMATION_INVALID, why.to_owned());
+    let bytes = value.as_bytes();
+    if bytes.len() > MAX_APPROVAL_BYTES * 2 {
+        return Err(invalid("approval header is too large"));
+    }
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(bytes)
+        .map_err(|_| invalid("approval header is not base64url"))?;
+    let text = std::str::from_utf8(&json).map_err(|_| invalid("approval is not UTF-8"))?;
+    Approval::from_json(text)
+        .map(Some)
+        .map_err(|e| invalid(&e.to_string()))
+}
+
+impl<S, B> Service<Request<B>> for Guard<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // The inner service was driven to readiness by `poll_ready`; a clone may not be ready.
+        // Take the ready one for this request and leave the clone for the next (tower's
+        // documented clone-and-swap), since the call happens later, inside the future.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        ResponseFuture {
+            inner: Box::pin(async move {
+                let (mut parts, body) = request.into_parts();
+                let (token, proof, scheme) = credentials(&parts.headers);
+                let Some((tool, params)) =
+                    shared.routes.find(parts.method.as_str(), parts.uri.path())
+                else {
+                    let denial = Denial::new(
+                        codes::UNKNOWN_ACTION,
+                        format!("no tool is mapped to {} {}", parts.method, parts.uri.path()),
+                    );
+                    return Ok(denial_response(&denial, scheme, None));
+                };
+                let url = format!("{}{}", shared.origin, parts.uri.path());
+                let peer = parts.extensions.get::<PeerCertificate>().cloned();
+                let presented = Presented {
+                    token,
+                    dpop_proof: proof,
+                    client_certificate: peer.as_ref().map(PeerCertificate::der),
+                    method: parts.method.as_str(),
+                    url: &url,
+                };
+                let principal = match shared.auth.authenticate(&presented) {
+                    Ok(p) => Arc::new(p),
+                    Err(denial) => return Ok(denial_response(&denial, scheme, None)),
+                };
+                // The body is read (capped) only after authentication: anonymous callers
+                // cannot make the service buffer anything.
+                let bytes = match http_body_util::Limited::new(body, shared.max_body)
+                    .collect()
+                    .await
+                {
+                    Ok(collected) => collected.to_bytes(),
+                    Err(e)
+                        if e.downcast_ref::<http_body_util::LengthLimitError>()
+                            .is_some() =>
+                    {
+                        return Ok(too_large(shared.max_body));
+                    }
+                    Err(e) => {
+                        let denial =
+                            arguments_invalid(format!("request body could not be read: {e}"));
+                        return Ok(denial_response(&denial, scheme, None));
+                    }
+                };
+                let args = match arguments(params, parts.uri.query(), &parts.headers, &bytes) {
+                    Ok(a) => Arc::new(a),
+                    Err(denial) => return Ok(denial_response(&denial, scheme, None)),
+                };
+                let approval = match approval(&parts.headers) {
+                    Ok(a) => a,
+                    Err(denial) => return Ok(denial_response(&denial, scheme, None)),
+                };
+                let spec = shared.engine.tool(tool);
+                let scope = spec.map(|s| format!("{}:{}", s.resource(), s.action()));
+                let decision = {
+                    let mut req =
+                        GuardRequest::shared(&principal, tool, &args).with_http(HttpRequestInfo {
+                            method: parts.method.as_str(),
+                            path: parts.uri.path(),
+                        });
+                    req.approval = approval.as_ref();
+                    shared.engine.decide(&req)
+                };
+                match decision {
+                    Decision::Allow(_) => {
+                        parts.extensions.insert::<Arc<Principal>>(principal);
+                        inner
+                            .call(Request::from_parts(parts, Body::from(bytes)))
+                            .await
+                    }
+                    Decision::Deny(denial) => {
+                        Ok(denial_response(&denial, scheme, scope.as_deref()))
+                    }
+                    Decision::NeedsConfirmation(request) => Ok(confirmation_response(&request)),
+                }
+            }),
+        }
+    }
+}
