@@ -15,6 +15,7 @@
 //! SPIFFE ID (exactly one `spiffe://` URI SAN) and validity period are read.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use agentiam_token::{CachingVerifier, DpopRequest, DpopVerifier, ScopeSet, TokenError};
 
@@ -24,6 +25,12 @@ use crate::request::Principal;
 
 /// Code for a client certificate without exactly one valid SPIFFE ID, or outside its validity.
 pub const PEER_CERTIFICATE_INVALID: &str = "guard.peer_certificate_invalid";
+
+/// Verified token text and its principal, by signature.
+type PrincipalCache = quick_cache::sync::Cache<Box<str>, (Arc<str>, Arc<Principal>)>;
+
+/// Principals remembered per verified token.
+const PRINCIPAL_CACHE_CAPACITY: usize = 10_000;
 
 /// What a client presented with one request.
 #[derive(Debug, Clone, Copy, Default)]
@@ -88,6 +95,9 @@ pub struct Authenticator {
     verifier: CachingVerifier,
     dpop: DpopVerifier,
     workloads: HashMap<String, ScopeSet>,
+    /// Principals of verified tokens, by signature; only consulted after the token verified
+    /// again (cache hit in the verifier re-checks expiry and revocation).
+    principals: Arc<PrincipalCache>,
 }
 
 impl Authenticator {
@@ -97,6 +107,7 @@ impl Authenticator {
             verifier,
             dpop,
             workloads: HashMap::new(),
+            principals: Arc::new(quick_cache::sync::Cache::new(PRINCIPAL_CACHE_CAPACITY)),
         }
     }
 
@@ -112,7 +123,7 @@ impl Authenticator {
     }
 
     /// The principal the credentials prove, or why not (a `token.*` or `guard.*` code).
-    pub fn authenticate(&self, presented: &Presented<'_>) -> Result<Principal, Denial> {
+    pub fn authenticate(&self, presented: &Presented<'_>) -> Result<Arc<Principal>, Denial> {
         let now = self.verifier.verifier().clock().now();
         let peer = presented
             .client_certificate
@@ -121,7 +132,11 @@ impl Authenticator {
         let Some(token) = presented.token else {
             return match peer {
                 Some((_, (id, not_after))) => match self.workloads.get(&id) {
-                    Some(scopes) => Ok(Principal::from_workload(id, scopes.clone(), not_after)),
+                    Some(scopes) => Ok(Arc::new(Principal::from_workload(
+                        id,
+                        scopes.clone(),
+                        not_after,
+                    ))),
                     None => Err(Denial::new(
                         codes::CREDENTIALS_MISSING,
                         "no token, and the client certificate's SPIFFE ID is not mapped to scopes",
@@ -164,6 +179,22 @@ impl Authenticator {
                 "the token was issued to another agent than the client certificate names",
             ));
         }
-        Ok(Principal::from_token(&verified))
+        Ok(self.principal_of(&verified))
+    }
+
+    fn principal_of(&self, token: &agentiam_token::Token) -> Arc<Principal> {
+        let raw = token.as_str();
+        let Some((_, sig)) = raw.rsplit_once('.') else {
+            return Arc::new(Principal::from_token(token));
+        };
+        if let Some((cached, principal)) = self.principals.get(sig)
+            && *cached == *raw
+        {
+            return principal;
+        }
+        let principal = Arc::new(Principal::from_token(token));
+        self.principals
+            .insert(Box::from(sig), (Arc::from(raw), principal.clone()));
+        principal
     }
 }

@@ -252,7 +252,7 @@ where
                     url: &url,
                 };
                 let principal = match shared.auth.authenticate(&presented) {
-                    Ok(p) => Arc::new(p),
+                    Ok(p) => p,
                     Err(denial) => return Ok(denial_response(&denial, scheme, None)),
                 };
                 // The body is read (capped) only after authentication: anonymous callers
