@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::decision::Decision;
 use crate::hooks::{CallOutcome, DecisionSink, OutputVerdict};
-use crate::request::{GuardRequest, ToolSpec};
+use crate::request::{GuardRequest, Principal, ToolSpec};
 
 /// The `run_guardrail` span's component name.
 pub const GUARDRAIL_COMPONENT: &str = "agentiam.guard";
@@ -55,6 +55,33 @@ pub struct AuditSink {
     spans: Option<Arc<SpanQueue>>,
     worker: Option<JoinHandle<()>>,
     policy_version: String,
+}
+
+impl Pending {
+    fn new(
+        kind: &'static str,
+        p: &Principal,
+        tool: &str,
+        call_id: Option<&str>,
+        outcome: agentiam_telemetry::Decision,
+    ) -> Self {
+        Self {
+            kind,
+            output_sha256: None,
+            time_unix_ms: now_ms(),
+            presenter: p.presenter().to_owned(),
+            agent_digest: p.agent_digest().map(str::to_owned),
+            subject: p.subject().to_owned(),
+            chain: p.chain().to_vec(),
+            task: p.task().map(str::to_owned),
+            jti: p.token_id().map(str::to_owned),
+            tool: tool.to_owned(),
+            call_id: call_id.map(str::to_owned),
+            arguments: Arc::new(Value::Null),
+            outcome,
+            approval: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for Pending {
@@ -216,26 +243,19 @@ impl DecisionSink for AuditSink {
         if let Decision::Deny(d) = decision {
             outcome.policy_id = d.policies().first().cloned();
         }
-        let p = request.principal;
-        let pending = Pending {
-            kind: TOOL_CALL_EVENT,
-            output_sha256: None,
-            time_unix_ms: now_ms(),
-            presenter: p.presenter().to_owned(),
-            agent_digest: p.agent_digest().map(str::to_owned),
-            subject: p.subject().to_owned(),
-            chain: p.chain().to_vec(),
-            task: p.task().map(str::to_owned),
-            jti: p.token_id().map(str::to_owned),
-            tool: request.tool.to_owned(),
-            call_id: request.call_id.map(str::to_owned),
-            arguments: request
-                .shared_arguments
-                .cloned()
-                .unwrap_or_else(|| Arc::new(request.arguments.clone())),
+        let arguments = request
+            .shared_arguments
+            .cloned()
+            .unwrap_or_else(|| Arc::new(request.arguments.clone()));
+        let mut pending = Pending::new(
+            TOOL_CALL_EVENT,
+            request.principal,
+            request.tool,
+            request.call_id,
             outcome,
-            approval,
-        };
+        );
+        pending.arguments = arguments;
+        pending.approval = approval;
         self.enqueue(pending)
     }
 
@@ -251,22 +271,9 @@ impl DecisionSink for AuditSink {
         if o.failed {
             outcome.code = Some("guard.tool_failed".into());
         }
-        self.enqueue(Pending {
-            kind: TOOL_RESULT_EVENT,
-            output_sha256: Some(agentiam_telemetry::sha256_hex(o.output.as_bytes())),
-            time_unix_ms: now_ms(),
-            presenter: p.presenter().to_owned(),
-            agent_digest: p.agent_digest().map(str::to_owned),
-            subject: p.subject().to_owned(),
-            chain: p.chain().to_vec(),
-            task: p.task().map(str::to_owned),
-            jti: p.token_id().map(str::to_owned),
-            tool: o.tool.to_owned(),
-            call_id: o.call_id.map(str::to_owned),
-            arguments: Arc::new(Value::Null),
-            outcome,
-            approval: None,
-        })
+        let mut pending = Pending::new(TOOL_RESULT_EVENT, p, o.tool, o.call_id, outcome);
+        pending.output_sha256 = Some(agentiam_telemetry::sha256_hex(o.output.as_bytes()));
+        self.enqueue(pending)
     }
 }
 
