@@ -30,7 +30,7 @@ use crate::GuardError;
 use crate::approval::{Approval, ApproverKeys};
 use crate::credentials::{Authenticator, Presented};
 use crate::decision::Decision;
-use crate::engine::Guard;
+use crate::engine::{Guard, GuardBuilder};
 use crate::policy::PolicyEngine;
 use crate::request::{GuardRequest, Risk, SessionContext, ToolSpec};
 
@@ -122,6 +122,15 @@ impl GuardConfig {
 
     /// Builds the guard and the authenticator on `clock`.
     pub fn build(&self, clock: Arc<dyn Clock>) -> Result<(Guard, Authenticator), GuardError> {
+        let (builder, auth) = self.builder(clock)?;
+        Ok((builder.build()?, auth))
+    }
+
+    /// The guard's builder (to add sinks or hooks) and the authenticator, on `clock`.
+    pub fn builder(
+        &self,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(GuardBuilder, Authenticator), GuardError> {
         let jwks = Jwks::from_json(&self.jwks.to_string())
             .map_err(|e| GuardError::ApproverKey(format!("jwks: {e}")))?;
         let policy = match &self.policy {
@@ -144,7 +153,6 @@ impl GuardConfig {
         for t in &self.tools {
             builder = builder.tool(t.spec()?);
         }
-        let guard = builder.build()?;
         let verifier = Verifier::new(jwks, self.issuer.clone(), self.audience.clone())
             .with_clock(clock.clone());
         let mut auth = Authenticator::new(
@@ -156,7 +164,7 @@ impl GuardConfig {
                 .map_err(|e| GuardError::ToolSpec(format!("workload {id}: {e}")))?;
             auth = auth.with_workload(id.clone(), scopes);
         }
-        Ok((guard, auth))
+        Ok((builder, auth))
     }
 }
 

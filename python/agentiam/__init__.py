@@ -1,0 +1,29 @@
+"""agentiam: identity and access management for AI agents.
+
+One decorator per tool: every call is decided by the Rust guard (token scope with argument
+constraints, Cedar policy, session taint, human confirmation) before the tool runs.
+
+    guard = agentiam.Guard(issuer=..., audience=..., jwks=..., policy=...)
+
+    @guard.tool(scope="payments:approve", risk="high")
+    def approve_payment(amount: int, vendor: str) -> str:
+        ...
+
+    with guard.session(token):
+        approve_payment(amount=420, vendor="ACME")   # runs only if allowed
+"""
+
+from ._guard import ConfirmationRequired, Denied, Guard, GuardSession
+from ._native import AgentIAMError, AuditError, ConfigurationError, TokenError, sign_approval
+
+__all__ = [
+    "AgentIAMError",
+    "AuditError",
+    "ConfigurationError",
+    "ConfirmationRequired",
+    "Denied",
+    "Guard",
+    "GuardSession",
+    "TokenError",
+    "sign_approval",
+]
