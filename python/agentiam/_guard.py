@@ -172,57 +172,63 @@ class Guard:
         `risk` one of low, medium, high, irreversible; `untrusted_output` taints the session
         after the tool runs. Works on functions and coroutine functions, and returns a real
         function with the original signature and docstring."""
-        if risk not in _RISKS:
-            raise ValueError(f"risk must be one of {_RISKS}")
-
         def decorate(fn: F) -> F:
             tool_name = name or fn.__name__
-            with self._lock:
-                if self._native is not None:
-                    raise AgentIAMError("decorate every tool before the guard's first call")
-                if any(t["name"] == tool_name for t in self._config["tools"]):
-                    raise AgentIAMError(f"tool {tool_name!r} is registered twice")
-                self._config["tools"].append(
-                    {"name": tool_name, "risk": risk, "scope": scope, "untrusted_output": untrusted_output}
-                )
-            signature = inspect.signature(fn)
+            self._register(tool_name, scope, risk, untrusted_output)
+            return self._wrap(fn, tool_name)
 
-            def arguments(args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-                bound = signature.bind(*args, **kwargs)
-                bound.apply_defaults()
-                return dict(bound.arguments)
+        return decorate
 
-            if inspect.iscoroutinefunction(fn):
+    def _register(self, tool_name: str, scope: str | None, risk: str, untrusted_output: bool) -> None:
+        if risk not in _RISKS:
+            raise ValueError(f"risk must be one of {_RISKS}")
+        with self._lock:
+            if self._native is not None:
+                raise AgentIAMError("decorate every tool before the guard's first call")
+            if any(t["name"] == tool_name for t in self._config["tools"]):
+                raise AgentIAMError(f"tool {tool_name!r} is registered twice")
+            self._config["tools"].append(
+                {"name": tool_name, "risk": risk, "scope": scope, "untrusted_output": untrusted_output}
+            )
 
-                @functools.wraps(fn)
-                async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                    session = _current(self)
-                    session._decide(tool_name, arguments(args, kwargs), None)
-                    try:
-                        result = await fn(*args, **kwargs)
-                    except Exception as error:
-                        session._after(tool_name, str(error), True, None)
-                        raise
-                    session._after(tool_name, result, False, None)
-                    return result
+    def _wrap(self, fn: F, tool_name: str) -> F:
+        """A real function that asks the guard before `fn` runs and reports its output after."""
+        signature = inspect.signature(fn)
 
-                return async_wrapper  # type: ignore[return-value]
+        def arguments(args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return dict(bound.arguments)
+
+        if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 session = _current(self)
                 session._decide(tool_name, arguments(args, kwargs), None)
                 try:
-                    result = fn(*args, **kwargs)
+                    result = await fn(*args, **kwargs)
                 except Exception as error:
                     session._after(tool_name, str(error), True, None)
                     raise
                 session._after(tool_name, result, False, None)
                 return result
 
-            return wrapper  # type: ignore[return-value]
+            return async_wrapper  # type: ignore[return-value]
 
-        return decorate
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            session = _current(self)
+            session._decide(tool_name, arguments(args, kwargs), None)
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as error:
+                session._after(tool_name, str(error), True, None)
+                raise
+            session._after(tool_name, result, False, None)
+            return result
+
+        return wrapper  # type: ignore[return-value]
 
     @contextlib.contextmanager
     def session(
