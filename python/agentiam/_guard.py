@@ -191,14 +191,15 @@ class Guard:
                 {"name": tool_name, "risk": risk, "scope": scope, "untrusted_output": untrusted_output}
             )
 
-    def _wrap(self, fn: F, tool_name: str) -> F:
-        """A real function that asks the guard before `fn` runs and reports its output after."""
+    def _wrap(self, fn: F, tool_name: str, exclude: Sequence[str] = ()) -> F:
+        """A real function that asks the guard before `fn` runs and reports its output after.
+        Parameters named in `exclude` (a framework's context object) are not arguments."""
         signature = inspect.signature(fn)
 
         def arguments(args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
-            return dict(bound.arguments)
+            return {k: v for k, v in bound.arguments.items() if k not in exclude}
 
         if inspect.iscoroutinefunction(fn):
 
