@@ -2,6 +2,10 @@
 
 from typing import Any
 
+from typing_extensions import Self, final
+
+__all__ = ["Guard", "Session", "sign_approval", "AgentIAMError", "TokenError", "ConfigurationError", "AuditError", "__version__"]
+
 __version__: str
 
 class AgentIAMError(Exception):
@@ -15,6 +19,7 @@ class AuditError(AgentIAMError): ...
 # (kind, code, message, approval_request_json); kind is "allow", "deny" or "confirm".
 _Decision = tuple[str, str | None, str, str | None]
 
+@final
 class Session:
     @property
     def tainted(self) -> bool: ...
@@ -30,8 +35,9 @@ class Session:
     ) -> _Decision: ...
     def after(self, tool: str, output: str, failed: bool = False, call_id: str | None = None) -> str: ...
 
+@final
 class Guard:
-    def __init__(self, config_json: str, now: int | None = None, audit_dir: str | None = None) -> None: ...
+    def __new__(cls, config_json: str, now: int | None = None, audit_dir: str | None = None) -> Self: ...
     def session(
         self,
         token: str,

@@ -74,10 +74,11 @@ def guard_tool(
 
         return call
 
+    extra: dict[str, Any] = {} if tool.args_schema is None else {"args_schema": tool.args_schema}
     return StructuredTool(
         name=tool.name,
         description=tool.description,
-        args_schema=tool.args_schema,
+        **extra,
         func=sync(func) if func is not None else None,
         coroutine=asynchronous(coroutine) if coroutine is not None and inspect.iscoroutinefunction(coroutine) else None,
         return_direct=tool.return_direct,
