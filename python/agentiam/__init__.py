@@ -14,10 +14,24 @@ constraints, Cedar policy, session taint, human confirmation) before the tool ru
 """
 
 from ._guard import ConfirmationRequired, Denied, Guard, GuardSession
-from ._native import AgentIAMError, AuditError, ConfigurationError, TokenError, sign_approval
+from ._native import (
+    AgentIAMError,
+    AgentIdentity,
+    AuditError,
+    ConfigurationError,
+    Issuer,
+    SigningKey,
+    TokenError,
+    Verifier,
+    sign_approval,
+)
 
 __all__ = [
     "AgentIAMError",
+    "AgentIdentity",
+    "Issuer",
+    "SigningKey",
+    "Verifier",
     "AuditError",
     "ConfigurationError",
     "ConfirmationRequired",

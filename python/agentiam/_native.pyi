@@ -4,7 +4,20 @@ from typing import Any
 
 from typing_extensions import Self, final
 
-__all__ = ["Guard", "Session", "sign_approval", "AgentIAMError", "TokenError", "ConfigurationError", "AuditError", "__version__"]
+__all__ = [
+    "Guard",
+    "Session",
+    "SigningKey",
+    "AgentIdentity",
+    "Issuer",
+    "Verifier",
+    "sign_approval",
+    "AgentIAMError",
+    "TokenError",
+    "ConfigurationError",
+    "AuditError",
+    "__version__",
+]
 
 __version__: str
 
@@ -47,5 +60,55 @@ class Guard:
         url: str = "",
     ) -> Session: ...
     def flush(self) -> None: ...
+
+@final
+class SigningKey:
+    @staticmethod
+    def generate(alg: str = "EdDSA") -> SigningKey: ...
+    @staticmethod
+    def from_private_jwk(jwk: str) -> SigningKey: ...
+    def private_jwk(self) -> str: ...
+    def public_jwk(self) -> str: ...
+    @property
+    def kid(self) -> str: ...
+    @property
+    def thumbprint(self) -> str: ...
+
+@final
+class AgentIdentity:
+    def __new__(
+        cls,
+        spiffe_id: str,
+        model: tuple[str, str, str],
+        system_prompt: str,
+        tools: list[dict[str, Any]],
+        runtime_kind: str = "process",
+        runtime: dict[str, str] | None = None,
+    ) -> Self: ...
+    @property
+    def spiffe_id(self) -> str: ...
+    @property
+    def composite_digest(self) -> str: ...
+
+@final
+class Issuer:
+    def __new__(cls, issuer: str, key: SigningKey) -> Self: ...
+    def register(self, agent: AgentIdentity, max_scopes: str) -> None: ...
+    def issue(
+        self,
+        agent: AgentIdentity,
+        audience: str,
+        scopes: str,
+        task_id: str,
+        purpose: str,
+        ttl: int | None = None,
+        dpop_jkt: str | None = None,
+    ) -> str: ...
+    def jwks(self) -> str: ...
+
+@final
+class Verifier:
+    def __new__(cls, jwks: str, issuer: str, audience: str) -> Self: ...
+    def verify(self, token: str) -> dict[str, Any]: ...
 
 def sign_approval(request_json: str, private_jwk: str) -> str: ...

@@ -340,6 +340,234 @@ impl PySession {
     }
 }
 
+fn algorithm(py: Python<'_>, name: &str) -> PyResult<agentiam_identity::Algorithm> {
+    match name {
+        "EdDSA" | "eddsa" | "Ed25519" => Ok(agentiam_identity::Algorithm::EdDSA),
+        "ES256" | "es256" => Ok(agentiam_identity::Algorithm::ES256),
+        other => Err(error(
+            py,
+            "key.unsupported",
+            &format!("algorithm {other:?}: EdDSA or ES256"),
+        )),
+    }
+}
+
+/// A private signing key (Ed25519 or P-256); never printed.
+#[pyclass(frozen, name = "SigningKey", module = "agentiam._native")]
+struct PySigningKey(agentiam_identity::SigningKey);
+
+#[pymethods]
+impl PySigningKey {
+    /// A fresh key: `EdDSA` (default) or `ES256`.
+    #[staticmethod]
+    #[pyo3(signature = (alg = "EdDSA"))]
+    fn generate(py: Python<'_>, alg: &str) -> PyResult<Self> {
+        agentiam_identity::SigningKey::generate(algorithm(py, alg)?)
+            .map(Self)
+            .map_err(|e| error(py, e.code(), &e.to_string()))
+    }
+
+    /// A key from its private JWK (JSON).
+    #[staticmethod]
+    fn from_private_jwk(py: Python<'_>, jwk: &str) -> PyResult<Self> {
+        agentiam_identity::SigningKey::from_private_jwk(jwk)
+            .map(Self)
+            .map_err(|e| error(py, e.code(), &e.to_string()))
+    }
+
+    /// The private JWK (JSON): store it as a secret.
+    fn private_jwk(&self, py: Python<'_>) -> PyResult<String> {
+        self.0
+            .to_private_jwk()
+            .map(|j| j.to_string())
+            .map_err(|e| error(py, e.code(), &e.to_string()))
+    }
+
+    /// The public JWK (JSON).
+    fn public_jwk(&self, py: Python<'_>) -> PyResult<String> {
+        serde_json::to_string(&self.0.public_key().to_jwk())
+            .map_err(|e| error(py, "key.invalid", &e.to_string()))
+    }
+
+    /// The key id (RFC 7638 thumbprint unless set).
+    #[getter]
+    fn kid(&self) -> String {
+        self.0.kid().to_owned()
+    }
+
+    /// The RFC 7638 thumbprint of the public key (what `cnf.jkt` names).
+    #[getter]
+    fn thumbprint(&self) -> String {
+        self.0.public_key().thumbprint()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("SigningKey(kid={:?})", self.0.kid())
+    }
+}
+
+/// A composite agent identity: SPIFFE ID, model, system prompt and tools, runtime.
+#[pyclass(frozen, name = "AgentIdentity", module = "agentiam._native")]
+struct PyAgentIdentity(agentiam_identity::AgentIdentity);
+
+#[pymethods]
+impl PyAgentIdentity {
+    /// `model` is `(provider, name, version)`; `tools` a list of `{"name", "description", "input_schema"}`;
+    /// `runtime` a dict of attributes with its `kind`.
+    #[new]
+    #[pyo3(signature = (spiffe_id, model, system_prompt, tools, runtime_kind = "process", runtime = None))]
+    fn new(
+        py: Python<'_>,
+        spiffe_id: &str,
+        model: (String, String, String),
+        system_prompt: &str,
+        tools: &Bound<'_, PyAny>,
+        runtime_kind: &str,
+        runtime: Option<std::collections::BTreeMap<String, String>>,
+    ) -> PyResult<Self> {
+        let tools = match to_json(tools, 0).map_err(|m| error(py, "identity.invalid", &m))? {
+            Value::Array(items) => items,
+            _ => return Err(error(py, "identity.invalid", "tools must be a list")),
+        };
+        let mut descriptors = Vec::with_capacity(tools.len());
+        for t in tools {
+            let field = |k: &str| {
+                t.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            descriptors.push(agentiam_identity::ToolDescriptor::new(
+                field("name"),
+                field("description"),
+                t.get("input_schema").cloned().unwrap_or(Value::Null),
+            ));
+        }
+        let mut rt = agentiam_identity::RuntimeDescriptor::new(runtime_kind);
+        for (k, v) in runtime.unwrap_or_default() {
+            rt = rt.with(k, v);
+        }
+        let id = agentiam_identity::parse_spiffe_id(spiffe_id)
+            .map_err(|e| error(py, e.code(), &e.to_string()))?;
+        agentiam_identity::AgentIdentity::new(
+            id,
+            agentiam_identity::ModelRef::new(model.0, model.1, model.2),
+            &agentiam_identity::AgentConfiguration::new(system_prompt, descriptors),
+            rt,
+        )
+        .map(Self)
+        .map_err(|e| error(py, e.code(), &e.to_string()))
+    }
+
+    /// The SPIFFE ID.
+    #[getter]
+    fn spiffe_id(&self) -> String {
+        self.0.spiffe_id().to_string()
+    }
+
+    /// `sha256:<hex>` over every component.
+    #[getter]
+    fn composite_digest(&self) -> String {
+        self.0.composite_digest().to_string()
+    }
+}
+
+/// Issues task tokens for registered agents.
+#[pyclass(frozen, name = "Issuer", module = "agentiam._native")]
+struct PyIssuer(agentiam_token::Issuer);
+
+#[pymethods]
+impl PyIssuer {
+    /// An issuer named `issuer` signing with `key`.
+    #[new]
+    fn new(py: Python<'_>, issuer: &str, key: &PySigningKey) -> PyResult<Self> {
+        let jwk = key
+            .0
+            .to_private_jwk()
+            .map_err(|e| error(py, e.code(), &e.to_string()))?;
+        let key = agentiam_identity::SigningKey::from_private_jwk(&jwk)
+            .map_err(|e| error(py, e.code(), &e.to_string()))?;
+        Ok(Self(agentiam_token::Issuer::new(
+            issuer,
+            agentiam_identity::KeySet::new(key),
+        )))
+    }
+
+    /// Registers what `agent` may ever be given (space-separated scopes), pinned to its identity.
+    fn register(&self, py: Python<'_>, agent: &PyAgentIdentity, max_scopes: &str) -> PyResult<()> {
+        let scopes = agentiam_token::ScopeSet::parse(max_scopes)
+            .map_err(|e| error(py, e.code(), &e.to_string()))?;
+        self.0.register(
+            agent.0.spiffe_id(),
+            agentiam_token::AgentRegistration::new(scopes).pin_identity(agent.0.composite_digest()),
+        );
+        Ok(())
+    }
+
+    /// A task token for `agent`.
+    #[pyo3(signature = (agent, audience, scopes, task_id, purpose, ttl = None, dpop_jkt = None))]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "mirrors the Python keyword arguments"
+    )]
+    fn issue(
+        &self,
+        py: Python<'_>,
+        agent: &PyAgentIdentity,
+        audience: &str,
+        scopes: &str,
+        task_id: &str,
+        purpose: &str,
+        ttl: Option<i64>,
+        dpop_jkt: Option<&str>,
+    ) -> PyResult<String> {
+        let scopes = agentiam_token::ScopeSet::parse(scopes)
+            .map_err(|e| error(py, e.code(), &e.to_string()))?;
+        let mut request =
+            agentiam_token::TokenRequest::new(&agent.0, audience, scopes, task_id, purpose);
+        if let Some(ttl) = ttl {
+            request = request.with_ttl(ttl);
+        }
+        if let Some(jkt) = dpop_jkt {
+            request = request.bind_dpop(jkt);
+        }
+        self.0
+            .issue(&request)
+            .map(|t| t.token)
+            .map_err(|e| error(py, e.code(), &e.to_string()))
+    }
+
+    /// The public keys (JWKS JSON) verifiers need.
+    fn jwks(&self) -> String {
+        self.0.jwks().to_json()
+    }
+}
+
+/// Verifies task tokens.
+#[pyclass(frozen, name = "Verifier", module = "agentiam._native")]
+struct PyVerifier(agentiam_token::Verifier);
+
+#[pymethods]
+impl PyVerifier {
+    /// Accepts tokens from `issuer` for `audience` signed by a key in `jwks` (JSON).
+    #[new]
+    fn new(py: Python<'_>, jwks: &str, issuer: &str, audience: &str) -> PyResult<Self> {
+        let keys = agentiam_identity::Jwks::from_json(jwks)
+            .map_err(|e| error(py, e.code(), &e.to_string()))?;
+        Ok(Self(agentiam_token::Verifier::new(keys, issuer, audience)))
+    }
+
+    /// The verified claims (a dict), or `TokenError` with the reason code.
+    fn verify<'py>(&self, py: Python<'py>, token: &str) -> PyResult<Bound<'py, PyAny>> {
+        let verified = py
+            .detach(|| self.0.verify(token))
+            .map_err(|e| error(py, e.code(), &e.to_string()))?;
+        let text = serde_json::to_string(verified.claims())
+            .map_err(|e| error(py, "token.malformed", &e.to_string()))?;
+        py.import("json")?.call_method1("loads", (text,))
+    }
+}
+
 /// Signs an approval request (JSON) with an approver's private Ed25519 JWK; returns the approval JSON.
 #[pyfunction]
 fn sign_approval(py: Python<'_>, request_json: &str, private_jwk: &str) -> PyResult<String> {
@@ -359,6 +587,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<PyGuard>()?;
     m.add_class::<PySession>()?;
+    m.add_class::<PySigningKey>()?;
+    m.add_class::<PyAgentIdentity>()?;
+    m.add_class::<PyIssuer>()?;
+    m.add_class::<PyVerifier>()?;
     m.add_function(wrap_pyfunction!(sign_approval, m)?)?;
     m.add("AgentIAMError", py.get_type::<AgentIAMError>())?;
     m.add("TokenError", py.get_type::<TokenError>())?;

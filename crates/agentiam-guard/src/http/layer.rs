@@ -10,7 +10,9 @@ use http_body_util::BodyExt as _;
 use serde_json::{Map, Value};
 use tower::{Layer, Service};
 
-use super::error::{Scheme, confirmation_response, denial_response, too_large};
+use super::error::{
+    Scheme, authentication_failed, confirmation_response, denial_response, too_large,
+};
 use super::future::ResponseFuture;
 use super::{PeerCertificate, RouteMap};
 use crate::approval::{Approval, MAX_APPROVAL_BYTES};
@@ -25,6 +27,9 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Header carrying a human's approval: base64url (no padding) of the [`Approval`] JSON.
 pub const APPROVAL_HEADER: &str = "agentiam-approval";
+
+/// Header carrying a DPoP proof (RFC 9449).
+const DPOP_HEADER: &str = "dpop";
 
 #[derive(Debug)]
 struct Shared {
@@ -123,17 +128,71 @@ impl<S> Guard<S> {
     }
 }
 
-fn credentials(headers: &HeaderMap) -> (Option<&str>, Option<&str>, Scheme) {
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let (token, scheme) = match auth.and_then(|a| a.split_once(' ')) {
-        Some((s, t)) if s.eq_ignore_ascii_case("bearer") => (Some(t.trim()), Scheme::Bearer),
-        Some((s, t)) if s.eq_ignore_ascii_case("dpop") => (Some(t.trim()), Scheme::Dpop),
-        _ => (None, Scheme::Bearer),
-    };
-    let proof = headers.get("dpop").and_then(|v| v.to_str().ok());
-    (token, proof, scheme)
+/// The credentials of one request, read from its headers.
+struct Credentials<'a> {
+    token: Option<&'a str>,
+    proof: Option<&'a str>,
+    scheme: Scheme,
+}
+
+/// Reads `Authorization` and `DPoP`.
+///
+/// The proof is taken only with the `DPoP` scheme: a DPoP-bound token sent as `Bearer` is
+/// refused (`token.pop_required`) even with a proof beside it (RFC 9449 section 7.2), so a
+/// client cannot downgrade the scheme. The `DPoP` scheme needs exactly one proof (section 4.3).
+fn credentials(headers: &HeaderMap) -> Result<Credentials<'_>, (Denial, Scheme)> {
+    let mut authorization = headers.get_all(header::AUTHORIZATION).iter();
+    let (first, second) = (authorization.next(), authorization.next());
+    if second.is_some() {
+        return Err((
+            Denial::new("token.malformed", "more than one Authorization header"),
+            Scheme::Bearer,
+        ));
+    }
+    let parsed = first
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split_once(' '))
+        .map(|(scheme, token)| (scheme, token.trim()));
+    match parsed {
+        Some((s, token)) if s.eq_ignore_ascii_case("bearer") => Ok(Credentials {
+            token: Some(token),
+            proof: None,
+            scheme: Scheme::Bearer,
+        }),
+        Some((s, token)) if s.eq_ignore_ascii_case("dpop") => {
+            let mut proofs = headers.get_all(DPOP_HEADER).iter();
+            match (proofs.next(), proofs.next()) {
+                (Some(proof), None) => match proof.to_str() {
+                    Ok(proof) => Ok(Credentials {
+                        token: Some(token),
+                        proof: Some(proof),
+                        scheme: Scheme::Dpop,
+                    }),
+                    Err(_) => Err((
+                        Denial::new("token.pop_invalid", "the DPoP proof is not ASCII"),
+                        Scheme::Dpop,
+                    )),
+                },
+                (None, _) => Err((
+                    Denial::new(
+                        "token.pop_required",
+                        "the DPoP scheme needs a DPoP proof header",
+                    ),
+                    Scheme::Dpop,
+                )),
+                (Some(_), Some(_)) => Err((
+                    Denial::new("token.pop_invalid", "more than one DPoP proof header"),
+                    Scheme::Dpop,
+                )),
+            }
+        }
+        // No token, or a scheme we do not take (Basic, ...): the certificate alone, if any.
+        _ => Ok(Credentials {
+            token: None,
+            proof: None,
+            scheme: Scheme::Bearer,
+        }),
+    }
 }
 
 fn arguments_invalid(message: impl Into<String>) -> Denial {
@@ -227,85 +286,105 @@ where
         // Take the ready one for this request and leave the clone for the next (tower's
         // documented clone-and-swap), since the call happens later, inside the future.
         let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let shared = self.shared.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture {
-            inner: Box::pin(async move {
-                let (mut parts, body) = request.into_parts();
-                let (token, proof, scheme) = credentials(&parts.headers);
-                let Some((tool, params)) =
-                    shared.routes.find(parts.method.as_str(), parts.uri.path())
-                else {
-                    let denial = Denial::new(
-                        codes::UNKNOWN_ACTION,
-                        format!("no tool is mapped to {} {}", parts.method, parts.uri.path()),
-                    );
-                    return Ok(denial_response(&denial, scheme, None));
-                };
-                let url = format!("{}{}", shared.origin, parts.uri.path());
-                let peer = parts.extensions.get::<PeerCertificate>().cloned();
-                let presented = Presented {
-                    token,
-                    dpop_proof: proof,
-                    client_certificate: peer.as_ref().map(PeerCertificate::der),
-                    method: parts.method.as_str(),
-                    url: &url,
-                };
-                let principal = match shared.auth.authenticate(&presented) {
-                    Ok(p) => p,
-                    Err(denial) => return Ok(denial_response(&denial, scheme, None)),
-                };
-                // The body is read (capped) only after authentication: anonymous callers
-                // cannot make the service buffer anything.
-                let bytes = match http_body_util::Limited::new(body, shared.max_body)
-                    .collect()
-                    .await
-                {
-                    Ok(collected) => collected.to_bytes(),
-                    Err(e)
-                        if e.downcast_ref::<http_body_util::LengthLimitError>()
-                            .is_some() =>
-                    {
-                        return Ok(too_large(shared.max_body));
-                    }
-                    Err(e) => {
-                        let denial =
-                            arguments_invalid(format!("request body could not be read: {e}"));
-                        return Ok(denial_response(&denial, scheme, None));
-                    }
-                };
-                let args = match arguments(params, parts.uri.query(), &parts.headers, &bytes) {
-                    Ok(a) => Arc::new(a),
-                    Err(denial) => return Ok(denial_response(&denial, scheme, None)),
-                };
-                let approval = match approval(&parts.headers) {
-                    Ok(a) => a,
-                    Err(denial) => return Ok(denial_response(&denial, scheme, None)),
-                };
-                let spec = shared.engine.tool(tool);
-                let scope = spec.map(|s| format!("{}:{}", s.resource(), s.action()));
-                let decision = {
-                    let mut req =
-                        GuardRequest::shared(&principal, tool, &args).with_http(HttpRequestInfo {
-                            method: parts.method.as_str(),
-                            path: parts.uri.path(),
-                        });
-                    req.approval = approval.as_ref();
-                    shared.engine.decide(&req)
-                };
-                match decision {
-                    Decision::Allow(_) => {
-                        parts.extensions.insert::<Arc<Principal>>(principal);
-                        inner
-                            .call(Request::from_parts(parts, Body::from(bytes)))
-                            .await
-                    }
-                    Decision::Deny(denial) => {
-                        Ok(denial_response(&denial, scheme, scope.as_deref()))
-                    }
-                    Decision::NeedsConfirmation(request) => Ok(confirmation_response(&request)),
-                }
-            }),
+            inner: Box::pin(guard(self.shared.clone(), inner, request)),
         }
+    }
+}
+
+/// One request: authenticate, map the route, read the arguments, decide, and call `inner` only on allow.
+async fn guard<S, B>(
+    shared: Arc<Shared>,
+    mut inner: S,
+    request: Request<B>,
+) -> Result<Response<Body>, S::Error>
+where
+    S: Service<Request<Body>, Response = Response<Body>>,
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (mut parts, body) = request.into_parts();
+    let credentials = match credentials(&parts.headers) {
+        Ok(c) => c,
+        Err((denial, scheme)) => return Ok(authentication_failed(&denial, scheme)),
+    };
+    let scheme = credentials.scheme;
+    let url = format!("{}{}", shared.origin, parts.uri.path());
+    let peer = parts.extensions.get::<PeerCertificate>();
+    let presented = Presented {
+        token: credentials.token,
+        dpop_proof: credentials.proof,
+        client_certificate: peer.map(PeerCertificate::der),
+        method: parts.method.as_str(),
+        url: &url,
+    };
+    // Authentication comes first, so anonymous callers learn nothing about the route map
+    // and cannot make the service buffer a body.
+    let principal = match shared.auth.authenticate(&presented) {
+        Ok(p) => p,
+        Err(denial) => return Ok(authentication_failed(&denial, scheme)),
+    };
+    let http = HttpRequestInfo {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+    };
+    let Some((tool, params)) = shared.routes.find(http.method, http.path) else {
+        // The engine denies the empty tool name (no tool may be registered under it), so an
+        // unmapped route is audited and observed by the behaviour check like any refusal.
+        let decision = shared
+            .engine
+            .decide(&GuardRequest::new(&principal, "", &Value::Null).with_http(http));
+        let code = decision.code().unwrap_or(codes::UNKNOWN_ACTION).to_owned();
+        let denial = Denial::new(
+            code,
+            format!("no tool is mapped to {} {}", http.method, http.path),
+        );
+        return Ok(denial_response(&denial, scheme, None));
+    };
+    let bytes = match http_body_util::Limited::new(body, shared.max_body)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return Ok(too_large(shared.max_body));
+        }
+        Err(e) => {
+            let denial = arguments_invalid(format!("request body could not be read: {e}"));
+            return Ok(denial_response(&denial, scheme, None));
+        }
+    };
+    let args = match arguments(params, parts.uri.query(), &parts.headers, &bytes) {
+        Ok(a) => Arc::new(a),
+        Err(denial) => return Ok(denial_response(&denial, scheme, None)),
+    };
+    let approval = match approval(&parts.headers) {
+        Ok(a) => a,
+        Err(denial) => return Ok(denial_response(&denial, scheme, None)),
+    };
+    let decision = {
+        let mut req = GuardRequest::shared(&principal, tool, &args).with_http(http);
+        req.approval = approval.as_ref();
+        shared.engine.decide(&req)
+    };
+    match decision {
+        Decision::Allow(_) => {
+            parts.extensions.insert::<Arc<Principal>>(principal);
+            inner
+                .call(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Decision::Deny(denial) => {
+            let scope = shared
+                .engine
+                .tool(tool)
+                .map(|s| format!("{}:{}", s.resource(), s.action()));
+            Ok(denial_response(&denial, scheme, scope.as_deref()))
+        }
+        Decision::NeedsConfirmation(request) => Ok(confirmation_response(&request)),
     }
 }

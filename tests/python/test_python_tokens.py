@@ -1,0 +1,55 @@
+"""Keys, identities, issuing and verifying from Python, then a guard over the issued token."""
+
+import json
+
+import pytest
+
+import agentiam
+
+
+def agent(prompt="You pay invoices."):
+    return agentiam.AgentIdentity(
+        "spiffe://acme.test/agent/payer", ("openai", "gpt-5", "2026-08-01"), prompt,
+        [{"name": "transfer", "description": "Transfer money", "input_schema": {"type": "object"}}],
+        runtime_kind="container", runtime={"image_digest": "sha256:01"},
+    )
+
+
+def test_issue_verify_and_guard_from_python():
+    key = agentiam.SigningKey.generate()
+    assert "d" not in json.loads(key.public_jwk()) and "d" in json.loads(key.private_jwk())
+    assert "private" not in repr(key).lower() and key.kid in repr(key)
+    payer = agent()
+    assert payer.composite_digest.startswith("sha256:") and agent("Other prompt.").composite_digest != payer.composite_digest
+    issuer = agentiam.Issuer("https://broker.test", key)
+    issuer.register(payer, "payments:transfer{amount<=100}")
+    token = issuer.issue(payer, "ledger-api", "payments:transfer{amount<=100}", "task-1", "pay", ttl=300)
+    claims = agentiam.Verifier(issuer.jwks(), "https://broker.test", "ledger-api").verify(token)
+    assert claims["sub"] == "spiffe://acme.test/agent/payer" and claims["task"]["id"] == "task-1"
+    with pytest.raises(agentiam.TokenError) as wrong:
+        agentiam.Verifier(issuer.jwks(), "https://broker.test", "other-api").verify(token)
+    assert wrong.value.code == "token.wrong_audience"
+    with pytest.raises(agentiam.TokenError) as wider:
+        issuer.issue(payer, "ledger-api", "payments:*", "task-2", "pay")
+    assert wider.value.code == "token.scope_not_permitted"
+
+    guard = agentiam.Guard(issuer="https://broker.test", audience="ledger-api", jwks=issuer.jwks())
+
+    @guard.tool(scope="payments:transfer", risk="high")
+    def transfer(amount: int) -> str:
+        return f"paid {amount}"
+
+    with guard.session(token):
+        assert transfer(amount=50) == "paid 50"
+        with pytest.raises(agentiam.Denied) as denied:
+            transfer(amount=500)
+    assert denied.value.code == "guard.constraint_violated"
+
+
+def test_bad_inputs_raise_coded_errors():
+    with pytest.raises(agentiam.AgentIAMError) as bad:
+        agentiam.SigningKey.generate("RS256")
+    assert bad.value.code == "key.unsupported"
+    with pytest.raises(agentiam.AgentIAMError) as bad:
+        agentiam.AgentIdentity("https://not-spiffe", ("a", "b", "c"), "p", [])
+    assert bad.value.code.startswith("identity.")
