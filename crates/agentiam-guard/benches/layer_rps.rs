@@ -14,6 +14,9 @@
 //! The load generator runs in the same process: 32 keep-alive HTTP/1.1 connections for a fixed
 //! time per round, rounds alternating between the two services (this VM's speed drifts).
 //!
+//! Then the layer's own cost per request, without sockets: the same request through
+//! `Guard<S>` and through `S` alone (an inner service that answers at once), one at a time.
+//!
 //! Run with `cargo bench -p agentiam-guard --features tower --bench layer_rps`.
 
 use std::net::SocketAddr;
@@ -109,17 +112,26 @@ fn main() {
         let routes = RouteMap::new().route("POST", "/payments", "transfer").unwrap();
         let handler = || axum::routing::post(|| async { "ok" });
         let bare = serve(axum::Router::new().route("/payments", handler())).await;
-        let guarded = serve(axum::Router::new().route("/payments", handler()).layer(GuardLayer::new(guard, auth.clone(), routes.clone(), "https://api.test"))).await;
-        let no_audit = serve(axum::Router::new().route("/payments", handler()).layer(GuardLayer::new(unaudited, auth, routes, "https://api.test"))).await;
+        let audited_layer = GuardLayer::new(guard, auth.clone(), routes.clone(), "https://api.test");
+        let unaudited_layer = GuardLayer::new(unaudited, auth, routes, "https://api.test");
+        let guarded = serve(axum::Router::new().route("/payments", handler()).layer(audited_layer.clone())).await;
+        let no_audit = serve(axum::Router::new().route("/payments", handler()).layer(unaudited_layer.clone())).await;
         // Warm up (connections, caches).
         for addr in [bare, guarded, no_audit] {
             load(addr, token.clone()).await;
         }
         let mut counts = [0u64; 3];
+        let mut cpu = [0f64; 3];
+        let mut switches = [0u64; 3];
         let start = Instant::now();
         for _ in 0..ROUNDS {
             for (i, addr) in [bare, guarded, no_audit].into_iter().enumerate() {
+                let before = process_usage();
                 counts[i] += load(addr, token.clone()).await;
+                if let (Some(b), Some(a)) = (before, process_usage()) {
+                    cpu[i] += a.0 - b.0;
+                    switches[i] += a.1 - b.1;
+                }
             }
         }
         let secs = ROUND.as_secs_f64() * ROUNDS as f64;
@@ -128,5 +140,81 @@ fn main() {
         println!("  without the layer:                 {:>9.0} requests/s", rps[0]);
         println!("  with GuardLayer and AuditSink:     {:>9.0} requests/s, RPS loss {:.1}% (target <= 5%)", rps[1], (1.0 - rps[1] / rps[0]) * 100.0);
         println!("  with GuardLayer, no audit sink:    {:>9.0} requests/s, RPS loss {:.1}%", rps[2], (1.0 - rps[2] / rps[0]) * 100.0);
+        if cpu[0] > 0.0 {
+            println!("  process CPU (server and load generator) and context switches per request:");
+            for (i, name) in ["without the layer", "with GuardLayer and AuditSink", "with GuardLayer, no audit sink"].iter().enumerate() {
+                println!("    {name:<31} {:>6.1} µs CPU, {:.2} switches", cpu[i] / counts[i] as f64 * 1e6, switches[i] as f64 / counts[i] as f64);
+            }
+        }
+        let (bare_ns, guarded_ns) = in_process(&audited_layer, &token).await;
+        let (_, unaudited_ns) = in_process(&unaudited_layer, &token).await;
+        println!("in process, no sockets, one request at a time ({IN_PROCESS} calls, p50 of {BLOCKS} interleaved blocks):");
+        println!("  inner service alone:               {:>9.2} µs/request", bare_ns / 1e3);
+        println!("  through the layer with AuditSink:  {:>9.2} µs/request (+{:.2} µs)", guarded_ns / 1e3, (guarded_ns - bare_ns) / 1e3);
+        println!("  through the layer, no audit sink:  {:>9.2} µs/request (+{:.2} µs)", unaudited_ns / 1e3, (unaudited_ns - bare_ns) / 1e3);
     });
+}
+
+/// CPU seconds (user + system) and context switches of this process so far, from `/proc`
+/// (Linux only; `None` elsewhere).
+fn process_usage() -> Option<(f64, u64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let mut switches = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let status = std::fs::read_to_string(task.ok()?.path().join("status")).unwrap_or_default();
+        for line in status.lines() {
+            if let Some(n) = line.strip_prefix("voluntary_ctxt_switches:").or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:")) {
+                switches += n.trim().parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    // USER_HZ is 100 on every Linux this runs on.
+    Some((ticks as f64 / 100.0, switches))
+}
+
+const IN_PROCESS: usize = 200_000;
+const BLOCKS: usize = 20;
+
+fn payment(token: &str) -> ::http::Request<axum::body::Body> {
+    ::http::Request::post("/payments")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(BODY))
+        .unwrap()
+}
+
+/// Nanoseconds per request through an immediate inner service, alone and behind `layer`
+/// (median over interleaved blocks). Request construction is inside both timings.
+async fn in_process(layer: &GuardLayer, token: &str) -> (f64, f64) {
+    use tower::{Layer as _, Service as _, ServiceExt};
+    type Req = ::http::Request<axum::body::Body>;
+    let inner = tower::service_fn(|_req: ::http::Request<axum::body::Body>| async {
+        Ok::<_, std::convert::Infallible>(::http::Response::new(axum::body::Body::from("ok")))
+    });
+    let mut bare = inner;
+    let mut guarded = layer.layer(inner);
+    let per_block = IN_PROCESS / BLOCKS;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..BLOCKS {
+        let start = Instant::now();
+        for _ in 0..per_block {
+            let response = ServiceExt::<Req>::ready(&mut bare).await.unwrap().call(payment(token)).await.unwrap();
+            assert_eq!(response.status(), 200);
+        }
+        a.push(start.elapsed().as_nanos() as f64 / per_block as f64);
+        let start = Instant::now();
+        for _ in 0..per_block {
+            let response = ServiceExt::<Req>::ready(&mut guarded).await.unwrap().call(payment(token)).await.unwrap();
+            assert_eq!(response.status(), 200);
+        }
+        b.push(start.elapsed().as_nanos() as f64 / per_block as f64);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (median(a), median(b))
 }

@@ -100,7 +100,16 @@ impl World {
     }
 
     fn layer(&self, max_body: usize) -> GuardLayer {
-        let engine = Guard::builder(PolicyEngine::new(POLICY, None).unwrap())
+        self.layer_with(max_body, |b| b, |v| v)
+    }
+
+    fn layer_with(
+        &self,
+        max_body: usize,
+        engine: impl FnOnce(GuardBuilder) -> GuardBuilder,
+        verifier: impl FnOnce(Verifier) -> Verifier,
+    ) -> GuardLayer {
+        let engine = engine(Guard::builder(PolicyEngine::new(POLICY, None).unwrap()))
             .clock(self.clock.clone())
             .tools([
                 ToolSpec::new("read_invoice", Risk::Low).with_scope("ledger.invoices", "read"),
@@ -115,7 +124,8 @@ impl World {
             )
             .build()
             .unwrap();
-        let verifier = Verifier::new(self.issuer.jwks(), ISS, AUD).with_clock(self.clock.clone());
+        let verifier =
+            verifier(Verifier::new(self.issuer.jwks(), ISS, AUD).with_clock(self.clock.clone()));
         let auth = Authenticator::new(
             CachingVerifier::new(verifier, 100),
             DpopVerifier::new(self.clock.clone()),
@@ -479,11 +489,174 @@ async fn dpop_bound_tokens_need_their_proof() {
         (r.status, r.code()),
         (StatusCode::UNAUTHORIZED, Some("token.pop_invalid"))
     );
+    // RFC 9449 7.1: a bad proof is `invalid_dpop_proof`.
+    assert_eq!(
+        r.challenge.as_deref(),
+        Some(
+            r#"DPoP error="invalid_dpop_proof", error_description="token.pop_invalid", algs="EdDSA ES256""#
+        )
+    );
+
+    // A valid proof does not make `Bearer` acceptable for a DPoP-bound token (RFC 9449 7.2):
+    // the scheme cannot be downgraded.
+    let fresh = |jti: &str| {
+        create_dpop_proof(
+            &key,
+            &DpopRequest {
+                method: "GET",
+                url: &url,
+            },
+            w.clock.now(),
+            jti,
+            Some(&token),
+        )
+        .unwrap()
+    };
+    let mut req = request("GET", "/invoices/INV-7", Some(&token), None);
+    req.headers_mut()
+        .insert("dpop", fresh("p-3").parse().unwrap());
+    let r = send(addr, req).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, Some("token.pop_required"))
+    );
+    assert!(r.challenge.unwrap().starts_with("Bearer error="));
+
+    // The DPoP scheme needs exactly one proof, even for a token that is not bound.
+    let unbound = w.token(ALL);
+    let mut req = request("GET", "/invoices/INV-7", None, None);
+    req.headers_mut()
+        .insert("authorization", format!("DPoP {unbound}").parse().unwrap());
+    let r = send(addr, req).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, Some("token.pop_required"))
+    );
     assert!(
         r.challenge
             .unwrap()
             .starts_with(r#"DPoP error="invalid_token""#)
     );
+    let mut req = request("GET", "/invoices/INV-7", None, None);
+    req.headers_mut()
+        .insert("authorization", format!("DPoP {token}").parse().unwrap());
+    req.headers_mut()
+        .append("dpop", fresh("p-4").parse().unwrap());
+    req.headers_mut()
+        .append("dpop", fresh("p-5").parse().unwrap());
+    let r = send(addr, req).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, Some("token.pop_invalid"))
+    );
+}
+
+/// Remembers `(tool, http path, code)` of every decision.
+#[derive(Debug, Default)]
+struct Recorder(std::sync::Mutex<Vec<(String, Option<String>, Option<String>)>>);
+
+impl DecisionSink for Recorder {
+    fn record(
+        &self,
+        request: &GuardRequest<'_>,
+        _tool: Option<&ToolSpec>,
+        decision: &Decision,
+    ) -> Result<(), String> {
+        self.0.lock().unwrap().push((
+            request.tool.to_owned(),
+            request.http.map(|h| h.path.to_owned()),
+            decision.code().map(str::to_owned),
+        ));
+        Ok(())
+    }
+}
+
+/// A revocation store that cannot be reached.
+#[derive(Debug)]
+struct Unreachable;
+
+impl RevocationSet for Unreachable {
+    fn revoke(&self, _: Revocation, _: i64) -> Result<(), TokenError> {
+        Err(TokenError::RevocationUnavailable("down".into()))
+    }
+    fn check(&self, _: &Claims) -> Result<Option<String>, TokenError> {
+        Err(TokenError::RevocationUnavailable("down".into()))
+    }
+    fn prune(&self, _: i64) -> Result<(), TokenError> {
+        Ok(())
+    }
+    fn contains(&self, _: &Revocation) -> Result<bool, TokenError> {
+        Err(TokenError::RevocationUnavailable("down".into()))
+    }
+}
+
+#[tokio::test]
+async fn unmapped_routes_are_authenticated_then_denied_and_audited() {
+    let w = world();
+    let recorder = Arc::new(Recorder::default());
+    let sink = recorder.clone();
+    let addr = serve_axum(w.layer_with(4096, |b| b.sink(sink), |v| v)).await;
+    let token = w.token(ALL);
+
+    // Anonymous callers learn nothing about which routes are mapped.
+    let r = send(addr, request("GET", "/unguarded-by-mistake", None, None)).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, Some("guard.credentials_missing"))
+    );
+    assert!(recorder.0.lock().unwrap().is_empty());
+
+    let r = send(
+        addr,
+        request("GET", "/unguarded-by-mistake?x=1", Some(&token), None),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::FORBIDDEN, Some("guard.unknown_action"))
+    );
+    assert_eq!(
+        recorder.0.lock().unwrap().as_slice(),
+        [(
+            String::new(),
+            Some("/unguarded-by-mistake".to_owned()),
+            Some("guard.unknown_action".to_owned())
+        )]
+    );
+
+    // Two Authorization headers are refused rather than one silently chosen.
+    let mut req = request("GET", "/invoices/1", Some(&token), None);
+    req.headers_mut()
+        .append("authorization", "Bearer other".parse().unwrap());
+    let r = send(addr, req).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, Some("token.malformed"))
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_revocation_store_is_the_service_s_failure_not_the_client_s() {
+    let w = world();
+    let addr = serve_axum(w.layer_with(
+        4096,
+        |b| b,
+        |v| v.with_revocation(Arc::new(Unreachable)),
+    ))
+    .await;
+    let r = send(
+        addr,
+        request("GET", "/invoices/1", Some(&w.token(ALL)), None),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("token.revocation_unavailable")
+        )
+    );
+    assert!(r.challenge.is_none());
 }
 
 #[tokio::test]

@@ -8,6 +8,11 @@ use crate::approval::ApprovalRequest;
 use crate::codes;
 use crate::decision::Denial;
 
+/// `agentiam_token::TokenError::RevocationUnavailable`'s code.
+const REVOCATION_UNAVAILABLE: &str = "token.revocation_unavailable";
+/// `agentiam_token::TokenError::PopInvalid`'s code.
+const POP_INVALID: &str = "token.pop_invalid";
+
 /// Which authorization scheme the client used (the challenge answers in kind).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Scheme {
@@ -76,35 +81,52 @@ fn body(code: &str, message: &str) -> Value {
     json!({"error": {"code": code, "message": message}})
 }
 
-/// The response for a denial: 401 for credential failures, 403 for decisions, 400/413 for bad arguments.
-pub(super) fn denial_response(
-    denial: &Denial,
-    scheme: Scheme,
-    scope: Option<&str>,
-) -> Response<Body> {
+/// The response when the credentials do not prove a principal (whatever the code, since
+/// `Authenticator` may add codes): 401 with a challenge, except when the service itself could
+/// not decide (the revocation list is unreachable), which is 503 and not the client's fault.
+pub(super) fn authentication_failed(denial: &Denial, scheme: Scheme) -> Response<Body> {
     let code = denial.code();
     let b = body(code, denial.message());
     if code == codes::CREDENTIALS_MISSING {
-        // RFC 6750 3.1: no error attribute when the request carried no credentials.
+        // RFC 6750 3.1: no error attribute when the request carried no credentials; both
+        // schemes are offered (RFC 9449 7.1 allows several challenges).
         return respond(
             StatusCode::UNAUTHORIZED,
             Some(format!("Bearer, {}", challenge(Scheme::Dpop, &[]))),
             b,
         );
     }
-    if code.starts_with("token.")
-        || code.starts_with("delegation.")
-        || code == crate::credentials::PEER_CERTIFICATE_INVALID
-    {
-        return respond(
-            StatusCode::UNAUTHORIZED,
-            Some(challenge(
-                scheme,
-                &[("error", "invalid_token"), ("error_description", code)],
-            )),
-            b,
-        );
+    if code == REVOCATION_UNAVAILABLE {
+        return respond(StatusCode::SERVICE_UNAVAILABLE, None, b);
     }
+    // RFC 9449 7.1: a bad proof with the DPoP scheme is `invalid_dpop_proof`.
+    let error = if scheme == Scheme::Dpop && code == POP_INVALID {
+        "invalid_dpop_proof"
+    } else {
+        "invalid_token"
+    };
+    respond(
+        StatusCode::UNAUTHORIZED,
+        Some(challenge(
+            scheme,
+            &[("error", error), ("error_description", code)],
+        )),
+        b,
+    )
+}
+
+/// The response for a decision's denial: 401 when the credential expired since it was
+/// verified, 403 for refusals, 400 for bad arguments, 503 when a hook could not answer.
+pub(super) fn denial_response(
+    denial: &Denial,
+    scheme: Scheme,
+    scope: Option<&str>,
+) -> Response<Body> {
+    let code = denial.code();
+    if code.starts_with("token.") || code.starts_with("delegation.") {
+        return authentication_failed(denial, scheme);
+    }
+    let b = body(code, denial.message());
     if code == codes::SCOPE_MISSING || code == codes::CONSTRAINT_VIOLATED {
         let mut params = vec![("error", "insufficient_scope"), ("error_description", code)];
         if let Some(scope) = scope {

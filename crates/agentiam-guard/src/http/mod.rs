@@ -4,17 +4,22 @@
 //! ([`RouteMap`]), collects arguments (path parameters, query parameters and a JSON object body,
 //! read up to a cap after authentication), asks the [`crate::Guard`], and calls the inner
 //! service only on allow, with the verified principal in the request extensions
-//! ([`Authenticated`] extracts it in axum handlers).
+//! ([`Authenticated`] extracts it in axum handlers). Authentication comes before the route
+//! lookup, so anonymous callers learn nothing about which routes are mapped; an unmapped route
+//! is then decided by the engine like an unregistered tool (denied, and recorded by its sinks).
 //!
-//! Credentials: `Authorization: Bearer <token>`; `Authorization: DPoP <token>` with a `DPoP`
-//! proof header (RFC 9449, `htu` built from the configured public origin and the path); or a TLS
-//! client certificate that the server's accept loop puts into the request extensions as a
-//! [`PeerCertificate`] (see the `mtls` feature), alone (for workloads mapped to scopes) or with a
-//! token, whose agent must be the certificate's SPIFFE ID and whose `cnf["x5t#S256"]`, when
-//! present, must be that certificate.
+//! Credentials: `Authorization: Bearer <token>`; `Authorization: DPoP <token>` with exactly one
+//! `DPoP` proof header (RFC 9449, `htu` built from the configured public origin and the path);
+//! or a TLS client certificate that the server's accept loop puts into the request extensions
+//! as a [`PeerCertificate`] (see the `mtls` feature), alone (for workloads mapped to scopes) or
+//! with a token, whose agent must be the certificate's SPIFFE ID and whose `cnf["x5t#S256"]`,
+//! when present, must be that certificate. A `DPoP` header beside `Bearer` is ignored, so a
+//! DPoP-bound token sent as `Bearer` is refused (RFC 9449 section 7.2).
 //!
 //! A human's approval travels in the `Agentiam-Approval` header (base64url of the approval JSON),
-//! never in the body.
+//! never in the body. Only a JSON body (`application/json` or `+json`) becomes arguments; other
+//! bodies reach the service as they came, unseen by the guard (a missing argument fails scope
+//! constraints, and a policy over it fails closed, but nothing else in such a body is checked).
 //!
 //! Refusals are RFC 6750 responses whose JSON body is `{"error": {"code", "message"}}`:
 //!
@@ -22,11 +27,13 @@
 //! |---|---|---|
 //! | no credentials (`guard.credentials_missing`) | 401 | `Bearer, DPoP algs="EdDSA ES256"` |
 //! | `token.*`, `delegation.*`, `guard.peer_certificate_invalid` | 401 | `Bearer error="invalid_token", error_description="<code>"` (`DPoP ...` when DPoP was used) |
+//! | a bad DPoP proof (`token.pop_invalid` with the DPoP scheme) | 401 | `DPoP error="invalid_dpop_proof", error_description="token.pop_invalid", algs="EdDSA ES256"` |
+//! | the revocation store cannot be reached (`token.revocation_unavailable`) | 503 | none |
 //! | `guard.scope_missing`, `guard.constraint_violated` | 403 | `Bearer error="insufficient_scope", error_description="<code>", scope="<resource:action>"` |
 //! | needs a human (`guard.confirmation_required`, `guard.tainted_context`) | 403 | none; the body carries `approval_request` |
 //! | `guard.arguments_invalid` | 400 (413 for a body over the cap) | none |
 //! | `guard.hook_failed` (e.g. the audit log is down) | 503 | none |
-//! | any other denial | 403 | none |
+//! | any other denial (`guard.unknown_action` for an unmapped route, policy, approvals) | 403 | none |
 //!
 //! ```
 //! use std::sync::Arc;
