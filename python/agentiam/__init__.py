@@ -19,11 +19,13 @@ from ._native import (
     AgentIdentity,
     AuditError,
     ConfigurationError,
+    DelegationError,
     Issuer,
     SigningKey,
     TokenError,
     Verifier,
     sign_approval,
+    verify_audit_log,
 )
 
 __all__ = [
@@ -35,9 +37,11 @@ __all__ = [
     "AuditError",
     "ConfigurationError",
     "ConfirmationRequired",
+    "DelegationError",
     "Denied",
     "Guard",
     "GuardSession",
     "TokenError",
     "sign_approval",
+    "verify_audit_log",
 ]

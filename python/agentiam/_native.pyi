@@ -12,10 +12,12 @@ __all__ = [
     "Issuer",
     "Verifier",
     "sign_approval",
+    "verify_audit_log",
     "AgentIAMError",
     "TokenError",
     "ConfigurationError",
     "AuditError",
+    "DelegationError",
     "__version__",
 ]
 
@@ -28,6 +30,7 @@ class AgentIAMError(Exception):
 class TokenError(AgentIAMError): ...
 class ConfigurationError(AgentIAMError): ...
 class AuditError(AgentIAMError): ...
+class DelegationError(TokenError): ...
 
 # (kind, code, message, approval_request_json); kind is "allow", "deny" or "confirm".
 _Decision = tuple[str, str | None, str, str | None]
@@ -105,10 +108,22 @@ class Issuer:
         dpop_jkt: str | None = None,
     ) -> str: ...
     def jwks(self) -> str: ...
+    def delegate(
+        self,
+        parent_token: str,
+        actor: AgentIdentity,
+        audience: str,
+        scopes: str | None = None,
+        ttl: int | None = None,
+        calls: int | None = None,
+    ) -> str: ...
 
 @final
 class Verifier:
     def __new__(cls, jwks: str, issuer: str, audience: str) -> Self: ...
     def verify(self, token: str) -> dict[str, Any]: ...
 
+def verify_audit_log(
+    directory: str, checkpoint: str | None = None, verifier_key: str | None = None
+) -> tuple[int, int]: ...
 def sign_approval(request_json: str, private_jwk: str) -> str: ...

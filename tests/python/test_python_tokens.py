@@ -53,3 +53,39 @@ def test_bad_inputs_raise_coded_errors():
     with pytest.raises(agentiam.AgentIAMError) as bad:
         agentiam.AgentIdentity("https://not-spiffe", ("a", "b", "c"), "p", [])
     assert bad.value.code.startswith("identity.")
+
+
+def test_delegation_only_narrows_and_the_child_is_guarded(tmp_path):
+    key = agentiam.SigningKey.generate()
+    issuer = agentiam.Issuer("https://broker.test", key)
+    boss, helper = agent(), agentiam.AgentIdentity("spiffe://acme.test/agent/helper", ("p", "m", "1"), "You help.", [])
+    issuer.register(boss, "payments:transfer{amount<=100} ledger.*:read")
+    parent = issuer.issue(boss, "ledger-api", "payments:transfer{amount<=100} ledger.*:read", "task-1", "pay", ttl=600)
+    child = issuer.delegate(parent, helper, "ledger-api", scopes="payments:transfer{amount<=10}", ttl=120)
+    claims = agentiam.Verifier(issuer.jwks(), "https://broker.test", "ledger-api").verify(child)
+    assert claims["sub"] == "spiffe://acme.test/agent/payer" and claims["act"]["sub"] == "spiffe://acme.test/agent/helper"
+    with pytest.raises(agentiam.DelegationError) as wider:
+        issuer.delegate(parent, helper, "ledger-api", scopes="payments:transfer{amount<=1000}")
+    assert wider.value.code == "delegation.scope_widened"
+    assert isinstance(wider.value, agentiam.TokenError)
+
+    log = tmp_path / "log"
+    guard = agentiam.Guard(issuer="https://broker.test", audience="ledger-api", jwks=issuer.jwks(), audit_dir=str(log))
+
+    @guard.tool(scope="payments:transfer", risk="medium")
+    def transfer(amount: int) -> str:
+        return "paid"
+
+    with guard.session(child) as s:
+        assert s.presenter == "spiffe://acme.test/agent/helper" and s.subject == "spiffe://acme.test/agent/payer"
+        assert transfer(amount=5) == "paid"
+        with pytest.raises(agentiam.Denied) as denied:
+            transfer(amount=50)
+    assert denied.value.code == "guard.constraint_violated"
+    guard.flush()
+    assert agentiam.verify_audit_log(str(log)) == (3, 1)
+    segment = next(log.glob("*.jsonl"))
+    segment.write_text(segment.read_text().replace('"amount":5', '"amount":9', 1))
+    with pytest.raises(agentiam.AuditError) as tampered:
+        agentiam.verify_audit_log(str(log))
+    assert tampered.value.code == "audit.tampered"

@@ -41,6 +41,12 @@ create_exception!(
     AgentIAMError,
     "The activity log refused an operation (`audit.*`)."
 );
+create_exception!(
+    _native,
+    DelegationError,
+    TokenError,
+    "A delegation would widen rights or its chain is broken (`delegation.*`)."
+);
 
 /// Deepest nesting of arguments converted from Python.
 const MAX_DEPTH: usize = 32;
@@ -49,7 +55,8 @@ const MAX_DEPTH: usize = 32;
 /// on the code's family decides the class.
 fn error(py: Python<'_>, code: &str, message: &str) -> PyErr {
     let err = match code.split('.').next().unwrap_or_default() {
-        "token" | "delegation" => TokenError::new_err(message.to_owned()),
+        "token" => TokenError::new_err(message.to_owned()),
+        "delegation" => DelegationError::new_err(message.to_owned()),
         "audit" => AuditError::new_err(message.to_owned()),
         "guard" | "key" | "identity" | "scope" => ConfigurationError::new_err(message.to_owned()),
         _ => AgentIAMError::new_err(message.to_owned()),
@@ -474,7 +481,7 @@ impl PyAgentIdentity {
 
 /// Issues task tokens for registered agents.
 #[pyclass(frozen, name = "Issuer", module = "agentiam._native")]
-struct PyIssuer(agentiam_token::Issuer);
+struct PyIssuer(Arc<agentiam_token::Issuer>);
 
 #[pymethods]
 impl PyIssuer {
@@ -487,10 +494,10 @@ impl PyIssuer {
             .map_err(|e| error(py, e.code(), &e.to_string()))?;
         let key = agentiam_identity::SigningKey::from_private_jwk(&jwk)
             .map_err(|e| error(py, e.code(), &e.to_string()))?;
-        Ok(Self(agentiam_token::Issuer::new(
+        Ok(Self(Arc::new(agentiam_token::Issuer::new(
             issuer,
             agentiam_identity::KeySet::new(key),
-        )))
+        ))))
     }
 
     /// Registers what `agent` may ever be given (space-separated scopes), pinned to its identity.
@@ -541,6 +548,44 @@ impl PyIssuer {
     fn jwks(&self) -> String {
         self.0.jwks().to_json()
     }
+
+    /// RFC 8693 token exchange: a token for sub-agent `actor` that holds at most `scopes`
+    /// (default: the parent's), for at most `ttl` seconds and `calls` calls. Never wider than
+    /// `parent_token`; asking for more raises `DelegationError` (`delegation.scope_widened`, ...).
+    #[pyo3(signature = (parent_token, actor, audience, scopes = None, ttl = None, calls = None))]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "mirrors the Python keyword arguments"
+    )]
+    fn delegate(
+        &self,
+        py: Python<'_>,
+        parent_token: &str,
+        actor: &PyAgentIdentity,
+        audience: &str,
+        scopes: Option<&str>,
+        ttl: Option<i64>,
+        calls: Option<u64>,
+    ) -> PyResult<String> {
+        let mut request =
+            agentiam_delegation::ExchangeRequest::new(parent_token, &actor.0, audience);
+        if let Some(s) = scopes {
+            request = request.with_scopes(
+                agentiam_token::ScopeSet::parse(s)
+                    .map_err(|e| error(py, e.code(), &e.to_string()))?,
+            );
+        }
+        if let Some(t) = ttl {
+            request = request.with_ttl(t);
+        }
+        if let Some(c) = calls {
+            request = request.with_calls(c);
+        }
+        agentiam_delegation::Exchanger::new(self.0.clone())
+            .exchange(&request)
+            .map(|t| t.token)
+            .map_err(|e| error(py, e.code(), &e.to_string()))
+    }
 }
 
 /// Verifies task tokens.
@@ -568,6 +613,39 @@ impl PyVerifier {
     }
 }
 
+/// Verifies an activity log directory offline (and, with `checkpoint` text and the signer's
+/// `verifier_key`, against that signed checkpoint); returns `{"records", "segments"}` or raises
+/// `AuditError` (`audit.tampered`, `audit.truncated`, `audit.bad_checkpoint`).
+#[pyfunction]
+#[pyo3(signature = (directory, checkpoint = None, verifier_key = None))]
+fn verify_audit_log(
+    py: Python<'_>,
+    directory: &str,
+    checkpoint: Option<&str>,
+    verifier_key: Option<&str>,
+) -> PyResult<(u64, usize)> {
+    let store = agentiam_telemetry::FileStore::open(directory)
+        .map_err(|e| error(py, "audit.io", &e.to_string()))?;
+    let verifier = verifier_key
+        .map(agentiam_telemetry::NoteVerifier::from_verifier_key)
+        .transpose()
+        .map_err(|e| error(py, e.code(), &e.to_string()))?;
+    let pair = match (checkpoint, verifier.as_ref()) {
+        (Some(c), Some(v)) => Some((c, v)),
+        (None, None) => None,
+        _ => {
+            return Err(error(
+                py,
+                "audit.bad_checkpoint",
+                "a checkpoint needs its verifier key, and the other way round",
+            ));
+        }
+    };
+    py.detach(|| agentiam_telemetry::verify_log(&store, pair))
+        .map(|r| (r.records, r.segments))
+        .map_err(|e| error(py, e.code(), &e.to_string()))
+}
+
 /// Signs an approval request (JSON) with an approver's private Ed25519 JWK; returns the approval JSON.
 #[pyfunction]
 fn sign_approval(py: Python<'_>, request_json: &str, private_jwk: &str) -> PyResult<String> {
@@ -592,6 +670,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyIssuer>()?;
     m.add_class::<PyVerifier>()?;
     m.add_function(wrap_pyfunction!(sign_approval, m)?)?;
+    m.add_function(wrap_pyfunction!(verify_audit_log, m)?)?;
+    m.add("DelegationError", py.get_type::<DelegationError>())?;
     m.add("AgentIAMError", py.get_type::<AgentIAMError>())?;
     m.add("TokenError", py.get_type::<TokenError>())?;
     m.add("ConfigurationError", py.get_type::<ConfigurationError>())?;

@@ -110,7 +110,7 @@ fn main() {
         let verifier = Verifier::new(issuer.jwks(), "https://broker.test", "https://api.test").with_clock(clock.clone());
         let auth = Authenticator::new(CachingVerifier::new(verifier, 1024), DpopVerifier::new(clock));
         let routes = RouteMap::new().route("POST", "/payments", "transfer").unwrap();
-        let handler = || axum::routing::post(|| async { "ok" });
+        let handler = || axum::routing::post(|axum::Json(v): axum::Json<serde_json::Value>| async move { if v["amount"].is_number() { "ok" } else { "no amount" } });
         let bare = serve(axum::Router::new().route("/payments", handler())).await;
         let audited_layer = GuardLayer::new(guard, auth.clone(), routes.clone(), "https://api.test");
         let unaudited_layer = GuardLayer::new(unaudited, auth, routes, "https://api.test");
@@ -166,7 +166,10 @@ fn process_usage() -> Option<(f64, u64)> {
     for task in std::fs::read_dir("/proc/self/task").ok()? {
         let status = std::fs::read_to_string(task.ok()?.path().join("status")).unwrap_or_default();
         for line in status.lines() {
-            if let Some(n) = line.strip_prefix("voluntary_ctxt_switches:").or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:")) {
+            if let Some(n) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
                 switches += n.trim().parse::<u64>().unwrap_or(0);
             }
         }
@@ -201,13 +204,23 @@ async fn in_process(layer: &GuardLayer, token: &str) -> (f64, f64) {
     for _ in 0..BLOCKS {
         let start = Instant::now();
         for _ in 0..per_block {
-            let response = ServiceExt::<Req>::ready(&mut bare).await.unwrap().call(payment(token)).await.unwrap();
+            let response = ServiceExt::<Req>::ready(&mut bare)
+                .await
+                .unwrap()
+                .call(payment(token))
+                .await
+                .unwrap();
             assert_eq!(response.status(), 200);
         }
         a.push(start.elapsed().as_nanos() as f64 / per_block as f64);
         let start = Instant::now();
         for _ in 0..per_block {
-            let response = ServiceExt::<Req>::ready(&mut guarded).await.unwrap().call(payment(token)).await.unwrap();
+            let response = ServiceExt::<Req>::ready(&mut guarded)
+                .await
+                .unwrap()
+                .call(payment(token))
+                .await
+                .unwrap();
             assert_eq!(response.status(), 200);
         }
         b.push(start.elapsed().as_nanos() as f64 / per_block as f64);

@@ -638,12 +638,8 @@ async fn unmapped_routes_are_authenticated_then_denied_and_audited() {
 #[tokio::test]
 async fn an_unreachable_revocation_store_is_the_service_s_failure_not_the_client_s() {
     let w = world();
-    let addr = serve_axum(w.layer_with(
-        4096,
-        |b| b,
-        |v| v.with_revocation(Arc::new(Unreachable)),
-    ))
-    .await;
+    let addr =
+        serve_axum(w.layer_with(4096, |b| b, |v| v.with_revocation(Arc::new(Unreachable)))).await;
     let r = send(
         addr,
         request("GET", "/invoices/1", Some(&w.token(ALL)), None),
