@@ -312,6 +312,40 @@ async fn every_request_is_decided_on_identity_scope_arguments_and_policy() {
         (StatusCode::BAD_REQUEST, Some("guard.arguments_invalid"))
     );
 
+    // Nor can a duplicate member in the body, at any depth: parsers disagree on which wins.
+    for body in [
+        r#"{"amount": 1, "amount": 500}"#,
+        r#"{"amount": 1, "memo": {"to": "a", "to": "b"}}"#,
+        r#"{"amount": 1, "items": [{"x": 1, "x": 2}]}"#,
+    ] {
+        let mut req = request("POST", "/payments", Some(&token), None);
+        req.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        *req.body_mut() = body.to_owned();
+        let r = send(addr, req).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, Some("guard.arguments_invalid")),
+            "{body}"
+        );
+    }
+    // Trailing garbage after the object is refused too; `+json` types are JSON.
+    let mut req = request("POST", "/payments", Some(&token), None);
+    req.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    *req.body_mut() = r#"{"amount": 1} {"amount": 500}"#.to_owned();
+    assert_eq!(send(addr, req).await.status, StatusCode::BAD_REQUEST);
+    let mut req = request("POST", "/payments", Some(&token), None);
+    req.headers_mut().insert(
+        "content-type",
+        "application/vnd.acme+JSON; charset=utf-8".parse().unwrap(),
+    );
+    *req.body_mut() = r#"{"amount": 500, "to": "ACME"}"#.to_owned();
+    assert_eq!(
+        send(addr, req).await.code(),
+        Some("guard.constraint_violated")
+    );
+
     let r = send(
         addr,
         request("GET", "/unguarded-by-mistake", Some(&token), None),
@@ -551,9 +585,12 @@ async fn dpop_bound_tokens_need_their_proof() {
     );
 }
 
+/// `(tool, http path, code)` of each recorded decision.
+type Recorded = Vec<(String, Option<String>, Option<String>)>;
+
 /// Remembers `(tool, http path, code)` of every decision.
 #[derive(Debug, Default)]
-struct Recorder(std::sync::Mutex<Vec<(String, Option<String>, Option<String>)>>);
+struct Recorder(std::sync::Mutex<Recorded>);
 
 impl DecisionSink for Recorder {
     fn record(

@@ -202,11 +202,28 @@ fn arguments_invalid(message: impl Into<String>) -> Denial {
 fn insert(args: &mut Map<String, Value>, name: String, value: Value) -> Result<(), Denial> {
     if args.contains_key(&name) {
         return Err(arguments_invalid(format!(
-            "argument {name:?} is given twice (path, query or body)"
+            "argument {:?} is given twice (path, query or body)",
+            agentiam_identity::clip_for_message(&name)
         )));
     }
     args.insert(name, value);
     Ok(())
+}
+
+/// Whether the request says its body is JSON (`application/json` or `*/*+json`).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            let mime = ct.split(';').next().unwrap_or_default().trim();
+            mime.eq_ignore_ascii_case("application/json")
+                || mime
+                    .len()
+                    .checked_sub(5)
+                    .and_then(|at| mime.get(at..))
+                    .is_some_and(|suffix| suffix.eq_ignore_ascii_case("+json"))
+        })
 }
 
 /// Path parameters, query parameters and a JSON object body, as one argument object.
@@ -216,7 +233,20 @@ fn arguments(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Value, Denial> {
-    let mut args = Map::new();
+    // The body's object is the argument map, so its members are not copied again.
+    let mut args = if is_json(headers) && !body.is_empty() {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        match serde::de::DeserializeSeed::deserialize(Strict, &mut de).and_then(|v| {
+            de.end()?;
+            Ok(v)
+        }) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => return Err(arguments_invalid("a JSON body must be an object")),
+            Err(e) => return Err(arguments_invalid(format!("body is not JSON: {e}"))),
+        }
+    } else {
+        Map::new()
+    };
     for (k, v) in params {
         insert(&mut args, k, Value::String(v))?;
     }
@@ -225,26 +255,75 @@ fn arguments(
             insert(&mut args, k.into_owned(), Value::String(v.into_owned()))?;
         }
     }
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            let mime = ct.split(';').next().unwrap_or_default().trim();
-            mime.eq_ignore_ascii_case("application/json")
-                || mime.to_ascii_lowercase().ends_with("+json")
-        });
-    if json && !body.is_empty() {
-        match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(map)) => {
-                for (k, v) in map {
-                    insert(&mut args, k, v)?;
-                }
-            }
-            Ok(_) => return Err(arguments_invalid("a JSON body must be an object")),
-            Err(e) => return Err(arguments_invalid(format!("body is not JSON: {e}"))),
-        }
-    }
     Ok(Value::Object(args))
+}
+
+/// Deserializes JSON into a [`Value`] but refuses an object with a duplicate member name,
+/// at any depth.
+///
+/// `serde_json::Value` keeps the last duplicate; other parsers keep the first or refuse.
+/// If the guard decided on `{"amount": 1, "amount": 500}` as 1 and the service read 500, the
+/// constraint would be bypassed, so such a body is refused (`guard.arguments_invalid`), as an
+/// argument given twice in path, query and body is.
+struct Strict;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Strict {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<Value, D::Error> {
+        de.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Strict {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        // JSON text has no NaN or infinity; `from` maps them to null all the same.
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(item) = seq.next_element_seed(Strict)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut members = Map::new();
+        while let Some(name) = map.next_key::<String>()? {
+            let value = map.next_value_seed(Strict)?;
+            if members.contains_key(&name) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "member {:?} appears twice in one object",
+                    agentiam_identity::clip_for_message(&name)
+                )));
+            }
+            members.insert(name, value);
+        }
+        Ok(Value::Object(members))
+    }
 }
 
 fn approval(headers: &HeaderMap) -> Result<Option<Approval>, Denial> {
@@ -310,7 +389,11 @@ where
         Err((denial, scheme)) => return Ok(authentication_failed(&denial, scheme)),
     };
     let scheme = credentials.scheme;
-    let url = format!("{}{}", shared.origin, parts.uri.path());
+    // The DPoP `htu`; only a proof needs it.
+    let url = match credentials.proof {
+        Some(_) => format!("{}{}", shared.origin, parts.uri.path()),
+        None => String::new(),
+    };
     let peer = parts.extensions.get::<PeerCertificate>();
     let presented = Presented {
         token: credentials.token,
