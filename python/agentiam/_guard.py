@@ -256,6 +256,30 @@ class Guard:
         self._guard().flush()
 
 
+def _translating(fn: F, translate: Callable[[Denied], Exception]) -> F:
+    """`fn` (a guarded tool), raising `translate(denial)` instead of a `Denied`: how an
+    integration hands a refusal to its framework. Keeps `fn` a real (async) function."""
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def async_call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(*args, **kwargs)
+            except Denied as error:
+                raise translate(error) from error
+
+        return async_call  # type: ignore[return-value]
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Denied as error:
+            raise translate(error) from error
+
+    return call  # type: ignore[return-value]
+
+
 def _current(guard: Guard) -> GuardSession:
     session = _CURRENT.get()
     if session is None or getattr(session, "_owner", None) is not guard:

@@ -15,13 +15,12 @@ status is "error" and whose content names the reason code, so the model can adju
 
 from __future__ import annotations
 
-import functools
 import inspect
 from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
-from .._guard import ConfirmationRequired, Denied, Guard
+from .._guard import ConfirmationRequired, Denied, Guard, _translating
 
 __all__ = ["guard_tool"]
 
@@ -50,37 +49,16 @@ def guard_tool(
         raise TypeError("guard_tool needs a function-backed tool (@tool or StructuredTool.from_function)")
     guard._register(tool.name, scope, risk, untrusted_output)
 
-    def sync(fn: Any) -> Any:
-        guarded = guard._wrap(fn, tool.name)
-
-        @functools.wraps(fn)
-        def call(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return guarded(*args, **kwargs)
-            except Denied as error:
-                raise _explain(error) from error
-
-        return call
-
-    def asynchronous(fn: Any) -> Any:
-        guarded = guard._wrap(fn, tool.name)
-
-        @functools.wraps(fn)
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return await guarded(*args, **kwargs)
-            except Denied as error:
-                raise _explain(error) from error
-
-        return call
+    def guarded(fn: Any) -> Any:
+        return _translating(guard._wrap(fn, tool.name), _explain)
 
     extra: dict[str, Any] = {} if tool.args_schema is None else {"args_schema": tool.args_schema}
     return StructuredTool(
         name=tool.name,
         description=tool.description,
         **extra,
-        func=sync(func) if func is not None else None,
-        coroutine=asynchronous(coroutine) if coroutine is not None and inspect.iscoroutinefunction(coroutine) else None,
+        func=guarded(func) if func is not None else None,
+        coroutine=guarded(coroutine) if coroutine is not None and inspect.iscoroutinefunction(coroutine) else None,
         return_direct=tool.return_direct,
         response_format=tool.response_format,
         handle_tool_error=True,

@@ -18,7 +18,6 @@ and is not an argument the guard sees.
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +26,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
-from .._guard import ConfirmationRequired, Denied, Guard
+from .._guard import ConfirmationRequired, Denied, Guard, _translating
 
 __all__ = ["guard_tool"]
 
@@ -64,24 +63,7 @@ def guard_tool(
             ToolAnnotations(read_only_hint=risk == "low", destructive_hint=risk in ("high", "irreversible")),
         )
         # A ToolError's text reaches the client; any other exception is hidden behind a generic message.
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def tool(*args: Any, **kwargs: Any) -> Any:
-                try:
-                    return await guarded(*args, **kwargs)
-                except Denied as error:
-                    raise _tool_error(error) from error
-
-        else:
-
-            @functools.wraps(fn)
-            def tool(*args: Any, **kwargs: Any) -> Any:
-                try:
-                    return guarded(*args, **kwargs)
-                except Denied as error:
-                    raise _tool_error(error) from error
-
+        tool = _translating(guarded, _tool_error)
         server.tool(name=tool_name, **tool_kwargs)(tool)
         return tool
 

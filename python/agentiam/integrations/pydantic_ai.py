@@ -11,7 +11,6 @@ A `RunContext` first parameter is passed through and is not an argument the guar
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 from pydantic_ai import Tool
 from pydantic_ai.exceptions import ApprovalRequired, ModelRetry
 
-from .._guard import ConfirmationRequired, Denied, Guard
+from .._guard import ConfirmationRequired, Denied, Guard, _translating
 
 __all__ = ["guard_tool"]
 
@@ -49,22 +48,4 @@ def guard_tool(
     exclude = (first.name,) if first is not None and "RunContext" in annotation else ()
     guarded = guard._wrap(fn, tool_name, exclude)
 
-    if inspect.iscoroutinefunction(fn):
-
-        @functools.wraps(fn)
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return await guarded(*args, **kwargs)
-            except Denied as error:
-                raise _translate(error) from error
-
-        return Tool(call, name=tool_name, **tool_kwargs)
-
-    @functools.wraps(fn)
-    def call_sync(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return guarded(*args, **kwargs)
-        except Denied as error:
-            raise _translate(error) from error
-
-    return Tool(call_sync, name=tool_name, **tool_kwargs)
+    return Tool(_translating(guarded, _translate), name=tool_name, **tool_kwargs)
