@@ -13,17 +13,21 @@ constraints, Cedar policy, session taint, human confirmation) before the tool ru
         approve_payment(amount=420, vendor="ACME")   # runs only if allowed
 """
 
-from ._guard import ConfirmationRequired, Denied, Guard, GuardSession
+from ._audit import read_audit_log
+from ._guard import ConfirmationRequired, Denied, Guard, GuardSession, framework_call
 from ._native import (
     AgentIAMError,
     AgentIdentity,
     AuditError,
+    AuditLog,
     ConfigurationError,
     DelegationError,
     Issuer,
+    KeySet,
     SigningKey,
     TokenError,
     Verifier,
+    attenuate,
     sign_approval,
     verify_audit_log,
 )
@@ -31,7 +35,9 @@ from ._native import (
 __all__ = [
     "AgentIAMError",
     "AgentIdentity",
+    "AuditLog",
     "Issuer",
+    "KeySet",
     "SigningKey",
     "Verifier",
     "AuditError",
@@ -42,6 +48,9 @@ __all__ = [
     "Guard",
     "GuardSession",
     "TokenError",
+    "attenuate",
+    "framework_call",
+    "read_audit_log",
     "sign_approval",
     "verify_audit_log",
 ]

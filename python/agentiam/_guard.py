@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextlib
 import contextvars
 import functools
@@ -9,7 +11,7 @@ import inspect
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from . import _native
@@ -18,9 +20,31 @@ from ._native import AgentIAMError
 F = TypeVar("F", bound=Callable[..., Any])
 
 _RISKS = ("low", "medium", "high", "irreversible")
+# Calls decided ahead (a framework's approval step) that a session remembers until they are made.
+_MAX_DECIDED_AHEAD = 1024
+# Bearer-token sessions a guard keeps (a server's distinct live tokens).
+_MAX_BEARER_SESSIONS = 4096
 
 # The session of the current thread or asyncio task; contextvars keep concurrent tasks apart.
 _CURRENT: contextvars.ContextVar[GuardSession | None] = contextvars.ContextVar("agentiam_session", default=None)
+# What a framework integration knows about the call being made: the framework's tool-call id
+# (into the audit event) and a signed approval the framework carried for this very call.
+_CALL: contextvars.ContextVar[tuple[str | None, str | None]] = contextvars.ContextVar(
+    "agentiam_call", default=(None, None)
+)
+
+
+@contextlib.contextmanager
+def framework_call(call_id: str | None, approval: str | Mapping[str, Any] | None = None) -> Iterator[None]:
+    """Within this context a guarded tool's call carries the framework's `call_id` into the
+    activity log and presents `approval` (a signed approval for this call) to the guard.
+    Integrations use it; it is public for frameworks agentiam has no integration for."""
+    text = None if approval is None else approval if isinstance(approval, str) else json.dumps(dict(approval))
+    reset = _CALL.set((call_id, text))
+    try:
+        yield
+    finally:
+        _CALL.reset(reset)
 
 
 class Denied(AgentIAMError):
@@ -44,7 +68,13 @@ class ConfirmationRequired(Denied):
         self.approval_request = approval_request
 
 
-ApprovalCallback = Callable[[dict[str, Any]], "str | Mapping[str, Any] | None"]
+ApprovalCallback = Callable[
+    [dict[str, Any]], "str | Mapping[str, Any] | None | Awaitable[str | Mapping[str, Any] | None]"
+]
+
+
+async def _awaited(answer: Awaitable[Any]) -> Any:
+    return await answer
 
 
 class GuardSession:
@@ -53,7 +83,14 @@ class GuardSession:
     def __init__(self, native: Any, on_confirmation: ApprovalCallback | None) -> None:
         self._native = native
         self._on_confirmation = on_confirmation
-        self._approvals: dict[str, str] = {}
+        # Signed approvals waiting for their call, by tool ("" when the tool is not known here).
+        self._approvals: dict[str, list[str]] = {}
+        # Approval requests this session raised: digest -> tool.
+        self._requested: dict[str, str] = {}
+        # Decisions an integration took ahead of the call (OpenAI Agents' needs_approval):
+        # call id -> (tool, arguments, kind, code, message, approval request).
+        self._decided: dict[str, tuple[str, dict[str, Any], str, str | None, str, dict[str, Any] | None]] = {}
+        self._lock = threading.Lock()
 
     @property
     def subject(self) -> str:
@@ -83,36 +120,131 @@ class GuardSession:
         accepts it once; an approval for anything else is refused.
         """
         text = approval if isinstance(approval, str) else json.dumps(dict(approval))
-        tool = json.loads(text).get("digest", "")
-        self._approvals[str(tool)] = text
+        try:
+            digest = json.loads(text).get("digest", "")
+        except (ValueError, AttributeError):
+            raise Denied("guard.confirmation_invalid", "an approval is a JSON object") from None
+        with self._lock:
+            tool = self._requested.get(str(digest), "")
+            self._approvals.setdefault(tool, []).append(text)
 
-    def _decide(self, tool: str, arguments: dict[str, Any], call_id: str | None) -> None:
-        approval = None
-        if self._approvals:
-            # The guard matches an approval to a call by hash; offer the newest one.
-            approval = next(reversed(self._approvals.values()))
+    @property
+    def pending_approvals(self) -> int:
+        """Approvals handed to the session that no call has used yet."""
+        with self._lock:
+            return sum(len(v) for v in self._approvals.values())
+
+    def _take_approval(self, tool: str) -> str | None:
+        with self._lock:
+            for key in (tool, ""):
+                waiting = self._approvals.get(key)
+                if waiting:
+                    return waiting[-1]
+            return None
+
+    def _used(self, approval: str) -> None:
+        with self._lock:
+            for waiting in self._approvals.values():
+                if approval in waiting:
+                    waiting.remove(approval)
+
+    def _decide_now(
+        self, tool: str, arguments: dict[str, Any], call_id: str | None, approval: str | None
+    ) -> tuple[str, str | None, str, dict[str, Any] | None]:
+        """One guard decision: (kind, code, message, approval request)."""
         kind, code, message, request = self._native.before(tool, arguments, call_id, approval)
+        if approval is not None and kind == "allow":
+            self._used(approval)
+        if kind != "confirm":
+            return kind, code, message, None
+        approval_request: dict[str, Any] = json.loads(request)
+        with self._lock:
+            self._requested[str(approval_request.get("digest", ""))] = tool
+        return kind, code, message, approval_request
+
+    def _decide(self, tool: str, arguments: dict[str, Any], call_id: str | None) -> dict[str, Any] | None:
+        """None when the call may run; the approval request when `on_confirmation` must answer
+        it; raises `Denied` / `ConfirmationRequired` otherwise."""
+        framework_id, carried = _CALL.get()
+        call_id = call_id or framework_id
+        if call_id is not None:
+            with self._lock:
+                ahead = self._decided.pop(call_id, None)
+            if ahead is not None and ahead[0] == tool and ahead[1] == arguments and ahead[2] != "confirm":
+                # Decided (and audited) moments ago for exactly this call.
+                if ahead[2] == "allow":
+                    return None
+                raise Denied(ahead[3] or "guard.denied", ahead[4])
+        approval = carried if carried is not None else self._take_approval(tool)
+        kind, code, message, approval_request = self._decide_now(tool, arguments, call_id, approval)
         if kind == "allow":
-            if approval is not None and message:
-                self._approvals = {k: v for k, v in self._approvals.items() if v != approval}
-            return
-        if kind == "confirm":
-            approval_request = json.loads(request)
+            return None
+        if kind == "confirm" and approval_request is not None:
             if self._on_confirmation is not None:
-                answer = self._on_confirmation(approval_request)
-                if answer is not None:
-                    text = answer if isinstance(answer, str) else json.dumps(dict(answer))
-                    kind, code, message, _ = self._native.before(tool, arguments, call_id, text)
-                    if kind == "allow":
-                        return
-                    raise Denied(code, message)
-                raise Denied("guard.confirmation_denied", "no human approved the call")
-            raise ConfirmationRequired(code, message, approval_request)
-        raise Denied(code, message)
+                return approval_request
+            raise ConfirmationRequired(code or "guard.confirmation_required", message, approval_request)
+        raise Denied(code or "guard.denied", message)
+
+    def _confirmed(self, tool: str, arguments: dict[str, Any], call_id: str | None, answer: Any) -> None:
+        if answer is None:
+            raise Denied("guard.confirmation_denied", "no human approved the call")
+        text = answer if isinstance(answer, str) else json.dumps(dict(answer))
+        kind, code, message, _ = self._decide_now(tool, arguments, call_id or _CALL.get()[0], text)
+        if kind != "allow":
+            raise Denied(code or "guard.denied", message)
+
+    def _check(self, tool: str, arguments: dict[str, Any]) -> None:
+        """Decide a synchronous call; asks `on_confirmation` (sync, or async outside a running
+        event loop) when a human must approve."""
+        request = self._decide(tool, arguments, None)
+        if request is None or self._on_confirmation is None:
+            return
+        answer = self._on_confirmation(request)
+        if inspect.isawaitable(answer):
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                answer = asyncio.run(_awaited(answer))
+            else:
+                if inspect.iscoroutine(answer):
+                    answer.close()
+                raise Denied(
+                    "guard.confirmation_denied",
+                    "an async on_confirmation cannot answer a synchronous tool inside a running event loop",
+                )
+        self._confirmed(tool, arguments, None, answer)
+
+    async def _check_async(self, tool: str, arguments: dict[str, Any]) -> None:
+        """Decide an asynchronous call; awaits `on_confirmation` when it is async."""
+        request = self._decide(tool, arguments, None)
+        if request is None or self._on_confirmation is None:
+            return
+        answer = self._on_confirmation(request)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        self._confirmed(tool, arguments, None, answer)
+
+    def _decide_ahead(self, tool: str, arguments: dict[str, Any], call_id: str) -> str:
+        """Decides a call before the framework makes it (for a framework's own approval step);
+        the call itself then uses this decision once. Returns "allow", "deny" or "confirm"."""
+        approval = self._take_approval(tool)
+        kind, code, message, request = self._decide_now(tool, arguments, call_id, approval)
+        with self._lock:
+            while len(self._decided) >= _MAX_DECIDED_AHEAD:
+                self._decided.pop(next(iter(self._decided)))
+            self._decided[call_id] = (tool, arguments, kind, code, message, request)
+        return kind
+
+    def approval_request(self, call_id: str) -> dict[str, Any] | None:
+        """The approval request of a call the guard paused ahead of time (by the framework's
+        tool-call id), for a human to read and sign; None if that call needs no approval."""
+        with self._lock:
+            ahead = self._decided.get(call_id)
+        return None if ahead is None else ahead[5]
 
     def _after(self, tool: str, output: Any, failed: bool, call_id: str | None) -> str:
         text = output if isinstance(output, str) else repr(output)
-        return str(self._native.after(tool, text, failed, call_id))
+        return str(self._native.after(tool, text, failed, call_id or _CALL.get()[0]))
 
 
 class Guard:
@@ -120,8 +252,8 @@ class Guard:
 
     `issuer`, `audience` and `jwks` (a dict or JSON string) say which tokens are accepted;
     `policy` is Cedar text (the default gates when omitted); `approvers` maps names to public
-    Ed25519 JWKs of the humans who may approve; `audit_dir` writes every decision to a
-    tamper-evident activity log; `on_confirmation` is called with an approval request when a
+    Ed25519 JWKs of the humans who may approve; `audit_dir` (or an open `audit_log`) writes
+    every decision to a tamper-evident activity log; `on_confirmation` is called with an approval request when a
     call needs a human and returns a signed approval (or None to refuse); without it the call
     raises `ConfirmationRequired`.
     """
@@ -136,6 +268,7 @@ class Guard:
         schema: str | None = None,
         approvers: Mapping[str, Mapping[str, Any]] | None = None,
         audit_dir: str | None = None,
+        audit_log: _native.AuditLog | None = None,
         on_confirmation: ApprovalCallback | None = None,
         now: int | None = None,
     ) -> None:
@@ -148,16 +281,23 @@ class Guard:
             "tools": [],
             "approvers": [{"name": n, "jwk": dict(k)} for n, k in (approvers or {}).items()],
         }
-        self._audit_dir = audit_dir
+        if audit_dir is not None and audit_log is not None:
+            raise ValueError("give audit_dir or audit_log, not both")
+        self._audit_log = audit_log if audit_log is not None else (
+            _native.AuditLog(audit_dir) if audit_dir is not None else None
+        )
         self._now = now
         self._on_confirmation = on_confirmation
         self._native: Any = None
         self._lock = threading.Lock()
+        # Sessions opened for bearer tokens a server received (MCP over HTTP), by token, so
+        # taint lasts for the token's life; bounded, oldest dropped first.
+        self._bearer_sessions: collections.OrderedDict[str, GuardSession] = collections.OrderedDict()
 
     def _guard(self) -> Any:
         with self._lock:
             if self._native is None:
-                self._native = _native.Guard(json.dumps(self._config), self._now, self._audit_dir)
+                self._native = _native.Guard(json.dumps(self._config), self._now, self._audit_log)
             return self._native
 
     def tool(
@@ -167,28 +307,45 @@ class Guard:
         risk: str = "medium",
         untrusted_output: bool = False,
         name: str | None = None,
+        redact: Sequence[str] = (),
     ) -> Callable[[F], F]:
         """Guard a tool. `scope` is the `resource:action` a token needs (default `<name>:call`);
         `risk` one of low, medium, high, irreversible; `untrusted_output` taints the session
-        after the tool runs. Works on functions and coroutine functions, and returns a real
-        function with the original signature and docstring."""
+        after the tool runs; `redact` names arguments whose values the activity log replaces
+        with "[REDACTED]" (their hash is kept). Works on functions and coroutine functions, and
+        returns a real function with the original signature and docstring."""
         def decorate(fn: F) -> F:
             tool_name = name or fn.__name__
-            self._register(tool_name, scope, risk, untrusted_output)
+            self._register(tool_name, scope, risk, untrusted_output, redact)
             return self._wrap(fn, tool_name)
 
         return decorate
 
-    def _register(self, tool_name: str, scope: str | None, risk: str, untrusted_output: bool) -> None:
+    @property
+    def audit_log(self) -> _native.AuditLog | None:
+        """The activity log decisions go to, if any (to record events of your own)."""
+        return self._audit_log
+
+    def _register(
+        self, tool_name: str, scope: str | None, risk: str, untrusted_output: bool, redact: Sequence[str] = ()
+    ) -> None:
         if risk not in _RISKS:
             raise ValueError(f"risk must be one of {_RISKS}")
+        if isinstance(redact, str):
+            raise TypeError("redact is a list of argument names")
         with self._lock:
             if self._native is not None:
                 raise AgentIAMError("decorate every tool before the guard's first call")
             if any(t["name"] == tool_name for t in self._config["tools"]):
                 raise AgentIAMError(f"tool {tool_name!r} is registered twice")
             self._config["tools"].append(
-                {"name": tool_name, "risk": risk, "scope": scope, "untrusted_output": untrusted_output}
+                {
+                    "name": tool_name,
+                    "risk": risk,
+                    "scope": scope,
+                    "untrusted_output": untrusted_output,
+                    "redact": list(redact),
+                }
             )
 
     def _wrap(self, fn: F, tool_name: str, exclude: Sequence[str] = ()) -> F:
@@ -206,7 +363,7 @@ class Guard:
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 session = _current(self)
-                session._decide(tool_name, arguments(args, kwargs), None)
+                await session._check_async(tool_name, arguments(args, kwargs))
                 try:
                     result = await fn(*args, **kwargs)
                 except Exception as error:
@@ -220,7 +377,7 @@ class Guard:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             session = _current(self)
-            session._decide(tool_name, arguments(args, kwargs), None)
+            session._check(tool_name, arguments(args, kwargs))
             try:
                 result = fn(*args, **kwargs)
             except Exception as error:
@@ -251,9 +408,44 @@ class Guard:
         finally:
             _CURRENT.reset(reset)
 
+    def bearer_session(self, token: str) -> GuardSession:
+        """The session for a bearer token a server received (verified on first use, raising
+        `TokenError`); the same session, with its taint, for every request with that token."""
+        with self._lock:
+            session = self._bearer_sessions.get(token)
+            if session is not None:
+                self._bearer_sessions.move_to_end(token)
+                return session
+        native = self._guard().session(token, str(uuid.uuid4()), None, "POST", "")
+        session = GuardSession(native, self._on_confirmation)
+        session._owner = self  # type: ignore[attr-defined]
+        with self._lock:
+            session = self._bearer_sessions.setdefault(token, session)
+            while len(self._bearer_sessions) > _MAX_BEARER_SESSIONS:
+                self._bearer_sessions.popitem(last=False)
+        return session
+
+    @contextlib.contextmanager
+    def using(self, session: GuardSession) -> Iterator[GuardSession]:
+        """Run tool calls in `session` (from `session()` or `bearer_session()`) in this context."""
+        if getattr(session, "_owner", None) is not self:
+            raise AgentIAMError("that session belongs to another guard")
+        reset = _CURRENT.set(session)
+        try:
+            yield session
+        finally:
+            _CURRENT.reset(reset)
+
     def flush(self) -> None:
         """Wait until every decision so far is durable in the activity log."""
         self._guard().flush()
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """Flush, verify the activity log offline and return its events, oldest first."""
+        if self._audit_log is None:
+            raise AgentIAMError("this guard has no activity log (give audit_dir or audit_log)")
+        self.flush()
+        return [json.loads(e) for e in _native.read_audit_log(self._audit_log.directory)]
 
 
 def _translating(fn: F, translate: Callable[[Denied], Exception]) -> F:

@@ -11,8 +11,12 @@ __all__ = [
     "AgentIdentity",
     "Issuer",
     "Verifier",
+    "KeySet",
+    "AuditLog",
+    "attenuate",
     "sign_approval",
     "verify_audit_log",
+    "read_audit_log",
     "AgentIAMError",
     "TokenError",
     "ConfigurationError",
@@ -53,7 +57,7 @@ class Session:
 
 @final
 class Guard:
-    def __new__(cls, config_json: str, now: int | None = None, audit_dir: str | None = None) -> Self: ...
+    def __new__(cls, config_json: str, now: int | None = None, audit_log: AuditLog | None = None) -> Self: ...
     def session(
         self,
         token: str,
@@ -108,6 +112,7 @@ class Issuer:
         dpop_jkt: str | None = None,
     ) -> str: ...
     def jwks(self) -> str: ...
+    def rotate(self, next: SigningKey) -> None: ...
     def delegate(
         self,
         parent_token: str,
@@ -123,6 +128,53 @@ class Verifier:
     def __new__(cls, jwks: str, issuer: str, audience: str) -> Self: ...
     def verify(self, token: str) -> dict[str, Any]: ...
 
+@final
+class KeySet:
+    def __new__(cls, active: SigningKey) -> Self: ...
+    def active_kid(self) -> str: ...
+    def rotate(self, next: SigningKey, now: int, max_token_lifetime: int) -> None: ...
+    def prune(self, now: int) -> None: ...
+    def jwks(self, now: int) -> str: ...
+
+@final
+class AuditLog:
+    def __new__(cls, directory: str, origin: str = "agentiam/python", signer_key: str | None = None) -> Self: ...
+    @property
+    def directory(self) -> str: ...
+    def record(
+        self,
+        kind: str,
+        spiffe_id: str,
+        *,
+        time_unix_ms: int | None = None,
+        outcome: str = "record",
+        code: str | None = None,
+        input: str | None = None,
+        tool: str | None = None,
+        arguments: Any = None,
+        call_id: str | None = None,
+        task_id: str | None = None,
+        on_behalf_of: str | None = None,
+        data_accessed: list[str] = ...,
+        composite_digest: str | None = None,
+    ) -> str: ...
+    def flush(self) -> int: ...
+    def checkpoint(self) -> str: ...
+
+def attenuate(
+    holder_key: SigningKey,
+    parent: str,
+    next_jkt: str,
+    scopes: str,
+    ttl: int,
+    calls: int | None = None,
+    sub: str | None = None,
+    jti: str | None = None,
+    now: int | None = None,
+) -> str: ...
+def read_audit_log(
+    directory: str, checkpoint: str | None = None, verifier_key: str | None = None
+) -> list[str]: ...
 def verify_audit_log(
     directory: str, checkpoint: str | None = None, verifier_key: str | None = None
 ) -> tuple[int, int]: ...

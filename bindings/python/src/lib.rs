@@ -5,11 +5,14 @@
 
 use std::sync::Arc;
 
+mod audit;
+mod keys;
+
 use agentiam_guard::{
     Approval, ApprovalRequest, AuditSink, Decision, GuardConfig, OutputVerdict, Session, ToolCall,
     ToolInterceptor,
 };
-use agentiam_telemetry::{AuditLog, LogConfig, RedactionPolicy};
+use agentiam_telemetry::AuditLog;
 use agentiam_token::{Clock, FixedClock, SystemClock};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
@@ -53,7 +56,7 @@ const MAX_DEPTH: usize = 32;
 
 /// Raises the exception class for `code` with `.code` and `.message` set. One exhaustive match
 /// on the code's family decides the class.
-fn error(py: Python<'_>, code: &str, message: &str) -> PyErr {
+pub(crate) fn error(py: Python<'_>, code: &str, message: &str) -> PyErr {
     let err = match code.split('.').next().unwrap_or_default() {
         "token" => TokenError::new_err(message.to_owned()),
         "delegation" => DelegationError::new_err(message.to_owned()),
@@ -70,7 +73,7 @@ fn error(py: Python<'_>, code: &str, message: &str) -> PyErr {
 }
 
 /// A Python value (dict, list, tuple, str, int, float, bool, None) as JSON.
-fn to_json(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value, String> {
+pub(crate) fn to_json(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value, String> {
     if depth > MAX_DEPTH {
         return Err(format!("arguments nest deeper than {MAX_DEPTH}"));
     }
@@ -167,15 +170,15 @@ struct PyGuard {
 
 #[pymethods]
 impl PyGuard {
-    /// `config_json`: the guard configuration; `now`: a fixed clock (tests); `audit_dir`: write
-    /// every decision to a tamper-evident activity log there.
+    /// `config_json`: the guard configuration; `now`: a fixed clock (tests); `audit_log`: write
+    /// every decision to this activity log (arguments redacted per the tools' `redact` names).
     #[new]
-    #[pyo3(signature = (config_json, now = None, audit_dir = None))]
+    #[pyo3(signature = (config_json, now = None, audit_log = None))]
     fn new(
         py: Python<'_>,
         config_json: &str,
         now: Option<i64>,
-        audit_dir: Option<&str>,
+        audit_log: Option<&audit::PyAuditLog>,
     ) -> PyResult<Self> {
         let config =
             GuardConfig::from_json(config_json).map_err(|e| error(py, e.code(), &e.to_string()))?;
@@ -187,19 +190,16 @@ impl PyGuard {
             .builder(clock)
             .map_err(|e| error(py, e.code(), &e.to_string()))?;
         let (mut sink, mut log) = (None, None);
-        if let Some(dir) = audit_dir {
-            let opened = AuditLog::open_dir(dir, LogConfig::new("agentiam/python"), None)
-                .map_err(|e| error(py, e.code(), &e.to_string()))?;
-            let opened = Arc::new(opened);
+        if let Some(opened) = audit_log {
             let s = Arc::new(AuditSink::new(
-                opened.clone(),
-                RedactionPolicy::default(),
+                opened.log.clone(),
+                config.redaction(),
                 "python",
                 65_536,
             ));
             builder = builder.sink(s.clone());
             sink = Some(s);
-            log = Some(opened);
+            log = Some(opened.log.clone());
         }
         let guard = builder
             .build()
@@ -361,7 +361,7 @@ fn algorithm(py: Python<'_>, name: &str) -> PyResult<agentiam_identity::Algorith
 
 /// A private signing key (Ed25519 or P-256); never printed.
 #[pyclass(frozen, name = "SigningKey", module = "agentiam._native")]
-struct PySigningKey(agentiam_identity::SigningKey);
+pub(crate) struct PySigningKey(agentiam_identity::SigningKey);
 
 #[pymethods]
 impl PySigningKey {
@@ -488,12 +488,7 @@ impl PyIssuer {
     /// An issuer named `issuer` signing with `key`.
     #[new]
     fn new(py: Python<'_>, issuer: &str, key: &PySigningKey) -> PyResult<Self> {
-        let jwk = key
-            .0
-            .to_private_jwk()
-            .map_err(|e| error(py, e.code(), &e.to_string()))?;
-        let key = agentiam_identity::SigningKey::from_private_jwk(&jwk)
-            .map_err(|e| error(py, e.code(), &e.to_string()))?;
+        let key = keys::copy_key(py, &key.0)?;
         Ok(Self(Arc::new(agentiam_token::Issuer::new(
             issuer,
             agentiam_identity::KeySet::new(key),
@@ -547,6 +542,14 @@ impl PyIssuer {
     /// The public keys (JWKS JSON) verifiers need.
     fn jwks(&self) -> String {
         self.0.jwks().to_json()
+    }
+
+    /// Makes `next` the signing key; the old key stays in `jwks()` until its last token expires.
+    fn rotate(&self, py: Python<'_>, next: &PySigningKey) -> PyResult<()> {
+        let next = keys::copy_key(py, &next.0)?;
+        self.0
+            .rotate(next)
+            .map_err(|e| error(py, e.code(), &e.to_string()))
     }
 
     /// RFC 8693 token exchange: a token for sub-agent `actor` that holds at most `scopes`
@@ -613,39 +616,6 @@ impl PyVerifier {
     }
 }
 
-/// Verifies an activity log directory offline (and, with `checkpoint` text and the signer's
-/// `verifier_key`, against that signed checkpoint); returns `{"records", "segments"}` or raises
-/// `AuditError` (`audit.tampered`, `audit.truncated`, `audit.bad_checkpoint`).
-#[pyfunction]
-#[pyo3(signature = (directory, checkpoint = None, verifier_key = None))]
-fn verify_audit_log(
-    py: Python<'_>,
-    directory: &str,
-    checkpoint: Option<&str>,
-    verifier_key: Option<&str>,
-) -> PyResult<(u64, usize)> {
-    let store = agentiam_telemetry::FileStore::open(directory)
-        .map_err(|e| error(py, "audit.io", &e.to_string()))?;
-    let verifier = verifier_key
-        .map(agentiam_telemetry::NoteVerifier::from_verifier_key)
-        .transpose()
-        .map_err(|e| error(py, e.code(), &e.to_string()))?;
-    let pair = match (checkpoint, verifier.as_ref()) {
-        (Some(c), Some(v)) => Some((c, v)),
-        (None, None) => None,
-        _ => {
-            return Err(error(
-                py,
-                "audit.bad_checkpoint",
-                "a checkpoint needs its verifier key, and the other way round",
-            ));
-        }
-    };
-    py.detach(|| agentiam_telemetry::verify_log(&store, pair))
-        .map(|r| (r.records, r.segments))
-        .map_err(|e| error(py, e.code(), &e.to_string()))
-}
-
 /// Signs an approval request (JSON) with an approver's private Ed25519 JWK; returns the approval JSON.
 #[pyfunction]
 fn sign_approval(py: Python<'_>, request_json: &str, private_jwk: &str) -> PyResult<String> {
@@ -670,7 +640,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyIssuer>()?;
     m.add_class::<PyVerifier>()?;
     m.add_function(wrap_pyfunction!(sign_approval, m)?)?;
-    m.add_function(wrap_pyfunction!(verify_audit_log, m)?)?;
+    m.add_class::<keys::PyKeySet>()?;
+    m.add_class::<audit::PyAuditLog>()?;
+    m.add_function(wrap_pyfunction!(audit::verify_audit_log, m)?)?;
+    m.add_function(wrap_pyfunction!(audit::read_audit_log, m)?)?;
+    m.add_function(wrap_pyfunction!(keys::attenuate, m)?)?;
     m.add("DelegationError", py.get_type::<DelegationError>())?;
     m.add("AgentIAMError", py.get_type::<AgentIAMError>())?;
     m.add("TokenError", py.get_type::<TokenError>())?;

@@ -83,7 +83,7 @@ pub(crate) fn call_digest(
     nonce: &str,
     expires_at: i64,
 ) -> Result<String, String> {
-    let call = HashedCall {
+    digest_of(HashedCall {
         args: arguments,
         chain: principal.chain(),
         exp: expires_at,
@@ -91,7 +91,27 @@ pub(crate) fn call_digest(
         task: principal.task(),
         tool,
         v: APPROVAL_CONTEXT,
-    };
+    })
+}
+
+impl ApprovalRequest {
+    /// The digest of what this request shows (tool, arguments, chain, task, nonce, expiry).
+    /// [`Approval::sign`] signs only a request whose `digest` equals it.
+    pub fn computed_digest(&self) -> Result<String, GuardError> {
+        digest_of(HashedCall {
+            args: &self.arguments,
+            chain: &self.chain,
+            exp: self.expires_at,
+            nonce: &self.nonce,
+            task: self.task.as_deref(),
+            tool: &self.tool,
+            v: APPROVAL_CONTEXT,
+        })
+        .map_err(GuardError::ApprovalMalformed)
+    }
+}
+
+fn digest_of(call: HashedCall<'_>) -> Result<String, String> {
     let bytes = serde_json_canonicalizer::to_vec(&call).map_err(|e| e.to_string())?;
     Ok(hex(aws_lc_rs::digest::digest(
         &aws_lc_rs::digest::SHA256,
@@ -147,10 +167,22 @@ pub const MAX_APPROVAL_BYTES: usize = 1024;
 
 impl Approval {
     /// Signs `request` with an approver's Ed25519 key.
+    ///
+    /// The digest is recomputed from what the request shows (tool, arguments, chain, task,
+    /// nonce, expiry) first: a request whose `digest` names another call is refused
+    /// (`guard.confirmation_invalid`), so a human never signs something other than what they read.
     pub fn sign(request: &ApprovalRequest, approver: &SigningKey) -> Result<Self, GuardError> {
         if approver.public_key().alg() != Algorithm::EdDSA {
             return Err(GuardError::ApproverKey(
                 "approvals are Ed25519 signatures".into(),
+            ));
+        }
+        let shown = request.computed_digest()?;
+        if shown != request.digest {
+            return Err(GuardError::ApprovalMalformed(
+                "the request's digest does not match its tool, arguments, chain, task, nonce and \
+                 expiry: refusing to sign a call other than the one shown"
+                    .into(),
             ));
         }
         let sig = approver

@@ -51,6 +51,10 @@ pub struct ToolConfig {
     /// Its output taints the session.
     #[serde(default)]
     pub untrusted_output: bool,
+    /// Argument names whose values the activity log redacts (besides the default secret names).
+    /// Names are matched case-insensitively at any depth, in every tool's events.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redact: Vec<String>,
 }
 
 impl ToolConfig {
@@ -118,6 +122,16 @@ impl GuardConfig {
             )));
         }
         serde_json::from_str(text).map_err(|e| GuardError::ToolSpec(format!("configuration: {e}")))
+    }
+
+    /// The activity log's redaction: the default secret names plus every tool's `redact` names.
+    pub fn redaction(&self) -> agentiam_telemetry::RedactionPolicy {
+        self.tools
+            .iter()
+            .flat_map(|t| t.redact.iter())
+            .fold(agentiam_telemetry::RedactionPolicy::default(), |p, name| {
+                p.redact(name.clone())
+            })
     }
 
     /// Builds the guard and the authenticator on `clock`.
@@ -257,5 +271,41 @@ pub fn decision_json(decision: &Decision) -> Value {
         Decision::NeedsConfirmation(r) => serde_json::json!({
             "decision": "confirm", "code": r.code, "policies": r.policies, "approval_request": r,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_redact_names_join_the_default_secret_names() {
+        let config = GuardConfig::from_json(
+            r#"{"issuer": "i", "audience": "a", "jwks": {"keys": []},
+                "tools": [{"name": "t", "risk": "low", "redact": ["IBAN"]},
+                          {"name": "u", "risk": "low"}]}"#,
+        )
+        .unwrap();
+        let call = config
+            .redaction()
+            .tool_call(
+                "t",
+                None,
+                &serde_json::json!({"iban": "DE00", "password": "x", "amount": 5}),
+            )
+            .unwrap();
+        assert_eq!(call.args["iban"], agentiam_telemetry::REDACTED);
+        assert_eq!(call.args["password"], agentiam_telemetry::REDACTED);
+        assert_eq!(call.args["amount"], 5);
+    }
+
+    #[test]
+    fn unknown_tool_fields_are_refused() {
+        let err = GuardConfig::from_json(
+            r#"{"issuer": "i", "audience": "a", "jwks": {"keys": []},
+                "tools": [{"name": "t", "risk": "low", "redacted": ["x"]}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), "guard.tool_spec_invalid");
     }
 }

@@ -730,6 +730,30 @@ fn approval_json_is_size_capped() {
     );
 }
 
+#[test]
+fn an_approver_never_signs_a_request_whose_digest_names_another_call() {
+    let w = world();
+    let guard = w.guard();
+    let p = w.principal(ALL);
+    let Decision::NeedsConfirmation(req) = guard.decide(&GuardRequest::new(
+        &p,
+        "drop",
+        &json!({"table": "customers"}),
+    )) else {
+        panic!("a drop needs a human")
+    };
+    assert!(Approval::sign(&req, &w.human).is_ok());
+    // What the human is shown differs from what the digest commits to: refuse to sign.
+    let mut shown = (*req).clone();
+    shown.arguments = json!({"table": "tmp"});
+    let err = Approval::sign(&shown, &w.human).unwrap_err();
+    assert_eq!(err.code(), "guard.confirmation_invalid");
+    let mut other_nonce = (*req).clone();
+    other_nonce.nonce.push('0');
+    assert!(Approval::sign(&other_nonce, &w.human).is_err());
+    assert_eq!(req.computed_digest().unwrap(), req.digest);
+}
+
 fn arg_value() -> impl Strategy<Value = Value> {
     prop_oneof![
         any::<i64>().prop_map(Value::from),

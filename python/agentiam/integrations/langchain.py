@@ -1,4 +1,5 @@
-"""LangChain: guard existing tools; a refusal reaches the model as the tool's error message.
+"""LangChain and LangGraph: guard existing tools; a refusal reaches the model as the tool's error
+message, and a call that needs a human can pause the graph (LangGraph's `interrupt`).
 
     from agentiam.integrations.langchain import guard_tool
 
@@ -10,19 +11,27 @@
     approve_payment = guard_tool(guard, approve_payment, scope="payments:approve", risk="high")
 
 A denied call never runs the tool: LangChain answers the tool call with a `ToolMessage` whose
-status is "error" and whose content names the reason code, so the model can adjust.
+status is "error" and whose content names the reason code, so the model can adjust. The tool
+call's id is recorded in the activity log.
+
+With `approvals="interrupt"`, a call that needs a human pauses the LangGraph run (human in the
+loop): the interrupt's value is `{"agentiam_approval_request": {...}}`; resume the graph with
+`Command(resume=<signed approval>)` and the call proceeds if the guard accepts the approval.
+Resuming with `False` refuses the call (`guard.confirmation_denied`).
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
-from typing import Any
+import json
+from typing import Any, Literal
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
-from .._guard import ConfirmationRequired, Denied, Guard, _translating
+from .._guard import _CALL, ConfirmationRequired, Denied, Guard, _translating, framework_call
 
-__all__ = ["guard_tool"]
+__all__ = ["guard_tool", "GuardedTool"]
 
 
 def _explain(error: Denied) -> ToolException:
@@ -34,6 +43,60 @@ def _explain(error: Denied) -> ToolException:
     return ToolException(f"agentiam denied this call ({error.code}): {error.message}")
 
 
+class GuardedTool(StructuredTool):
+    """A `StructuredTool` that hands LangChain's tool-call id to the guard (for the audit event)."""
+
+    def run(self, tool_input: Any, *args: Any, tool_call_id: str | None = None, **kwargs: Any) -> Any:
+        with framework_call(tool_call_id):
+            return super().run(tool_input, *args, tool_call_id=tool_call_id, **kwargs)
+
+    async def arun(self, tool_input: Any, *args: Any, tool_call_id: str | None = None, **kwargs: Any) -> Any:
+        with framework_call(tool_call_id):
+            return await super().arun(tool_input, *args, tool_call_id=tool_call_id, **kwargs)
+
+
+def _ask_graph(request: dict[str, Any]) -> Any:
+    """Pauses the running LangGraph graph until a human answers (the resume value)."""
+    from langgraph.types import interrupt  # only needed in "interrupt" mode
+
+    return interrupt({"agentiam_approval_request": request})
+
+
+def _interrupting(fn: Any) -> Any:
+    """`fn` (a guarded tool) that, when the guard asks for a human, pauses the graph and retries
+    once with the approval the graph was resumed with."""
+
+    def retry_with(error: ConfirmationRequired) -> str:
+        approval = _ask_graph(error.approval_request)
+        if not approval:
+            raise Denied("guard.confirmation_denied", "no human approved the call") from error
+        return approval if isinstance(approval, str) else json.dumps(dict(approval))
+
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def async_call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(*args, **kwargs)
+            except ConfirmationRequired as error:
+                approval = retry_with(error)
+            with framework_call(_CALL.get()[0], approval):
+                return await fn(*args, **kwargs)
+
+        return async_call
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfirmationRequired as error:
+            approval = retry_with(error)
+        with framework_call(_CALL.get()[0], approval):
+            return fn(*args, **kwargs)
+
+    return call
+
+
 def guard_tool(
     guard: Guard,
     tool: BaseTool,
@@ -41,19 +104,29 @@ def guard_tool(
     scope: str | None = None,
     risk: str = "medium",
     untrusted_output: bool = False,
-) -> StructuredTool:
-    """A copy of `tool` (a function-backed LangChain tool) whose every call the guard decides first."""
+    redact: list[str] | tuple[str, ...] = (),
+    approvals: Literal["error", "interrupt"] = "error",
+) -> GuardedTool:
+    """A copy of `tool` (a function-backed LangChain tool) whose every call the guard decides first.
+
+    `approvals="error"` tells the model a call needs a human (tool error); `"interrupt"` pauses
+    the LangGraph run for the approval (needs `langgraph` and a checkpointer)."""
+    if approvals not in ("error", "interrupt"):
+        raise ValueError('approvals is "error" or "interrupt"')
     func = getattr(tool, "func", None)
     coroutine = getattr(tool, "coroutine", None)
     if func is None and coroutine is None:
         raise TypeError("guard_tool needs a function-backed tool (@tool or StructuredTool.from_function)")
-    guard._register(tool.name, scope, risk, untrusted_output)
+    guard._register(tool.name, scope, risk, untrusted_output, redact)
 
     def guarded(fn: Any) -> Any:
-        return _translating(guard._wrap(fn, tool.name), _explain)
+        wrapped = guard._wrap(fn, tool.name)
+        if approvals == "interrupt":
+            wrapped = _interrupting(wrapped)
+        return _translating(wrapped, _explain)
 
     extra: dict[str, Any] = {} if tool.args_schema is None else {"args_schema": tool.args_schema}
-    return StructuredTool(
+    return GuardedTool(
         name=tool.name,
         description=tool.description,
         **extra,

@@ -1,40 +1,128 @@
 """MCP servers (the `mcp` SDK's `MCPServer`): register guarded tools.
 
-    server = MCPServer("ledger")
+    server = MCPServer("ledger", token_verifier=TokenVerifier(guard), auth=AuthSettings(...))
 
     @guard_tool(guard, server, scope="payments:approve", risk="high")
     def approve_payment(amount: int, vendor: str) -> str:
         "Approve a payment."
         ...
 
-    with guard.session(token):       # the principal this server instance acts for
-        server.run()
+    server.run("streamable-http")
+
+Over HTTP the principal is the request's bearer token: `TokenVerifier(guard)` lets the SDK's
+auth middleware refuse tokens the guard does not accept (401), and each call is decided as the
+token's principal, in one session per token (so taint lasts for the token's life). On stdio,
+open the session yourself: `with guard.session(token): server.run()`.
 
 A refusal is the tool's error result (`isError`), whose text names the reason code; the tool does
-not run. The risk level sets the MCP annotations (`readOnlyHint` for low, `destructiveHint` for
-high and irreversible) unless `annotations=` is given. A `Context` parameter is passed through
-and is not an argument the guard sees.
+not run. The MCP request id is recorded in the activity log. The risk level sets the MCP
+annotations (`readOnlyHint` for low, `destructiveHint` for high and irreversible) unless
+`annotations=` is given. A `Context` parameter is passed through and is not an argument.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.provider import AccessToken
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
-from .._guard import ConfirmationRequired, Denied, Guard, _translating
+from .._guard import _CURRENT, ConfirmationRequired, Denied, Guard, _translating, framework_call
+from .._native import AgentIAMError
 
-__all__ = ["guard_tool"]
+__all__ = ["guard_tool", "TokenVerifier"]
+
+_CONTEXT = "agentiam_mcp_context"
 
 
 def _tool_error(error: Denied) -> ToolError:
     if isinstance(error, ConfirmationRequired):
         return ToolError(f"agentiam: this call needs a human's approval ({error.code}); it did not run.")
     return ToolError(f"agentiam denied this call ({error.code}): {error.message}")
+
+
+class TokenVerifier:
+    """The MCP SDK's token verifier, backed by the guard: a token the guard refuses is a 401."""
+
+    def __init__(self, guard: Guard) -> None:
+        self._guard = guard
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        try:
+            session = self._guard.bearer_session(token)
+        except AgentIAMError:
+            return None
+        return AccessToken(
+            token=token,
+            client_id=session.presenter,
+            scopes=[],
+            subject=session.subject,
+            resource=self._guard._config["audience"],
+        )
+
+
+@contextlib.contextmanager
+def _principal(guard: Guard) -> Iterator[None]:
+    """The session to decide in: the one the host opened, else the request's bearer token's."""
+    current = _CURRENT.get()
+    access = get_access_token()
+    if (current is not None and getattr(current, "_owner", None) is guard) or access is None:
+        yield  # with no session at all, the guard refuses: guard.credentials_missing
+        return
+    try:
+        session = guard.bearer_session(access.token)
+    except AgentIAMError as error:
+        raise ToolError(f"agentiam denied this call ({getattr(error, 'code', 'token.invalid')})") from error
+    with guard.using(session):
+        yield
+
+
+def _context_param(fn: Callable[..., Any]) -> str | None:
+    for p in inspect.signature(fn).parameters.values():
+        annotation = p.annotation
+        text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+        if "Context" in text:
+            return p.name
+    return None
+
+
+def _request_scoped(guard: Guard, fn: Callable[..., Any], own_context: str | None) -> Callable[..., Any]:
+    """What the server calls: `fn` with the request's principal and request id in scope. When the
+    tool has no `Context` parameter, a keyword-only one is added for the SDK to fill (and leave
+    out of the tool's input schema)."""
+    name = own_context or _CONTEXT
+
+    def request_id(kwargs: dict[str, Any]) -> str | None:
+        ctx = kwargs.get(name)
+        try:
+            return None if ctx is None else str(ctx.request_id)
+        except (AttributeError, ValueError, LookupError):
+            return None
+
+    @functools.wraps(fn)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        call_id = request_id(kwargs)
+        if own_context is None:
+            kwargs.pop(_CONTEXT, None)
+        with _principal(guard), framework_call(call_id):
+            result = fn(*args, **kwargs)
+            return await result if inspect.isawaitable(result) else result
+
+    if own_context is None:
+        signature = inspect.signature(fn)
+        extra = inspect.Parameter(_CONTEXT, inspect.Parameter.KEYWORD_ONLY, annotation=Context, default=None)
+        params = list(signature.parameters.values())
+        at = next((i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD), len(params))
+        call.__signature__ = signature.replace(parameters=[*params[:at], extra, *params[at:]])  # type: ignore[attr-defined]
+        call.__annotations__ = {**getattr(fn, "__annotations__", {}), _CONTEXT: Context}
+    return call
 
 
 def guard_tool(
@@ -45,26 +133,23 @@ def guard_tool(
     risk: str = "medium",
     untrusted_output: bool = False,
     name: str | None = None,
+    redact: list[str] | tuple[str, ...] = (),
     **tool_kwargs: Any,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register `fn` on `server` as a tool the guard decides first; returns the guarded function."""
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         tool_name = name or fn.__name__
-        guard._register(tool_name, scope, risk, untrusted_output)
-        exclude = tuple(
-            p.name
-            for p in inspect.signature(fn).parameters.values()
-            if "Context" in (p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", ""))
-        )
-        guarded = guard._wrap(fn, tool_name, exclude)
+        guard._register(tool_name, scope, risk, untrusted_output, redact)
+        own_context = _context_param(fn)
+        guarded = guard._wrap(fn, tool_name, () if own_context is None else (own_context,))
         tool_kwargs.setdefault(
             "annotations",
             ToolAnnotations(read_only_hint=risk == "low", destructive_hint=risk in ("high", "irreversible")),
         )
         # A ToolError's text reaches the client; any other exception is hidden behind a generic message.
         tool = _translating(guarded, _tool_error)
-        server.tool(name=tool_name, **tool_kwargs)(tool)
+        server.tool(name=tool_name, **tool_kwargs)(_request_scoped(guard, tool, own_context))
         return tool
 
     return decorate

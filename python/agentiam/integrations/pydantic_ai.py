@@ -1,16 +1,25 @@
 """Pydantic AI: guarded tools; a refusal is a `ModelRetry` the model reads, a call that needs a
-human is Pydantic AI's own `ApprovalRequired` (a deferred tool call).
+human is Pydantic AI's own deferred tool call (`ApprovalRequired`).
 
     from agentiam.integrations.pydantic_ai import guard_tool
-    agent = Agent(model, tools=[guard_tool(guard, approve_payment, scope="payments:approve", risk="high")])
+    agent = Agent(model, tools=[guard_tool(guard, approve_payment, scope="payments:approve", risk="high")],
+                  output_type=[str, DeferredToolRequests])
 
-Approving a deferred call in Pydantic AI only lets the tool be called again: the guard still
-needs the human's signed approval (`session.approve(...)`) before it runs.
-A `RunContext` first parameter is passed through and is not an argument the guard sees.
+A call that needs a human ends the run with `DeferredToolRequests`; each approval's metadata
+holds `{"agentiam": <approval request>}` for the human to read and sign. Resume the run with the
+signed approval as that call's metadata:
+
+    DeferredToolResults(approvals={call_id: True}, metadata={call_id: {"agentiam_approval": signed}})
+
+Approving in Pydantic AI without a signed approval only lets the guard ask again. The
+tool-call id is recorded in the activity log. A `RunContext` first parameter is passed through
+and is not an argument the guard sees.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +27,7 @@ from typing import Any
 from pydantic_ai import Tool
 from pydantic_ai.exceptions import ApprovalRequired, ModelRetry
 
-from .._guard import ConfirmationRequired, Denied, Guard, _translating
+from .._guard import ConfirmationRequired, Denied, Guard, _translating, framework_call
 
 __all__ = ["guard_tool"]
 
@@ -29,6 +38,36 @@ def _translate(error: Denied) -> Exception:
     return ModelRetry(f"agentiam denied this call ({error.code}): {error.message}")
 
 
+def _carried(ctx: Any) -> tuple[str | None, Any]:
+    """The run context's tool-call id, and the signed approval resumed with this call, if any."""
+    call_id = getattr(ctx, "tool_call_id", None)
+    metadata = getattr(ctx, "tool_call_metadata", None)
+    approval = None
+    if getattr(ctx, "tool_call_approved", False) and isinstance(metadata, dict):
+        approval = metadata.get("agentiam_approval")
+    return (call_id if isinstance(call_id, str) else None), approval
+
+
+def _with_run_context(function: Callable[..., Any], passes_context: bool, is_async: bool) -> Callable[..., Any]:
+    """`function` called by Pydantic AI with its `RunContext` first, so the call id and a carried
+    approval reach the guard; the context goes on to `function` only if it takes one."""
+    if is_async:
+
+        @functools.wraps(function)
+        async def async_call(ctx: Any, *args: Any, **kwargs: Any) -> Any:
+            with framework_call(*_carried(ctx)):
+                return await (function(ctx, *args, **kwargs) if passes_context else function(*args, **kwargs))
+
+        return async_call
+
+    @functools.wraps(function)
+    def call(ctx: Any, *args: Any, **kwargs: Any) -> Any:
+        with framework_call(*_carried(ctx)):
+            return function(ctx, *args, **kwargs) if passes_context else function(*args, **kwargs)
+
+    return call
+
+
 def guard_tool(
     guard: Guard,
     fn: Callable[..., Any],
@@ -37,15 +76,25 @@ def guard_tool(
     risk: str = "medium",
     untrusted_output: bool = False,
     name: str | None = None,
+    redact: list[str] | tuple[str, ...] = (),
     **tool_kwargs: Any,
 ) -> Tool[Any]:
     """A Pydantic AI `Tool` for `fn` with the guard deciding every call first."""
     tool_name = name or fn.__name__
-    guard._register(tool_name, scope, risk, untrusted_output)
+    guard._register(tool_name, scope, risk, untrusted_output, redact)
     params = list(inspect.signature(fn).parameters.values())
     first = params[0] if params else None
     annotation = "" if first is None else str(first.annotation)
     exclude = (first.name,) if first is not None and "RunContext" in annotation else ()
     guarded = guard._wrap(fn, tool_name, exclude)
 
-    return Tool(_translating(guarded, _translate), name=tool_name, **tool_kwargs)
+    tool: Tool[Any] = Tool(_translating(guarded, _translate), name=tool_name, **tool_kwargs)
+    # The schema (from `fn`'s signature) stays; only the callable changes, to receive the context.
+    schema = tool.function_schema
+    tool.function_schema = dataclasses.replace(
+        schema,
+        function=_with_run_context(schema.function, schema.takes_ctx, schema.is_async),
+        takes_ctx=True,
+    )
+    tool.takes_ctx = True
+    return tool

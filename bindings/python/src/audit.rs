@@ -1,0 +1,263 @@
+//! The activity log from Python: write events of your own, verify a log offline, read it back.
+
+use std::sync::Arc;
+
+use agentiam_telemetry::{
+    AgentRef, AuditEvent, AuditLog, Decision, FileStore, LogConfig, NoteSigner, NoteVerifier,
+    Outcome, RedactionPolicy, SegmentStore,
+};
+use pyo3::prelude::*;
+use serde_json::Value;
+
+use crate::{error, to_json};
+
+/// Largest log (bytes over all segments) `read_audit_log` loads into memory.
+const MAX_READ_BYTES: u64 = 256 << 20;
+
+/// An activity log in a directory: hash-chained, Merkle-checkpointed, verifiable offline.
+#[pyclass(frozen, name = "AuditLog", module = "agentiam._native")]
+pub(crate) struct PyAuditLog {
+    pub(crate) log: Arc<AuditLog>,
+    redaction: RedactionPolicy,
+    signed: bool,
+    directory: String,
+}
+
+impl PyAuditLog {
+    pub(crate) fn open(
+        py: Python<'_>,
+        directory: &str,
+        origin: &str,
+        signer_key: Option<&str>,
+    ) -> PyResult<Self> {
+        let signer = signer_key
+            .map(NoteSigner::from_private_key)
+            .transpose()
+            .map_err(|e| error(py, e.code(), &e.to_string()))?;
+        let signed = signer.is_some();
+        let log = py
+            .detach(|| AuditLog::open_dir(directory, LogConfig::new(origin), signer))
+            .map_err(|e| error(py, e.code(), &e.to_string()))?;
+        Ok(Self {
+            log: Arc::new(log),
+            redaction: RedactionPolicy::default(),
+            signed,
+            directory: directory.to_owned(),
+        })
+    }
+}
+
+#[pymethods]
+impl PyAuditLog {
+    /// Opens (or creates) the log in `directory`, recovering from a crash first. With
+    /// `signer_key` (a note private key, `agentiam audit keygen`) it signs checkpoints.
+    #[new]
+    #[pyo3(signature = (directory, origin = "agentiam/python", signer_key = None))]
+    fn new(
+        py: Python<'_>,
+        directory: &str,
+        origin: &str,
+        signer_key: Option<&str>,
+    ) -> PyResult<Self> {
+        Self::open(py, directory, origin, signer_key)
+    }
+
+    /// Appends one event and returns its id. `kind` names it (`agent_invocation`,
+    /// `data_access`, ...); `outcome` is `record` (default), `allow`, `deny` or `escalate`;
+    /// `input` is hashed (its text is not kept); `tool` with `arguments` records a call
+    /// (hash of the canonical arguments, secret-looking values redacted); `time_unix_ms`
+    /// defaults to now.
+    #[pyo3(signature = (
+        kind, spiffe_id, *, time_unix_ms = None, outcome = "record", code = None, input = None,
+        tool = None, arguments = None, call_id = None, task_id = None, on_behalf_of = None,
+        data_accessed = Vec::new(), composite_digest = None
+    ))]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "mirrors the Python keyword arguments"
+    )]
+    fn record(
+        &self,
+        py: Python<'_>,
+        kind: &str,
+        spiffe_id: &str,
+        time_unix_ms: Option<i64>,
+        outcome: &str,
+        code: Option<String>,
+        input: Option<&str>,
+        tool: Option<&str>,
+        arguments: Option<&Bound<'_, PyAny>>,
+        call_id: Option<&str>,
+        task_id: Option<String>,
+        on_behalf_of: Option<String>,
+        data_accessed: Vec<String>,
+        composite_digest: Option<String>,
+    ) -> PyResult<String> {
+        let outcome = match outcome {
+            "record" => Outcome::Record,
+            "allow" => Outcome::Allow,
+            "deny" => Outcome::Deny,
+            "escalate" => Outcome::Escalate,
+            other => {
+                return Err(error(
+                    py,
+                    "audit.serialize",
+                    &format!("outcome {other:?} is not record, allow, deny or escalate"),
+                ));
+            }
+        };
+        let agent = AgentRef {
+            composite_digest,
+            spiffe_id: spiffe_id.to_owned(),
+        };
+        let decision = Decision {
+            code,
+            outcome,
+            policy_id: None,
+            policy_version: None,
+        };
+        let time_unix_ms = time_unix_ms.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                .unwrap_or(0)
+        });
+        let mut event = AuditEvent::new(kind, agent, time_unix_ms, decision);
+        event.input = input.map(|text| self.redaction.content(text));
+        event.task_id = task_id;
+        event.on_behalf_of = on_behalf_of;
+        event.data_accessed = data_accessed;
+        if let Some(name) = tool {
+            let args = match arguments {
+                Some(a) => to_json(a, 0).map_err(|m| error(py, "audit.serialize", &m))?,
+                None => Value::Object(serde_json::Map::new()),
+            };
+            event.tool = Some(
+                self.redaction
+                    .tool_call(name, call_id, &args)
+                    .map_err(|e| error(py, e.code(), &e.to_string()))?,
+            );
+        }
+        let id = event.event_id.clone();
+        py.detach(|| self.log.append(event))
+            .map_err(|e| error(py, e.code(), &e.to_string()))?;
+        Ok(id)
+    }
+
+    /// The directory the log lives in.
+    #[getter]
+    fn directory(&self) -> String {
+        self.directory.clone()
+    }
+
+    /// Makes every event so far durable; returns the number of records in the log.
+    fn flush(&self, py: Python<'_>) -> PyResult<u64> {
+        py.detach(|| self.log.flush())
+            .map(|r| r.size)
+            .map_err(|e| error(py, e.code(), &e.to_string()))
+    }
+
+    /// Makes everything durable and signs a checkpoint (needs `signer_key`); returns the note.
+    fn checkpoint(&self, py: Python<'_>) -> PyResult<String> {
+        if !self.signed {
+            return Err(error(
+                py,
+                "audit.bad_checkpoint",
+                "this log has no signer_key, so it cannot sign checkpoints",
+            ));
+        }
+        py.detach(|| self.log.checkpoint())
+            .map_err(|e| error(py, e.code(), &e.to_string()))
+    }
+}
+
+fn open_store(py: Python<'_>, directory: &str) -> PyResult<FileStore> {
+    FileStore::open(directory).map_err(|e| error(py, "audit.io", &e.to_string()))
+}
+
+fn verify(
+    py: Python<'_>,
+    store: &FileStore,
+    checkpoint: Option<&str>,
+    verifier_key: Option<&str>,
+) -> PyResult<agentiam_telemetry::VerifyReport> {
+    let verifier = verifier_key
+        .map(NoteVerifier::from_verifier_key)
+        .transpose()
+        .map_err(|e| error(py, e.code(), &e.to_string()))?;
+    let pair = match (checkpoint, verifier.as_ref()) {
+        (Some(c), Some(v)) => Some((c, v)),
+        (None, None) => None,
+        _ => {
+            return Err(error(
+                py,
+                "audit.bad_checkpoint",
+                "a checkpoint needs its verifier key, and the other way round",
+            ));
+        }
+    };
+    py.detach(|| agentiam_telemetry::verify_log(store, pair))
+        .map_err(|e| error(py, e.code(), &e.to_string()))
+}
+
+/// Verifies an activity log directory offline (and, with `checkpoint` text and the signer's
+/// `verifier_key`, against that signed checkpoint); returns `(records, segments)` or raises
+/// `AuditError` (`audit.tampered`, `audit.truncated`, `audit.bad_checkpoint`).
+#[pyfunction]
+#[pyo3(signature = (directory, checkpoint = None, verifier_key = None))]
+pub(crate) fn verify_audit_log(
+    py: Python<'_>,
+    directory: &str,
+    checkpoint: Option<&str>,
+    verifier_key: Option<&str>,
+) -> PyResult<(u64, usize)> {
+    let store = open_store(py, directory)?;
+    verify(py, &store, checkpoint, verifier_key).map(|r| (r.records, r.segments))
+}
+
+/// Verifies the log as `verify_audit_log` does, then returns its records' events as JSON
+/// texts, oldest first; only the records the verification covered are returned.
+#[pyfunction]
+#[pyo3(signature = (directory, checkpoint = None, verifier_key = None))]
+pub(crate) fn read_audit_log(
+    py: Python<'_>,
+    directory: &str,
+    checkpoint: Option<&str>,
+    verifier_key: Option<&str>,
+) -> PyResult<Vec<String>> {
+    let store = open_store(py, directory)?;
+    let report = verify(py, &store, checkpoint, verifier_key)?;
+    let limit = usize::try_from(report.records).unwrap_or(usize::MAX);
+    let mut events = Vec::with_capacity(limit.min(1 << 16));
+    let mut total = 0u64;
+    let segments = store
+        .segments()
+        .map_err(|e| error(py, "audit.io", &e.to_string()))?;
+    for segment in segments {
+        let bytes = store
+            .read(segment)
+            .map_err(|e| error(py, "audit.io", &e.to_string()))?;
+        total = total.saturating_add(bytes.len() as u64);
+        if total > MAX_READ_BYTES {
+            return Err(error(
+                py,
+                "audit.io",
+                &format!(
+                    "the log is over {MAX_READ_BYTES} bytes; read it with `agentiam audit tail`"
+                ),
+            ));
+        }
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            if events.len() == limit {
+                return Ok(events);
+            }
+            let record: Value = serde_json::from_slice(line)
+                .map_err(|e| error(py, "audit.tampered", &e.to_string()))?;
+            let event = record
+                .get("event")
+                .ok_or_else(|| error(py, "audit.tampered", "a record without an event member"))?;
+            events.push(event.to_string());
+        }
+    }
+    Ok(events)
+}
