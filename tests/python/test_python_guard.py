@@ -2,6 +2,7 @@
 the guard vectors through the Python API. Built into .venv by ./scripts/test (maturin develop)."""
 
 import asyncio
+import hashlib
 import inspect
 import json
 import pathlib
@@ -193,6 +194,91 @@ def test_every_decision_is_in_the_activity_log(cli, tmp_path):
     events = [json.loads(line) for f in sorted(log.glob("*.jsonl")) for line in f.read_text().splitlines()]
     kinds = [(e["event"]["kind"], e["event"]["decision"].get("code")) for e in events]
     assert kinds == [("tool_call", None), ("tool_result", None), ("tool_call", "guard.constraint_violated")]
+
+
+def test_the_activity_log_redacts_named_arguments_and_takes_events_of_your_own(cli, world):
+    guard = world.guard()
+
+    @guard.tool(scope="mail:send", risk="medium", redact=["body"])
+    def send_email(to: str, body: str, api_key: str = "k-123") -> str:
+        return "sent"
+
+    with pytest.raises(TypeError):
+        guard.tool(redact="body")(lambda: None)
+    with guard.session(world.token) as session:
+        guard.audit_log.record("agent_invocation", session.presenter, input="Mail Bob the Q3 numbers.",
+                               task_id=session.task, on_behalf_of=session.subject)
+        assert send_email("bob@acme.test", "Q3 revenue: 12.4M") == "sent"
+        guard.audit_log.record("data_access", session.presenter, data_accessed=["ledger/q3"],
+                               tool="ledger.read", arguments={"quarter": 3, "password": "hunter2"}, call_id="r1")
+    events = guard.audit_events()
+    assert [e["kind"] for e in events] == ["agent_invocation", "tool_call", "tool_result", "data_access"]
+    invocation, call, _, access = events
+    assert invocation["decision"]["outcome"] == "record" and "content" not in invocation["input"]
+    assert invocation["input"]["sha256"] == "sha256:" + hashlib.sha256(b"Mail Bob the Q3 numbers.").hexdigest()
+    assert call["tool"]["args"] == {"to": "bob@acme.test", "body": "[REDACTED]", "api_key": "[REDACTED]"}
+    # The hash is over the real arguments, so a holder of them can prove what was sent.
+    canonical = json.dumps({"api_key": "k-123", "body": "Q3 revenue: 12.4M", "to": "bob@acme.test"},
+                           separators=(",", ":"), sort_keys=True)
+    assert call["tool"]["args_sha256"] == "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    assert access["data_accessed"] == ["ledger/q3"] and access["tool"]["args"]["password"] == "[REDACTED]"
+    assert access["tool"]["call_id"] == "r1"
+    rc, out = cli.json("audit", "verify", world.audit_dir)
+    assert rc == 0 and out["records"] == 4, out
+    with pytest.raises(agentiam.AuditError) as bad:
+        guard.audit_log.record("x", session.presenter, outcome="maybe")
+    assert bad.value.code == "audit.serialize"
+
+
+def test_a_log_that_does_not_verify_is_never_read(world):
+    log = agentiam.AuditLog(world.audit_dir)
+    log.record("agent_invocation", "spiffe://acme.test/agent/a", input="hello")
+    log.record("agent_invocation", "spiffe://acme.test/agent/a", input="again")
+    assert log.flush() == 2
+    assert [e["input"]["sha256"][:7] for e in agentiam.read_audit_log(world.audit_dir)] == ["sha256:"] * 2
+    segment = next(pathlib.Path(world.audit_dir).glob("*.jsonl"))
+    segment.write_text(segment.read_text().replace("agent/a", "agent/b", 1))
+    with pytest.raises(agentiam.AuditError) as tampered:
+        agentiam.read_audit_log(world.audit_dir)
+    assert tampered.value.code == "audit.tampered"
+
+
+def test_an_async_confirmation_callback_answers_async_and_sync_tools(world):
+    asked = []
+
+    async def human(request):
+        await asyncio.sleep(0)
+        asked.append(request["arguments"]["table"])
+        return world.sign(request) if request["arguments"]["table"] == "tmp" else None
+
+    guard = world.guard(on_confirmation=human, audit_dir=None)
+    ran = []
+
+    @guard.tool(scope="ledger.records:delete", risk="irreversible")
+    async def delete_records(table: str) -> str:
+        ran.append(table)
+        return "deleted"
+
+    @guard.tool(scope="ledger.records:delete", risk="irreversible", name="purge")
+    def purge(table: str) -> str:
+        ran.append(table)
+        return "purged"
+
+    async def main():
+        with guard.session(world.token):
+            assert await delete_records("tmp") == "deleted"
+            with pytest.raises(Denied) as no:
+                await delete_records("customers")
+            assert no.value.code == "guard.confirmation_denied"
+            # A synchronous tool inside a running loop cannot wait for an async human: refused.
+            with pytest.raises(Denied) as blocked:
+                purge("tmp")
+            assert blocked.value.code == "guard.confirmation_denied"
+
+    asyncio.run(main())
+    with guard.session(world.token):
+        assert purge("tmp") == "purged"  # outside a loop, the async callback is run to completion
+    assert ran == ["tmp", "tmp"] and asked == ["tmp", "customers", "tmp"]  # the in-loop call never ran it
 
 
 # Parameters of the decorated tools above; a `None` default reaches the guard as an absent argument.

@@ -1,7 +1,10 @@
 """Keys, identities, issuing and verifying from Python, then a guard over the issued token."""
 
+import base64
+import hashlib
 import json
 
+import jwt
 import pytest
 
 import agentiam
@@ -89,3 +92,59 @@ def test_delegation_only_narrows_and_the_child_is_guarded(tmp_path):
     with pytest.raises(agentiam.AuditError) as tampered:
         agentiam.verify_audit_log(str(log))
     assert tampered.value.code == "audit.tampered"
+
+
+def test_key_rotation_keeps_old_tokens_verifying_until_they_expire():
+    first, second = agentiam.SigningKey.generate(), agentiam.SigningKey.generate()
+    keys = agentiam.KeySet(first)
+    assert keys.active_kid() == first.kid
+    keys.rotate(second, 1_000, 3_600)
+    assert keys.active_kid() == second.kid
+    kids = lambda now: {k["kid"] for k in json.loads(keys.jwks(now))["keys"]}  # noqa: E731
+    assert kids(1_000 + 3_599) == {first.kid, second.kid}
+    assert kids(1_000 + 3_601) == {second.kid}
+    keys.prune(1_000 + 3_601)
+    assert kids(0) == {second.kid}
+
+    issuer = agentiam.Issuer("https://broker.test", first)
+    payer = agent()
+    issuer.register(payer, "ledger.*:read")
+    old = issuer.issue(payer, "ledger-api", "ledger.ar:read", "t1", "read", ttl=300)
+    issuer.rotate(second)
+    new = issuer.issue(payer, "ledger-api", "ledger.ar:read", "t2", "read", ttl=300)
+    verifier = agentiam.Verifier(issuer.jwks(), "https://broker.test", "ledger-api")
+    assert verifier.verify(old)["task"]["id"] == "t1" and verifier.verify(new)["task"]["id"] == "t2"
+    assert jwt.get_unverified_header(new)["kid"] == second.kid
+
+
+def test_offline_attenuation_only_narrows_and_names_its_parent():
+    broker, holder, sub_agent = (agentiam.SigningKey.generate() for _ in range(3))
+    issuer = agentiam.Issuer("https://broker.test", broker)
+    payer = agent()
+    issuer.register(payer, "payments:transfer{amount<=100} ledger.*:read")
+    root = issuer.issue(payer, "ledger-api", "payments:transfer{amount<=100} ledger.*:read", "t", "pay",
+                        ttl=600, dpop_jkt=holder.thumbprint)
+    link = agentiam.attenuate(holder, root, sub_agent.thumbprint, "payments:transfer{amount<=10}", 120, calls=3,
+                              sub="spiffe://acme.test/agent/helper")
+    # Checked here with PyJWT, independently: signed by the holder's key, naming the root by hash.
+    header = jwt.get_unverified_header(link)
+    assert header["typ"] == "agentiam-dlg+jwt" and header["jwk"]["x"] == json.loads(holder.public_jwk())["x"]
+    claims = jwt.decode(link, jwt.PyJWK(header["jwk"]).key, algorithms=["EdDSA"],
+                        options={"verify_aud": False, "verify_exp": False})
+    prv = base64.urlsafe_b64encode(hashlib.sha256(root.encode()).digest()).rstrip(b"=").decode()
+    assert claims["prv"] == prv and claims["jkt"] == sub_agent.thumbprint
+    assert claims["scope"] == "payments:transfer{amount<=10}" and claims["budget"] == {"calls": 3}
+    assert claims["exp"] - claims["iat"] == 120 and len(claims["jti"]) == 32
+    # The sub-agent can extend it further, narrower still; nobody can widen it.
+    assert agentiam.attenuate(sub_agent, link, holder.thumbprint, "payments:transfer{amount<=5}", 60, calls=2)
+    with pytest.raises(agentiam.DelegationError) as unbounded:  # the link allows 3 calls: no budget is wider
+        agentiam.attenuate(sub_agent, link, holder.thumbprint, "payments:transfer{amount<=5}", 60)
+    assert unbounded.value.code == "delegation.budget_widened"
+    for scopes, code in (("payments:transfer{amount<=1000}", "delegation.scope_widened"),
+                         ("payments:*", "delegation.scope_widened")):
+        with pytest.raises(agentiam.DelegationError) as wider:
+            agentiam.attenuate(holder, root, sub_agent.thumbprint, scopes, 60)
+        assert wider.value.code == code
+    with pytest.raises(agentiam.DelegationError) as longer:
+        agentiam.attenuate(holder, root, sub_agent.thumbprint, "ledger.ar:read", 3_600)
+    assert longer.value.code == "delegation.expiry_extended"

@@ -1,6 +1,8 @@
 //! The activity log from Python: write events of your own, verify a log offline, read it back.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use agentiam_guard::AuditSink;
 
 use agentiam_telemetry::{
     AgentRef, AuditEvent, AuditLog, Decision, FileStore, LogConfig, NoteSigner, NoteVerifier,
@@ -21,9 +23,17 @@ pub(crate) struct PyAuditLog {
     redaction: RedactionPolicy,
     signed: bool,
     directory: String,
+    /// The first guard writing to this log: events go through its queue (keeping their order
+    /// with its decisions) and its redaction (the tools' `redact` names).
+    attached: OnceLock<(Arc<AuditSink>, RedactionPolicy)>,
 }
 
 impl PyAuditLog {
+    /// Routes later events through `sink` (if no guard did first).
+    pub(crate) fn attach(&self, sink: Arc<AuditSink>, redaction: RedactionPolicy) {
+        let _ = self.attached.set((sink, redaction));
+    }
+
     pub(crate) fn open(
         py: Python<'_>,
         directory: &str,
@@ -43,6 +53,7 @@ impl PyAuditLog {
             redaction: RedactionPolicy::default(),
             signed,
             directory: directory.to_owned(),
+            attached: OnceLock::new(),
         })
     }
 }
@@ -122,8 +133,9 @@ impl PyAuditLog {
                 .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
                 .unwrap_or(0)
         });
+        let redaction = self.attached.get().map_or(&self.redaction, |(_, r)| r);
         let mut event = AuditEvent::new(kind, agent, time_unix_ms, decision);
-        event.input = input.map(|text| self.redaction.content(text));
+        event.input = input.map(|text| redaction.content(text));
         event.task_id = task_id;
         event.on_behalf_of = on_behalf_of;
         event.data_accessed = data_accessed;
@@ -133,14 +145,20 @@ impl PyAuditLog {
                 None => Value::Object(serde_json::Map::new()),
             };
             event.tool = Some(
-                self.redaction
+                redaction
                     .tool_call(name, call_id, &args)
                     .map_err(|e| error(py, e.code(), &e.to_string()))?,
             );
         }
         let id = event.event_id.clone();
-        py.detach(|| self.log.append(event))
-            .map_err(|e| error(py, e.code(), &e.to_string()))?;
+        match self.attached.get() {
+            Some((sink, _)) => py
+                .detach(|| sink.record(event))
+                .map_err(|e| error(py, "audit.closed", &e))?,
+            None => py
+                .detach(|| self.log.append(event))
+                .map_err(|e| error(py, e.code(), &e.to_string()))?,
+        }
         Ok(id)
     }
 
@@ -152,6 +170,10 @@ impl PyAuditLog {
 
     /// Makes every event so far durable; returns the number of records in the log.
     fn flush(&self, py: Python<'_>) -> PyResult<u64> {
+        if let Some((sink, _)) = self.attached.get() {
+            py.detach(|| sink.drain())
+                .map_err(|e| error(py, "audit.closed", &e))?;
+        }
         py.detach(|| self.log.flush())
             .map(|r| r.size)
             .map_err(|e| error(py, e.code(), &e.to_string()))

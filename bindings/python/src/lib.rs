@@ -197,6 +197,7 @@ impl PyGuard {
                 "python",
                 65_536,
             ));
+            opened.attach(s.clone(), config.redaction());
             builder = builder.sink(s.clone());
             sink = Some(s);
             log = Some(opened.log.clone());

@@ -27,6 +27,8 @@ pub const TOOL_RESULT_EVENT: &str = "tool_result";
 
 enum Msg {
     Record(Box<Pending>),
+    /// An event of the application's own, kept in order with the decisions.
+    Event(Box<AuditEvent>),
     /// Answered once everything queued before it is in the log's queue.
     Drained(SyncSender<()>),
 }
@@ -152,6 +154,11 @@ impl AuditSink {
                                 break;
                             }
                         }
+                        Msg::Event(event) => {
+                            if log.append(*event).is_err() {
+                                break;
+                            }
+                        }
                         Msg::Drained(reply) => {
                             let _ = reply.send(());
                         }
@@ -169,6 +176,15 @@ impl AuditSink {
 }
 
 impl AuditSink {
+    /// Queues an event of the application's own (an agent invocation, data it read) behind the
+    /// decisions already queued, so the log keeps them in the order they happened.
+    /// Fails only when the log is closed.
+    pub fn record(&self, event: AuditEvent) -> Result<(), String> {
+        self.tx
+            .send(Msg::Event(Box::new(event)))
+            .map_err(|_| "audit log is closed".to_owned())
+    }
+
     /// Waits until every decision recorded so far has been handed to the log
     /// (then [`AuditLog::flush`] makes them durable).
     pub fn drain(&self) -> Result<(), String> {

@@ -5,16 +5,82 @@
 
 A refusal raises `agentiam.Denied` (its text names the reason code); LlamaIndex agents turn a
 tool's exception into an error `ToolOutput` the model reads, and the tool does not run.
+
+With `approvals="workflow"`, a call that needs a human inside a workflow agent (`FunctionAgent`,
+`AgentWorkflow`) waits for one the LlamaIndex way: the run emits an `InputRequiredEvent` whose
+`agentiam_approval_request` is what the human reads and signs, and resumes when a
+`HumanResponseEvent` arrives whose `response` is the signed approval (an empty response refuses,
+`guard.confirmation_denied`). Outside a workflow, the call raises `ConfirmationRequired`.
 A workflow `Context` parameter is passed through and is not an argument the guard sees.
+LlamaIndex does not hand tools the model's tool-call id, so the activity log has none for them.
 """
 
 from __future__ import annotations
 
-from llama_index.core.tools import FunctionTool
+import functools
+import hashlib
+import inspect
+import json
+from collections.abc import Callable
+from typing import Any, Literal
 
-from .._guard import Guard
+from llama_index.core.tools import FunctionTool
+from llama_index.core.workflow import Context, HumanResponseEvent, InputRequiredEvent
+
+from .._guard import _CALL, ConfirmationRequired, Denied, Guard, framework_call
 
 __all__ = ["guard_tool"]
+
+_CONTEXT = "agentiam_workflow_context"
+
+
+async def _ask_human(ctx: Any, request: dict[str, Any]) -> str:
+    """Waits, inside a running workflow, for a human's signed approval of `request`."""
+    # The workflow replays the step once the answer arrives, and the guard then asks again with a
+    # fresh nonce: the waiter is named by the call (tool and arguments), not by the request.
+    call = json.dumps([request.get("tool"), request.get("arguments")], sort_keys=True, separators=(",", ":"))
+    answer = await ctx.wait_for_event(
+        HumanResponseEvent,
+        waiter_id="agentiam-approval-" + hashlib.sha256(call.encode()).hexdigest()[:32],
+        waiter_event=InputRequiredEvent(prefix="agentiam: approve this call? ", agentiam_approval_request=request),
+        timeout=None,
+    )
+    response = getattr(answer, "response", None)
+    if not response:
+        raise Denied("guard.confirmation_denied", "no human approved the call")
+    return response if isinstance(response, str) else json.dumps(dict(response))
+
+
+def _waiting_for_a_human(guarded: Callable[..., Any], own_context: str | None) -> Callable[..., Any]:
+    """`guarded` as a coroutine function that receives the workflow `Context` and, when the guard
+    asks for a human, waits for the approval in the workflow and retries once with it."""
+    name = own_context or _CONTEXT
+
+    async def run(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        result = guarded(*args, **kwargs)
+        return await result if inspect.isawaitable(result) else result
+
+    @functools.wraps(guarded)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        ctx = kwargs.get(name)
+        if own_context is None:
+            kwargs.pop(_CONTEXT, None)
+        try:
+            return await run(args, kwargs)
+        except ConfirmationRequired as error:
+            if ctx is None:
+                raise
+            approval = await _ask_human(ctx, error.approval_request)
+        with framework_call(_CALL.get()[0], approval):
+            return await run(args, kwargs)
+
+    if own_context is None:
+        signature = inspect.signature(guarded)
+        extra = inspect.Parameter(_CONTEXT, inspect.Parameter.KEYWORD_ONLY, annotation=Context, default=None)
+        params = list(signature.parameters.values())
+        at = next((i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD), len(params))
+        call.__signature__ = signature.replace(parameters=[*params[:at], extra, *params[at:]])  # type: ignore[attr-defined]
+    return call
 
 
 def guard_tool(
@@ -24,9 +90,17 @@ def guard_tool(
     scope: str | None = None,
     risk: str = "medium",
     untrusted_output: bool = False,
+    redact: list[str] | tuple[str, ...] = (),
+    approvals: Literal["error", "workflow"] = "error",
 ) -> FunctionTool:
-    """A copy of `tool` whose every call the guard decides first."""
+    """A copy of `tool` whose every call the guard decides first; `approvals="workflow"` waits
+    for a human inside workflow agents instead of telling the model."""
+    if approvals not in ("error", "workflow"):
+        raise ValueError('approvals is "error" or "workflow"')
     name = tool.metadata.get_name()
-    guard._register(name, scope, risk, untrusted_output)
-    exclude = (tool.ctx_param_name,) if tool.ctx_param_name else ()
-    return FunctionTool(fn=guard._wrap(tool.real_fn, name, exclude), metadata=tool.metadata)
+    guard._register(name, scope, risk, untrusted_output, redact)
+    own_context = tool.ctx_param_name
+    guarded = guard._wrap(tool.real_fn, name, (own_context,) if own_context else ())
+    if approvals == "workflow":
+        return FunctionTool(async_fn=_waiting_for_a_human(guarded, own_context), metadata=tool.metadata)
+    return FunctionTool(fn=guarded, metadata=tool.metadata)
