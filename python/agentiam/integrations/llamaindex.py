@@ -39,10 +39,12 @@ async def _ask_human(ctx: Any, request: dict[str, Any]) -> str:
     # The workflow replays the step once the answer arrives, and the guard then asks again with a
     # fresh nonce: the waiter is named by the call (tool and arguments), not by the request.
     call = json.dumps([request.get("tool"), request.get("arguments")], sort_keys=True, separators=(",", ":"))
+    # Events take extra fields; the approval request travels as one.
+    waiting: dict[str, Any] = {"prefix": "agentiam: approve this call? ", "agentiam_approval_request": request}
     answer = await ctx.wait_for_event(
         HumanResponseEvent,
         waiter_id="agentiam-approval-" + hashlib.sha256(call.encode()).hexdigest()[:32],
-        waiter_event=InputRequiredEvent(prefix="agentiam: approve this call? ", agentiam_approval_request=request),
+        waiter_event=InputRequiredEvent(**waiting),
         timeout=None,
     )
     response = getattr(answer, "response", None)
