@@ -135,6 +135,8 @@ class GuardSession:
             return sum(len(v) for v in self._approvals.values())
 
     def _take_approval(self, tool: str) -> str | None:
+        if not self._approvals:  # the common case, read without the lock
+            return None
         with self._lock:
             for key in (tool, ""):
                 waiting = self._approvals.get(key)
@@ -352,11 +354,7 @@ class Guard:
         """A real function that asks the guard before `fn` runs and reports its output after.
         Parameters named in `exclude` (a framework's context object) are not arguments."""
         signature = inspect.signature(fn)
-
-        def arguments(args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-            bound = signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            return {k: v for k, v in bound.arguments.items() if k not in exclude}
+        arguments = _binder(signature, frozenset(exclude))
 
         if inspect.iscoroutinefunction(fn):
 
@@ -446,6 +444,44 @@ class Guard:
             raise AgentIAMError("this guard has no activity log (give audit_dir or audit_log)")
         self.flush()
         return [json.loads(e) for e in _native.read_audit_log(self._audit_log.directory)]
+
+
+def _binder(
+    signature: inspect.Signature, exclude: frozenset[str]
+) -> Callable[[Sequence[Any], Mapping[str, Any]], dict[str, Any]]:
+    """Maps a call's positional and keyword arguments to the tool's arguments by name (defaults
+    applied, `exclude`d names left out), as `Signature.bind` does. Signatures without `*args` or
+    `**kwargs` take a fast path (`bind` costs several microseconds per call); anything it cannot
+    settle, including every call that would be a TypeError, goes through `bind`."""
+    params = list(signature.parameters.values())
+    kinds = {p.kind for p in params}
+    simple = kinds <= {inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY}
+    positional = [p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    names = frozenset(p.name for p in params)
+    defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+    def slow(args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return {k: v for k, v in bound.arguments.items() if k not in exclude}
+
+    if not simple:
+        return slow
+
+    def fast(args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        if len(args) > len(positional) or not names.issuperset(kwargs):
+            return slow(args, kwargs)
+        bound = dict(zip(positional, args))
+        if len(bound) + len(kwargs) != len(bound.keys() | kwargs.keys()):
+            return slow(args, kwargs)  # an argument given twice: bind raises the TypeError
+        out = {**defaults, **bound, **kwargs}
+        if len(out) != len(names):
+            return slow(args, kwargs)  # a required argument is missing
+        for name in exclude:
+            out.pop(name, None)
+        return out
+
+    return fast
 
 
 def _translating(fn: F, translate: Callable[[Denied], Exception]) -> F:

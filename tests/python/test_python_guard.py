@@ -312,3 +312,39 @@ def test_guard_vectors_through_the_python_api(case):
         outcome, code = "deny", e.code
     assert (outcome, code) == (case["result"], case["error"]), case["comment"]
     assert bool(ran) == (outcome == "allow")
+
+
+def _shapes():
+    def f(a, b=2, *, c=3):
+        pass
+
+    def g(a, b):
+        pass
+
+    def h(*args, **kwargs):
+        pass
+
+    def k(ctx, x, y=None):
+        pass
+
+    calls = [((1,), {}), ((1, 5), {}), ((1,), {"c": 9}), ((), {"a": 1, "b": 2}), ((1,), {"a": 1}),
+             ((1, 2, 3), {}), ((), {}), ((1,), {"zz": 1}), ((1, 2), {"c": 1, "b": 3}), ((None,), {"x": 1})]
+    for fn, exclude in ((f, ()), (g, ()), (h, ()), (k, ("ctx",))):
+        for args, kwargs in calls:
+            yield pytest.param(fn, exclude, args, kwargs, id=f"{fn.__name__}{args}{sorted(kwargs)}")
+
+
+@pytest.mark.parametrize("fn,exclude,args,kwargs", list(_shapes()))
+def test_arguments_are_bound_exactly_as_signature_bind_does(fn, exclude, args, kwargs):
+    from agentiam._guard import _binder
+
+    signature = inspect.signature(fn)
+    try:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        expected = {k: v for k, v in bound.arguments.items() if k not in exclude}
+    except TypeError:
+        with pytest.raises(TypeError):
+            _binder(signature, frozenset(exclude))(args, kwargs)
+        return
+    assert _binder(signature, frozenset(exclude))(args, kwargs) == expected
