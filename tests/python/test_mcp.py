@@ -23,6 +23,12 @@ from agentiam.integrations.mcp import TokenVerifier, guard_tool
 def ledger(guard, ran, **server_kwargs):
     server = MCPServer("ledger", **server_kwargs)
 
+    @guard_tool(guard, server, scope="ledger.records:delete", risk="irreversible")
+    async def delete_records(table: str) -> str:
+        """Delete a table's records."""
+        ran.append(table)
+        return f"deleted {table}"
+
     @guard_tool(guard, server, scope="payments:transfer", risk="high")
     def transfer(amount: int, currency: str, payee: str) -> str:
         """Transfer money to a payee."""
@@ -84,6 +90,36 @@ def test_a_call_without_any_principal_is_refused(world):
 
     result = asyncio.run(main())
     assert is_error(result) and "guard.credentials_missing" in text(result) and ran == []
+
+
+def test_a_call_needing_a_human_waits_for_the_servers_approver_or_is_an_error_result(world):
+    async def approver(request):  # e.g. the broker's console; here a human who approves staging only
+        await asyncio.sleep(0)
+        return world.sign(request) if request["arguments"]["table"] == "staging" else None
+
+    outcomes = {}
+    for mode, guard in (("no approver", world.guard()), ("approver", world.guard(on_confirmation=approver, audit_dir=world.audit_dir + "-2"))):
+        ran = []
+        server = ledger(guard, ran)
+
+        async def main():
+            with guard.session(world.token):
+                async with Client(server) as client:
+                    return [await client.call_tool("delete_records", {"table": t}) for t in ("staging", "customers")]
+
+        outcomes[mode] = (asyncio.run(main()), ran)
+    (staging, customers), ran = outcomes["no approver"]
+    assert is_error(staging) and "guard.confirmation_required" in text(staging) and ran == []
+    (staging, customers), ran = outcomes["approver"]
+    assert not is_error(staging) and "deleted staging" in text(staging)
+    assert is_error(customers) and "guard.confirmation_denied" in text(customers)
+    assert ran == ["staging"]
+    # Each call under its MCP request id: asked, then allowed with the approval; asked, refused by the human.
+    events = decisions(guard)
+    assert [e[:3] for e in events] == [
+        ("delete_records", "escalate", "guard.confirmation_required"), ("delete_records", "allow", None),
+        ("delete_records", "escalate", "guard.confirmation_required")]
+    assert events[0][3] == events[1][3] != events[2][3]
 
 
 @pytest.fixture()
