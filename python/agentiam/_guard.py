@@ -484,6 +484,18 @@ def _binder(
     return fast
 
 
+def _add_keyword_parameter(call: Callable[..., Any], like: Callable[..., Any], name: str, annotation: Any) -> None:
+    """Gives `call` the signature of `like` plus a keyword-only parameter `name: annotation = None`
+    (before any `**kwargs`): how an integration asks a framework to pass it its context object
+    on the callable it registers. Never applied to the function a user gets back."""
+    signature = inspect.signature(like)
+    extra = inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=None)
+    params = list(signature.parameters.values())
+    at = next((i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD), len(params))
+    call.__signature__ = signature.replace(parameters=[*params[:at], extra, *params[at:]])  # type: ignore[attr-defined]
+    call.__annotations__ = {**getattr(like, "__annotations__", {}), name: annotation}
+
+
 def _translating(fn: F, translate: Callable[[Denied], Exception]) -> F:
     """`fn` (a guarded tool), raising `translate(denial)` instead of a `Denied`: how an
     integration hands a refusal to its framework. Keeps `fn` a real (async) function."""

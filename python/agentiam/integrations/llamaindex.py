@@ -27,7 +27,7 @@ from typing import Any, Literal
 from llama_index.core.tools import FunctionTool
 from llama_index.core.workflow import Context, HumanResponseEvent, InputRequiredEvent
 
-from .._guard import _CALL, ConfirmationRequired, Denied, Guard, framework_call
+from .._guard import _CALL, ConfirmationRequired, Denied, Guard, _add_keyword_parameter, framework_call
 
 __all__ = ["guard_tool"]
 
@@ -77,11 +77,7 @@ def _waiting_for_a_human(guarded: Callable[..., Any], own_context: str | None) -
             return await run(args, kwargs)
 
     if own_context is None:
-        signature = inspect.signature(guarded)
-        extra = inspect.Parameter(_CONTEXT, inspect.Parameter.KEYWORD_ONLY, annotation=Context, default=None)
-        params = list(signature.parameters.values())
-        at = next((i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD), len(params))
-        call.__signature__ = signature.replace(parameters=[*params[:at], extra, *params[at:]])  # type: ignore[attr-defined]
+        _add_keyword_parameter(call, guarded, _CONTEXT, Context)
     return call
 
 

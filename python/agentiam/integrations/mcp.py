@@ -34,7 +34,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
-from .._guard import _CURRENT, ConfirmationRequired, Denied, Guard, _translating, framework_call
+from .._guard import _CURRENT, ConfirmationRequired, Denied, Guard, _add_keyword_parameter, _translating, framework_call
 from .._native import AgentIAMError
 
 __all__ = ["guard_tool", "TokenVerifier"]
@@ -116,12 +116,7 @@ def _request_scoped(guard: Guard, fn: Callable[..., Any], own_context: str | Non
             return await result if inspect.isawaitable(result) else result
 
     if own_context is None:
-        signature = inspect.signature(fn)
-        extra = inspect.Parameter(_CONTEXT, inspect.Parameter.KEYWORD_ONLY, annotation=Context, default=None)
-        params = list(signature.parameters.values())
-        at = next((i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD), len(params))
-        call.__signature__ = signature.replace(parameters=[*params[:at], extra, *params[at:]])  # type: ignore[attr-defined]
-        call.__annotations__ = {**getattr(fn, "__annotations__", {}), _CONTEXT: Context}
+        _add_keyword_parameter(call, fn, _CONTEXT, Context)
     return call
 
 
