@@ -187,9 +187,17 @@ class GuardSession:
             raise ConfirmationRequired(code or "guard.confirmation_required", message, approval_request)
         raise Denied(code or "guard.denied", message)
 
+    def _refused(self, request: Mapping[str, Any], reason: str = "no human approved the call") -> Denied:
+        """A human refused (or never answered) `request`: recorded in the activity log; returns
+        the `Denied` (`guard.confirmation_denied`) to raise."""
+        code, message = self._native.refused(
+            str(request.get("tool", "")), request.get("arguments", {}), _CALL.get()[0], reason
+        )
+        return Denied(code or "guard.confirmation_denied", message)
+
     def _confirmed(self, tool: str, arguments: dict[str, Any], call_id: str | None, answer: Any) -> None:
         if answer is None:
-            raise Denied("guard.confirmation_denied", "no human approved the call")
+            raise self._refused({"tool": tool, "arguments": arguments})
         text = answer if isinstance(answer, str) else json.dumps(dict(answer))
         kind, code, message, _ = self._decide_now(tool, arguments, call_id or _CALL.get()[0], text)
         if kind != "allow":
@@ -210,9 +218,8 @@ class GuardSession:
             else:
                 if inspect.iscoroutine(answer):
                     answer.close()
-                raise Denied(
-                    "guard.confirmation_denied",
-                    "an async on_confirmation cannot answer a synchronous tool inside a running event loop",
+                raise self._refused(
+                    request, "an async on_confirmation cannot answer a synchronous tool inside a running event loop"
                 )
         self._confirmed(tool, arguments, None, answer)
 
@@ -518,6 +525,14 @@ def _translating(fn: F, translate: Callable[[Denied], Exception]) -> F:
             raise translate(error) from error
 
     return call  # type: ignore[return-value]
+
+
+def _refusal(request: Mapping[str, Any]) -> Denied:
+    """The `Denied` for a human's refusal of `request`, recorded in the current session's log."""
+    session = _CURRENT.get()
+    if session is None:
+        return Denied("guard.confirmation_denied", "no human approved the call")
+    return session._refused(request)
 
 
 def _current(guard: Guard) -> GuardSession:

@@ -54,6 +54,9 @@ class Session:
         self, tool: str, arguments: Any, call_id: str | None = None, approval_json: str | None = None
     ) -> _Decision: ...
     def after(self, tool: str, output: str, failed: bool = False, call_id: str | None = None) -> str: ...
+    def refused(
+        self, tool: str, arguments: Any, call_id: str | None = None, reason: str = "no human approved the call"
+    ) -> tuple[str, str]: ...
 
 @final
 class Guard:

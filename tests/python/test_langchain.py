@@ -156,4 +156,6 @@ def test_a_graph_resumed_without_approval_or_with_a_wrong_one_never_runs_the_too
     assert "(guard.confirmation_invalid)" in replies["not an approval"]
     assert "(guard.confirmation_invalid)" in replies["approval for other arguments"]
     assert ("delete_records", "deny", "guard.confirmation_invalid", "call-8") in decisions(guard)
+    # The human's "no" is in the log too, not only the question.
+    assert ("delete_records", "deny", "guard.confirmation_denied", "call-8") in decisions(guard)
     assert not any(outcome == "allow" for _, outcome, _, _ in decisions(guard))

@@ -136,6 +136,7 @@ def test_a_workflow_agent_waits_for_a_signed_approval(world):
     outcomes = [d[:3] for d in decisions(guard)]
     assert ("delete_records", "allow", None) in outcomes and outcomes.count(("delete_records", "allow", None)) == 1
     assert outcomes[0] == ("delete_records", "escalate", "guard.confirmation_required")
+    assert outcomes[-1] == ("delete_records", "deny", "guard.confirmation_denied")  # the human's "no"
 
 
 def test_injected_tool_output_taints_the_session_and_a_transfer_needs_a_human(world):

@@ -118,8 +118,9 @@ def test_a_call_needing_a_human_waits_for_the_servers_approver_or_is_an_error_re
     events = decisions(guard)
     assert [e[:3] for e in events] == [
         ("delete_records", "escalate", "guard.confirmation_required"), ("delete_records", "allow", None),
-        ("delete_records", "escalate", "guard.confirmation_required")]
-    assert events[0][3] == events[1][3] != events[2][3]
+        ("delete_records", "escalate", "guard.confirmation_required"),
+        ("delete_records", "deny", "guard.confirmation_denied")]
+    assert events[0][3] == events[1][3] != events[2][3] == events[3][3]
 
 
 @pytest.fixture()

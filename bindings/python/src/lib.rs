@@ -318,6 +318,33 @@ impl PySession {
         })
     }
 
+    /// Records that a human refused (or never answered) a call that needed approval; returns
+    /// the denial's `(code, message)` (`guard.confirmation_denied`).
+    #[pyo3(signature = (tool, arguments, call_id = None, reason = "no human approved the call"))]
+    fn refused(
+        &self,
+        py: Python<'_>,
+        tool: &str,
+        arguments: &Bound<'_, PyAny>,
+        call_id: Option<&str>,
+        reason: &str,
+    ) -> (String, String) {
+        // Arguments that do not convert were refused before any approval was asked for.
+        let args = to_json(arguments, 0).unwrap_or(Value::Null);
+        let decision = py.detach(|| {
+            let mut call = ToolCall::new(tool, &args);
+            call.call_id = call_id;
+            self.interceptor.refused(&self.session, &call, reason)
+        });
+        match decision {
+            Decision::Deny(d) => (d.code().to_owned(), d.message().to_owned()),
+            other => (
+                other.code().unwrap_or_default().to_owned(),
+                "no human approved the call".to_owned(),
+            ),
+        }
+    }
+
     /// Whether the session has read untrusted content.
     #[getter]
     fn tainted(&self) -> bool {

@@ -153,6 +153,20 @@ impl Guard {
         decision
     }
 
+    /// Records a denial decided outside [`Guard::decide`] (a human refused, or never answered,
+    /// a call that needed confirmation) with every sink, so the activity log shows who said no.
+    /// Non-denials are ignored: only `decide` allows.
+    pub fn record_refusal(&self, request: &GuardRequest<'_>, refusal: &Decision) {
+        if !matches!(refusal, Decision::Deny(_)) {
+            return;
+        }
+        let tool = self.tools.get(request.tool);
+        for sink in &self.sinks {
+            // A refusal stands whether or not it could be recorded.
+            let _ = sink.record(request, tool, refusal);
+        }
+    }
+
     /// Hands a call's outcome to every sink (the interceptor's after-hook).
     pub fn record_outcome(&self, outcome: &crate::hooks::CallOutcome<'_>) {
         for sink in &self.sinks {

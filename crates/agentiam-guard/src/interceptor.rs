@@ -170,6 +170,26 @@ impl ToolInterceptor {
         self.guard.decide(&request)
     }
 
+    /// Records that a human refused `call` (or did not answer in time) and returns the
+    /// `guard.confirmation_denied` denial. For approval flows the caller runs itself (a
+    /// framework's own approval step); the approval channels here record theirs already.
+    pub fn refused(&self, session: &Session, call: &ToolCall<'_>, reason: &str) -> Decision {
+        let refusal = denied_by_human(ApprovalResponse::Denied {
+            reason: reason.to_owned(),
+        });
+        self.record_refusal(session, call, &refusal);
+        refusal
+    }
+
+    fn record_refusal(&self, session: &Session, call: &ToolCall<'_>, refusal: &Decision) {
+        let context = session.context();
+        let mut request =
+            GuardRequest::new(&session.principal, call.tool, call.arguments).with_session(&context);
+        request.call_id = call.call_id;
+        request.shared_arguments = call.shared_arguments;
+        self.guard.record_refusal(&request, refusal);
+    }
+
     /// Decides a call before the tool runs; asks the blocking approval channel when policy needs a human.
     pub fn before(&self, session: &Session, call: &ToolCall<'_>) -> Decision {
         let context = session.context();
@@ -180,7 +200,11 @@ impl ToolInterceptor {
                     ApprovalResponse::Approved(approval) => {
                         self.decide(session, &context, call, Some(&approval))
                     }
-                    other => denied_by_human(other),
+                    other => {
+                        let refusal = denied_by_human(other);
+                        self.record_refusal(session, call, &refusal);
+                        refusal
+                    }
                 }
             }
             _ => decision,
@@ -197,7 +221,11 @@ impl ToolInterceptor {
                     ApprovalResponse::Approved(approval) => {
                         self.decide(session, &context, call, Some(&approval))
                     }
-                    other => denied_by_human(other),
+                    other => {
+                        let refusal = denied_by_human(other);
+                        self.record_refusal(session, call, &refusal);
+                        refusal
+                    }
                 }
             }
             (decision, _) => decision,

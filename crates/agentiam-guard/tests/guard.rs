@@ -730,6 +730,60 @@ fn approval_json_is_size_capped() {
     );
 }
 
+/// Keeps the code of every decision a sink is handed.
+#[derive(Debug, Default)]
+struct CodesSink(std::sync::Mutex<Vec<Option<String>>>);
+
+impl DecisionSink for CodesSink {
+    fn record(
+        &self,
+        _r: &GuardRequest<'_>,
+        _t: Option<&ToolSpec>,
+        d: &Decision,
+    ) -> Result<(), String> {
+        self.0.lock().unwrap().push(d.code().map(str::to_owned));
+        Ok(())
+    }
+}
+
+#[test]
+fn a_humans_refusal_is_recorded_like_any_decision() {
+    let w = world();
+    let sink = Arc::new(CodesSink::default());
+    let refusing = ToolInterceptor::new(
+        w.builder(DEFAULT_POLICY)
+            .sink(sink.clone())
+            .build()
+            .unwrap(),
+    )
+    .with_approvals(Arc::new(CallbackApprovals(|_: &ApprovalRequest| {
+        ApprovalResponse::Denied {
+            reason: "not today".into(),
+        }
+    })));
+    let session = Session::new("s", Arc::new(w.principal(ALL)));
+    let args = json!({"table": "tmp"});
+    let call = ToolCall::new("drop", &args);
+    assert_eq!(
+        refusing.before(&session, &call).code(),
+        Some("guard.confirmation_denied")
+    );
+    // A refusal from a framework's own approval step, reported by the caller.
+    let refused = refusing.refused(&session, &call, "the reviewer declined");
+    assert_eq!(refused.code(), Some("guard.confirmation_denied"));
+    let codes = sink.0.lock().unwrap().clone();
+    let expected = [
+        "guard.confirmation_required",
+        "guard.confirmation_denied",
+        "guard.confirmation_denied",
+    ];
+    assert_eq!(
+        codes,
+        expected.map(|c| Some(c.to_owned())).to_vec(),
+        "the question and both refusals are recorded"
+    );
+}
+
 #[test]
 fn an_approver_never_signs_a_request_whose_digest_names_another_call() {
     let w = world();

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
-from .._guard import _CALL, ConfirmationRequired, Denied, Guard, _translating, framework_call
+from .._guard import _CALL, ConfirmationRequired, Denied, Guard, _refusal, _translating, framework_call
 
 __all__ = ["guard_tool", "GuardedTool"]
 
@@ -69,7 +69,7 @@ def _interrupting(fn: Any) -> Any:
     def retry_with(error: ConfirmationRequired) -> str:
         approval = _ask_graph(error.approval_request)
         if not approval:
-            raise Denied("guard.confirmation_denied", "no human approved the call") from error
+            raise _refusal(error.approval_request) from error
         return approval if isinstance(approval, str) else json.dumps(dict(approval))
 
     if inspect.iscoroutinefunction(fn):

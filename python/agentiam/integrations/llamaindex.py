@@ -27,7 +27,7 @@ from typing import Any, Literal
 from llama_index.core.tools import FunctionTool
 from llama_index.core.workflow import Context, HumanResponseEvent, InputRequiredEvent
 
-from .._guard import _CALL, ConfirmationRequired, Denied, Guard, _add_keyword_parameter, framework_call
+from .._guard import _CALL, ConfirmationRequired, Guard, _add_keyword_parameter, _refusal, framework_call
 
 __all__ = ["guard_tool"]
 
@@ -49,7 +49,7 @@ async def _ask_human(ctx: Any, request: dict[str, Any]) -> str:
     )
     response = getattr(answer, "response", None)
     if not response:
-        raise Denied("guard.confirmation_denied", "no human approved the call")
+        raise _refusal(request)
     return response if isinstance(response, str) else json.dumps(dict(response))
 
 
