@@ -156,6 +156,7 @@ def test_a_graph_resumed_without_approval_or_with_a_wrong_one_never_runs_the_too
     assert "(guard.confirmation_invalid)" in replies["not an approval"]
     assert "(guard.confirmation_invalid)" in replies["approval for other arguments"]
     assert ("delete_records", "deny", "guard.confirmation_invalid", "call-8") in decisions(guard)
-    # The human's "no" is in the log too, not only the question.
+    # The human's "no" and the unreadable answer are in the log too, not only the question.
+    assert [d for d in decisions(guard) if d[1] == "deny"].count(("delete_records", "deny", "guard.confirmation_invalid", "call-8")) == 2
     assert ("delete_records", "deny", "guard.confirmation_denied", "call-8") in decisions(guard)
     assert not any(outcome == "allow" for _, outcome, _, _ in decisions(guard))

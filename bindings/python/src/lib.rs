@@ -285,7 +285,17 @@ impl PySession {
         };
         let approval = match approval_json.map(Approval::from_json).transpose() {
             Ok(a) => a,
-            Err(e) => return Ok(("deny", Some(e.code().to_owned()), e.to_string(), None)),
+            Err(e) => {
+                // Refused before the guard is asked, and recorded like its own denials.
+                let refusal = Decision::Deny(agentiam_guard::Denial::new(e.code(), e.to_string()));
+                py.detach(|| {
+                    let mut call = ToolCall::shared(tool, &args);
+                    call.call_id = call_id;
+                    self.interceptor
+                        .record_refusal(&self.session, &call, &refusal);
+                });
+                return Ok(("deny", Some(e.code().to_owned()), e.to_string(), None));
+            }
         };
         let decision = py.detach(|| {
             let mut call = ToolCall::shared(tool, &args);

@@ -181,7 +181,9 @@ impl ToolInterceptor {
         refusal
     }
 
-    fn record_refusal(&self, session: &Session, call: &ToolCall<'_>, refusal: &Decision) {
+    /// Records a denial the caller decided before asking the guard (for example an approval
+    /// that does not parse), so the activity log holds every refused call. Non-denials are ignored.
+    pub fn record_refusal(&self, session: &Session, call: &ToolCall<'_>, refusal: &Decision) {
         let context = session.context();
         let mut request =
             GuardRequest::new(&session.principal, call.tool, call.arguments).with_session(&context);
