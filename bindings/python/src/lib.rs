@@ -21,31 +21,31 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde_json::{Map, Value};
 
 create_exception!(
-    _native,
+    agentiam,
     AgentIAMError,
     PyException,
     "Base of every agentiam error; `code` is the stable reason code."
 );
 create_exception!(
-    _native,
+    agentiam,
     TokenError,
     AgentIAMError,
     "A credential was refused (`token.*`, `delegation.*`)."
 );
 create_exception!(
-    _native,
+    agentiam,
     ConfigurationError,
     AgentIAMError,
     "A guard configuration, policy or key is unusable (`guard.*_invalid`)."
 );
 create_exception!(
-    _native,
+    agentiam,
     AuditError,
     AgentIAMError,
     "The activity log refused an operation (`audit.*`)."
 );
 create_exception!(
-    _native,
+    agentiam,
     DelegationError,
     TokenError,
     "A delegation would widen rights or its chain is broken (`delegation.*`)."
