@@ -9,6 +9,7 @@ mod demo;
 mod guard;
 mod keys;
 mod output;
+mod scan;
 mod token;
 
 use clap::{Parser, Subcommand};
@@ -42,6 +43,8 @@ enum Command {
     /// Decide tool calls offline against a guard configuration; sign approvals; check policies.
     #[command(subcommand)]
     Guard(guard::GuardCommand),
+    /// Scan text for prompt injection (stdin, files, or JSON Lines with --jsonl).
+    Scan(scan::ScanArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +56,7 @@ fn main() -> std::process::ExitCode {
         Command::Token(cmd) => token::run(cmd, &out),
         Command::Audit(cmd) => audit::run(cmd, &out),
         Command::Guard(cmd) => guard::run(cmd, &out),
+        Command::Scan(args) => scan::run(&args, &out),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -63,6 +63,7 @@ mod credentials;
 mod decision;
 mod engine;
 mod error;
+pub mod filter;
 mod hooks;
 mod interceptor;
 mod policy;

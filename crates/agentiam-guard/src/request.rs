@@ -147,6 +147,10 @@ impl ToolSpec {
     pub fn risk(&self) -> Risk {
         self.risk
     }
+    /// Whether the tool's output comes from outside the trust boundary (it taints the session).
+    pub fn untrusted_output(&self) -> bool {
+        self.untrusted_output
+    }
 }
 
 /// Who is acting: built from a verified [`Token`] or offline delegation [`Grant`], never from unverified input.

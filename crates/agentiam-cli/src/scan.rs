@@ -1,0 +1,148 @@
+//! `agentiam scan`: the injection filter over text from standard input or files.
+//!
+//! `--jsonl` reads one JSON string per line and writes one verdict object per line, streaming,
+//! for large corpora; a line that is not a JSON string gets `{"error": {...}}` in its place.
+
+use std::io::{BufRead, BufWriter, Read, Write};
+use std::path::PathBuf;
+
+use agentiam::guard::filter::{InjectionFilter, Scan};
+use clap::Args;
+use serde_json::{Value, json};
+
+use crate::output::{CliError, Output, read_file};
+
+/// Largest text read from standard input or one file (the filter scans up to its own cap).
+const MAX_INPUT: u64 = 16 << 20;
+
+/// Arguments of `agentiam scan`.
+#[derive(Debug, Args)]
+pub(crate) struct ScanArgs {
+    /// Files to scan (each as one text); standard input when none.
+    files: Vec<PathBuf>,
+    /// One JSON string per input line; one verdict object per output line.
+    #[arg(long)]
+    jsonl: bool,
+    /// Verdict threshold on the score, in (0, 1].
+    #[arg(long, default_value_t = agentiam::guard::filter::DEFAULT_THRESHOLD)]
+    threshold: f64,
+}
+
+fn verdict(scan: &Scan) -> Value {
+    json!({
+        "verdict": scan.verdict,
+        "score": (scan.score * 1e4).round() / 1e4,
+        "categories": scan.categories(),
+        "findings": scan.findings,
+        "truncated": scan.truncated,
+    })
+}
+
+fn human(name: &str, scan: &Scan) -> String {
+    let mut text = format!(
+        "{name}: {} (score {:.2})",
+        match scan.verdict {
+            agentiam::guard::filter::Verdict::Injection => "injection",
+            agentiam::guard::filter::Verdict::Clean => "clean",
+        },
+        scan.score
+    );
+    for f in &scan.findings {
+        text.push_str(&format!(
+            "\n  {} [{:?}] bytes {}..{} weight {:.2}{}",
+            f.rule,
+            f.category,
+            f.start,
+            f.end,
+            f.weight,
+            f.hidden_in
+                .map(|h| format!(" hidden in {h}"))
+                .unwrap_or_default()
+        ));
+    }
+    text
+}
+
+pub(crate) fn run(args: &ScanArgs, out: &Output) -> Result<(), CliError> {
+    if !(args.threshold > 0.0 && args.threshold <= 1.0) {
+        return Err(CliError::usage(
+            "cli.bad_threshold",
+            "the threshold is in (0, 1]",
+        ));
+    }
+    let filter = InjectionFilter::new().with_threshold(args.threshold);
+    if args.jsonl {
+        return jsonl(&filter, args);
+    }
+    let mut any_injection = false;
+    let texts: Vec<(String, String)> = if args.files.is_empty() {
+        let mut text = String::new();
+        std::io::stdin()
+            .take(MAX_INPUT)
+            .read_to_string(&mut text)
+            .map_err(|e| CliError::usage("cli.io", e))?;
+        vec![("stdin".to_owned(), text)]
+    } else {
+        args.files
+            .iter()
+            .map(|p| Ok((p.display().to_string(), read_file(p)?)))
+            .collect::<Result<_, CliError>>()?
+    };
+    for (name, text) in &texts {
+        let scan = filter.scan(text);
+        any_injection |= scan.verdict == agentiam::guard::filter::Verdict::Injection;
+        let mut value = verdict(&scan);
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("input".into(), Value::String(name.clone()));
+        }
+        out.result(&value, &human(name, &scan));
+    }
+    // Like grep: 1 when something was found, so scripts can branch on it.
+    if any_injection {
+        return Err(CliError::silent(1));
+    }
+    Ok(())
+}
+
+fn jsonl(filter: &InjectionFilter, args: &ScanArgs) -> Result<(), CliError> {
+    let stdout = std::io::stdout();
+    let mut writer = BufWriter::new(stdout.lock());
+    let mut scan_reader = |reader: &mut dyn BufRead| -> Result<(), CliError> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let read = reader
+                .take(MAX_INPUT)
+                .read_line(&mut line)
+                .map_err(|e| CliError::usage("cli.io", e))?;
+            if read == 0 {
+                return Ok(());
+            }
+            let trimmed = line.trim_end_matches(['\n', '\r']);
+            if trimmed.trim().is_empty() {
+                continue;
+            }
+            let value = match serde_json::from_str::<Value>(trimmed) {
+                Ok(Value::String(text)) => verdict(&filter.scan(&text)),
+                Ok(_) => {
+                    json!({"error": {"code": "cli.bad_input", "message": "each line must be one JSON string"}})
+                }
+                Err(e) => {
+                    json!({"error": {"code": "cli.bad_input", "message": format!("not JSON: {e}")}})
+                }
+            };
+            writeln!(writer, "{value}").map_err(|e| CliError::usage("cli.io", e))?;
+        }
+    };
+    if args.files.is_empty() {
+        scan_reader(&mut std::io::stdin().lock())?;
+    } else {
+        for path in &args.files {
+            let file = std::fs::File::open(path).map_err(|e| {
+                CliError::usage("cli.io", format!("cannot read {}: {e}", path.display()))
+            })?;
+            scan_reader(&mut std::io::BufReader::new(file))?;
+        }
+    }
+    writer.flush().map_err(|e| CliError::usage("cli.io", e))
+}

@@ -1,0 +1,235 @@
+//! Normalisation before any rule runs: NFKC, invisible characters out (and reported), combining
+//! marks out, confusable letters to their Latin skeleton, lower case. Every byte of the output
+//! remembers the byte of the input it came from, so findings point into the original text.
+
+use unicode_normalization::UnicodeNormalization as _;
+use unicode_normalization::char::is_combining_mark;
+
+/// Text ready for matching, with a map back to the original.
+#[derive(Debug, Default)]
+pub(crate) struct Normalized {
+    /// NFKC, invisible characters and combining marks removed, confusables folded, lower case.
+    pub(crate) text: String,
+    /// For each byte of `text`, the byte offset in the original it came from.
+    pub(crate) origin: Vec<usize>,
+    /// Invisible characters removed: (original byte offset, char).
+    pub(crate) invisible: Vec<(usize, char)>,
+    /// ASCII smuggled in Unicode tag characters (U+E0020..=U+E007E), decoded, with the original
+    /// offset of the first tag of each run.
+    pub(crate) smuggled: Vec<(usize, String)>,
+}
+
+impl Normalized {
+    /// The original byte range of `text[start..end]`.
+    pub(crate) fn original_range(&self, start: usize, end: usize) -> (usize, usize) {
+        let first = self.origin.get(start).copied().unwrap_or(0);
+        let last = end
+            .checked_sub(1)
+            .and_then(|i| self.origin.get(i))
+            .copied()
+            .unwrap_or(first);
+        (first, last.max(first) + 1)
+    }
+}
+
+/// Zero-width, bidirectional-control, tag and other invisible format characters.
+pub(crate) fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}'
+        | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}'
+        | '\u{FE00}'..='\u{FE0F}'
+        | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// Latin letters that other scripts' lookalikes stand for (a small confusables skeleton for the
+/// letters attacks use; NFKC already folds full-width and mathematical letters).
+fn skeleton(c: char) -> char {
+    match c {
+        'а' | 'А' | 'α' | 'Α' => 'a',
+        'в' | 'В' | 'β' | 'Β' => 'b',
+        'с' | 'С' | 'ϲ' | 'Ϲ' => 'c',
+        'ԁ' => 'd',
+        'е' | 'Е' | 'ε' | 'Ε' | 'ё' => 'e',
+        'һ' | 'Н' | 'Η' => 'h',
+        'і' | 'І' | 'ι' | 'Ι' | 'ı' | 'ӏ' => 'i',
+        'ј' | 'Ј' => 'j',
+        'к' | 'К' | 'κ' | 'Κ' => 'k',
+        'м' | 'М' | 'Μ' => 'm',
+        'п' | 'ո' => 'n',
+        'о' | 'О' | 'ο' | 'Ο' | 'օ' => 'o',
+        'р' | 'Р' | 'ρ' | 'Ρ' => 'p',
+        'ԛ' => 'q',
+        'г' => 'r',
+        'ѕ' | 'Ѕ' => 's',
+        'т' | 'Т' | 'τ' | 'Τ' => 't',
+        'ս' | 'υ' => 'u',
+        'ν' | 'ѵ' => 'v',
+        'ԝ' | 'ѡ' => 'w',
+        'х' | 'Х' | 'χ' | 'Χ' => 'x',
+        'у' | 'У' | 'γ' | 'Υ' => 'y',
+        'Ζ' => 'z',
+        other => other,
+    }
+}
+
+/// Normalises `input` (the caller caps its size).
+pub(crate) fn normalize(input: &str) -> Normalized {
+    let mut out = Normalized {
+        text: String::with_capacity(input.len()),
+        origin: Vec::with_capacity(input.len()),
+        ..Normalized::default()
+    };
+    let mut smuggled_run: Option<(usize, String)> = None;
+    let mut buf = [0u8; 4];
+    for (at, c) in input.char_indices() {
+        if is_invisible(c) {
+            out.invisible.push((at, c));
+            if let Some(ascii) = tag_ascii(c) {
+                smuggled_run
+                    .get_or_insert_with(|| (at, String::new()))
+                    .1
+                    .push(ascii);
+            } else if let Some(run) = smuggled_run.take() {
+                out.smuggled.push(run);
+            }
+            continue;
+        }
+        if let Some(run) = smuggled_run.take() {
+            out.smuggled.push(run);
+        }
+        for folded in std::iter::once(c).nfkc() {
+            if is_combining_mark(folded) || is_invisible(folded) {
+                continue;
+            }
+            for lower in skeleton(folded).to_lowercase() {
+                let lower = skeleton(lower);
+                let bytes = lower.encode_utf8(&mut buf).as_bytes();
+                out.text.push(lower);
+                out.origin.extend(std::iter::repeat_n(at, bytes.len()));
+            }
+        }
+    }
+    if let Some(run) = smuggled_run.take() {
+        out.smuggled.push(run);
+    }
+    out
+}
+
+/// The ASCII character a Unicode tag character stands for.
+fn tag_ascii(c: char) -> Option<char> {
+    let code = u32::from(c);
+    (0xE0020..=0xE007E)
+        .contains(&code)
+        .then(|| char::from_u32(code - 0xE0000))
+        .flatten()
+}
+
+/// A word-level view of normalised text: lower-case alphanumeric words separated by one space,
+/// each byte mapped to a byte of the normalised text. Spacing and punctuation tricks vanish.
+#[derive(Debug, Default)]
+pub(crate) struct Words {
+    pub(crate) text: String,
+    pub(crate) origin: Vec<usize>,
+}
+
+pub(crate) fn words(normalized: &str) -> Words {
+    let mut out = Words {
+        text: String::with_capacity(normalized.len() + 2),
+        origin: Vec::with_capacity(normalized.len() + 2),
+    };
+    // A leading and trailing space make every word bounded by spaces on both sides.
+    out.text.push(' ');
+    out.origin.push(0);
+    let mut pending_space = false;
+    for (at, c) in normalized.char_indices() {
+        if c.is_alphanumeric() {
+            if pending_space {
+                out.text.push(' ');
+                out.origin.push(at);
+                pending_space = false;
+            }
+            let mut buf = [0u8; 4];
+            let len = c.encode_utf8(&mut buf).len();
+            out.text.push(c);
+            out.origin.extend(std::iter::repeat_n(at, len));
+        } else if !out.text.ends_with(' ') {
+            pending_space = true;
+        }
+    }
+    out.text.push(' ');
+    out.origin.push(normalized.len());
+    out
+}
+
+/// Letters and digits only, with common digit-for-letter swaps undone: defeats "i.g.n.o.r.e",
+/// "i g n o r e" and "1gn0re". Used only for long phrases, which rarely occur by accident.
+pub(crate) fn squeezed(normalized: &str) -> Words {
+    let mut out = Words {
+        text: String::with_capacity(normalized.len()),
+        origin: Vec::with_capacity(normalized.len()),
+    };
+    for (at, c) in normalized.char_indices() {
+        let c = match c {
+            '0' => 'o',
+            '1' | '!' | '|' => 'i',
+            '3' => 'e',
+            '4' | '@' => 'a',
+            '5' | '$' => 's',
+            '7' => 't',
+            c => c,
+        };
+        if c.is_alphanumeric() {
+            let mut buf = [0u8; 4];
+            let len = c.encode_utf8(&mut buf).len();
+            out.text.push(c);
+            out.origin.extend(std::iter::repeat_n(at, len));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_width_confusables_and_case_and_drops_invisibles() {
+        let n = normalize("Ｉgn\u{200B}оre PREVIOUS");
+        assert_eq!(n.text, "ignore previous");
+        // 'Ｉ' is 3 bytes, so the zero-width space sits at byte 5 and the Cyrillic 'о' at 8.
+        assert_eq!(n.invisible, vec![(5, '\u{200B}')]);
+        assert_eq!(&n.text[3..4], "o");
+        assert_eq!(n.origin[3], 8);
+    }
+
+    #[test]
+    fn decodes_tag_smuggling() {
+        let hidden: String = "hi you"
+            .chars()
+            .map(|c| char::from_u32(0xE0000 + u32::from(c)).unwrap())
+            .collect();
+        let n = normalize(&format!("ok{hidden}!"));
+        assert_eq!(n.text, "ok!");
+        assert_eq!(n.smuggled, vec![(2, "hi you".to_owned())]);
+    }
+
+    #[test]
+    fn words_and_squeezed_views_map_back() {
+        let w = words("i-g-n-o-r-e   the   rules!");
+        assert_eq!(w.text, " i g n o r e the rules ");
+        let s = squeezed("1.g.n.0.r.3 a11");
+        assert_eq!(s.text, "ignoreaii");
+        assert_eq!(s.origin[1], 2);
+    }
+
+    #[test]
+    fn combining_marks_are_dropped() {
+        assert_eq!(normalize("i\u{0301}g\u{0308}nore").text, "ignore");
+    }
+}
