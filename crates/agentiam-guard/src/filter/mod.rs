@@ -11,7 +11,7 @@
 //!    each is scanned again and its findings point at where it hides;
 //! 3. rules ([`rules`]): phrases on word boundaries (aho-corasick), long phrases again in a view
 //!    without spacing or punctuation, a typo-tolerant override matcher, and structural patterns
-//!    (role tokens, fake turns, orders addressed to an AI, exfiltration shapes) as a `RegexSet`.
+//!    (role tokens, fake turns, orders addressed to an AI, exfiltration shapes), each gated by literals.
 //!
 //! The score is a noisy-OR over the strongest hit of each rule, in `[0, 1]`.
 //!
@@ -113,6 +113,38 @@ impl Scan {
     }
 }
 
+/// Named stages of a scan, each a function over the whole text, for profiling (the
+/// `scan_profile` example). Not a stable API.
+#[doc(hidden)]
+#[allow(clippy::type_complexity, reason = "profiling table")]
+pub fn profile_stages() -> Vec<(&'static str, fn(&InjectionFilter, &str))> {
+    vec![
+        ("normalize", |_, t| {
+            std::hint::black_box(normalize::normalize(t));
+        }),
+        ("views", |_, t| {
+            let n = normalize::normalize(t);
+            std::hint::black_box((normalize::words(&n.text), normalize::squeezed(&n.text)));
+        }),
+        ("rules", |f, t| {
+            let n = normalize::normalize(t);
+            let (w, s) = (normalize::words(&n.text), normalize::squeezed(&n.text));
+            std::hint::black_box(f.rules.scan(&n.text, &w, &s));
+        }),
+        ("decode", |_, t| {
+            std::hint::black_box(decode::hidden(t, 1 << 18));
+        }),
+        ("scan", |f, t| {
+            std::hint::black_box(f.scan(t));
+        }),
+    ]
+}
+
+/// The filter's phrase list, for comparing against a bare multi-pattern pass over the same phrases.
+pub fn phrases() -> impl Iterator<Item = &'static str> {
+    rules::phrase_list()
+}
+
 /// Default verdict threshold.
 pub const DEFAULT_THRESHOLD: f64 = 0.5;
 /// Default scan cap: longer text is scanned up to here (and marked `truncated`).
@@ -192,8 +224,7 @@ impl InjectionFilter {
         }
         let input = text.get(..cut).unwrap_or_default();
         let mut findings = Vec::new();
-        self.scan_layer(input, 0, None, &mut findings);
-        let normalized = normalize::normalize(input);
+        let normalized = self.scan_layer(input, 0, None, &mut findings);
         invisible_findings(&normalized, &mut findings);
         for (at, ascii) in &normalized.smuggled {
             let len = ascii.chars().count() * 4;
@@ -249,14 +280,21 @@ impl InjectionFilter {
         base: usize,
         hidden: Option<(usize, &'static str)>,
         findings: &mut Vec<ScanFinding>,
-    ) {
+    ) -> normalize::Normalized {
         let normalized = normalize::normalize(text);
         let words = normalize::words(&normalized.text);
         let squeezed = normalize::squeezed(&normalized.text);
         for hit in self.rules.scan(&normalized.text, &words, &squeezed) {
             let (start, end) = match hidden {
                 Some((end, _)) => (base, end),
-                None => normalized.original_range(hit.start, hit.end),
+                None => {
+                    let (start, mut end) = normalized.original_range(hit.start, hit.end);
+                    // The last byte maps to its character's first byte: end after the character.
+                    while end < text.len() && !text.is_char_boundary(end) {
+                        end += 1;
+                    }
+                    (start, end.min(text.len()))
+                }
             };
             let boost = if hidden.is_some() { HIDDEN_BOOST } else { 0.0 };
             findings.push(ScanFinding {
@@ -272,6 +310,7 @@ impl InjectionFilter {
                 hidden_in: hidden.map(|(_, how)| how),
             });
         }
+        normalized
     }
 
     fn scan_hidden(
@@ -282,7 +321,7 @@ impl InjectionFilter {
         how: &'static str,
         findings: &mut Vec<ScanFinding>,
     ) {
-        self.scan_layer(text, start, Some((end, how)), findings);
+        let _ = self.scan_layer(text, start, Some((end, how)), findings);
     }
 
     /// Scans a tool's description (and its input schema's text) when an agent registers it:

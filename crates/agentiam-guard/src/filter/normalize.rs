@@ -80,6 +80,14 @@ fn skeleton(c: char) -> char {
 
 /// Normalises `input` (the caller caps its size).
 pub(crate) fn normalize(input: &str) -> Normalized {
+    if input.is_ascii() {
+        // ASCII (the common case) only needs lower-casing: one pass, one byte for one byte.
+        return Normalized {
+            text: input.to_ascii_lowercase(),
+            origin: (0..input.len()).collect(),
+            ..Normalized::default()
+        };
+    }
     let mut out = Normalized {
         text: String::with_capacity(input.len()),
         origin: Vec::with_capacity(input.len()),
@@ -102,6 +110,12 @@ pub(crate) fn normalize(input: &str) -> Normalized {
         }
         if let Some(run) = smuggled_run.take() {
             out.smuggled.push(run);
+        }
+        if c.is_ascii() {
+            // NFKC, the skeleton and lower-casing leave ASCII as lower-case ASCII.
+            out.text.push(c.to_ascii_lowercase());
+            out.origin.push(at);
+            continue;
         }
         for folded in std::iter::once(c).nfkc() {
             if is_combining_mark(folded) || is_invisible(folded) {
@@ -147,6 +161,28 @@ pub(crate) fn words(normalized: &str) -> Words {
     out.text.push(' ');
     out.origin.push(0);
     let mut pending_space = false;
+    if normalized.is_ascii() {
+        let mut bytes = Vec::with_capacity(normalized.len() + 2);
+        bytes.push(b' ');
+        for (at, &b) in normalized.as_bytes().iter().enumerate() {
+            if b.is_ascii_alphanumeric() {
+                if pending_space {
+                    bytes.push(b' ');
+                    out.origin.push(at);
+                    pending_space = false;
+                }
+                bytes.push(b);
+                out.origin.push(at);
+            } else if bytes.last() != Some(&b' ') {
+                pending_space = true;
+            }
+        }
+        bytes.push(b' ');
+        out.origin.push(normalized.len());
+        // Only ASCII bytes were pushed.
+        out.text = String::from_utf8(bytes).unwrap_or_default();
+        return out;
+    }
     for (at, c) in normalized.char_indices() {
         if c.is_alphanumeric() {
             if pending_space {
@@ -174,6 +210,26 @@ pub(crate) fn squeezed(normalized: &str) -> Words {
         text: String::with_capacity(normalized.len()),
         origin: Vec::with_capacity(normalized.len()),
     };
+    if normalized.is_ascii() {
+        let mut bytes = Vec::with_capacity(normalized.len());
+        for (at, &b) in normalized.as_bytes().iter().enumerate() {
+            let b = match b {
+                b'0' => b'o',
+                b'1' | b'!' | b'|' => b'i',
+                b'3' => b'e',
+                b'4' | b'@' => b'a',
+                b'5' | b'$' => b's',
+                b'7' => b't',
+                b => b,
+            };
+            if b.is_ascii_alphanumeric() {
+                bytes.push(b);
+                out.origin.push(at);
+            }
+        }
+        out.text = String::from_utf8(bytes).unwrap_or_default();
+        return out;
+    }
     for (at, c) in normalized.char_indices() {
         let c = match c {
             '0' => 'o',

@@ -1,10 +1,10 @@
 //! The rules: phrases (aho-corasick over a word-level view, long ones also over a squeezed view
 //! that defeats spacing and digit-for-letter tricks), a typo-tolerant "override the
 //! instructions" matcher, and structural patterns (role tokens, fake turns, orders addressed to
-//! an AI, exfiltration shapes) as one `RegexSet`.
+//! an AI, exfiltration shapes), each run only when one of its literal gates occurs.
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use regex::{Regex, RegexSet, RegexSetBuilder};
+use regex::bytes::{Regex, RegexBuilder};
 
 use super::Category;
 use super::normalize::Words;
@@ -329,6 +329,33 @@ const PATTERNS: &[(&str, Rule)] = &[
     ),
 ];
 
+/// Literals one of which must occur in the normalised text before pattern `i` runs (a cheap
+/// gate, so the regexes run on few documents). Same order as `PATTERNS`.
+const GATES: &[&[&str]] = &[
+    &["<|"],
+    &["[inst", "[/inst", "<<sys", "<</sys", "<start_of_turn"],
+    &["system", "assistant"],
+    &["##"],
+    &[
+        "ai",
+        "assistant",
+        "agent",
+        "model",
+        "llm",
+        "chatbot",
+        "gpt",
+        "claude",
+        "gemini",
+        "copilot",
+    ],
+    &["ai", "assistant", "agent", "llm", "chatbot"],
+    &["important", "urgent", "attention", "critical"],
+    &["!["],
+    &["!["],
+    &["<important", "<instruction", "<system"],
+    &["ssh", "id_rsa", "credentials", ".env"],
+];
+
 /// Verbs that begin an attempt to override instructions, and what they override.
 const OVERRIDE_VERBS: &[&str] = &[
     "ignore",
@@ -372,12 +399,19 @@ const OVERRIDE_RULE: Rule = rule("pi.override_fuzzy", PromptInjection, 0.75);
 /// Without a modifier ("you can disregard the rules section") the match is weak.
 const OVERRIDE_WEAK: Rule = rule("pi.override_fuzzy_weak", PromptInjection, 0.3);
 
+/// The phrase list (word-level and squeezed), for a bare automaton to be measured against.
+pub(crate) fn phrase_list() -> impl Iterator<Item = &'static str> {
+    PHRASES.iter().chain(SQUEEZED).map(|(p, _)| *p)
+}
+
 /// Compiled rules.
 #[derive(Debug)]
 pub(crate) struct RuleSet {
     phrases: AhoCorasick,
     squeezed: AhoCorasick,
-    patterns: RegexSet,
+    /// All gate literals; `gate_owner[i]` lists the patterns literal `i` opens.
+    gates: AhoCorasick,
+    gate_owner: Vec<Vec<usize>>,
     pattern_list: Vec<Regex>,
 }
 
@@ -398,21 +432,39 @@ impl RuleSet {
                 .build(patterns)
         };
         let squeezed: Vec<String> = SQUEEZED.iter().map(|(p, _)| (*p).to_owned()).collect();
+        let mut gate_literals: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (i, literals) in GATES.iter().enumerate() {
+            for literal in *literals {
+                match gate_literals.iter_mut().find(|(g, _)| g == literal) {
+                    Some((_, owners)) => owners.push(i),
+                    None => gate_literals.push((literal, vec![i])),
+                }
+            }
+        }
         // The pattern lists are constants covered by unit tests; a failure here is a bug.
         #[allow(clippy::expect_used, reason = "constant patterns, tested")]
         Self {
             phrases: build(&padded).expect("phrase automaton"),
             squeezed: build(&squeezed).expect("squeezed automaton"),
-            patterns: RegexSetBuilder::new(PATTERNS.iter().map(|(p, _)| *p))
-                .case_insensitive(true)
-                .size_limit(1 << 22)
-                .build()
-                .expect("pattern set"),
+            // ASCII semantics over the bytes of the normalised (already lower-case) text: Unicode
+            // word boundaries would keep the regex engine off its DFAs, at ~100x the cost.
+            gates: build(
+                &gate_literals
+                    .iter()
+                    .map(|(g, _)| (*g).to_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .expect("gate automaton"),
+            gate_owner: gate_literals
+                .iter()
+                .map(|(_, owners)| owners.clone())
+                .collect(),
             pattern_list: PATTERNS
                 .iter()
                 .map(|(p, _)| {
-                    regex::RegexBuilder::new(p)
-                        .case_insensitive(true)
+                    RegexBuilder::new(p)
+                        .unicode(false)
+                        .size_limit(1 << 22)
                         .build()
                         .expect("pattern")
                 })
@@ -444,9 +496,25 @@ impl RuleSet {
                 });
             }
         }
-        for i in self.patterns.matches(normalized).iter() {
+        let mut open = vec![false; PATTERNS.len()];
+        for m in self.gates.find_overlapping_iter(normalized) {
+            for &i in self
+                .gate_owner
+                .get(m.pattern().as_usize())
+                .into_iter()
+                .flatten()
+            {
+                if let Some(flag) = open.get_mut(i) {
+                    *flag = true;
+                }
+            }
+            if open.iter().all(|o| *o) {
+                break;
+            }
+        }
+        for (i, _) in open.iter().enumerate().filter(|(_, o)| **o) {
             if let (Some(re), Some((_, rule))) = (self.pattern_list.get(i), PATTERNS.get(i)) {
-                for m in re.find_iter(normalized).take(8) {
+                for m in re.find_iter(normalized.as_bytes()).take(8) {
                     hits.push(Hit {
                         rule: *rule,
                         start: m.start(),
@@ -555,8 +623,16 @@ mod tests {
     }
 
     #[test]
-    fn every_pattern_compiles() {
+    fn every_pattern_compiles_and_has_gates() {
         let rules = RuleSet::new();
         assert_eq!(rules.pattern_list.len(), PATTERNS.len());
+        assert_eq!(GATES.len(), PATTERNS.len());
+        // Every gate is lower case (the text is) and every pattern's match contains a gate.
+        assert!(
+            GATES
+                .iter()
+                .flat_map(|g| g.iter())
+                .all(|g| g.to_lowercase() == *g)
+        );
     }
 }
