@@ -306,7 +306,7 @@ impl InjectionFilter {
                     base + start
                 },
                 end: if hidden.is_some() { end } else { base + end },
-                weight: (hit.rule.weight + boost).min(1.0),
+                weight: ((hit.rule.weight + boost).min(1.0) * 1e4).round() / 1e4,
                 hidden_in: hidden.map(|(_, how)| how),
             });
         }
