@@ -264,7 +264,9 @@ class Guard:
     Ed25519 JWKs of the humans who may approve; `audit_dir` (or an open `audit_log`) writes
     every decision to a tamper-evident activity log; `on_confirmation` is called with an approval request when a
     call needs a human and returns a signed approval (or None to refuse); without it the call
-    raises `ConfirmationRequired`.
+    raises `ConfirmationRequired`. `injection_filter=True` (or a dict with `threshold`,
+    `allowed_hosts`, `scan_all_arguments`) scans tool output for prompt injection and refuses
+    arguments that carry data in URLs to hosts outside `allowed_hosts` (`guard.injection_detected`).
     """
 
     def __init__(
@@ -279,6 +281,7 @@ class Guard:
         audit_dir: str | None = None,
         audit_log: _native.AuditLog | None = None,
         on_confirmation: ApprovalCallback | None = None,
+        injection_filter: bool | Mapping[str, Any] = False,
         now: int | None = None,
     ) -> None:
         self._config: dict[str, Any] = {
@@ -290,6 +293,8 @@ class Guard:
             "tools": [],
             "approvers": [{"name": n, "jwk": dict(k)} for n, k in (approvers or {}).items()],
         }
+        if injection_filter:
+            self._config["injection_filter"] = {} if injection_filter is True else dict(injection_filter)
         if audit_dir is not None and audit_log is not None:
             raise ValueError("give audit_dir or audit_log, not both")
         self._audit_log = audit_log if audit_log is not None else (

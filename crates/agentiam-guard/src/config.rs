@@ -111,6 +111,39 @@ pub struct GuardConfig {
     /// SPIFFE ID -> scopes for workloads that authenticate with a client certificate alone.
     #[serde(default)]
     pub workloads: BTreeMap<String, String>,
+    /// The injection filter as the guard's content filter (none when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injection_filter: Option<FilterConfig>,
+}
+
+/// The injection filter in a [`GuardConfig`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// Verdict threshold (default 0.5).
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    /// Hosts that may receive data in URLs of tool arguments.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Also refuse arguments that score as injection (default: only data-carrying URLs).
+    #[serde(default)]
+    pub scan_all_arguments: bool,
+}
+
+impl FilterConfig {
+    /// The filter this describes.
+    pub fn filter(&self) -> crate::filter::InjectionFilter {
+        let mut filter = crate::filter::InjectionFilter::new()
+            .with_exfiltration(crate::filter::ExfiltrationCheck::allowing(
+                &self.allowed_hosts,
+            ))
+            .scan_all_arguments(self.scan_all_arguments);
+        if let Some(t) = self.threshold {
+            filter = filter.with_threshold(t);
+        }
+        filter
+    }
 }
 
 impl GuardConfig {
@@ -166,6 +199,9 @@ impl GuardConfig {
             .clock(clock.clone());
         for t in &self.tools {
             builder = builder.tool(t.spec()?);
+        }
+        if let Some(filter) = &self.injection_filter {
+            builder = builder.content_filter(Arc::new(filter.filter()));
         }
         let verifier = Verifier::new(jwks, self.issuer.clone(), self.audience.clone())
             .with_clock(clock.clone());
