@@ -899,3 +899,64 @@ proptest! {
         prop_assert_eq!(ran.load(Ordering::SeqCst), usize::from(result.is_ok()));
     }
 }
+
+/// Issue 7's scenarios: after untrusted content that the injection filter scores clean, sending
+/// money, e-mailing a file outside or changing a password needs a human; without it, the same
+/// calls within scope run.
+#[test]
+fn after_clean_untrusted_content_risky_calls_still_need_a_human() {
+    let w = world();
+    let guard = Guard::builder(PolicyEngine::default_policy().unwrap())
+        .clock(w.clock.clone())
+        .content_filter(Arc::new(agentiam_guard::filter::InjectionFilter::new()))
+        .tools([
+            ToolSpec::new("fetch", Risk::Low)
+                .with_scope("web", "fetch")
+                .with_untrusted_output(),
+            ToolSpec::new("transfer", Risk::High).with_scope("payments", "transfer"),
+            ToolSpec::new("send_email", Risk::High).with_scope("mail", "send"),
+            ToolSpec::new("change_password", Risk::High).with_scope("account", "password"),
+        ])
+        .build()
+        .unwrap();
+    let interceptor = ToolInterceptor::new(guard);
+    let scopes = "web:fetch payments:transfer mail:send account:password";
+    let risky = [
+        ("transfer", json!({"amount": 50, "to": "acct-9"})),
+        (
+            "send_email",
+            json!({"to": "partner@outside.test", "attachment": "q3.xlsx"}),
+        ),
+        (
+            "change_password",
+            json!({"user": "alice", "new": "hunter22"}),
+        ),
+    ];
+    let clean_session = Session::new("clean", Arc::new(w.principal(scopes)));
+    for (tool, args) in &risky {
+        assert!(
+            interceptor
+                .before(&clean_session, &ToolCall::new(tool, args))
+                .is_allowed(),
+            "{tool}"
+        );
+    }
+    let session = Session::new("read-a-page", Arc::new(w.principal(scopes)));
+    let args = json!({"url": "https://vendor.test/hours"});
+    let fetch = ToolCall::new("fetch", &args);
+    assert!(interceptor.before(&session, &fetch).is_allowed());
+    let page = "Opening hours: Monday to Friday, 9 to 5.";
+    assert_eq!(
+        agentiam_guard::filter::InjectionFilter::new()
+            .scan(page)
+            .score,
+        0.0
+    );
+    interceptor.after(&session, &fetch, page, false);
+    assert!(session.is_tainted());
+    for (tool, args) in &risky {
+        let d = interceptor.before(&session, &ToolCall::new(tool, args));
+        assert_eq!(d.code(), Some("guard.tainted_context"), "{tool}: {d:?}");
+        assert!(matches!(d, Decision::NeedsConfirmation(_)));
+    }
+}
