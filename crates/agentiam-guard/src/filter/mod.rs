@@ -122,6 +122,12 @@ pub fn profile_stages() -> Vec<(&'static str, fn(&InjectionFilter, &str))> {
         ("normalize", |_, t| {
             std::hint::black_box(normalize::normalize(t));
         }),
+        ("words", |_, t| {
+            std::hint::black_box(normalize::words(t));
+        }),
+        ("squeezed", |_, t| {
+            std::hint::black_box(normalize::squeezed(t));
+        }),
         ("views", |_, t| {
             let n = normalize::normalize(t);
             std::hint::black_box((normalize::words(&n.text), normalize::squeezed(&n.text)));
@@ -192,9 +198,9 @@ impl InjectionFilter {
         self
     }
 
-    /// Sets the scan cap in bytes (at least 1 KiB).
+    /// Sets the scan cap in bytes (1 KiB to 1 GiB).
     pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
-        self.max_bytes = max_bytes.max(1024);
+        self.max_bytes = max_bytes.clamp(1024, 1 << 30);
         self
     }
 

@@ -11,7 +11,7 @@ pub(crate) struct Normalized {
     /// NFKC, invisible characters and combining marks removed, confusables folded, lower case.
     pub(crate) text: String,
     /// For each byte of `text`, the byte offset in the original it came from.
-    pub(crate) origin: Vec<usize>,
+    pub(crate) origin: Vec<u32>,
     /// Invisible characters removed: (original byte offset, char).
     pub(crate) invisible: Vec<(usize, char)>,
     /// ASCII smuggled in Unicode tag characters (U+E0020..=U+E007E), decoded, with the original
@@ -22,14 +22,18 @@ pub(crate) struct Normalized {
 impl Normalized {
     /// The original byte range of `text[start..end]`.
     pub(crate) fn original_range(&self, start: usize, end: usize) -> (usize, usize) {
-        let first = self.origin.get(start).copied().unwrap_or(0);
+        let first = self.origin.get(start).map_or(0, |&o| o as usize);
         let last = end
             .checked_sub(1)
             .and_then(|i| self.origin.get(i))
-            .copied()
-            .unwrap_or(first);
+            .map_or(first, |&o| o as usize);
         (first, last.max(first) + 1)
     }
+}
+
+/// A byte offset as stored in the maps (inputs are capped far below 4 GiB).
+fn at32(at: usize) -> u32 {
+    u32::try_from(at).unwrap_or(u32::MAX)
 }
 
 /// Zero-width, bidirectional-control, tag and other invisible format characters.
@@ -84,7 +88,7 @@ pub(crate) fn normalize(input: &str) -> Normalized {
         // ASCII (the common case) only needs lower-casing: one pass, one byte for one byte.
         return Normalized {
             text: input.to_ascii_lowercase(),
-            origin: (0..input.len()).collect(),
+            origin: (0..input.len()).map(at32).collect(),
             ..Normalized::default()
         };
     }
@@ -114,7 +118,7 @@ pub(crate) fn normalize(input: &str) -> Normalized {
         if c.is_ascii() {
             // NFKC, the skeleton and lower-casing leave ASCII as lower-case ASCII.
             out.text.push(c.to_ascii_lowercase());
-            out.origin.push(at);
+            out.origin.push(at32(at));
             continue;
         }
         for folded in std::iter::once(c).nfkc() {
@@ -125,7 +129,8 @@ pub(crate) fn normalize(input: &str) -> Normalized {
                 let lower = skeleton(lower);
                 let bytes = lower.encode_utf8(&mut buf).as_bytes();
                 out.text.push(lower);
-                out.origin.extend(std::iter::repeat_n(at, bytes.len()));
+                out.origin
+                    .extend(std::iter::repeat_n(at32(at), bytes.len()));
             }
         }
     }
@@ -149,7 +154,7 @@ fn tag_ascii(c: char) -> Option<char> {
 #[derive(Debug, Default)]
 pub(crate) struct Words {
     pub(crate) text: String,
-    pub(crate) origin: Vec<usize>,
+    pub(crate) origin: Vec<u32>,
 }
 
 pub(crate) fn words(normalized: &str) -> Words {
@@ -168,17 +173,17 @@ pub(crate) fn words(normalized: &str) -> Words {
             if b.is_ascii_alphanumeric() {
                 if pending_space {
                     bytes.push(b' ');
-                    out.origin.push(at);
+                    out.origin.push(at32(at));
                     pending_space = false;
                 }
                 bytes.push(b);
-                out.origin.push(at);
+                out.origin.push(at32(at));
             } else if bytes.last() != Some(&b' ') {
                 pending_space = true;
             }
         }
         bytes.push(b' ');
-        out.origin.push(normalized.len());
+        out.origin.push(at32(normalized.len()));
         // Only ASCII bytes were pushed.
         out.text = String::from_utf8(bytes).unwrap_or_default();
         return out;
@@ -187,19 +192,19 @@ pub(crate) fn words(normalized: &str) -> Words {
         if c.is_alphanumeric() {
             if pending_space {
                 out.text.push(' ');
-                out.origin.push(at);
+                out.origin.push(at32(at));
                 pending_space = false;
             }
             let mut buf = [0u8; 4];
             let len = c.encode_utf8(&mut buf).len();
             out.text.push(c);
-            out.origin.extend(std::iter::repeat_n(at, len));
+            out.origin.extend(std::iter::repeat_n(at32(at), len));
         } else if !out.text.ends_with(' ') {
             pending_space = true;
         }
     }
     out.text.push(' ');
-    out.origin.push(normalized.len());
+    out.origin.push(at32(normalized.len()));
     out
 }
 
@@ -224,7 +229,7 @@ pub(crate) fn squeezed(normalized: &str) -> Words {
             };
             if b.is_ascii_alphanumeric() {
                 bytes.push(b);
-                out.origin.push(at);
+                out.origin.push(at32(at));
             }
         }
         out.text = String::from_utf8(bytes).unwrap_or_default();
@@ -244,7 +249,7 @@ pub(crate) fn squeezed(normalized: &str) -> Words {
             let mut buf = [0u8; 4];
             let len = c.encode_utf8(&mut buf).len();
             out.text.push(c);
-            out.origin.extend(std::iter::repeat_n(at, len));
+            out.origin.extend(std::iter::repeat_n(at32(at), len));
         }
     }
     out
@@ -261,7 +266,7 @@ mod tests {
         // 'Ｉ' is 3 bytes, so the zero-width space sits at byte 5 and the Cyrillic 'о' at 8.
         assert_eq!(n.invisible, vec![(5, '\u{200B}')]);
         assert_eq!(&n.text[3..4], "o");
-        assert_eq!(n.origin[3], 8);
+        assert_eq!(n.origin[3], 8u32);
     }
 
     #[test]
@@ -281,7 +286,7 @@ mod tests {
         assert_eq!(w.text, " i g n o r e the rules ");
         let s = squeezed("1.g.n.0.r.3 a11");
         assert_eq!(s.text, "ignoreaii");
-        assert_eq!(s.origin[1], 2);
+        assert_eq!(s.origin[1], 2u32);
     }
 
     #[test]

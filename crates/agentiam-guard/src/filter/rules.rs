@@ -530,11 +530,11 @@ impl RuleSet {
 
 /// The normalised-text range of `view.text[start..end]`.
 fn view_range(view: &Words, start: usize, end: usize, len: usize) -> (usize, usize) {
-    let s = view.origin.get(start).copied().unwrap_or(0);
+    let s = view.origin.get(start).map_or(0, |&o| o as usize);
     let e = end
         .checked_sub(1)
         .and_then(|i| view.origin.get(i))
-        .map_or(len, |&o| o + 1);
+        .map_or(len, |&o| o as usize + 1);
     (s, e.max(s).min(len))
 }
 
