@@ -960,3 +960,39 @@ fn after_clean_untrusted_content_risky_calls_still_need_a_human() {
         assert!(matches!(d, Decision::NeedsConfirmation(_)));
     }
 }
+
+/// Policy tightens the taint rule (deny, no human can lift it) or relaxes it for one tool.
+#[test]
+fn policy_can_tighten_or_relax_the_taint_rule_per_tool() {
+    let w = world();
+    let p = w.principal(ALL);
+    let tainted = SessionContext {
+        tainted: true,
+        ..SessionContext::default()
+    };
+    let pay = json!({"amount": 10});
+    let decide = |policy: &str| {
+        let guard = w.builder(policy).build().unwrap();
+        guard.decide(&GuardRequest::new(&p, "transfer", &pay).with_session(&tainted))
+    };
+    // Tighter: after untrusted content, no transfer at all.
+    let tight = format!(
+        "{DEFAULT_POLICY}\n@id(\"no-money-after-untrusted-content\")\n@reason(\"guard.tainted_context\")\n\
+         forbid (principal, action == Action::\"call\", resource == Tool::\"transfer\") when {{ context.tainted }};"
+    );
+    let d = decide(&tight);
+    assert!(matches!(d, Decision::Deny(_)), "{d:?}");
+    assert_eq!(d.code(), Some("guard.tainted_context"));
+    // Looser: the gate exempts one tool (here, deliberately, the transfer).
+    let loose = DEFAULT_POLICY.replace(
+        "when { context.tainted && (context.risk == \"high\" || context.risk == \"irreversible\") }",
+        "when { context.tainted && (context.risk == \"high\" || context.risk == \"irreversible\") && resource != Tool::\"transfer\" }",
+    );
+    assert_ne!(loose, DEFAULT_POLICY);
+    assert!(decide(&loose).is_allowed());
+    // The default: a human.
+    assert!(matches!(
+        decide(DEFAULT_POLICY),
+        Decision::NeedsConfirmation(_)
+    ));
+}
