@@ -496,6 +496,19 @@ def _binder(
     return fast
 
 
+def _context_parameter(fn: Callable[..., Any], names: Sequence[str], first_only: bool) -> str | None:
+    """The parameter of `fn` (the first only, or any) whose annotation names one of a framework's
+    context types (`names`, e.g. "ToolContext"): the framework fills it, so it is never one of the
+    tool's arguments. String annotations (`from __future__ import annotations`) count too."""
+    params = list(inspect.signature(fn).parameters.values())
+    for p in params[:1] if first_only else params:
+        a = p.annotation
+        text = a if isinstance(a, str) else f"{getattr(a, '__name__', '')} {a}"
+        if any(n in text for n in names):
+            return p.name
+    return None
+
+
 def _add_keyword_parameter(call: Callable[..., Any], like: Callable[..., Any], name: str, annotation: Any) -> None:
     """Gives `call` the signature of `like` plus a keyword-only parameter `name: annotation = None`
     (before any `**kwargs`): how an integration asks a framework to pass it its context object

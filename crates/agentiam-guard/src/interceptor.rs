@@ -155,6 +155,19 @@ impl ToolInterceptor {
         &self.guard
     }
 
+    /// The guard's view of `call` in `session`.
+    fn request<'a>(
+        session: &'a Session,
+        context: &'a SessionContext,
+        call: &ToolCall<'a>,
+    ) -> GuardRequest<'a> {
+        let mut request =
+            GuardRequest::new(&session.principal, call.tool, call.arguments).with_session(context);
+        request.call_id = call.call_id;
+        request.shared_arguments = call.shared_arguments;
+        request
+    }
+
     fn decide(
         &self,
         session: &Session,
@@ -162,11 +175,8 @@ impl ToolInterceptor {
         call: &ToolCall<'_>,
         approval: Option<&Approval>,
     ) -> Decision {
-        let mut request =
-            GuardRequest::new(&session.principal, call.tool, call.arguments).with_session(context);
-        request.call_id = call.call_id;
+        let mut request = Self::request(session, context, call);
         request.approval = approval;
-        request.shared_arguments = call.shared_arguments;
         self.guard.decide(&request)
     }
 
@@ -185,11 +195,8 @@ impl ToolInterceptor {
     /// that does not parse), so the activity log holds every refused call. Non-denials are ignored.
     pub fn record_refusal(&self, session: &Session, call: &ToolCall<'_>, refusal: &Decision) {
         let context = session.context();
-        let mut request =
-            GuardRequest::new(&session.principal, call.tool, call.arguments).with_session(&context);
-        request.call_id = call.call_id;
-        request.shared_arguments = call.shared_arguments;
-        self.guard.record_refusal(&request, refusal);
+        self.guard
+            .record_refusal(&Self::request(session, &context, call), refusal);
     }
 
     /// Decides a call before the tool runs; asks the blocking approval channel when policy needs a human.

@@ -34,7 +34,16 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
-from .._guard import _CURRENT, ConfirmationRequired, Denied, Guard, _add_keyword_parameter, _translating, framework_call
+from .._guard import (
+    _CURRENT,
+    ConfirmationRequired,
+    Denied,
+    Guard,
+    _add_keyword_parameter,
+    _context_parameter,
+    _translating,
+    framework_call,
+)
 from .._native import AgentIAMError
 
 __all__ = ["guard_tool", "TokenVerifier"]
@@ -84,15 +93,6 @@ def _principal(guard: Guard) -> Iterator[None]:
         yield
 
 
-def _context_param(fn: Callable[..., Any]) -> str | None:
-    for p in inspect.signature(fn).parameters.values():
-        annotation = p.annotation
-        text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
-        if "Context" in text:
-            return p.name
-    return None
-
-
 def _request_scoped(guard: Guard, fn: Callable[..., Any], own_context: str | None) -> Callable[..., Any]:
     """What the server calls: `fn` with the request's principal and request id in scope. When the
     tool has no `Context` parameter, a keyword-only one is added for the SDK to fill (and leave
@@ -136,7 +136,7 @@ def guard_tool(
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         tool_name = name or fn.__name__
         guard._register(tool_name, scope, risk, untrusted_output, redact)
-        own_context = _context_param(fn)
+        own_context = _context_parameter(fn, ("Context",), first_only=False)
         guarded = guard._wrap(fn, tool_name, () if own_context is None else (own_context,))
         tool_kwargs.setdefault(
             "annotations",

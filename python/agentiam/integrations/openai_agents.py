@@ -33,7 +33,7 @@ from typing import Any, Literal
 import agents
 from agents.tool_context import ToolContext
 
-from .._guard import _CURRENT, ConfirmationRequired, Denied, Guard, framework_call
+from .._guard import _CURRENT, ConfirmationRequired, Denied, Guard, _context_parameter, framework_call
 
 __all__ = ["function_tool", "explain_failure"]
 
@@ -45,15 +45,6 @@ def explain_failure(_ctx: Any, error: Exception) -> str:
     if isinstance(error, Denied):
         return f"agentiam denied this call ({error.code}): {error.message}"
     return f"The tool failed: {type(error).__name__}"
-
-
-def _context_params(fn: Callable[..., Any]) -> tuple[str, ...]:
-    params = list(inspect.signature(fn).parameters.values())
-    if not params:
-        return ()
-    annotation = params[0].annotation
-    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
-    return (params[0].name,) if ("RunContextWrapper" in text or "ToolContext" in text) else ()
 
 
 def _with_call_id(guarded: Callable[..., Any], passes_context: bool) -> Callable[..., Any]:
@@ -125,7 +116,8 @@ def function_tool(
     def decorate(fn: Callable[..., Any]) -> agents.FunctionTool:
         tool_name = name or fn.__name__
         guard._register(tool_name, scope, risk, untrusted_output, redact)
-        context = _context_params(fn)
+        own = _context_parameter(fn, ("RunContextWrapper", "ToolContext"), first_only=True)
+        context = () if own is None else (own,)
         guarded = guard._wrap(fn, tool_name, context)
         function_tool_kwargs.setdefault("failure_error_function", explain_failure)
         if approvals == "sdk":

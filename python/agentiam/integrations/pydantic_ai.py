@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 from pydantic_ai import Tool
 from pydantic_ai.exceptions import ApprovalRequired, ModelRetry
 
-from .._guard import ConfirmationRequired, Denied, Guard, _translating, framework_call
+from .._guard import ConfirmationRequired, Denied, Guard, _context_parameter, _translating, framework_call
 
 __all__ = ["guard_tool"]
 
@@ -82,11 +81,8 @@ def guard_tool(
     """A Pydantic AI `Tool` for `fn` with the guard deciding every call first."""
     tool_name = name or fn.__name__
     guard._register(tool_name, scope, risk, untrusted_output, redact)
-    params = list(inspect.signature(fn).parameters.values())
-    first = params[0] if params else None
-    annotation = "" if first is None else str(first.annotation)
-    exclude = (first.name,) if first is not None and "RunContext" in annotation else ()
-    guarded = guard._wrap(fn, tool_name, exclude)
+    own = _context_parameter(fn, ("RunContext",), first_only=True)
+    guarded = guard._wrap(fn, tool_name, () if own is None else (own,))
 
     tool: Tool[Any] = Tool(_translating(guarded, _translate), name=tool_name, **tool_kwargs)
     # The schema (from `fn`'s signature) stays; only the callable changes, to receive the context.
