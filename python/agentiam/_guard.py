@@ -322,15 +322,21 @@ class Guard:
         untrusted_output: bool = False,
         name: str | None = None,
         redact: Sequence[str] = (),
+        description: str | None = None,
+        input_schema: Mapping[str, Any] | None = None,
     ) -> Callable[[F], F]:
         """Guard a tool. `scope` is the `resource:action` a token needs (default `<name>:call`);
         `risk` one of low, medium, high, irreversible; `untrusted_output` taints the session
         after the tool runs; `redact` names arguments whose values the activity log replaces
-        with "[REDACTED]" (their hash is kept). Works on functions and coroutine functions, and
-        returns a real function with the original signature and docstring."""
+        with "[REDACTED]" (their hash is kept). `description` (and `input_schema`) pin the
+        tool: a token issued for a manifest with another description or schema is refused
+        (`guard.tool_changed`), and with the injection filter on a poisoned description is
+        refused at the first call (`guard.tool_poisoning`); `guard.manifest()` lists them for
+        the agent's identity. Works on functions and coroutine functions, and returns a real
+        function with the original signature and docstring."""
         def decorate(fn: F) -> F:
             tool_name = name or fn.__name__
-            self._register(tool_name, scope, risk, untrusted_output, redact)
+            self._register(tool_name, scope, risk, untrusted_output, redact, description, input_schema)
             return self._wrap(fn, tool_name)
 
         return decorate
@@ -340,8 +346,24 @@ class Guard:
         """The activity log decisions go to, if any (to record events of your own)."""
         return self._audit_log
 
+    def manifest(self) -> list[dict[str, Any]]:
+        """The pinned tools as an agent identity's tool manifest:
+        `[{"name", "description", "input_schema"}]`, for `AgentIdentity(..., tools=...)`."""
+        return [
+            {"name": t["name"], "description": t["description"], "input_schema": t.get("input_schema")}
+            for t in self._config["tools"]
+            if t.get("description") is not None
+        ]
+
     def _register(
-        self, tool_name: str, scope: str | None, risk: str, untrusted_output: bool, redact: Sequence[str] = ()
+        self,
+        tool_name: str,
+        scope: str | None,
+        risk: str,
+        untrusted_output: bool,
+        redact: Sequence[str] = (),
+        description: str | None = None,
+        input_schema: Mapping[str, Any] | None = None,
     ) -> None:
         if risk not in _RISKS:
             raise ValueError(f"risk must be one of {_RISKS}")
@@ -359,6 +381,8 @@ class Guard:
                     "scope": scope,
                     "untrusted_output": untrusted_output,
                     "redact": list(redact),
+                    **({"description": description} if description is not None else {}),
+                    **({"input_schema": dict(input_schema)} if input_schema is not None else {}),
                 }
             )
 

@@ -20,6 +20,10 @@ pub const CONFIRMATION_INVALID: &str = "guard.confirmation_invalid";
 pub const CONFIRMATION_DENIED: &str = "guard.confirmation_denied";
 /// The content filter found an injection in the arguments.
 pub const INJECTION_DETECTED: &str = "guard.injection_detected";
+/// The tool's description or schema is not the one pinned in the token (or the tool was not in its manifest).
+pub const TOOL_CHANGED: &str = "guard.tool_changed";
+/// A tool's description carries instructions for the model; the guard refuses to register it.
+pub const TOOL_POISONING: &str = "guard.tool_poisoning";
 /// The session read untrusted content and the call is too risky to take without a human.
 pub const TAINTED_CONTEXT: &str = "guard.tainted_context";
 /// The behaviour check found the call anomalous.

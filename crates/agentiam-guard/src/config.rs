@@ -55,6 +55,15 @@ pub struct ToolConfig {
     /// Names are matched case-insensitively at any depth, in every tool's events.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redact: Vec<String>,
+    /// The description the model is shown. Given, the tool is pinned
+    /// ([`ToolSpec::with_descriptor`]): a token whose manifest has another description or
+    /// schema for it is refused (`guard.tool_changed`), and the injection filter, when on,
+    /// scans it when the guard is built (`guard.tool_poisoning`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The JSON Schema of the arguments, as in the agent's tool manifest (JSON `null` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_schema: Option<serde_json::Value>,
 }
 
 impl ToolConfig {
@@ -71,6 +80,17 @@ impl ToolConfig {
         }
         if self.untrusted_output {
             spec = spec.with_untrusted_output();
+        }
+        if let Some(description) = &self.description {
+            spec = spec.with_descriptor(
+                description.clone(),
+                self.input_schema.clone().unwrap_or(serde_json::Value::Null),
+            );
+        } else if self.input_schema.is_some() {
+            return Err(GuardError::ToolSpec(format!(
+                "tool {:?}: an input_schema pins the tool only with its description",
+                self.name
+            )));
         }
         spec.validate()?;
         Ok(spec)

@@ -184,6 +184,9 @@ impl Guard {
                 "the principal's credential has expired",
             );
         }
+        if let Some(refusal) = pin_refusal(principal, tool) {
+            return refusal;
+        }
         if !matches!(request.arguments, Value::Object(_) | Value::Null) {
             return Decision::deny(
                 codes::ARGUMENTS_INVALID,
@@ -205,6 +208,11 @@ impl Guard {
         let mut ctx = PolicyContext {
             arguments: request.arguments,
             tainted: request.session.tainted,
+            untrusted_arguments: request
+                .session
+                .untrusted_text
+                .copied_into(request.arguments)
+                .is_some(),
             approved: false,
             anomaly_score: assessment.anomaly_score,
             http: request.http,
@@ -310,6 +318,33 @@ impl Guard {
             code,
             policies,
         }))
+    }
+}
+
+/// `guard.tool_changed` when the credential pins tools and this one is not as pinned.
+/// A tool registered without a descriptor has nothing to compare and is not pinned.
+fn pin_refusal(principal: &crate::Principal, tool: &ToolSpec) -> Option<Decision> {
+    let pins = principal.tool_pins();
+    if pins.is_empty() {
+        return None;
+    }
+    let current = tool.pin()?;
+    match pins.get(tool.name()) {
+        Some(pinned) if *pinned == current => None,
+        Some(pinned) => Some(Decision::deny(
+            codes::TOOL_CHANGED,
+            format!(
+                "tool {:?} changed since the credential was issued: its description or schema digests to {current}, the credential pins {pinned}",
+                clip(tool.name())
+            ),
+        )),
+        None => Some(Decision::deny(
+            codes::TOOL_CHANGED,
+            format!(
+                "tool {:?} was not in the tool manifest the credential was issued for",
+                clip(tool.name())
+            ),
+        )),
     }
 }
 
@@ -420,6 +455,18 @@ impl GuardBuilder {
                 "confirmation ttl {} s must be within 1 ..= max approval ttl {} s",
                 self.confirmation_ttl, self.max_approval_ttl
             )));
+        }
+        let mut tools: Vec<&ToolSpec> = self.tools.values().collect();
+        tools.sort_by(|a, b| a.name().cmp(b.name()));
+        for tool in tools {
+            if let Some(descriptor) = tool.descriptor()
+                && let Some(finding) = self.filter.scan_tool(descriptor)
+            {
+                return Err(GuardError::ToolPoisoning {
+                    tool: tool.name().to_owned(),
+                    detail: finding.detail,
+                });
+            }
         }
         for kid in self.approvers.kids() {
             let Some(key) = self.approvers.get(kid) else {

@@ -23,6 +23,14 @@ pub enum GuardError {
     /// An approval is malformed.
     #[error("approval is malformed: {0}")]
     ApprovalMalformed(String),
+    /// The content filter found instructions for the model in a tool's description.
+    #[error("tool {tool:?} is refused: its description looks poisoned ({detail})")]
+    ToolPoisoning {
+        /// The tool.
+        tool: String,
+        /// What the filter found.
+        detail: String,
+    },
     /// Reading a file failed.
     #[error("cannot read {path}: {message}")]
     Io {
@@ -43,6 +51,7 @@ impl GuardError {
             Self::ToolSpec(_) => "guard.tool_spec_invalid",
             Self::ApproverKey(_) => "guard.approver_key_refused",
             Self::ApprovalMalformed(_) => crate::codes::CONFIRMATION_INVALID,
+            Self::ToolPoisoning { .. } => crate::codes::TOOL_POISONING,
             Self::Io { .. } => "guard.io",
         }
     }

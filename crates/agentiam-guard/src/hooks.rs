@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use agentiam_identity::ToolDescriptor;
 use serde_json::Value;
 
 use crate::decision::{Decision, Denial};
@@ -38,6 +39,11 @@ pub trait ContentFilter: Send + Sync + fmt::Debug {
     /// Judges a tool's output.
     fn scan_output(&self, _tool: &ToolSpec, _output: &str) -> OutputVerdict {
         OutputVerdict::Clean
+    }
+    /// Judges what the model is shown for a tool, when the guard is built: a finding refuses
+    /// the tool (`guard.tool_poisoning`).
+    fn scan_tool(&self, _descriptor: &ToolDescriptor) -> Option<Finding> {
+        None
     }
 }
 

@@ -55,12 +55,24 @@ impl Session {
 
     /// Marks the session as having read untrusted content. Taint never clears within a session.
     pub fn taint(&self, source: impl Into<String>) {
-        let source = source.into();
+        self.taint_with(source.into(), None);
+    }
+
+    /// Marks the session as having read `text` from `source` (taint), and remembers the
+    /// text's fingerprints so later arguments copied from it are flagged.
+    pub fn read_untrusted(&self, source: impl Into<String>, text: &str) {
+        self.taint_with(source.into(), Some(text));
+    }
+
+    fn taint_with(&self, source: String, text: Option<&str>) {
         match self.context.write() {
             Ok(mut c) => {
                 c.tainted = true;
                 if c.taint_sources.len() < 64 && !c.taint_sources.contains(&source) {
                     c.taint_sources.push(source);
+                }
+                if let Some(text) = text {
+                    Arc::make_mut(&mut c.untrusted_text).remember(text);
                 }
             }
             Err(poisoned) => {
@@ -286,7 +298,7 @@ impl ToolInterceptor {
             None => OutputVerdict::Untrusted,
         };
         if !matches!(verdict, OutputVerdict::Clean) {
-            session.taint(call.tool);
+            session.read_untrusted(call.tool, output);
         }
         let context = session.context();
         let outcome = CallOutcome {

@@ -68,6 +68,7 @@ mod hooks;
 mod interceptor;
 mod policy;
 mod request;
+mod untrusted_text;
 
 #[cfg(feature = "tower")]
 pub mod http;
@@ -100,3 +101,4 @@ pub use policy::{
 pub use request::{
     GuardRequest, HttpRequestInfo, Principal, Risk, SessionContext, SharedPrincipal, ToolSpec,
 };
+pub use untrusted_text::UntrustedText;

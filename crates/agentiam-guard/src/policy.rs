@@ -93,6 +93,7 @@ pub struct PolicyEngine {
 pub(crate) struct PolicyContext<'a> {
     pub(crate) arguments: &'a Value,
     pub(crate) tainted: bool,
+    pub(crate) untrusted_arguments: bool,
     pub(crate) approved: bool,
     pub(crate) anomaly_score: u8,
     pub(crate) http: Option<HttpRequestInfo<'a>>,
@@ -254,6 +255,10 @@ impl PolicyEngine {
             RestrictedExpression::new_bool(ctx.tainted),
         ));
         pairs.push((
+            "untrusted_arguments".into(),
+            RestrictedExpression::new_bool(ctx.untrusted_arguments),
+        ));
+        pairs.push((
             "approved".into(),
             RestrictedExpression::new_bool(ctx.approved),
         ));
@@ -378,6 +383,7 @@ impl PolicyEngine {
         field(tool.name());
         field(tool.risk().as_str());
         field(if ctx.tainted { "t" } else { "f" });
+        field(if ctx.untrusted_arguments { "t" } else { "f" });
         field(if ctx.approved { "t" } else { "f" });
         field(&principal.delegation_depth().to_string());
         field(&ctx.anomaly_score.to_string());

@@ -1,10 +1,12 @@
 //! What the guard decides on: who (the [`Principal`]), which tool ([`ToolSpec`]), with which
 //! arguments, in which session ([`SessionContext`]).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
 use agentiam_delegation::Grant;
+use agentiam_identity::{Sha256Digest, ToolDescriptor};
 use agentiam_token::{ScopeSet, Token};
 use serde_json::Value;
 
@@ -68,6 +70,8 @@ pub struct ToolSpec {
     action: String,
     risk: Risk,
     untrusted_output: bool,
+    descriptor: Option<Arc<ToolDescriptor>>,
+    pin: Option<Sha256Digest>,
 }
 
 fn valid_scope_part(part: &str, dots: bool) -> bool {
@@ -91,7 +95,32 @@ impl ToolSpec {
             name,
             risk,
             untrusted_output: false,
+            descriptor: None,
+            pin: None,
         }
+    }
+
+    /// What the model is shown for this tool: its description and argument schema.
+    ///
+    /// The guard then pins the tool: a token whose agent claim carries the manifest's
+    /// tool digests ([`agentiam_identity::AgentConfiguration::tool_digests`]) may call it only
+    /// while the description and schema are the ones it was issued for (`guard.tool_changed`),
+    /// and the content filter scans the description when the guard is built (`guard.tool_poisoning`).
+    pub fn with_descriptor(mut self, description: impl Into<String>, input_schema: Value) -> Self {
+        let descriptor = ToolDescriptor::new(self.name.clone(), description, input_schema);
+        self.pin = descriptor.digest().ok();
+        self.descriptor = Some(Arc::new(descriptor));
+        self
+    }
+
+    /// The descriptor given with [`ToolSpec::with_descriptor`].
+    pub fn descriptor(&self) -> Option<&ToolDescriptor> {
+        self.descriptor.as_deref()
+    }
+
+    /// The descriptor's digest, compared with the token's pin for this tool.
+    pub fn pin(&self) -> Option<Sha256Digest> {
+        self.pin
     }
 
     /// The tool returns content from outside the trust boundary (web pages, mail, tickets):
@@ -126,6 +155,12 @@ impl ToolSpec {
             return Err(GuardError::ToolSpec(format!(
                 "tool {:?}: scope {}:{} is not in the scope grammar (names of letters, digits, _ and -, resources joined by .)",
                 self.name, self.resource, self.action
+            )));
+        }
+        if self.descriptor.is_some() && self.pin.is_none() {
+            return Err(GuardError::ToolSpec(format!(
+                "tool {:?}: the input schema has no canonical JSON form (numbers out of range?)",
+                self.name
             )));
         }
         Ok(())
@@ -166,6 +201,7 @@ pub struct Principal {
     token_id: Option<String>,
     expires_at: i64,
     key_thumbprint: Option<String>,
+    tool_pins: Arc<BTreeMap<String, Sha256Digest>>,
 }
 
 fn actors_oldest_first(act: Option<&Value>) -> Vec<String> {
@@ -206,6 +242,13 @@ impl Principal {
             token_id: claims.jti.clone(),
             expires_at: claims.exp,
             key_thumbprint: claims.cnf.as_ref().and_then(|c| c.jkt.clone()),
+            tool_pins: Arc::new(
+                claims
+                    .agent
+                    .as_ref()
+                    .map(|a| a.tools.clone())
+                    .unwrap_or_default(),
+            ),
         }
     }
 
@@ -231,6 +274,7 @@ impl Principal {
             token_id: None,
             expires_at: grant.exp,
             key_thumbprint: Some(grant.holder_jkt.clone()),
+            tool_pins: Arc::default(),
         }
     }
 
@@ -249,6 +293,7 @@ impl Principal {
             token_id: None,
             expires_at,
             key_thumbprint: None,
+            tool_pins: Arc::default(),
         }
     }
 
@@ -292,6 +337,10 @@ impl Principal {
     pub fn key_thumbprint(&self) -> Option<&str> {
         self.key_thumbprint.as_deref()
     }
+    /// The tool digests the credential was issued for, by tool name; empty when it pins none.
+    pub fn tool_pins(&self) -> &BTreeMap<String, Sha256Digest> {
+        &self.tool_pins
+    }
 }
 
 /// What the guard knows about the session the call belongs to.
@@ -303,6 +352,9 @@ pub struct SessionContext {
     pub tainted: bool,
     /// Where the taint came from (tool names or document ids), for diagnostics.
     pub taint_sources: Vec<String>,
+    /// Fingerprints of the untrusted content read, to flag arguments copied from it
+    /// (`context.untrusted_arguments` in policy).
+    pub untrusted_text: Arc<crate::UntrustedText>,
 }
 
 impl SessionContext {
@@ -319,6 +371,13 @@ impl SessionContext {
         self.tainted = true;
         self.taint_sources.push(source.into());
         self
+    }
+
+    /// Marks the session as having read `text` from `source`, and remembers the text's
+    /// fingerprints so arguments copied from it are flagged.
+    pub fn read_untrusted(mut self, source: impl Into<String>, text: &str) -> Self {
+        Arc::make_mut(&mut self.untrusted_text).remember(text);
+        self.taint(source)
     }
 }
 
@@ -356,16 +415,13 @@ pub struct GuardRequest<'a> {
 impl<'a> GuardRequest<'a> {
     /// A tool call in a clean, anonymous session.
     pub fn new(principal: &'a Principal, tool: &'a str, arguments: &'a Value) -> Self {
-        static CLEAN: SessionContext = SessionContext {
-            id: None,
-            tainted: false,
-            taint_sources: Vec::new(),
-        };
+        static CLEAN: std::sync::LazyLock<SessionContext> =
+            std::sync::LazyLock::new(SessionContext::default);
         Self {
             principal,
             tool,
             arguments,
-            session: &CLEAN,
+            session: std::sync::LazyLock::force(&CLEAN),
             approval: None,
             http: None,
             call_id: None,

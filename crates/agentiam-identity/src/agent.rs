@@ -66,7 +66,7 @@ impl ModelRef {
 ///
 /// The description is part of the identity on purpose: a reworded description
 /// changes what the model will do with the tool ("tool poisoning").
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolDescriptor {
     /// The tool's name.
     pub name: String,
@@ -88,6 +88,13 @@ impl ToolDescriptor {
             description: description.into(),
             input_schema,
         }
+    }
+
+    /// SHA-256 over the RFC 8785 canonical JSON of `{"name", "description", "input_schema"}`:
+    /// the tool's pin. A token issued to an identity carries one per tool, so a service can
+    /// refuse a tool whose description or schema changed after the token was issued.
+    pub fn digest(&self) -> Result<Sha256Digest, IdentityError> {
+        Sha256Digest::of_canonical_json(self, "tool descriptor")
     }
 }
 
@@ -138,6 +145,17 @@ impl AgentConfiguration {
             },
             "agent configuration",
         )
+    }
+
+    /// Each tool's [`ToolDescriptor::digest`], by name (an error if a name repeats).
+    pub fn tool_digests(&self) -> Result<BTreeMap<String, Sha256Digest>, IdentityError> {
+        let mut pins = BTreeMap::new();
+        for tool in &self.tools {
+            if pins.insert(tool.name.clone(), tool.digest()?).is_some() {
+                return Err(IdentityError::DuplicateTool(clip_for_message(&tool.name)));
+            }
+        }
+        Ok(pins)
     }
 }
 
@@ -201,6 +219,7 @@ pub struct AgentIdentity {
     runtime: RuntimeDescriptor,
     runtime_digest: Sha256Digest,
     composite_digest: Sha256Digest,
+    tool_pins: BTreeMap<String, Sha256Digest>,
 }
 
 impl AgentIdentity {
@@ -211,10 +230,13 @@ impl AgentIdentity {
         configuration: &AgentConfiguration,
         runtime: RuntimeDescriptor,
     ) -> Result<Self, IdentityError> {
-        Self::from_parts(spiffe_id, model, configuration.digest()?, runtime)
+        let mut identity = Self::from_parts(spiffe_id, model, configuration.digest()?, runtime)?;
+        identity.tool_pins = configuration.tool_digests()?;
+        Ok(identity)
     }
 
     /// Builds the identity from an already attested configuration digest.
+    /// It pins no tools; [`AgentIdentity::with_tool_pins`] adds the manifest's pins.
     pub fn from_parts(
         spiffe_id: SpiffeId,
         model: ModelRef,
@@ -245,7 +267,20 @@ impl AgentIdentity {
             runtime,
             runtime_digest,
             composite_digest,
+            tool_pins: BTreeMap::new(),
         })
+    }
+
+    /// Pins the tools of an attested manifest (from [`AgentConfiguration::tool_digests`]).
+    /// The pins do not change the composite digest: the configuration digest already covers them.
+    pub fn with_tool_pins(mut self, pins: BTreeMap<String, Sha256Digest>) -> Self {
+        self.tool_pins = pins;
+        self
+    }
+
+    /// Each tool's descriptor digest, by name; empty when the identity was built without its manifest.
+    pub fn tool_pins(&self) -> &BTreeMap<String, Sha256Digest> {
+        &self.tool_pins
     }
 
     /// The agent's SPIFFE ID (the token's `sub`).
@@ -313,6 +348,25 @@ mod tests {
 
     fn runtime() -> RuntimeDescriptor {
         RuntimeDescriptor::new("container").with("image_digest", "sha256:1111")
+    }
+
+    #[test]
+    fn each_tool_has_its_own_pin() {
+        let pins = config().tool_digests().unwrap();
+        assert_eq!(pins.len(), 2);
+        let mut reworded = config();
+        reworded.tools[1].description = "Sends a payment to anyone".into();
+        let changed = reworded.tool_digests().unwrap();
+        assert_eq!(pins["read_ledger"], changed["read_ledger"]);
+        assert_ne!(pins["send_payment"], changed["send_payment"]);
+        let agent = identity(&config(), model(), runtime());
+        assert_eq!(agent.tool_pins(), &pins);
+        let mut twice = config();
+        twice.tools.push(twice.tools[0].clone());
+        assert_eq!(
+            twice.tool_digests().unwrap_err().code(),
+            "identity.duplicate_tool"
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Access-token claims (RFC 9068 `at+jwt`) with agentiam's task, agent and confirmation claims.
 
+use std::collections::BTreeMap;
+
 use agentiam_identity::{AgentIdentity, ModelRef, Sha256Digest};
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -45,6 +47,11 @@ pub struct AgentClaim {
     pub runtime_digest: Sha256Digest,
     /// The composite digest over all components.
     pub digest: Sha256Digest,
+    /// Each tool's descriptor digest, by name: the manifest the token was issued for.
+    /// A guard refuses a registered tool whose description or schema no longer matches
+    /// (`guard.tool_changed`). Empty (and absent from the JSON) when the issuer had no manifest.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tools: BTreeMap<String, Sha256Digest>,
 }
 
 impl AgentClaim {
@@ -55,6 +62,7 @@ impl AgentClaim {
             config_digest: identity.configuration_digest(),
             runtime_digest: identity.runtime_digest(),
             digest: identity.composite_digest(),
+            tools: identity.tool_pins().clone(),
         }
     }
 }

@@ -35,6 +35,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
+use agentiam_identity::ToolDescriptor;
+
 use crate::hooks::{ContentFilter, Finding, OutputVerdict};
 use crate::request::ToolSpec;
 
@@ -468,6 +470,11 @@ impl ContentFilter for InjectionFilter {
             Verdict::Clean if tool.untrusted_output() => OutputVerdict::Untrusted,
             Verdict::Clean => OutputVerdict::Clean,
         }
+    }
+
+    fn scan_tool(&self, descriptor: &ToolDescriptor) -> Option<Finding> {
+        let scan = self.scan_tool_description(&descriptor.description, &descriptor.input_schema);
+        (scan.verdict == Verdict::Injection).then(|| finding_of(&scan))
     }
 }
 
