@@ -26,6 +26,13 @@ pub(crate) struct ScanArgs {
     /// Verdict threshold on the score, in (0, 1].
     #[arg(long, default_value_t = agentiam::guard::filter::DEFAULT_THRESHOLD)]
     threshold: f64,
+    /// Rules only: leave out the learned n-gram model.
+    #[arg(long)]
+    no_model: bool,
+    /// With --jsonl: print the model's feature buckets per window instead of a verdict (for
+    /// scripts/train-injection-model).
+    #[arg(long, hide = true, requires = "jsonl")]
+    features: bool,
 }
 
 fn verdict(scan: &Scan) -> Value {
@@ -70,7 +77,9 @@ pub(crate) fn run(args: &ScanArgs, out: &Output) -> Result<(), CliError> {
             "the threshold is in (0, 1]",
         ));
     }
-    let filter = InjectionFilter::new().with_threshold(args.threshold);
+    let filter = InjectionFilter::new()
+        .with_threshold(args.threshold)
+        .with_model(!args.no_model);
     if args.jsonl {
         return jsonl(&filter, args);
     }
@@ -123,6 +132,9 @@ fn jsonl(filter: &InjectionFilter, args: &ScanArgs) -> Result<(), CliError> {
                 continue;
             }
             let value = match serde_json::from_str::<Value>(trimmed) {
+                Ok(Value::String(text)) if args.features => {
+                    json!({"windows": InjectionFilter::model_features(&text)})
+                }
                 Ok(Value::String(text)) => verdict(&filter.scan(&text)),
                 Ok(_) => {
                     json!({"error": {"code": "cli.bad_input", "message": "each line must be one JSON string"}})

@@ -26,6 +26,7 @@
 
 mod decode;
 mod exfil;
+mod model;
 mod normalize;
 mod rules;
 mod spotlight;
@@ -166,12 +167,44 @@ pub struct InjectionFilter {
     max_bytes: usize,
     exfiltration: ExfiltrationCheck,
     scan_arguments: bool,
+    model: Option<model::Model>,
 }
 
 impl Default for InjectionFilter {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Model probabilities below this are not reported as findings.
+const MODEL_FLOOR: f64 = 0.2;
+
+/// Byte range in the words view of words `first..last` (the view is ` w1 w2 ... `).
+fn word_span(view: &str, first: usize, last: usize) -> (usize, usize) {
+    let mut start = 0;
+    let mut end = view.len();
+    let mut index = 0;
+    let bytes = view.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes.get(at) == Some(&b' ') {
+            at += 1;
+            continue;
+        }
+        let begin = at;
+        while at < bytes.len() && bytes.get(at) != Some(&b' ') {
+            at += 1;
+        }
+        if index == first {
+            start = begin;
+        }
+        if index + 1 == last {
+            end = at;
+            break;
+        }
+        index += 1;
+    }
+    (start, end.max(start))
 }
 
 /// Findings on hidden text weigh more: hiding an instruction from the reader is itself a signal.
@@ -187,7 +220,14 @@ impl InjectionFilter {
             max_bytes: DEFAULT_MAX_BYTES,
             exfiltration: ExfiltrationCheck::default(),
             scan_arguments: false,
+            model: model::Model::embedded(),
         }
+    }
+
+    /// Turns the learned n-gram model on (the default) or off (rules only, faster).
+    pub fn with_model(mut self, on: bool) -> Self {
+        self.model = if on { model::Model::embedded() } else { None };
+        self
     }
 
     /// Sets the verdict threshold (clamped to `[0.05, 1]`).
@@ -318,7 +358,44 @@ impl InjectionFilter {
                 hidden_in: hidden.map(|(_, how)| how),
             });
         }
+        if let Some(model) = &self.model {
+            let (p, first, last) = model.score(&words.text);
+            if p >= MODEL_FLOOR {
+                let (start, end) = match hidden {
+                    Some((end, _)) => (base, end),
+                    None => {
+                        let (s, e) = word_span(&words.text, first, last);
+                        let ns = words.origin.get(s).map_or(0, |&o| o as usize);
+                        let nl = e
+                            .checked_sub(1)
+                            .and_then(|i| words.origin.get(i))
+                            .map_or(ns, |&o| o as usize);
+                        let (start, mut end) = normalized.original_range(ns, nl.max(ns) + 1);
+                        end = end.min(text.len());
+                        while !text.is_char_boundary(end) {
+                            end += 1;
+                        }
+                        (base + start, base + end)
+                    }
+                };
+                findings.push(ScanFinding {
+                    rule: "ml.ngram",
+                    category: Category::PromptInjection,
+                    start,
+                    end: end.max(start),
+                    weight: (p * 1e4).round() / 1e4,
+                    hidden_in: hidden.map(|(_, how)| how),
+                });
+            }
+        }
         normalized
+    }
+
+    /// The model's feature buckets of each scoring window of `text` (for the training script).
+    #[doc(hidden)]
+    pub fn model_features(text: &str) -> Vec<Vec<u32>> {
+        let normalized = normalize::normalize(text);
+        model::window_features(&normalize::words(&normalized.text).text)
     }
 
     fn scan_hidden(
