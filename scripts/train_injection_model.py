@@ -115,7 +115,7 @@ def main() -> None:
     x = matrix(xs)
     y = np.array(ys)
     print(f"{x.shape[0]} windows ({int(y.sum())} from attacks)", file=sys.stderr)
-    model = LogisticRegression(C=C, class_weight="balanced", max_iter=2000, solver="liblinear")
+    model = LogisticRegression(C=C, class_weight="balanced", max_iter=2000, solver="liblinear", random_state=0)
     model.fit(x, y)
     w = model.coef_[0]
     scale = float(np.abs(w).max()) / 127.0
@@ -138,7 +138,7 @@ def main() -> None:
         "format": "AIMW v1: magic, u32 bits, f32 bias, f32 scale, 2^bits int8 weights (little endian)",
         "model_sha256": hashlib.sha256(MODEL.read_bytes()).hexdigest(),
         "features": "words view; unigram, bigram, char trigrams of ' word '; FNV-1a + murmur3 finaliser; 2^18 buckets; windows of 96 words, stride 48",
-        "trainer": f"scikit-learn {sklearn.__version__} LogisticRegression(C={C}, class_weight=balanced, solver=liblinear)",
+        "trainer": f"scikit-learn {sklearn.__version__} LogisticRegression(C={C}, class_weight=balanced, solver=liblinear, random_state=0)",
         "numpy": np.__version__,
         "data": {
             "dev_sha256": hashlib.sha256(dev_path.read_bytes()).hexdigest(),
