@@ -26,6 +26,9 @@ pub(crate) struct ScanArgs {
     /// Verdict threshold on the score, in (0, 1].
     #[arg(long, default_value_t = agentiam::guard::filter::DEFAULT_THRESHOLD)]
     threshold: f64,
+    /// Add the sanitized text (invisible characters, hidden HTML and role tokens removed).
+    #[arg(long)]
+    sanitize: bool,
     /// Rules only: leave out the learned n-gram model.
     #[arg(long)]
     no_model: bool,
@@ -35,14 +38,19 @@ pub(crate) struct ScanArgs {
     features: bool,
 }
 
-fn verdict(scan: &Scan) -> Value {
-    json!({
+fn verdict(filter: &InjectionFilter, text: &str, sanitize: bool) -> (Scan, Value) {
+    let scan = filter.scan(text);
+    let mut value = json!({
         "verdict": scan.verdict,
         "score": (scan.score * 1e4).round() / 1e4,
         "categories": scan.categories(),
         "findings": scan.findings,
         "truncated": scan.truncated,
-    })
+    });
+    if sanitize && let Some(obj) = value.as_object_mut() {
+        obj.insert("sanitized".into(), Value::String(filter.sanitize(text)));
+    }
+    (scan, value)
 }
 
 fn human(name: &str, scan: &Scan) -> String {
@@ -98,13 +106,17 @@ pub(crate) fn run(args: &ScanArgs, out: &Output) -> Result<(), CliError> {
             .collect::<Result<_, CliError>>()?
     };
     for (name, text) in &texts {
-        let scan = filter.scan(text);
+        let (scan, mut value) = verdict(&filter, text, args.sanitize);
         any_injection |= scan.verdict == agentiam::guard::filter::Verdict::Injection;
-        let mut value = verdict(&scan);
         if let Some(obj) = value.as_object_mut() {
             obj.insert("input".into(), Value::String(name.clone()));
         }
-        out.result(&value, &human(name, &scan));
+        let mut text = human(name, &scan);
+        if let Some(clean) = value.get("sanitized").and_then(Value::as_str) {
+            text.push_str("\n--- sanitized ---\n");
+            text.push_str(clean);
+        }
+        out.result(&value, &text);
     }
     // Like grep: 1 when something was found, so scripts can branch on it.
     if any_injection {
@@ -135,7 +147,7 @@ fn jsonl(filter: &InjectionFilter, args: &ScanArgs) -> Result<(), CliError> {
                 Ok(Value::String(text)) if args.features => {
                     json!({"windows": InjectionFilter::model_features(&text)})
                 }
-                Ok(Value::String(text)) => verdict(&filter.scan(&text)),
+                Ok(Value::String(text)) => verdict(filter, &text, args.sanitize).1,
                 Ok(_) => {
                     json!({"error": {"code": "cli.bad_input", "message": "each line must be one JSON string"}})
                 }

@@ -212,6 +212,19 @@ proptest! {
         }
     }
 
+    /// Sanitising never panics, never grows the text, and leaves no invisible character or
+    /// role token behind (generated text holds no other `<`, so removals cannot splice a new one).
+    #[test]
+    fn sanitized_text_has_nothing_hidden_left(
+        text in "([^<]|\u{200B}|\u{E0041}|<!-- x -->|<\\|im_start\\|>){0,80}"
+    ) {
+        let clean = FILTER.sanitize(&text);
+        prop_assert!(clean.len() <= text.len());
+        let hidden = ['\u{200B}', '\u{E0041}'];
+        let leftover = clean.contains(hidden) || clean.contains("<!-- x -->") || clean.contains("<|im_start|>");
+        prop_assert!(!leftover, "{:?} -> {:?}", text, clean);
+    }
+
     /// Hiding a known attack with invisible characters between its letters never makes it clean.
     #[test]
     fn invisible_characters_never_hide_an_attack(gap in prop::sample::select(vec!['\u{200B}', '\u{200C}', '\u{2060}', '\u{FEFF}', '\u{00AD}', '\u{E0001}']), every in 1usize..4) {

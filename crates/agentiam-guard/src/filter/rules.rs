@@ -281,6 +281,22 @@ const SQUEEZED: &[(&str, Rule)] = &[
     ),
 ];
 
+/// Byte ranges of chat-template role tokens (`<|im_start|>`, `[INST]`, `<<SYS>>`, ...) in
+/// the raw text, for sanitising.
+pub(crate) fn role_token_spans(text: &str) -> Vec<(usize, usize)> {
+    static TOKENS: std::sync::LazyLock<Option<Regex>> = std::sync::LazyLock::new(|| {
+        RegexBuilder::new(r"(?i)<\|[a-z_]{2,24}\|>|\[/?inst\]|<</?sys>>|<(start|end)_of_turn>")
+            .unicode(false)
+            .build()
+            .ok()
+    });
+    TOKENS.as_ref().map_or_else(Vec::new, |re| {
+        re.find_iter(text.as_bytes())
+            .map(|m| (m.start(), m.end()))
+            .collect()
+    })
+}
+
 /// Structural patterns over the normalised text.
 const PATTERNS: &[(&str, Rule)] = &[
     (
