@@ -15,6 +15,7 @@ constraints, Cedar policy, session taint, human confirmation) before the tool ru
 
 from ._audit import read_audit_log
 from ._guard import ConfirmationRequired, Denied, Guard, GuardSession, framework_call
+from ._scan import sanitize, scan, spotlight
 from ._native import (
     AgentIAMError,
     AgentIdentity,
@@ -51,6 +52,9 @@ __all__ = [
     "attenuate",
     "framework_call",
     "read_audit_log",
+    "sanitize",
+    "scan",
     "sign_approval",
+    "spotlight",
     "verify_audit_log",
 ]

@@ -5,6 +5,9 @@ from typing import Any
 from typing_extensions import Self, final
 
 __all__ = [
+    "scan_text",
+    "sanitize_text",
+    "spotlight_text",
     "Guard",
     "Session",
     "SigningKey",
@@ -182,3 +185,6 @@ def verify_audit_log(
     directory: str, checkpoint: str | None = None, verifier_key: str | None = None
 ) -> tuple[int, int]: ...
 def sign_approval(request_json: str, private_jwk: str) -> str: ...
+def scan_text(text: str, threshold: float = 0.5, model: bool = True, sanitize: bool = False) -> str: ...
+def sanitize_text(text: str) -> str: ...
+def spotlight_text(text: str, mode: str, boundary: bytes, marker: str) -> tuple[str, str]: ...

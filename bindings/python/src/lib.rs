@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 mod audit;
+mod filter;
 mod keys;
 
 use agentiam_guard::{
@@ -683,6 +684,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(audit::verify_audit_log, m)?)?;
     m.add_function(wrap_pyfunction!(audit::read_audit_log, m)?)?;
     m.add_function(wrap_pyfunction!(keys::attenuate, m)?)?;
+    m.add_function(wrap_pyfunction!(filter::scan_text, m)?)?;
+    m.add_function(wrap_pyfunction!(filter::sanitize_text, m)?)?;
+    m.add_function(wrap_pyfunction!(filter::spotlight_text, m)?)?;
     m.add("DelegationError", py.get_type::<DelegationError>())?;
     m.add("AgentIAMError", py.get_type::<AgentIAMError>())?;
     m.add("TokenError", py.get_type::<TokenError>())?;

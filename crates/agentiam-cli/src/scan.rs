@@ -40,13 +40,7 @@ pub(crate) struct ScanArgs {
 
 fn verdict(filter: &InjectionFilter, text: &str, sanitize: bool) -> (Scan, Value) {
     let scan = filter.scan(text);
-    let mut value = json!({
-        "verdict": scan.verdict,
-        "score": (scan.score * 1e4).round() / 1e4,
-        "categories": scan.categories(),
-        "findings": scan.findings,
-        "truncated": scan.truncated,
-    });
+    let mut value = scan.report();
     if sanitize && let Some(obj) = value.as_object_mut() {
         obj.insert("sanitized".into(), Value::String(filter.sanitize(text)));
     }

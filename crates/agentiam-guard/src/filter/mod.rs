@@ -114,6 +114,18 @@ impl Scan {
         cats.sort_by(|a, b| b.1.total_cmp(&a.1));
         cats.into_iter().map(|(c, _)| c).collect()
     }
+
+    /// The verdict as the CLI and the Python package print it:
+    /// `{"verdict", "score" (4 decimals), "categories", "findings", "truncated"}`.
+    pub fn report(&self) -> Value {
+        serde_json::json!({
+            "verdict": self.verdict,
+            "score": (self.score * 1e4).round() / 1e4,
+            "categories": self.categories(),
+            "findings": self.findings,
+            "truncated": self.truncated,
+        })
+    }
 }
 
 /// Named stages of a scan, each a function over the whole text, for profiling (the
