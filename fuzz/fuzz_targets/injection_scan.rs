@@ -1,5 +1,6 @@
-//! Any text through the injection filter, the exfiltration check and the spotlighting helpers:
-//! never a panic, the score in [0, 1], every finding inside the text on character boundaries.
+//! Any text through the injection filter (rules and learned model), sanitising, the exfiltration
+//! check and the spotlighting helpers: never a panic, the score in [0, 1], every finding inside
+//! the text on character boundaries, sanitized text never longer.
 //! Seed corpus: the texts of testvectors/injection.json.
 #![no_main]
 
@@ -27,4 +28,9 @@ fuzz_target!(|data: &[u8]| {
     let (wrapped, _) = delimit(&text, &[7; 8]);
     assert!(wrapped.contains(text.as_ref()));
     let _ = datamark(&text, '^');
+    let clean = filter().sanitize(&text);
+    assert!(clean.len() <= text.len());
+    for window in InjectionFilter::model_features(&text) {
+        assert!(window.iter().all(|&b| b < 1 << 18));
+    }
 });
