@@ -152,6 +152,43 @@ pub fn profile_stages() -> Vec<(&'static str, fn(&InjectionFilter, &str))> {
             let (w, s) = (normalize::words(&n.text), normalize::squeezed(&n.text));
             std::hint::black_box(f.rules.scan(&n.text, &w, &s));
         }),
+        ("rules: phrases", |f, t| {
+            let n = normalize::normalize(t);
+            let (w, s) = (normalize::words(&n.text), normalize::squeezed(&n.text));
+            std::hint::black_box(
+                f.rules
+                    .scan_parts(&n.text, &w, &s, [true, false, false, false]),
+            );
+        }),
+        ("rules: squeezed", |f, t| {
+            let n = normalize::normalize(t);
+            let (w, s) = (normalize::words(&n.text), normalize::squeezed(&n.text));
+            std::hint::black_box(
+                f.rules
+                    .scan_parts(&n.text, &w, &s, [false, true, false, false]),
+            );
+        }),
+        ("rules: patterns", |f, t| {
+            let n = normalize::normalize(t);
+            let (w, s) = (normalize::words(&n.text), normalize::squeezed(&n.text));
+            std::hint::black_box(
+                f.rules
+                    .scan_parts(&n.text, &w, &s, [false, false, true, false]),
+            );
+        }),
+        ("rules: typo matcher", |f, t| {
+            let n = normalize::normalize(t);
+            let (w, s) = (normalize::words(&n.text), normalize::squeezed(&n.text));
+            std::hint::black_box(
+                f.rules
+                    .scan_parts(&n.text, &w, &s, [false, false, false, true]),
+            );
+        }),
+        ("model", |f, t| {
+            let n = normalize::normalize(t);
+            let w = normalize::words(&n.text);
+            std::hint::black_box(f.model.as_ref().map(|m| m.score(&w.text)));
+        }),
         ("decode", |_, t| {
             std::hint::black_box(decode::hidden(t, 1 << 18));
         }),

@@ -490,56 +490,78 @@ impl RuleSet {
 
     /// Every hit in `normalized` (with its word-level and squeezed views).
     pub(crate) fn scan(&self, normalized: &str, words: &Words, squeezed: &Words) -> Vec<Hit> {
+        self.scan_parts(normalized, words, squeezed, [true; 4])
+    }
+
+    /// The hits of the chosen parts: phrases, squeezed phrases, gated patterns, typo matcher
+    /// (all of them for [`RuleSet::scan`]; one at a time when profiling).
+    pub(crate) fn scan_parts(
+        &self,
+        normalized: &str,
+        words: &Words,
+        squeezed: &Words,
+        parts: [bool; 4],
+    ) -> Vec<Hit> {
         let mut hits = Vec::new();
-        // Overlapping matches: a longer phrase must not hide a shorter rule's match.
-        for m in self.phrases.find_overlapping_iter(&words.text) {
-            if let Some((_, rule)) = PHRASES.get(m.pattern().as_usize()) {
-                let (start, end) = view_range(words, m.start() + 1, m.end() - 1, normalized.len());
-                hits.push(Hit {
-                    rule: *rule,
-                    start,
-                    end,
-                });
-            }
-        }
-        for m in self.squeezed.find_overlapping_iter(&squeezed.text) {
-            if let Some((_, rule)) = SQUEEZED.get(m.pattern().as_usize()) {
-                let (start, end) = view_range(squeezed, m.start(), m.end(), normalized.len());
-                hits.push(Hit {
-                    rule: *rule,
-                    start,
-                    end,
-                });
-            }
-        }
-        let mut open = vec![false; PATTERNS.len()];
-        for m in self.gates.find_overlapping_iter(normalized) {
-            for &i in self
-                .gate_owner
-                .get(m.pattern().as_usize())
-                .into_iter()
-                .flatten()
-            {
-                if let Some(flag) = open.get_mut(i) {
-                    *flag = true;
-                }
-            }
-            if open.iter().all(|o| *o) {
-                break;
-            }
-        }
-        for (i, _) in open.iter().enumerate().filter(|(_, o)| **o) {
-            if let (Some(re), Some((_, rule))) = (self.pattern_list.get(i), PATTERNS.get(i)) {
-                for m in re.find_iter(normalized.as_bytes()).take(8) {
+        let [phrases, squeezed_phrases, patterns, fuzzy] = parts;
+        if phrases {
+            // Overlapping matches: a longer phrase must not hide a shorter rule's match.
+            for m in self.phrases.find_overlapping_iter(&words.text) {
+                if let Some((_, rule)) = PHRASES.get(m.pattern().as_usize()) {
+                    let (start, end) =
+                        view_range(words, m.start() + 1, m.end() - 1, normalized.len());
                     hits.push(Hit {
                         rule: *rule,
-                        start: m.start(),
-                        end: m.end(),
+                        start,
+                        end,
                     });
                 }
             }
         }
-        override_fuzzy(words, normalized.len(), &mut hits);
+        if squeezed_phrases {
+            for m in self.squeezed.find_overlapping_iter(&squeezed.text) {
+                if let Some((_, rule)) = SQUEEZED.get(m.pattern().as_usize()) {
+                    let (start, end) = view_range(squeezed, m.start(), m.end(), normalized.len());
+                    hits.push(Hit {
+                        rule: *rule,
+                        start,
+                        end,
+                    });
+                }
+            }
+        }
+        if patterns {
+            let mut open = vec![false; PATTERNS.len()];
+            for m in self.gates.find_overlapping_iter(normalized) {
+                for &i in self
+                    .gate_owner
+                    .get(m.pattern().as_usize())
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(flag) = open.get_mut(i) {
+                        *flag = true;
+                    }
+                }
+                if open.iter().all(|o| *o) {
+                    break;
+                }
+            }
+            for (i, _) in open.iter().enumerate().filter(|(_, o)| **o) {
+                if let (Some(re), Some((_, rule))) = (self.pattern_list.get(i), PATTERNS.get(i)) {
+                    for m in re.find_iter(normalized.as_bytes()).take(8) {
+                        hits.push(Hit {
+                            rule: *rule,
+                            start: m.start(),
+                            end: m.end(),
+                        });
+                    }
+                }
+            }
+        }
+        if fuzzy {
+            override_fuzzy(words, normalized.len(), &mut hits);
+        }
         hits
     }
 }
@@ -567,6 +589,7 @@ fn near(word: &str, target: &str) -> bool {
     if la.abs_diff(lb) > 1 {
         return false;
     }
+
     let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
     let (ra, rb) = (
         a.get(prefix..).unwrap_or_default(),
@@ -585,6 +608,31 @@ fn near(word: &str, target: &str) -> bool {
     }
 }
 
+/// The first two and last two bytes of a word of at least 4 bytes.
+fn ends(word: &[u8]) -> Option<(u16, u16)> {
+    if word.len() < 4 {
+        return None;
+    }
+    let first: [u8; 2] = word.get(..2)?.try_into().ok()?;
+    let last: [u8; 2] = word.get(word.len() - 2..)?.try_into().ok()?;
+    Some((u16::from_le_bytes(first), u16::from_le_bytes(last)))
+}
+
+/// Whether `word` may be one edit from an override verb. One edit (substitution, insertion,
+/// deletion or swap) to a word of 5+ letters leaves either its first two or its last two letters
+/// in place, so a word that shares neither with any verb is not near one: this turns away almost
+/// every word before [`near`] runs (the matcher was the costliest rule).
+fn could_be_near_a_verb(word: &str) -> bool {
+    static VERB_ENDS: std::sync::LazyLock<Vec<(u16, u16)>> = std::sync::LazyLock::new(|| {
+        OVERRIDE_VERBS
+            .iter()
+            .filter_map(|v| ends(v.as_bytes()))
+            .collect()
+    });
+    ends(word.as_bytes())
+        .is_some_and(|(first, last)| VERB_ENDS.iter().any(|&(f, l)| f == first || l == last))
+}
+
 /// "ignroe all of your previous instructoins": an override verb followed within six words by
 /// what it overrides, each allowed one typo.
 fn override_fuzzy(words: &Words, len: usize, hits: &mut Vec<Hit>) {
@@ -599,7 +647,7 @@ fn override_fuzzy(words: &Words, len: usize, hits: &mut Vec<Hit>) {
         .filter(|(_, w)| !w.is_empty())
         .collect();
     for (i, (start, word)) in tokens.iter().enumerate() {
-        if !OVERRIDE_VERBS.iter().any(|v| near(word, v)) {
+        if !could_be_near_a_verb(word) || !OVERRIDE_VERBS.iter().any(|v| near(word, v)) {
             continue;
         }
         let mut modified = false;
@@ -625,6 +673,45 @@ fn override_fuzzy(words: &Words, len: usize, hits: &mut Vec<Hit>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_quick_test_never_turns_away_a_word_near_a_verb() {
+        // Every one-edit variant of every verb (substitutions and insertions of a letter,
+        // deletions, swaps) passes the quick test whenever `near` accepts it.
+        for verb in OVERRIDE_VERBS {
+            let b = verb.as_bytes();
+            let mut variants: Vec<Vec<u8>> = vec![b.to_vec()];
+            for i in 0..=b.len() {
+                for c in b'a'..=b'z' {
+                    let mut ins = b.to_vec();
+                    ins.insert(i, c);
+                    variants.push(ins);
+                    if i < b.len() {
+                        let mut sub = b.to_vec();
+                        sub[i] = c;
+                        variants.push(sub);
+                    }
+                }
+                if i < b.len() {
+                    let mut del = b.to_vec();
+                    del.remove(i);
+                    variants.push(del);
+                }
+                if i + 1 < b.len() {
+                    let mut swap = b.to_vec();
+                    swap.swap(i, i + 1);
+                    variants.push(swap);
+                }
+            }
+            for v in variants {
+                let w = String::from_utf8(v).unwrap();
+                if near(&w, verb) {
+                    assert!(could_be_near_a_verb(&w), "{w} near {verb}");
+                }
+            }
+        }
+        assert!(!could_be_near_a_verb("the") && !could_be_near_a_verb("report"));
+    }
 
     #[test]
     fn one_edit_apart() {
