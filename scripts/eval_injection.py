@@ -8,42 +8,18 @@ markdown tables the README quotes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pathlib
-import subprocess
 import sys
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-DATA = ROOT / "target" / "injection-data"
-
-
-def bucket(record_id: str) -> int:
-    return int.from_bytes(hashlib.sha256(record_id.encode()).digest()[:2], "big") % 100
-
-
-def load(path: pathlib.Path) -> list[dict]:
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+from injection_common import DATA, bucket, load, scan_jsonl
 
 
 def scores(cli: pathlib.Path, texts: list[str], extra: list[str]) -> tuple[list[float], float]:
-    payload = "".join(json.dumps(t) + "\n" for t in texts).encode()
     start = time.perf_counter()
-    out = subprocess.run(
-        [str(cli), "scan", "--jsonl", *extra], input=payload, capture_output=True, check=True,
-    ).stdout.decode().splitlines()
-    elapsed = time.perf_counter() - start
-    if len(out) != len(texts):
-        raise SystemExit(f"scan returned {len(out)} lines for {len(texts)} texts")
-    result = []
-    for line in out:
-        obj = json.loads(line)
-        if "error" in obj:
-            raise SystemExit(f"scan failed: {obj['error']}")
-        result.append(float(obj["score"]))
-    return result, elapsed
+    result = scan_jsonl(cli, texts, extra)
+    return [float(obj["score"]) for obj in result], time.perf_counter() - start
 
 
 def recall_at(benign: list[float], attacks: list[float], fpr: float) -> tuple[float, float]:

@@ -23,7 +23,6 @@ import math
 import os
 import pathlib
 import struct
-import subprocess
 import sys
 
 import numpy as np
@@ -31,8 +30,8 @@ import scipy.sparse as sp
 import sklearn
 from sklearn.linear_model import LogisticRegression
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-DATA = ROOT / "target" / "injection-data"
+from injection_common import DATA, ROOT, bucket, load, scan_jsonl
+
 MODEL = ROOT / "crates" / "agentiam-guard" / "src" / "filter" / "model.bin"
 META = ROOT / "data" / "injection" / "model.json"
 BITS = 18
@@ -41,31 +40,9 @@ C = float(os.environ.get("AGENTIAM_MODEL_C", "4.0"))
 TARGET_BENIGN_RATE = 0.005
 
 
-def bucket(record_id: str) -> int:
-    return int.from_bytes(hashlib.sha256(record_id.encode()).digest()[:2], "big") % 100
-
-
-def load(path: pathlib.Path) -> list[dict]:
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def window_features(cli: pathlib.Path, texts: list[str]) -> list[list[list[int]]]:
     """Per text, per window, the bucket indices (with repeats)."""
-    payload = "".join(json.dumps(t) + "\n" for t in texts)
-    out = subprocess.run(
-        [str(cli), "scan", "--jsonl", "--features"],
-        input=payload.encode(), capture_output=True, check=True,
-    ).stdout.decode().splitlines()
-    if len(out) != len(texts):
-        raise SystemExit(f"feature extraction returned {len(out)} lines for {len(texts)} texts")
-    result = []
-    for line in out:
-        obj = json.loads(line)
-        if "error" in obj:
-            raise SystemExit(f"feature extraction failed: {obj['error']}")
-        result.append(obj["windows"])
-    return result
+    return [obj["windows"] for obj in scan_jsonl(cli, texts, ["--features"])]
 
 
 def matrix(windows: list[list[int]]) -> sp.csr_matrix:

@@ -1,0 +1,36 @@
+"""Shared by the injection filter's training and evaluation scripts (stdlib only)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pathlib
+import subprocess
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DATA = ROOT / "target" / "injection-data"
+
+
+def bucket(record_id: str) -> int:
+    """0..99 from a text's id: below 80 fits the model, the rest chooses its operating point."""
+    return int.from_bytes(hashlib.sha256(record_id.encode()).digest()[:2], "big") % 100
+
+
+def load(path: pathlib.Path) -> list[dict]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def scan_jsonl(cli: pathlib.Path, texts: list[str], extra: list[str]) -> list[dict]:
+    """One `agentiam scan --jsonl` object per text; fails loudly on a short or failed line."""
+    payload = "".join(json.dumps(t) + "\n" for t in texts).encode()
+    out = subprocess.run(
+        [str(cli), "scan", "--jsonl", *extra], input=payload, capture_output=True, check=True,
+    ).stdout.decode().splitlines()
+    if len(out) != len(texts):
+        raise SystemExit(f"agentiam scan returned {len(out)} lines for {len(texts)} texts")
+    result = [json.loads(line) for line in out]
+    for obj in result:
+        if "error" in obj:
+            raise SystemExit(f"agentiam scan failed: {obj['error']}")
+    return result
