@@ -178,6 +178,49 @@ fn main() {
     });
     let cert_bound = issuer.issue(&cert_request).unwrap().token;
 
+    // Tool pinning: tokens issued to identities whose manifests describe `lookup_customer`
+    // as the guard registers it, with an older description, or not at all.
+    let customer_schema =
+        json!({"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]});
+    let with_manifest = |name: &str, tools: Vec<ToolDescriptor>| {
+        let a = AgentIdentity::new(
+            parse_spiffe_id(&format!("spiffe://acme.test/agent/{name}")).unwrap(),
+            ModelRef::new("openai", "gpt-5", "2026-08-01"),
+            &AgentConfiguration::new(format!("You are the {name}."), tools),
+            RuntimeDescriptor::new("process"),
+        )
+        .unwrap();
+        issuer.register(
+            a.spiffe_id(),
+            AgentRegistration::new(ScopeSet::parse("crm:read").unwrap()),
+        );
+        issue(&a, "crm:read", 900)
+    };
+    let pinned_current = with_manifest(
+        "support",
+        vec![ToolDescriptor::new(
+            "lookup_customer",
+            "Looks up a customer by id.",
+            customer_schema.clone(),
+        )],
+    );
+    let pinned_older = with_manifest(
+        "support-v1",
+        vec![ToolDescriptor::new(
+            "lookup_customer",
+            "Looks up a customer.",
+            customer_schema.clone(),
+        )],
+    );
+    let pinned_without = with_manifest(
+        "support-v0",
+        vec![ToolDescriptor::new(
+            "read_invoice",
+            "Reads an invoice.",
+            json!({"type": "object"}),
+        )],
+    );
+
     let alice = SigningKey::ed25519_from_seed(&[41u8; 32]).unwrap();
     let rogue = SigningKey::ed25519_from_seed(&[42u8; 32]).unwrap();
     let config = json!({
@@ -191,6 +234,7 @@ fn main() {
             {"name": "send_email", "risk": "medium", "scope": "mail:send"},
             {"name": "delete_records", "risk": "irreversible", "scope": "ledger.records:delete"},
             {"name": "web_fetch", "risk": "low", "scope": "web:fetch", "untrusted_output": true},
+            {"name": "lookup_customer", "risk": "low", "scope": "crm:read", "description": "Looks up a customer by id.", "input_schema": customer_schema},
         ],
         "approvers": [
             {"name": "alice", "jwk": alice.public_key().to_jwk()},
@@ -645,6 +689,35 @@ fn main() {
             "deny",
             Some("guard.peer_certificate_invalid"),
         ),
+        case(
+            "a pinned tool called with a token issued for its current description and schema",
+            &["ToolPinning", "Allow"],
+            vec![call(
+                &pinned_current,
+                "lookup_customer",
+                json!({"id": "c-1"}),
+            )],
+            "allow",
+            None,
+        ),
+        case(
+            "a pinned tool whose description changed since the token was issued",
+            &["ToolPinning"],
+            vec![call(&pinned_older, "lookup_customer", json!({"id": "c-1"}))],
+            "deny",
+            Some("guard.tool_changed"),
+        ),
+        case(
+            "a pinned tool that was not in the manifest the token was issued for",
+            &["ToolPinning"],
+            vec![call(
+                &pinned_without,
+                "lookup_customer",
+                json!({"id": "c-1"}),
+            )],
+            "deny",
+            Some("guard.tool_changed"),
+        ),
     ];
     let tests: Vec<Value> = cases
         .into_iter()
@@ -676,7 +749,8 @@ fn main() {
             "Credentials": "No credential at all.",
             "DPoP": "DPoP-bound tokens need a proof by the bound key for this method and URL.",
             "MTLS": "Client certificates: cnf x5t#S256 binding, SPIFFE ID must match the token's agent.",
-            "Workload": "A certificate alone authenticates only SPIFFE IDs mapped to scopes."
+            "Workload": "A certificate alone authenticates only SPIFFE IDs mapped to scopes.",
+            "ToolPinning": "Tokens carry each tool's descriptor digest (agent.tools); a tool registered with another description or schema, or missing from the manifest, is refused."
         },
         "config": config,
         "tests": tests,
