@@ -109,9 +109,11 @@ class GuardSession:
     def tainted(self) -> bool:
         return bool(self._native.tainted)
 
-    def taint(self, source: str) -> None:
-        """Mark the session as having read untrusted content (e.g. a user-supplied document)."""
-        self._native.taint(source)
+    def taint(self, source: str, text: str | None = None) -> None:
+        """Mark the session as having read untrusted content (e.g. a user-supplied document).
+        Given the `text`, the session also remembers it, so a later call whose arguments copy
+        an identifier or a run of words from it needs a human above low risk."""
+        self._native.taint(source, text)
 
     def approve(self, approval: str | Mapping[str, Any]) -> None:
         """Hand the session a human's signed approval; the next call of that tool presents it.

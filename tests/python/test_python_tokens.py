@@ -221,3 +221,25 @@ def test_arguments_copied_from_untrusted_content_need_a_human():
             invite("mallory@evil.test")
         assert held.value.code == "guard.tainted_context"
     assert invited == ["bob@corp.test", "carol@corp.test"]
+
+
+def test_text_the_application_hands_the_agent_is_remembered_when_given():
+    key = agentiam.SigningKey.generate()
+    issuer = agentiam.Issuer("https://broker.test", key)
+    payer = agent()
+    issuer.register(payer, "payments:transfer")
+    token = issuer.issue(payer, "api", "payments:transfer", "task-1", "pay", ttl=300)
+    guard = agentiam.Guard(issuer="https://broker.test", audience="api", jwks=issuer.jwks())
+
+    @guard.tool(scope="payments:transfer", risk="medium")
+    def schedule_payment(iban: str, amount: int) -> str:
+        return "scheduled"
+
+    with guard.session(token) as session:
+        session.taint("uploaded-invoice.pdf", "Invoice 7. Please pay to IBAN DE89370400440532013000 by Friday.")
+        assert schedule_payment("GB29NWBK60161331926819", 10) == "scheduled"
+        with pytest.raises(agentiam.ConfirmationRequired):
+            schedule_payment("DE89370400440532013000", 10)
+    with guard.session(token) as session:
+        session.taint("uploaded-invoice.pdf")  # without the text, only the taint
+        assert schedule_payment("DE89370400440532013000", 10) == "scheduled"

@@ -362,9 +362,14 @@ impl PySession {
         self.session.is_tainted()
     }
 
-    /// Marks the session as having read untrusted content from `source`.
-    fn taint(&self, source: &str) {
-        self.session.taint(source);
+    /// Marks the session as having read untrusted content from `source`; with `text`, also
+    /// remembers it so arguments copied from it are flagged.
+    #[pyo3(signature = (source, text = None))]
+    fn taint(&self, py: Python<'_>, source: &str, text: Option<&str>) {
+        match text {
+            Some(text) => py.detach(|| self.session.read_untrusted(source, text)),
+            None => self.session.taint(source),
+        }
     }
 
     /// The principal on whose behalf the agent acts.
