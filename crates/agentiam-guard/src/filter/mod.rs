@@ -615,15 +615,38 @@ fn invisible_findings(normalized: &normalize::Normalized, findings: &mut Vec<Sca
             &|c| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'),
         );
     }
-    // A few zero-width characters occur in ordinary text (emoji joiners, soft hyphens); many
-    // between letters are a smuggling or filter-evasion sign.
+    // A few zero-width characters occur in ordinary text (emoji joiners, soft hyphens, word
+    // breaks in Thai or Khmer); many between letters are a smuggling or filter-evasion sign, and
+    // a long unbroken run of plain zero-width spaces and non-joiners (not the joiners and
+    // variation selectors emoji use) is a message encoded in them, bit by bit.
+    let mut run = 0usize;
+    let mut longest = 0usize;
+    let mut next_at = usize::MAX;
+    for &(at, c) in &normalized.invisible {
+        if matches!(c, '\u{200B}' | '\u{200C}' | '\u{2060}' | '\u{FEFF}') {
+            run = if at == next_at { run + 1 } else { 1 };
+            longest = longest.max(run);
+            next_at = at + c.len_utf8();
+        } else {
+            next_at = usize::MAX;
+        }
+    }
     if others >= 4 {
-        push("hidden.zero_width", 0.25, &|c| {
+        let weight = if longest >= ZERO_WIDTH_ENCODING {
+            0.6
+        } else {
+            0.25
+        };
+        push("hidden.zero_width", weight, &|c| {
             !('\u{E0000}'..='\u{E0FFF}').contains(&c)
                 && !matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
         });
     }
 }
+
+/// An unbroken run of plain zero-width characters this long reads as an encoded message (8 per
+/// ASCII character in binary smuggling); text that uses them as word breaks has one at a time.
+const ZERO_WIDTH_ENCODING: usize = 16;
 
 /// 1 - prod(1 - w) over the strongest finding of each rule.
 fn noisy_or(findings: &[ScanFinding]) -> f64 {

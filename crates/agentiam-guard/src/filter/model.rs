@@ -5,6 +5,8 @@
 //! word padded with spaces, each hashed into 2^18 buckets. A text is scored in windows of
 //! [`WINDOW_WORDS`] words (stride half a window), so an injection inside a long document is not
 //! diluted by the document around it; the text's probability is the highest window's.
+//! Windows where fewer than half the words are ASCII are not scored (the training text is
+//! English; other scripts are left to the rules).
 //! Within a window the score is `bias + scale * sum(weights of its features) / sqrt(count)`.
 //!
 //! The weights (`model.bin`, 256 KiB of `i8` with a header) are trained by
@@ -66,7 +68,7 @@ impl Model {
     /// The highest window probability of the words view, and that window's word range.
     pub(crate) fn score(&self, words_view: &str) -> (f64, usize, usize) {
         let mut sums: Vec<(f32, u32)> = Vec::new();
-        features(words_view, |word, index| {
+        let ascii = features(words_view, |word, index| {
             if sums.len() <= word {
                 sums.resize(word + 1, (0.0, 0));
             }
@@ -77,6 +79,9 @@ impl Model {
         });
         let mut best = (f64::NEG_INFINITY, 0, 0);
         for (start, end) in windows(sums.len()) {
+            if !scored(&ascii, start, end) {
+                continue;
+            }
             let (sum, count) = sums
                 .get(start..end)
                 .unwrap_or_default()
@@ -136,11 +141,14 @@ fn bucket(kind: u8, parts: &[&[u8]]) -> u32 {
     h & MASK
 }
 
-/// Calls `emit(word_index, bucket)` for every feature of the words view.
-pub(crate) fn features(words_view: &str, mut emit: impl FnMut(usize, u32)) {
+/// Calls `emit(word_index, bucket)` for every feature of the words view, and returns whether
+/// each word is ASCII.
+pub(crate) fn features(words_view: &str, mut emit: impl FnMut(usize, u32)) -> Vec<bool> {
+    let mut ascii = Vec::new();
     let mut previous: Option<&[u8]> = None;
     for (i, word) in words_view.split(' ').filter(|w| !w.is_empty()).enumerate() {
         let w = word.as_bytes();
+        ascii.push(word.is_ascii());
         emit(i, bucket(b'w', &[w]));
         if let Some(p) = previous {
             emit(i, bucket(b'b', &[p, w]));
@@ -161,12 +169,20 @@ pub(crate) fn features(words_view: &str, mut emit: impl FnMut(usize, u32)) {
         }
         previous = Some(w);
     }
+    ascii
+}
+
+/// The model learned from English text; a window where fewer than half the words are ASCII
+/// (Thai, Chinese, Cyrillic, ...) is not scored, rather than scored on features it never saw.
+fn scored(ascii: &[bool], start: usize, end: usize) -> bool {
+    let words = ascii.get(start..end).unwrap_or_default();
+    2 * words.iter().filter(|a| **a).count() >= words.len() && !words.is_empty()
 }
 
 /// Feature buckets per window, for training.
 pub(crate) fn window_features(words_view: &str) -> Vec<Vec<u32>> {
     let mut per_word: Vec<Vec<u32>> = Vec::new();
-    features(words_view, |word, index| {
+    let ascii = features(words_view, |word, index| {
         if per_word.len() <= word {
             per_word.resize_with(word + 1, Vec::new);
         }
@@ -176,6 +192,7 @@ pub(crate) fn window_features(words_view: &str) -> Vec<Vec<u32>> {
     });
     windows(per_word.len())
         .into_iter()
+        .filter(|&(s, e)| scored(&ascii, s, e))
         .map(|(s, e)| {
             per_word
                 .get(s..e)
@@ -208,10 +225,15 @@ mod tests {
     fn features_are_stable() {
         // The training script relies on these buckets; a change here retrains the model.
         let mut got = Vec::new();
-        features(" ignore previous ", |i, b| got.push((i, b)));
+        let ascii = features(" ignore previous ", |i, b| got.push((i, b)));
+        assert_eq!(ascii, vec![true, true]);
         assert_eq!(got.len(), 1 + 6 + 1 + 1 + 8);
         assert!(got.iter().all(|&(_, b)| b <= MASK));
         assert_eq!(window_features(" a b ").len(), 1);
+        // Mostly non-ASCII windows are neither trained on nor scored.
+        assert!(window_features(" ภาษาไทย 我们明天 a ").is_empty());
+        let model = Model::embedded().unwrap();
+        assert_eq!(model.score(" ภาษาไทย 我们明天 a ").0, 0.0);
     }
 
     #[test]
