@@ -66,6 +66,7 @@ mod error;
 pub mod filter;
 mod hooks;
 mod interceptor;
+mod limits;
 mod policy;
 mod request;
 mod untrusted_text;
@@ -95,6 +96,7 @@ pub use hooks::{
     NoBehaviourCheck, NoContentFilter, OutputVerdict,
 };
 pub use interceptor::{Session, ToolCall, ToolInterceptor};
+pub use limits::{Limit, LimitScope, Limits};
 pub use policy::{
     DECISION_CACHE_CAPACITY, DEFAULT_POLICY, MAX_ARGUMENT_DEPTH, PolicyEngine, SCHEMA,
 };

@@ -1180,3 +1180,184 @@ fn arguments_copied_from_untrusted_content_need_a_human() {
             .is_allowed()
     );
 }
+
+fn limited_guard(w: &World, limits: Limits) -> Guard {
+    w.builder(DEFAULT_POLICY)
+        .tool(ToolSpec::new("pay", Risk::Medium).with_scope("payments", "pay"))
+        .behaviour(Arc::new(limits.with_clock(w.clock.clone())))
+        .build()
+        .unwrap()
+}
+
+/// Declarative limits: a call rate per agent over a sliding window, refused with
+/// `guard.rate_limited` and counted again once the window has passed.
+#[test]
+fn a_call_rate_limit_refuses_the_call_over_it_until_the_window_passes() {
+    let w = world();
+    let guard = limited_guard(
+        &w,
+        Limits::new(vec![Limit::calls("notes-per-minute", "note", 60, 3)]),
+    );
+    let p = w.principal(ALL);
+    let note = json!({"text": "hi"});
+    for _ in 0..3 {
+        assert!(
+            guard
+                .decide(&GuardRequest::new(&p, "note", &note))
+                .is_allowed()
+        );
+    }
+    let d = guard.decide(&GuardRequest::new(&p, "note", &note));
+    assert_eq!(d.code(), Some("guard.rate_limited"), "{d:?}");
+    assert!(format!("{d:?}").contains("notes-per-minute"));
+    // Other tools are not counted; a minute later the window is empty again.
+    assert!(
+        guard
+            .decide(&GuardRequest::new(&p, "fetch", &json!({})))
+            .is_allowed()
+    );
+    w.clock.set(NOW + 61);
+    assert!(
+        guard
+            .decide(&GuardRequest::new(&p, "note", &note))
+            .is_allowed()
+    );
+}
+
+/// A running total counts each call when it is assessed, before it runs: concurrent payments
+/// cannot all slip under the total, and calls that were not allowed give their amount back.
+#[test]
+fn a_running_total_counts_concurrent_calls_and_releases_refused_ones() {
+    let w = world();
+    let guard = Arc::new(limited_guard(
+        &w,
+        Limits::new(vec![Limit::total(
+            "money-per-hour",
+            "pay",
+            3600,
+            "amount",
+            10_000.0,
+        )]),
+    ));
+    let p = Arc::new(w.principal("payments:pay notes:write"));
+    let allowed = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..10 {
+            s.spawn(|| {
+                let args = json!({"amount": 9_000});
+                if guard
+                    .decide(&GuardRequest::new(&p, "pay", &args))
+                    .is_allowed()
+                {
+                    allowed.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    assert_eq!(allowed.load(Ordering::SeqCst), 1);
+    let over = guard.decide(&GuardRequest::new(&p, "pay", &json!({"amount": 1_001})));
+    assert_eq!(over.code(), Some("guard.rate_limited"));
+    assert!(
+        guard
+            .decide(&GuardRequest::new(&p, "pay", &json!({"amount": 1_000})))
+            .is_allowed()
+    );
+    // An amount the guard cannot read fails closed.
+    for bad in [json!({}), json!({"amount": "10"}), json!({"amount": -5})] {
+        let d = guard.decide(&GuardRequest::new(&p, "pay", &bad));
+        assert_eq!(d.code(), Some("guard.rate_limited"), "{bad}");
+    }
+
+    // A call policy refuses, or that waits for a human, does not use up the total.
+    let w = world();
+    let policy = format!(
+        "{DEFAULT_POLICY}\n@id(\"no-big-payments\")\nforbid (principal, action, resource == Tool::\"pay\") when {{ context.arguments.amount > 5000 }};"
+    );
+    let guard = w
+        .builder(&policy)
+        .tool(ToolSpec::new("pay", Risk::Irreversible).with_scope("payments", "pay"))
+        .behaviour(Arc::new(
+            Limits::new(vec![Limit::total(
+                "money-per-hour",
+                "pay",
+                3600,
+                "amount",
+                10_000.0,
+            )])
+            .with_clock(w.clock.clone()),
+        ))
+        .build()
+        .unwrap();
+    let p = w.principal("payments:pay");
+    for _ in 0..5 {
+        let d = guard.decide(&GuardRequest::new(&p, "pay", &json!({"amount": 6_000})));
+        assert_eq!(d.code(), Some("guard.policy_denied"));
+        let d = guard.decide(&GuardRequest::new(&p, "pay", &json!({"amount": 4_000})));
+        assert!(matches!(d, Decision::NeedsConfirmation(_)), "{d:?}");
+    }
+}
+
+/// Limits count per agent by default, and per principal or task when asked.
+#[test]
+fn limits_count_per_agent_principal_or_task() {
+    let w = world();
+    let per_task = Limits::new(vec![
+        Limit::calls("one-note-per-task", "*", 60, 1).per(LimitScope::Task),
+    ]);
+    let guard = limited_guard(&w, per_task);
+    let p = w.principal(ALL);
+    let note = json!({"text": "hi"});
+    assert!(
+        guard
+            .decide(&GuardRequest::new(&p, "note", &note))
+            .is_allowed()
+    );
+    assert_eq!(
+        guard
+            .decide(&GuardRequest::new(&p, "fetch", &json!({})))
+            .code(),
+        Some("guard.rate_limited")
+    );
+    let per_agent = limited_guard(&w, Limits::new(vec![Limit::calls("one", "note", 60, 1)]));
+    assert!(
+        per_agent
+            .decide(&GuardRequest::new(&p, "note", &note))
+            .is_allowed()
+    );
+    assert_eq!(
+        per_agent
+            .decide(&GuardRequest::new(&p, "note", &note))
+            .code(),
+        Some("guard.rate_limited")
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever the amounts and however time moves, the calls a running total allows within any
+    /// window never add up to more than the limit.
+    #[test]
+    fn allowed_calls_never_exceed_a_running_total(
+        steps in prop::collection::vec((0u32..4_000, 0i64..40), 1..40),
+    ) {
+        let w = world();
+        let guard = limited_guard(
+            &w,
+            Limits::new(vec![Limit::total("cap", "pay", 60, "amount", 10_000.0)]),
+        );
+        let p = w.principal("payments:pay");
+        let mut now = NOW;
+        let mut allowed: Vec<(i64, u32)> = Vec::new();
+        for (amount, dt) in steps {
+            now += dt;
+            w.clock.set(now);
+            let args = json!({"amount": amount});
+            if guard.decide(&GuardRequest::new(&p, "pay", &args)).is_allowed() {
+                allowed.push((now, amount));
+            }
+            let in_window: u64 = allowed.iter().filter(|(t, _)| *t > now - 60).map(|(_, a)| u64::from(*a)).sum();
+            prop_assert!(in_window <= 10_000, "{in_window} allowed in the last minute");
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Declarative limits: call rates and running totals per agent, principal or task, over sliding
+//! windows, enforced before policy (`guard.rate_limited`).
+//!
+//! A call is counted when it is assessed, before it runs, so concurrent calls see each other:
+//! ten simultaneous $9,000 transfers do not all slip under a $10,000 hourly total, because each
+//! one's amount is reserved before the next is assessed. A reservation is released again when
+//! the guard's decision for that call is not an allow (denied, or waiting for a human).
+//!
+//! ```
+//! use agentiam_guard::{BehaviourCheck, Limit, Limits};
+//! let limits = Limits::new(vec![
+//!     Limit::calls("transfers-per-minute", "transfer", 60, 5),
+//!     Limit::total("money-per-hour", "transfer", 3600, "amount", 10_000.0),
+//! ]);
+//! # let _ = limits;
+//! ```
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use agentiam_token::{Clock, SystemClock};
+use serde_json::Value;
+
+use crate::codes;
+use crate::decision::{Decision, Denial};
+use crate::hooks::{Assessment, BehaviourCheck};
+use crate::request::{GuardRequest, ToolSpec};
+
+/// Whose calls a limit counts together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitScope {
+    /// The presenting agent (the newest actor).
+    Agent,
+    /// The principal on whose behalf the agent acts (`sub`), across all its agents and sub-agents.
+    Principal,
+    /// The task the credential was issued for (calls without a task share one bucket).
+    Task,
+}
+
+/// One limit over a sliding window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limit {
+    id: String,
+    tool: String,
+    scope: LimitScope,
+    window_secs: i64,
+    max_calls: Option<u64>,
+    max_total: Option<(String, f64)>,
+}
+
+impl Limit {
+    /// At most `max_calls` calls of `tool` (`*` for every tool) per `window_secs`, per agent.
+    pub fn calls(
+        id: impl Into<String>,
+        tool: impl Into<String>,
+        window_secs: i64,
+        max_calls: u64,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            tool: tool.into(),
+            scope: LimitScope::Agent,
+            window_secs: window_secs.max(1),
+            max_calls: Some(max_calls),
+            max_total: None,
+        }
+    }
+
+    /// The numeric `argument` of `tool` sums to at most `max_total` per `window_secs`, per agent.
+    /// A call whose argument is missing or not a finite non-negative number is refused: a limit
+    /// on an amount the guard cannot read fails closed.
+    pub fn total(
+        id: impl Into<String>,
+        tool: impl Into<String>,
+        window_secs: i64,
+        argument: impl Into<String>,
+        max_total: f64,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            tool: tool.into(),
+            scope: LimitScope::Agent,
+            window_secs: window_secs.max(1),
+            max_calls: None,
+            max_total: Some((argument.into(), max_total)),
+        }
+    }
+
+    /// Counts per principal or per task instead of per agent.
+    pub fn per(mut self, scope: LimitScope) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// The limit's id, reported in refusals.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn applies_to(&self, tool: &str) -> bool {
+        self.tool == "*" || self.tool == tool
+    }
+
+    fn key(&self, request: &GuardRequest<'_>) -> String {
+        match self.scope {
+            LimitScope::Agent => request.principal.presenter().to_owned(),
+            LimitScope::Principal => request.principal.subject().to_owned(),
+            LimitScope::Task => request.principal.task().unwrap_or("").to_owned(),
+        }
+    }
+}
+
+/// Calls counted in one window: (when, amount) in time order.
+#[derive(Debug, Default)]
+struct Window {
+    entries: VecDeque<(i64, f64)>,
+    total: f64,
+}
+
+impl Window {
+    fn expire(&mut self, now: i64, window_secs: i64) {
+        while let Some(&(at, amount)) = self.entries.front() {
+            if at > now - window_secs {
+                break;
+            }
+            self.entries.pop_front();
+            self.total -= amount;
+        }
+        if self.entries.is_empty() {
+            self.total = 0.0;
+        }
+    }
+}
+
+/// Most windows kept at once; past this, new keys are refused (fail closed) until old ones expire.
+const MAX_WINDOWS: usize = 100_000;
+/// Most calls one window remembers; a limit above this counts no further (and refuses).
+const MAX_ENTRIES: usize = 100_000;
+
+type Reservation = (usize, String, i64, f64);
+
+thread_local! {
+    /// Reservations made by `assess` for the call this thread is deciding, released by `observe`
+    /// unless the decision allowed the call (the guard decides a call on one thread).
+    static PENDING: RefCell<Vec<Reservation>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Declarative limits as the guard's behaviour check (`GuardBuilder::behaviour`).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    limits: Arc<Vec<Limit>>,
+    windows: Arc<Mutex<HashMap<(usize, String), Window>>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Limits {
+    /// Limits on the system clock.
+    pub fn new(limits: Vec<Limit>) -> Self {
+        Self {
+            limits: Arc::new(limits),
+            windows: Arc::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The clock (tests pin it).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn amount(limit: &Limit, arguments: &Value) -> Result<f64, String> {
+        match &limit.max_total {
+            None => Ok(0.0),
+            Some((argument, _)) => match arguments.get(argument).and_then(Value::as_f64) {
+                Some(v) if v.is_finite() && v >= 0.0 => Ok(v),
+                _ => Err(format!(
+                    "{}: argument {argument:?} must be a non-negative number for a limited total",
+                    limit.id
+                )),
+            },
+        }
+    }
+}
+
+fn refuse(message: String) -> Assessment {
+    Assessment {
+        anomaly_score: 0,
+        refusal: Some(Denial::new(codes::RATE_LIMITED, message)),
+    }
+}
+
+impl BehaviourCheck for Limits {
+    fn assess(&self, request: &GuardRequest<'_>, tool: &ToolSpec) -> Assessment {
+        let now = self.clock.now();
+        let Ok(mut windows) = self.windows.lock() else {
+            return refuse("limit state unavailable".to_owned());
+        };
+        // Check every limit first, then reserve, so a refused call reserves nothing.
+        let mut reserve = Vec::new();
+        for (i, limit) in self.limits.iter().enumerate() {
+            if !limit.applies_to(tool.name()) {
+                continue;
+            }
+            let amount = match Self::amount(limit, request.arguments) {
+                Ok(a) => a,
+                Err(why) => return refuse(why),
+            };
+            let key = limit.key(request);
+            let (count, total) = match windows.get_mut(&(i, key.clone())) {
+                Some(w) => {
+                    w.expire(now, limit.window_secs);
+                    (w.entries.len(), w.total)
+                }
+                None => (0, 0.0),
+            };
+            if let Some(max) = limit.max_calls
+                && (count as u64 >= max || count >= MAX_ENTRIES)
+            {
+                return refuse(format!(
+                    "{}: {count} calls of {} in the last {} s (limit {max})",
+                    limit.id,
+                    tool.name(),
+                    limit.window_secs
+                ));
+            }
+            if let Some((argument, max)) = &limit.max_total
+                && (total + amount > *max || count >= MAX_ENTRIES)
+            {
+                return refuse(format!(
+                    "{}: {argument} {amount} on top of {total} in the last {} s exceeds {max}",
+                    limit.id, limit.window_secs
+                ));
+            }
+            reserve.push((i, key, amount));
+        }
+        for (i, key, amount) in reserve {
+            if !windows.contains_key(&(i, key.clone())) && windows.len() >= MAX_WINDOWS {
+                windows.retain(|_, w| !w.entries.is_empty());
+                if windows.len() >= MAX_WINDOWS {
+                    return refuse("too many distinct limit keys".to_owned());
+                }
+            }
+            let w = windows.entry((i, key.clone())).or_default();
+            w.entries.push_back((now, amount));
+            w.total += amount;
+            PENDING.with(|p| p.borrow_mut().push((i, key, now, amount)));
+        }
+        Assessment::default()
+    }
+
+    fn observe(&self, _request: &GuardRequest<'_>, _tool: Option<&ToolSpec>, decision: &Decision) {
+        let pending: Vec<Reservation> = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
+        if matches!(decision, Decision::Allow(_)) || pending.is_empty() {
+            return;
+        }
+        let Ok(mut windows) = self.windows.lock() else {
+            return;
+        };
+        for (i, key, at, amount) in pending {
+            if let Some(w) = windows.get_mut(&(i, key))
+                && let Some(pos) = w
+                    .entries
+                    .iter()
+                    .rposition(|&(t, a)| t == at && a.to_bits() == amount.to_bits())
+            {
+                w.entries.remove(pos);
+                w.total -= amount;
+                if w.entries.is_empty() {
+                    w.total = 0.0;
+                }
+            }
+        }
+    }
+}
