@@ -269,6 +269,10 @@ class Guard:
     raises `ConfirmationRequired`. `injection_filter=True` (or a dict with `threshold`,
     `allowed_hosts`, `scan_all_arguments`) scans tool output for prompt injection and refuses
     arguments that carry data in URLs to hosts outside `allowed_hosts` (`guard.injection_detected`).
+    `limits` are declarative call rates and running totals, e.g.
+    `{"id": "money-per-hour", "tool": "transfer", "window_secs": 3600, "total": {"argument": "amount",
+    "max": 10000}, "per": "principal"}` or `{"id": "calls", "tool": "*", "window_secs": 60, "max_calls": 30}`
+    (`guard.rate_limited`).
     """
 
     def __init__(
@@ -284,6 +288,7 @@ class Guard:
         audit_log: _native.AuditLog | None = None,
         on_confirmation: ApprovalCallback | None = None,
         injection_filter: bool | Mapping[str, Any] = False,
+        limits: Sequence[Mapping[str, Any]] = (),
         now: int | None = None,
     ) -> None:
         self._config: dict[str, Any] = {
@@ -297,6 +302,8 @@ class Guard:
         }
         if injection_filter:
             self._config["injection_filter"] = {} if injection_filter is True else dict(injection_filter)
+        if limits:
+            self._config["limits"] = [dict(limit) for limit in limits]
         if audit_dir is not None and audit_log is not None:
             raise ValueError("give audit_dir or audit_log, not both")
         self._audit_log = audit_log if audit_log is not None else (

@@ -376,3 +376,34 @@ def test_the_injection_filter_taints_on_injected_output_and_stops_data_in_urls(w
     assert ran == ["bob@acme.test", "INV-1"]
     results = [e["decision"].get("code") for e in guard.audit_events() if e["kind"] == "tool_result"]
     assert results == [None, "guard.injection_detected"]  # the mail's result, then the invoice's
+
+
+def test_declarative_limits_cap_rates_and_running_totals(world):
+    guard = world.guard(limits=[
+        {"id": "reads-per-minute", "tool": "read_invoice", "window_secs": 60, "max_calls": 2},
+        {"id": "money-per-hour", "tool": "transfer", "window_secs": 3600,
+         "total": {"argument": "amount", "max": 150}, "per": "principal"},
+    ])
+
+    @guard.tool(scope="ledger.invoices:read", risk="low")
+    def read_invoice(id: str = "INV-1") -> str:
+        return id
+
+    @guard.tool(scope="payments:transfer", risk="medium")
+    def transfer(amount: int, currency: str = "USD", payee: str = "ACME") -> str:
+        return f"sent {amount}"
+
+    with guard.session(world.token):
+        read_invoice()
+        read_invoice()
+        with pytest.raises(Denied) as limited:
+            read_invoice()
+        assert limited.value.code == "guard.rate_limited" and "reads-per-minute" in limited.value.message
+        assert transfer(100) == "sent 100"
+        with pytest.raises(Denied) as over:
+            transfer(60)
+        assert over.value.code == "guard.rate_limited" and "money-per-hour" in over.value.message
+        assert transfer(50) == "sent 50"
+    with pytest.raises(agentiam.ConfigurationError):
+        with world.guard(limits=[{"id": "x", "window_secs": 60}]).session(world.token):
+            pass

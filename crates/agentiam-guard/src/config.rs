@@ -134,6 +134,94 @@ pub struct GuardConfig {
     /// The injection filter as the guard's content filter (none when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub injection_filter: Option<FilterConfig>,
+    /// Declarative limits (call rates, running totals), enforced before policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<LimitConfig>,
+}
+
+/// One declarative limit in a [`GuardConfig`]: `{"id", "tool" ("*" for all), "window_secs",
+/// "max_calls" | "total": {"argument", "max"}, "per": "agent" | "principal" | "task"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitConfig {
+    /// Reported in refusals.
+    pub id: String,
+    /// The tool it counts (`*`: every tool).
+    #[serde(default = "every_tool")]
+    pub tool: String,
+    /// The sliding window, in seconds.
+    pub window_secs: i64,
+    /// At most this many calls per window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_calls: Option<u64>,
+    /// At most this sum of a numeric argument per window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<TotalConfig>,
+    /// Whose calls count together (default: the agent's).
+    #[serde(default)]
+    pub per: LimitPer,
+}
+
+/// A running total's argument and maximum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TotalConfig {
+    /// The numeric argument summed.
+    pub argument: String,
+    /// Its maximum sum per window.
+    pub max: f64,
+}
+
+/// Whose calls a configured limit counts together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitPer {
+    /// The presenting agent.
+    #[default]
+    Agent,
+    /// The principal (`sub`).
+    Principal,
+    /// The task.
+    Task,
+}
+
+fn every_tool() -> String {
+    "*".to_owned()
+}
+
+impl LimitConfig {
+    /// The [`Limit`](crate::Limit) this describes.
+    pub fn limit(&self) -> Result<crate::Limit, GuardError> {
+        if self.window_secs < 1 {
+            return Err(GuardError::ToolSpec(format!(
+                "limit {:?}: window_secs must be at least 1",
+                self.id
+            )));
+        }
+        let limit = match (self.max_calls, &self.total) {
+            (Some(max), None) => {
+                crate::Limit::calls(self.id.clone(), self.tool.clone(), self.window_secs, max)
+            }
+            (None, Some(t)) if t.max.is_finite() && t.max >= 0.0 => crate::Limit::total(
+                self.id.clone(),
+                self.tool.clone(),
+                self.window_secs,
+                t.argument.clone(),
+                t.max,
+            ),
+            _ => {
+                return Err(GuardError::ToolSpec(format!(
+                    "limit {:?}: give either max_calls or a total with a finite, non-negative max",
+                    self.id
+                )));
+            }
+        };
+        Ok(limit.per(match self.per {
+            LimitPer::Agent => crate::LimitScope::Agent,
+            LimitPer::Principal => crate::LimitScope::Principal,
+            LimitPer::Task => crate::LimitScope::Task,
+        }))
+    }
 }
 
 /// The injection filter in a [`GuardConfig`].
@@ -222,6 +310,16 @@ impl GuardConfig {
         }
         if let Some(filter) = &self.injection_filter {
             builder = builder.content_filter(Arc::new(filter.filter()));
+        }
+        if !self.limits.is_empty() {
+            let limits = self
+                .limits
+                .iter()
+                .map(LimitConfig::limit)
+                .collect::<Result<Vec<_>, _>>()?;
+            builder = builder.behaviour(Arc::new(
+                crate::Limits::new(limits).with_clock(clock.clone()),
+            ));
         }
         let verifier = Verifier::new(jwks, self.issuer.clone(), self.audience.clone())
             .with_clock(clock.clone());

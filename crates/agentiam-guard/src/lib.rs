@@ -84,8 +84,8 @@ pub use approval::{
 };
 pub use audit::{AuditSink, GUARDRAIL_COMPONENT, TOOL_CALL_EVENT, TOOL_RESULT_EVENT};
 pub use config::{
-    ApproverConfig, CallInput, FilterConfig, GuardConfig, MAX_DOCUMENT_BYTES, ToolConfig,
-    decision_json,
+    ApproverConfig, CallInput, FilterConfig, GuardConfig, LimitConfig, LimitPer,
+    MAX_DOCUMENT_BYTES, ToolConfig, TotalConfig, decision_json,
 };
 pub use credentials::{Authenticator, PEER_CERTIFICATE_INVALID, Presented, peer_spiffe_id};
 pub use decision::{Allowance, Decision, Denial};
