@@ -18,6 +18,15 @@ def agent(prompt="You pay invoices."):
     )
 
 
+def payer_guard(scopes):
+    """A token for the payer agent with `scopes`, and a guard that trusts its issuer."""
+    issuer = agentiam.Issuer("https://broker.test", agentiam.SigningKey.generate())
+    payer = agent()
+    issuer.register(payer, scopes)
+    token = issuer.issue(payer, "api", scopes, "task-1", "work", ttl=300)
+    return token, agentiam.Guard(issuer="https://broker.test", audience="api", jwks=issuer.jwks())
+
+
 def test_issue_verify_and_guard_from_python():
     key = agentiam.SigningKey.generate()
     assert "d" not in json.loads(key.public_jwk()) and "d" in json.loads(key.private_jwk())
@@ -196,12 +205,7 @@ def test_a_poisoned_tool_description_is_refused_with_the_filter_on():
 
 
 def test_arguments_copied_from_untrusted_content_need_a_human():
-    key = agentiam.SigningKey.generate()
-    issuer = agentiam.Issuer("https://broker.test", key)
-    payer = agent()
-    issuer.register(payer, "web:fetch team:invite")
-    token = issuer.issue(payer, "api", "web:fetch team:invite", "task-1", "invite", ttl=300)
-    guard = agentiam.Guard(issuer="https://broker.test", audience="api", jwks=issuer.jwks())
+    token, guard = payer_guard("web:fetch team:invite")
     invited = []
 
     @guard.tool(scope="web:fetch", risk="low", untrusted_output=True)
@@ -224,12 +228,7 @@ def test_arguments_copied_from_untrusted_content_need_a_human():
 
 
 def test_text_the_application_hands_the_agent_is_remembered_when_given():
-    key = agentiam.SigningKey.generate()
-    issuer = agentiam.Issuer("https://broker.test", key)
-    payer = agent()
-    issuer.register(payer, "payments:transfer")
-    token = issuer.issue(payer, "api", "payments:transfer", "task-1", "pay", ttl=300)
-    guard = agentiam.Guard(issuer="https://broker.test", audience="api", jwks=issuer.jwks())
+    token, guard = payer_guard("payments:transfer")
 
     @guard.tool(scope="payments:transfer", risk="medium")
     def schedule_payment(iban: str, amount: int) -> str:

@@ -50,6 +50,23 @@ pub struct Limit {
 }
 
 impl Limit {
+    fn new(
+        id: String,
+        tool: String,
+        window_secs: i64,
+        max_calls: Option<u64>,
+        max_total: Option<(String, f64)>,
+    ) -> Self {
+        Self {
+            id,
+            tool,
+            scope: LimitScope::Agent,
+            window_secs: window_secs.max(1),
+            max_calls,
+            max_total,
+        }
+    }
+
     /// At most `max_calls` calls of `tool` (`*` for every tool) per `window_secs`, per agent.
     pub fn calls(
         id: impl Into<String>,
@@ -57,14 +74,7 @@ impl Limit {
         window_secs: i64,
         max_calls: u64,
     ) -> Self {
-        Self {
-            id: id.into(),
-            tool: tool.into(),
-            scope: LimitScope::Agent,
-            window_secs: window_secs.max(1),
-            max_calls: Some(max_calls),
-            max_total: None,
-        }
+        Self::new(id.into(), tool.into(), window_secs, Some(max_calls), None)
     }
 
     /// The numeric `argument` of `tool` sums to at most `max_total` per `window_secs`, per agent.
@@ -77,14 +87,13 @@ impl Limit {
         argument: impl Into<String>,
         max_total: f64,
     ) -> Self {
-        Self {
-            id: id.into(),
-            tool: tool.into(),
-            scope: LimitScope::Agent,
-            window_secs: window_secs.max(1),
-            max_calls: None,
-            max_total: Some((argument.into(), max_total)),
-        }
+        Self::new(
+            id.into(),
+            tool.into(),
+            window_secs,
+            None,
+            Some((argument.into(), max_total)),
+        )
     }
 
     /// Counts per principal or per task instead of per agent.

@@ -54,15 +54,19 @@ fn world() -> World {
 
 impl World {
     fn principal(&self, scopes: &str) -> Principal {
-        let a = agent("worker");
+        Principal::from_token(&self.token_for(&agent("worker"), scopes))
+    }
+
+    /// A verified token issued to `agent` for `scopes`.
+    fn token_for(&self, agent: &AgentIdentity, scopes: &str) -> Token {
         self.issuer.register(
-            a.spiffe_id(),
+            agent.spiffe_id(),
             AgentRegistration::new(ScopeSet::parse(scopes).unwrap()),
         );
         let t = self
             .issuer
             .issue(&TokenRequest::new(
-                &a,
+                agent,
                 AUD,
                 ScopeSet::parse(scopes).unwrap(),
                 "t-1",
@@ -70,7 +74,7 @@ impl World {
             ))
             .unwrap();
         let v = Verifier::new(self.issuer.jwks(), ISS, AUD).with_clock(self.clock.clone());
-        Principal::from_token(&v.verify(&t.token).unwrap())
+        v.verify(&t.token).unwrap()
     }
 
     fn builder(&self, policy: &str) -> GuardBuilder {
@@ -1016,22 +1020,7 @@ fn a_tool_whose_description_or_schema_changed_after_issuance_is_refused() {
     .unwrap();
     assert_eq!(a.tool_pins().len(), 2);
     let scopes = "payments:transfer notes:write db:drop";
-    w.issuer.register(
-        a.spiffe_id(),
-        AgentRegistration::new(ScopeSet::parse(scopes).unwrap()),
-    );
-    let t = w
-        .issuer
-        .issue(&TokenRequest::new(
-            &a,
-            AUD,
-            ScopeSet::parse(scopes).unwrap(),
-            "t-pin",
-            "test",
-        ))
-        .unwrap();
-    let verifier = Verifier::new(w.issuer.jwks(), ISS, AUD).with_clock(w.clock.clone());
-    let token = verifier.verify(&t.token).unwrap();
+    let token = w.token_for(&a, scopes);
     assert_eq!(token.claims().agent.as_ref().unwrap().tools.len(), 2);
     let p = Principal::from_token(&token);
     let guard_with = |transfer: ToolSpec| {

@@ -368,28 +368,26 @@ impl InjectionFilter {
         let normalized = normalize::normalize(text);
         let words = normalize::words(&normalized.text);
         let squeezed = normalize::squeezed(&normalized.text);
-        for hit in self.rules.scan(&normalized.text, &words, &squeezed) {
-            let (start, end) = match hidden {
-                Some((end, _)) => (base, end),
-                None => {
-                    let (start, mut end) = normalized.original_range(hit.start, hit.end);
-                    // The last byte maps to its character's first byte: end after the character.
-                    while end < text.len() && !text.is_char_boundary(end) {
-                        end += 1;
-                    }
-                    (start, end.min(text.len()))
+        // Where a finding goes: the hiding place for hidden text, else the original range of a
+        // normalised range (the last byte maps to its character's first byte: end after it).
+        let place = |start: usize, end: usize| match hidden {
+            Some((end, _)) => (base, end),
+            None => {
+                let (start, mut end) = normalized.original_range(start, end);
+                while end < text.len() && !text.is_char_boundary(end) {
+                    end += 1;
                 }
-            };
-            let boost = if hidden.is_some() { HIDDEN_BOOST } else { 0.0 };
+                (base + start, base + end.min(text.len()))
+            }
+        };
+        let boost = if hidden.is_some() { HIDDEN_BOOST } else { 0.0 };
+        for hit in self.rules.scan(&normalized.text, &words, &squeezed) {
+            let (start, end) = place(hit.start, hit.end);
             findings.push(ScanFinding {
                 rule: hit.rule.id,
                 category: hit.rule.category,
-                start: if hidden.is_some() {
-                    start
-                } else {
-                    base + start
-                },
-                end: if hidden.is_some() { end } else { base + end },
+                start,
+                end,
                 weight: ((hit.rule.weight + boost).min(1.0) * 1e4).round() / 1e4,
                 hidden_in: hidden.map(|(_, how)| how),
             });
@@ -397,23 +395,9 @@ impl InjectionFilter {
         if let Some(model) = &self.model {
             let (p, first, last) = model.score(&words.text);
             if p >= MODEL_FLOOR {
-                let (start, end) = match hidden {
-                    Some((end, _)) => (base, end),
-                    None => {
-                        let (s, e) = word_span(&words.text, first, last);
-                        let ns = words.origin.get(s).map_or(0, |&o| o as usize);
-                        let nl = e
-                            .checked_sub(1)
-                            .and_then(|i| words.origin.get(i))
-                            .map_or(ns, |&o| o as usize);
-                        let (start, mut end) = normalized.original_range(ns, nl.max(ns) + 1);
-                        end = end.min(text.len());
-                        while !text.is_char_boundary(end) {
-                            end += 1;
-                        }
-                        (base + start, base + end)
-                    }
-                };
+                let (s, e) = word_span(&words.text, first, last);
+                let (ns, ne) = rules::view_range(&words, s, e, normalized.text.len());
+                let (start, end) = place(ns, ne);
                 findings.push(ScanFinding {
                     rule: "ml.ngram",
                     category: Category::PromptInjection,
@@ -495,22 +479,6 @@ impl InjectionFilter {
             .collect()
     }
 
-    /// Scans a tool's description (and its input schema's text) when an agent registers it:
-    /// instructions to the model inside a description are `tool_poisoning`.
-    pub fn scan_tool_description(&self, description: &str, schema: &Value) -> Scan {
-        let mut text = description.to_owned();
-        collect_strings(schema, &mut text, 0);
-        let mut scan = self.scan(&text);
-        for f in &mut scan.findings {
-            if f.category == Category::PromptInjection || f.category == Category::HiddenText {
-                f.category = Category::ToolPoisoning;
-            }
-        }
-        scan
-    }
-}
-
-impl InjectionFilter {
     /// Scans every tool of an agent's configuration, as a registry or broker should when an
     /// agent registers: the tools whose description or schema text scores as injection, with
     /// their scans, in manifest order (empty when none does).
@@ -539,6 +507,20 @@ impl InjectionFilter {
                 (scan.verdict == Verdict::Injection).then(|| (tool.name.clone(), scan))
             })
             .collect()
+    }
+
+    /// Scans a tool's description (and its input schema's text) when an agent registers it:
+    /// instructions to the model inside a description are `tool_poisoning`.
+    pub fn scan_tool_description(&self, description: &str, schema: &Value) -> Scan {
+        let mut text = description.to_owned();
+        collect_strings(schema, &mut text, 0);
+        let mut scan = self.scan(&text);
+        for f in &mut scan.findings {
+            if f.category == Category::PromptInjection || f.category == Category::HiddenText {
+                f.category = Category::ToolPoisoning;
+            }
+        }
+        scan
     }
 }
 

@@ -567,7 +567,7 @@ impl RuleSet {
 }
 
 /// The normalised-text range of `view.text[start..end]`.
-fn view_range(view: &Words, start: usize, end: usize, len: usize) -> (usize, usize) {
+pub(crate) fn view_range(view: &Words, start: usize, end: usize, len: usize) -> (usize, usize) {
     let s = view.origin.get(start).map_or(0, |&o| o as usize);
     let e = end
         .checked_sub(1)
