@@ -62,6 +62,9 @@ pub struct ApprovalRequest {
     pub code: String,
     /// The policies that asked for confirmation.
     pub policies: Vec<String>,
+    /// What the behaviour check found unusual, for the approver to weigh (not signed over).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomaly: Option<crate::Anomaly>,
 }
 
 #[derive(Serialize)]

@@ -48,6 +48,7 @@ struct Pending {
     arguments: Arc<Value>,
     outcome: agentiam_telemetry::Decision,
     approval: Option<String>,
+    anomaly: Option<agentiam_telemetry::AnomalyRecord>,
 }
 
 /// Writes every decision to an [`AuditLog`] from a worker thread.
@@ -82,6 +83,7 @@ impl Pending {
             arguments: Arc::new(Value::Null),
             outcome,
             approval: None,
+            anomaly: None,
         }
     }
 }
@@ -137,14 +139,7 @@ impl AuditSink {
                                 let record = if kind == TOOL_RESULT_EVENT {
                                     SpanRecord::ExecuteTool(event.clone())
                                 } else {
-                                    SpanRecord::RunGuardrail(
-                                        event.clone(),
-                                        GuardrailSpan::new(
-                                            GUARDRAIL_COMPONENT,
-                                            GuardrailTarget::Input,
-                                        )
-                                        .with_subtype("tool_call"),
-                                    )
+                                    SpanRecord::RunGuardrail(event.clone(), guardrail_span(&event))
                                 };
                                 // Dropped spans are counted by the queue; the log below is the record.
                                 let _ = spans.try_send(record);
@@ -200,6 +195,16 @@ impl AuditSink {
     }
 }
 
+/// The `run_guardrail` span of a decision; an anomaly is its risk (category `anomaly`,
+/// score 0..=1).
+fn guardrail_span(event: &AuditEvent) -> GuardrailSpan {
+    let span = GuardrailSpan::new(GUARDRAIL_COMPONENT, GuardrailTarget::Input).with_subtype("tool_call");
+    match &event.anomaly {
+        Some(a) => span.with_risk("anomaly", f64::from(a.score) / 100.0),
+        None => span,
+    }
+}
+
 fn to_event(p: Pending, redaction: &RedactionPolicy) -> AuditEvent {
     let mut event = AuditEvent::new(
         p.kind,
@@ -215,6 +220,7 @@ fn to_event(p: Pending, redaction: &RedactionPolicy) -> AuditEvent {
     event.task_id = p.task;
     event.token_jti = p.jti;
     event.approval_ref = p.approval;
+    event.anomaly = p.anomaly;
     event.output_sha256 = p.output_sha256;
     event.tool = Some(
         match redaction.tool_call(&p.tool, p.call_id.as_deref(), &p.arguments) {
@@ -272,6 +278,12 @@ impl DecisionSink for AuditSink {
         );
         pending.arguments = arguments;
         pending.approval = approval;
+        pending.anomaly = decision
+            .anomaly()
+            .map(|a| agentiam_telemetry::AnomalyRecord {
+                findings: a.findings.clone(),
+                score: a.score,
+            });
         self.enqueue(pending)
     }
 

@@ -137,6 +137,84 @@ pub struct GuardConfig {
     /// Declarative limits (call rates, running totals), enforced before policy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub limits: Vec<LimitConfig>,
+    /// Learned (and declared) behaviour baselines per role ([`crate::Baselines`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baselines: Option<BaselineConfig>,
+}
+
+/// Behaviour baselines in a [`GuardConfig`]:
+/// `{"roles": {"support": ["spiffe://example.org/agent/support"]}, "file": "baselines.json",
+/// "min_observations": 500, "deny_at": 90, "revoke_at": 97, "per_agent": false,
+/// "declared": {"support": {"tools": [...], "categories": [...], "hourly_calls": 200,
+/// "arguments": {"refund.amount": 500}}}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineConfig {
+    /// Role name -> SPIFFE ID prefixes of its agents (an unmapped agent is its own role).
+    #[serde(default)]
+    pub roles: BTreeMap<String, Vec<String>>,
+    /// Profiles learned so far ([`crate::Baselines::save`]), loaded when the guard is built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Calls a profile learns before its learned features score.
+    #[serde(default = "default_min_observations")]
+    pub min_observations: u64,
+    /// The score from which the call is refused (`guard.anomaly`).
+    #[serde(default = "default_deny_at")]
+    pub deny_at: u8,
+    /// The score from which the credential and its descendants are also revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke_at: Option<u8>,
+    /// One profile per agent instead of per role.
+    #[serde(default)]
+    pub per_agent: bool,
+    /// Declared behaviour per role.
+    #[serde(default)]
+    pub declared: BTreeMap<String, crate::DeclaredProfile>,
+}
+
+fn default_min_observations() -> u64 {
+    crate::BaselineSettings::default().min_observations
+}
+
+fn default_deny_at() -> u8 {
+    crate::BaselineSettings::default().deny_at
+}
+
+impl BaselineConfig {
+    /// The baselines this configuration describes, with the file's profiles loaded.
+    pub fn baselines(&self, clock: Arc<dyn Clock>) -> Result<crate::Baselines, GuardError> {
+        let bad = |why: String| GuardError::ToolSpec(format!("baselines: {why}"));
+        if self.deny_at > 100 || self.revoke_at.is_some_and(|r| r > 100 || r < self.deny_at) {
+            return Err(bad(
+                "deny_at must be 0..=100 and revoke_at within deny_at..=100".into(),
+            ));
+        }
+        let mut roles = crate::RoleMap::new();
+        for (role, prefixes) in &self.roles {
+            for prefix in prefixes {
+                if !prefix.starts_with("spiffe://") {
+                    return Err(bad(format!("role {role}: {prefix:?} is not a SPIFFE ID")));
+                }
+                roles = roles.role(role.clone(), prefix.clone());
+            }
+        }
+        let settings = crate::BaselineSettings {
+            min_observations: self.min_observations,
+            deny_at: self.deny_at,
+            revoke_at: self.revoke_at,
+            per_agent: self.per_agent,
+            ..crate::BaselineSettings::default()
+        };
+        let baselines = crate::Baselines::new(roles, settings).with_clock(clock);
+        if let Some(file) = &self.file {
+            baselines.load(std::path::Path::new(file)).map_err(bad)?;
+        }
+        for (role, declared) in &self.declared {
+            baselines.declare(role, declared.clone());
+        }
+        Ok(baselines)
+    }
 }
 
 /// One declarative limit in a [`GuardConfig`]: `{"id", "tool" ("*" for all), "window_secs",
@@ -321,8 +399,18 @@ impl GuardConfig {
                 crate::Limits::new(limits).with_clock(clock.clone()),
             ));
         }
-        let verifier = Verifier::new(jwks, self.issuer.clone(), self.audience.clone())
+        let mut verifier = Verifier::new(jwks, self.issuer.clone(), self.audience.clone())
             .with_clock(clock.clone());
+        if let Some(config) = &self.baselines {
+            builder = builder.baselines(config.baselines(clock.clone())?);
+            if config.revoke_at.is_some() {
+                // What the guard revokes, its verifier refuses from the next request on.
+                let revoked: Arc<dyn agentiam_token::RevocationSet> =
+                    Arc::new(agentiam_token::InMemoryRevocationSet::new());
+                builder = builder.revocation(revoked.clone());
+                verifier = verifier.with_revocation(revoked);
+            }
+        }
         let mut auth = Authenticator::new(
             CachingVerifier::new(verifier, 10_000),
             DpopVerifier::new(clock),

@@ -33,6 +33,25 @@ impl Decision {
         }
     }
 
+    /// What the behaviour check found unusual about the call, if anything.
+    pub fn anomaly(&self) -> Option<&Anomaly> {
+        match self {
+            Self::Allow(a) => a.anomaly.as_ref(),
+            Self::Deny(d) => d.anomaly.as_ref(),
+            Self::NeedsConfirmation(r) => r.anomaly.as_ref(),
+        }
+    }
+
+    /// Attaches the behaviour check's findings (the guard does this for every decision past it).
+    pub(crate) fn with_anomaly(mut self, anomaly: Option<Anomaly>) -> Self {
+        match &mut self {
+            Self::Allow(a) => a.anomaly = anomaly,
+            Self::Deny(d) => d.anomaly = anomaly,
+            Self::NeedsConfirmation(r) => r.anomaly = anomaly,
+        }
+        self
+    }
+
     pub(crate) fn deny(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         Self::Deny(Denial::new(code, message))
     }
@@ -45,6 +64,18 @@ pub struct Allowance {
     pub approval: Option<String>,
     /// The approver's key id, when a human approved the call.
     pub approver: Option<String>,
+    /// What the behaviour check found unusual (an allowed call is still recorded as an anomaly).
+    pub anomaly: Option<Anomaly>,
+}
+
+/// What the behaviour check found unusual about a call: its score and explanations.
+/// The activity log records it with the decision, and OpenTelemetry exports it as a span event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Anomaly {
+    /// Why, strongest first (e.g. `first call to hr.records:read for role support`).
+    pub findings: Vec<String>,
+    /// 0 (usual) ..= 100; policies see it as `context.anomaly_score`.
+    pub score: u8,
 }
 
 /// Why a call was refused: a stable code, a message for people, and diagnostics.
@@ -53,6 +84,7 @@ pub struct Denial {
     code: Cow<'static, str>,
     message: String,
     policies: Vec<String>,
+    anomaly: Option<Anomaly>,
 }
 
 impl Denial {
@@ -62,6 +94,7 @@ impl Denial {
             code: code.into(),
             message: message.into(),
             policies: Vec::new(),
+            anomaly: None,
         }
     }
 
@@ -82,6 +115,10 @@ impl Denial {
     /// Ids of the Cedar policies that determined the denial, if any.
     pub fn policies(&self) -> &[String] {
         &self.policies
+    }
+    /// What the behaviour check found unusual, if anything.
+    pub fn anomaly(&self) -> Option<&Anomaly> {
+        self.anomaly.as_ref()
     }
 }
 

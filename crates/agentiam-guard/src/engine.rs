@@ -4,17 +4,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use agentiam_identity::Jwks;
-use agentiam_token::{Clock, Entropy, ScopeRequest, SystemClock, SystemEntropy};
+use agentiam_token::{
+    Clock, Entropy, Revocation, RevocationSet, ScopeRequest, SystemClock, SystemEntropy,
+};
 use serde_json::Value;
 
 use crate::approval::{
     ApprovalRequest, ApproverKeys, DEFAULT_MAX_APPROVAL_TTL_SECS, InMemoryNonceStore, NonceStore,
     call_digest, check_approval, new_nonce,
 };
-use crate::decision::{Allowance, Decision, Denial};
-use crate::hooks::{
-    BehaviourCheck, ContentFilter, DecisionSink, NoBehaviourCheck, NoContentFilter,
-};
+use crate::decision::{Allowance, Anomaly, Decision, Denial};
+use crate::hooks::{BehaviourCheck, BehaviourChecks, ContentFilter, DecisionSink, NoContentFilter};
 use crate::policy::{PolicyContext, PolicyEngine, PolicyOutcome};
 use crate::request::{GuardRequest, ToolSpec};
 use crate::{GuardError, codes};
@@ -58,6 +58,8 @@ pub struct Guard {
     entropy: Arc<dyn Entropy>,
     filter: Arc<dyn ContentFilter>,
     behaviour: Arc<dyn BehaviourCheck>,
+    revocation: Option<Arc<dyn RevocationSet>>,
+    baselines: Option<crate::Baselines>,
     sinks: Vec<Arc<dyn DecisionSink>>,
     confirmation_ttl: i64,
     max_approval_ttl: i64,
@@ -74,7 +76,9 @@ pub struct GuardBuilder {
     clock: Arc<dyn Clock>,
     entropy: Arc<dyn Entropy>,
     filter: Arc<dyn ContentFilter>,
-    behaviour: Arc<dyn BehaviourCheck>,
+    behaviour: Vec<Arc<dyn BehaviourCheck>>,
+    revocation: Option<Arc<dyn RevocationSet>>,
+    baselines: Option<crate::Baselines>,
     sinks: Vec<Arc<dyn DecisionSink>>,
     confirmation_ttl: i64,
     max_approval_ttl: i64,
@@ -93,7 +97,9 @@ impl Guard {
             clock: Arc::new(SystemClock),
             entropy: Arc::new(SystemEntropy),
             filter: Arc::new(NoContentFilter),
-            behaviour: Arc::new(NoBehaviourCheck),
+            behaviour: Vec::new(),
+            revocation: None,
+            baselines: None,
             sinks: Vec::new(),
             confirmation_ttl: DEFAULT_CONFIRMATION_TTL_SECS,
             max_approval_ttl: DEFAULT_MAX_APPROVAL_TTL_SECS,
@@ -119,6 +125,11 @@ impl Guard {
     /// The clock decisions use.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// The behaviour baselines given with [`GuardBuilder::baselines`].
+    pub fn baselines(&self) -> Option<&crate::Baselines> {
+        self.baselines.as_ref()
     }
 
     /// The content filter (the interceptor hands it tool output).
@@ -169,6 +180,7 @@ impl Guard {
 
     /// Hands a call's outcome to every sink (the interceptor's after-hook).
     pub fn record_outcome(&self, outcome: &crate::hooks::CallOutcome<'_>) {
+        self.behaviour.observe_outcome(outcome);
         for sink in &self.sinks {
             // The tool already ran; a sink that cannot record it has reported that itself.
             let _ = sink.record_outcome(outcome);
@@ -183,6 +195,9 @@ impl Guard {
                 codes::TOKEN_EXPIRED,
                 "the principal's credential has expired",
             );
+        }
+        if let Some(refusal) = self.revoked(principal) {
+            return refusal;
         }
         if let Some(refusal) = pin_refusal(principal, tool) {
             return refusal;
@@ -202,9 +217,90 @@ impl Guard {
             return Decision::deny(codes::INJECTION_DETECTED, finding.detail);
         }
         let assessment = self.behaviour.assess(request, tool);
-        if let Some(refusal) = assessment.refusal {
-            return Decision::Deny(refusal);
+        let anomaly = (assessment.anomaly_score > 0 || !assessment.findings.is_empty()).then(|| {
+            Anomaly {
+                findings: assessment.findings.clone(),
+                score: assessment.anomaly_score,
+            }
+        });
+        if assessment.revoke {
+            let refusal = self.revoke(principal, now);
+            return Decision::Deny(refusal).with_anomaly(anomaly);
         }
+        if let Some(refusal) = assessment.refusal {
+            return Decision::Deny(refusal).with_anomaly(anomaly);
+        }
+        self.decide_policy(request, tool, now, assessment.anomaly_score)
+            .with_anomaly(anomaly)
+    }
+
+    /// `token.revoked` when the revocation set holds the credential, an agent in its chain,
+    /// its task or an ancestor token; fails closed when the set cannot be read.
+    fn revoked(&self, principal: &crate::Principal) -> Option<Decision> {
+        let set = self.revocation.as_ref()?;
+        let tokens = principal
+            .token_id()
+            .into_iter()
+            .chain(principal.ancestor_tokens().iter().map(String::as_str))
+            .map(|jti| Revocation::Token(jti.to_owned()));
+        let agents = principal
+            .chain()
+            .iter()
+            .chain(std::iter::once(&principal.presenter().to_owned()))
+            .map(|id| Revocation::Agent(id.clone()))
+            .collect::<Vec<_>>();
+        let task = principal.task().map(|t| Revocation::Task(t.to_owned()));
+        for entry in tokens.chain(agents).chain(task) {
+            match set.contains(&entry) {
+                Ok(false) => {}
+                Ok(true) => {
+                    return Some(Decision::deny(
+                        "token.revoked",
+                        "the credential (or one it was delegated from) has been revoked",
+                    ));
+                }
+                Err(e) => {
+                    return Some(Decision::deny(
+                        "token.revocation_unavailable",
+                        format!("revocation status unavailable: {e}"),
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    /// Revokes the credential (by `jti`, which also revokes everything delegated from it; by
+    /// agent when the credential has no id) and says so in the refusal.
+    fn revoke(&self, principal: &crate::Principal, now: i64) -> Denial {
+        let what = match principal.token_id() {
+            Some(jti) => Revocation::Token(jti.to_owned()),
+            None => Revocation::Agent(principal.presenter().to_owned()),
+        };
+        let until = principal.expires_at().max(now);
+        let outcome = match &self.revocation {
+            None => "no revocation set is configured, so only this call is refused".to_owned(),
+            Some(set) => match set.revoke(what, until) {
+                Ok(()) => {
+                    "the credential and every credential delegated from it are revoked".to_owned()
+                }
+                Err(e) => format!("revoking the credential failed ({e}); this call is refused"),
+            },
+        };
+        Denial::new(
+            codes::ANOMALY,
+            format!("behaviour far from the role's baseline: {outcome}"),
+        )
+    }
+
+    fn decide_policy(
+        &self,
+        request: &GuardRequest<'_>,
+        tool: &ToolSpec,
+        now: i64,
+        anomaly_score: u8,
+    ) -> Decision {
+        let principal = request.principal;
         let mut ctx = PolicyContext {
             arguments: request.arguments,
             tainted: request.session.tainted,
@@ -214,7 +310,7 @@ impl Guard {
                 .copied_into(request.arguments)
                 .is_some(),
             approved: false,
-            anomaly_score: assessment.anomaly_score,
+            anomaly_score,
             http: request.http,
         };
         match self.policy.evaluate(principal, tool, &ctx) {
@@ -263,6 +359,7 @@ impl Guard {
                         Ok(true) => Decision::Allow(Allowance {
                             approval: Some(approval.nonce.clone()),
                             approver: Some(approval.approver.clone()),
+                            anomaly: None,
                         }),
                         Ok(false) => {
                             Decision::deny(codes::CONFIRMATION_INVALID, "approval was already used")
@@ -317,6 +414,7 @@ impl Guard {
             expires_at,
             code,
             policies,
+            anomaly: None,
         }))
     }
 }
@@ -418,9 +516,26 @@ impl GuardBuilder {
         self
     }
 
-    /// The behaviour hook.
+    /// Adds a behaviour check ([`crate::Limits`], [`crate::Baselines`], your own). Checks run in
+    /// the order added: the first refusal stands, and the anomaly score is the highest.
     pub fn behaviour(mut self, check: Arc<dyn BehaviourCheck>) -> Self {
-        self.behaviour = check;
+        self.behaviour.push(check);
+        self
+    }
+
+    /// Adds learned behaviour baselines as a behaviour check, and keeps them reachable through
+    /// [`Guard::baselines`] (to save, freeze, reset or inspect).
+    pub fn baselines(mut self, baselines: crate::Baselines) -> Self {
+        self.behaviour.push(Arc::new(baselines.clone()));
+        self.baselines = Some(baselines);
+        self
+    }
+
+    /// The revocation set the guard consults on every decision (a credential revoked after it
+    /// was verified, or whose ancestor in the delegation chain was, is refused with
+    /// `token.revoked`) and writes to when a behaviour check asks for a revocation.
+    pub fn revocation(mut self, revocation: Arc<dyn RevocationSet>) -> Self {
+        self.revocation = Some(revocation);
         self
     }
 
@@ -443,7 +558,7 @@ impl GuardBuilder {
     }
 
     /// Builds the guard.
-    pub fn build(self) -> Result<Guard, GuardError> {
+    pub fn build(mut self) -> Result<Guard, GuardError> {
         if let Some(e) = self.error {
             return Err(e);
         }
@@ -488,7 +603,13 @@ impl GuardBuilder {
             clock: self.clock,
             entropy: self.entropy,
             filter: self.filter,
-            behaviour: self.behaviour,
+            behaviour: if self.behaviour.len() == 1 {
+                self.behaviour.swap_remove(0)
+            } else {
+                Arc::new(BehaviourChecks(self.behaviour))
+            },
+            revocation: self.revocation,
+            baselines: self.baselines,
             sinks: self.sinks,
             confirmation_ttl: self.confirmation_ttl,
             max_approval_ttl: self.max_approval_ttl,

@@ -3,6 +3,7 @@
 //! Each has a no-op default, so a guard without them still decides on scope and policy.
 
 use std::fmt;
+use std::sync::Arc;
 
 use agentiam_identity::ToolDescriptor;
 use serde_json::Value;
@@ -59,6 +60,10 @@ pub struct Assessment {
     pub anomaly_score: u8,
     /// A refusal (`guard.anomaly`, `guard.rate_limited`), decided before policy.
     pub refusal: Option<Denial>,
+    /// Why the call is unusual, strongest first (recorded with the decision in the activity log).
+    pub findings: Vec<String>,
+    /// Revoke the credential and every credential delegated from it (the call is refused).
+    pub revoke: bool,
 }
 
 /// Compares calls with the agent's baseline.
@@ -69,6 +74,41 @@ pub trait BehaviourCheck: Send + Sync + fmt::Debug {
     }
     /// Sees every decision, to learn the baseline.
     fn observe(&self, _request: &GuardRequest<'_>, _tool: Option<&ToolSpec>, _decision: &Decision) {
+    }
+    /// Sees what an allowed call returned (bytes read).
+    fn observe_outcome(&self, _outcome: &CallOutcome<'_>) {}
+}
+
+/// Several behaviour checks as one, in order: the first refusal stands (later checks are not
+/// asked), the score is the highest, and findings and revocation requests add up.
+/// Every check observes every decision.
+#[derive(Debug, Clone, Default)]
+pub struct BehaviourChecks(pub Vec<Arc<dyn BehaviourCheck>>);
+
+impl BehaviourCheck for BehaviourChecks {
+    fn assess(&self, request: &GuardRequest<'_>, tool: &ToolSpec) -> Assessment {
+        let mut out = Assessment::default();
+        for check in &self.0 {
+            let a = check.assess(request, tool);
+            out.anomaly_score = out.anomaly_score.max(a.anomaly_score);
+            out.findings.extend(a.findings);
+            out.revoke |= a.revoke;
+            if a.refusal.is_some() {
+                out.refusal = a.refusal;
+                break;
+            }
+        }
+        out
+    }
+    fn observe(&self, request: &GuardRequest<'_>, tool: Option<&ToolSpec>, decision: &Decision) {
+        for check in &self.0 {
+            check.observe(request, tool, decision);
+        }
+    }
+    fn observe_outcome(&self, outcome: &CallOutcome<'_>) {
+        for check in &self.0 {
+            check.observe_outcome(outcome);
+        }
     }
 }
 

@@ -57,6 +57,7 @@
 
 mod approval;
 mod audit;
+mod baseline;
 pub mod codes;
 mod config;
 mod credentials;
@@ -82,17 +83,22 @@ pub use approval::{
     DEFAULT_MAX_APPROVAL_TTL_SECS, InMemoryNonceStore, MAX_APPROVAL_BYTES, NonceStore,
     PendingApproval,
 };
+pub use baseline::{
+    BASELINE_FORMAT, BaselineSettings, Baselines, DeclaredProfile, LogHistogram,
+    MAX_BASELINE_FILE_BYTES, RATE_WINDOWS, RoleMap, RoleProfile, describe_profile, hour_of_week,
+    human_number, read_profiles, resource_category,
+};
 pub use audit::{AuditSink, GUARDRAIL_COMPONENT, TOOL_CALL_EVENT, TOOL_RESULT_EVENT};
 pub use config::{
-    ApproverConfig, CallInput, FilterConfig, GuardConfig, LimitConfig, LimitPer,
+    ApproverConfig, BaselineConfig, CallInput, FilterConfig, GuardConfig, LimitConfig, LimitPer,
     MAX_DOCUMENT_BYTES, ToolConfig, TotalConfig, decision_json,
 };
 pub use credentials::{Authenticator, PEER_CERTIFICATE_INVALID, Presented, peer_spiffe_id};
-pub use decision::{Allowance, Decision, Denial};
+pub use decision::{Allowance, Anomaly, Decision, Denial};
 pub use engine::{DEFAULT_CONFIRMATION_TTL_SECS, Guard, GuardBuilder};
 pub use error::GuardError;
 pub use hooks::{
-    Assessment, BehaviourCheck, CallOutcome, ContentFilter, DecisionSink, Finding,
+    Assessment, BehaviourCheck, BehaviourChecks, CallOutcome, ContentFilter, DecisionSink, Finding,
     NoBehaviourCheck, NoContentFilter, OutputVerdict,
 };
 pub use interceptor::{Session, ToolCall, ToolInterceptor};

@@ -195,8 +195,8 @@ impl Limits {
 
 fn refuse(message: String) -> Assessment {
     Assessment {
-        anomaly_score: 0,
         refusal: Some(Denial::new(codes::RATE_LIMITED, message)),
+        ..Assessment::default()
     }
 }
 

@@ -202,6 +202,7 @@ pub struct Principal {
     expires_at: i64,
     key_thumbprint: Option<String>,
     tool_pins: Arc<BTreeMap<String, Sha256Digest>>,
+    ancestor_tokens: Vec<String>,
 }
 
 fn actors_oldest_first(act: Option<&Value>) -> Vec<String> {
@@ -249,6 +250,7 @@ impl Principal {
                     .map(|a| a.tools.clone())
                     .unwrap_or_default(),
             ),
+            ancestor_tokens: claims.dlg.iter().filter_map(|hop| hop.jti.clone()).collect(),
         }
     }
 
@@ -275,6 +277,7 @@ impl Principal {
             expires_at: grant.exp,
             key_thumbprint: Some(grant.holder_jkt.clone()),
             tool_pins: Arc::default(),
+            ancestor_tokens: Vec::new(),
         }
     }
 
@@ -294,6 +297,7 @@ impl Principal {
             expires_at,
             key_thumbprint: None,
             tool_pins: Arc::default(),
+            ancestor_tokens: Vec::new(),
         }
     }
 
@@ -336,6 +340,10 @@ impl Principal {
     /// The RFC 7638 thumbprint of the key the credential is bound to (DPoP), if any.
     pub fn key_thumbprint(&self) -> Option<&str> {
         self.key_thumbprint.as_deref()
+    }
+    /// The ids (`jti`) of the tokens this one was delegated from, oldest first.
+    pub fn ancestor_tokens(&self) -> &[String] {
+        &self.ancestor_tokens
     }
     /// The tool digests the credential was issued for, by tool name; empty when it pins none.
     pub fn tool_pins(&self) -> &BTreeMap<String, Sha256Digest> {

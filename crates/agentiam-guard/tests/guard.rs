@@ -250,6 +250,7 @@ impl BehaviourCheck for Scores {
         Assessment {
             anomaly_score: self.0,
             refusal: self.1.map(|c| Denial::new(c, "over the rate")),
+            ..Assessment::default()
         }
     }
 }

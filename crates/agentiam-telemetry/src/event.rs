@@ -55,6 +55,15 @@ pub struct AgentRef {
     pub spiffe_id: String,
 }
 
+/// An anomaly the behaviour check found: its score and explanations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnomalyRecord {
+    /// Why, strongest first.
+    pub findings: Vec<String>,
+    /// 0 (usual) ..= 100.
+    pub score: u8,
+}
+
 /// A piece of content: its hash always, the text only when the policy records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContentRef {
@@ -88,6 +97,9 @@ pub struct ToolCall {
 pub struct AuditEvent {
     /// Who acted.
     pub agent: AgentRef,
+    /// What the behaviour check found unusual about the action, whatever the decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomaly: Option<AnomalyRecord>,
     /// Reference to the human approval that allowed an irreversible action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_ref: Option<String>,
@@ -274,6 +286,7 @@ impl AuditEvent {
             kind: kind.into(),
             time_unix_ms,
             agent,
+            anomaly: None,
             on_behalf_of: None,
             delegation_chain: Vec::new(),
             task_id: None,

@@ -26,7 +26,7 @@ mod verify;
 pub use checkpoint::{Checkpoint, NoteSigner, NoteVerifier};
 pub use error::AuditError;
 pub use event::{
-    AgentRef, AuditEvent, ContentRef, Decision, EVENT_SCHEMA_VERSION, Outcome, REDACTED,
+    AgentRef, AnomalyRecord, AuditEvent, ContentRef, Decision, EVENT_SCHEMA_VERSION, Outcome, REDACTED,
     RedactionPolicy, ToolCall, sha256_hex,
 };
 pub use log::{AuditLog, Durability, LogConfig, Receipt};

@@ -142,6 +142,12 @@ pub const AGENTIAM_POLICY_ID: &str = "agentiam.policy.id";
 pub const AGENTIAM_POLICY_VERSION: &str = "agentiam.policy.version";
 /// `agentiam.tool.args_sha256`: `sha256:<hex>` of the canonical tool arguments.
 pub const AGENTIAM_TOOL_ARGS_SHA256: &str = "agentiam.tool.args_sha256";
+/// The behaviour check's anomaly score (0..=100), when it found something unusual.
+pub const AGENTIAM_ANOMALY_SCORE: &str = "agentiam.anomaly.score";
+/// The anomaly's explanations, strongest first (on the `agentiam.anomaly` span event).
+pub const AGENTIAM_ANOMALY_FINDINGS: &str = "agentiam.anomaly.findings";
+/// Name of the span event every anomaly adds, whatever the decision.
+pub const ANOMALY_EVENT: &str = "agentiam.anomaly";
 
 /// Operation name of a tool execution span.
 pub const OP_EXECUTE_TOOL: &str = "execute_tool";
@@ -324,7 +330,7 @@ fn push_opt(attrs: &mut Vec<KeyValue>, key: &'static str, value: Option<&String>
 /// `agentiam.audit.event_id`, `agentiam.event.kind`. When present in the event:
 /// `agentiam.composite_digest`, `agentiam.on_behalf_of`, `agentiam.token.jti`,
 /// `agentiam.task.id`, `agentiam.reason_code`, `agentiam.policy.id`, `agentiam.policy.version`,
-/// `agentiam.tool.args_sha256`.
+/// `agentiam.tool.args_sha256`, `agentiam.anomaly.score`.
 pub fn agentiam_attributes(event: &AuditEvent) -> Vec<KeyValue> {
     let mut attrs = Vec::with_capacity(14);
     attrs.push(KeyValue::new(
@@ -375,6 +381,12 @@ pub fn agentiam_attributes(event: &AuditEvent) -> Vec<KeyValue> {
         attrs.push(KeyValue::new(
             AGENTIAM_TOOL_ARGS_SHA256,
             tool.args_sha256.clone(),
+        ));
+    }
+    if let Some(anomaly) = &event.anomaly {
+        attrs.push(KeyValue::new(
+            AGENTIAM_ANOMALY_SCORE,
+            i64::from(anomaly.score),
         ));
     }
     attrs
@@ -443,6 +455,20 @@ fn record<T: Tracer>(
             .clone()
             .unwrap_or_else(|| "denied".to_owned());
         span.set_status(Status::error(description));
+    }
+    if let Some(anomaly) = &event.anomaly {
+        let findings: Vec<opentelemetry::StringValue> =
+            anomaly.findings.iter().map(|f| f.clone().into()).collect();
+        span.add_event(
+            ANOMALY_EVENT,
+            vec![
+                KeyValue::new(AGENTIAM_ANOMALY_SCORE, i64::from(anomaly.score)),
+                KeyValue::new(
+                    AGENTIAM_ANOMALY_FINDINGS,
+                    opentelemetry::Value::Array(opentelemetry::Array::String(findings)),
+                ),
+            ],
+        );
     }
     let context = span.span_context().clone();
     match start {
