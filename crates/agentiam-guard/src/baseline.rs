@@ -170,7 +170,7 @@ pub struct DeclaredProfile {
 
 /// A fixed-size histogram over log-scale buckets (8 per octave, 2^-16 ..= 2^48), with its
 /// quantiles cached so reading them costs nothing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(try_from = "SparseHistogram", into = "SparseHistogram")]
 pub struct LogHistogram {
     counts: Vec<u32>,
@@ -218,6 +218,13 @@ impl From<LogHistogram> for SparseHistogram {
                 .map(|(i, c)| (i, *c))
                 .collect(),
         }
+    }
+}
+
+/// Two histograms are equal when they hold the same counts (cached quantiles aside).
+impl PartialEq for LogHistogram {
+    fn eq(&self, other: &Self) -> bool {
+        self.n == other.n && self.counts == other.counts
     }
 }
 
@@ -427,10 +434,12 @@ struct Sample {
     at: i64,
 }
 
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Debug, Default)]
 struct State {
-    profiles: HashMap<String, RoleProfile>,
-    agents: HashMap<String, AgentState>,
+    profiles: FastMap<String, RoleProfile>,
+    agents: FastMap<String, AgentState>,
 }
 
 /// Learned (and declared) baselines per role, as the guard's behaviour check.
@@ -629,14 +638,14 @@ impl Baselines {
     pub fn load(&self, path: &Path) -> Result<(), String> {
         let profiles = read_profiles(path)?;
         let mut state = self.lock().ok_or("baseline state unavailable")?;
-        state.profiles = profiles;
+        state.profiles = profiles.into_iter().collect();
         Ok(())
     }
 
     fn score(
         &self,
         keys: &(&str, Option<String>),
-        profiles: &HashMap<String, RoleProfile>,
+        profiles: &FastMap<String, RoleProfile>,
         tool: &ToolSpec,
         arguments: &Value,
         sample: &Sample,
@@ -665,7 +674,9 @@ impl Baselines {
             let category = resource_category(tool);
             // Known to the role, new only for this parent: ask, do not refuse.
             let known_to_role = own.is_some_and(|o| o.knows_tool(tool.name()));
-            if !profile.knows_category(category) {
+            if profile.knows_tool(tool.name()) {
+                // A tool the profile calls is in a category it touches.
+            } else if !profile.knows_category(category) {
                 let score = if known_to_role {
                     SCORE_NEW_FOR_PARENT
                 } else {
