@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod baseline;
 mod demo;
 mod guard;
 mod keys;
@@ -45,6 +46,9 @@ enum Command {
     Guard(guard::GuardCommand),
     /// Scan text for prompt injection (stdin, files, or JSON Lines with --jsonl).
     Scan(scan::ScanArgs),
+    /// Inspect, freeze, unfreeze or reset learned behaviour baselines.
+    #[command(subcommand)]
+    Baseline(baseline::BaselineCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -57,6 +61,7 @@ fn main() -> std::process::ExitCode {
         Command::Audit(cmd) => audit::run(cmd, &out),
         Command::Guard(cmd) => guard::run(cmd, &out),
         Command::Scan(args) => scan::run(&args, &out),
+        Command::Baseline(cmd) => baseline::run(cmd, &out),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

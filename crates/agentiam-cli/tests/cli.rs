@@ -311,3 +311,48 @@ fn audit_verify_uses_the_logs_own_checkpoint_when_only_a_key_is_given() {
         (2, Some("cli.missing_key"))
     );
 }
+
+#[test]
+fn baselines_can_be_shown_frozen_and_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("baselines.json");
+    let empty = serde_json::json!({"buckets": []});
+    let rates = serde_json::json!({"buckets": [[136, 40], [140, 2]]});
+    let profile = serde_json::json!({
+        "observations": 42, "first_seen": 1_767_571_200, "last_seen": 1_767_600_000,
+        "tools": {"tickets.read": 30, "kb.search": 12},
+        "categories": {"support": 30, "kb": 12},
+        "hours": vec![0; 168], "ngrams": [1, 2],
+        "rates": [rates, empty, empty], "bytes_read": empty,
+        "arguments": {"refunds.issue": {"amount": {"buckets": [[170, 10]]}}}
+    });
+    let doc = serde_json::json!({"format": "agentiam.baselines.v1", "profiles": {"support": profile}});
+    std::fs::write(&file, doc.to_string()).unwrap();
+    let f = file.to_str().unwrap();
+
+    let (code, out, _) = agentiam(&["--json", "baseline", "list", "--file", f]);
+    assert_eq!((code, out["profiles"].clone()), (0, serde_json::json!(["support"])));
+    let shown = Command::new(env!("CARGO_BIN_EXE_agentiam"))
+        .args(["baseline", "show", "support", "--file", f])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(shown.stdout).unwrap();
+    assert!(text.contains("profile support: 42 calls learned"), "{text}");
+    assert!(text.contains("tickets.read") && text.contains("argument refunds.issue.amount"), "{text}");
+
+    let (code, out, _) = agentiam(&["--json", "baseline", "freeze", "support", "--file", f]);
+    assert_eq!((code, out["result"].as_str()), (0, Some("frozen")));
+    let (_, out, _) = agentiam(&["--json", "baseline", "show", "support", "--file", f]);
+    assert_eq!(out["profile"]["frozen"], true);
+    let (code, _, _) = agentiam(&["--json", "baseline", "reset", "support", "--file", f]);
+    assert_eq!(code, 0);
+    let (_, out, _) = agentiam(&["--json", "baseline", "show", "support", "--file", f]);
+    assert_eq!(out["profile"]["observations"], 0);
+    assert_eq!(out["profile"]["frozen"], true);
+
+    let (code, out, _) = agentiam(&["--json", "baseline", "show", "finance", "--file", f]);
+    assert_eq!((code, out["error"]["code"].as_str()), (2, Some("baseline.unknown_role")));
+    std::fs::write(&file, "{\"format\": \"agentiam.baselines.v1\", \"profiles\": {\"x\": {\"hours\": [1]}}}").unwrap();
+    let (code, out, _) = agentiam(&["--json", "baseline", "show", "x", "--file", f]);
+    assert_eq!((code, out["error"]["code"].as_str()), (2, Some("baseline.unreadable")));
+}
