@@ -273,6 +273,11 @@ class Guard:
     `{"id": "money-per-hour", "tool": "transfer", "window_secs": 3600, "total": {"argument": "amount",
     "max": 10000}, "per": "principal"}` or `{"id": "calls", "tool": "*", "window_secs": 60, "max_calls": 30}`
     (`guard.rate_limited`).
+    `baselines` are behaviour baselines per role (learned from the calls this guard allows, or
+    declared), e.g. `{"roles": {"support": ["spiffe://example.org/agent/support"]},
+    "declared": {"support": {"tools": ["tickets_read"], "arguments": {"refund.amount": 500}}},
+    "file": "baselines.json", "deny_at": 90}`: a call far from its role's baseline is refused
+    or, under a policy that asks, sent to a human (`guard.anomaly`).
     """
 
     def __init__(
@@ -289,6 +294,7 @@ class Guard:
         on_confirmation: ApprovalCallback | None = None,
         injection_filter: bool | Mapping[str, Any] = False,
         limits: Sequence[Mapping[str, Any]] = (),
+        baselines: Mapping[str, Any] | None = None,
         now: int | None = None,
     ) -> None:
         self._config: dict[str, Any] = {
@@ -304,6 +310,8 @@ class Guard:
             self._config["injection_filter"] = {} if injection_filter is True else dict(injection_filter)
         if limits:
             self._config["limits"] = [dict(limit) for limit in limits]
+        if baselines is not None:
+            self._config["baselines"] = dict(baselines)
         if audit_dir is not None and audit_log is not None:
             raise ValueError("give audit_dir or audit_log, not both")
         self._audit_log = audit_log if audit_log is not None else (

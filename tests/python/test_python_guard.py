@@ -407,3 +407,37 @@ def test_declarative_limits_cap_rates_and_running_totals(world):
     with pytest.raises(agentiam.ConfigurationError):
         with world.guard(limits=[{"id": "x", "window_secs": 60}]).session(world.token):
             pass
+
+
+def test_declared_baselines_stop_what_a_role_never_does(world):
+    guard = world.guard(baselines={
+        "roles": {"clerk": ["spiffe://acme.test/agent"]},
+        "declared": {"clerk": {"tools": ["read_invoice", "transfer"],
+                               "arguments": {"transfer.amount": 500}}},
+    })
+
+    @guard.tool(scope="ledger.invoices:read", risk="low")
+    def read_invoice(id: str = "INV-1") -> str:
+        return id
+
+    @guard.tool(scope="payments:transfer", risk="medium")
+    def transfer(amount: int, currency: str = "USD") -> str:
+        return f"sent {amount}"
+
+    @guard.tool(scope="mail:send", risk="low")
+    def send_mail(to: str) -> str:
+        return f"mailed {to}"
+
+    with guard.session(world.token):
+        assert read_invoice() == "INV-1"
+        assert transfer(100) == "sent 100"
+        with pytest.raises(Denied) as odd:
+            send_mail("someone@elsewhere.test")
+        assert odd.value.code == "guard.anomaly"
+        assert "first access to resource category mail" in odd.value.message
+        assert "role clerk" in odd.value.message
+    anomalies = [e["anomaly"] for e in guard.audit_events() if e.get("anomaly")]
+    assert anomalies and anomalies[-1]["score"] >= 90
+    with pytest.raises(agentiam.ConfigurationError):
+        with world.guard(baselines={"roles": {"x": ["not-spiffe"]}}).session(world.token):
+            pass

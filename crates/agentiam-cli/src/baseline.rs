@@ -82,9 +82,9 @@ pub(crate) fn run(cmd: BaselineCommand, out: &Output) -> Result<(), CliError> {
                 describe_profile(&role, &profile).trim_end(),
             );
         }
-        BaselineCommand::Freeze { role, file } => change(&role, &file, out, "frozen", |b| {
-            b.freeze(&role, true)
-        })?,
+        BaselineCommand::Freeze { role, file } => {
+            change(&role, &file, out, "frozen", |b| b.freeze(&role, true))?
+        }
         BaselineCommand::Unfreeze { role, file } => {
             change(&role, &file, out, "unfrozen", |b| b.freeze(&role, false))?;
         }

@@ -326,19 +326,26 @@ fn baselines_can_be_shown_frozen_and_reset() {
         "rates": [rates, empty, empty], "bytes_read": empty,
         "arguments": {"refunds.issue": {"amount": {"buckets": [[170, 10]]}}}
     });
-    let doc = serde_json::json!({"format": "agentiam.baselines.v1", "profiles": {"support": profile}});
+    let doc =
+        serde_json::json!({"format": "agentiam.baselines.v1", "profiles": {"support": profile}});
     std::fs::write(&file, doc.to_string()).unwrap();
     let f = file.to_str().unwrap();
 
     let (code, out, _) = agentiam(&["--json", "baseline", "list", "--file", f]);
-    assert_eq!((code, out["profiles"].clone()), (0, serde_json::json!(["support"])));
+    assert_eq!(
+        (code, out["profiles"].clone()),
+        (0, serde_json::json!(["support"]))
+    );
     let shown = Command::new(env!("CARGO_BIN_EXE_agentiam"))
         .args(["baseline", "show", "support", "--file", f])
         .output()
         .unwrap();
     let text = String::from_utf8(shown.stdout).unwrap();
     assert!(text.contains("profile support: 42 calls learned"), "{text}");
-    assert!(text.contains("tickets.read") && text.contains("argument refunds.issue.amount"), "{text}");
+    assert!(
+        text.contains("tickets.read") && text.contains("argument refunds.issue.amount"),
+        "{text}"
+    );
 
     let (code, out, _) = agentiam(&["--json", "baseline", "freeze", "support", "--file", f]);
     assert_eq!((code, out["result"].as_str()), (0, Some("frozen")));
@@ -351,8 +358,18 @@ fn baselines_can_be_shown_frozen_and_reset() {
     assert_eq!(out["profile"]["frozen"], true);
 
     let (code, out, _) = agentiam(&["--json", "baseline", "show", "finance", "--file", f]);
-    assert_eq!((code, out["error"]["code"].as_str()), (2, Some("baseline.unknown_role")));
-    std::fs::write(&file, "{\"format\": \"agentiam.baselines.v1\", \"profiles\": {\"x\": {\"hours\": [1]}}}").unwrap();
+    assert_eq!(
+        (code, out["error"]["code"].as_str()),
+        (2, Some("baseline.unknown_role"))
+    );
+    std::fs::write(
+        &file,
+        "{\"format\": \"agentiam.baselines.v1\", \"profiles\": {\"x\": {\"hours\": [1]}}}",
+    )
+    .unwrap();
     let (code, out, _) = agentiam(&["--json", "baseline", "show", "x", "--file", f]);
-    assert_eq!((code, out["error"]["code"].as_str()), (2, Some("baseline.unreadable")));
+    assert_eq!(
+        (code, out["error"]["code"].as_str()),
+        (2, Some("baseline.unreadable"))
+    );
 }

@@ -22,7 +22,14 @@
 //! calls of an attacked agent in the hour after its attack are left out of that count (the
 //! attack's own rate lingers in the agent's counters), and reported separately.
 
-#![allow(clippy::print_stdout, clippy::cast_precision_loss)]
+#![allow(
+    clippy::print_stdout,
+    clippy::cast_precision_loss,
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "an evaluation program: a panic is a failed run"
+)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -54,17 +61,42 @@ struct Tool {
 const TOOLS: &[Tool] = &[
     tool("tickets.search", "support.tickets:read", Risk::Low, 1500.0),
     tool("tickets.read", "support.tickets:read", Risk::Low, 4000.0),
-    tool("tickets.reply", "support.tickets:write", Risk::Medium, 200.0),
+    tool(
+        "tickets.reply",
+        "support.tickets:write",
+        Risk::Medium,
+        200.0,
+    ),
     tool("kb.search", "kb.articles:read", Risk::Low, 2500.0),
     tool("web.search", "web.pages:read", Risk::Low, 6000.0),
     tool("customers.lookup", "crm.customers:read", Risk::Low, 1200.0),
-    tool("customers.update", "crm.customers:write", Risk::Medium, 200.0),
+    tool(
+        "customers.update",
+        "crm.customers:write",
+        Risk::Medium,
+        200.0,
+    ),
     tool("refunds.issue", "billing.refunds:create", Risk::High, 150.0),
     tool("ledger.read", "finance.ledger:read", Risk::Medium, 0.0),
     tool("bank.statements", "finance.bank:read", Risk::Medium, 8000.0),
-    tool("invoices.match", "finance.invoices:write", Risk::Medium, 300.0),
-    tool("payments.create", "payments.transfers:create", Risk::High, 200.0),
-    tool("reports.export", "finance.reports:write", Risk::Medium, 20000.0),
+    tool(
+        "invoices.match",
+        "finance.invoices:write",
+        Risk::Medium,
+        300.0,
+    ),
+    tool(
+        "payments.create",
+        "payments.transfers:create",
+        Risk::High,
+        200.0,
+    ),
+    tool(
+        "reports.export",
+        "finance.reports:write",
+        Risk::Medium,
+        20000.0,
+    ),
     tool("hr.policies.search", "hr.policies:read", Risk::Low, 3000.0),
     tool("hr.records.read", "hr.records:read", Risk::Medium, 3500.0),
     tool("leave.update", "hr.leave:write", Risk::Medium, 200.0),
@@ -142,7 +174,10 @@ fn lognormal(rng: &mut ChaCha8Rng, median: f64, sigma: f64) -> f64 {
 }
 
 fn output_bytes(rng: &mut ChaCha8Rng, tool: &str, args: &Value) -> usize {
-    let t = TOOLS.iter().find(|t| t.name == tool).map_or(500.0, |t| t.bytes);
+    let t = TOOLS
+        .iter()
+        .find(|t| t.name == tool)
+        .map_or(500.0, |t| t.bytes);
     let median = if tool == "ledger.read" {
         args["limit"].as_f64().unwrap_or(100.0) * 180.0
     } else {
@@ -176,7 +211,14 @@ struct Gen {
 }
 
 impl Gen {
-    fn push(&mut self, at: i64, agent: &str, parent: Option<&str>, tool: &'static str, args: Value) {
+    fn push(
+        &mut self,
+        at: i64,
+        agent: &str,
+        parent: Option<&str>,
+        tool: &'static str,
+        args: Value,
+    ) {
         let bytes = output_bytes(&mut self.rng, tool, &args);
         self.calls.push(Call {
             at,
@@ -198,25 +240,45 @@ impl Gen {
         let n = self.rng.random_range(1..=4);
         let sub = format!(
             "spiffe://example.org/agent/{}/{}",
-            if role == "finance" { "matcher" } else { "research" },
+            if role == "finance" {
+                "matcher"
+            } else {
+                "research"
+            },
             self.rng.random_range(1..=4)
         );
         let delegate = self.rng.random::<f64>() < 0.2;
         match role {
             "support" => {
-                self.push(t, agent, None, "tickets.search", json!({"query": "order", "limit": 20}));
+                self.push(
+                    t,
+                    agent,
+                    None,
+                    "tickets.search",
+                    json!({"query": "order", "limit": 20}),
+                );
                 for _ in 0..n {
                     t += self.gap();
                     self.push(t, agent, None, "tickets.read", json!({"id": 1}));
                 }
                 if self.rng.random::<f64>() < 0.6 {
                     t += self.gap();
-                    self.push(t, agent, None, "kb.search", json!({"query": "refund policy"}));
+                    self.push(
+                        t,
+                        agent,
+                        None,
+                        "kb.search",
+                        json!({"query": "refund policy"}),
+                    );
                 }
                 if delegate {
                     for _ in 0..self.rng.random_range(1..=4) {
                         t += self.gap();
-                        let tool = if self.rng.random::<f64>() < 0.7 { "kb.search" } else { "web.search" };
+                        let tool = if self.rng.random::<f64>() < 0.7 {
+                            "kb.search"
+                        } else {
+                            "web.search"
+                        };
                         self.push(t, &sub, Some(agent), tool, json!({"query": "error code"}));
                     }
                 }
@@ -226,10 +288,22 @@ impl Gen {
                 }
                 if self.rng.random::<f64>() < 0.03 {
                     t += self.gap();
-                    self.push(t, agent, None, "customers.update", json!({"field": "address"}));
+                    self.push(
+                        t,
+                        agent,
+                        None,
+                        "customers.update",
+                        json!({"field": "address"}),
+                    );
                 }
                 t += self.gap();
-                self.push(t, agent, None, "tickets.reply", json!({"id": 1, "text": "..."}));
+                self.push(
+                    t,
+                    agent,
+                    None,
+                    "tickets.reply",
+                    json!({"id": 1, "text": "..."}),
+                );
                 if self.rng.random::<f64>() < 0.1 {
                     t += self.gap();
                     let amount = (lognormal(&mut self.rng, 30.0, 0.8) * 100.0).round() / 100.0;
@@ -251,7 +325,13 @@ impl Gen {
                 if self.rng.random::<f64>() < 0.3 {
                     t += self.gap();
                     let amount = (lognormal(&mut self.rng, 2500.0, 1.0) * 100.0).round() / 100.0;
-                    self.push(t, agent, None, "payments.create", json!({"amount": amount, "to": "V-1"}));
+                    self.push(
+                        t,
+                        agent,
+                        None,
+                        "payments.create",
+                        json!({"amount": amount, "to": "V-1"}),
+                    );
                 }
                 if self.rng.random::<f64>() < 0.1 {
                     t += self.gap();
@@ -260,11 +340,21 @@ impl Gen {
                 }
             }
             _ => {
-                self.push(t, agent, None, "hr.policies.search", json!({"query": "leave"}));
+                self.push(
+                    t,
+                    agent,
+                    None,
+                    "hr.policies.search",
+                    json!({"query": "leave"}),
+                );
                 if delegate {
                     for _ in 0..self.rng.random_range(1..=3) {
                         t += self.gap();
-                        let tool = if self.rng.random::<f64>() < 0.6 { "hr.policies.search" } else { "kb.search" };
+                        let tool = if self.rng.random::<f64>() < 0.6 {
+                            "hr.policies.search"
+                        } else {
+                            "kb.search"
+                        };
                         self.push(t, &sub, Some(agent), tool, json!({"query": "benefits"}));
                     }
                 }
@@ -339,7 +429,7 @@ fn inject(g: &mut Gen, attacks: &mut Vec<Attack>, kind: Kind, from: i64, to: i64
     let before = g.calls.len();
     let role = ["support", "finance", "hr"][g.rng.random_range(0..3)];
     let agent = agents(role)[0].clone();
-    let mut start;
+    let start;
     match kind {
         Kind::NewCategory => {
             start = business_time(g, role, from, to);
@@ -363,7 +453,11 @@ fn inject(g: &mut Gen, attacks: &mut Vec<Attack>, kind: Kind, from: i64, to: i64
                 (_, false) => ("hr.records.read", json!({"employee": 1})),
                 (_, true) => ("leave.update", json!({"days": 3650})),
             };
-            let n = if by_argument { 3 } else { g.rng.random_range(100..300) };
+            let n = if by_argument {
+                3
+            } else {
+                g.rng.random_range(100..300)
+            };
             let mut t = start;
             for _ in 0..n {
                 g.push(t, &agent, None, tool, args.clone());
@@ -402,7 +496,13 @@ fn inject(g: &mut Gen, attacks: &mut Vec<Attack>, kind: Kind, from: i64, to: i64
             };
             let factor: f64 = g.rng.random_range(50.0..1000.0);
             let value = (median * factor).round();
-            g.push(start, &agent, None, tool, json!({ arg: value, "to": "V-77" }));
+            g.push(
+                start,
+                &agent,
+                None,
+                tool,
+                json!({ arg: value, "to": "V-77" }),
+            );
         }
         Kind::OffHoursBurst => {
             // 01:00-04:00 UTC on a random day: every role is closed.
@@ -422,12 +522,21 @@ fn inject(g: &mut Gen, attacks: &mut Vec<Attack>, kind: Kind, from: i64, to: i64
         Kind::SubAgent => {
             start = business_time(g, role, from, to);
             let (sub, tool) = match role {
-                "support" => ("spiffe://example.org/agent/research/2", "hr.policies.search"),
+                "support" => (
+                    "spiffe://example.org/agent/research/2",
+                    "hr.policies.search",
+                ),
                 "finance" => ("spiffe://example.org/agent/matcher/2", "bank.statements"),
                 _ => ("spiffe://example.org/agent/research/3", "web.search"),
             };
             for i in 0..g.rng.random_range(1..=3) {
-                g.push(start + i * 30, sub, Some(&agent), tool, json!({"query": "x", "days": 2}));
+                g.push(
+                    start + i * 30,
+                    sub,
+                    Some(&agent),
+                    tool,
+                    json!({"query": "x", "days": 2}),
+                );
             }
         }
     }
@@ -474,8 +583,8 @@ fn principal(call: &Call, scopes: &ScopeSet, exp: i64) -> Principal {
 }
 
 fn guard(clock: &Arc<FixedClock>, baselines: Option<&Baselines>) -> Guard {
-    let mut builder = Guard::builder(PolicyEngine::default_policy().expect("policy"))
-        .clock(clock.clone());
+    let mut builder =
+        Guard::builder(PolicyEngine::default_policy().expect("policy")).clock(clock.clone());
     for t in TOOLS {
         let (resource, action) = t.scope.split_once(':').expect("scope");
         builder = builder.tool(ToolSpec::new(t.name, t.risk).with_scope(resource, action));
@@ -514,8 +623,7 @@ fn main() {
         .role("research", "spiffe://example.org/agent/research")
         .role("matcher", "spiffe://example.org/agent/matcher");
     let clock = Arc::new(FixedClock::new(START));
-    let baselines =
-        Baselines::new(roles, BaselineSettings::default()).with_clock(clock.clone());
+    let baselines = Baselines::new(roles, BaselineSettings::default()).with_clock(clock.clone());
     let with = guard(&clock, Some(&baselines));
     let scopes = scopes();
     let exp = START + 100 * WEEK;
@@ -553,9 +661,8 @@ fn main() {
                 if attack.detected_at.is_none() {
                     if flagged {
                         attack.detected_at = Some(call.at);
-                        attack.example = decision
-                            .anomaly()
-                            .and_then(|a| a.findings.first().cloned());
+                        attack.example =
+                            decision.anomaly().and_then(|a| a.findings.first().cloned());
                     } else {
                         attack.calls_before_detection += 1;
                     }
@@ -624,21 +731,36 @@ fn main() {
         let request = GuardRequest::new(principal, call.tool, &call.args);
         let spec = &specs[call.tool];
         let a = alone.assess(&request, spec);
-        let decision = if a.anomaly_score >= 60 { &Decision::deny_placeholder() } else { &allow };
+        let decision = if a.anomaly_score >= 60 {
+            &Decision::deny_placeholder()
+        } else {
+            &allow
+        };
         alone.observe(&request, Some(spec), decision);
     }
     let alone_ns = t0.elapsed().as_nanos();
 
     let n = calls.len() as f64;
-    println!("# Behaviour baselines: evaluation (seed {seed}, {weeks} weeks, {} calls)\n", calls.len());
-    println!("Learning: weeks 1-{}; attacks and false alarms: the last two weeks.\n", weeks - 2);
-    println!("| attack | injected | flagged | rate | median time to detection | median calls before |");
+    println!(
+        "# Behaviour baselines: evaluation (seed {seed}, {weeks} weeks, {} calls)\n",
+        calls.len()
+    );
+    println!(
+        "Learning: weeks 1-{}; attacks and false alarms: the last two weeks.\n",
+        weeks - 2
+    );
+    println!(
+        "| attack | injected | flagged | rate | median time to detection | median calls before |"
+    );
     println!("|---|---:|---:|---:|---:|---:|");
     let (mut total, mut caught) = (0, 0);
     for kind in KINDS {
         let mine: Vec<&Attack> = attacks.iter().filter(|a| a.kind == kind).collect();
         let hit: Vec<&&Attack> = mine.iter().filter(|a| a.detected_at.is_some()).collect();
-        let mut ttd: Vec<i64> = hit.iter().map(|a| a.detected_at.unwrap_or(0) - a.start).collect();
+        let mut ttd: Vec<i64> = hit
+            .iter()
+            .map(|a| a.detected_at.unwrap_or(0) - a.start)
+            .collect();
         ttd.sort_unstable();
         let mut before: Vec<usize> = hit.iter().map(|a| a.calls_before_detection).collect();
         before.sort_unstable();
@@ -650,8 +772,11 @@ fn main() {
             mine.len(),
             hit.len(),
             100.0 * hit.len() as f64 / mine.len().max(1) as f64,
-            ttd.get(ttd.len() / 2).map_or("-".into(), |s| human_duration(*s)),
-            before.get(before.len() / 2).map_or("-".into(), ToString::to_string),
+            ttd.get(ttd.len() / 2)
+                .map_or("-".into(), |s| human_duration(*s)),
+            before
+                .get(before.len() / 2)
+                .map_or("-".into(), ToString::to_string),
         );
     }
     println!(
@@ -677,7 +802,11 @@ fn main() {
     }
     println!("\nOne explanation per attack type:");
     for kind in KINDS {
-        if let Some(e) = attacks.iter().find(|a| a.kind == kind).and_then(|a| a.example.as_ref()) {
+        if let Some(e) = attacks
+            .iter()
+            .find(|a| a.kind == kind)
+            .and_then(|a| a.example.as_ref())
+        {
             println!("- {}: {e}", kind.name());
         }
     }

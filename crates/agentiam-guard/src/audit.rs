@@ -198,7 +198,8 @@ impl AuditSink {
 /// The `run_guardrail` span of a decision; an anomaly is its risk (category `anomaly`,
 /// score 0..=1).
 fn guardrail_span(event: &AuditEvent) -> GuardrailSpan {
-    let span = GuardrailSpan::new(GUARDRAIL_COMPONENT, GuardrailTarget::Input).with_subtype("tool_call");
+    let span =
+        GuardrailSpan::new(GUARDRAIL_COMPONENT, GuardrailTarget::Input).with_subtype("tool_call");
     match &event.anomaly {
         Some(a) => span.with_risk("anomaly", f64::from(a.score) / 100.0),
         None => span,

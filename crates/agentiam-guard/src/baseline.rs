@@ -107,7 +107,7 @@ impl RoleMap {
     pub fn role(mut self, role: impl Into<String>, prefix: impl Into<String>) -> Self {
         let prefix = prefix.into().trim_end_matches('/').to_owned();
         self.rules.push((prefix, role.into()));
-        self.rules.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        self.rules.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
         self
     }
 
@@ -403,7 +403,7 @@ impl Findings {
         self.items.iter().map(|(s, _)| *s).max().unwrap_or(0)
     }
     fn into_sorted(mut self) -> Vec<String> {
-        self.items.sort_by(|a, b| b.0.cmp(&a.0));
+        self.items.sort_by_key(|i| std::cmp::Reverse(i.0));
         self.items.truncate(5);
         self.items.into_iter().map(|(_, e)| e).collect()
     }
@@ -477,7 +477,8 @@ pub fn hour_of_week(unix_secs: i64) -> usize {
 
 fn slot_name(slot: usize) -> String {
     const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    format!("{} {:02}:00 UTC", DAYS[(slot / 24) % 7], slot % 24)
+    let day = DAYS.get((slot / 24) % 7).copied().unwrap_or("?");
+    format!("{day} {:02}:00 UTC", slot % 24)
 }
 
 /// A number for people: thousands separators, at most three significant decimals.
@@ -715,14 +716,13 @@ impl Baselines {
         };
         let who = || who(role);
         // Rates: this agent's recent calls against what agents in the role do.
-        for (i, hist) in profile.rates.iter().enumerate() {
-            let v = sample.rates[i];
+        for ((hist, &v), window) in profile.rates.iter().zip(&sample.rates).zip(WINDOW_NAMES) {
             if hist.count() >= 100 && v > (2.0 * hist.p99()).max(5.0) {
                 findings.add(ratio_score(v / hist.p99().max(2.5)), || {
                     format!(
                         "{} calls in the last {}, {}x the {}'s median ({}; p99 {})",
                         human_number(v),
-                        WINDOW_NAMES[i],
+                        window,
                         human_number(v / hist.p50().max(1.0)),
                         who(),
                         human_number(hist.p50()),
@@ -792,7 +792,11 @@ impl Baselines {
         }
         if sample.bigram != 0 && !profile.ngrams.contains(&sample.bigram) {
             findings.add(SCORE_NEW_BIGRAM, || {
-                format!("a sequence of tools ending in {} new for {}", tool.name(), who())
+                format!(
+                    "a sequence of tools ending in {} new for {}",
+                    tool.name(),
+                    who()
+                )
             });
         } else if sample.trigram != 0 && !profile.ngrams.contains(&sample.trigram) {
             findings.add(SCORE_NEW_TRIGRAM, || {
@@ -850,12 +854,7 @@ impl Baselines {
     }
 
     /// Learns one call into a profile.
-    fn learn(
-        profile: &mut RoleProfile,
-        tool: &ToolSpec,
-        arguments: &Value,
-        sample: &Sample,
-    ) {
+    fn learn(profile: &mut RoleProfile, tool: &ToolSpec, arguments: &Value, sample: &Sample) {
         if profile.frozen {
             return;
         }
@@ -885,12 +884,9 @@ impl Baselines {
             let known = profile.arguments.len();
             let per_tool = match profile.arguments.get_mut(tool.name()) {
                 Some(t) => Some(t),
-                None if known < MAX_KEYS => Some(
-                    profile
-                        .arguments
-                        .entry(tool.name().to_owned())
-                        .or_default(),
-                ),
+                None if known < MAX_KEYS => {
+                    Some(profile.arguments.entry(tool.name().to_owned()).or_default())
+                }
                 None => None,
             };
             if let Some(per_tool) = per_tool {
@@ -948,8 +944,8 @@ impl Baselines {
         if elapsed > SESSION_GAP_SECS {
             agent.prev = [0, 0];
         }
-        for (i, window) in RATE_WINDOWS.iter().enumerate() {
-            agent.rates[i] = decay(agent.rates[i], elapsed, *window) + 1.0;
+        for (rate, window) in agent.rates.iter_mut().zip(RATE_WINDOWS) {
+            *rate = decay(*rate, elapsed, window) + 1.0;
         }
         agent.bytes = decay(agent.bytes, now - agent.bytes_at, BYTES_WINDOW);
         agent.bytes_at = now;
@@ -1017,7 +1013,9 @@ impl Baselines {
                 if state.profiles.len() >= MAX_PROFILES {
                     continue;
                 }
-                state.profiles.insert(key.to_owned(), RoleProfile::default());
+                state
+                    .profiles
+                    .insert(key.to_owned(), RoleProfile::default());
             }
             let Some(profile) = state.profiles.get_mut(key) else {
                 continue;
@@ -1053,8 +1051,7 @@ pub fn read_profiles(path: &Path) -> Result<HashMap<String, RoleProfile>, String
         format: String,
         profiles: HashMap<String, RoleProfile>,
     }
-    let doc: Doc =
-        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let doc: Doc = serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     if doc.format != BASELINE_FORMAT {
         return Err(format!(
             "{}: format {:?} is not {BASELINE_FORMAT}",
@@ -1137,11 +1134,11 @@ pub fn describe_profile(key: &str, profile: &RoleProfile) -> String {
     }
     let cats: Vec<String> = profile.categories.keys().cloned().collect();
     let _ = writeln!(out, "resource categories: {}", cats.join(", "));
-    for (i, hist) in profile.rates.iter().enumerate() {
+    for (hist, window) in profile.rates.iter().zip(WINDOW_NAMES) {
         let _ = writeln!(
             out,
             "calls per agent in the last {:<10}: median {}, p99 {}, max {}",
-            WINDOW_NAMES[i],
+            window,
             human_number(hist.p50()),
             human_number(hist.p99()),
             human_number(hist.max())
@@ -1169,16 +1166,20 @@ pub fn describe_profile(key: &str, profile: &RoleProfile) -> String {
     }
     if profile.hours.len() == 168 {
         let mut busy: Vec<String> = Vec::new();
-        for day in 0..7 {
+        for (day, name) in ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+            .iter()
+            .enumerate()
+        {
             let hours: Vec<usize> = (0..24)
-                .filter(|h| profile.hours[day * 24 + h] as f64 > total * 0.001)
+                .filter(|h| {
+                    profile
+                        .hours
+                        .get(day * 24 + h)
+                        .is_some_and(|&n| n as f64 > total * 0.001)
+                })
                 .collect();
             if let (Some(first), Some(last)) = (hours.first(), hours.last()) {
-                busy.push(format!(
-                    "{} {first:02}-{:02}",
-                    ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"][day],
-                    last + 1
-                ));
+                busy.push(format!("{} {first:02}-{:02}", name, last + 1));
             }
         }
         let _ = writeln!(out, "active hours (UTC): {}", busy.join(", "));
@@ -1190,7 +1191,9 @@ pub fn describe_profile(key: &str, profile: &RoleProfile) -> String {
             "declared: tools [{}], categories [{}], hourly calls {}, arguments {:?}",
             d.tools.join(", "),
             d.categories.join(", "),
-            d.hourly_calls.map(human_number).unwrap_or_else(|| "-".into()),
+            d.hourly_calls
+                .map(human_number)
+                .unwrap_or_else(|| "-".into()),
             d.arguments
         );
     }

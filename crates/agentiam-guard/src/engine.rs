@@ -217,12 +217,11 @@ impl Guard {
             return Decision::deny(codes::INJECTION_DETECTED, finding.detail);
         }
         let assessment = self.behaviour.assess(request, tool);
-        let anomaly = (assessment.anomaly_score > 0 || !assessment.findings.is_empty()).then(|| {
-            Anomaly {
+        let anomaly =
+            (assessment.anomaly_score > 0 || !assessment.findings.is_empty()).then(|| Anomaly {
                 findings: assessment.findings.clone(),
                 score: assessment.anomaly_score,
-            }
-        });
+            });
         if assessment.revoke {
             let refusal = self.revoke(principal, now);
             return Decision::Deny(refusal).with_anomaly(anomaly);

@@ -83,12 +83,12 @@ pub use approval::{
     DEFAULT_MAX_APPROVAL_TTL_SECS, InMemoryNonceStore, MAX_APPROVAL_BYTES, NonceStore,
     PendingApproval,
 };
+pub use audit::{AuditSink, GUARDRAIL_COMPONENT, TOOL_CALL_EVENT, TOOL_RESULT_EVENT};
 pub use baseline::{
     BASELINE_FORMAT, BaselineSettings, Baselines, DeclaredProfile, LogHistogram,
     MAX_BASELINE_FILE_BYTES, RATE_WINDOWS, RoleMap, RoleProfile, describe_profile, hour_of_week,
     human_number, read_profiles, resource_category,
 };
-pub use audit::{AuditSink, GUARDRAIL_COMPONENT, TOOL_CALL_EVENT, TOOL_RESULT_EVENT};
 pub use config::{
     ApproverConfig, BaselineConfig, CallInput, FilterConfig, GuardConfig, LimitConfig, LimitPer,
     MAX_DOCUMENT_BYTES, ToolConfig, TotalConfig, decision_json,

@@ -250,7 +250,11 @@ impl Principal {
                     .map(|a| a.tools.clone())
                     .unwrap_or_default(),
             ),
-            ancestor_tokens: claims.dlg.iter().filter_map(|hop| hop.jti.clone()).collect(),
+            ancestor_tokens: claims
+                .dlg
+                .iter()
+                .filter_map(|hop| hop.jti.clone())
+                .collect(),
         }
     }
 

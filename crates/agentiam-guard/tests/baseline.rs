@@ -26,8 +26,7 @@ const MONDAY_9AM: i64 = 1_767_571_200 + 9 * 3600;
 const ISS: &str = "https://broker.test";
 const AUD: &str = "https://api.test";
 const SUPPORT: &str = "spiffe://acme.test/agent/support";
-const SCOPES: &str =
-    "support.tickets:read support.tickets:write kb.articles:read hr.records:read billing.refunds:create";
+const SCOPES: &str = "support.tickets:read support.tickets:write kb.articles:read hr.records:read billing.refunds:create";
 
 fn agent(path: &str) -> AgentIdentity {
     AgentIdentity::new(
@@ -112,7 +111,10 @@ impl World {
         self.issuer
             .register(a.spiffe_id(), AgentRegistration::new(scopes.clone()));
         self.issuer
-            .issue(&TokenRequest::new(&a, AUD, scopes, "tickets", "answer tickets").with_ttl(30 * 86_400))
+            .issue(
+                &TokenRequest::new(&a, AUD, scopes, "tickets", "answer tickets")
+                    .with_ttl(30 * 86_400),
+            )
             .unwrap()
     }
 
@@ -142,7 +144,7 @@ impl World {
                         assert!(d.is_allowed(), "{tool}: {d:?}");
                         i += 1;
                     }
-                    if (i / 4) % 5 == 0 {
+                    if (i / 4).is_multiple_of(5) {
                         let amount = 10.0 + (i % 90) as f64;
                         let d = self.decide(p, "refunds.issue", &json!({"amount": amount}));
                         assert!(d.is_allowed(), "{d:?}");
@@ -160,7 +162,9 @@ fn anomaly_code(d: &Decision) -> bool {
 }
 
 fn findings(d: &Decision) -> String {
-    d.anomaly().map(|a| a.findings.join(" | ")).unwrap_or_default()
+    d.anomaly()
+        .map(|a| a.findings.join(" | "))
+        .unwrap_or_default()
 }
 
 #[test]
@@ -176,7 +180,10 @@ fn a_support_agent_reading_hr_records_is_stopped_while_its_token_is_valid() {
     let p = w.principal(&tokens[0].token);
     let d = w.decide(&p, "hr.records.read", &json!({"employee": 12}));
     assert!(anomaly_code(&d), "{d:?}");
-    assert!(matches!(d, Decision::Deny(_)), "a new resource category is refused: {d:?}");
+    assert!(
+        matches!(d, Decision::Deny(_)),
+        "a new resource category is refused: {d:?}"
+    );
     let why = findings(&d);
     assert!(
         why.contains("first access to resource category hr") && why.contains("role support"),
@@ -187,7 +194,10 @@ fn a_support_agent_reading_hr_records_is_stopped_while_its_token_is_valid() {
 
     // Ordinary work by another agent of the role goes on.
     let other = w.principal(&tokens[1].token);
-    assert!(w.decide(&other, "tickets.read", &json!({"id": 1})).is_allowed());
+    assert!(
+        w.decide(&other, "tickets.read", &json!({"id": 1}))
+            .is_allowed()
+    );
 }
 
 #[test]
@@ -209,7 +219,11 @@ fn a_support_agent_reading_in_bulk_is_escalated() {
     }
     let (k, d) = flagged.expect("bulk reading was never flagged");
     assert!(k < 60, "flagged only after {k} calls");
-    assert!(findings(&d).contains("calls in the last"), "{}", findings(&d));
+    assert!(
+        findings(&d).contains("calls in the last"),
+        "{}",
+        findings(&d)
+    );
     // Flagged calls wait for a human (or are refused); they do not run unasked.
     assert!(!d.is_allowed());
 }
@@ -222,7 +236,11 @@ fn a_payment_far_outside_the_usual_amounts_is_explained() {
     w.learn_ordinary_work(&principals);
     let usual = w.decide(&principals[0], "refunds.issue", &json!({"amount": 60}));
     assert!(usual.is_allowed(), "{usual:?}");
-    let d = w.decide(&principals[0], "refunds.issue", &json!({"amount": 2_000_000}));
+    let d = w.decide(
+        &principals[0],
+        "refunds.issue",
+        &json!({"amount": 2_000_000}),
+    );
     assert!(anomaly_code(&d), "{d:?}");
     let why = findings(&d);
     assert!(why.contains("amount 2,000,000 vs p99"), "{why}");
@@ -248,7 +266,11 @@ fn a_sub_agent_doing_what_it_never_does_for_its_parent_is_flagged() {
     }
     let d = w.decide(&sub, "hr.records.read", &json!({"employee": 1}));
     assert!(anomaly_code(&d), "{d:?}");
-    assert!(findings(&d).contains("working for support"), "{}", findings(&d));
+    assert!(
+        findings(&d).contains("working for support"),
+        "{}",
+        findings(&d)
+    );
 }
 
 #[test]
@@ -272,7 +294,9 @@ fn revoking_mid_task_stops_the_token_and_everything_delegated_from_it() {
     assert!(w.decide(&sub, "kb.search", &json!({})).is_allowed());
 
     let d = w.decide(&principals[0], "hr.records.read", &json!({"employee": 3}));
-    let Decision::Deny(denial) = &d else { panic!("{d:?}") };
+    let Decision::Deny(denial) = &d else {
+        panic!("{d:?}")
+    };
     assert_eq!(denial.code(), "guard.anomaly");
     assert!(denial.message().contains("revoked"), "{}", denial.message());
     // The same credential, already verified, is refused from now on, and so is its sub-agent's.
@@ -291,7 +315,10 @@ fn revoking_mid_task_stops_the_token_and_everything_delegated_from_it() {
     );
     assert!(w.verifier().verify(&child.token).is_err());
     assert!(w.verifier().verify(&tokens[1].token).is_ok());
-    assert!(w.decide(&principals[1], "tickets.read", &json!({})).is_allowed());
+    assert!(
+        w.decide(&principals[1], "tickets.read", &json!({}))
+            .is_allowed()
+    );
 }
 
 #[derive(Debug)]
@@ -404,15 +431,24 @@ fn baselines_persist_and_can_be_frozen_reset_and_shown() {
     );
     assert_eq!(a, b);
     let shown = describe_profile("support", &b);
-    assert!(shown.contains("tickets.read") && shown.contains("argument refunds.issue.amount"), "{shown}");
+    assert!(
+        shown.contains("tickets.read") && shown.contains("argument refunds.issue.amount"),
+        "{shown}"
+    );
 
     // Frozen: nothing is learned.
     assert!(w.baselines.freeze("support", true));
     let before = w.baselines.profile("support").unwrap();
-    assert!(w.decide(&principals[0], "kb.search", &json!({})).is_allowed());
+    assert!(
+        w.decide(&principals[0], "kb.search", &json!({}))
+            .is_allowed()
+    );
     assert_eq!(w.baselines.profile("support").unwrap(), before);
     assert!(w.baselines.freeze("support", false));
-    assert!(w.decide(&principals[0], "kb.search", &json!({})).is_allowed());
+    assert!(
+        w.decide(&principals[0], "kb.search", &json!({}))
+            .is_allowed()
+    );
     assert_eq!(
         w.baselines.profile("support").unwrap().observations,
         before.observations + 1
@@ -420,13 +456,20 @@ fn baselines_persist_and_can_be_frozen_reset_and_shown() {
     // Reset: back to learning from scratch, and nothing scores until it is established again.
     assert!(w.baselines.reset("support"));
     assert_eq!(w.baselines.profile("support").unwrap().observations, 0);
-    assert!(w.decide(&principals[0], "hr.records.read", &json!({})).is_allowed());
+    assert!(
+        w.decide(&principals[0], "hr.records.read", &json!({}))
+            .is_allowed()
+    );
     assert!(!w.baselines.reset("nobody"));
 
     // A damaged or foreign file is refused, not half-loaded.
     std::fs::write(&file, b"{\"format\":\"other\",\"profiles\":{}}").unwrap();
     assert!(copy.load(&file).unwrap_err().contains("format"));
-    std::fs::write(&file, b"{\"format\":\"agentiam.baselines.v1\",\"profiles\":{\"x\":{\"rates\":[]}}}").unwrap();
+    std::fs::write(
+        &file,
+        b"{\"format\":\"agentiam.baselines.v1\",\"profiles\":{\"x\":{\"rates\":[]}}}",
+    )
+    .unwrap();
     assert!(copy.load(&file).is_err());
     assert_eq!(copy.profile("support").unwrap(), b);
 }
@@ -452,9 +495,7 @@ fn declared_baselines_in_configuration_hold_from_the_first_call() {
         }
     }))
     .unwrap();
-    let (guard, _) = config
-        .build(Arc::new(FixedClock::new(MONDAY_9AM)))
-        .unwrap();
+    let (guard, _) = config.build(Arc::new(FixedClock::new(MONDAY_9AM))).unwrap();
     assert!(guard.baselines().is_some());
     let p = Principal::from_workload(
         format!("{SUPPORT}/7"),
@@ -466,9 +507,16 @@ fn declared_baselines_in_configuration_hold_from_the_first_call() {
     assert!(decide("refunds.issue", json!({"amount": 40})).is_allowed());
     let big = decide("refunds.issue", json!({"amount": 5000}));
     assert!(anomaly_code(&big), "{big:?}");
-    assert!(findings(&big).contains("above the 500 declared"), "{}", findings(&big));
+    assert!(
+        findings(&big).contains("above the 500 declared"),
+        "{}",
+        findings(&big)
+    );
     let hr = decide("hr.records.read", json!({}));
-    assert!(anomaly_code(&hr) && matches!(hr, Decision::Deny(_)), "{hr:?}");
+    assert!(
+        anomaly_code(&hr) && matches!(hr, Decision::Deny(_)),
+        "{hr:?}"
+    );
 
     // Bad settings are refused when the guard is built.
     let mut bad = config.clone();
