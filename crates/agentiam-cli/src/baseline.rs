@@ -4,7 +4,16 @@
 
 use std::path::{Path, PathBuf};
 
-use agentiam::guard::{BaselineSettings, Baselines, RoleMap, describe_profile};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use agentiam::delegation::Grant;
+use agentiam::guard::{
+    BaselineSettings, Baselines, GuardConfig, GuardRequest, Principal, RoleMap, ToolSpec,
+    describe_profile,
+};
+use agentiam::telemetry::{AuditEvent, FileStore, Outcome, SegmentStore, verify_log};
+use agentiam::token::{ScopeSet, SystemClock};
 use clap::Subcommand;
 use serde_json::json;
 
@@ -12,6 +21,19 @@ use crate::output::{CliError, Output};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BaselineCommand {
+    /// Learn baselines from an activity log: the log is verified first, then every allowed
+    /// tool call is replayed in order through the guard configuration's roles and tools.
+    Learn {
+        /// The activity log directory.
+        #[arg(long)]
+        audit_log: PathBuf,
+        /// The guard configuration (its `tools` and `baselines` settings).
+        #[arg(long)]
+        config: PathBuf,
+        /// The baselines file to add to (created if missing).
+        #[arg(long)]
+        file: PathBuf,
+    },
     /// List the profiles in a baselines file (roles, `role<parent-role` pairs, agents).
     List {
         /// The baselines file.
@@ -69,6 +91,11 @@ fn missing(role: &str) -> CliError {
 
 pub(crate) fn run(cmd: BaselineCommand, out: &Output) -> Result<(), CliError> {
     match cmd {
+        BaselineCommand::Learn {
+            audit_log,
+            config,
+            file,
+        } => learn(&audit_log, &config, &file, out)?,
         BaselineCommand::List { file } => {
             let keys = open(&file)?.profile_keys();
             out.result(&json!({ "profiles": keys }), &keys.join("\n"));
@@ -113,6 +140,121 @@ fn change(
     out.result(
         &json!({ "role": role, "result": done }),
         &format!("{role}: {done}"),
+    );
+    Ok(())
+}
+
+/// The principal an audit event was decided for, as far as the event tells: the presenting
+/// agent, delegated from the previous agent in the chain when that is an agent (a SPIFFE ID).
+fn principal_of(event: &AuditEvent) -> Principal {
+    let presenter = event.agent.spiffe_id.clone();
+    let chain = &event.delegation_chain;
+    let parent = chain
+        .len()
+        .checked_sub(2)
+        .and_then(|i| chain.get(i))
+        .filter(|p| p.starts_with("spiffe://") && **p != presenter);
+    match parent {
+        Some(parent) => Principal::from_grant(&Grant {
+            scopes: ScopeSet::default(),
+            exp: i64::MAX,
+            budget: None,
+            principal: parent.clone(),
+            holder: Some(presenter),
+            depth: 1,
+            task: None,
+            holder_jkt: String::new(),
+        }),
+        None => Principal::from_workload(presenter, ScopeSet::default(), i64::MAX),
+    }
+}
+
+fn learn(audit_log: &Path, config: &Path, file: &Path, out: &Output) -> Result<(), CliError> {
+    let config = GuardConfig::from_json(&crate::output::read_file(config)?)
+        .map_err(|e| CliError::usage(e.code(), e))?;
+    let mut settings = config.baselines.clone().ok_or_else(|| {
+        CliError::usage(
+            "baseline.not_configured",
+            "the guard configuration has no \"baselines\" section (roles, thresholds)",
+        )
+    })?;
+    settings.file = None;
+    let baselines = settings
+        .baselines(Arc::new(SystemClock))
+        .map_err(|e| CliError::usage(e.code(), e))?;
+    if file.exists() {
+        baselines
+            .load(file)
+            .map_err(|e| CliError::usage("baseline.unreadable", e))?;
+        for (role, declared) in &settings.declared {
+            baselines.declare(role, declared.clone());
+        }
+    }
+    let tools: BTreeMap<String, ToolSpec> = config
+        .tools
+        .iter()
+        .map(|t| t.spec().map(|s| (t.name.clone(), s)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| CliError::usage(e.code(), e))?;
+    // Learn only from a log that verifies: a tampered log would teach a tampered baseline.
+    let store = FileStore::open(audit_log).map_err(|e| CliError::usage("cli.io", e))?;
+    let report = verify_log(&store, None).map_err(|e| CliError::refusal(e.code(), &e))?;
+    let (mut learned, mut skipped, mut seen) = (0u64, 0u64, 0u64);
+    for segment in store.segments().map_err(|e| CliError::usage("cli.io", e))? {
+        let bytes = store
+            .read(segment)
+            .map_err(|e| CliError::usage("cli.io", e))?;
+        for line in String::from_utf8_lossy(&bytes).lines() {
+            let Ok(record) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let Some(Ok(event)) = record
+                .get("event")
+                .map(|e| serde_json::from_value::<AuditEvent>(e.clone()))
+            else {
+                continue;
+            };
+            if event.kind != "tool_call" || event.decision.outcome != Outcome::Allow {
+                continue;
+            }
+            seen += 1;
+            let Some((call, spec)) = event
+                .tool
+                .as_ref()
+                .and_then(|call| tools.get(&call.name).map(|spec| (call, spec)))
+            else {
+                skipped += 1;
+                continue;
+            };
+            let principal = principal_of(&event);
+            let request = GuardRequest::new(&principal, &call.name, &call.args);
+            let at = event.time_unix_ms.div_euclid(1000);
+            if baselines.learn_call(&request, spec, at, event.approval_ref.is_some()) {
+                learned += 1;
+            } else {
+                skipped += 1;
+            }
+        }
+    }
+    baselines
+        .save(file)
+        .map_err(|e| CliError::usage("cli.io", e))?;
+    let profiles = baselines.profile_keys();
+    out.result(
+        &json!({
+            "records": report.records,
+            "allowed_calls": seen,
+            "learned": learned,
+            "skipped": skipped,
+            "profiles": profiles,
+            "file": file.display().to_string(),
+        }),
+        &format!(
+            "learned {learned} of {seen} allowed tool calls ({} records verified; {skipped} skipped: unknown tool, or unusual and never approved) into {} ({})",
+            report.records,
+            file.display(),
+            profiles.join(", ")
+        ),
     );
     Ok(())
 }

@@ -41,6 +41,7 @@ fn demo_runs_and_every_decision_matches() {
         "token.revoked",
         "token.expired",
         "token.pop_required",
+        "guard.anomaly",
     ] {
         assert!(denied.contains(&code), "demo never shows {code}");
     }
@@ -372,4 +373,124 @@ fn baselines_can_be_shown_frozen_and_reset() {
         (code, out["error"]["code"].as_str()),
         (2, Some("baseline.unreadable"))
     );
+}
+
+#[test]
+fn baselines_are_learned_from_a_verified_activity_log() {
+    use agentiam::telemetry::{AgentRef, AuditEvent, AuditLog, Decision, LogConfig, ToolCall};
+    let dir = tempfile::tempdir().unwrap();
+    let logdir = dir.path().join("log");
+    std::fs::create_dir(&logdir).unwrap();
+    let log = AuditLog::open_dir(&logdir, LogConfig::new("acme/agents"), None).unwrap();
+    // Two weeks of a support agent's ticket work, one call every few minutes in working hours.
+    let monday_9am: i64 = 1_767_571_200 + 9 * 3600;
+    let mut n = 0;
+    for day in 0..14 {
+        for k in 0..40 {
+            let tool = ["tickets.read", "kb.search", "tickets.read", "tickets.reply"][k % 4];
+            let at = monday_9am + day * 86_400 + i64::try_from(k).unwrap() * 300;
+            let mut event = AuditEvent::new(
+                "tool_call",
+                AgentRef {
+                    spiffe_id: format!("spiffe://acme.test/agent/support/{}", k % 3),
+                    composite_digest: None,
+                },
+                at * 1000,
+                Decision::allow(),
+            );
+            event.tool = Some(ToolCall {
+                args: serde_json::json!({"id": k}),
+                args_sha256: String::new(),
+                call_id: None,
+                name: tool.to_owned(),
+            });
+            log.append(event).unwrap();
+            n += 1;
+        }
+    }
+    // A refused call is not learned.
+    let mut refused = AuditEvent::new(
+        "tool_call",
+        AgentRef {
+            spiffe_id: "spiffe://acme.test/agent/support/1".into(),
+            composite_digest: None,
+        },
+        (monday_9am + 15 * 86_400) * 1000,
+        Decision::deny("guard.scope_missing"),
+    );
+    refused.tool = Some(ToolCall {
+        args: serde_json::json!({}),
+        args_sha256: String::new(),
+        call_id: None,
+        name: "hr.records.read".into(),
+    });
+    log.append(refused).unwrap();
+    log.flush().unwrap();
+    drop(log);
+
+    let config = dir.path().join("guard.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({
+            "issuer": "https://broker.test", "audience": "api", "jwks": {"keys": []},
+            "tools": [
+                {"name": "tickets.read", "risk": "low", "scope": "support.tickets:read"},
+                {"name": "tickets.reply", "risk": "medium", "scope": "support.tickets:write"},
+                {"name": "kb.search", "risk": "low", "scope": "kb.articles:read"},
+                {"name": "hr.records.read", "risk": "medium", "scope": "hr.records:read"}
+            ],
+            "baselines": {"roles": {"support": ["spiffe://acme.test/agent/support"]}, "min_observations": 200}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let file = dir.path().join("baselines.json");
+    let args = |f: &std::path::Path| {
+        vec![
+            "--json".to_owned(),
+            "baseline".into(),
+            "learn".into(),
+            "--audit-log".into(),
+            logdir.to_str().unwrap().into(),
+            "--config".into(),
+            config.to_str().unwrap().into(),
+            "--file".into(),
+            f.to_str().unwrap().into(),
+        ]
+    };
+    let a = args(&file);
+    let (code, out, err) = agentiam(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{out} {err}");
+    assert_eq!(out["allowed_calls"], n);
+    assert_eq!(out["learned"], n);
+    assert_eq!(out["profiles"], serde_json::json!(["support"]));
+    let (_, shown, _) = agentiam(&[
+        "--json",
+        "baseline",
+        "show",
+        "support",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(shown["profile"]["observations"], n);
+    assert_eq!(shown["profile"]["tools"]["tickets.read"], n / 2);
+    assert!(shown["profile"]["tools"].get("hr.records.read").is_none());
+
+    // A tampered log teaches nothing.
+    let segment = std::fs::read_dir(&logdir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .unwrap();
+    let text = std::fs::read_to_string(&segment).unwrap();
+    std::fs::write(&segment, text.replacen("kb.search", "hr.records.read", 1)).unwrap();
+    let fresh = dir.path().join("other.json");
+    let a = args(&fresh);
+    let (code, out, _) = agentiam(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out["error"]["code"].as_str().unwrap().starts_with("audit."),
+        "{out}"
+    );
+    assert!(!fresh.exists());
 }

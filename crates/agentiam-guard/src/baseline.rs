@@ -175,6 +175,9 @@ pub struct DeclaredProfile {
 pub struct LogHistogram {
     counts: Vec<u32>,
     n: u64,
+    /// Values that were above every value before them (a steadily growing identifier or
+    /// counter keeps setting records; draws from one distribution set about ln(n)).
+    records: u64,
     p50: f64,
     p99: f64,
     max: f64,
@@ -188,6 +191,9 @@ const ZERO_BUCKET_OFFSET: f64 = 128.0;
 struct SparseHistogram {
     /// `[bucket, count]` for non-empty buckets.
     buckets: Vec<(usize, u32)>,
+    /// New maxima seen.
+    #[serde(default)]
+    records: u64,
 }
 
 impl TryFrom<SparseHistogram> for LogHistogram {
@@ -202,6 +208,7 @@ impl TryFrom<SparseHistogram> for LogHistogram {
             *slot = slot.saturating_add(c);
             h.n += u64::from(c);
         }
+        h.records = s.records;
         h.refresh();
         Ok(h)
     }
@@ -217,6 +224,7 @@ impl From<LogHistogram> for SparseHistogram {
                 .filter(|(_, c)| **c > 0)
                 .map(|(i, c)| (i, *c))
                 .collect(),
+            records: h.records,
         }
     }
 }
@@ -233,6 +241,7 @@ impl Default for LogHistogram {
         Self {
             counts: vec![0; BUCKETS],
             n: 0,
+            records: 0,
             p50: 0.0,
             p99: 0.0,
             max: 0.0,
@@ -270,7 +279,13 @@ impl LogHistogram {
             *c = c.saturating_add(1);
         }
         self.n += 1;
-        // Quantiles move slowly: recompute while small, then every 64 values.
+        // The maximum is kept exact (to its bucket); quantiles move slowly: recompute them
+        // while the histogram is small, then every 64 values.
+        let edge = Self::upper_edge(b);
+        if edge > self.max {
+            self.records += 1;
+            self.max = edge;
+        }
         if self.n <= 256 || self.n.is_multiple_of(64) {
             self.refresh();
         }
@@ -313,6 +328,11 @@ impl LogHistogram {
     /// The largest value (upper edge of its bucket).
     pub fn max(&self) -> f64 {
         self.max
+    }
+    /// Whether the values look like a growing identifier or counter rather than a quantity:
+    /// they set new maxima far more often than draws from one distribution would.
+    pub fn is_growing(&self) -> bool {
+        self.records as f64 > 2.0 * (self.n.max(1) as f64).ln() + 10.0
     }
 }
 
@@ -754,7 +774,11 @@ impl Baselines {
                 let Some(hist) = known.get(name) else {
                     continue;
                 };
-                if hist.count() >= 50 && v.abs() > 4.0 * hist.p99() && v.abs() > hist.max() {
+                if hist.count() >= 50
+                    && !hist.is_growing()
+                    && v.abs() > 4.0 * hist.p99()
+                    && v.abs() > hist.max()
+                {
                     findings.add(ratio_score(v.abs() / (2.0 * hist.p99())), || {
                         format!(
                             "{name} {} vs p99 {} for {} ({} calls of {})",
@@ -901,12 +925,26 @@ impl Baselines {
         }
     }
 
-    /// Learns one call as if the guard had allowed it at `at` (seconds since the epoch):
-    /// what `agentiam baseline learn` does with an audit log.
-    pub fn learn_call(&self, request: &GuardRequest<'_>, tool: &ToolSpec, at: i64) {
-        let _ = self.sample(request, tool, at);
-        let allow = Decision::Allow(crate::decision::Allowance::default());
+    /// Learns one call the guard allowed at `at` (seconds since the epoch), `approved` by a
+    /// human or not: what `agentiam baseline learn` does with an activity log. The same rules
+    /// as online apply (a call that would have scored as suspicious is not learned unless a
+    /// human approved it), so replaying a log in time order gives the baseline the guard
+    /// would have learned. Returns whether the call was learned.
+    pub fn learn_call(
+        &self,
+        request: &GuardRequest<'_>,
+        tool: &ToolSpec,
+        at: i64,
+        approved: bool,
+    ) -> bool {
+        let findings = self.sample(request, tool, at);
+        let allow = Decision::Allow(crate::decision::Allowance {
+            approval: approved.then(|| "replayed".to_owned()),
+            ..crate::decision::Allowance::default()
+        });
+        let learned = approved || findings.score() < self.settings.suspicion_at;
         self.commit(request, Some(tool), &allow, at);
+        learned
     }
 
     /// Counts bytes an agent read at `at` (what the guard does with each call's outcome).
@@ -1045,27 +1083,34 @@ pub fn read_profiles(path: &Path) -> Result<HashMap<String, RoleProfile>, String
         ));
     }
     let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse_profiles(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Parses the contents of a baselines file, checking its size and shape.
+pub fn parse_profiles(text: &[u8]) -> Result<HashMap<String, RoleProfile>, String> {
+    if text.len() as u64 > MAX_BASELINE_FILE_BYTES {
+        return Err(format!(
+            "{} bytes is more than a baselines file may have ({MAX_BASELINE_FILE_BYTES})",
+            text.len()
+        ));
+    }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Doc {
         format: String,
         profiles: HashMap<String, RoleProfile>,
     }
-    let doc: Doc = serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let doc: Doc = serde_json::from_slice(text).map_err(|e| e.to_string())?;
     if doc.format != BASELINE_FORMAT {
-        return Err(format!(
-            "{}: format {:?} is not {BASELINE_FORMAT}",
-            path.display(),
-            doc.format
-        ));
+        return Err(format!("format {:?} is not {BASELINE_FORMAT}", doc.format));
     }
     if doc.profiles.len() > MAX_PROFILES {
-        return Err(format!("{}: too many profiles", path.display()));
+        return Err("too many profiles".to_owned());
     }
     for (key, profile) in &doc.profiles {
         profile
             .validate()
-            .map_err(|e| format!("{}: profile {key:?}: {e}", path.display()))?;
+            .map_err(|e| format!("profile {key:?}: {e}"))?;
     }
     Ok(doc.profiles)
 }

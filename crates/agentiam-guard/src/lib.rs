@@ -87,7 +87,7 @@ pub use audit::{AuditSink, GUARDRAIL_COMPONENT, TOOL_CALL_EVENT, TOOL_RESULT_EVE
 pub use baseline::{
     BASELINE_FORMAT, BaselineSettings, Baselines, DeclaredProfile, LogHistogram,
     MAX_BASELINE_FILE_BYTES, RATE_WINDOWS, RoleMap, RoleProfile, describe_profile, hour_of_week,
-    human_number, read_profiles, resource_category,
+    human_number, parse_profiles, read_profiles, resource_category,
 };
 pub use config::{
     ApproverConfig, BaselineConfig, CallInput, FilterConfig, GuardConfig, LimitConfig, LimitPer,
