@@ -458,10 +458,15 @@ impl PolicyEngine {
         if response.decision() == CedarDecision::Allow {
             return PolicyOutcome::Permit;
         }
-        let reasons: Vec<&PolicyInfo> = diagnostics
+        let mut reasons: Vec<&PolicyInfo> = diagnostics
             .reason()
             .filter_map(|id| self.info.get(id))
             .collect();
+        // Cedar reports the determining policies as a set: order them (hard forbids first,
+        // then by id) so the decision's code and the audit record's policy id are stable.
+        reasons.sort_by(|a, b| {
+            (a.confirmation.is_some(), &a.name).cmp(&(b.confirmation.is_some(), &b.name))
+        });
         let policies: Vec<String> = reasons.iter().map(|i| i.name.clone()).collect();
         if reasons.is_empty() {
             return PolicyOutcome::Forbid {

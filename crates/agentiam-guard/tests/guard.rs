@@ -304,7 +304,11 @@ fn hooks_reach_the_decision() {
     let d = anomalous.decide(&GuardRequest::new(&p, "note", &json!({})));
     assert_eq!(d.code(), Some("guard.anomaly"));
     let Decision::Deny(denial) = d else { panic!() };
-    assert_eq!(denial.policies(), ["odd"]);
+    // The hard forbid decides; the default policy's anomaly gate matched too and is listed after it.
+    assert_eq!(
+        denial.policies(),
+        ["odd", "anomalous-behaviour-needs-human"]
+    );
     let usual = w
         .builder(&policy)
         .behaviour(Arc::new(Scores(10, None)))
