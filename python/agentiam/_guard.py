@@ -491,6 +491,20 @@ class Guard:
         """Wait until every decision so far is durable in the activity log."""
         self._guard().flush()
 
+    def baseline(self, role: str) -> dict[str, Any] | None:
+        """What a role (or `role<parent-role`) has been seen to do: tools, categories, rate and
+        argument histograms, hours; None if it has no profile yet. Needs `baselines=`."""
+        profile = self._guard().baseline(role)
+        return None if profile is None else dict(json.loads(profile))
+
+    def save_baselines(self, path: str | None = None) -> None:
+        """Write the learned baselines to `path` (default: the configuration's `file`), so a
+        new guard configured with that file starts from them."""
+        target = path or (self._config.get("baselines") or {}).get("file")
+        if not target:
+            raise AgentIAMError("give a path, or a \"file\" in baselines={...}")
+        self._guard().save_baselines(str(target))
+
     def audit_events(self) -> list[dict[str, Any]]:
         """Flush, verify the activity log offline and return its events, oldest first."""
         if self._audit_log is None:

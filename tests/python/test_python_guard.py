@@ -409,7 +409,7 @@ def test_declarative_limits_cap_rates_and_running_totals(world):
             pass
 
 
-def test_declared_baselines_stop_what_a_role_never_does(world):
+def test_declared_baselines_stop_what_a_role_never_does(world, tmp_path):
     guard = world.guard(baselines={
         "roles": {"clerk": ["spiffe://acme.test/agent"]},
         "declared": {"clerk": {"tools": ["read_invoice", "transfer"],
@@ -421,7 +421,7 @@ def test_declared_baselines_stop_what_a_role_never_does(world):
         return id
 
     @guard.tool(scope="payments:transfer", risk="medium")
-    def transfer(amount: int, currency: str = "USD") -> str:
+    def transfer(amount: int, currency: str = "USD", payee: str = "ACME") -> str:
         return f"sent {amount}"
 
     @guard.tool(scope="mail:send", risk="low")
@@ -438,6 +438,18 @@ def test_declared_baselines_stop_what_a_role_never_does(world):
         assert "role clerk" in odd.value.message
     anomalies = [e["anomaly"] for e in guard.audit_events() if e.get("anomaly")]
     assert anomalies and anomalies[-1]["score"] >= 90
+    profile = guard.baseline("clerk")
+    assert profile is not None and profile["observations"] == 2
+    assert set(profile["tools"]) == {"read_invoice", "transfer"}  # the refused call is not learned
+    assert guard.baseline("nobody") is None
+    saved = tmp_path / "baselines.json"
+    guard.save_baselines(str(saved))
+    again = world.guard(baselines={"roles": {"clerk": ["spiffe://acme.test/agent"]}, "file": str(saved)},
+                        audit_dir=str(tmp_path / "log2"))
+    assert again.baseline("clerk")["observations"] == 2
+    with pytest.raises(agentiam.AgentIAMError) as none:
+        world.guard().baseline("clerk")
+    assert none.value.code == "baseline.not_configured"
     with pytest.raises(agentiam.ConfigurationError):
         with world.guard(baselines={"roles": {"x": ["not-spiffe"]}}).session(world.token):
             pass

@@ -241,6 +241,23 @@ impl PyGuard {
         })
     }
 
+    /// The learned baseline of a role (or `role<parent-role`) as JSON, if the guard has one.
+    fn baseline(&self, py: Python<'_>, role: &str) -> PyResult<Option<String>> {
+        let baselines = self.baselines(py)?;
+        baselines
+            .profile(role)
+            .map(|p| serde_json::to_string(&p))
+            .transpose()
+            .map_err(|e| error(py, "baseline.unreadable", &e.to_string()))
+    }
+
+    /// Writes the learned baselines to `path` (atomically).
+    fn save_baselines(&self, py: Python<'_>, path: &str) -> PyResult<()> {
+        let baselines = self.baselines(py)?;
+        py.detach(|| baselines.save(std::path::Path::new(path)))
+            .map_err(|e| error(py, "cli.io", &e))
+    }
+
     /// Waits until every decision so far is in the activity log and the log is durable.
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
         if let Some(sink) = &self.sink {
@@ -251,6 +268,18 @@ impl PyGuard {
                 .map_err(|e| error(py, e.code(), &e.to_string()))?;
         }
         Ok(())
+    }
+}
+
+impl PyGuard {
+    fn baselines(&self, py: Python<'_>) -> PyResult<agentiam_guard::Baselines> {
+        self.interceptor.guard().baselines().cloned().ok_or_else(|| {
+            error(
+                py,
+                "baseline.not_configured",
+                "this guard has no baselines (give baselines={...})",
+            )
+        })
     }
 }
 
