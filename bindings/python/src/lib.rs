@@ -273,13 +273,17 @@ impl PyGuard {
 
 impl PyGuard {
     fn baselines(&self, py: Python<'_>) -> PyResult<agentiam_guard::Baselines> {
-        self.interceptor.guard().baselines().cloned().ok_or_else(|| {
-            error(
-                py,
-                "baseline.not_configured",
-                "this guard has no baselines (give baselines={...})",
-            )
-        })
+        self.interceptor
+            .guard()
+            .baselines()
+            .cloned()
+            .ok_or_else(|| {
+                error(
+                    py,
+                    "baseline.not_configured",
+                    "this guard has no baselines (give baselines={...})",
+                )
+            })
     }
 }
 
