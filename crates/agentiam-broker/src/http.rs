@@ -1,0 +1,356 @@
+//! The broker's HTTP API (axum).
+
+use std::sync::Arc;
+
+use agentiam_identity::Sha256Digest;
+use agentiam_token::{
+    AgentRegistration, Clock, Issuer, Revocation, ScopeSet, SystemClock, Verifier,
+};
+use axum::extract::rejection::{FormRejection, JsonRejection};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::BrokerError;
+use crate::store::{AgentRecord, Store, StoreRevocations};
+
+/// Largest request body the broker reads (bytes); larger ones are refused with 413 unread.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Shortest administrator secret accepted.
+const MIN_ADMIN_SECRET_CHARS: usize = 32;
+
+/// The broker: issuer, store and the administrator's credential, served by [`Broker::router`].
+#[derive(Debug, Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    issuer: Arc<Issuer>,
+    store: Arc<dyn Store>,
+    base_url: String,
+    admin_sha256: Vec<u8>,
+    clock: Arc<dyn Clock>,
+}
+
+/// An OAuth error response (RFC 6749 section 5.2 shape) with our reason code beside.
+#[derive(Debug)]
+struct OAuthError {
+    status: StatusCode,
+    error: &'static str,
+    description: String,
+    code: String,
+}
+
+impl OAuthError {
+    fn new(
+        status: StatusCode,
+        error: &'static str,
+        code: &str,
+        description: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            error,
+            description: description.into(),
+            code: code.to_owned(),
+        }
+    }
+
+    fn bad_request(description: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "broker.bad_request",
+            description,
+        )
+    }
+}
+
+impl From<BrokerError> for OAuthError {
+    fn from(e: BrokerError) -> Self {
+        match e {
+            BrokerError::BadRequest(m) => Self::bad_request(m),
+            other => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                other.code(),
+                other.to_string(),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "error": self.error,
+            "error_description": self.description,
+            "agentiam_code": self.code,
+        });
+        let mut response = (self.status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"agentiam-broker\""),
+            );
+        }
+        response
+    }
+}
+
+fn sha256(bytes: &[u8]) -> Vec<u8> {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
+        .as_ref()
+        .to_vec()
+}
+
+impl Broker {
+    /// A broker issuing as `issuer`, keeping its state in `store`, reachable at `base_url`,
+    /// administered by whoever holds `admin_secret` (at least 32 characters). Agents already
+    /// in the store are registered with the issuer.
+    pub fn new(
+        issuer: Arc<Issuer>,
+        store: Arc<dyn Store>,
+        base_url: impl Into<String>,
+        admin_secret: &str,
+    ) -> Result<Self, BrokerError> {
+        if admin_secret.chars().count() < MIN_ADMIN_SECRET_CHARS {
+            return Err(BrokerError::Config(format!(
+                "the administrator secret must have at least {MIN_ADMIN_SECRET_CHARS} characters"
+            )));
+        }
+        for agent in store.agents()? {
+            issuer.register(&parse_id(&agent.spiffe_id)?, registration(&agent)?);
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                issuer,
+                store,
+                base_url: base_url.into().trim_end_matches('/').to_owned(),
+                admin_sha256: sha256(admin_secret.as_bytes()),
+                clock: Arc::new(SystemClock),
+            }),
+        })
+    }
+
+    /// The clock (tests pin it). Call before serving.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.clock = clock;
+        }
+        self
+    }
+
+    /// The revocations the broker writes, for verifiers in the same process.
+    pub fn revocations(&self) -> StoreRevocations {
+        StoreRevocations::new(self.inner.store.clone(), self.inner.clock.clone())
+    }
+
+    /// The HTTP routes.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/.well-known/jwks.json", get(jwks))
+            .route("/.well-known/oauth-authorization-server", get(metadata))
+            .route("/oauth2/introspect", post(introspect))
+            .route("/oauth2/revoke", post(revoke))
+            .route("/admin/agents", post(register_agent).get(list_agents))
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .with_state(self.clone())
+    }
+
+    /// Refuses a request without the administrator's bearer token (constant-time comparison
+    /// of SHA-256 digests, so neither the secret nor its length leaks through timing).
+    fn admin(&self, headers: &HeaderMap) -> Result<(), OAuthError> {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        let ok = !presented.is_empty()
+            && aws_lc_rs::constant_time::verify_slices_are_equal(
+                &sha256(presented.as_bytes()),
+                &self.inner.admin_sha256,
+            )
+            .is_ok();
+        if ok {
+            Ok(())
+        } else {
+            Err(OAuthError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "broker.unauthorized",
+                "this endpoint needs the administrator's bearer token",
+            ))
+        }
+    }
+
+    /// Verifies a token this broker issued, for any audience (introspection and revocation
+    /// answer for every service; a service itself must always check its own audience).
+    fn verify(
+        &self,
+        token: &str,
+        check_revocation: bool,
+    ) -> Result<agentiam_token::Token, agentiam_token::TokenError> {
+        let mut verifier = Verifier::new(self.inner.issuer.jwks(), self.inner.issuer.issuer(), "")
+            .any_audience()
+            .with_clock(self.inner.clock.clone());
+        if check_revocation {
+            verifier = verifier.with_revocation(Arc::new(self.revocations()));
+        }
+        verifier.verify(token)
+    }
+}
+
+fn parse_id(id: &str) -> Result<agentiam_identity::SpiffeId, BrokerError> {
+    agentiam_identity::parse_spiffe_id(id)
+        .map_err(|e| BrokerError::BadRequest(format!("spiffe_id: {e}")))
+}
+
+fn registration(agent: &AgentRecord) -> Result<AgentRegistration, BrokerError> {
+    let scopes = ScopeSet::parse(&agent.max_scopes)
+        .map_err(|e| BrokerError::BadRequest(format!("max_scopes: {e}")))?;
+    let mut registration = AgentRegistration::new(scopes);
+    for digest in &agent.allowed_digests {
+        let d = Sha256Digest::parse(digest).ok_or_else(|| {
+            BrokerError::BadRequest(format!(
+                "allowed_digests: {:?} is not sha256:<64 hex>",
+                digest.chars().take(80).collect::<String>()
+            ))
+        })?;
+        registration = registration.pin_identity(d);
+    }
+    Ok(registration)
+}
+
+async fn jwks(State(broker): State<Broker>) -> Response {
+    let body = broker.inner.issuer.jwks().to_json();
+    (
+        [
+            (header::CONTENT_TYPE, "application/jwk-set+json"),
+            (header::CACHE_CONTROL, "public, max-age=60"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn metadata(State(broker): State<Broker>) -> Json<Value> {
+    let base = &broker.inner.base_url;
+    Json(json!({
+        "issuer": broker.inner.issuer.issuer(),
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "introspection_endpoint": format!("{base}/oauth2/introspect"),
+        "introspection_endpoint_auth_methods_supported": ["bearer"],
+        "revocation_endpoint": format!("{base}/oauth2/revoke"),
+        "revocation_endpoint_auth_methods_supported": ["bearer"],
+        "scopes_supported": [],
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenForm {
+    token: String,
+    #[allow(
+        dead_code,
+        reason = "RFC 7662/7009 allow it; every token here is an access token"
+    )]
+    token_type_hint: Option<String>,
+}
+
+/// A body the extractor refused: too large (413, `broker.body_too_large`) or malformed (400).
+fn refused_body(status: StatusCode, what: &str, why: impl std::fmt::Display) -> OAuthError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return OAuthError::new(
+            status,
+            "invalid_request",
+            "broker.body_too_large",
+            format!("the body is over {MAX_BODY_BYTES} bytes"),
+        );
+    }
+    OAuthError::bad_request(format!("{what}: {why}"))
+}
+
+fn form_error(rejection: FormRejection) -> OAuthError {
+    refused_body(
+        rejection.status(),
+        "the body must be application/x-www-form-urlencoded with a token",
+        rejection,
+    )
+}
+
+async fn introspect(
+    State(broker): State<Broker>,
+    headers: HeaderMap,
+    form: Result<Form<TokenForm>, FormRejection>,
+) -> Result<Json<Value>, OAuthError> {
+    broker.admin(&headers)?;
+    let Form(form) = form.map_err(form_error)?;
+    let Ok(token) = broker.verify(&form.token, true) else {
+        // RFC 7662: an inactive token says nothing more.
+        return Ok(Json(json!({"active": false})));
+    };
+    let mut body =
+        serde_json::to_value(token.claims()).map_err(|e| OAuthError::bad_request(e.to_string()))?;
+    if let Value::Object(map) = &mut body {
+        map.insert("active".into(), Value::Bool(true));
+        map.insert("token_type".into(), Value::String("Bearer".into()));
+    }
+    Ok(Json(body))
+}
+
+async fn revoke(
+    State(broker): State<Broker>,
+    headers: HeaderMap,
+    form: Result<Form<TokenForm>, FormRejection>,
+) -> Result<Response, OAuthError> {
+    broker.admin(&headers)?;
+    let Form(form) = form.map_err(form_error)?;
+    // RFC 7009: a token that is invalid, expired or not ours needs no revoking; answer 200.
+    if let Ok(token) = broker.verify(&form.token, false) {
+        let claims = token.claims();
+        let what = match &claims.jti {
+            Some(jti) => Revocation::Token(jti.clone()),
+            None => {
+                return Err(OAuthError::new(
+                    StatusCode::BAD_REQUEST,
+                    "unsupported_token_type",
+                    "broker.bad_request",
+                    "the token has no jti to revoke by",
+                ));
+            }
+        };
+        broker.inner.store.revoke(&what, claims.exp)?;
+    }
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn register_agent(
+    State(broker): State<Broker>,
+    headers: HeaderMap,
+    body: Result<Json<AgentRecord>, JsonRejection>,
+) -> Result<Response, OAuthError> {
+    broker.admin(&headers)?;
+    let Json(agent) = body.map_err(|e| refused_body(e.status(), "agent registration", &e))?;
+    let id = parse_id(&agent.spiffe_id)?;
+    let registration = registration(&agent)?;
+    broker.inner.store.put_agent(&agent)?;
+    broker.inner.issuer.register(&id, registration);
+    Ok((StatusCode::CREATED, Json(agent)).into_response())
+}
+
+async fn list_agents(
+    State(broker): State<Broker>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, OAuthError> {
+    broker.admin(&headers)?;
+    let agents = broker.inner.store.agents()?;
+    Ok(Json(json!({ "agents": agents })))
+}
