@@ -31,10 +31,12 @@
 
 mod error;
 mod http;
+mod serve;
 mod sqlite;
 mod store;
 
 pub use error::BrokerError;
 pub use http::{Broker, MAX_BODY_BYTES};
+pub use serve::{DataDir, serve};
 pub use sqlite::SqliteStore;
 pub use store::{AgentRecord, Store, StoreRevocations};

@@ -11,6 +11,7 @@ mod guard;
 mod keys;
 mod output;
 mod scan;
+mod serve;
 mod token;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +47,8 @@ enum Command {
     Guard(guard::GuardCommand),
     /// Scan text for prompt injection (stdin, files, or JSON Lines with --jsonl).
     Scan(scan::ScanArgs),
+    /// Run the broker (registry, JWKS, metadata, introspection, revocation) on loopback.
+    Serve(serve::ServeArgs),
     /// Inspect, freeze, unfreeze or reset learned behaviour baselines.
     #[command(subcommand)]
     Baseline(baseline::BaselineCommand),
@@ -62,6 +65,7 @@ fn main() -> std::process::ExitCode {
         Command::Guard(cmd) => guard::run(cmd, &out),
         Command::Scan(args) => scan::run(&args, &out),
         Command::Baseline(cmd) => baseline::run(cmd, &out),
+        Command::Serve(args) => serve::run(&args, &out),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -494,3 +494,108 @@ fn baselines_are_learned_from_a_verified_activity_log() {
     );
     assert!(!fresh.exists());
 }
+
+/// A plain HTTP/1.1 GET over loopback; returns the status line and the body.
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.lines().next().unwrap_or_default().to_owned();
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (status, body)
+}
+
+#[test]
+fn serve_runs_the_broker_on_loopback_from_its_data_directory() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let start = || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_agentiam"))
+            .args([
+                "--json",
+                "serve",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .env(
+                "AGENTIAM_ADMIN_SECRET",
+                "admin-secret-0123456789-abcdefghijklmnop",
+            )
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let started: Value = serde_json::from_str(&line).unwrap();
+        (
+            child,
+            started["listening"].as_str().unwrap().to_owned(),
+            started,
+        )
+    };
+    let (mut child, addr, started) = start();
+    assert!(addr.starts_with("127.0.0.1:"), "{started}");
+    assert_eq!(started["issuer"], format!("http://{addr}"));
+    let (status, jwks) = http_get(&addr, "/.well-known/jwks.json");
+    assert!(status.contains(" 200 "), "{status}");
+    let keys: Value = serde_json::from_str(&jwks).unwrap();
+    let kid = keys["keys"][0]["kid"].as_str().unwrap().to_owned();
+    let (status, meta) = http_get(&addr, "/.well-known/oauth-authorization-server");
+    assert!(status.contains(" 200 "), "{status}");
+    assert!(meta.contains("introspection_endpoint"), "{meta}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join("signing-key.jwk"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the signing key is readable by others: {mode:o}"
+        );
+    }
+    assert!(data.join("broker.sqlite3").exists());
+
+    // Restarted on the same directory, it signs with the same key.
+    let (mut child, addr, _) = start();
+    let (_, jwks) = http_get(&addr, "/.well-known/jwks.json");
+    assert!(jwks.contains(&kid), "the key changed across a restart");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Without an administrator secret it refuses to start.
+    let out = Command::new(env!("CARGO_BIN_EXE_agentiam"))
+        .args([
+            "--json",
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("AGENTIAM_ADMIN_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err: Value = serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    assert_eq!(err["error"]["code"], "broker.config_invalid");
+}
