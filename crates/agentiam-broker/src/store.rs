@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use agentiam_token::{Claims, Revocation, RevocationSet, TokenError};
+use agentiam_token::{Revocation, RevocationSet, TokenError};
 use serde::{Deserialize, Serialize};
 
 use crate::BrokerError;
@@ -39,8 +39,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn prune(&self, now: i64) -> Result<(), BrokerError>;
 }
 
-/// A [`Store`]'s revocations as the token crate's [`RevocationSet`], so verifiers, token
-/// exchange and the guard consult the same entries the broker writes.
+/// A [`Store`]'s revocations as the token crate's [`RevocationSet`] (its default `check` walks
+/// token, agent, task and delegation ancestors), so verifiers, token exchange and the guard
+/// consult the same entries the broker writes.
 #[derive(Debug, Clone)]
 pub struct StoreRevocations {
     store: Arc<dyn Store>,
@@ -65,33 +66,6 @@ impl RevocationSet for StoreRevocations {
         self.store
             .revoke(&what, until)
             .map_err(|e| TokenError::RevocationUnavailable(e.to_string()))
-    }
-
-    fn check(&self, claims: &Claims) -> Result<Option<String>, TokenError> {
-        if let Some(jti) = &claims.jti
-            && self.has(&Revocation::Token(jti.clone()))?
-        {
-            return Ok(Some("token".into()));
-        }
-        if self.has(&Revocation::Agent(claims.sub.clone()))? {
-            return Ok(Some("agent".into()));
-        }
-        if let Some(task) = &claims.task
-            && self.has(&Revocation::Task(task.id.clone()))?
-        {
-            return Ok(Some("task".into()));
-        }
-        for hop in &claims.dlg {
-            if let Some(jti) = &hop.jti
-                && self.has(&Revocation::Token(jti.clone()))?
-            {
-                return Ok(Some("ancestor token".into()));
-            }
-            if self.has(&Revocation::Agent(hop.sub.clone()))? {
-                return Ok(Some("ancestor agent".into()));
-            }
-        }
-        Ok(None)
     }
 
     fn prune(&self, now: i64) -> Result<(), TokenError> {

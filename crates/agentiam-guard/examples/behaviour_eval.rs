@@ -561,6 +561,15 @@ fn arg_value(args: &[String], name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// Every agent family's role, by SPIFFE ID prefix.
+fn roles() -> RoleMap {
+    ["support", "finance", "hr", "research", "matcher"]
+        .into_iter()
+        .fold(RoleMap::new(), |map, role| {
+            map.role(role, format!("spiffe://example.org/agent/{role}"))
+        })
+}
+
 fn scopes() -> ScopeSet {
     let all: Vec<&str> = TOOLS.iter().map(|t| t.scope).collect();
     ScopeSet::parse(&all.join(" ")).expect("scopes")
@@ -616,14 +625,8 @@ fn main() {
     let mut calls = std::mem::take(&mut g.calls);
     calls.sort_by_key(|c| c.at);
 
-    let roles = RoleMap::new()
-        .role("support", "spiffe://example.org/agent/support")
-        .role("finance", "spiffe://example.org/agent/finance")
-        .role("hr", "spiffe://example.org/agent/hr")
-        .role("research", "spiffe://example.org/agent/research")
-        .role("matcher", "spiffe://example.org/agent/matcher");
     let clock = Arc::new(FixedClock::new(START));
-    let baselines = Baselines::new(roles, BaselineSettings::default()).with_clock(clock.clone());
+    let baselines = Baselines::new(roles(), BaselineSettings::default()).with_clock(clock.clone());
     let with = guard(&clock, Some(&baselines));
     let scopes = scopes();
     let exp = START + 100 * WEEK;
@@ -707,16 +710,7 @@ fn main() {
     }
     let plain_ns = t0.elapsed().as_nanos();
     let clock3 = Arc::new(FixedClock::new(START));
-    let alone = Baselines::new(
-        RoleMap::new()
-            .role("support", "spiffe://example.org/agent/support")
-            .role("finance", "spiffe://example.org/agent/finance")
-            .role("hr", "spiffe://example.org/agent/hr")
-            .role("research", "spiffe://example.org/agent/research")
-            .role("matcher", "spiffe://example.org/agent/matcher"),
-        BaselineSettings::default(),
-    )
-    .with_clock(clock3.clone());
+    let alone = Baselines::new(roles(), BaselineSettings::default()).with_clock(clock3.clone());
     let specs: BTreeMap<&str, ToolSpec> = TOOLS
         .iter()
         .map(|t| {

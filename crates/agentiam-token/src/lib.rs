@@ -42,7 +42,7 @@ pub use issue::{
 };
 pub use jws::{MAX_TOKEN_BYTES, sign_compact};
 pub use narrowing::{DEFAULT_MAX_DELEGATION_DEPTH, check_chain, check_step};
-pub use revocation::{InMemoryRevocationSet, Revocation, RevocationSet};
+pub use revocation::{InMemoryRevocationSet, Revocation, RevocationSet, revocation_reason};
 pub use scope::{
     Constraint, ConstraintValue, MAX_SCOPE_LEN, MAX_SCOPES, Op, Scope, ScopeDenial, ScopeRequest,
     ScopeSet,

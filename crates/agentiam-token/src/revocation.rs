@@ -27,7 +27,10 @@ pub trait RevocationSet: Send + Sync + std::fmt::Debug {
 
     /// Why these claims are revoked, if they are. A reason starting with `ancestor` means an
     /// ancestor in the delegation chain was revoked (`delegation.revoked_ancestor`).
-    fn check(&self, claims: &Claims) -> Result<Option<String>, TokenError>;
+    /// The default asks [`RevocationSet::contains`] for each entry the claims could match.
+    fn check(&self, claims: &Claims) -> Result<Option<String>, TokenError> {
+        revocation_reason(claims, |what| self.contains(what))
+    }
 
     /// Forgets revocations that ended before `now`.
     fn prune(&self, now: i64) -> Result<(), TokenError>;
@@ -35,6 +38,38 @@ pub trait RevocationSet: Send + Sync + std::fmt::Debug {
     /// Whether this exact entry is revoked (for records that are not token claims, such as
     /// offline delegation links).
     fn contains(&self, what: &Revocation) -> Result<bool, TokenError>;
+}
+
+/// Why `claims` are revoked according to `has`: by token, agent (`sub`), task, or an ancestor
+/// token or agent in the delegation chain (revoking one revokes every descendant).
+pub fn revocation_reason(
+    claims: &Claims,
+    mut has: impl FnMut(&Revocation) -> Result<bool, TokenError>,
+) -> Result<Option<String>, TokenError> {
+    if let Some(jti) = &claims.jti
+        && has(&Revocation::Token(jti.clone()))?
+    {
+        return Ok(Some("token".into()));
+    }
+    if has(&Revocation::Agent(claims.sub.clone()))? {
+        return Ok(Some("agent".into()));
+    }
+    if let Some(task) = &claims.task
+        && has(&Revocation::Task(task.id.clone()))?
+    {
+        return Ok(Some("task".into()));
+    }
+    for hop in &claims.dlg {
+        if let Some(jti) = &hop.jti
+            && has(&Revocation::Token(jti.clone()))?
+        {
+            return Ok(Some("ancestor token".into()));
+        }
+        if has(&Revocation::Agent(hop.sub.clone()))? {
+            return Ok(Some("ancestor agent".into()));
+        }
+    }
+    Ok(None)
 }
 
 /// An in-process revocation set.
@@ -67,31 +102,7 @@ impl RevocationSet for InMemoryRevocationSet {
         if entries.is_empty() {
             return Ok(None);
         }
-        if let Some(jti) = &claims.jti
-            && entries.contains_key(&Revocation::Token(jti.clone()))
-        {
-            return Ok(Some("token".into()));
-        }
-        if entries.contains_key(&Revocation::Agent(claims.sub.clone())) {
-            return Ok(Some("agent".into()));
-        }
-        if let Some(task) = &claims.task
-            && entries.contains_key(&Revocation::Task(task.id.clone()))
-        {
-            return Ok(Some("task".into()));
-        }
-        // Cascading: revoking any ancestor token or agent revokes every descendant.
-        for hop in &claims.dlg {
-            if let Some(jti) = &hop.jti
-                && entries.contains_key(&Revocation::Token(jti.clone()))
-            {
-                return Ok(Some("ancestor token".into()));
-            }
-            if entries.contains_key(&Revocation::Agent(hop.sub.clone())) {
-                return Ok(Some("ancestor agent".into()));
-            }
-        }
-        Ok(None)
+        revocation_reason(claims, |what| Ok(entries.contains_key(what)))
     }
 
     fn prune(&self, now: i64) -> Result<(), TokenError> {
