@@ -12,6 +12,9 @@ pub enum BrokerError {
     /// The broker's configuration is unusable.
     #[error("configuration: {0}")]
     Config(String),
+    /// The activity log could not record, flush or checkpoint.
+    #[error("activity log: {0}")]
+    Audit(String),
 }
 
 impl BrokerError {
@@ -21,6 +24,7 @@ impl BrokerError {
             Self::Store(_) => "broker.store_unavailable",
             Self::BadRequest(_) => "broker.bad_request",
             Self::Config(_) => "broker.config_invalid",
+            Self::Audit(_) => "broker.audit_unavailable",
         }
     }
 }

@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use agentiam_identity::Sha256Digest;
+use agentiam_identity::{Algorithm, Jwks, Sha256Digest, SigningKey};
+use agentiam_telemetry::{AgentRef, AuditEvent, AuditLog, Decision};
 use agentiam_token::{
-    AgentRegistration, Clock, Issuer, Revocation, ScopeSet, SystemClock, Verifier,
+    AgentRegistration, Clock, DpopVerifier, Issuer, Revocation, ScopeSet, SystemClock, Verifier,
 };
 use axum::extract::rejection::{FormRejection, JsonRejection};
 use axum::extract::{DefaultBodyLimit, State};
@@ -16,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::BrokerError;
+use crate::console::ConsoleSettings;
 use crate::store::{AgentRecord, Store, StoreRevocations};
 
 /// Largest request body the broker reads (bytes); larger ones are refused with 413 unread.
@@ -29,26 +31,42 @@ pub struct Broker {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     issuer: Arc<Issuer>,
     store: Arc<dyn Store>,
     base_url: String,
     admin_sha256: Vec<u8>,
     clock: Arc<dyn Clock>,
+    approver: SigningKey,
+    audit: Option<Arc<AuditLog>>,
+    dpop: DpopVerifier,
+    /// Bumped whenever an approval is settled, to wake long-polling agents.
+    settled: tokio::sync::watch::Sender<u64>,
+    console: ConsoleSettings,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("issuer", &self.issuer.issuer())
+            .field("base_url", &self.base_url)
+            .field("approver_kid", &self.approver.kid())
+            .field("audit", &self.audit.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// An OAuth error response (RFC 6749 section 5.2 shape) with our reason code beside.
 #[derive(Debug)]
-struct OAuthError {
-    status: StatusCode,
-    error: &'static str,
-    description: String,
-    code: String,
+pub(crate) struct OAuthError {
+    pub(crate) status: StatusCode,
+    pub(crate) error: &'static str,
+    pub(crate) description: String,
+    pub(crate) code: String,
 }
 
 impl OAuthError {
-    fn new(
+    pub(crate) fn new(
         status: StatusCode,
         error: &'static str,
         code: &str,
@@ -62,7 +80,7 @@ impl OAuthError {
         }
     }
 
-    fn bad_request(description: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(description: impl Into<String>) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -106,7 +124,7 @@ impl IntoResponse for OAuthError {
     }
 }
 
-fn sha256(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn sha256(bytes: &[u8]) -> Vec<u8> {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
         .as_ref()
         .to_vec()
@@ -130,23 +148,145 @@ impl Broker {
         for agent in store.agents()? {
             issuer.register(&parse_id(&agent.spiffe_id)?, registration(&agent)?);
         }
+        let approver = SigningKey::generate(Algorithm::EdDSA)
+            .map_err(|e| BrokerError::Config(format!("approver key: {e}")))?;
+        let base_url = base_url.into().trim_end_matches('/').to_owned();
+        let console = ConsoleSettings::for_base_url(&base_url);
         Ok(Self {
             inner: Arc::new(Inner {
                 issuer,
                 store,
-                base_url: base_url.into().trim_end_matches('/').to_owned(),
+                base_url,
                 admin_sha256: sha256(admin_secret.as_bytes()),
                 clock: Arc::new(SystemClock),
+                approver,
+                audit: None,
+                dpop: DpopVerifier::new(Arc::new(SystemClock)),
+                settled: tokio::sync::watch::channel(0).0,
+                console,
             }),
         })
     }
 
-    /// The clock (tests pin it). Call before serving.
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+    fn configure(mut self, f: impl FnOnce(&mut Inner)) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.clock = clock;
+            f(inner);
         }
         self
+    }
+
+    /// The clock (tests pin it). Call before serving.
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        self.configure(|inner| {
+            inner.dpop = DpopVerifier::new(clock.clone());
+            inner.clock = clock;
+        })
+    }
+
+    /// The key the broker signs approvals with (Ed25519; agents never hold it). Without one,
+    /// a fresh key is generated per process. Call before serving.
+    pub fn with_approver_key(self, key: SigningKey) -> Self {
+        self.configure(|inner| inner.approver = key)
+    }
+
+    /// The activity log every token, revocation and approval step is written to, the
+    /// directory it lives in, and the key its checkpoints verify with (the console shows
+    /// the log and whether it verifies). Call before serving.
+    pub fn with_audit_log(
+        self,
+        log: Arc<AuditLog>,
+        dir: impl Into<std::path::PathBuf>,
+        verifier: Option<agentiam_telemetry::NoteVerifier>,
+    ) -> Self {
+        let dir = dir.into();
+        self.configure(|inner| {
+            inner.audit = Some(log);
+            inner.console.audit_dir = Some(dir);
+            inner.console.audit_verifier = verifier;
+        })
+    }
+
+    /// The approver key's public half, for guards' [`agentiam_guard::ApproverKeys`].
+    pub fn approver_public_key(&self) -> &agentiam_identity::PublicKey {
+        self.inner.approver.public_key()
+    }
+
+    /// The activity log, if one is attached.
+    pub fn audit_log(&self) -> Option<&Arc<AuditLog>> {
+        self.inner.audit.as_ref()
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    pub(crate) fn issuer(&self) -> &Arc<Issuer> {
+        &self.inner.issuer
+    }
+
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    pub(crate) fn dpop(&self) -> &DpopVerifier {
+        &self.inner.dpop
+    }
+
+    pub(crate) fn approver(&self) -> &SigningKey {
+        &self.inner.approver
+    }
+
+    pub(crate) fn console_settings(&self) -> &ConsoleSettings {
+        &self.inner.console
+    }
+
+    pub(crate) fn settled(&self) -> &tokio::sync::watch::Sender<u64> {
+        &self.inner.settled
+    }
+
+    pub(crate) fn now(&self) -> i64 {
+        self.inner.clock.now()
+    }
+
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.now().saturating_mul(1000)
+    }
+
+    pub(crate) fn issuer_url(&self) -> String {
+        self.inner.issuer.issuer().to_owned()
+    }
+
+    /// The token endpoint's URL: the audience of client assertions and DPoP proofs.
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/oauth2/token", self.inner.base_url)
+    }
+
+    /// Appends an event to the activity log. Fails closed: when the log cannot take it, the
+    /// action it records is refused (503, `broker.audit_unavailable`).
+    pub(crate) fn audit(&self, event: agentiam_telemetry::AuditEvent) -> Result<(), OAuthError> {
+        let Some(log) = &self.inner.audit else {
+            return Ok(());
+        };
+        log.append(event).map_err(|e| {
+            OAuthError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "broker.audit_unavailable",
+                format!("the activity log cannot record this: {e}"),
+            )
+        })
+    }
+
+    /// Flushes the activity log to disk and signs a checkpoint over it; what graceful
+    /// shutdown calls. Returns the checkpoint note, if there is a log.
+    pub fn flush_audit(&self) -> Result<Option<String>, BrokerError> {
+        let Some(log) = &self.inner.audit else {
+            return Ok(None);
+        };
+        log.flush()
+            .and_then(|_| log.checkpoint())
+            .map(Some)
+            .map_err(|e| BrokerError::Audit(e.to_string()))
     }
 
     /// The revocations the broker writes, for verifiers in the same process.
@@ -159,16 +299,19 @@ impl Broker {
         Router::new()
             .route("/.well-known/jwks.json", get(jwks))
             .route("/.well-known/oauth-authorization-server", get(metadata))
+            .route("/oauth2/token", post(crate::token::token))
             .route("/oauth2/introspect", post(introspect))
             .route("/oauth2/revoke", post(revoke))
             .route("/admin/agents", post(register_agent).get(list_agents))
+            .merge(crate::approvals_http::routes())
+            .merge(crate::console::routes())
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .with_state(self.clone())
     }
 
     /// Refuses a request without the administrator's bearer token (constant-time comparison
     /// of SHA-256 digests, so neither the secret nor its length leaks through timing).
-    fn admin(&self, headers: &HeaderMap) -> Result<(), OAuthError> {
+    pub(crate) fn admin(&self, headers: &HeaderMap) -> Result<(), OAuthError> {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -194,7 +337,7 @@ impl Broker {
 
     /// Verifies a token this broker issued, for any audience (introspection and revocation
     /// answer for every service; a service itself must always check its own audience).
-    fn verify(
+    pub(crate) fn verify(
         &self,
         token: &str,
         check_revocation: bool,
@@ -209,12 +352,40 @@ impl Broker {
     }
 }
 
-fn parse_id(id: &str) -> Result<agentiam_identity::SpiffeId, BrokerError> {
+pub(crate) fn parse_id(id: &str) -> Result<agentiam_identity::SpiffeId, BrokerError> {
     agentiam_identity::parse_spiffe_id(id)
         .map_err(|e| BrokerError::BadRequest(format!("spiffe_id: {e}")))
 }
 
+/// Attestors the token endpoint knows how to run.
+pub(crate) const KNOWN_ATTESTORS: &[&str] = &["configuration"];
+
 fn registration(agent: &AgentRecord) -> Result<AgentRegistration, BrokerError> {
+    if let Some(jwks) = &agent.jwks {
+        let keys = Jwks::from_json(&jwks.to_string())
+            .map_err(|e| BrokerError::BadRequest(format!("jwks: {e}")))?;
+        if keys.keys().is_empty() || !keys.skipped().is_empty() {
+            return Err(BrokerError::BadRequest(
+                "jwks: every key must be a usable EdDSA (Ed25519) or ES256 public key".into(),
+            ));
+        }
+    }
+    if agent.attestors.is_empty() {
+        return Err(BrokerError::BadRequest(
+            "attestors: at least one is required (known: configuration)".into(),
+        ));
+    }
+    if let Some(unknown) = agent
+        .attestors
+        .iter()
+        .find(|a| !KNOWN_ATTESTORS.contains(&a.as_str()))
+    {
+        return Err(BrokerError::BadRequest(format!(
+            "attestors: {:?} is not known (known: {})",
+            unknown.chars().take(80).collect::<String>(),
+            KNOWN_ATTESTORS.join(", ")
+        )));
+    }
     let scopes = ScopeSet::parse(&agent.max_scopes)
         .map_err(|e| BrokerError::BadRequest(format!("max_scopes: {e}")))?;
     let mut registration = AgentRegistration::new(scopes);
@@ -247,6 +418,11 @@ async fn metadata(State(broker): State<Broker>) -> Json<Value> {
     Json(json!({
         "issuer": broker.inner.issuer.issuer(),
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "token_endpoint": format!("{base}/oauth2/token"),
+        "grant_types_supported": [crate::token::GRANT_CLIENT_CREDENTIALS, crate::token::GRANT_TOKEN_EXCHANGE],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
+        "dpop_signing_alg_values_supported": ["EdDSA", "ES256"],
         "introspection_endpoint": format!("{base}/oauth2/introspect"),
         "introspection_endpoint_auth_methods_supported": ["bearer"],
         "revocation_endpoint": format!("{base}/oauth2/revoke"),
@@ -266,7 +442,11 @@ struct TokenForm {
 }
 
 /// A body the extractor refused: too large (413, `broker.body_too_large`) or malformed (400).
-fn refused_body(status: StatusCode, what: &str, why: impl std::fmt::Display) -> OAuthError {
+pub(crate) fn refused_body(
+    status: StatusCode,
+    what: &str,
+    why: impl std::fmt::Display,
+) -> OAuthError {
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         return OAuthError::new(
             status,
@@ -278,7 +458,7 @@ fn refused_body(status: StatusCode, what: &str, why: impl std::fmt::Display) -> 
     OAuthError::bad_request(format!("{what}: {why}"))
 }
 
-fn form_error(rejection: FormRejection) -> OAuthError {
+pub(crate) fn form_error(rejection: FormRejection) -> OAuthError {
     refused_body(
         rejection.status(),
         "the body must be application/x-www-form-urlencoded with a token",
@@ -327,6 +507,18 @@ async fn revoke(
                 ));
             }
         };
+        let mut event = AuditEvent::new(
+            "token_revoked",
+            AgentRef {
+                spiffe_id: claims.presenter().to_owned(),
+                composite_digest: claims.agent.as_ref().map(|a| a.digest.to_string()),
+            },
+            broker.now_ms(),
+            Decision::allow(),
+        );
+        event.token_jti.clone_from(&claims.jti);
+        event.task_id = claims.task.as_ref().map(|t| t.id.clone());
+        broker.audit(event)?;
         broker.inner.store.revoke(&what, claims.exp)?;
     }
     Ok(StatusCode::OK.into_response())
@@ -341,6 +533,17 @@ async fn register_agent(
     let Json(agent) = body.map_err(|e| refused_body(e.status(), "agent registration", &e))?;
     let id = parse_id(&agent.spiffe_id)?;
     let registration = registration(&agent)?;
+    let mut event = AuditEvent::new(
+        "agent_registered",
+        AgentRef {
+            spiffe_id: agent.spiffe_id.clone(),
+            composite_digest: agent.allowed_digests.first().cloned(),
+        },
+        broker.now_ms(),
+        Decision::allow(),
+    );
+    event.data_accessed = vec![format!("scope:{}", agent.max_scopes)];
+    broker.audit(event)?;
     broker.inner.store.put_agent(&agent)?;
     broker.inner.issuer.register(&id, registration);
     Ok((StatusCode::CREATED, Json(agent)).into_response())

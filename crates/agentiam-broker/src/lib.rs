@@ -29,14 +29,24 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod approvals;
+mod approvals_http;
+mod console;
 mod error;
 mod http;
 mod serve;
 mod sqlite;
 mod store;
+mod token;
 
+pub use approvals::{
+    ApprovalFinding, ApprovalRecord, ApprovalStatus, ApprovalSubmission, RequesterContext,
+};
+pub use approvals_http::MAX_WAIT_SECS;
+pub use console::{MIN_PASSWORD_CHARS, SESSION_SECS, hash_password};
 pub use error::BrokerError;
 pub use http::{Broker, MAX_BODY_BYTES};
 pub use serve::{DataDir, serve};
 pub use sqlite::SqliteStore;
-pub use store::{AgentRecord, Store, StoreRevocations};
+pub use store::{AgentRecord, ConsoleSession, Store, StoreRevocations};
+pub use token::{GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE, MAX_ATTESTATION_BYTES};

@@ -7,10 +7,11 @@ use agentiam_token::Revocation;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::BrokerError;
-use crate::store::{AgentRecord, Store};
+use crate::approvals::{ApprovalRecord, ApprovalStatus};
+use crate::store::{AgentRecord, ConsoleSession, Store};
 
 /// The schema version this code writes; an older file is migrated, a newer one refused.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// The broker's store in one SQLite file (or in memory, for tests).
 #[derive(Debug)]
@@ -67,6 +68,26 @@ impl SqliteStore {
                  value TEXT NOT NULL,
                  until INTEGER NOT NULL,
                  PRIMARY KEY (kind, value)
+             );
+             CREATE TABLE IF NOT EXISTS used_once (
+                 key TEXT PRIMARY KEY,
+                 until INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS approvals (
+                 id TEXT PRIMARY KEY,
+                 status TEXT NOT NULL,
+                 created_at INTEGER NOT NULL,
+                 record TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS approvals_by_status ON approvals (status, created_at);
+             CREATE TABLE IF NOT EXISTS approvers (
+                 name TEXT PRIMARY KEY,
+                 password_hash TEXT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS console_sessions (
+                 id_sha256 TEXT PRIMARY KEY,
+                 record TEXT NOT NULL,
+                 expires_at INTEGER NOT NULL
              );",
         )
         .map_err(store_err)?;
@@ -155,8 +176,148 @@ impl Store for SqliteStore {
 
     fn prune(&self, now: i64) -> Result<(), BrokerError> {
         self.with(|c| {
-            c.execute("DELETE FROM revocations WHERE until < ?1", params![now])
-                .map(|_| ())
+            c.execute("DELETE FROM revocations WHERE until < ?1", params![now])?;
+            c.execute("DELETE FROM used_once WHERE until < ?1", params![now])?;
+            c.execute(
+                "DELETE FROM console_sessions WHERE expires_at < ?1",
+                params![now],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn use_once(&self, key: &str, until: i64, now: i64) -> Result<bool, BrokerError> {
+        self.with(|c| {
+            // An expired entry may be reused; a live one may not.
+            c.execute(
+                "DELETE FROM used_once WHERE key = ?1 AND until < ?2",
+                params![key, now],
+            )?;
+            c.execute(
+                "INSERT INTO used_once (key, until) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+                params![key, until],
+            )
+            .map(|inserted| inserted == 1)
+        })
+    }
+
+    fn put_approval(&self, record: &ApprovalRecord) -> Result<(), BrokerError> {
+        let text = serde_json::to_string(record).map_err(store_err)?;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO approvals (id, status, created_at, record) VALUES (?1, ?2, ?3, ?4)",
+                params![record.id, record.status.as_str(), record.created_at, text],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>, BrokerError> {
+        let text: Option<String> = self.with(|c| {
+            c.query_row(
+                "SELECT record FROM approvals WHERE id = ?1",
+                params![id],
+                |row| row.get(0),
+            )
+            .optional()
+        })?;
+        text.map(|t| serde_json::from_str(&t).map_err(store_err))
+            .transpose()
+    }
+
+    fn approvals(
+        &self,
+        status: Option<ApprovalStatus>,
+        limit: usize,
+    ) -> Result<Vec<ApprovalRecord>, BrokerError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let texts: Vec<String> = self.with(|c| match status {
+            Some(s) => {
+                let mut stmt = c.prepare(
+                    "SELECT record FROM approvals WHERE status = ?1
+                     ORDER BY created_at DESC, id DESC LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(params![s.as_str(), limit], |row| row.get(0))?;
+                rows.collect()
+            }
+            None => {
+                let mut stmt = c.prepare(
+                    "SELECT record FROM approvals ORDER BY created_at DESC, id DESC LIMIT ?1",
+                )?;
+                let rows = stmt.query_map(params![limit], |row| row.get(0))?;
+                rows.collect()
+            }
+        })?;
+        texts
+            .iter()
+            .map(|t| serde_json::from_str(t).map_err(store_err))
+            .collect()
+    }
+
+    fn settle_approval(&self, record: &ApprovalRecord) -> Result<bool, BrokerError> {
+        let text = serde_json::to_string(record).map_err(store_err)?;
+        self.with(|c| {
+            c.execute(
+                "UPDATE approvals SET status = ?2, record = ?3 WHERE id = ?1 AND status = 'pending'",
+                params![record.id, record.status.as_str(), text],
+            )
+            .map(|changed| changed == 1)
+        })
+    }
+
+    fn put_approver(&self, name: &str, password_hash: &str) -> Result<(), BrokerError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO approvers (name, password_hash) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash",
+                params![name, password_hash],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn approver(&self, name: &str) -> Result<Option<String>, BrokerError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT password_hash FROM approvers WHERE name = ?1",
+                params![name],
+                |row| row.get(0),
+            )
+            .optional()
+        })
+    }
+
+    fn put_session(&self, session: &ConsoleSession) -> Result<(), BrokerError> {
+        let text = serde_json::to_string(session).map_err(store_err)?;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO console_sessions (id_sha256, record, expires_at) VALUES (?1, ?2, ?3)",
+                params![session.id_sha256, text, session.expires_at],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn session(&self, id_sha256: &str, now: i64) -> Result<Option<ConsoleSession>, BrokerError> {
+        let text: Option<String> = self.with(|c| {
+            c.query_row(
+                "SELECT record FROM console_sessions WHERE id_sha256 = ?1 AND expires_at >= ?2",
+                params![id_sha256, now],
+                |row| row.get(0),
+            )
+            .optional()
+        })?;
+        text.map(|t| serde_json::from_str(&t).map_err(store_err))
+            .transpose()
+    }
+
+    fn end_session(&self, id_sha256: &str) -> Result<(), BrokerError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM console_sessions WHERE id_sha256 = ?1",
+                params![id_sha256],
+            )
+            .map(|_| ())
         })
     }
 }

@@ -8,6 +8,7 @@ use agentiam_token::{Revocation, RevocationSet, TokenError};
 use serde::{Deserialize, Serialize};
 
 use crate::BrokerError;
+use crate::approvals::{ApprovalRecord, ApprovalStatus};
 
 /// A registered agent: who it is, the most it may ever be granted, and which composite
 /// identities it may present.
@@ -21,6 +22,20 @@ pub struct AgentRecord {
     /// Composite identity digests (`sha256:...`) it may present; empty: any.
     #[serde(default)]
     pub allowed_digests: Vec<String>,
+    /// The agent's public keys for `private_key_jwt` client authentication at the token
+    /// endpoint (a JWKS document, as RFC 7591's `jwks`). Without it the agent cannot get tokens
+    /// from the broker over HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
+    /// The attestors whose evidence the token endpoint requires, by name. Known:
+    /// `configuration` (the model, system prompt, tool manifest and runtime are sent and the
+    /// composite digest is recomputed from them). Default: `["configuration"]`.
+    #[serde(default = "default_attestors")]
+    pub attestors: Vec<String>,
+}
+
+fn default_attestors() -> Vec<String> {
+    vec!["configuration".to_owned()]
 }
 
 /// Where the broker keeps what must outlive a process and be shared between replicas.
@@ -35,8 +50,52 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn revoke(&self, what: &Revocation, until: i64) -> Result<(), BrokerError>;
     /// Whether this entry is revoked (and not yet expired at `now`).
     fn is_revoked(&self, what: &Revocation, now: i64) -> Result<bool, BrokerError>;
-    /// Forgets revocations that ended before `now`.
+    /// Forgets revocations, used nonces and sessions that ended before `now`.
     fn prune(&self, now: i64) -> Result<(), BrokerError>;
+
+    /// Records `key` (e.g. a client assertion's issuer and `jti`) as used until `until`.
+    /// `Ok(true)` the first time, `Ok(false)` when it was used before and has not expired.
+    fn use_once(&self, key: &str, until: i64, now: i64) -> Result<bool, BrokerError>;
+
+    /// Stores a new approval request (its `id` must be fresh).
+    fn put_approval(&self, record: &ApprovalRecord) -> Result<(), BrokerError>;
+    /// One approval request.
+    fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>, BrokerError>;
+    /// Approval requests in `status` (all when `None`), newest first, at most `limit`.
+    fn approvals(
+        &self,
+        status: Option<ApprovalStatus>,
+        limit: usize,
+    ) -> Result<Vec<ApprovalRecord>, BrokerError>;
+    /// Replaces a pending request with its settled record, atomically: `Ok(false)` when it
+    /// was no longer pending (someone else settled it first), and nothing changes.
+    fn settle_approval(&self, record: &ApprovalRecord) -> Result<bool, BrokerError>;
+
+    /// Stores an approver's password hash (a PHC string), replacing an earlier one.
+    fn put_approver(&self, name: &str, password_hash: &str) -> Result<(), BrokerError>;
+    /// An approver's password hash.
+    fn approver(&self, name: &str) -> Result<Option<String>, BrokerError>;
+
+    /// Stores a console session under the SHA-256 of its cookie value.
+    fn put_session(&self, session: &ConsoleSession) -> Result<(), BrokerError>;
+    /// A session that has not expired at `now`.
+    fn session(&self, id_sha256: &str, now: i64) -> Result<Option<ConsoleSession>, BrokerError>;
+    /// Ends a session.
+    fn end_session(&self, id_sha256: &str) -> Result<(), BrokerError>;
+}
+
+/// An approver's signed-in console session. The cookie holds a random value; the store keeps
+/// only its SHA-256, so a copy of the store does not let anyone sign in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleSession {
+    /// Hex SHA-256 of the cookie value.
+    pub id_sha256: String,
+    /// Who signed in.
+    pub approver: String,
+    /// The CSRF token every form in this session must echo.
+    pub csrf: String,
+    /// When the session ends (seconds since the epoch).
+    pub expires_at: i64,
 }
 
 /// A [`Store`]'s revocations as the token crate's [`RevocationSet`] (its default `check` walks

@@ -10,103 +10,16 @@
     reason = "test harness: a panic is a failed test"
 )]
 
+mod common;
+
 use std::sync::Arc;
 
 use agentiam_broker::{Broker, SqliteStore, Store};
 use agentiam_delegation::{ExchangeRequest, Exchanger};
 use agentiam_identity::*;
 use agentiam_token::*;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use serde_json::{Value, json};
-
-const ISS: &str = "https://broker.test";
-const ADMIN: &str = "admin-secret-0123456789-abcdefghijklmnop";
-
-fn agent(path: &str) -> AgentIdentity {
-    AgentIdentity::new(
-        parse_spiffe_id(&format!("spiffe://acme.test/agent/{path}")).unwrap(),
-        ModelRef::new("p", "m", "1"),
-        &AgentConfiguration::new(format!("You are {path}."), vec![]),
-        RuntimeDescriptor::new("process"),
-    )
-    .unwrap()
-}
-
-struct Running {
-    base: String,
-    issuer: Arc<Issuer>,
-    store: Arc<dyn Store>,
-}
-
-async fn start(store: Arc<dyn Store>) -> Running {
-    let issuer = Arc::new(Issuer::new(
-        ISS,
-        KeySet::new(SigningKey::ed25519_from_seed(&[3u8; 32]).unwrap()),
-    ));
-    let broker = Broker::new(issuer.clone(), store.clone(), "http://broker.test", ADMIN).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = broker.router();
-    tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    Running {
-        base: format!("http://{addr}"),
-        issuer,
-        store,
-    }
-}
-
-async fn call(
-    r: &Running,
-    method: &str,
-    path: &str,
-    auth: Option<&str>,
-    content_type: &str,
-    body: impl Into<Bytes>,
-) -> (u16, http::HeaderMap, Value) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(format!("{}{path}", r.base))
-        .header("content-type", content_type);
-    if let Some(a) = auth {
-        req = req.header("authorization", format!("Bearer {a}"));
-    }
-    let resp = client
-        .request(req.body(Full::new(body.into())).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    (status, headers, json)
-}
-
-async fn form(
-    r: &Running,
-    path: &str,
-    auth: Option<&str>,
-    body: &str,
-) -> (u16, http::HeaderMap, Value) {
-    call(
-        r,
-        "POST",
-        path,
-        auth,
-        "application/x-www-form-urlencoded",
-        body.to_owned(),
-    )
-    .await
-}
-
-fn register_body(a: &AgentIdentity, scopes: &str) -> String {
-    json!({"spiffe_id": a.spiffe_id().to_string(), "max_scopes": scopes, "allowed_digests": [a.composite_digest().to_string()]}).to_string()
-}
+use common::*;
+use serde_json::json;
 
 #[tokio::test]
 async fn keys_and_metadata_are_published() {

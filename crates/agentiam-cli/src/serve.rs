@@ -60,9 +60,19 @@ pub(crate) fn run(args: &ServeArgs, out: &Output) -> Result<(), CliError> {
         );
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
-        serve(&broker, listener, shutdown_signal())
+        let checkpoint = serve(&broker, listener, shutdown_signal())
             .await
-            .map_err(|e| CliError::usage("cli.io", e))
+            .map_err(|e| CliError::usage(e.code(), e))?;
+        let size = checkpoint
+            .as_deref()
+            .and_then(|note| note.lines().nth(1))
+            .unwrap_or("0")
+            .to_owned();
+        out.result(
+            &json!({"stopped": true, "audit_records": size.parse::<u64>().unwrap_or(0)}),
+            &format!("agentiam broker stopped; activity log flushed and checkpointed at {size} records"),
+        );
+        Ok(())
     })
 }
 

@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod assertion;
 mod cache;
 mod claims;
 mod clock;
@@ -32,6 +33,10 @@ mod revocation;
 mod scope;
 mod verify;
 
+pub use assertion::{
+    AssertionRules, CLIENT_ASSERTION_TYPE_JWT, ClientAssertion, MAX_ASSERTION_LIFETIME_SECS,
+    UnverifiedClientAssertion, create_client_assertion,
+};
 pub use cache::CachingVerifier;
 pub use claims::{AgentClaim, Audience, Budget, Claims, Confirmation, DelegationHop, TaskClaim};
 pub use clock::{Clock, Entropy, FixedClock, SystemClock, SystemEntropy};

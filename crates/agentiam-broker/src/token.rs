@@ -1,0 +1,450 @@
+//! `POST /oauth2/token`: client credentials with `private_key_jwt` (RFC 7523) plus attestation
+//! evidence for an agent's first token, and token exchange (RFC 8693) for a sub-agent.
+
+use agentiam_delegation::{ExchangeRequest, Exchanger};
+use agentiam_identity::{AgentConfiguration, AgentIdentity, Jwks, ModelRef, RuntimeDescriptor};
+use agentiam_telemetry::{AgentRef, AuditEvent, Decision};
+use agentiam_token::{
+    AssertionRules, CLIENT_ASSERTION_TYPE_JWT, DpopRequest, IssuedToken, ScopeSet, TokenError,
+    TokenRequest, UnverifiedClientAssertion,
+};
+use axum::extract::State;
+use axum::extract::rejection::FormRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Form, Json};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::http::{Broker, OAuthError, form_error, parse_id};
+use crate::store::AgentRecord;
+
+/// RFC 8693's grant type.
+pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// RFC 6749's client credentials grant.
+pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
+/// RFC 8693 token type of our access tokens.
+const TOKEN_TYPE_ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
+const TOKEN_TYPE_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+/// Largest attestation evidence accepted (bytes of JSON).
+pub const MAX_ATTESTATION_BYTES: usize = 48 * 1024;
+
+/// The token request's parameters. Unknown parameters are ignored (RFC 6749 section 3.2);
+/// a repeated one is refused by the form parser.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct TokenForm {
+    grant_type: Option<String>,
+    client_id: Option<String>,
+    client_assertion_type: Option<String>,
+    client_assertion: Option<String>,
+    scope: Option<String>,
+    audience: Option<String>,
+    /// RFC 8707, accepted as the audience when `audience` is absent.
+    resource: Option<String>,
+    /// The task this token is for (agentiam extension).
+    task_id: Option<String>,
+    /// What the task is for, in words (agentiam extension).
+    task_purpose: Option<String>,
+    /// The attestation evidence, JSON (agentiam extension): `{"model", "configuration", "runtime"}`.
+    agent_attestation: Option<String>,
+    subject_token: Option<String>,
+    subject_token_type: Option<String>,
+    requested_token_type: Option<String>,
+}
+
+/// What an agent sends to prove what it runs: the model, its system prompt and tool manifest,
+/// and its runtime. The broker recomputes the composite digest from them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttestationEvidence {
+    model: ModelRef,
+    configuration: AgentConfiguration,
+    #[serde(default)]
+    runtime: Option<RuntimeDescriptor>,
+}
+
+fn invalid_request(description: impl Into<String>) -> OAuthError {
+    OAuthError::bad_request(description)
+}
+
+fn invalid_client(code: &str, description: impl Into<String>) -> OAuthError {
+    OAuthError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        code,
+        description,
+    )
+}
+
+/// How a token error from issuing or exchanging reads as an OAuth error.
+fn grant_error(e: &TokenError) -> OAuthError {
+    let (status, error) = match e {
+        TokenError::InvalidScope { .. }
+        | TokenError::ScopeNotPermitted(_)
+        | TokenError::ScopeWidened(_) => (StatusCode::BAD_REQUEST, "invalid_scope"),
+        TokenError::InvalidRequest(_) | TokenError::LifetimeTooLong { .. } => {
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        }
+        TokenError::RevocationUnavailable(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+        }
+        TokenError::Signing(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+        _ => (StatusCode::BAD_REQUEST, "invalid_grant"),
+    };
+    OAuthError::new(status, error, e.code(), e.to_string())
+}
+
+/// The client that authenticated, its registration, and the identity its evidence proves.
+struct Authenticated {
+    record: AgentRecord,
+    identity: AgentIdentity,
+}
+
+impl Broker {
+    /// RFC 7523 client authentication, then the attestation evidence.
+    fn authenticate(&self, form: &TokenForm) -> Result<Authenticated, OAuthError> {
+        match form.client_assertion_type.as_deref() {
+            Some(CLIENT_ASSERTION_TYPE_JWT) => {}
+            Some(_) => {
+                return Err(invalid_client(
+                    "broker.client_auth_failed",
+                    format!("client_assertion_type must be {CLIENT_ASSERTION_TYPE_JWT}"),
+                ));
+            }
+            None => {
+                return Err(invalid_client(
+                    "broker.client_auth_failed",
+                    "agents authenticate with a signed client assertion (private_key_jwt)",
+                ));
+            }
+        }
+        let assertion = form.client_assertion.as_deref().ok_or_else(|| {
+            invalid_client("broker.client_auth_failed", "client_assertion is missing")
+        })?;
+        let fail = |e: TokenError| invalid_client(e.code(), format!("client assertion: {e}"));
+        let unverified = UnverifiedClientAssertion::parse(assertion).map_err(fail)?;
+        let client = unverified.client_id().to_owned();
+        if form.client_id.as_deref().is_some_and(|c| c != client) {
+            return Err(invalid_client(
+                "broker.client_auth_failed",
+                "client_id is not the client assertion's issuer",
+            ));
+        }
+        let record = self
+            .store()
+            .agent(&client)?
+            .ok_or_else(|| invalid_client("token.unregistered_agent", "unknown client"))?;
+        let keys = record
+            .jwks
+            .as_ref()
+            .map(|j| Jwks::from_json(&j.to_string()))
+            .transpose()
+            .map_err(|e| invalid_client("broker.client_auth_failed", format!("jwks: {e}")))?
+            .ok_or_else(|| {
+                invalid_client(
+                    "broker.client_auth_failed",
+                    "the agent has no registered keys (jwks) for client authentication",
+                )
+            })?;
+        let now = self.now();
+        let rules = AssertionRules::new([self.token_endpoint(), self.issuer_url()], now);
+        let verified = unverified.verify(&keys, &rules).map_err(fail)?;
+        let once = format!("client_assertion\n{client}\n{}", verified.jti());
+        if !self
+            .store()
+            .use_once(&once, verified.expires_at().saturating_add(60), now)?
+        {
+            return Err(invalid_client(
+                "broker.assertion_replayed",
+                "this client assertion was already used",
+            ));
+        }
+        let identity = self.attest(&record, form.agent_attestation.as_deref())?;
+        Ok(Authenticated { record, identity })
+    }
+
+    /// Builds the agent's composite identity from its evidence and checks it against the
+    /// registration. The digest pin itself is enforced again by the issuer.
+    fn attest(
+        &self,
+        record: &AgentRecord,
+        evidence: Option<&str>,
+    ) -> Result<AgentIdentity, OAuthError> {
+        let attestation_failed = |why: String| {
+            OAuthError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "identity.attestation_failed",
+                why,
+            )
+        };
+        let evidence = evidence.ok_or_else(|| {
+            attestation_failed(format!(
+                "agent_attestation is required (attestors: {})",
+                record.attestors.join(", ")
+            ))
+        })?;
+        if evidence.len() > MAX_ATTESTATION_BYTES {
+            return Err(attestation_failed(format!(
+                "agent_attestation is over {MAX_ATTESTATION_BYTES} bytes"
+            )));
+        }
+        let evidence: AttestationEvidence = serde_json::from_str(evidence)
+            .map_err(|e| attestation_failed(format!("agent_attestation: {e}")))?;
+        let id = parse_id(&record.spiffe_id)?;
+        let identity = AgentIdentity::new(
+            id,
+            evidence.model,
+            &evidence.configuration,
+            evidence.runtime.unwrap_or_default(),
+        )
+        .map_err(|e| attestation_failed(e.to_string()))?;
+        if !record.allowed_digests.is_empty()
+            && !record
+                .allowed_digests
+                .iter()
+                .any(|d| *d == identity.composite_digest().to_string())
+        {
+            return Err(OAuthError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "token.identity_mismatch",
+                format!(
+                    "composite identity {} is not registered for {}: a changed model, prompt, \
+                     tool or runtime is a different agent",
+                    identity.composite_digest(),
+                    record.spiffe_id
+                ),
+            ));
+        }
+        Ok(identity)
+    }
+
+    fn dpop_jkt(&self, headers: &HeaderMap) -> Result<Option<String>, OAuthError> {
+        let Some(proof) = headers.get("dpop") else {
+            return Ok(None);
+        };
+        let proof = proof
+            .to_str()
+            .map_err(|_| invalid_request("the DPoP header is not text"))?;
+        let endpoint = self.token_endpoint();
+        let request = DpopRequest {
+            method: "POST",
+            url: &endpoint,
+        };
+        let verified = self.dpop().verify(proof, &request, None).map_err(|e| {
+            OAuthError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_dpop_proof",
+                e.code(),
+                e.to_string(),
+            )
+        })?;
+        Ok(Some(verified.jkt().to_owned()))
+    }
+
+    fn audit_token(
+        &self,
+        kind: &str,
+        agent: Option<&AgentIdentity>,
+        client: &str,
+        outcome: Result<&IssuedToken, &OAuthError>,
+    ) -> Result<(), OAuthError> {
+        let decision = match outcome {
+            Ok(_) => Decision::allow(),
+            Err(e) => Decision::deny(e.code.clone()),
+        };
+        let mut event = AuditEvent::new(
+            kind,
+            AgentRef {
+                spiffe_id: client.to_owned(),
+                composite_digest: agent.map(|a| a.composite_digest().to_string()),
+            },
+            self.now_ms(),
+            decision,
+        );
+        if let Ok(issued) = outcome {
+            let c = &issued.claims;
+            event.token_jti.clone_from(&c.jti);
+            event.task_id = c.task.as_ref().map(|t| t.id.clone());
+            event.on_behalf_of = (c.sub != client).then(|| c.sub.clone());
+            event.delegation_chain = c.dlg.iter().map(|h| h.sub.clone()).collect();
+            event.data_accessed = vec![format!("scope:{}", c.scope)];
+        }
+        self.audit(event)
+    }
+}
+
+fn audience(form: &TokenForm) -> Result<String, OAuthError> {
+    form.audience
+        .clone()
+        .or_else(|| form.resource.clone())
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| {
+            invalid_request("audience (or resource) is required: name the service the token is for")
+        })
+}
+
+fn token_response(issued: &IssuedToken, now: i64, exchange: bool) -> Response {
+    let c = &issued.claims;
+    let bound = c.cnf.as_ref().is_some_and(|c| c.jkt.is_some());
+    let mut body = json!({
+        "access_token": issued.token,
+        "token_type": if bound { "DPoP" } else { "Bearer" },
+        "expires_in": c.exp.saturating_sub(now).max(0),
+        "scope": c.scope.to_string(),
+    });
+    if exchange && let Some(map) = body.as_object_mut() {
+        map.insert("issued_token_type".into(), TOKEN_TYPE_ACCESS.into());
+    }
+    let mut response = (StatusCode::OK, Json(body)).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+pub(crate) async fn token(
+    State(broker): State<Broker>,
+    headers: HeaderMap,
+    form: Result<Form<TokenForm>, FormRejection>,
+) -> Result<Response, OAuthError> {
+    let Form(form) = form.map_err(form_error)?;
+    let exchange = match form.grant_type.as_deref() {
+        Some(GRANT_CLIENT_CREDENTIALS) => false,
+        Some(GRANT_TOKEN_EXCHANGE) => true,
+        Some(other) => {
+            return Err(OAuthError::new(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "broker.unsupported_grant_type",
+                format!(
+                    "grant type {:?} is not supported: use {GRANT_CLIENT_CREDENTIALS} or \
+                     {GRANT_TOKEN_EXCHANGE}",
+                    other.chars().take(80).collect::<String>()
+                ),
+            ));
+        }
+        None => return Err(invalid_request("grant_type is missing")),
+    };
+    let kind = if exchange {
+        "token_exchanged"
+    } else {
+        "token_issued"
+    };
+    let claimed = form
+        .client_assertion
+        .as_deref()
+        .and_then(|a| UnverifiedClientAssertion::parse(a).ok())
+        .map_or_else(
+            || "unauthenticated".to_owned(),
+            |a| a.client_id().to_owned(),
+        );
+    let client = match broker.authenticate(&form) {
+        Ok(client) => client,
+        Err(e) => {
+            broker.audit_token(kind, None, &claimed, Err(&e))?;
+            return Err(e);
+        }
+    };
+    let outcome = if exchange {
+        broker.exchange(&form, &headers, &client)
+    } else {
+        broker.client_credentials(&form, &headers, &client)
+    };
+    broker.audit_token(
+        kind,
+        Some(&client.identity),
+        &client.record.spiffe_id,
+        outcome.as_ref(),
+    )?;
+    let issued = outcome?;
+    Ok(token_response(&issued, broker.now(), exchange))
+}
+
+impl Broker {
+    fn client_credentials(
+        &self,
+        form: &TokenForm,
+        headers: &HeaderMap,
+        client: &Authenticated,
+    ) -> Result<IssuedToken, OAuthError> {
+        let scope = form
+            .scope
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| {
+                OAuthError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    "broker.bad_request",
+                    "scope is required: ask for what this task needs, not the agent's maximum",
+                )
+            })?;
+        let scopes = ScopeSet::parse(scope).map_err(|e| grant_error(&e))?;
+        let task = form
+            .task_id
+            .clone()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                invalid_request("task_id is required: tokens are issued for one task")
+            })?;
+        let mut request = TokenRequest::new(
+            &client.identity,
+            audience(form)?,
+            scopes,
+            task,
+            form.task_purpose.clone().unwrap_or_default(),
+        );
+        if let Some(jkt) = self.dpop_jkt(headers)? {
+            request = request.bind_dpop(jkt);
+        }
+        self.issuer().issue(&request).map_err(|e| grant_error(&e))
+    }
+
+    fn exchange(
+        &self,
+        form: &TokenForm,
+        headers: &HeaderMap,
+        client: &Authenticated,
+    ) -> Result<IssuedToken, OAuthError> {
+        let subject = form
+            .subject_token
+            .as_deref()
+            .ok_or_else(|| invalid_request("subject_token is missing"))?;
+        match form.subject_token_type.as_deref() {
+            Some(TOKEN_TYPE_ACCESS | TOKEN_TYPE_JWT) => {}
+            _ => {
+                return Err(invalid_request(format!(
+                    "subject_token_type must be {TOKEN_TYPE_ACCESS}"
+                )));
+            }
+        }
+        if form
+            .requested_token_type
+            .as_deref()
+            .is_some_and(|t| t != TOKEN_TYPE_ACCESS && t != TOKEN_TYPE_JWT)
+        {
+            return Err(invalid_request(format!(
+                "requested_token_type must be {TOKEN_TYPE_ACCESS}"
+            )));
+        }
+        let mut request = ExchangeRequest::new(subject, &client.identity, audience(form)?);
+        if let Some(scope) = form.scope.as_deref().filter(|s| !s.trim().is_empty()) {
+            request = request.with_scopes(ScopeSet::parse(scope).map_err(|e| grant_error(&e))?);
+        }
+        request.dpop_jkt = self.dpop_jkt(headers)?;
+        let exchanger = Exchanger::new(self.issuer().clone())
+            .with_clock(self.clock().clone())
+            .with_revocation(std::sync::Arc::new(self.revocations()));
+        let issued = exchanger.exchange(&request).map_err(|e| grant_error(&e))?;
+        // The sub-agent's own registration bounds what it may hold, whatever its parent holds.
+        let max = ScopeSet::parse(&client.record.max_scopes).map_err(|e| grant_error(&e))?;
+        if let Some(outside) = issued.claims.scope.first_outside(&max) {
+            return Err(grant_error(&TokenError::ScopeNotPermitted(
+                outside.to_string(),
+            )));
+        }
+        Ok(issued)
+    }
+}

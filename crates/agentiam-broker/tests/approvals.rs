@@ -1,0 +1,383 @@
+//! Approvals over loopback: an agent's guard asks for a human, the agent posts the request and
+//! waits (long poll), an approver approves or denies, and the guard accepts the broker-signed
+//! approval exactly once. Bad input, other agents' requests and replays are refused with their
+//! codes and change nothing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    reason = "test harness: a panic is a failed test"
+)]
+
+mod common;
+
+use std::sync::Arc;
+
+use agentiam_broker::{ApprovalStatus, SqliteStore};
+use agentiam_guard::{
+    Approval, ApprovalRequest, ApproverKeys, Decision, Guard, PolicyEngine, Principal, Risk,
+    Session, ToolCall, ToolInterceptor, ToolSpec,
+};
+use agentiam_identity::*;
+use agentiam_token::*;
+use common::*;
+use serde_json::{Value, json};
+
+struct Setup {
+    r: Running,
+    token: String,
+    interceptor: ToolInterceptor,
+    session: Session,
+}
+
+async fn setup() -> Setup {
+    let r = start(Arc::new(SqliteStore::in_memory().unwrap())).await;
+    let ap = agent("ap");
+    r.issuer.register(
+        ap.spiffe_id(),
+        AgentRegistration::new(ScopeSet::parse("ledger.*:read ledger.*:void").unwrap()),
+    );
+    let issued = r
+        .issuer
+        .issue(&TokenRequest::new(
+            &ap,
+            "ledger",
+            ScopeSet::parse("ledger.ar:read ledger.ar:void").unwrap(),
+            "task-9",
+            "close March",
+        ))
+        .unwrap();
+    // The guard trusts the broker's approver key, fetched as a JWKS.
+    let (status, _, keys) = call(&r, "GET", "/approvals/keys", None, "text/plain", "").await;
+    assert_eq!(status, 200);
+    let jwks = Jwks::from_json(&keys.to_string()).unwrap();
+    let approver = jwks.keys()[0].clone();
+    assert_eq!(approver.kid(), r.broker.approver_public_key().kid());
+    let guard = Guard::builder(PolicyEngine::new(agentiam_guard::DEFAULT_POLICY, None).unwrap())
+        .tools([ToolSpec::new("void_invoice", Risk::Irreversible).with_scope("ledger.ar", "void")])
+        .approvers(ApproverKeys::new().add("broker", approver).unwrap())
+        .build()
+        .unwrap();
+    let token = Verifier::new(r.issuer.jwks(), ISS, "ledger")
+        .verify(&issued.token)
+        .unwrap();
+    let session = Session::new("s-1", Arc::new(Principal::from_token(&token)));
+    Setup {
+        r,
+        token: issued.token,
+        interceptor: ToolInterceptor::new(guard),
+        session,
+    }
+}
+
+fn needs_human(s: &Setup, args: &Value) -> ApprovalRequest {
+    match s
+        .interceptor
+        .before(&s.session, &ToolCall::new("void_invoice", args))
+    {
+        Decision::NeedsConfirmation(r) => *r,
+        other => panic!("expected a confirmation request, got {other:?}"),
+    }
+}
+
+async fn post(s: &Setup, auth: Option<&str>, body: String) -> (u16, Value) {
+    let (status, _, json) = call(&s.r, "POST", "/approvals", auth, "application/json", body).await;
+    (status, json)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_agent_proceeds_once_a_human_approves() {
+    let s = setup().await;
+    let args = json!({"invoice": "INV-7"});
+    let request = needs_human(&s, &args);
+    let body = json!({"request": request, "findings": [{"kind": "taint", "detail": "read vendor.example"}]});
+    let (status, posted) = post(&s, Some(&s.token), body.to_string()).await;
+    assert_eq!(status, 201, "{posted}");
+    let id = posted["id"].as_str().unwrap().to_owned();
+
+    // The agent waits; an approver answers while it does.
+    let waiting = {
+        let (base, token, id) = (s.r.base.clone(), s.token.clone(), id.clone());
+        tokio::spawn(async move {
+            let r = Running {
+                base,
+                ..start(Arc::new(SqliteStore::in_memory().unwrap())).await
+            };
+            let started = std::time::Instant::now();
+            let (status, _, json) = call(
+                &r,
+                "GET",
+                &format!("/approvals/{id}?wait=30"),
+                Some(&token),
+                "text/plain",
+                "",
+            )
+            .await;
+            (status, json, started.elapsed())
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (status, _, listed) = call(
+        &s.r,
+        "GET",
+        "/admin/approvals?status=pending",
+        Some(ADMIN),
+        "text/plain",
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let pending = listed["approvals"].as_array().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        pending[0]["requester"]["agent"],
+        "spiffe://acme.test/agent/ap"
+    );
+    assert_eq!(pending[0]["requester"]["model"], "p/m@1");
+    assert_eq!(pending[0]["requester"]["purpose"], "close March");
+    assert_eq!(pending[0]["findings"][0]["kind"], "taint");
+
+    let (status, _, settled) = call(
+        &s.r,
+        "POST",
+        &format!("/admin/approvals/{id}/approve"),
+        Some(ADMIN),
+        "application/json",
+        json!({"approver": "controller@acme.test"}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{settled}");
+    let (status, answer, waited) = waiting.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(answer["status"], "approved");
+    assert_eq!(answer["settled_by"], "controller@acme.test");
+    assert!(
+        waited < std::time::Duration::from_secs(10),
+        "woken by the answer, not the timeout"
+    );
+
+    // The guard accepts the broker's signature once.
+    let approval: Approval = serde_json::from_value(answer["approval"].clone()).unwrap();
+    let with_approval = |a: &Value| {
+        let mut c = ToolCall::new("void_invoice", a);
+        c.approval = Some(&approval);
+        s.interceptor.before(&s.session, &c)
+    };
+    assert!(
+        matches!(with_approval(&json!({"invoice": "INV-8"})), Decision::Deny(d) if d.code() == "guard.confirmation_invalid")
+    );
+    assert!(matches!(with_approval(&args), Decision::Allow(_)));
+    assert!(
+        matches!(with_approval(&args), Decision::Deny(d) if d.code() == "guard.confirmation_invalid")
+    );
+
+    // Settling again, either way, is refused and changes nothing.
+    for verb in ["approve", "deny"] {
+        let (status, _, json) = call(
+            &s.r,
+            "POST",
+            &format!("/admin/approvals/{id}/{verb}"),
+            Some(ADMIN),
+            "application/json",
+            json!({"approver": "mallory"}).to_string(),
+        )
+        .await;
+        assert_eq!(
+            (status, json["agentiam_code"].as_str()),
+            (409, Some("broker.approval_settled"))
+        );
+    }
+    let record = s.r.store.approval(&id).unwrap().unwrap();
+    assert_eq!(record.status, ApprovalStatus::Approved);
+    assert_eq!(record.settled_by.as_deref(), Some("controller@acme.test"));
+}
+
+#[tokio::test]
+async fn a_denial_reaches_the_agent_with_its_reason() {
+    let s = setup().await;
+    let request = needs_human(&s, &json!({"invoice": "INV-9"}));
+    let (_, posted) = post(&s, Some(&s.token), json!({"request": request}).to_string()).await;
+    let id = posted["id"].as_str().unwrap();
+    let (status, _, _) = call(
+        &s.r,
+        "POST",
+        &format!("/admin/approvals/{id}/deny"),
+        Some(ADMIN),
+        "application/json",
+        json!({"approver": "controller", "reason": "not on the close list"}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _, answer) = call(
+        &s.r,
+        "GET",
+        &format!("/approvals/{id}"),
+        Some(&s.token),
+        "text/plain",
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["status"], "denied");
+    assert_eq!(answer["reason"], "not on the close list");
+    assert!(answer.get("approval").is_none());
+}
+
+#[tokio::test]
+async fn bad_approval_requests_are_refused_and_nothing_is_stored() {
+    let s = setup().await;
+    let request = needs_human(&s, &json!({"invoice": "INV-7"}));
+    let valid = json!({"request": request});
+    let mut tampered = valid.clone();
+    tampered["request"]["arguments"] = json!({"invoice": "INV-1000"});
+    let mut other_chain = valid.clone();
+    other_chain["request"]["chain"] = json!(["spiffe://acme.test/agent/boss"]);
+    let mut unknown_field = valid.clone();
+    unknown_field["approved"] = json!(true);
+
+    let other = agent("other");
+    s.r.issuer.register(
+        other.spiffe_id(),
+        AgentRegistration::new(ScopeSet::parse("ledger.*:read").unwrap()),
+    );
+    let other_token =
+        s.r.issuer
+            .issue(&TokenRequest::new(
+                &other,
+                "ledger",
+                ScopeSet::parse("ledger.ar:read").unwrap(),
+                "task-9",
+                "x",
+            ))
+            .unwrap()
+            .token;
+    for (what, auth, body, status, code) in [
+        (
+            "no token",
+            None,
+            valid.to_string(),
+            401,
+            "broker.unauthorized",
+        ),
+        (
+            "garbage token",
+            Some("x.y.z"),
+            valid.to_string(),
+            401,
+            "token.malformed",
+        ),
+        (
+            "arguments changed after the guard hashed them",
+            Some(s.token.as_str()),
+            tampered.to_string(),
+            400,
+            "guard.confirmation_invalid",
+        ),
+        (
+            "someone else's chain",
+            Some(s.token.as_str()),
+            other_chain.to_string(),
+            400,
+            "guard.confirmation_invalid",
+        ),
+        (
+            "another agent posting this agent's request",
+            Some(other_token.as_str()),
+            valid.to_string(),
+            403,
+            "broker.chain_mismatch",
+        ),
+        (
+            "an unknown field",
+            Some(s.token.as_str()),
+            unknown_field.to_string(),
+            400,
+            "broker.bad_request",
+        ),
+        (
+            "not JSON",
+            Some(s.token.as_str()),
+            "{".to_owned(),
+            400,
+            "broker.bad_request",
+        ),
+    ] {
+        let (got, json) = post(&s, auth, body).await;
+        assert_eq!(
+            (got, json["agentiam_code"].as_str()),
+            (status, Some(code)),
+            "{what}: {json}"
+        );
+    }
+    assert!(s.r.store.approvals(None, 10).unwrap().is_empty());
+    let (got, json) = post(&s, Some(&s.token), "x".repeat(70_000)).await;
+    assert_eq!(
+        (got, json["agentiam_code"].as_str()),
+        (413, Some("broker.body_too_large"))
+    );
+
+    // The valid one, then the same nonce again.
+    let (got, first) = post(&s, Some(&s.token), valid.to_string()).await;
+    assert_eq!(got, 201);
+    let (got, json) = post(&s, Some(&s.token), valid.to_string()).await;
+    assert_eq!(
+        (got, json["agentiam_code"].as_str()),
+        (409, Some("broker.approval_duplicate"))
+    );
+    assert_eq!(s.r.store.approvals(None, 10).unwrap().len(), 1);
+
+    // Other agents cannot read it; unknown ids are 404; approvers need the administrator.
+    let id = first["id"].as_str().unwrap();
+    let (got, _, json) = call(
+        &s.r,
+        "GET",
+        &format!("/approvals/{id}"),
+        Some(&other_token),
+        "text/plain",
+        "",
+    )
+    .await;
+    assert_eq!(
+        (got, json["agentiam_code"].as_str()),
+        (404, Some("broker.not_found"))
+    );
+    let (got, _, _) = call(
+        &s.r,
+        "GET",
+        "/approvals/nope",
+        Some(&s.token),
+        "text/plain",
+        "",
+    )
+    .await;
+    assert_eq!(got, 404);
+    let (got, _, _) = call(
+        &s.r,
+        "POST",
+        &format!("/admin/approvals/{id}/approve"),
+        Some(&s.token),
+        "application/json",
+        json!({"approver": "me"}).to_string(),
+    )
+    .await;
+    assert_eq!(got, 401, "an agent cannot approve its own request");
+    let (got, _, json) = call(
+        &s.r,
+        "POST",
+        &format!("/admin/approvals/{id}/approve"),
+        Some(ADMIN),
+        "application/json",
+        "{}",
+    )
+    .await;
+    assert_eq!(
+        (got, json["agentiam_code"].as_str()),
+        (400, Some("broker.bad_request"))
+    );
+    assert_eq!(
+        s.r.store.approval(id).unwrap().unwrap().status,
+        ApprovalStatus::Pending
+    );
+}

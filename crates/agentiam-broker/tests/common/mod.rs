@@ -1,0 +1,118 @@
+//! Helpers shared by the broker's loopback tests.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    dead_code,
+    unreachable_pub,
+    reason = "test harness: a panic is a failed test; not every test file uses every helper"
+)]
+
+use std::sync::Arc;
+
+use agentiam_broker::{Broker, Store};
+use agentiam_identity::*;
+use agentiam_token::*;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+pub const ISS: &str = "https://broker.test";
+pub const ADMIN: &str = "admin-secret-0123456789-abcdefghijklmnop";
+
+pub fn agent(path: &str) -> AgentIdentity {
+    AgentIdentity::new(
+        parse_spiffe_id(&format!("spiffe://acme.test/agent/{path}")).unwrap(),
+        ModelRef::new("p", "m", "1"),
+        &AgentConfiguration::new(format!("You are {path}."), vec![]),
+        RuntimeDescriptor::new("process"),
+    )
+    .unwrap()
+}
+
+pub struct Running {
+    pub base: String,
+    pub issuer: Arc<Issuer>,
+    pub store: Arc<dyn Store>,
+    pub broker: Broker,
+}
+
+pub async fn start(store: Arc<dyn Store>) -> Running {
+    start_with(store, |b| b).await
+}
+
+pub async fn start_with(
+    store: Arc<dyn Store>,
+    configure: impl FnOnce(Broker) -> Broker,
+) -> Running {
+    let issuer = Arc::new(Issuer::new(
+        ISS,
+        KeySet::new(SigningKey::ed25519_from_seed(&[3u8; 32]).unwrap()),
+    ));
+    let broker =
+        configure(Broker::new(issuer.clone(), store.clone(), "http://broker.test", ADMIN).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = broker.router();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    Running {
+        base: format!("http://{addr}"),
+        issuer,
+        store,
+        broker,
+    }
+}
+
+pub async fn call(
+    r: &Running,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    content_type: &str,
+    body: impl Into<Bytes>,
+) -> (u16, http::HeaderMap, Value) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", r.base))
+        .header("content-type", content_type);
+    if let Some(a) = auth {
+        req = req.header("authorization", format!("Bearer {a}"));
+    }
+    let resp = client
+        .request(req.body(Full::new(body.into())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, headers, json)
+}
+
+pub async fn form(
+    r: &Running,
+    path: &str,
+    auth: Option<&str>,
+    body: &str,
+) -> (u16, http::HeaderMap, Value) {
+    call(
+        r,
+        "POST",
+        path,
+        auth,
+        "application/x-www-form-urlencoded",
+        body.to_owned(),
+    )
+    .await
+}
+
+pub fn register_body(a: &AgentIdentity, scopes: &str) -> String {
+    json!({"spiffe_id": a.spiffe_id().to_string(), "max_scopes": scopes, "allowed_digests": [a.composite_digest().to_string()]}).to_string()
+}
