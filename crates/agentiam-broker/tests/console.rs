@@ -1,0 +1,284 @@
+//! The approvals console over raw HTTP: sign-in, sessions, CSRF on every form, escaping,
+//! security headers, and that a refused form changes nothing. (The browser test drives the
+//! same pages in Chromium.)
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    reason = "test harness: a panic is a failed test"
+)]
+
+mod common;
+
+use std::sync::Arc;
+
+use agentiam_broker::{
+    ApprovalRecord, ApprovalStatus, RequesterContext, SqliteStore, Store as _, hash_password,
+};
+use agentiam_guard::{ApprovalRequest, Risk};
+use bytes::Bytes;
+use common::*;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::json;
+
+async fn page(
+    r: &Running,
+    method: &str,
+    path: &str,
+    cookies: &str,
+    form: &str,
+) -> (u16, http::HeaderMap, String) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let req = http::Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", r.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", cookies)
+        .body(Full::new(Bytes::from(form.to_owned())))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn set_cookie(headers: &http::HeaderMap, name: &str) -> (String, String) {
+    let line = headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} cookie in {headers:?}"));
+    let value = line
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned();
+    (value, line)
+}
+
+fn hidden_csrf(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").unwrap() + 19;
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+fn pending_record(id: &str) -> ApprovalRecord {
+    let mut request = ApprovalRequest {
+        digest: String::new(),
+        tool: "void_invoice".into(),
+        risk: Risk::Irreversible,
+        arguments: json!({"invoice": "INV-7", "memo": "<img src=x onerror=alert(1)>"}),
+        chain: vec!["spiffe://acme.test/agent/ap".into()],
+        task: Some("t".into()),
+        nonce: "n-1".into(),
+        expires_at: agentiam_token::SystemClock.now() + 600,
+        code: "guard.confirmation_required".into(),
+        policies: vec!["irreversible-needs-human".into()],
+        anomaly: None,
+    };
+    request.digest = request.computed_digest().unwrap();
+    ApprovalRecord {
+        id: id.into(),
+        status: ApprovalStatus::Pending,
+        request,
+        findings: vec![],
+        requester: RequesterContext {
+            agent: "spiffe://acme.test/agent/ap".into(),
+            principal: "spiffe://acme.test/agent/ap".into(),
+            model: None,
+            composite_digest: None,
+            chain: vec!["spiffe://acme.test/agent/ap".into()],
+            task: Some("t".into()),
+            purpose: None,
+            token_jti: None,
+        },
+        created_at: 0,
+        settled_at: None,
+        settled_by: None,
+        reason: None,
+        approval: None,
+    }
+}
+
+use agentiam_token::Clock as _;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_sessions_and_csrf() {
+    let r = start(Arc::new(SqliteStore::in_memory().unwrap())).await;
+    r.store
+        .put_approver(
+            "controller",
+            &hash_password("correct horse battery").unwrap(),
+        )
+        .unwrap();
+    r.store.put_approval(&pending_record("req-1")).unwrap();
+
+    // Signed out: every page sends you to sign in.
+    for path in ["/console", "/console/approvals/req-1", "/console/audit"] {
+        let (status, headers, _) = page(&r, "GET", path, "", "").await;
+        assert_eq!(status, 303, "{path}");
+        assert_eq!(headers["location"], "/console/login");
+    }
+    let (status, _, _) = page(&r, "POST", "/console/approvals/req-1/approve", "", "csrf=x").await;
+    assert_eq!(status, 303);
+
+    let (status, headers, html) = page(&r, "GET", "/console/login", "", "").await;
+    assert_eq!(status, 200);
+    for (name, value) in [
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+        ("cache-control", "no-store"),
+        ("referrer-policy", "no-referrer"),
+    ] {
+        assert_eq!(headers[name], value);
+    }
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    let (login_cookie, line) = set_cookie(&headers, "agentiam_login");
+    assert!(line.contains("HttpOnly") && line.contains("SameSite=Strict"));
+    let token = hidden_csrf(&html);
+    assert_eq!(token, login_cookie);
+
+    // A sign-in form from elsewhere (no matching login cookie) is refused.
+    let creds = format!("csrf={token}&username=controller&password=correct+horse+battery");
+    let (status, _, html) = page(&r, "POST", "/console/login", "", &creds).await;
+    assert_eq!(status, 403);
+    assert!(html.contains("broker.csrf_failed"));
+    let cookie = format!("agentiam_login={login_cookie}");
+    let wrong = format!("csrf={token}&username=controller&password=nope+nope+nope");
+    let (status, _, html) = page(&r, "POST", "/console/login", &cookie, &wrong).await;
+    assert_eq!(status, 401);
+    assert!(html.contains("login-failed"));
+    let unknown = format!("csrf={token}&username=nobody&password=correct+horse+battery");
+    assert_eq!(
+        page(&r, "POST", "/console/login", &cookie, &unknown)
+            .await
+            .0,
+        401
+    );
+
+    let (status, headers, _) = page(&r, "POST", "/console/login", &cookie, &creds).await;
+    assert_eq!(status, 303);
+    let (session, line) = set_cookie(&headers, "agentiam_session");
+    assert!(
+        line.contains("HttpOnly")
+            && line.contains("SameSite=Strict")
+            && line.contains("Path=/console")
+    );
+    assert!(!line.contains("Secure"), "plain http on loopback");
+    let cookie = format!("agentiam_session={session}");
+
+    // The request page escapes what agents wrote.
+    let (status, _, html) = page(&r, "GET", "/console/approvals/req-1", &cookie, "").await;
+    assert_eq!(status, 200);
+    assert!(
+        !html.contains("<img src=x"),
+        "agent-supplied text is escaped"
+    );
+    assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
+    let csrf = hidden_csrf(&html);
+
+    // Forms without the session's CSRF token change nothing.
+    for form in ["", "csrf=", "csrf=not-the-token"] {
+        let (status, _, html) = page(
+            &r,
+            "POST",
+            "/console/approvals/req-1/approve",
+            &cookie,
+            form,
+        )
+        .await;
+        assert!(status == 403 || status == 400, "{form}: {status}");
+        assert!(html.contains("broker.csrf_failed") || html.contains("broker.bad_request"));
+    }
+    assert_eq!(
+        r.store.approval("req-1").unwrap().unwrap().status,
+        ApprovalStatus::Pending
+    );
+
+    let deny = format!("csrf={csrf}&reason=not+today");
+    let (status, headers, _) =
+        page(&r, "POST", "/console/approvals/req-1/deny", &cookie, &deny).await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/console/approvals/req-1");
+    let record = r.store.approval("req-1").unwrap().unwrap();
+    assert_eq!(record.status, ApprovalStatus::Denied);
+    assert_eq!(record.settled_by.as_deref(), Some("controller"));
+    assert_eq!(record.reason.as_deref(), Some("not today"));
+    // Replayed: refused, still denied.
+    let approve = format!("csrf={csrf}");
+    let (status, _, html) = page(
+        &r,
+        "POST",
+        "/console/approvals/req-1/approve",
+        &cookie,
+        &approve,
+    )
+    .await;
+    assert_eq!(status, 409);
+    assert!(html.contains("broker.approval_settled"));
+    assert_eq!(
+        r.store.approval("req-1").unwrap().unwrap().status,
+        ApprovalStatus::Denied
+    );
+
+    // Signing out ends the session on the server, not just in the browser.
+    let (status, _, _) = page(
+        &r,
+        "POST",
+        "/console/logout",
+        &cookie,
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(status, 303);
+    let (status, headers, _) = page(&r, "GET", "/console", &cookie, "").await;
+    assert_eq!(
+        (status, headers["location"].to_str().unwrap()),
+        (303, "/console/login")
+    );
+
+    // Approver registration needs the administrator and a real password.
+    let (status, _, json) = call(
+        &r,
+        "POST",
+        "/admin/approvers",
+        None,
+        "application/json",
+        json!({"name": "x", "password": "long enough pass"}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        (status, json["agentiam_code"].as_str()),
+        (401, Some("broker.unauthorized"))
+    );
+    for bad in [
+        json!({"name": "x", "password": "short"}),
+        json!({"name": "<b>", "password": "long enough pass"}),
+        json!({"name": "x"}),
+    ] {
+        let (status, _, _) = call(
+            &r,
+            "POST",
+            "/admin/approvers",
+            Some(ADMIN),
+            "application/json",
+            bad.to_string(),
+        )
+        .await;
+        assert_eq!(status, 400, "{bad}");
+    }
+    assert!(r.store.approver("x").unwrap().is_none());
+}
