@@ -15,7 +15,7 @@ mod common;
 use std::sync::Arc;
 
 use agentiam_broker::{
-    ApprovalRecord, ApprovalStatus, RequesterContext, SqliteStore, Store as _, hash_password,
+    ApprovalRecord, ApprovalStatus, RequesterContext, SqliteStore, hash_password,
 };
 use agentiam_guard::{ApprovalRequest, Risk};
 use bytes::Bytes;
