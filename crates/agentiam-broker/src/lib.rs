@@ -31,6 +31,7 @@
 
 mod approvals;
 mod approvals_http;
+mod client;
 mod console;
 mod error;
 mod http;
@@ -43,6 +44,7 @@ pub use approvals::{
     ApprovalFinding, ApprovalRecord, ApprovalStatus, ApprovalSubmission, RequesterContext,
 };
 pub use approvals_http::MAX_WAIT_SECS;
+pub use client::BrokerApprovals;
 pub use console::{MIN_PASSWORD_CHARS, SESSION_SECS, hash_password};
 pub use error::BrokerError;
 pub use http::{Broker, MAX_BODY_BYTES};

@@ -381,3 +381,87 @@ async fn bad_approval_requests_are_refused_and_nothing_is_stored() {
         ApprovalStatus::Pending
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guard_waits_on_the_broker_through_broker_approvals() {
+    let s = setup().await;
+    let channel = agentiam_broker::BrokerApprovals::new(&s.r.base, &s.token).with_findings(|r| {
+        vec![agentiam_broker::ApprovalFinding {
+            kind: "note".into(),
+            detail: format!("asked by the guard for {}", r.tool),
+        }]
+    });
+    let interceptor = ToolInterceptor::new(
+        Guard::builder(PolicyEngine::new(agentiam_guard::DEFAULT_POLICY, None).unwrap())
+            .tools([
+                ToolSpec::new("void_invoice", Risk::Irreversible).with_scope("ledger.ar", "void")
+            ])
+            .approvers(
+                ApproverKeys::new()
+                    .add("broker", s.r.broker.approver_public_key().clone())
+                    .unwrap(),
+            )
+            .build()
+            .unwrap(),
+    )
+    .with_async_approvals(Arc::new(channel));
+    // A scripted approver: approves INV-7, denies anything else.
+    let approver = {
+        let base = s.r.base.clone();
+        tokio::spawn(async move {
+            let r = Running {
+                base,
+                ..start(Arc::new(SqliteStore::in_memory().unwrap())).await
+            };
+            let mut settled = 0;
+            while settled < 2 {
+                let (_, _, listed) = call(
+                    &r,
+                    "GET",
+                    "/admin/approvals?status=pending",
+                    Some(ADMIN),
+                    "text/plain",
+                    "",
+                )
+                .await;
+                for p in listed["approvals"].as_array().unwrap() {
+                    assert_eq!(p["findings"][0]["kind"], "note");
+                    let verb = if p["request"]["arguments"]["invoice"] == "INV-7" {
+                        "approve"
+                    } else {
+                        "deny"
+                    };
+                    let (status, _, _) = call(
+                        &r,
+                        "POST",
+                        &format!("/admin/approvals/{}/{verb}", p["id"].as_str().unwrap()),
+                        Some(ADMIN),
+                        "application/json",
+                        json!({"approver": "script", "reason": "not this one"}).to_string(),
+                    )
+                    .await;
+                    assert_eq!(status, 200);
+                    settled += 1;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let approved = json!({"invoice": "INV-7"});
+    let decision = interceptor
+        .before_async(&s.session, &ToolCall::new("void_invoice", &approved))
+        .await;
+    assert!(matches!(decision, Decision::Allow(_)), "{decision:?}");
+    let denied = json!({"invoice": "INV-666"});
+    match interceptor
+        .before_async(&s.session, &ToolCall::new("void_invoice", &denied))
+        .await
+    {
+        Decision::Deny(d) => {
+            assert_eq!(d.code(), "guard.confirmation_denied");
+            assert!(d.to_string().contains("not this one"), "{d}");
+        }
+        other => panic!("expected a denial, got {other:?}"),
+    }
+    approver.await.unwrap();
+}
