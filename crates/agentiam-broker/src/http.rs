@@ -43,6 +43,10 @@ struct Inner {
     /// Bumped whenever an approval is settled, to wake long-polling agents.
     settled: tokio::sync::watch::Sender<u64>,
     console: ConsoleSettings,
+    /// Where rotated signing keys are persisted, when the broker runs from a data directory.
+    key_directory: Option<crate::DataDir>,
+    /// Serialises rotations.
+    rotating: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -164,6 +168,8 @@ impl Broker {
                 dpop: DpopVerifier::new(Arc::new(SystemClock)),
                 settled: tokio::sync::watch::channel(0).0,
                 console,
+                key_directory: None,
+                rotating: std::sync::Mutex::new(()),
             }),
         })
     }
@@ -204,6 +210,59 @@ impl Broker {
             inner.console.audit_dir = Some(dir);
             inner.console.audit_verifier = verifier;
         })
+    }
+
+    /// Persists rotated signing keys in this data directory. Call before serving.
+    pub fn with_key_directory(self, dir: crate::DataDir) -> Self {
+        self.configure(|inner| inner.key_directory = Some(dir))
+    }
+
+    /// Rotates the token signing key: a new Ed25519 key signs from now on; the old one stays
+    /// in the JWKS until the last token it signed has expired (the issuer's maximum lifetime).
+    /// With a data directory, the new key and the retired one are persisted first. Returns the
+    /// new key's `kid`.
+    pub fn rotate_signing_key(&self) -> Result<String, BrokerError> {
+        let _one_at_a_time = self
+            .inner
+            .rotating
+            .lock()
+            .map_err(|_| BrokerError::Config("rotation lock poisoned".into()))?;
+        let next = SigningKey::generate(Algorithm::EdDSA)
+            .map_err(|e| BrokerError::Config(format!("new signing key: {e}")))?;
+        let now = self.now();
+        let old = self
+            .inner
+            .issuer
+            .active_public_key()
+            .ok_or_else(|| BrokerError::Config("the issuer's key set is unreadable".into()))?;
+        if let Some(dir) = &self.inner.key_directory {
+            dir.persist_rotation(
+                &next,
+                &old,
+                now.saturating_add(self.inner.issuer.max_ttl()),
+                now,
+            )?;
+        }
+        let kid = next.kid().to_owned();
+        self.inner
+            .issuer
+            .rotate(next)
+            .map_err(|e| BrokerError::Config(e.to_string()))?;
+        let mut event = AuditEvent::new(
+            "signing_key_rotated",
+            AgentRef {
+                spiffe_id: self.issuer_url(),
+                composite_digest: None,
+            },
+            self.now_ms(),
+            Decision::allow(),
+        );
+        event.data_accessed = vec![format!("kid:{kid}"), format!("retired:{}", old.kid())];
+        if let Some(log) = &self.inner.audit {
+            log.append(event)
+                .map_err(|e| BrokerError::Audit(e.to_string()))?;
+        }
+        Ok(kid)
     }
 
     /// The approver key's public half, for guards' [`agentiam_guard::ApproverKeys`].
@@ -303,6 +362,7 @@ impl Broker {
             .route("/oauth2/introspect", post(introspect))
             .route("/oauth2/revoke", post(revoke))
             .route("/admin/agents", post(register_agent).get(list_agents))
+            .route("/admin/keys/rotate", post(rotate_keys))
             .merge(crate::approvals_http::routes())
             .merge(crate::console::routes())
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -556,4 +616,18 @@ async fn list_agents(
     broker.admin(&headers)?;
     let agents = broker.inner.store.agents()?;
     Ok(Json(json!({ "agents": agents })))
+}
+
+async fn rotate_keys(
+    State(broker): State<Broker>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, OAuthError> {
+    broker.admin(&headers)?;
+    let rotating = broker.clone();
+    let kid = tokio::task::spawn_blocking(move || rotating.rotate_signing_key())
+        .await
+        .map_err(|e| OAuthError::from(BrokerError::Config(e.to_string())))??;
+    Ok(Json(
+        json!({"kid": kid, "jwks": serde_json::from_str::<Value>(&broker.inner.issuer.jwks().to_json()).unwrap_or(Value::Null)}),
+    ))
 }

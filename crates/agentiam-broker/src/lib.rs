@@ -32,6 +32,7 @@
 mod approvals;
 mod approvals_http;
 mod client;
+mod config;
 mod console;
 mod error;
 mod http;
@@ -45,10 +46,11 @@ pub use approvals::{
 };
 pub use approvals_http::MAX_WAIT_SECS;
 pub use client::BrokerApprovals;
+pub use config::{BrokerConfig, KeysConfig, MAX_CONFIG_BYTES, TokensConfig};
 pub use console::{MIN_PASSWORD_CHARS, SESSION_SECS, hash_password};
 pub use error::BrokerError;
 pub use http::{Broker, MAX_BODY_BYTES};
-pub use serve::{DataDir, serve};
+pub use serve::{DataDir, schedule_key_rotation, serve};
 pub use sqlite::SqliteStore;
 pub use store::{AgentRecord, ConsoleSession, Store, StoreRevocations};
 pub use token::{GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE, MAX_ATTESTATION_BYTES};

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use agentiam_identity::{Algorithm, KeySet, SigningKey};
+use agentiam_identity::{Algorithm, KeySet, PublicKey, SigningKey};
 use agentiam_telemetry::{AuditLog, LogConfig, NoteSigner, NoteVerifier};
 use agentiam_token::Issuer;
 
@@ -47,6 +47,74 @@ impl DataDir {
     /// The issuer's signing key: read, or generated (Ed25519) and written owner-only.
     pub fn signing_key(&self) -> Result<SigningKey, BrokerError> {
         self.key_file("signing-key.jwk")
+    }
+
+    /// The issuer's key set: the active signing key and the retired keys still inside their
+    /// overlap (`retired-keys.json`), so tokens signed before a rotation keep verifying
+    /// across restarts.
+    pub fn key_set(&self, now: i64) -> Result<KeySet, BrokerError> {
+        let mut keys = KeySet::new(self.signing_key()?);
+        for (key, until) in self.retired_keys()? {
+            if until >= now {
+                keys = keys.with_retired(key, until);
+            }
+        }
+        Ok(keys)
+    }
+
+    fn retired_file(&self) -> PathBuf {
+        self.path.join("retired-keys.json")
+    }
+
+    fn retired_keys(&self) -> Result<Vec<(PublicKey, i64)>, BrokerError> {
+        let file = self.retired_file();
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(&file, e)),
+        };
+        let entries: Vec<RetiredKey> = serde_json::from_str(&text)
+            .map_err(|e| BrokerError::Config(format!("{}: {e}", file.display())))?;
+        entries
+            .into_iter()
+            .map(|r| {
+                PublicKey::from_jwk(&r.jwk)
+                    .map(|k| (k, r.until))
+                    .map_err(|e| BrokerError::Config(format!("{}: {e}", file.display())))
+            })
+            .collect()
+    }
+
+    /// Makes `next` the signing key on disk, recording `old` as retired until `until`:
+    /// first the retired list (so a crash never loses a key that still verifies), then the
+    /// new key, each written to a temporary file, fsynced and renamed.
+    pub(crate) fn persist_rotation(
+        &self,
+        next: &SigningKey,
+        old: &PublicKey,
+        until: i64,
+        now: i64,
+    ) -> Result<(), BrokerError> {
+        let mut retired: Vec<RetiredKey> = self
+            .retired_keys()?
+            .into_iter()
+            .filter(|(_, u)| *u >= now)
+            .map(|(k, u)| RetiredKey {
+                jwk: k.to_jwk(),
+                until: u,
+            })
+            .collect();
+        retired.push(RetiredKey {
+            jwk: old.to_jwk(),
+            until,
+        });
+        let text = serde_json::to_string_pretty(&retired)
+            .map_err(|e| BrokerError::Config(e.to_string()))?;
+        replace_file(&self.retired_file(), text.as_bytes(), 0o644)?;
+        let jwk = next
+            .to_private_jwk()
+            .map_err(|e| BrokerError::Config(e.to_string()))?;
+        replace_file(&self.path.join("signing-key.jwk"), jwk.as_bytes(), 0o600)
     }
 
     /// The approver key: read, or generated (Ed25519) and written owner-only.
@@ -114,9 +182,24 @@ impl DataDir {
         SqliteStore::open(&self.path.join("broker.sqlite3"))
     }
 
-    /// A broker issuing as `issuer_url` from this directory's keys, store and activity log.
+    /// A broker issuing as `issuer_url` from this directory's keys, store and activity log,
+    /// with the default token lifetimes.
     pub fn broker(&self, issuer_url: &str, admin_secret: &str) -> Result<Broker, BrokerError> {
-        let issuer = Arc::new(Issuer::new(issuer_url, KeySet::new(self.signing_key()?)));
+        self.broker_with(issuer_url, admin_secret, &crate::TokensConfig::default())
+    }
+
+    /// [`DataDir::broker`] with these token lifetimes.
+    pub fn broker_with(
+        &self,
+        issuer_url: &str,
+        admin_secret: &str,
+        tokens: &crate::TokensConfig,
+    ) -> Result<Broker, BrokerError> {
+        let now = agentiam_token::Clock::now(&agentiam_token::SystemClock);
+        let issuer = Arc::new(
+            Issuer::new(issuer_url, self.key_set(now)?)
+                .with_lifetimes(tokens.default_ttl_secs, tokens.max_ttl_secs),
+        );
         let store: Arc<dyn Store> = Arc::new(self.store()?);
         let origin = format!(
             "{}/agentiam/audit",
@@ -128,8 +211,29 @@ impl DataDir {
         let (log, verifier) = self.audit_log(&origin)?;
         Ok(Broker::new(issuer, store, issuer_url, admin_secret)?
             .with_approver_key(self.approver_key()?)
-            .with_audit_log(Arc::new(log), self.audit_dir(), Some(verifier)))
+            .with_audit_log(Arc::new(log), self.audit_dir(), Some(verifier))
+            .with_key_directory(self.clone()))
     }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RetiredKey {
+    jwk: agentiam_identity::Jwk,
+    until: i64,
+}
+
+/// Replaces `file` atomically: write a temporary file beside it, fsync, rename, fsync the directory.
+fn replace_file(file: &Path, bytes: &[u8], mode: u32) -> Result<(), BrokerError> {
+    let tmp = file.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    write_new(&tmp, bytes, mode)?;
+    std::fs::rename(&tmp, file).map_err(|e| io(file, e))?;
+    if let Some(dir) = file.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io(dir, e))?;
+    }
+    Ok(())
 }
 
 /// Writes a new file with `mode` (on Unix) and fsyncs it; refuses to overwrite.
@@ -166,4 +270,26 @@ pub async fn serve(
     tokio::task::spawn_blocking(move || broker.flush_audit())
         .await
         .map_err(|e| BrokerError::Audit(e.to_string()))?
+}
+
+/// Rotates `broker`'s signing key every `every`, in the background, for as long as the
+/// runtime runs. A failed rotation is reported on standard error with its code and retried
+/// at the next tick; the current key keeps signing meanwhile.
+pub fn schedule_key_rotation(
+    broker: &Broker,
+    every: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    let broker = broker.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            ticks.tick().await;
+            let rotating = broker.clone();
+            match tokio::task::spawn_blocking(move || rotating.rotate_signing_key()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => eprintln!("agentiam broker: key rotation failed ({}): {e}", e.code()),
+                Err(e) => eprintln!("agentiam broker: key rotation failed: {e}"),
+            }
+        }
+    })
 }

@@ -47,7 +47,7 @@ enum Command {
     Guard(guard::GuardCommand),
     /// Scan text for prompt injection (stdin, files, or JSON Lines with --jsonl).
     Scan(scan::ScanArgs),
-    /// Run the broker (registry, JWKS, metadata, introspection, revocation) on loopback.
+    /// Run the broker (registry, token endpoint, JWKS, introspection, revocation, approvals console) on loopback.
     Serve(serve::ServeArgs),
     /// Inspect, freeze, unfreeze or reset learned behaviour baselines.
     #[command(subcommand)]

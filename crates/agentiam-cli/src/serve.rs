@@ -1,36 +1,58 @@
-//! `agentiam serve`: runs the broker (registry, JWKS, metadata, introspection, revocation)
-//! from a data directory, on loopback unless told otherwise, until Ctrl-C or SIGTERM.
+//! `agentiam serve`: runs the broker (registry, token endpoint, JWKS, metadata, introspection,
+//! revocation, approvals and their console) from a data directory, on loopback unless told
+//! otherwise, until Ctrl-C or SIGTERM; then flushes and checkpoints the activity log.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use agentiam_broker::{DataDir, serve};
+use agentiam_broker::{BrokerConfig, DataDir, schedule_key_rotation, serve};
 use clap::Args;
 use serde_json::json;
 
 use crate::output::{CliError, Output};
 
-/// The environment variable holding the administrator's bearer secret (32+ characters).
-const ADMIN_SECRET_ENV: &str = "AGENTIAM_ADMIN_SECRET";
-
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// Where the signing key (`signing-key.jwk`, created 0600) and the store (`broker.sqlite3`) live.
-    #[arg(long, default_value = "agentiam-data")]
-    data_dir: PathBuf,
-    /// Address to listen on (port 0: any free port, printed on start).
-    #[arg(long, default_value = "127.0.0.1:8700")]
-    listen: SocketAddr,
+    /// The configuration file (TOML; every setting optional, unknown settings refused).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where the keys, the store (`broker.sqlite3`) and the activity log (`audit/`) live
+    /// (default: agentiam-data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:8700; port 0: any free port, printed on start).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
     /// The issuer URL in tokens and metadata (default: http://<listen address>).
     #[arg(long)]
     issuer: Option<String>,
+    /// Rotate the signing key every this many seconds (default: daily; 0: never).
+    #[arg(long)]
+    rotate_every: Option<u64>,
 }
 
 pub(crate) fn run(args: &ServeArgs, out: &Output) -> Result<(), CliError> {
-    let secret = std::env::var(ADMIN_SECRET_ENV).map_err(|_| {
+    let mut config = match &args.config {
+        Some(path) => BrokerConfig::read(path).map_err(|e| CliError::usage(e.code(), e))?,
+        None => BrokerConfig::default(),
+    };
+    if let Some(d) = &args.data_dir {
+        config.data_dir.clone_from(d);
+    }
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
+    if let Some(i) = &args.issuer {
+        config.issuer = Some(i.clone());
+    }
+    if let Some(r) = args.rotate_every {
+        config.keys.rotate_every_secs = r;
+    }
+    let secret_env = config.admin_secret_env.clone();
+    let secret = std::env::var(&secret_env).map_err(|_| {
         CliError::usage(
             "broker.config_invalid",
-            format!("set {ADMIN_SECRET_ENV} to the administrator's secret (32+ characters)"),
+            format!("set {secret_env} to the administrator's secret (32+ characters)"),
         )
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -38,24 +60,31 @@ pub(crate) fn run(args: &ServeArgs, out: &Output) -> Result<(), CliError> {
         .build()
         .map_err(|e| CliError::usage("cli.io", e))?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
+        let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .map_err(|e| CliError::usage("cli.io", format!("cannot listen on {}: {e}", args.listen)))?;
+            .map_err(|e| CliError::usage("cli.io", format!("cannot listen on {}: {e}", config.listen)))?;
         let bound = listener
             .local_addr()
             .map_err(|e| CliError::usage("cli.io", e))?;
-        let issuer = args
+        let issuer = config
             .issuer
             .clone()
             .unwrap_or_else(|| format!("http://{bound}"));
-        let broker = DataDir::open(&args.data_dir)
-            .and_then(|dir| dir.broker(&issuer, &secret))
+        let data_dir = &config.data_dir;
+        let broker = DataDir::open(data_dir)
+            .and_then(|dir| dir.broker_with(&issuer, &secret, &config.tokens))
             .map_err(|e| CliError::usage(e.code(), e))?;
+        if config.keys.rotate_every_secs > 0 {
+            schedule_key_rotation(
+                &broker,
+                std::time::Duration::from_secs(config.keys.rotate_every_secs),
+            );
+        }
         out.result(
-            &json!({"listening": bound.to_string(), "issuer": issuer, "data_dir": args.data_dir.display().to_string()}),
+            &json!({"listening": bound.to_string(), "issuer": issuer, "data_dir": data_dir.display().to_string(), "console": format!("http://{bound}/console")}),
             &format!(
-                "agentiam broker listening on http://{bound} (issuer {issuer}, data in {})",
-                args.data_dir.display()
+                "agentiam broker listening on http://{bound} (issuer {issuer}, data in {}); approvals console at http://{bound}/console",
+                data_dir.display()
             ),
         );
         use std::io::Write as _;

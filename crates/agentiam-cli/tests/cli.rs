@@ -538,17 +538,17 @@ fn serve_runs_the_broker_on_loopback_from_its_data_directory() {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+        reader.read_line(&mut line).unwrap();
         let started: Value = serde_json::from_str(&line).unwrap();
         (
             child,
             started["listening"].as_str().unwrap().to_owned(),
             started,
+            reader,
         )
     };
-    let (mut child, addr, started) = start();
+    let (mut child, addr, started, _) = start();
     assert!(addr.starts_with("127.0.0.1:"), "{started}");
     assert_eq!(started["issuer"], format!("http://{addr}"));
     let (status, jwks) = http_get(&addr, "/.well-known/jwks.json");
@@ -576,11 +576,67 @@ fn serve_runs_the_broker_on_loopback_from_its_data_directory() {
     assert!(data.join("broker.sqlite3").exists());
 
     // Restarted on the same directory, it signs with the same key.
-    let (mut child, addr, _) = start();
+    let (mut child, addr, _, mut reader) = start();
     let (_, jwks) = http_get(&addr, "/.well-known/jwks.json");
     assert!(jwks.contains(&kid), "the key changed across a restart");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let (status, page) = http_get(&addr, "/console");
+    assert!(
+        status.contains(" 303 "),
+        "the console asks to sign in: {status} {page}"
+    );
+    // SIGTERM: a graceful stop that flushes and checkpoints the activity log.
+    #[cfg(unix)]
+    {
+        let pid = child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let mut rest = String::new();
+        use std::io::Read as _;
+        reader.read_to_string(&mut rest).unwrap();
+        assert!(child.wait().unwrap().success());
+        let stopped: Value = serde_json::from_str(rest.trim()).unwrap();
+        assert_eq!(stopped["stopped"], true, "{rest}");
+        let key = data.join("audit-verifier.key");
+        let (code, verified, _) = agentiam(&[
+            "--json",
+            "audit",
+            "verify",
+            data.join("audit").to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{verified}");
+        assert_eq!(verified["valid"], true);
+    }
+    #[cfg(not(unix))]
+    {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    // A configuration file with a misspelt setting is refused, not half-applied.
+    let config = dir.path().join("broker.toml");
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:0\"\n[keys]\nrotate_evry_secs = 60\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_agentiam"))
+        .args(["--json", "serve", "--config", config.to_str().unwrap()])
+        .env(
+            "AGENTIAM_ADMIN_SECRET",
+            "admin-secret-0123456789-abcdefghijklmnop",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err: Value = serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    assert_eq!(err["error"]["code"], "broker.config_invalid");
 
     // Without an administrator secret it refuses to start.
     let out = Command::new(env!("CARGO_BIN_EXE_agentiam"))

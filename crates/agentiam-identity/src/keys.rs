@@ -645,6 +645,17 @@ impl KeySet {
         ));
     }
 
+    /// Adds a retired key that keeps verifying until `until` (e.g. restored after a restart).
+    pub fn with_retired(mut self, key: PublicKey, until: i64) -> Self {
+        self.retired.push((key, until));
+        self
+    }
+
+    /// The retired keys and until when each verifies.
+    pub fn retired(&self) -> &[(PublicKey, i64)] {
+        &self.retired
+    }
+
     /// Drops retired keys whose tokens have all expired.
     pub fn prune(&mut self, now: i64) {
         self.retired.retain(|(_, until)| *until >= now);

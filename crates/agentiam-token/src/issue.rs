@@ -195,6 +195,14 @@ impl Issuer {
         self.keys.read().map(|k| k.jwks(now)).unwrap_or_default()
     }
 
+    /// The public half of the key signing new tokens now.
+    pub fn active_public_key(&self) -> Option<agentiam_identity::PublicKey> {
+        self.keys
+            .read()
+            .ok()
+            .map(|k| k.active().public_key().clone())
+    }
+
     /// Rotates the signing key; the old key keeps verifying for `max_ttl`.
     pub fn rotate(&self, next: agentiam_identity::SigningKey) -> Result<(), TokenError> {
         let now = self.clock.now();

@@ -1,0 +1,132 @@
+//! Signing-key rotation: on request and on a schedule, with overlap, persisted in the data
+//! directory so a restart keeps publishing the retired key until its tokens have expired.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    reason = "test harness: a panic is a failed test"
+)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentiam_broker::{DataDir, schedule_key_rotation};
+use agentiam_identity::*;
+use agentiam_token::*;
+use common::*;
+
+async fn serve(dir: &std::path::Path) -> (Running, agentiam_broker::Broker) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let data = DataDir::open(dir).unwrap();
+    let broker = data.broker(ISS, ADMIN).unwrap();
+    let app = broker.router();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let store: Arc<dyn agentiam_broker::Store> = Arc::new(data.store().unwrap());
+    let issuer = Arc::new(Issuer::new(ISS, KeySet::new(data.signing_key().unwrap())));
+    (
+        Running {
+            base,
+            issuer,
+            store,
+            broker: broker.clone(),
+        },
+        broker,
+    )
+}
+
+async fn jwks(r: &Running) -> Jwks {
+    let (status, _, body) = call(r, "GET", "/.well-known/jwks.json", None, "text/plain", "").await;
+    assert_eq!(status, 200);
+    Jwks::from_json(&body.to_string()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_keeps_old_tokens_verifying_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, _) = serve(dir.path()).await;
+    let ap = agent("ap");
+    // A token signed by the first key (the key file is the broker's).
+    r.issuer.register(
+        ap.spiffe_id(),
+        AgentRegistration::new(ScopeSet::parse("ledger:read").unwrap()),
+    );
+    let old = r
+        .issuer
+        .issue(&TokenRequest::new(
+            &ap,
+            "ledger",
+            ScopeSet::parse("ledger:read").unwrap(),
+            "t",
+            "x",
+        ))
+        .unwrap();
+    let first_kid = jwks(&r).await.keys()[0].kid().to_owned();
+
+    let (status, _, _) = call(&r, "POST", "/admin/keys/rotate", None, "text/plain", "").await;
+    assert_eq!(status, 401, "rotation needs the administrator");
+    let (status, _, rotated) = call(
+        &r,
+        "POST",
+        "/admin/keys/rotate",
+        Some(ADMIN),
+        "text/plain",
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{rotated}");
+    let new_kid = rotated["kid"].as_str().unwrap().to_owned();
+    assert_ne!(new_kid, first_kid);
+    let published = jwks(&r).await;
+    assert!(published.find(&first_kid).is_some() && published.find(&new_kid).is_some());
+    Verifier::new(published, ISS, "ledger")
+        .verify(&old.token)
+        .unwrap();
+    let key_file = std::fs::read_to_string(dir.path().join("signing-key.jwk")).unwrap();
+    assert_eq!(
+        SigningKey::from_private_jwk(&key_file).unwrap().kid(),
+        new_kid
+    );
+
+    // A restart on the same directory signs with the new key and still publishes the old one.
+    let (r2, broker2) = serve(dir.path()).await;
+    let after_restart = jwks(&r2).await;
+    assert_eq!(
+        after_restart.keys()[0].kid(),
+        new_kid,
+        "the active key comes first"
+    );
+    assert!(
+        after_restart.find(&first_kid).is_some(),
+        "the retired key is still published"
+    );
+    Verifier::new(after_restart, ISS, "ledger")
+        .verify(&old.token)
+        .unwrap();
+
+    // On a schedule.
+    let task = schedule_key_rotation(&broker2, Duration::from_millis(300));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    task.abort();
+    let scheduled = jwks(&r2).await;
+    assert_ne!(
+        scheduled.keys()[0].kid(),
+        new_kid,
+        "a scheduled rotation happened"
+    );
+    assert!(
+        scheduled.keys().len() >= 4,
+        "every retired key stays in the overlap: {}",
+        scheduled.keys().len()
+    );
+    assert!(scheduled.find(&first_kid).is_some());
+    let events = broker2.flush_audit().unwrap().unwrap();
+    assert!(
+        !events.is_empty(),
+        "rotations are checkpointed in the activity log"
+    );
+}
