@@ -27,6 +27,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
+use crate::BrokerError;
 use crate::approvals::ApprovalFinding;
 
 /// Largest broker response read (bytes).
@@ -34,19 +35,130 @@ const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 
 type Findings = Arc<dyn Fn(&ApprovalRequest) -> Vec<ApprovalFinding> + Send + Sync>;
 
+/// What a request to the broker carries.
+#[derive(Debug, Clone)]
+pub enum RequestBody {
+    /// Nothing.
+    Empty,
+    /// A JSON document.
+    Json(Value),
+    /// An `application/x-www-form-urlencoded` form (the OAuth endpoints).
+    Form(Vec<(String, String)>),
+}
+
+/// A small client for the broker's HTTP API (plain HTTP: loopback, or a sidecar that
+/// terminates TLS). Answers are read as JSON, at most 256 KiB.
+#[derive(Clone)]
+pub struct BrokerClient {
+    base: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl std::fmt::Debug for BrokerClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerClient")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BrokerClient {
+    /// A client for the broker at `base_url`.
+    pub fn new(base_url: impl Into<String>) -> Self {
+        Self {
+            base: base_url.into().trim_end_matches('/').to_owned(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// The broker's URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends one request with extra `headers` (e.g. `authorization`, `dpop`); returns the
+    /// status and the JSON answer (`null` when the answer is not JSON).
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: RequestBody,
+    ) -> Result<(u16, Value), BrokerError> {
+        let (content_type, bytes) = match body {
+            RequestBody::Empty => ("text/plain", Vec::new()),
+            RequestBody::Json(v) => ("application/json", v.to_string().into_bytes()),
+            RequestBody::Form(pairs) => (
+                "application/x-www-form-urlencoded",
+                form_urlencoded(&pairs).into_bytes(),
+            ),
+        };
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("content-type", content_type);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(bytes)))
+            .map_err(|e| BrokerError::BadRequest(e.to_string()))?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| BrokerError::Unreachable(e.to_string()))?;
+        let status = response.status().as_u16();
+        let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| BrokerError::Unreachable(format!("reading the answer: {e}")))?
+            .to_bytes();
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
+    }
+}
+
+/// `application/x-www-form-urlencoded`: unreserved bytes as they are, space as `+`,
+/// everything else percent-encoded.
+fn form_urlencoded(pairs: &[(String, String)]) -> String {
+    fn enc(out: &mut String, s: &str) {
+        for b in s.bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                    out.push(char::from(b));
+                }
+                b' ' => out.push('+'),
+                _ => out.push_str(&format!("%{b:02X}")),
+            }
+        }
+    }
+    let mut out = String::new();
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        enc(&mut out, k);
+        out.push('=');
+        enc(&mut out, v);
+    }
+    out
+}
+
 /// Posts confirmation requests to a broker and waits for a human's answer.
 #[derive(Clone)]
 pub struct BrokerApprovals {
-    base: String,
+    client: BrokerClient,
     token: String,
-    client: Client<HttpConnector, Full<Bytes>>,
     findings: Option<Findings>,
 }
 
 impl std::fmt::Debug for BrokerApprovals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BrokerApprovals")
-            .field("base", &self.base)
+            .field("base", &self.client.base)
             .finish_non_exhaustive()
     }
 }
@@ -59,9 +171,8 @@ impl BrokerApprovals {
     /// A channel to the broker at `base_url`, authenticating with the agent's access token.
     pub fn new(base_url: impl Into<String>, agent_token: impl Into<String>) -> Self {
         Self {
-            base: base_url.into().trim_end_matches('/').to_owned(),
+            client: BrokerClient::new(base_url),
             token: agent_token.into(),
-            client: Client::builder(TokioExecutor::new()).build_http(),
             findings: None,
         }
     }
@@ -82,28 +193,16 @@ impl BrokerApprovals {
         path: &str,
         body: Option<Value>,
     ) -> Result<(u16, Value), Failed> {
-        let request = http::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header("authorization", format!("Bearer {}", self.token))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(
-                body.map(|b| b.to_string()).unwrap_or_default(),
-            )))
-            .map_err(|e| Failed(e.to_string()))?;
-        let response = self
-            .client
-            .request(request)
+        let bearer = format!("Bearer {}", self.token);
+        self.client
+            .send(
+                method,
+                path,
+                &[("authorization", &bearer)],
+                body.map_or(RequestBody::Empty, RequestBody::Json),
+            )
             .await
-            .map_err(|e| Failed(format!("broker unreachable: {e}")))?;
-        let status = response.status().as_u16();
-        let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-            .collect()
-            .await
-            .map_err(|e| Failed(format!("reading the broker's answer: {e}")))?
-            .to_bytes();
-        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok((status, json))
+            .map_err(|e| Failed(e.to_string()))
     }
 
     /// Posts `request` and waits for the answer.

@@ -12,6 +12,9 @@ pub enum BrokerError {
     /// The broker's configuration is unusable.
     #[error("configuration: {0}")]
     Config(String),
+    /// The broker could not be reached or its answer read (client side).
+    #[error("broker unreachable: {0}")]
+    Unreachable(String),
     /// The activity log could not record, flush or checkpoint.
     #[error("activity log: {0}")]
     Audit(String),
@@ -25,6 +28,7 @@ impl BrokerError {
             Self::BadRequest(_) => "broker.bad_request",
             Self::Config(_) => "broker.config_invalid",
             Self::Audit(_) => "broker.audit_unavailable",
+            Self::Unreachable(_) => "broker.unreachable",
         }
     }
 }

@@ -98,6 +98,12 @@ impl From<BrokerError> for OAuthError {
     fn from(e: BrokerError) -> Self {
         match e {
             BrokerError::BadRequest(m) => Self::bad_request(m),
+            BrokerError::Unreachable(m) => Self::new(
+                StatusCode::BAD_GATEWAY,
+                "temporarily_unavailable",
+                "broker.unreachable",
+                m,
+            ),
             other => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily_unavailable",

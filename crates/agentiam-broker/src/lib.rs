@@ -45,7 +45,7 @@ pub use approvals::{
     ApprovalFinding, ApprovalRecord, ApprovalStatus, ApprovalSubmission, RequesterContext,
 };
 pub use approvals_http::MAX_WAIT_SECS;
-pub use client::BrokerApprovals;
+pub use client::{BrokerApprovals, BrokerClient, RequestBody};
 pub use config::{BrokerConfig, KeysConfig, MAX_CONFIG_BYTES, TokensConfig};
 pub use console::{MIN_PASSWORD_CHARS, SESSION_SECS, hash_password};
 pub use error::BrokerError;

@@ -7,6 +7,7 @@
 mod audit;
 mod baseline;
 mod demo;
+mod demo_broker;
 mod guard;
 mod keys;
 mod output;
@@ -31,8 +32,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the end-to-end scenario on the embedded default and explain each decision.
-    Demo,
+    /// Run the end-to-end scenario on the embedded default (a broker from a fresh data
+    /// directory, on loopback) and explain each decision.
+    Demo(demo::DemoArgs),
     /// Signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -58,7 +60,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let out = Output { json: cli.json };
     let result = match cli.command {
-        Command::Demo => demo::run(&out),
+        Command::Demo(args) => demo::run(&args, &out),
         Command::Keys(cmd) => keys::run(cmd, &out),
         Command::Token(cmd) => token::run(cmd, &out),
         Command::Audit(cmd) => audit::run(cmd, &out),

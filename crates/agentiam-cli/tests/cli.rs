@@ -27,24 +27,67 @@ fn agentiam(args: &[&str]) -> (i32, Value, String) {
 }
 
 #[test]
-fn demo_runs_and_every_decision_matches() {
-    let (code, out, _) = agentiam(&["demo", "--json"]);
+fn demo_runs_on_the_broker_and_every_decision_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let (code, out, _) = agentiam(&["demo", "--json", "--data-dir", data.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(out["ok"], true);
     let steps = out["steps"].as_array().unwrap();
-    assert!(steps.len() >= 20);
+    assert!(steps.len() >= 40);
     let denied: Vec<&str> = steps.iter().filter_map(|s| s["code"].as_str()).collect();
     for code in [
+        "broker.assertion_replayed",
         "token.identity_mismatch",
         "token.scope_not_permitted",
+        "guard.scope_missing",
         "guard.constraint_violated",
+        "guard.injection_detected",
+        "guard.confirmation_denied",
+        "guard.tainted_context",
         "token.revoked",
         "token.expired",
         "token.pop_required",
         "guard.anomaly",
+        "audit.tampered",
     ] {
         assert!(denied.contains(&code), "demo never shows {code}");
     }
+    // The summary names the log, its checkpoint and key, and they verify with the CLI.
+    assert_eq!(out["data_dir"], data.to_str().unwrap());
+    let checkpoint = out["checkpoint"].as_str().unwrap();
+    assert!(std::path::Path::new(checkpoint).is_file());
+    let (code, verified, _) = agentiam(&[
+        "--json",
+        "audit",
+        "verify",
+        out["audit_log"].as_str().unwrap(),
+        "--key",
+        out["verifier_key"].as_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{verified}");
+    assert!(verified["records"].as_u64().unwrap() >= 40);
+    let (code, tampered, _) = agentiam(&[
+        "--json",
+        "audit",
+        "verify",
+        out["tampered_copy"].as_str().unwrap(),
+        "--key",
+        out["verifier_key"].as_str().unwrap(),
+        "--checkpoint",
+        checkpoint,
+    ]);
+    assert_ne!(code, 0);
+    assert_eq!(tampered["error"]["code"], "audit.tampered");
+    // Run again on the same directory: the broker reopens its keys, store and log.
+    let (code, again, _) = agentiam(&["demo", "--json", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(again["ok"], true);
+    // Without --data-dir, a fresh temporary directory.
+    let (code, fresh, _) = agentiam(&["demo", "--json"]);
+    assert_eq!(code, 0, "{fresh}");
+    assert_ne!(fresh["data_dir"], out["data_dir"]);
+    std::fs::remove_dir_all(fresh["data_dir"].as_str().unwrap()).unwrap();
 }
 
 #[test]
