@@ -662,3 +662,230 @@ async fn token_exchange_only_narrows_and_respects_the_sub_agents_registration() 
         "{json}"
     );
 }
+
+/// `testvectors/token_requests.json`: each case changes one thing in a valid request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_request_vectors() {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testvectors/token_requests.json"
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let tests = doc["tests"].as_array().unwrap();
+    assert_eq!(tests.len() as u64, doc["numberOfTests"].as_u64().unwrap());
+    for t in tests {
+        for flag in t["flags"].as_array().unwrap() {
+            assert!(
+                doc["notes"].get(flag.as_str().unwrap()).is_some(),
+                "{flag} has no note"
+            );
+        }
+    }
+
+    let r = start(Arc::new(SqliteStore::in_memory().unwrap())).await;
+    let reg = &doc["registration"];
+    let evidence_base = reg["evidence"].clone();
+    let client = "spiffe://acme.test/agent/vectors";
+    let stranger = "spiffe://acme.test/agent/stranger";
+    let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let other = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let evidence_of = |e: &Value| -> (ModelRef, AgentConfiguration, RuntimeDescriptor) {
+        (
+            serde_json::from_value(e["model"].clone()).unwrap(),
+            serde_json::from_value(e["configuration"].clone()).unwrap(),
+            serde_json::from_value(e["runtime"].clone()).unwrap(),
+        )
+    };
+    let (model, config, runtime) = evidence_of(&evidence_base);
+    let identity =
+        AgentIdentity::new(parse_spiffe_id(client).unwrap(), model, &config, runtime).unwrap();
+    let registration = json!({
+        "spiffe_id": client,
+        "max_scopes": reg["max_scopes"],
+        "allowed_digests": [identity.composite_digest().to_string()],
+        "jwks": serde_json::from_str::<Value>(&Jwks::from_keys([key.public_key().clone()]).to_json()).unwrap(),
+    });
+    let (status, _, _) = call(
+        &r,
+        "POST",
+        "/admin/agents",
+        Some(ADMIN),
+        "application/json",
+        registration.to_string(),
+    )
+    .await;
+    assert_eq!(status, 201);
+
+    let resolve = |v: &Value| -> Value {
+        match v.as_str() {
+            Some("$client") => json!(client),
+            Some("$stranger") => json!(stranger),
+            Some("$endpoint") => json!(ENDPOINT),
+            Some("$issuer") => json!(ISS),
+            _ => match v {
+                Value::Array(items) => Value::Array(
+                    items
+                        .iter()
+                        .map(|i| match i.as_str() {
+                            Some("$endpoint") => json!(ENDPOINT),
+                            _ => i.clone(),
+                        })
+                        .collect(),
+                ),
+                other => other.clone(),
+            },
+        }
+    };
+    for (n, t) in tests.iter().enumerate() {
+        let a = &t["assertion"];
+        let now = SystemClock.now();
+        let mut claims = json!({"iss": client, "sub": client, "aud": ENDPOINT, "jti": format!("vector-{n}-{now}")});
+        let offsets = a
+            .get("offsets")
+            .cloned()
+            .unwrap_or(json!({"iat": 0, "exp": 60}));
+        for (name, offset) in offsets.as_object().unwrap() {
+            claims[name] = json!(now + offset.as_i64().unwrap());
+        }
+        for (name, v) in a
+            .get("claims")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            if v.is_null() {
+                claims.as_object_mut().unwrap().remove(name);
+            } else {
+                claims[name] = resolve(v);
+            }
+        }
+        let payload = claims.to_string();
+        let signed_by = |k: &SigningKey, kid: &str| {
+            let mut header = serde_json::Map::new();
+            header.insert("typ".into(), "JWT".into());
+            header.insert("kid".into(), kid.into());
+            sign_compact(k, &header, payload.as_bytes()).unwrap()
+        };
+        let assertion = match a
+            .get("sign")
+            .and_then(Value::as_str)
+            .unwrap_or("registered")
+        {
+            "registered" => signed_by(&key, key.kid()),
+            "unregistered" => signed_by(&other, other.kid()),
+            "unregistered_with_registered_kid" => signed_by(&other, key.kid()),
+            "none" => format!(
+                "{}.{}.",
+                b64(json!({"alg": "none", "kid": key.kid()})
+                    .to_string()
+                    .as_bytes()),
+                b64(payload.as_bytes())
+            ),
+            "hs256_public_key" => {
+                let input = format!(
+                    "{}.{}",
+                    b64(json!({"alg": "HS256", "kid": key.kid()})
+                        .to_string()
+                        .as_bytes()),
+                    b64(payload.as_bytes())
+                );
+                let mac = aws_lc_rs::hmac::sign(
+                    &aws_lc_rs::hmac::Key::new(
+                        aws_lc_rs::hmac::HMAC_SHA256,
+                        key.public_key().raw(),
+                    ),
+                    input.as_bytes(),
+                );
+                format!("{input}.{}", b64(mac.as_ref()))
+            }
+            other => panic!("unknown signer {other}"),
+        };
+        let mut evidence = evidence_base.clone();
+        let evidence_text = match t.get("evidence") {
+            Some(Value::Null) => None,
+            Some(change) => {
+                if let Some(p) = change.get("system_prompt") {
+                    evidence["configuration"]["system_prompt"] = p.clone();
+                }
+                if let Some(v) = change.get("model_version") {
+                    evidence["model"]["version"] = v.clone();
+                }
+                if let Some(x) = change.get("extra") {
+                    evidence["extra"] = x.clone();
+                }
+                Some(evidence.to_string())
+            }
+            None => Some(evidence.to_string()),
+        };
+        let mut form: Vec<(String, String)> = doc["base_form"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .collect();
+        if a.get("omit") != Some(&json!(true)) {
+            form.push(("client_assertion".into(), assertion));
+        }
+        if let Some(e) = evidence_text {
+            form.push(("agent_attestation".into(), e));
+        }
+        for (name, v) in t
+            .get("form")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            form.retain(|(k, _)| k != name);
+            if !v.is_null() {
+                form.push((name.clone(), resolve(v).as_str().unwrap().to_owned()));
+            }
+        }
+        if let Some(name) = t.get("repeat").and_then(Value::as_str) {
+            let again = form.iter().find(|(k, _)| k == name).unwrap().clone();
+            form.push(again);
+        }
+        let body = encode(&form);
+        let times = if t.get("send_twice") == Some(&json!(true)) {
+            2
+        } else {
+            1
+        };
+        let mut answer = (0, Value::Null);
+        for _ in 0..times {
+            let (status, json) = form_post(&r, &body).await;
+            answer = (status, json);
+        }
+        let (status, json) = answer;
+        let id = &t["tcId"];
+        assert_eq!(
+            u64::from(status),
+            t["status"].as_u64().unwrap(),
+            "tcId {id} {}: {json}",
+            t["comment"]
+        );
+        assert_eq!(
+            json.get("error").unwrap_or(&Value::Null),
+            &t["error"],
+            "tcId {id}: {json}"
+        );
+        assert_eq!(
+            json.get("agentiam_code").unwrap_or(&Value::Null),
+            &t["code"],
+            "tcId {id}: {json}"
+        );
+        if status == 200 {
+            Verifier::new(r.issuer.jwks(), ISS, "ledger-api")
+                .verify(json["access_token"].as_str().unwrap())
+                .unwrap();
+        } else {
+            assert!(json.get("access_token").is_none());
+        }
+    }
+}
+
+async fn form_post(r: &Running, body: &str) -> (u16, Value) {
+    let (status, _, json) = form(r, "/oauth2/token", None, body).await;
+    (status, json)
+}
