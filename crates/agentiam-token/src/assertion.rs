@@ -379,3 +379,28 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A client assertion changed in any byte never authenticates.
+        #[test]
+        fn a_tampered_assertion_never_verifies(at in any::<prop::sample::Index>(), with in any::<u8>()) {
+            let key = SigningKey::ed25519_from_seed(&[5u8; 32]).unwrap();
+            let keys = Jwks::from_keys([key.public_key().clone()]);
+            let ep = "https://broker.example/oauth2/token";
+            let jwt = create_client_assertion(&key, "spiffe://a.example/agent/x", ep, "j", 1_000, 60).unwrap();
+            let mut bytes = jwt.into_bytes();
+            let i = at.index(bytes.len());
+            prop_assume!(bytes[i] != with);
+            bytes[i] = with;
+            let Ok(text) = String::from_utf8(bytes) else { return Ok(()) };
+            let verified = UnverifiedClientAssertion::parse(&text)
+                .and_then(|a| a.verify(&keys, &AssertionRules::new([ep], 1_000)));
+            prop_assert!(verified.is_err(), "a changed assertion verified: {text}");
+        }
+    }
+}
