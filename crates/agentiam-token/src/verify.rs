@@ -41,9 +41,11 @@ impl UnverifiedToken {
         &self.jws.header.alg
     }
 
-    /// Verifies signature and claims; the only way to a [`Token`].
+    /// Verifies signature and claims; the only way to a [`Token`]. A sender-constrained token
+    /// (`cnf`) fails with `token.pop_required` here, as with [`Verifier::verify`]: its proof is
+    /// checked by [`Verifier::verify_with_dpop`] or [`Verifier::verify_with_client_cert`].
     pub fn verify(self, verifier: &Verifier) -> Result<Token, TokenError> {
-        verifier.verify_parsed(self)
+        Verifier::refuse_unproven(verifier.verify_parsed(self)?)
     }
 }
 
@@ -266,7 +268,11 @@ impl Verifier {
     /// A sender-constrained token (one with a `cnf` claim) fails with `token.pop_required`
     /// here: use [`Verifier::verify_with_dpop`] or [`Verifier::verify_with_client_cert`].
     pub fn verify(&self, token: &str) -> Result<Token, TokenError> {
-        let token = self.verify_parsed(UnverifiedToken::parse(token)?)?;
+        UnverifiedToken::parse(token)?.verify(self)
+    }
+
+    /// A sender-constrained token is refused unless its proof was checked.
+    fn refuse_unproven(token: Token) -> Result<Token, TokenError> {
         match &token.claims.cnf {
             Some(cnf) if cnf.jkt.is_some() => Err(TokenError::PopRequired("DPoP proof")),
             Some(cnf) if cnf.x5t_s256.is_some() => {

@@ -381,6 +381,26 @@ fn unverified_token_exposes_only_header_hints() {
     assert!(parsed.verify(&w.verifier()).is_ok());
 }
 
+/// The paved path refuses a sender-constrained token without its proof, exactly as
+/// `Verifier::verify` does (a DPoP-bound token taken off the wire is useless alone).
+#[test]
+fn the_paved_path_refuses_a_bound_token_without_its_proof() {
+    let w = world(Algorithm::EdDSA);
+    let bound = w
+        .issuer
+        .issue(&w.request("ledger.ar:read").bind_dpop("some-thumbprint"))
+        .unwrap();
+    let err = UnverifiedToken::parse(&bound.token)
+        .unwrap()
+        .verify(&w.verifier())
+        .unwrap_err();
+    assert_eq!(err.code(), "token.pop_required");
+    assert_eq!(
+        w.verifier().verify(&bound.token).unwrap_err().code(),
+        "token.pop_required"
+    );
+}
+
 /// Which Ed25519 edge cases verify depends on the backend (dalek, ring and aws-lc-rs differ).
 /// Pin aws-lc-rs's answers for the classic ones so a dependency bump cannot change them silently.
 #[test]
