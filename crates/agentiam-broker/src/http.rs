@@ -271,6 +271,11 @@ impl Broker {
         Ok(kid)
     }
 
+    /// Forgets expired revocations, used single-use keys and console sessions.
+    pub fn prune_store(&self) -> Result<(), BrokerError> {
+        self.inner.store.prune(self.now())
+    }
+
     /// The approver key's public half, for guards' [`agentiam_guard::ApproverKeys`].
     pub fn approver_public_key(&self) -> &agentiam_identity::PublicKey {
         self.inner.approver.public_key()

@@ -254,18 +254,40 @@ fn write_new(file: &Path, bytes: &[u8], mode: u32) -> Result<(), BrokerError> {
         .map_err(|e| io(file, e))
 }
 
+/// How often a serving broker forgets expired revocations, used client-assertion `jti`s,
+/// approval nonces and console sessions.
+pub(crate) const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Serves `broker` on `listener` until `shutdown` completes, then stops taking connections,
 /// lets the requests in flight finish, and flushes the activity log and signs a checkpoint
-/// over it (returned, when the broker has a log).
+/// over it (returned, when the broker has a log). While serving, it prunes expired entries
+/// from the store every 5 minutes.
 pub async fn serve(
     broker: &Broker,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Option<String>, BrokerError> {
-    axum::serve(listener, broker.router())
+    let pruning = broker.clone();
+    let pruner = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(PRUNE_EVERY);
+        loop {
+            ticks.tick().await;
+            let store = pruning.clone();
+            let pruned = tokio::task::spawn_blocking(move || store.prune_store()).await;
+            if let Ok(Err(e)) = pruned {
+                eprintln!(
+                    "agentiam broker: pruning the store failed ({}): {e}",
+                    e.code()
+                );
+            }
+        }
+    });
+    let served = axum::serve(listener, broker.router())
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(|e| BrokerError::Config(format!("serving: {e}")))?;
+        .map_err(|e| BrokerError::Config(format!("serving: {e}")));
+    pruner.abort();
+    served?;
     let broker = broker.clone();
     tokio::task::spawn_blocking(move || broker.flush_audit())
         .await
