@@ -12,6 +12,10 @@
 //! [tokens]
 //! default_ttl_secs = 900              # 15 minutes
 //! max_ttl_secs = 3600                 # the hard cap (and the overlap of a retired key)
+//!
+//! [store]                             # default: SQLite in the data directory
+//! postgres_url_env = "AGENTIAM_POSTGRES_URL"  # several replicas: PostgreSQL, URL from this variable
+//! postgres_schema = "agentiam"
 //! ```
 //!
 //! Unknown keys are refused, so a misspelt setting never silently falls back to a default.
@@ -48,6 +52,41 @@ pub struct BrokerConfig {
     /// Token lifetimes.
     #[serde(default)]
     pub tokens: TokensConfig,
+    /// Where the broker's state lives.
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// `[store]`: SQLite in the data directory unless a PostgreSQL URL is named.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The environment variable holding a `postgres://` URL (it may carry a password, so the
+    /// URL itself never goes in this file). Unset: SQLite in the data directory.
+    #[serde(default)]
+    pub postgres_url_env: Option<String>,
+    /// The PostgreSQL schema to keep the tables in (created if missing). Default: the
+    /// connection's search path.
+    #[serde(default)]
+    pub postgres_schema: Option<String>,
+}
+
+impl StoreConfig {
+    /// Opens the configured store: PostgreSQL when `postgres_url_env` is set, else `None`
+    /// (the caller uses SQLite in its data directory).
+    pub fn open(&self) -> Result<Option<std::sync::Arc<dyn crate::Store>>, BrokerError> {
+        let Some(var) = &self.postgres_url_env else {
+            return Ok(None);
+        };
+        let url = std::env::var(var).map_err(|_| {
+            BrokerError::Config(format!("store.postgres_url_env: {var} is not set"))
+        })?;
+        let store = match &self.postgres_schema {
+            Some(schema) => crate::PostgresStore::connect_in_schema(&url, schema)?,
+            None => crate::PostgresStore::connect(&url)?,
+        };
+        Ok(Some(std::sync::Arc::new(store)))
+    }
 }
 
 /// `[keys]`.
@@ -117,6 +156,7 @@ impl Default for BrokerConfig {
             admin_secret_env: default_secret_env(),
             keys: KeysConfig::default(),
             tokens: TokensConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -196,6 +236,7 @@ mod tests {
             "issuer = \"ftp://x\"",
             "listen = \"not an address\"",
             "[[",
+            "[store]\npostgres_url = \"postgres://u:p@h/db\"",
         ] {
             let e = BrokerConfig::parse(bad).unwrap_err();
             assert_eq!(e.code(), "broker.config_invalid", "{bad}");

@@ -195,12 +195,24 @@ impl DataDir {
         admin_secret: &str,
         tokens: &crate::TokensConfig,
     ) -> Result<Broker, BrokerError> {
+        let store: Arc<dyn Store> = Arc::new(self.store()?);
+        self.broker_on(issuer_url, admin_secret, tokens, store)
+    }
+
+    /// [`DataDir::broker_with`] on another store (PostgreSQL, shared by replicas); keys and
+    /// the activity log stay in this directory.
+    pub fn broker_on(
+        &self,
+        issuer_url: &str,
+        admin_secret: &str,
+        tokens: &crate::TokensConfig,
+        store: Arc<dyn Store>,
+    ) -> Result<Broker, BrokerError> {
         let now = agentiam_token::Clock::now(&agentiam_token::SystemClock);
         let issuer = Arc::new(
             Issuer::new(issuer_url, self.key_set(now)?)
                 .with_lifetimes(tokens.default_ttl_secs, tokens.max_ttl_secs),
         );
-        let store: Arc<dyn Store> = Arc::new(self.store()?);
         let origin = format!(
             "{}/agentiam/audit",
             issuer_url

@@ -4,6 +4,7 @@
 //! `{"error": {"code": "...", "message": "..."}}` on standard output.
 #![forbid(unsafe_code)]
 
+mod approvals;
 mod audit;
 mod baseline;
 mod demo;
@@ -51,6 +52,9 @@ enum Command {
     Scan(scan::ScanArgs),
     /// Run the broker (registry, token endpoint, JWKS, introspection, revocation, approvals console) on loopback.
     Serve(serve::ServeArgs),
+    /// List, approve or deny the broker's approval requests; create approvers' console sign-ins.
+    #[command(subcommand)]
+    Approvals(approvals::ApprovalsCommand),
     /// Inspect, freeze, unfreeze or reset learned behaviour baselines.
     #[command(subcommand)]
     Baseline(baseline::BaselineCommand),
@@ -68,6 +72,7 @@ fn main() -> std::process::ExitCode {
         Command::Scan(args) => scan::run(&args, &out),
         Command::Baseline(cmd) => baseline::run(cmd, &out),
         Command::Serve(args) => serve::run(&args, &out),
+        Command::Approvals(cmd) => approvals::run(cmd, &out),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -72,7 +72,10 @@ pub(crate) fn run(args: &ServeArgs, out: &Output) -> Result<(), CliError> {
             .unwrap_or_else(|| format!("http://{bound}"));
         let data_dir = &config.data_dir;
         let broker = DataDir::open(data_dir)
-            .and_then(|dir| dir.broker_with(&issuer, &secret, &config.tokens))
+            .and_then(|dir| match config.store.open()? {
+                Some(store) => dir.broker_on(&issuer, &secret, &config.tokens, store),
+                None => dir.broker_with(&issuer, &secret, &config.tokens),
+            })
             .map_err(|e| CliError::usage(e.code(), e))?;
         if config.keys.rotate_every_secs > 0 {
             schedule_key_rotation(

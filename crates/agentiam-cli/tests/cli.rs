@@ -698,3 +698,141 @@ fn serve_runs_the_broker_on_loopback_from_its_data_directory() {
     let err: Value = serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
     assert_eq!(err["error"]["code"], "broker.config_invalid");
 }
+
+/// `agentiam serve` on PostgreSQL (the store for several replicas), administered with
+/// `agentiam approvals`. Needs the PostgreSQL that ./scripts/test checks for; fails without it.
+#[test]
+fn serve_on_postgres_and_the_approvals_verbs() {
+    use std::io::{BufRead, Write};
+    let url = std::env::var("AGENTIAM_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!("agentiam_cli_{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[store]\npostgres_url_env = \"AGENTIAM_CLI_TEST_PG\"\npostgres_schema = \"{schema}\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let secret = "admin-secret-0123456789-abcdefghijklmnop";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agentiam"))
+        .args(["--json", "serve", "--config", config.to_str().unwrap()])
+        .env("AGENTIAM_ADMIN_SECRET", secret)
+        .env("AGENTIAM_CLI_TEST_PG", &url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let started: Value = serde_json::from_str(&line).unwrap_or_else(|_| {
+        let mut err = String::new();
+        use std::io::Read as _;
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        panic!("the broker did not start on PostgreSQL at {url}: {line} {err}")
+    });
+    let base = format!("http://{}", started["listening"].as_str().unwrap());
+    let cli = |args: &[&str], stdin: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_agentiam"))
+            .args(args)
+            .env("AGENTIAM_ADMIN_SECRET", secret)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = c.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap(),
+            serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null),
+        )
+    };
+    let (code, listed) = cli(&["--json", "approvals", "list", "--broker", &base], "");
+    assert_eq!(code, 0, "{listed}");
+    assert_eq!(listed["approvals"], serde_json::json!([]));
+    let (code, added) = cli(
+        &[
+            "--json",
+            "approvals",
+            "add-approver",
+            "--broker",
+            &base,
+            "controller",
+        ],
+        "correct horse battery\n",
+    );
+    assert_eq!(
+        (code, added["name"].as_str()),
+        (0, Some("controller")),
+        "{added}"
+    );
+    let (code, short) = cli(
+        &[
+            "--json",
+            "approvals",
+            "add-approver",
+            "--broker",
+            &base,
+            "bob",
+        ],
+        "short\n",
+    );
+    assert_eq!(
+        (code, short["error"]["code"].as_str()),
+        (1, Some("broker.bad_request"))
+    );
+    let (code, missing) = cli(
+        &[
+            "--json",
+            "approvals",
+            "approve",
+            "--broker",
+            &base,
+            "no-such-id",
+            "--approver",
+            "controller",
+        ],
+        "",
+    );
+    assert_eq!(
+        (code, missing["error"]["code"].as_str()),
+        (1, Some("broker.not_found"))
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The approver landed in PostgreSQL, in the configured schema.
+    let store = agentiam_broker::PostgresStore::connect_in_schema(&url, &schema).unwrap();
+    assert!(
+        agentiam_broker::Store::approver(&store, "controller")
+            .unwrap()
+            .is_some()
+    );
+    drop(store);
+    postgres_drop(&url, &schema);
+}
+
+/// Drops the test's schema.
+fn postgres_drop(url: &str, schema: &str) {
+    let status = Command::new("psql")
+        .args([
+            url,
+            "-q",
+            "-c",
+            &format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"),
+        ])
+        .status();
+    assert!(
+        status.map(|s| s.success()).unwrap_or(false),
+        "could not drop schema {schema}"
+    );
+}
