@@ -491,20 +491,7 @@ async fn login(
     .await
     .unwrap_or(false);
     let event = |outcome: agentiam_telemetry::Decision| {
-        let mut e = agentiam_telemetry::AuditEvent::new(
-            "approver_login",
-            agentiam_telemetry::AgentRef {
-                spiffe_id: format!(
-                    "approver:{}",
-                    form.username.chars().take(128).collect::<String>()
-                ),
-                composite_digest: None,
-            },
-            broker.now_ms(),
-            outcome,
-        );
-        e.on_behalf_of = None;
-        e
+        approver_event(&broker, "approver_login", &form.username, outcome)
     };
     if !ok {
         if let Err(e) = broker.audit(event(agentiam_telemetry::Decision::deny(
@@ -677,6 +664,24 @@ struct NewApprover {
     password: String,
 }
 
+/// An activity-log event about an approver (`approver:<name>` as the actor).
+fn approver_event(
+    broker: &Broker,
+    kind: &str,
+    name: &str,
+    outcome: agentiam_telemetry::Decision,
+) -> agentiam_telemetry::AuditEvent {
+    agentiam_telemetry::AuditEvent::new(
+        kind,
+        agentiam_telemetry::AgentRef {
+            spiffe_id: format!("approver:{}", name.chars().take(128).collect::<String>()),
+            composite_digest: None,
+        },
+        broker.now_ms(),
+        outcome,
+    )
+}
+
 /// `POST /admin/approvers` (administrator): creates or resets an approver's console login.
 async fn add_approver(
     State(broker): State<Broker>,
@@ -706,13 +711,10 @@ async fn add_approver(
         .await
         .map_err(|e| crate::BrokerError::Config(e.to_string()))??;
     broker.store().put_approver(&new.name, &phc)?;
-    let mut event = agentiam_telemetry::AuditEvent::new(
+    let mut event = approver_event(
+        &broker,
         "approver_registered",
-        agentiam_telemetry::AgentRef {
-            spiffe_id: format!("approver:{}", new.name),
-            composite_digest: None,
-        },
-        broker.now_ms(),
+        &new.name,
         agentiam_telemetry::Decision::allow(),
     );
     event.on_behalf_of = Some("admin".into());

@@ -14,10 +14,7 @@ mod common;
 
 use std::sync::Arc;
 
-use agentiam_broker::{
-    ApprovalRecord, ApprovalStatus, RequesterContext, SqliteStore, hash_password,
-};
-use agentiam_guard::{ApprovalRequest, Risk};
+use agentiam_broker::{ApprovalStatus, SqliteStore, hash_password};
 use bytes::Bytes;
 use common::*;
 use http_body_util::{BodyExt, Full};
@@ -70,44 +67,6 @@ fn hidden_csrf(html: &str) -> String {
     html[at..].split('"').next().unwrap().to_owned()
 }
 
-fn pending_record(id: &str) -> ApprovalRecord {
-    let mut request = ApprovalRequest {
-        digest: String::new(),
-        tool: "void_invoice".into(),
-        risk: Risk::Irreversible,
-        arguments: json!({"invoice": "INV-7", "memo": "<img src=x onerror=alert(1)>"}),
-        chain: vec!["spiffe://acme.test/agent/ap".into()],
-        task: Some("t".into()),
-        nonce: "n-1".into(),
-        expires_at: agentiam_token::SystemClock.now() + 600,
-        code: "guard.confirmation_required".into(),
-        policies: vec!["irreversible-needs-human".into()],
-        anomaly: None,
-    };
-    request.digest = request.computed_digest().unwrap();
-    ApprovalRecord {
-        id: id.into(),
-        status: ApprovalStatus::Pending,
-        request,
-        findings: vec![],
-        requester: RequesterContext {
-            agent: "spiffe://acme.test/agent/ap".into(),
-            principal: "spiffe://acme.test/agent/ap".into(),
-            model: None,
-            composite_digest: None,
-            chain: vec!["spiffe://acme.test/agent/ap".into()],
-            task: Some("t".into()),
-            purpose: None,
-            token_jti: None,
-        },
-        created_at: 0,
-        settled_at: None,
-        settled_by: None,
-        reason: None,
-        approval: None,
-    }
-}
-
 use agentiam_token::Clock as _;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,7 +78,13 @@ async fn sign_in_sessions_and_csrf() {
             &hash_password("correct horse battery").unwrap(),
         )
         .unwrap();
-    r.store.put_approval(&pending_record("req-1")).unwrap();
+    r.store
+        .put_approval(&pending_record(
+            "req-1",
+            0,
+            agentiam_token::SystemClock.now() + 600,
+        ))
+        .unwrap();
 
     // Signed out: every page sends you to sign in.
     for path in ["/console", "/console/approvals/req-1", "/console/audit"] {

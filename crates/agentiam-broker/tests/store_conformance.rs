@@ -15,15 +15,17 @@
     reason = "test harness: a panic is a failed test"
 )]
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use agentiam_broker::{
     AgentRecord, ApprovalRecord, ApprovalStatus, BrokerError, ConsoleSession, PostgresStore,
-    RequesterContext, SqliteStore, Store,
+    SqliteStore, Store,
 };
-use agentiam_guard::{Approval, ApprovalRequest, Risk};
+use agentiam_guard::Approval;
 use agentiam_token::Revocation;
 use serde_json::json;
 
@@ -44,43 +46,8 @@ fn agent_record(spiffe_id: &str, max_scopes: &str) -> AgentRecord {
     }
 }
 
-/// A valid pending approval record (its request digest is the request's own).
 fn pending_record(id: &str, created_at: i64) -> ApprovalRecord {
-    let mut request = ApprovalRequest {
-        digest: String::new(),
-        tool: "void_invoice".into(),
-        risk: Risk::Irreversible,
-        arguments: json!({"invoice": "INV-7", "memo": "quotes ' and \" and \\ survive"}),
-        chain: vec!["spiffe://acme.test/agent/ap".into()],
-        task: Some("t".into()),
-        nonce: format!("nonce-{id}"),
-        expires_at: 2_000_000_000,
-        code: "guard.confirmation_required".into(),
-        policies: vec!["irreversible-needs-human".into()],
-        anomaly: None,
-    };
-    request.digest = request.computed_digest().unwrap();
-    ApprovalRecord {
-        id: id.into(),
-        status: ApprovalStatus::Pending,
-        request,
-        findings: vec![],
-        requester: RequesterContext {
-            agent: "spiffe://acme.test/agent/ap".into(),
-            principal: "spiffe://acme.test/agent/ap".into(),
-            model: Some("p/m@1".into()),
-            composite_digest: None,
-            chain: vec!["spiffe://acme.test/agent/ap".into()],
-            task: Some("t".into()),
-            purpose: None,
-            token_jti: Some("jti-1".into()),
-        },
-        created_at,
-        settled_at: None,
-        settled_by: None,
-        reason: None,
-        approval: None,
-    }
+    common::pending_record(id, created_at, 2_000_000_000)
 }
 
 /// `pending` as settled by `approver`.

@@ -116,3 +116,48 @@ pub async fn form(
 pub fn register_body(a: &AgentIdentity, scopes: &str) -> String {
     json!({"spiffe_id": a.spiffe_id().to_string(), "max_scopes": scopes, "allowed_digests": [a.composite_digest().to_string()]}).to_string()
 }
+
+/// A valid pending approval record (its request digest is the request's own), with arguments
+/// that carry markup and quotes for escaping and round-trip checks.
+pub fn pending_record(
+    id: &str,
+    created_at: i64,
+    expires_at: i64,
+) -> agentiam_broker::ApprovalRecord {
+    use agentiam_broker::{ApprovalRecord, ApprovalStatus, RequesterContext};
+    let mut request = agentiam_guard::ApprovalRequest {
+        digest: String::new(),
+        tool: "void_invoice".into(),
+        risk: agentiam_guard::Risk::Irreversible,
+        arguments: json!({"invoice": "INV-7", "memo": "<img src=x onerror=alert(1)> and quotes ' and \" and \\ survive"}),
+        chain: vec!["spiffe://acme.test/agent/ap".into()],
+        task: Some("t".into()),
+        nonce: format!("nonce-{id}"),
+        expires_at,
+        code: "guard.confirmation_required".into(),
+        policies: vec!["irreversible-needs-human".into()],
+        anomaly: None,
+    };
+    request.digest = request.computed_digest().unwrap();
+    ApprovalRecord {
+        id: id.into(),
+        status: ApprovalStatus::Pending,
+        request,
+        findings: vec![],
+        requester: RequesterContext {
+            agent: "spiffe://acme.test/agent/ap".into(),
+            principal: "spiffe://acme.test/agent/ap".into(),
+            model: Some("p/m@1".into()),
+            composite_digest: None,
+            chain: vec!["spiffe://acme.test/agent/ap".into()],
+            task: Some("t".into()),
+            purpose: None,
+            token_jti: Some("jti-1".into()),
+        },
+        created_at,
+        settled_at: None,
+        settled_by: None,
+        reason: None,
+        approval: None,
+    }
+}
