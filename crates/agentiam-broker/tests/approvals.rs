@@ -253,6 +253,35 @@ async fn bad_approval_requests_are_refused_and_nothing_is_stored() {
             ))
             .unwrap()
             .token;
+    // The same agent's token, minted two hours ago (expired), and one from a foreign issuer.
+    let ap = agent("ap");
+    let mint = |issuer: Issuer| {
+        issuer.register(
+            ap.spiffe_id(),
+            AgentRegistration::new(ScopeSet::parse("ledger.*:void").unwrap()),
+        );
+        issuer
+            .issue(&TokenRequest::new(
+                &ap,
+                "ledger",
+                ScopeSet::parse("ledger.ar:void").unwrap(),
+                "task-9",
+                "x",
+            ))
+            .unwrap()
+            .token
+    };
+    let expired = mint(
+        Issuer::new(
+            ISS,
+            KeySet::new(SigningKey::ed25519_from_seed(&[3u8; 32]).unwrap()),
+        )
+        .with_clock(Arc::new(FixedClock::new(SystemClock.now() - 7200))),
+    );
+    let foreign = mint(Issuer::new(
+        ISS,
+        KeySet::new(SigningKey::generate(Algorithm::EdDSA).unwrap()),
+    ));
     for (what, auth, body, status, code) in [
         (
             "no token",
@@ -260,6 +289,20 @@ async fn bad_approval_requests_are_refused_and_nothing_is_stored() {
             valid.to_string(),
             401,
             "broker.unauthorized",
+        ),
+        (
+            "an expired token",
+            Some(expired.as_str()),
+            valid.to_string(),
+            401,
+            "token.expired",
+        ),
+        (
+            "a foreign issuer's token",
+            Some(foreign.as_str()),
+            valid.to_string(),
+            401,
+            "token.unknown_key",
         ),
         (
             "garbage token",
