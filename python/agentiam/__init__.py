@@ -14,6 +14,7 @@ constraints, Cedar policy, session taint, human confirmation) before the tool ru
 """
 
 from ._audit import read_audit_log
+from ._broker import BrokerApprovals, approver_keys
 from ._guard import ConfirmationRequired, Denied, Guard, GuardSession, framework_call
 from ._scan import sanitize, scan, spotlight
 from ._native import (
@@ -37,6 +38,7 @@ __all__ = [
     "AgentIAMError",
     "AgentIdentity",
     "AuditLog",
+    "BrokerApprovals",
     "Issuer",
     "KeySet",
     "SigningKey",
@@ -49,6 +51,7 @@ __all__ = [
     "Guard",
     "GuardSession",
     "TokenError",
+    "approver_keys",
     "attenuate",
     "framework_call",
     "read_audit_log",

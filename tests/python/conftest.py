@@ -4,6 +4,13 @@ import json
 import os
 import pathlib
 import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from jwt.algorithms import OKPAlgorithm
 
 import pytest
 
@@ -89,3 +96,120 @@ def decisions(guard) -> list[tuple]:
 @pytest.fixture()
 def world(tmp_path) -> GuardWorld:
     return GuardWorld(tmp_path)
+
+
+# --- The broker (`agentiam serve`) for the tests that talk to it over HTTP. ---
+
+ADMIN = "python-admin-secret-0123456789-abcdefgh"
+
+
+def _request(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            body = resp.read()
+            status = resp.status
+    except urllib.error.HTTPError as e:
+        body = e.read()
+        status = e.code
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, {}
+
+
+class Broker:
+    def __init__(self, base: str, process: subprocess.Popen):
+        self.base = base
+        self.process = process
+
+    def admin_json(self, path: str, doc: dict) -> tuple[int, dict]:
+        return _request(
+            self.base + path,
+            json.dumps(doc).encode(),
+            {"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"},
+        )
+
+    def token(self, pairs: list[tuple[str, str]]) -> tuple[int, dict]:
+        return _request(
+            self.base + "/oauth2/token",
+            urllib.parse.urlencode(pairs).encode(),
+            {"Content-Type": "application/x-www-form-urlencoded"},
+        )
+
+    def jwks(self) -> jwt.PyJWKSet:
+        status, doc = _request(self.base + "/.well-known/jwks.json")
+        assert status == 200
+        return jwt.PyJWKSet.from_dict(doc)
+
+
+@pytest.fixture(scope="session")
+def broker(cli, tmp_path_factory):
+    data = tmp_path_factory.mktemp("broker-data")
+    env = dict(os.environ, AGENTIAM_ADMIN_SECRET=ADMIN)
+    process = subprocess.Popen(
+        [str(cli.binary), "--json", "serve", "--data-dir", str(data), "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        line = process.stdout.readline()
+        started = json.loads(line)
+        yield Broker(f"http://{started['listening']}", process)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def agent_key(kid: str):
+    private = ed25519.Ed25519PrivateKey.generate()
+    jwk = json.loads(OKPAlgorithm.to_jwk(private.public_key()))
+    jwk["kid"] = kid
+    return private, jwk
+
+
+def register_and_get_token(broker: Broker, spiffe_id: str, max_scopes: str, scope: str, task: str) -> str:
+    """Registers an agent with a fresh key (PyJWT signs its client assertions), pins the composite
+    digest the broker computes from its evidence, and returns a task token for `scope`."""
+    import time
+    import uuid
+
+    private, jwk = agent_key(f"key-{uuid.uuid4().hex[:8]}")
+    evidence = {
+        "model": {"provider": "openai", "name": "gpt-5", "version": "2026-08-01"},
+        "configuration": {"system_prompt": f"You are {spiffe_id}.", "tools": []},
+        "runtime": {"kind": "process", "attributes": {}},
+    }
+    registration = {"spiffe_id": spiffe_id, "max_scopes": max_scopes, "jwks": {"keys": [jwk]}}
+
+    def token() -> dict:
+        now = int(time.time())
+        assertion = jwt.encode(
+            {"iss": spiffe_id, "sub": spiffe_id, "aud": broker.base + "/oauth2/token", "iat": now, "exp": now + 60, "jti": str(uuid.uuid4())},
+            private,
+            algorithm="EdDSA",
+            headers={"kid": jwk["kid"]},
+        )
+        status, body = broker.token(
+            [
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                ("client_assertion", assertion),
+                ("agent_attestation", json.dumps(evidence)),
+                ("scope", scope),
+                ("audience", "ledger-api"),
+                ("task_id", task),
+            ]
+        )
+        assert status == 200, body
+        return body
+
+    status, body = broker.admin_json("/admin/agents", registration)
+    assert status == 201, body
+    first = token()["access_token"]
+    digest = jwt.decode(first, options={"verify_signature": False})["agent"]["digest"]
+    registration["allowed_digests"] = [digest]
+    status, body = broker.admin_json("/admin/agents", registration)
+    assert status == 201, body
+    return str(token()["access_token"])

@@ -7,13 +7,9 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import pathlib
-import subprocess
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 
 import jwt
@@ -22,81 +18,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from jwt.algorithms import OKPAlgorithm
 
+from conftest import Broker, agent_key
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 VECTORS = json.loads((ROOT / "testvectors" / "token_requests.json").read_text())
-ADMIN = "python-admin-secret-0123456789-abcdefgh"
 CLIENT = "spiffe://acme.test/agent/python-vectors"
 STRANGER = "spiffe://acme.test/agent/stranger"
 
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _request(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, dict]:
-    req = urllib.request.Request(url, data=data, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            body = resp.read()
-            status = resp.status
-    except urllib.error.HTTPError as e:
-        body = e.read()
-        status = e.code
-    try:
-        return status, json.loads(body)
-    except ValueError:
-        return status, {}
-
-
-class Broker:
-    def __init__(self, base: str, process: subprocess.Popen):
-        self.base = base
-        self.process = process
-
-    def admin_json(self, path: str, doc: dict) -> tuple[int, dict]:
-        return _request(
-            self.base + path,
-            json.dumps(doc).encode(),
-            {"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"},
-        )
-
-    def token(self, pairs: list[tuple[str, str]]) -> tuple[int, dict]:
-        return _request(
-            self.base + "/oauth2/token",
-            urllib.parse.urlencode(pairs).encode(),
-            {"Content-Type": "application/x-www-form-urlencoded"},
-        )
-
-    def jwks(self) -> jwt.PyJWKSet:
-        status, doc = _request(self.base + "/.well-known/jwks.json")
-        assert status == 200
-        return jwt.PyJWKSet.from_dict(doc)
-
-
-@pytest.fixture(scope="module")
-def broker(cli, tmp_path_factory):
-    data = tmp_path_factory.mktemp("broker-data")
-    env = dict(os.environ, AGENTIAM_ADMIN_SECRET=ADMIN)
-    process = subprocess.Popen(
-        [str(cli.binary), "--json", "serve", "--data-dir", str(data), "--listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        line = process.stdout.readline()
-        started = json.loads(line)
-        yield Broker(f"http://{started['listening']}", process)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def _agent_key(kid: str):
-    private = ed25519.Ed25519PrivateKey.generate()
-    jwk = json.loads(OKPAlgorithm.to_jwk(private.public_key()))
-    jwk["kid"] = kid
-    return private, jwk
 
 
 def _issued_claims(broker: Broker, token: str) -> dict:
@@ -124,7 +55,7 @@ def _sign(private, kid: str, claims: dict, how: str, registered_public: bytes, o
 
 def test_token_request_vectors_with_pyjwt_assertions(broker):
     assert len(VECTORS["tests"]) == VECTORS["numberOfTests"]
-    private, jwk = _agent_key("python-agent-key")
+    private, jwk = agent_key("python-agent-key")
     other = ed25519.Ed25519PrivateKey.generate()
     registered_public = private.public_key().public_bytes(
         serialization.Encoding.Raw, serialization.PublicFormat.Raw

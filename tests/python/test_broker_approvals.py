@@ -1,0 +1,86 @@
+"""A Python agent's guard asks the broker's approvers: `agentiam.BrokerApprovals` posts the guard's
+approval request to `agentiam serve` and waits; an approver (scripted here through the
+administrator API, as `agentiam approvals` does) approves one call and denies another; the guard
+accepts only the broker-signed approval, once, for that call."""
+
+import json
+import threading
+import time
+import urllib.request
+
+import agentiam
+import pytest
+
+from conftest import ADMIN, register_and_get_token
+
+
+def _scripted_approver(base: str, stop: threading.Event, decided: list) -> None:
+    while not stop.is_set():
+        request = urllib.request.Request(
+            base + "/admin/approvals?status=pending", headers={"Authorization": f"Bearer {ADMIN}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            pending = json.loads(response.read())["approvals"]
+        for p in pending:
+            verb = "approve" if p["request"]["arguments"]["invoice"] == "INV-7" else "deny"
+            body = json.dumps({"approver": "controller", "reason": "not on the close list"}).encode()
+            settle = urllib.request.Request(
+                f"{base}/admin/approvals/{p['id']}/{verb}",
+                data=body,
+                headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(settle, timeout=10):
+                decided.append((p["request"]["tool"], p["request"]["arguments"]["invoice"], verb, p["findings"]))
+        time.sleep(0.05)
+
+
+def test_a_python_agent_waits_for_the_brokers_approver(broker):
+    token = register_and_get_token(
+        broker, "spiffe://acme.test/agent/python-closer", "ledger.*:void", "ledger.ar:void", "close-march"
+    )
+    status, jwks = broker_jwks(broker)
+    assert status == 200
+    approvals = agentiam.BrokerApprovals(
+        broker.base, token, timeout=30, findings=lambda r: [{"kind": "note", "detail": f"python asked for {r['tool']}"}]
+    )
+    guard = agentiam.Guard(
+        issuer=broker.base,
+        audience="ledger-api",
+        jwks=jwks,
+        approvers=agentiam.approver_keys(broker.base),
+        on_confirmation=approvals,
+    )
+    ran = []
+
+    @guard.tool(scope="ledger.ar:void", risk="irreversible")
+    def void_invoice(invoice: str) -> str:
+        ran.append(invoice)
+        return f"voided {invoice}"
+
+    stop, decided = threading.Event(), []
+    approver = threading.Thread(target=_scripted_approver, args=(broker.base, stop, decided), daemon=True)
+    approver.start()
+    try:
+        with guard.session(token):
+            assert void_invoice(invoice="INV-7") == "voided INV-7"
+            with pytest.raises(agentiam.Denied) as refused:
+                void_invoice(invoice="INV-666")
+            assert refused.value.code == "guard.confirmation_denied"
+            assert approvals.last_reason is not None and "not on the close list" in approvals.last_reason
+    finally:
+        stop.set()
+        approver.join(timeout=10)
+    assert ran == ["INV-7"], "the denied call never ran"
+    assert [(t, i, v) for t, i, v, _ in decided] == [("void_invoice", "INV-7", "approve"), ("void_invoice", "INV-666", "deny")]
+    assert decided[0][3] == [{"kind": "note", "detail": "python asked for void_invoice"}]
+
+
+def test_a_refused_post_is_no_approval(broker):
+    approvals = agentiam.BrokerApprovals(broker.base, "not-a-token", timeout=5)
+    assert approvals({"tool": "x", "arguments": {}}) is None
+    assert approvals.last_reason is not None and "401" in approvals.last_reason
+
+
+def broker_jwks(broker):
+    with urllib.request.urlopen(broker.base + "/.well-known/jwks.json", timeout=10) as response:
+        return response.status, json.loads(response.read())
