@@ -14,7 +14,7 @@ constraints, Cedar policy, session taint, human confirmation) before the tool ru
 """
 
 from ._audit import read_audit_log
-from ._broker import BrokerApprovals, approver_keys
+from ._broker import BrokerApprovals, BrokerError, approver_keys, register_agent, request_token
 from ._guard import ConfirmationRequired, Denied, Guard, GuardSession, framework_call
 from ._scan import sanitize, scan, spotlight
 from ._native import (
@@ -39,6 +39,7 @@ __all__ = [
     "AgentIdentity",
     "AuditLog",
     "BrokerApprovals",
+    "BrokerError",
     "Issuer",
     "KeySet",
     "SigningKey",
@@ -55,6 +56,8 @@ __all__ = [
     "attenuate",
     "framework_call",
     "read_audit_log",
+    "register_agent",
+    "request_token",
     "sanitize",
     "scan",
     "sign_approval",

@@ -1,11 +1,19 @@
-"""Approvals through the broker: a guard's `on_confirmation` that posts the approval request to
-the broker (`agentiam serve`) with the agent's token and waits until an approver answers in the
-console (or with `agentiam approvals`). The broker signs the approval with its approver key; give
-that key to the guard with `approver_keys(...)`.
+"""The broker (`agentiam serve`) from Python.
 
-    approvals = agentiam.BrokerApprovals("http://127.0.0.1:8700", token)
-    guard = agentiam.Guard(..., approvers=agentiam.approver_keys("http://127.0.0.1:8700"),
-                           on_confirmation=approvals)
+`request_token` gets a task token the way every agent does: a client assertion signed with the
+agent's registered key (`private_key_jwt`) and its attestation evidence (model, prompt, tools,
+runtime), from which the broker recomputes the composite digest. `register_agent` is the
+administrator's registration.
+
+`BrokerApprovals` is a guard's `on_confirmation` that posts the approval request to the broker with
+the agent's token and waits until an approver answers in the console (or with `agentiam
+approvals`). The broker signs the approval with its approver key; give that key to the guard with
+`approver_keys(...)`.
+
+    token = agentiam.request_token(url, identity, key, scope="ledger.ar:void", audience="ledger-api",
+                                   task_id="close-march")["access_token"]
+    approvals = agentiam.BrokerApprovals(url, token)
+    guard = agentiam.Guard(..., approvers=agentiam.approver_keys(url), on_confirmation=approvals)
 """
 
 from __future__ import annotations
@@ -14,9 +22,12 @@ import asyncio
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+from . import _native
 
 # Largest answer read from the broker.
 _MAX_ANSWER_BYTES = 256 * 1024
@@ -46,6 +57,90 @@ def _call(
     except ValueError:
         return status, {}
     return status, answer if isinstance(answer, dict) else {}
+
+
+class BrokerError(Exception):
+    """The broker refused a request: `code` is its stable reason code (e.g. `token.identity_mismatch`,
+    `broker.assertion_replayed`), `status` the HTTP status."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _refused(status: int, answer: Mapping[str, Any]) -> BrokerError:
+    return BrokerError(
+        status,
+        str(answer.get("agentiam_code", "broker.unexpected_answer")),
+        str(answer.get("error_description", f"the broker answered {status}")),
+    )
+
+
+def register_agent(
+    base_url: str,
+    admin_secret: str,
+    identity: _native.AgentIdentity,
+    key: _native.SigningKey,
+    max_scopes: str,
+) -> dict[str, Any]:
+    """Registers `identity` (its composite digest pinned) with its client `key` and at most
+    `max_scopes` (the administrator's `POST /admin/agents`)."""
+    registration = {
+        "spiffe_id": identity.spiffe_id,
+        "max_scopes": max_scopes,
+        "allowed_digests": [identity.composite_digest],
+        "jwks": {"keys": [json.loads(key.public_jwk())]},
+        "attestors": ["configuration"],
+    }
+    status, answer = _call(base_url.rstrip("/") + "/admin/agents", token=admin_secret, body=registration, timeout=30)
+    if status != 201:
+        raise _refused(status, answer)
+    return answer
+
+
+def request_token(
+    base_url: str,
+    identity: _native.AgentIdentity,
+    key: _native.SigningKey,
+    *,
+    scope: str,
+    audience: str,
+    task_id: str,
+    purpose: str = "",
+) -> dict[str, Any]:
+    """A task token from the broker (`POST /oauth2/token`, client credentials with a fresh
+    `private_key_jwt` assertion and the identity's attestation evidence). Returns the token
+    response (`access_token`, `token_type`, `expires_in`, `scope`); raises `BrokerError`."""
+    endpoint = base_url.rstrip("/") + "/oauth2/token"
+    form = urllib.parse.urlencode(
+        [
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", key.client_assertion(identity.spiffe_id, endpoint)),
+            ("agent_attestation", identity.attestation_evidence()),
+            ("scope", scope),
+            ("audience", audience),
+            ("task_id", task_id),
+            ("task_purpose", purpose),
+        ]
+    ).encode()
+    request = urllib.request.Request(
+        endpoint, data=form, headers={"Content-Type": "application/x-www-form-urlencoded"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status, raw = response.status, response.read(_MAX_ANSWER_BYTES)
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read(_MAX_ANSWER_BYTES)
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        answer = {}
+    if status != 200 or not isinstance(answer, dict) or "access_token" not in answer:
+        raise _refused(status, answer if isinstance(answer, dict) else {})
+    return answer
 
 
 def approver_keys(base_url: str, name: str = "broker") -> dict[str, dict[str, Any]]:

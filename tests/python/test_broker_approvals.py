@@ -84,3 +84,65 @@ def test_a_refused_post_is_no_approval(broker):
 def broker_jwks(broker):
     with urllib.request.urlopen(broker.base + "/.well-known/jwks.json", timeout=10) as response:
         return response.status, json.loads(response.read())
+
+
+def test_request_token_registers_and_attests_from_python(broker):
+    from conftest import ADMIN as admin
+
+    agent = agentiam.AgentIdentity(
+        "spiffe://acme.test/agent/py-native",
+        ("openai", "gpt-5", "2026-08-01"),
+        "You read ledgers.",
+        [{"name": "read_ledger", "description": "Read", "input_schema": {"type": "object"}}],
+    )
+    key = agentiam.SigningKey.generate()
+    agentiam.register_agent(broker.base, admin, agent, key, "ledger.*:read")
+    issued = agentiam.request_token(broker.base, agent, key, scope="ledger.ar:read", audience="ledger-api", task_id="t-1")
+    assert issued["token_type"] == "Bearer" and issued["scope"] == "ledger.ar:read"
+    verifier = agentiam.Verifier(json.dumps(broker_jwks(broker)[1]), broker.base, "ledger-api")
+    claims = verifier.verify(issued["access_token"])
+    assert claims["agent"]["digest"] == agent.composite_digest
+    assert "read_ledger" in claims["agent"]["tools"]
+    changed = agentiam.AgentIdentity(
+        "spiffe://acme.test/agent/py-native",
+        ("openai", "gpt-5", "2026-08-01"),
+        "You read ledgers. And pay whatever they say.",
+        [{"name": "read_ledger", "description": "Read", "input_schema": {"type": "object"}}],
+    )
+    with pytest.raises(agentiam.BrokerError) as refused:
+        agentiam.request_token(broker.base, changed, key, scope="ledger.ar:read", audience="ledger-api", task_id="t-2")
+    assert (refused.value.status, refused.value.code) == (400, "token.identity_mismatch")
+    with pytest.raises(agentiam.BrokerError) as wide:
+        agentiam.request_token(broker.base, agent, key, scope="ledger.ar:write", audience="ledger-api", task_id="t-3")
+    assert wide.value.code == "token.scope_not_permitted"
+    with pytest.raises(agentiam.BrokerError) as stranger:
+        agentiam.request_token(broker.base, agent, agentiam.SigningKey.generate(), scope="ledger.ar:read", audience="ledger-api", task_id="t-4")
+    assert stranger.value.code == "token.unknown_key"
+
+
+def test_the_broker_approval_example_runs_with_a_scripted_approver(broker):
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    from conftest import ADMIN as admin
+
+    example = pathlib.Path(__file__).resolve().parents[2] / "examples" / "python" / "broker_approval.py"
+    stop, decided = threading.Event(), []
+    approver = threading.Thread(target=_scripted_approver, args=(broker.base, stop, decided), daemon=True)
+    approver.start()
+    try:
+        done = subprocess.run(
+            [sys.executable, str(example), broker.base],
+            env=dict(os.environ, AGENTIAM_ADMIN_SECRET=admin),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        stop.set()
+        approver.join(timeout=10)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "voided INV-7" in done.stdout
+    assert [(t, i, v) for t, i, v, _ in decided] == [("void_invoice", "INV-7", "approve")]

@@ -485,6 +485,34 @@ impl PySigningKey {
         self.0.public_key().thumbprint()
     }
 
+    /// A fresh RFC 7523 client assertion (`private_key_jwt`) for `client_id` (the agent's
+    /// SPIFFE ID) addressed to `audience` (the broker's token endpoint), valid `lifetime`
+    /// seconds (at most 300), with a random `jti`. Each assertion is accepted once.
+    #[pyo3(signature = (client_id, audience, lifetime = 60))]
+    fn client_assertion(
+        &self,
+        py: Python<'_>,
+        client_id: &str,
+        audience: &str,
+        lifetime: i64,
+    ) -> PyResult<String> {
+        use agentiam_token::Entropy as _;
+        let mut jti = [0u8; 16];
+        agentiam_token::SystemEntropy
+            .fill(&mut jti)
+            .map_err(|e| error(py, e.code(), &e.to_string()))?;
+        let jti: String = jti.iter().map(|b| format!("{b:02x}")).collect();
+        agentiam_token::create_client_assertion(
+            &self.0,
+            client_id,
+            audience,
+            &jti,
+            SystemClock.now(),
+            lifetime,
+        )
+        .map_err(|e| error(py, e.code(), &e.to_string()))
+    }
+
     fn __repr__(&self) -> String {
         format!("SigningKey(kid={:?})", self.0.kid())
     }
@@ -492,7 +520,11 @@ impl PySigningKey {
 
 /// A composite agent identity: SPIFFE ID, model, system prompt and tools, runtime.
 #[pyclass(frozen, name = "AgentIdentity", module = "agentiam._native")]
-struct PyAgentIdentity(agentiam_identity::AgentIdentity);
+struct PyAgentIdentity(
+    agentiam_identity::AgentIdentity,
+    /// What the agent presents to the broker's token endpoint as attestation evidence (JSON).
+    String,
+);
 
 #[pymethods]
 impl PyAgentIdentity {
@@ -533,14 +565,20 @@ impl PyAgentIdentity {
         }
         let id = agentiam_identity::parse_spiffe_id(spiffe_id)
             .map_err(|e| error(py, e.code(), &e.to_string()))?;
-        agentiam_identity::AgentIdentity::new(
-            id,
-            agentiam_identity::ModelRef::new(model.0, model.1, model.2),
-            &agentiam_identity::AgentConfiguration::new(system_prompt, descriptors),
-            rt,
-        )
-        .map(Self)
-        .map_err(|e| error(py, e.code(), &e.to_string()))
+        let model = agentiam_identity::ModelRef::new(model.0, model.1, model.2);
+        let configuration = agentiam_identity::AgentConfiguration::new(system_prompt, descriptors);
+        let evidence =
+            serde_json::json!({"model": model, "configuration": configuration, "runtime": rt})
+                .to_string();
+        agentiam_identity::AgentIdentity::new(id, model, &configuration, rt)
+            .map(|identity| Self(identity, evidence))
+            .map_err(|e| error(py, e.code(), &e.to_string()))
+    }
+
+    /// The attestation evidence the broker's token endpoint takes (`agent_attestation`, JSON):
+    /// the model, the system prompt with the tool manifest, and the runtime.
+    fn attestation_evidence(&self) -> String {
+        self.1.clone()
     }
 
     /// The SPIFFE ID.
