@@ -46,19 +46,29 @@ pre{background:#f5f5f5;padding:.6rem;overflow:auto;white-space:pre-wrap}\
 .bad{color:#a00;font-weight:bold}.good{color:#070;font-weight:bold}\
 button{padding:.4rem 1rem;margin-right:.5rem}nav a{margin-right:1rem}dt{font-weight:bold}dd{margin:0 0 .5rem 0}";
 
-/// Where the console finds the activity log it shows, and how secure its cookies are.
-#[derive(Debug, Clone, Default)]
+/// Failed sign-ins per approver name (known or not) before the name is refused for 15 minutes.
+pub const MAX_FAILED_LOGINS: u32 = 5;
+
+/// Where the console finds the activity log it shows, how secure its cookies are, and the
+/// failed sign-ins it counts (per name, in this process, for 15 minutes).
+#[derive(Debug, Clone)]
 pub(crate) struct ConsoleSettings {
     pub(crate) secure_cookies: bool,
     pub(crate) audit_dir: Option<PathBuf>,
     pub(crate) audit_verifier: Option<NoteVerifier>,
+    pub(crate) failed_logins: moka::sync::Cache<String, u32>,
 }
 
 impl ConsoleSettings {
     pub(crate) fn for_base_url(base_url: &str) -> Self {
         Self {
             secure_cookies: base_url.starts_with("https://"),
-            ..Self::default()
+            audit_dir: None,
+            audit_verifier: None,
+            failed_logins: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(std::time::Duration::from_secs(900))
+                .build(),
         }
     }
 }
@@ -475,6 +485,30 @@ async fn login(
             "This sign-in form did not come from this console. Reload the sign-in page.",
         );
     }
+    let name = form.username.chars().take(128).collect::<String>();
+    let failures = broker
+        .console_settings()
+        .failed_logins
+        .get(&name)
+        .unwrap_or(0);
+    if failures >= MAX_FAILED_LOGINS {
+        if let Err(e) = broker.audit(approver_event(
+            &broker,
+            "approver_login",
+            &name,
+            agentiam_telemetry::Decision::deny("broker.login_throttled"),
+        )) {
+            return e.into();
+        }
+        let mut r = error_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "broker.login_throttled",
+            "Too many failed sign-ins for this name. Try again in 15 minutes.",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("900"));
+        return r;
+    }
     let stored = match broker.store().approver(&form.username) {
         Ok(s) => s,
         Err(e) => return OAuthError::from(e).into(),
@@ -494,6 +528,10 @@ async fn login(
         approver_event(&broker, "approver_login", &form.username, outcome)
     };
     if !ok {
+        broker
+            .console_settings()
+            .failed_logins
+            .insert(name, failures.saturating_add(1));
         if let Err(e) = broker.audit(event(agentiam_telemetry::Decision::deny(
             "broker.login_failed",
         ))) {
@@ -501,6 +539,7 @@ async fn login(
         }
         return login_response(&broker, StatusCode::UNAUTHORIZED, true);
     }
+    broker.console_settings().failed_logins.invalidate(&name);
     let (Ok(value), Ok(csrf)) = (random_id(), random_id()) else {
         return error_page(
             StatusCode::INTERNAL_SERVER_ERROR,

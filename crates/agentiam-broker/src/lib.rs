@@ -48,7 +48,7 @@ pub use approvals::{
 pub use approvals_http::MAX_WAIT_SECS;
 pub use client::{BrokerApprovals, BrokerClient, RequestBody};
 pub use config::{BrokerConfig, KeysConfig, MAX_CONFIG_BYTES, StoreConfig, TokensConfig};
-pub use console::{MIN_PASSWORD_CHARS, SESSION_SECS, hash_password};
+pub use console::{MAX_FAILED_LOGINS, MIN_PASSWORD_CHARS, SESSION_SECS, hash_password};
 pub use error::BrokerError;
 pub use http::{Broker, MAX_BODY_BYTES};
 pub use postgres::PostgresStore;

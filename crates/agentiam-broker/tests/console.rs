@@ -247,3 +247,49 @@ async fn sign_in_sessions_and_csrf() {
     }
     assert!(r.store.approver("x").unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failed_sign_ins_are_throttled_per_name() {
+    let r = start(Arc::new(SqliteStore::in_memory().unwrap())).await;
+    r.store
+        .put_approver(
+            "controller",
+            &hash_password("correct horse battery").unwrap(),
+        )
+        .unwrap();
+    let (_, headers, html) = page(&r, "GET", "/console/login", "", "").await;
+    let (login_cookie, _) = set_cookie(&headers, "agentiam_login");
+    let token = hidden_csrf(&html);
+    let cookie = format!("agentiam_login={login_cookie}");
+    let attempt = |password: &str| format!("csrf={token}&username=controller&password={password}");
+    for _ in 0..agentiam_broker::MAX_FAILED_LOGINS {
+        let (status, _, _) = page(
+            &r,
+            "POST",
+            "/console/login",
+            &cookie,
+            &attempt("guess+guess+guess"),
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+    // Now even the right password is refused for this name, without being checked.
+    let (status, headers, html) = page(
+        &r,
+        "POST",
+        "/console/login",
+        &cookie,
+        &attempt("correct+horse+battery"),
+    )
+    .await;
+    assert_eq!(status, 429);
+    assert_eq!(headers["retry-after"], "900");
+    assert!(html.contains("broker.login_throttled"));
+    // Another name is not affected.
+    r.store
+        .put_approver("auditor", &hash_password("another long password").unwrap())
+        .unwrap();
+    let other = format!("csrf={token}&username=auditor&password=another+long+password");
+    let (status, _, _) = page(&r, "POST", "/console/login", &cookie, &other).await;
+    assert_eq!(status, 303);
+}
