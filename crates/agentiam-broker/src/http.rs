@@ -319,7 +319,7 @@ impl Broker {
     }
 
     pub(crate) fn now_ms(&self) -> i64 {
-        self.now().saturating_mul(1000)
+        self.inner.clock.now_ms()
     }
 
     pub(crate) fn issuer_url(&self) -> String {

@@ -106,7 +106,7 @@ impl Demo {
                     spiffe_id: AP.into(),
                     composite_digest: None,
                 },
-                SystemClock.now().saturating_mul(1000),
+                SystemClock.now_ms(),
                 match &code {
                     None => Decision::allow(),
                     Some(c) => Decision::deny(c.clone()),
