@@ -332,13 +332,19 @@ pub(crate) async fn token(
     } else {
         "token_issued"
     };
+    // A refused request is audited under the client it claimed, marked as not verified.
     let claimed = form
         .client_assertion
         .as_deref()
         .and_then(|a| UnverifiedClientAssertion::parse(a).ok())
         .map_or_else(
             || "unauthenticated".to_owned(),
-            |a| a.client_id().to_owned(),
+            |a| {
+                format!(
+                    "unverified:{}",
+                    a.client_id().chars().take(256).collect::<String>()
+                )
+            },
         );
     let client = match broker.authenticate(&form) {
         Ok(client) => client,
