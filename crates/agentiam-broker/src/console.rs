@@ -600,6 +600,18 @@ async fn logout(
     r
 }
 
+/// A record's time as RFC 3339 UTC with milliseconds.
+fn when(ms: Option<i64>) -> String {
+    ms.and_then(|ms| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+    })
+    .and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    })
+    .unwrap_or_else(|| "-".to_owned())
+}
+
 /// The activity log's verification status and its latest records.
 fn audit_view(broker: &Broker) -> (Result<String, String>, Vec<Value>) {
     let settings = broker.console_settings();
@@ -678,11 +690,11 @@ async fn timeline(State(broker): State<Broker>, headers: HeaderMap) -> Response 
                 Err(e) => p #verification .bad { "NOT VERIFIED: " (e) },
             }
             table #timeline {
-                tr { th { "#" } th { "When (UTC ms)" } th { "Event" } th { "Who" } th { "Tool" } th { "Decision" } }
+                tr { th { "#" } th { "When (UTC)" } th { "Event" } th { "Who" } th { "Tool" } th { "Decision" } }
                 @for r in &records {
                     tr {
                         td { (r.pointer("/seq").map(Value::to_string).unwrap_or_default()) }
-                        td { (r.pointer("/event/time_unix_ms").map(Value::to_string).unwrap_or_default()) }
+                        td { (when(r.pointer("/event/time_unix_ms").and_then(Value::as_i64))) }
                         td { (text(r, "/event/kind")) }
                         td { (text(r, "/event/agent/spiffe_id")) }
                         td { (text(r, "/event/tool/name")) }
