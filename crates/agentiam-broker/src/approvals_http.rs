@@ -114,7 +114,7 @@ impl Broker {
             }
         }
         if approve {
-            let approval = Approval::sign(&record.request, self.approver()).map_err(|e| {
+            let approval = Approval::sign(&record.request, &self.approver()).map_err(|e| {
                 OAuthError::new(
                     StatusCode::BAD_REQUEST,
                     "invalid_request",

@@ -16,6 +16,7 @@
 //! [store]                             # default: SQLite in the data directory
 //! postgres_url_env = "AGENTIAM_POSTGRES_URL"  # several replicas: PostgreSQL, URL from this variable
 //! postgres_schema = "agentiam"
+//! key_encryption_key_env = "AGENTIAM_KEY_ENCRYPTION_KEY"  # replicas share sealed keys
 //! ```
 //!
 //! Unknown keys are refused, so a misspelt setting never silently falls back to a default.
@@ -69,9 +70,25 @@ pub struct StoreConfig {
     /// connection's search path.
     #[serde(default)]
     pub postgres_schema: Option<String>,
+    /// The environment variable holding a key-encryption key (32 random bytes, base64): with
+    /// it, every replica on this store signs with the same keys, kept sealed in the store, and
+    /// sees every rotation. Without it, keys stay in each data directory.
+    #[serde(default)]
+    pub key_encryption_key_env: Option<String>,
 }
 
 impl StoreConfig {
+    /// The key-encryption key named by `key_encryption_key_env`, if one is.
+    pub fn key_encryption_key(&self) -> Result<Option<crate::KeyEncryptionKey>, BrokerError> {
+        let Some(var) = &self.key_encryption_key_env else {
+            return Ok(None);
+        };
+        let text = std::env::var(var).map_err(|_| {
+            BrokerError::Config(format!("store.key_encryption_key_env: {var} is not set"))
+        })?;
+        crate::KeyEncryptionKey::from_base64(&text).map(Some)
+    }
+
     /// Opens the configured store: PostgreSQL when `postgres_url_env` is set, else `None`
     /// (the caller uses SQLite in its data directory).
     pub fn open(&self) -> Result<Option<std::sync::Arc<dyn crate::Store>>, BrokerError> {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use agentiam_identity::{Algorithm, Jwks, Sha256Digest, SigningKey};
+use agentiam_identity::{Algorithm, Jwks, KeySet, Sha256Digest, SigningKey};
 use agentiam_telemetry::{AgentRef, AuditEvent, AuditLog, Decision};
 use agentiam_token::{
     AgentRegistration, Clock, DpopVerifier, Issuer, Revocation, ScopeSet, SystemClock, Verifier,
@@ -18,6 +18,13 @@ use serde_json::{Value, json};
 
 use crate::BrokerError;
 use crate::console::ConsoleSettings;
+use crate::shared_keys::{KeyEncryptionKey, KeyMaterial, RetiredKey};
+
+/// The replicas' shared keys: the key-encryption key and the version adopted.
+struct SharedKeys {
+    kek: KeyEncryptionKey,
+    state: std::sync::Mutex<Option<(i64, KeyMaterial)>>,
+}
 use crate::store::{AgentRecord, Store, StoreRevocations};
 
 /// Largest request body the broker reads (bytes); larger ones are refused with 413 unread.
@@ -37,7 +44,9 @@ struct Inner {
     base_url: String,
     admin_sha256: Vec<u8>,
     clock: Arc<dyn Clock>,
-    approver: SigningKey,
+    approver: std::sync::RwLock<Arc<SigningKey>>,
+    /// Keys shared with other replicas through the store, when enabled.
+    shared: Option<SharedKeys>,
     audit: Option<Arc<AuditLog>>,
     dpop: DpopVerifier,
     /// Bumped whenever an approval is settled, to wake long-polling agents.
@@ -54,7 +63,7 @@ impl std::fmt::Debug for Inner {
         f.debug_struct("Broker")
             .field("issuer", &self.issuer.issuer())
             .field("base_url", &self.base_url)
-            .field("approver_kid", &self.approver.kid())
+            .field("shared_keys", &self.shared.is_some())
             .field("audit", &self.audit.is_some())
             .finish_non_exhaustive()
     }
@@ -169,7 +178,8 @@ impl Broker {
                 base_url,
                 admin_sha256: sha256(admin_secret.as_bytes()),
                 clock: Arc::new(SystemClock),
-                approver,
+                approver: std::sync::RwLock::new(Arc::new(approver)),
+                shared: None,
                 audit: None,
                 dpop: DpopVerifier::new(Arc::new(SystemClock)),
                 settled: tokio::sync::watch::channel(0).0,
@@ -198,7 +208,7 @@ impl Broker {
     /// The key the broker signs approvals with (Ed25519; agents never hold it). Without one,
     /// a fresh key is generated per process. Call before serving.
     pub fn with_approver_key(self, key: SigningKey) -> Self {
-        self.configure(|inner| inner.approver = key)
+        self.configure(|inner| inner.approver = std::sync::RwLock::new(Arc::new(key)))
     }
 
     /// The activity log every token, revocation and approval step is written to, the
@@ -233,6 +243,9 @@ impl Broker {
             .rotating
             .lock()
             .map_err(|_| BrokerError::Config("rotation lock poisoned".into()))?;
+        if self.inner.shared.is_some() {
+            return self.rotate_shared_signing_key();
+        }
         let next = SigningKey::generate(Algorithm::EdDSA)
             .map_err(|e| BrokerError::Config(format!("new signing key: {e}")))?;
         let now = self.now();
@@ -254,6 +267,158 @@ impl Broker {
             .issuer
             .rotate(next)
             .map_err(|e| BrokerError::Config(e.to_string()))?;
+        self.audit_rotation(&kid, old.kid())?;
+        Ok(kid)
+    }
+
+    /// Shares this broker's keys with the other replicas on the same store: adopts the sealed
+    /// key material the store holds, or, when there is none yet, seals `local` as its first
+    /// version. Call before serving (the `DataDir` does).
+    pub(crate) fn enable_shared_keys(
+        self,
+        kek: KeyEncryptionKey,
+        local: KeyMaterial,
+    ) -> Result<Self, BrokerError> {
+        let this = self.configure(|inner| {
+            inner.shared = Some(SharedKeys {
+                kek,
+                state: std::sync::Mutex::new(None),
+            });
+        });
+        let Some(shared) = &this.inner.shared else {
+            return Err(BrokerError::Config(
+                "shared keys must be enabled before the broker is cloned".into(),
+            ));
+        };
+        if this.inner.store.key_material()?.is_none() {
+            let sealed = shared.kek.seal(&local, 1)?;
+            if this.inner.store.swap_key_material(None, 1, &sealed)? {
+                this.adopt_keys(1, local)?;
+                return Ok(this);
+            }
+        }
+        this.sync_shared_keys()?;
+        Ok(this)
+    }
+
+    /// Re-reads the replicas' shared keys and adopts them when another replica changed them.
+    /// Returns whether anything changed. `serve` calls it every few seconds.
+    pub fn sync_shared_keys(&self) -> Result<bool, BrokerError> {
+        let Some(shared) = &self.inner.shared else {
+            return Ok(false);
+        };
+        let Some((version, sealed)) = self.inner.store.key_material()? else {
+            return Ok(false);
+        };
+        let current = shared
+            .state
+            .lock()
+            .map_err(|_| BrokerError::Config("shared keys lock poisoned".into()))?
+            .as_ref()
+            .map(|(v, _)| *v);
+        if current == Some(version) {
+            return Ok(false);
+        }
+        let material = shared.kek.open(&sealed, version)?;
+        self.adopt_keys(version, material)?;
+        Ok(true)
+    }
+
+    fn adopt_keys(&self, version: i64, material: KeyMaterial) -> Result<(), BrokerError> {
+        let bad = |e: agentiam_identity::IdentityError| {
+            BrokerError::Config(format!("shared key material: {e}"))
+        };
+        let now = self.now();
+        let mut keys = KeySet::new(SigningKey::from_private_jwk(&material.signing).map_err(bad)?);
+        for r in material.retired.iter().filter(|r| r.until >= now) {
+            keys = keys.with_retired(
+                agentiam_identity::PublicKey::from_jwk(&r.jwk).map_err(bad)?,
+                r.until,
+            );
+        }
+        let approver = SigningKey::from_private_jwk(&material.approver).map_err(bad)?;
+        self.inner
+            .issuer
+            .replace_keys(keys)
+            .map_err(|e| BrokerError::Config(e.to_string()))?;
+        *self
+            .inner
+            .approver
+            .write()
+            .map_err(|_| BrokerError::Config("approver key lock poisoned".into()))? =
+            Arc::new(approver);
+        if let Some(shared) = &self.inner.shared {
+            *shared
+                .state
+                .lock()
+                .map_err(|_| BrokerError::Config("shared keys lock poisoned".into()))? =
+                Some((version, material));
+        }
+        Ok(())
+    }
+
+    /// A rotation every replica sees: the next version of the shared material, written only
+    /// if no other replica wrote one first (then this one adopts theirs and tries again).
+    fn rotate_shared_signing_key(&self) -> Result<String, BrokerError> {
+        let Some(shared) = &self.inner.shared else {
+            return Err(BrokerError::Config("keys are not shared".into()));
+        };
+        for _ in 0..5 {
+            self.sync_shared_keys()?;
+            let now = self.now();
+            let next = SigningKey::generate(Algorithm::EdDSA)
+                .map_err(|e| BrokerError::Config(format!("new signing key: {e}")))?;
+            let (version, material, retired_kid) = {
+                let state = shared
+                    .state
+                    .lock()
+                    .map_err(|_| BrokerError::Config("shared keys lock poisoned".into()))?;
+                let Some((version, current)) = state.as_ref() else {
+                    return Err(BrokerError::Config("no shared key material yet".into()));
+                };
+                let old = SigningKey::from_private_jwk(&current.signing)
+                    .map_err(|e| BrokerError::Config(e.to_string()))?;
+                let mut retired: Vec<RetiredKey> = current
+                    .retired
+                    .iter()
+                    .filter(|r| r.until >= now)
+                    .cloned()
+                    .collect();
+                retired.push(RetiredKey {
+                    jwk: old.public_key().to_jwk(),
+                    until: now.saturating_add(self.inner.issuer.max_ttl()),
+                });
+                let signing = next
+                    .to_private_jwk()
+                    .map_err(|e| BrokerError::Config(e.to_string()))?;
+                (
+                    *version,
+                    KeyMaterial {
+                        signing: signing.to_string(),
+                        approver: current.approver.clone(),
+                        retired,
+                    },
+                    old.kid().to_owned(),
+                )
+            };
+            let sealed = shared.kek.seal(&material, version + 1)?;
+            if self
+                .inner
+                .store
+                .swap_key_material(Some(version), version + 1, &sealed)?
+            {
+                self.adopt_keys(version + 1, material)?;
+                let kid = next.kid().to_owned();
+                self.audit_rotation(&kid, &retired_kid)?;
+                return Ok(kid);
+            }
+        }
+        Err(BrokerError::Config(
+            "the shared keys kept changing under this rotation; try again".into(),
+        ))
+    }
+
+    fn audit_rotation(&self, kid: &str, retired: &str) -> Result<(), BrokerError> {
         let mut event = AuditEvent::new(
             "signing_key_rotated",
             AgentRef {
@@ -263,12 +428,17 @@ impl Broker {
             self.now_ms(),
             Decision::allow(),
         );
-        event.data_accessed = vec![format!("kid:{kid}"), format!("retired:{}", old.kid())];
+        event.data_accessed = vec![format!("kid:{kid}"), format!("retired:{retired}")];
         if let Some(log) = &self.inner.audit {
             log.append(event)
                 .map_err(|e| BrokerError::Audit(e.to_string()))?;
         }
-        Ok(kid)
+        Ok(())
+    }
+
+    /// The public keys tokens verify with now (what `/.well-known/jwks.json` serves).
+    pub fn jwks(&self) -> Jwks {
+        self.inner.issuer.jwks()
     }
 
     /// Forgets expired revocations, used single-use keys and console sessions.
@@ -277,8 +447,8 @@ impl Broker {
     }
 
     /// The approver key's public half, for guards' [`agentiam_guard::ApproverKeys`].
-    pub fn approver_public_key(&self) -> &agentiam_identity::PublicKey {
-        self.inner.approver.public_key()
+    pub fn approver_public_key(&self) -> agentiam_identity::PublicKey {
+        self.approver().public_key().clone()
     }
 
     /// The activity log, if one is attached.
@@ -302,8 +472,11 @@ impl Broker {
         &self.inner.dpop
     }
 
-    pub(crate) fn approver(&self) -> &SigningKey {
-        &self.inner.approver
+    pub(crate) fn approver(&self) -> Arc<SigningKey> {
+        self.inner
+            .approver
+            .read()
+            .map_or_else(|p| p.into_inner().clone(), |k| k.clone())
     }
 
     pub(crate) fn console_settings(&self) -> &ConsoleSettings {

@@ -78,6 +78,11 @@ CREATE TABLE IF NOT EXISTS approvers (
     name TEXT COLLATE "C" PRIMARY KEY,
     password_hash TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS key_material (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version BIGINT NOT NULL,
+    sealed TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS console_sessions (
     id_sha256 TEXT COLLATE "C" PRIMARY KEY,
     record TEXT NOT NULL,
@@ -576,6 +581,38 @@ impl Store for PostgresStore {
                 "SELECT password_hash FROM approvers WHERE name = $1",
                 &[&name],
             )
+        })
+    }
+
+    fn key_material(&self) -> Result<Option<(i64, String)>, BrokerError> {
+        self.call(move |c| {
+            let rows = c.query("SELECT version, sealed FROM key_material WHERE id = 1", &[])?;
+            rows.first()
+                .map(|r| Ok((r.try_get::<_, i64>(0)?, r.try_get::<_, String>(1)?)))
+                .transpose()
+        })
+    }
+
+    fn swap_key_material(
+        &self,
+        expected: Option<i64>,
+        version: i64,
+        sealed: &str,
+    ) -> Result<bool, BrokerError> {
+        let sealed = sealed.to_owned();
+        self.call(move |c| {
+            let changed = match expected {
+                None => c.execute(
+                    "INSERT INTO key_material (id, version, sealed) VALUES (1, $1, $2)
+                     ON CONFLICT (id) DO NOTHING",
+                    &[&version, &sealed],
+                )?,
+                Some(expected) => c.execute(
+                    "UPDATE key_material SET version = $1, sealed = $2 WHERE id = 1 AND version = $3",
+                    &[&version, &sealed, &expected],
+                )?,
+            };
+            Ok(changed == 1)
         })
     }
 

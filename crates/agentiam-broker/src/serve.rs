@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use agentiam_identity::{Algorithm, KeySet, PublicKey, SigningKey};
 use agentiam_telemetry::{AuditLog, LogConfig, NoteSigner, NoteVerifier};
+
+use crate::shared_keys::RetiredKey;
 use agentiam_token::Issuer;
 
 use crate::{Broker, BrokerError, SqliteStore, Store};
@@ -199,6 +201,41 @@ impl DataDir {
         self.broker_on(issuer_url, admin_secret, tokens, store)
     }
 
+    /// [`DataDir::broker_on`], with the signing key, approver key and retired keys shared by
+    /// every replica on `store`, sealed under `kek`: the first replica seals this directory's
+    /// keys into the store, the others adopt them; rotations go through the store.
+    pub fn broker_shared(
+        &self,
+        issuer_url: &str,
+        admin_secret: &str,
+        tokens: &crate::TokensConfig,
+        store: Arc<dyn Store>,
+        kek: crate::KeyEncryptionKey,
+    ) -> Result<Broker, BrokerError> {
+        let now = agentiam_token::Clock::now(&agentiam_token::SystemClock);
+        let jwk = |key: SigningKey| -> Result<String, BrokerError> {
+            Ok(key
+                .to_private_jwk()
+                .map_err(|e| BrokerError::Config(e.to_string()))?
+                .to_string())
+        };
+        let local = crate::shared_keys::KeyMaterial {
+            signing: jwk(self.signing_key()?)?,
+            approver: jwk(self.approver_key()?)?,
+            retired: self
+                .retired_keys()?
+                .into_iter()
+                .filter(|(_, until)| *until >= now)
+                .map(|(k, until)| RetiredKey {
+                    jwk: k.to_jwk(),
+                    until,
+                })
+                .collect(),
+        };
+        self.broker_on(issuer_url, admin_secret, tokens, store)?
+            .enable_shared_keys(kek, local)
+    }
+
     /// [`DataDir::broker_with`] on another store (PostgreSQL, shared by replicas); keys and
     /// the activity log stay in this directory.
     pub fn broker_on(
@@ -226,12 +263,6 @@ impl DataDir {
             .with_audit_log(Arc::new(log), self.audit_dir(), Some(verifier))
             .with_key_directory(self.clone()))
     }
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct RetiredKey {
-    jwk: agentiam_identity::Jwk,
-    until: i64,
 }
 
 /// Replaces `file` atomically: write a temporary file beside it, fsync, rename, fsync the directory.
@@ -273,7 +304,7 @@ pub(crate) const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_se
 /// Serves `broker` on `listener` until `shutdown` completes, then stops taking connections,
 /// lets the requests in flight finish, and flushes the activity log and signs a checkpoint
 /// over it (returned, when the broker has a log). While serving, it prunes expired entries
-/// from the store every 5 minutes.
+/// from the store every 5 minutes and, when keys are shared, re-reads them every 10 seconds.
 pub async fn serve(
     broker: &Broker,
     listener: tokio::net::TcpListener,
@@ -294,11 +325,26 @@ pub async fn serve(
             }
         }
     });
+    let syncing = broker.clone();
+    let key_sync = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(std::time::Duration::from_secs(10));
+        loop {
+            ticks.tick().await;
+            let keys = syncing.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || keys.sync_shared_keys()).await {
+                eprintln!(
+                    "agentiam broker: reading the shared keys failed ({}): {e}",
+                    e.code()
+                );
+            }
+        }
+    });
     let served = axum::serve(listener, broker.router())
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| BrokerError::Config(format!("serving: {e}")));
     pruner.abort();
+    key_sync.abort();
     served?;
     let broker = broker.clone();
     tokio::task::spawn_blocking(move || broker.flush_audit())

@@ -84,6 +84,11 @@ impl SqliteStore {
                  name TEXT PRIMARY KEY,
                  password_hash TEXT NOT NULL
              );
+             CREATE TABLE IF NOT EXISTS key_material (
+                 id INTEGER PRIMARY KEY CHECK (id = 1),
+                 version INTEGER NOT NULL,
+                 sealed TEXT NOT NULL
+             );
              CREATE TABLE IF NOT EXISTS console_sessions (
                  id_sha256 TEXT PRIMARY KEY,
                  record TEXT NOT NULL,
@@ -318,6 +323,40 @@ impl Store for SqliteStore {
                 params![id_sha256],
             )
             .map(|_| ())
+        })
+    }
+
+    fn key_material(&self) -> Result<Option<(i64, String)>, BrokerError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT version, sealed FROM key_material WHERE id = 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+        })
+    }
+
+    fn swap_key_material(
+        &self,
+        expected: Option<i64>,
+        version: i64,
+        sealed: &str,
+    ) -> Result<bool, BrokerError> {
+        self.with(|c| match expected {
+            None => c
+                .execute(
+                    "INSERT INTO key_material (id, version, sealed) VALUES (1, ?1, ?2)
+                     ON CONFLICT (id) DO NOTHING",
+                    params![version, sealed],
+                )
+                .map(|n| n == 1),
+            Some(expected) => c
+                .execute(
+                    "UPDATE key_material SET version = ?1, sealed = ?2 WHERE id = 1 AND version = ?3",
+                    params![version, sealed, expected],
+                )
+                .map(|n| n == 1),
         })
     }
 }

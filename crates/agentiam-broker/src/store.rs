@@ -82,6 +82,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn session(&self, id_sha256: &str, now: i64) -> Result<Option<ConsoleSession>, BrokerError>;
     /// Ends a session.
     fn end_session(&self, id_sha256: &str) -> Result<(), BrokerError>;
+
+    /// The replicas' shared key material: its version and the sealed document.
+    fn key_material(&self) -> Result<Option<(i64, String)>, BrokerError>;
+    /// Replaces the shared key material with `sealed` at `version` only if the stored version
+    /// is still `expected` (`None`: nothing stored yet). `Ok(false)`: another replica changed
+    /// it first, and nothing was written.
+    fn swap_key_material(
+        &self,
+        expected: Option<i64>,
+        version: i64,
+        sealed: &str,
+    ) -> Result<bool, BrokerError>;
 }
 
 /// An approver's signed-in console session. The cookie holds a random value; the store keeps

@@ -774,3 +774,79 @@ async fn postgres_store_works_inside_a_multi_thread_runtime() {
     assert_eq!(store.agents().unwrap().len(), 16);
     drop(store);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Replicas sharing sealed keys through PostgreSQL.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_sealed_keys_and_see_each_others_rotations() {
+    use agentiam_broker::{DataDir, KeyEncryptionKey, TokensConfig};
+    use base64::Engine as _;
+    let schema = TestSchema::new("keys");
+    let kek = |byte: u8| {
+        KeyEncryptionKey::from_base64(&base64::engine::general_purpose::STANDARD.encode([byte; 32]))
+            .unwrap()
+    };
+    let replica = |dir: &std::path::Path, key: u8| {
+        DataDir::open(dir).unwrap().broker_shared(
+            "https://broker.test",
+            "admin-secret-0123456789-abcdefghijklmnop",
+            &TokensConfig::default(),
+            Arc::new(schema.store()),
+            kek(key),
+        )
+    };
+    let (dir_a, dir_b, dir_c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let a = replica(dir_a.path(), 42).unwrap();
+    let b = replica(dir_b.path(), 42).unwrap();
+    // B adopted what A sealed: one signing key, one approver key for both.
+    assert_eq!(a.jwks().to_json(), b.jwks().to_json());
+    assert_eq!(a.approver_public_key().kid(), b.approver_public_key().kid());
+    let own_b = DataDir::open(dir_b.path()).unwrap().signing_key().unwrap();
+    assert!(
+        b.jwks().find(own_b.kid()).is_none(),
+        "B's own file key is not used"
+    );
+    // The store holds the keys sealed, never in clear.
+    let (version, sealed) = schema.store().key_material().unwrap().unwrap();
+    assert_eq!(version, 1);
+    assert!(
+        !sealed.contains("\"d\"") && !sealed.contains("OKP"),
+        "{sealed}"
+    );
+
+    // A rotation on A reaches B at its next read; the retired key stays published.
+    let first = a.jwks().keys()[0].kid().to_owned();
+    let rotated = a.rotate_signing_key().unwrap();
+    assert!(b.sync_shared_keys().unwrap());
+    assert!(
+        !b.sync_shared_keys().unwrap(),
+        "nothing new the second time"
+    );
+    assert_eq!(b.jwks().keys()[0].kid(), rotated);
+    assert!(b.jwks().find(&first).is_some());
+    // Both rotate at once: both succeed, one after the other, and agree afterwards.
+    let (ra, rb) = std::thread::scope(|s| {
+        let ta = s.spawn(|| a.rotate_signing_key().unwrap());
+        let tb = s.spawn(|| b.rotate_signing_key().unwrap());
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    assert_ne!(ra, rb);
+    a.sync_shared_keys().unwrap();
+    b.sync_shared_keys().unwrap();
+    assert_eq!(a.jwks().to_json(), b.jwks().to_json());
+    assert_eq!(schema.store().key_material().unwrap().unwrap().0, 4);
+    assert_eq!(
+        a.jwks().keys().len(),
+        4,
+        "the active key and three retired ones"
+    );
+
+    // A replica with another key-encryption key cannot open them, and does not start.
+    let err = replica(dir_c.path(), 7).unwrap_err();
+    assert_eq!(err.code(), "broker.config_invalid");
+}

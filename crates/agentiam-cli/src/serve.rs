@@ -72,9 +72,15 @@ pub(crate) fn run(args: &ServeArgs, out: &Output) -> Result<(), CliError> {
             .unwrap_or_else(|| format!("http://{bound}"));
         let data_dir = &config.data_dir;
         let broker = DataDir::open(data_dir)
-            .and_then(|dir| match config.store.open()? {
-                Some(store) => dir.broker_on(&issuer, &secret, &config.tokens, store),
-                None => dir.broker_with(&issuer, &secret, &config.tokens),
+            .and_then(|dir| {
+                let store: std::sync::Arc<dyn agentiam_broker::Store> = match config.store.open()? {
+                    Some(store) => store,
+                    None => std::sync::Arc::new(dir.store()?),
+                };
+                match config.store.key_encryption_key()? {
+                    Some(kek) => dir.broker_shared(&issuer, &secret, &config.tokens, store, kek),
+                    None => dir.broker_on(&issuer, &secret, &config.tokens, store),
+                }
             })
             .map_err(|e| CliError::usage(e.code(), e))?;
         if config.keys.rotate_every_secs > 0 {

@@ -195,6 +195,16 @@ impl Issuer {
         self.keys.read().map(|k| k.jwks(now)).unwrap_or_default()
     }
 
+    /// Replaces the whole key set (e.g. with the set another broker replica rotated to).
+    pub fn replace_keys(&self, keys: KeySet) -> Result<(), TokenError> {
+        let mut current = self
+            .keys
+            .write()
+            .map_err(|_| TokenError::Signing("key set lock poisoned".into()))?;
+        *current = keys;
+        Ok(())
+    }
+
     /// The public half of the key signing new tokens now.
     pub fn active_public_key(&self) -> Option<agentiam_identity::PublicKey> {
         self.keys
