@@ -708,39 +708,60 @@ fn serve_on_postgres_and_the_approvals_verbs() {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let schema = format!("agentiam_cli_{}", std::process::id());
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("broker.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[store]\npostgres_url_env = \"AGENTIAM_CLI_TEST_PG\"\npostgres_schema = \"{schema}\"\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
     let secret = "admin-secret-0123456789-abcdefghijklmnop";
-    let mut child = Command::new(env!("CARGO_BIN_EXE_agentiam"))
-        .args(["--json", "serve", "--config", config.to_str().unwrap()])
-        .env("AGENTIAM_ADMIN_SECRET", secret)
-        .env("AGENTIAM_CLI_TEST_PG", &url)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
+    // Two replicas on one schema, sharing sealed keys.
+    let replica = |name: &str| {
+        let config = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[keys]\nrotate_every_secs = 0\n[store]\npostgres_url_env = \"AGENTIAM_CLI_TEST_PG\"\npostgres_schema = \"{schema}\"\nkey_encryption_key_env = \"AGENTIAM_CLI_TEST_KEK\"\n",
+                dir.path().join(name).display()
+            ),
+        )
         .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let started: Value = serde_json::from_str(&line).unwrap_or_else(|_| {
-        let mut err = String::new();
-        use std::io::Read as _;
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
+        let mut child = Command::new(env!("CARGO_BIN_EXE_agentiam"))
+            .args(["--json", "serve", "--config", config.to_str().unwrap()])
+            .env("AGENTIAM_ADMIN_SECRET", secret)
+            .env("AGENTIAM_CLI_TEST_PG", &url)
+            .env(
+                "AGENTIAM_CLI_TEST_KEK",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .unwrap();
-        panic!("the broker did not start on PostgreSQL at {url}: {line} {err}")
-    });
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let started: Value = serde_json::from_str(&line).unwrap_or_else(|_| {
+            let mut err = String::new();
+            use std::io::Read as _;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!("the broker did not start on PostgreSQL at {url}: {line} {err}")
+        });
+        (child, started)
+    };
+    let (mut child, started) = replica("one");
+    let (mut second, started_second) = replica("two");
+    let (_, jwks_one) = http_get(
+        started["listening"].as_str().unwrap(),
+        "/.well-known/jwks.json",
+    );
+    let (_, jwks_two) = http_get(
+        started_second["listening"].as_str().unwrap(),
+        "/.well-known/jwks.json",
+    );
+    assert_eq!(jwks_one, jwks_two, "replicas publish the same keys");
+    second.kill().unwrap();
+    second.wait().unwrap();
     let base = format!("http://{}", started["listening"].as_str().unwrap());
     let cli = |args: &[&str], stdin: &str| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_agentiam"))
