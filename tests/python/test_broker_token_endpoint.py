@@ -102,6 +102,8 @@ def test_token_request_vectors_with_pyjwt_assertions(broker):
                 doc["model"]["version"] = change["model_version"]
             if "extra" in change:
                 doc["extra"] = change["extra"]
+            if "tools" in change:
+                doc["configuration"]["tools"] = change["tools"]
             pairs.append(("agent_attestation", json.dumps(doc)))
         for name, value in case.get("form", {}).items():
             pairs = [(k, v) for k, v in pairs if k != name]

@@ -63,6 +63,13 @@ struct AttestationEvidence {
     runtime: Option<RuntimeDescriptor>,
 }
 
+/// The injection filter that scans attested tool manifests, built once.
+fn injection_filter() -> &'static agentiam_guard::filter::InjectionFilter {
+    static FILTER: std::sync::OnceLock<agentiam_guard::filter::InjectionFilter> =
+        std::sync::OnceLock::new();
+    FILTER.get_or_init(agentiam_guard::filter::InjectionFilter::new)
+}
+
 fn invalid_request(description: impl Into<String>) -> OAuthError {
     OAuthError::bad_request(description)
 }
@@ -191,6 +198,24 @@ impl Broker {
         }
         let evidence: AttestationEvidence = serde_json::from_str(evidence)
             .map_err(|e| attestation_failed(format!("agent_attestation: {e}")))?;
+        // A tool whose description instructs the model is refused before any token exists,
+        // even when its digest was registered (the registration may predate the finding).
+        let poisoned = injection_filter().scan_configuration(&evidence.configuration);
+        if !poisoned.is_empty() {
+            let names: Vec<String> = poisoned
+                .iter()
+                .map(|(tool, scan)| format!("{tool} (score {:.2})", scan.score))
+                .collect();
+            return Err(OAuthError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                agentiam_guard::codes::TOOL_POISONING,
+                format!(
+                    "tool descriptions carry instructions to the model: {}",
+                    names.join(", ")
+                ),
+            ));
+        }
         let id = parse_id(&record.spiffe_id)?;
         let identity = AgentIdentity::new(
             id,

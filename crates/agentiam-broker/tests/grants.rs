@@ -815,6 +815,9 @@ async fn token_request_vectors() {
                 if let Some(x) = change.get("extra") {
                     evidence["extra"] = x.clone();
                 }
+                if let Some(tools) = change.get("tools") {
+                    evidence["configuration"]["tools"] = tools.clone();
+                }
                 Some(evidence.to_string())
             }
             None => Some(evidence.to_string()),
