@@ -28,6 +28,8 @@ use crate::http::{Broker, OAuthError, refused_body};
 pub const MAX_WAIT_SECS: u64 = 60;
 /// Most approval requests listed at once.
 const MAX_LISTED: usize = 200;
+/// Most requests one agent may have waiting at once (a flood would bury the approvers).
+pub const MAX_PENDING_PER_AGENT: usize = 20;
 
 pub(crate) fn routes() -> Router<Broker> {
     Router::new()
@@ -157,6 +159,35 @@ impl Broker {
         Ok(record)
     }
 
+    /// Records a pending request that has passed its expiry as expired (once, even across
+    /// replicas), with an audit event; returns the record as it now stands.
+    pub(crate) fn expire_if_due(
+        &self,
+        record: ApprovalRecord,
+    ) -> Result<ApprovalRecord, OAuthError> {
+        let now = self.now();
+        if record.status != ApprovalStatus::Pending
+            || record.status_at(now) != ApprovalStatus::Expired
+        {
+            return Ok(record);
+        }
+        let mut expired = record.clone();
+        expired.status = ApprovalStatus::Expired;
+        expired.settled_at = Some(now);
+        expired.reason = Some("no approver answered before it expired".into());
+        if self.store().settle_approval(&expired)? {
+            self.audit(self.approval_event(
+                "approval_expired",
+                &expired,
+                Decision::deny("broker.approval_expired"),
+            ))?;
+            self.settled().send_modify(|n| *n = n.wrapping_add(1));
+            return Ok(expired);
+        }
+        // Another replica recorded it (or someone answered just in time): read what stands.
+        Ok(self.store().approval(&record.id)?.unwrap_or(expired))
+    }
+
     pub(crate) fn approval_event(
         &self,
         kind: &str,
@@ -231,6 +262,23 @@ async fn submit(
             .any(|f| f.kind.len() > 64 || f.detail.len() > 2000)
     {
         return Err(invalid("at most 64 findings, each short"));
+    }
+    let waiting = broker
+        .store()
+        .approvals(Some(ApprovalStatus::Pending), 10_000)?
+        .iter()
+        .filter(|r| {
+            r.requester.agent == principal.presenter()
+                && r.status_at(now) == ApprovalStatus::Pending
+        })
+        .count();
+    if waiting >= MAX_PENDING_PER_AGENT {
+        return Err(OAuthError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "slow_down",
+            "broker.too_many_pending",
+            format!("this agent already has {waiting} requests waiting for an approver"),
+        ));
     }
     if !broker.store().use_once(
         &format!("approval_nonce\n{}", request.nonce),
@@ -344,6 +392,7 @@ async fn status(
             // Another agent's request does not exist, as far as this agent can tell.
             return Err(not_found());
         }
+        let record = broker.expire_if_due(record)?;
         let now = broker.now();
         if record.status_at(now) != ApprovalStatus::Pending
             || tokio::time::Instant::now() >= deadline
@@ -405,9 +454,11 @@ impl Broker {
             Some(ApprovalStatus::Expired) => Some(ApprovalStatus::Pending),
             other => other,
         };
-        let mut records = self.store().approvals(stored, MAX_LISTED)?;
-        for r in &mut records {
+        let mut records = Vec::new();
+        for r in self.store().approvals(stored, MAX_LISTED)? {
+            let mut r = self.expire_if_due(r)?;
             r.status = r.status_at(now);
+            records.push(r);
         }
         records.retain(|r| status.is_none_or(|s| r.status == s));
         Ok(records)

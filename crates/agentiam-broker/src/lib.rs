@@ -46,7 +46,7 @@ mod token;
 pub use approvals::{
     ApprovalFinding, ApprovalRecord, ApprovalStatus, ApprovalSubmission, RequesterContext,
 };
-pub use approvals_http::MAX_WAIT_SECS;
+pub use approvals_http::{MAX_PENDING_PER_AGENT, MAX_WAIT_SECS};
 pub use client::{BrokerApprovals, BrokerClient, RequestBody};
 pub use config::{BrokerConfig, KeysConfig, MAX_CONFIG_BYTES, StoreConfig, TokensConfig};
 pub use console::{MAX_FAILED_LOGINS, MIN_PASSWORD_CHARS, SESSION_SECS, hash_password};

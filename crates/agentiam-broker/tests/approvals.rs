@@ -508,3 +508,87 @@ async fn the_guard_waits_on_the_broker_through_broker_approvals() {
     }
     approver.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_requests_expire_and_an_agent_cannot_flood_the_approvers() {
+    let mut s = setup().await;
+    // The same broker with a clock the test moves.
+    let clock = Arc::new(FixedClock::new(SystemClock.now()));
+    let store = s.r.store.clone();
+    let moved = clock.clone();
+    let issuer = s.r.issuer.clone();
+    s.r = start_with(store.clone(), move |_| {
+        agentiam_broker::Broker::new(issuer, store, "http://broker.test", ADMIN)
+            .unwrap()
+            .with_clock(moved)
+    })
+    .await;
+    let first = needs_human(&s, &json!({"invoice": "INV-0"}));
+    let expires_at = first.expires_at;
+    let (status, posted) = post(&s, Some(&s.token), json!({"request": first}).to_string()).await;
+    assert_eq!(status, 201, "{posted}");
+    let id = posted["id"].as_str().unwrap().to_owned();
+    for n in 1..agentiam_broker::MAX_PENDING_PER_AGENT {
+        let request = needs_human(&s, &json!({"invoice": format!("INV-{n}")}));
+        let (status, _) = post(&s, Some(&s.token), json!({"request": request}).to_string()).await;
+        assert_eq!(status, 201);
+    }
+    let one_more = needs_human(&s, &json!({"invoice": "INV-99"}));
+    let (status, json) = post(&s, Some(&s.token), json!({"request": one_more}).to_string()).await;
+    assert_eq!(
+        (status, json["agentiam_code"].as_str()),
+        (429, Some("broker.too_many_pending"))
+    );
+
+    // Past their expiry nobody answered: the agent reads "expired", the record says so, and an
+    // approver can no longer answer.
+    clock.set(expires_at + 1);
+    let (status, _, answer) = call(
+        &s.r,
+        "GET",
+        &format!("/approvals/{id}"),
+        Some(&s.token),
+        "text/plain",
+        "",
+    )
+    .await;
+    assert_eq!((status, answer["status"].as_str()), (200, Some("expired")));
+    assert_eq!(
+        s.r.store.approval(&id).unwrap().unwrap().status,
+        ApprovalStatus::Expired
+    );
+    let (status, _, json) = call(
+        &s.r,
+        "POST",
+        &format!("/admin/approvals/{id}/approve"),
+        Some(ADMIN),
+        "application/json",
+        json!({"approver": "late"}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        (status, json["agentiam_code"].as_str()),
+        (409, Some("broker.approval_expired"))
+    );
+    let (_, _, listed) = call(
+        &s.r,
+        "GET",
+        "/admin/approvals?status=pending",
+        Some(ADMIN),
+        "text/plain",
+        "",
+    )
+    .await;
+    assert_eq!(
+        listed["approvals"].as_array().unwrap().len(),
+        0,
+        "all of them expired"
+    );
+    assert_eq!(
+        s.r.store
+            .approvals(Some(ApprovalStatus::Expired), 100)
+            .unwrap()
+            .len(),
+        agentiam_broker::MAX_PENDING_PER_AGENT
+    );
+}
