@@ -403,7 +403,7 @@ impl PostgresStore {
         self.jobs.send(job).map_err(|_| {
             BrokerError::Store("postgres: the connection thread has stopped".into())
         })?;
-        match answer.recv_timeout(CALL_TIMEOUT) {
+        match crate::store::blocking(|| answer.recv_timeout(CALL_TIMEOUT)) {
             Ok(result) => result,
             Err(mpsc::RecvTimeoutError::Timeout) => Err(BrokerError::Store(format!(
                 "postgres: no answer within {} s",

@@ -113,12 +113,22 @@ impl SqliteStore {
             .map_err(|_| BrokerError::Store("store lock poisoned".into()))?;
         f(&conn).map_err(store_err)
     }
+
+    /// A write: it commits with an fsync, so it runs without holding a tokio worker
+    /// ([`crate::store::blocking`]); reads are served from SQLite's cache in microseconds and
+    /// run in place.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, BrokerError> {
+        crate::store::blocking(|| self.with(f))
+    }
 }
 
 impl Store for SqliteStore {
     fn put_agent(&self, agent: &AgentRecord) -> Result<(), BrokerError> {
         let record = serde_json::to_string(agent).map_err(store_err)?;
-        self.with(|c| {
+        self.write(|c| {
             c.execute(
                 "INSERT INTO agents (spiffe_id, record) VALUES (?1, ?2)
                  ON CONFLICT (spiffe_id) DO UPDATE SET record = excluded.record",
@@ -156,7 +166,7 @@ impl Store for SqliteStore {
 
     fn revoke(&self, what: &Revocation, until: i64) -> Result<(), BrokerError> {
         let (kind, value) = revocation_key(what);
-        self.with(|c| {
+        self.write(|c| {
             c.execute(
                 "INSERT INTO revocations (kind, value, until) VALUES (?1, ?2, ?3)
                  ON CONFLICT (kind, value) DO UPDATE SET until = max(until, excluded.until)",
@@ -180,7 +190,7 @@ impl Store for SqliteStore {
     }
 
     fn prune(&self, now: i64) -> Result<(), BrokerError> {
-        self.with(|c| {
+        self.write(|c| {
             c.execute("DELETE FROM revocations WHERE until < ?1", params![now])?;
             c.execute("DELETE FROM used_once WHERE until < ?1", params![now])?;
             c.execute(
@@ -192,7 +202,7 @@ impl Store for SqliteStore {
     }
 
     fn use_once(&self, key: &str, until: i64, now: i64) -> Result<bool, BrokerError> {
-        self.with(|c| {
+        self.write(|c| {
             // An expired entry may be reused; a live one may not.
             c.execute(
                 "DELETE FROM used_once WHERE key = ?1 AND until < ?2",
@@ -208,7 +218,7 @@ impl Store for SqliteStore {
 
     fn put_approval(&self, record: &ApprovalRecord) -> Result<(), BrokerError> {
         let text = serde_json::to_string(record).map_err(store_err)?;
-        self.with(|c| {
+        self.write(|c| {
             c.execute(
                 "INSERT INTO approvals (id, status, created_at, record) VALUES (?1, ?2, ?3, ?4)",
                 params![record.id, record.status.as_str(), record.created_at, text],
@@ -261,7 +271,7 @@ impl Store for SqliteStore {
 
     fn settle_approval(&self, record: &ApprovalRecord) -> Result<bool, BrokerError> {
         let text = serde_json::to_string(record).map_err(store_err)?;
-        self.with(|c| {
+        self.write(|c| {
             c.execute(
                 "UPDATE approvals SET status = ?2, record = ?3 WHERE id = ?1 AND status = 'pending'",
                 params![record.id, record.status.as_str(), text],
@@ -271,7 +281,7 @@ impl Store for SqliteStore {
     }
 
     fn put_approver(&self, name: &str, password_hash: &str) -> Result<(), BrokerError> {
-        self.with(|c| {
+        self.write(|c| {
             c.execute(
                 "INSERT INTO approvers (name, password_hash) VALUES (?1, ?2)
                  ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash",
@@ -294,7 +304,7 @@ impl Store for SqliteStore {
 
     fn put_session(&self, session: &ConsoleSession) -> Result<(), BrokerError> {
         let text = serde_json::to_string(session).map_err(store_err)?;
-        self.with(|c| {
+        self.write(|c| {
             c.execute(
                 "INSERT INTO console_sessions (id_sha256, record, expires_at) VALUES (?1, ?2, ?3)",
                 params![session.id_sha256, text, session.expires_at],
@@ -317,7 +327,7 @@ impl Store for SqliteStore {
     }
 
     fn end_session(&self, id_sha256: &str) -> Result<(), BrokerError> {
-        self.with(|c| {
+        self.write(|c| {
             c.execute(
                 "DELETE FROM console_sessions WHERE id_sha256 = ?1",
                 params![id_sha256],
@@ -343,7 +353,7 @@ impl Store for SqliteStore {
         version: i64,
         sealed: &str,
     ) -> Result<bool, BrokerError> {
-        self.with(|c| match expected {
+        self.write(|c| match expected {
             None => c
                 .execute(
                     "INSERT INTO key_material (id, version, sealed) VALUES (1, ?1, ?2)

@@ -149,3 +149,15 @@ impl RevocationSet for StoreRevocations {
         self.has(what)
     }
 }
+
+/// Runs a blocking store call so that it does not hold a tokio worker: on a multi-threaded
+/// runtime the worker's other tasks move to another thread while `f` blocks
+/// (`block_in_place`); anywhere else `f` just runs.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
