@@ -257,14 +257,23 @@ impl Broker {
             method: "POST",
             url: &endpoint,
         };
-        let verified = self.dpop().verify(proof, &request, None).map_err(|e| {
-            OAuthError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_dpop_proof",
-                e.code(),
-                e.to_string(),
-            )
-        })?;
+        let invalid = |code: &str, why: String| {
+            OAuthError::new(StatusCode::BAD_REQUEST, "invalid_dpop_proof", code, why)
+        };
+        let verified = self
+            .dpop()
+            .verify(proof, &request, None)
+            .map_err(|e| invalid(e.code(), e.to_string()))?;
+        // The verifier remembers proofs in this process; the store makes a proof single-use
+        // across every replica too (kept past the proofs' 60 s acceptance window).
+        let now = self.now();
+        let once = format!("dpop\n{}\n{}", verified.jkt(), verified.jti());
+        if !self.store().use_once(&once, now.saturating_add(120), now)? {
+            return Err(invalid(
+                "token.pop_invalid",
+                "this DPoP proof was already used".into(),
+            ));
+        }
         Ok(Some(verified.jkt().to_owned()))
     }
 

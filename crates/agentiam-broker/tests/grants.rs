@@ -467,7 +467,7 @@ async fn a_dpop_proof_binds_the_token_to_the_agents_key() {
         .build_http::<http_body_util::Full<bytes::Bytes>>();
     let req = http::Request::post(format!("{}/oauth2/token", r.base))
         .header("content-type", "application/x-www-form-urlencoded")
-        .header("dpop", proof)
+        .header("dpop", proof.clone())
         .body(http_body_util::Full::new(bytes::Bytes::from(encode(
             &client_credentials(&ap, "d1", "ledger.ar:read"),
         ))))
@@ -492,6 +492,23 @@ async fn a_dpop_proof_binds_the_token_to_the_agents_key() {
     assert_eq!(
         claims.claims().cnf.as_ref().unwrap().jkt.as_deref(),
         Some(pop.public_key().thumbprint().as_str())
+    );
+    // The same proof at another replica on the same store: refused, the store remembers it.
+    let replica = start(r.store.clone()).await;
+    let again = http::Request::post(format!("{}/oauth2/token", replica.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("dpop", proof)
+        .body(http_body_util::Full::new(bytes::Bytes::from(encode(
+            &client_credentials(&ap, "d2", "ledger.ar:read"),
+        ))))
+        .unwrap();
+    let resp = client.request(again).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let json: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(
+        (json["error"].as_str(), json["agentiam_code"].as_str()),
+        (Some("invalid_dpop_proof"), Some("token.pop_invalid"))
     );
 }
 
