@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::approvals::{ApprovalRecord, ApprovalStatus, ApprovalSubmission, RequesterContext};
-use crate::http::{Broker, OAuthError, refused_body};
+use crate::http::{Broker, OAuthError, bearer, refused_body};
 
 /// Longest a `GET /approvals/{id}` waits for an answer.
 pub const MAX_WAIT_SECS: u64 = 60;
@@ -52,14 +52,6 @@ fn not_found() -> OAuthError {
         "broker.not_found",
         "no such approval request",
     )
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .filter(|t| !t.is_empty())
 }
 
 impl Broker {

@@ -143,6 +143,15 @@ impl IntoResponse for OAuthError {
     }
 }
 
+/// The bearer token of a request's `Authorization` header, if it has a non-empty one.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|t| !t.is_empty())
+}
+
 pub(crate) fn sha256(bytes: &[u8]) -> Vec<u8> {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
         .as_ref()
@@ -556,11 +565,7 @@ impl Broker {
     /// Refuses a request without the administrator's bearer token (constant-time comparison
     /// of SHA-256 digests, so neither the secret nor its length leaks through timing).
     pub(crate) fn admin(&self, headers: &HeaderMap) -> Result<(), OAuthError> {
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
+        let presented = bearer(headers).unwrap_or_default();
         let ok = !presented.is_empty()
             && aws_lc_rs::constant_time::verify_slices_are_equal(
                 &sha256(presented.as_bytes()),

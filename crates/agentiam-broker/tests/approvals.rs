@@ -139,13 +139,11 @@ async fn a_waiting_agent_proceeds_once_a_human_approves() {
     assert_eq!(pending[0]["requester"]["purpose"], "close March");
     assert_eq!(pending[0]["findings"][0]["kind"], "taint");
 
-    let (status, _, settled) = call(
+    let (status, settled) = settle(
         &s.r,
-        "POST",
-        &format!("/admin/approvals/{id}/approve"),
-        Some(ADMIN),
-        "application/json",
-        json!({"approver": "controller@acme.test"}).to_string(),
+        &id,
+        "approve",
+        json!({"approver": "controller@acme.test"}),
     )
     .await;
     assert_eq!(status, 200, "{settled}");
@@ -175,15 +173,7 @@ async fn a_waiting_agent_proceeds_once_a_human_approves() {
 
     // Settling again, either way, is refused and changes nothing.
     for verb in ["approve", "deny"] {
-        let (status, _, json) = call(
-            &s.r,
-            "POST",
-            &format!("/admin/approvals/{id}/{verb}"),
-            Some(ADMIN),
-            "application/json",
-            json!({"approver": "mallory"}).to_string(),
-        )
-        .await;
+        let (status, json) = settle(&s.r, &id, verb, json!({"approver": "mallory"})).await;
         assert_eq!(
             (status, json["agentiam_code"].as_str()),
             (409, Some("broker.approval_settled"))
@@ -200,13 +190,11 @@ async fn a_denial_reaches_the_agent_with_its_reason() {
     let request = needs_human(&s, &json!({"invoice": "INV-9"}));
     let (_, posted) = post(&s, Some(&s.token), json!({"request": request}).to_string()).await;
     let id = posted["id"].as_str().unwrap();
-    let (status, _, _) = call(
+    let (status, _) = settle(
         &s.r,
-        "POST",
-        &format!("/admin/approvals/{id}/deny"),
-        Some(ADMIN),
-        "application/json",
-        json!({"approver": "controller", "reason": "not on the close list"}).to_string(),
+        id,
+        "deny",
+        json!({"approver": "controller", "reason": "not on the close list"}),
     )
     .await;
     assert_eq!(status, 200);
@@ -557,15 +545,7 @@ async fn unanswered_requests_expire_and_an_agent_cannot_flood_the_approvers() {
         s.r.store.approval(&id).unwrap().unwrap().status,
         ApprovalStatus::Expired
     );
-    let (status, _, json) = call(
-        &s.r,
-        "POST",
-        &format!("/admin/approvals/{id}/approve"),
-        Some(ADMIN),
-        "application/json",
-        json!({"approver": "late"}).to_string(),
-    )
-    .await;
+    let (status, json) = settle(&s.r, &id, "approve", json!({"approver": "late"})).await;
     assert_eq!(
         (status, json["agentiam_code"].as_str()),
         (409, Some("broker.approval_expired"))

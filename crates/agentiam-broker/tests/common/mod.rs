@@ -161,3 +161,17 @@ pub fn pending_record(
         approval: None,
     }
 }
+
+/// An administrator's decision on an approval request (`verb` is `approve` or `deny`).
+pub async fn settle(r: &Running, id: &str, verb: &str, decision: Value) -> (u16, Value) {
+    let (status, _, json) = call(
+        r,
+        "POST",
+        &format!("/admin/approvals/{id}/{verb}"),
+        Some(ADMIN),
+        "application/json",
+        decision.to_string(),
+    )
+    .await;
+    (status, json)
+}
