@@ -105,7 +105,6 @@ async fn a_waiting_agent_proceeds_once_a_human_approves() {
                 base,
                 ..start(Arc::new(SqliteStore::in_memory().unwrap())).await
             };
-            let started = std::time::Instant::now();
             let (status, _, json) = call(
                 &r,
                 "GET",
@@ -115,7 +114,7 @@ async fn a_waiting_agent_proceeds_once_a_human_approves() {
                 "",
             )
             .await;
-            (status, json, started.elapsed())
+            (status, json)
         })
     };
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -147,14 +146,11 @@ async fn a_waiting_agent_proceeds_once_a_human_approves() {
     )
     .await;
     assert_eq!(status, 200, "{settled}");
-    let (status, answer, waited) = waiting.await.unwrap();
+    let (status, answer) = waiting.await.unwrap();
     assert_eq!(status, 200);
     assert_eq!(answer["status"], "approved");
     assert_eq!(answer["settled_by"], "controller@acme.test");
-    assert!(
-        waited < std::time::Duration::from_secs(10),
-        "woken by the answer, not the timeout"
-    );
+    // A long poll that timed out would answer "pending": "approved" means the answer woke it.
 
     // The guard accepts the broker's signature once.
     let approval: Approval = serde_json::from_value(answer["approval"].clone()).unwrap();

@@ -104,7 +104,7 @@ impl Browser {
             .expect("chromedriver starts");
         let base = format!("http://127.0.0.1:{port}");
         let mut ready = false;
-        for _ in 0..100 {
+        for _ in 0..600 {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
             if let Ok(uri) = format!("{base}/status").parse::<http::Uri>()
@@ -203,7 +203,7 @@ impl Browser {
     /// The text of `css` once it satisfies `ready` (the page after a click may still be loading).
     async fn wait_text(&self, css: &str, ready: impl Fn(&str) -> bool) -> String {
         let mut last = String::new();
-        for _ in 0..150 {
+        for _ in 0..600 {
             last = self.text(css).await;
             if ready(&last) {
                 return last;

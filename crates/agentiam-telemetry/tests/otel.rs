@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use agentiam_telemetry::otel::*;
 use agentiam_telemetry::{AgentRef, AuditEvent, Decision, Outcome, RedactionPolicy};
@@ -511,7 +511,7 @@ fn a_full_queue_drops_and_counts_without_blocking_and_flush_exports_the_rest() {
     let mut accepted_ids = vec![first.event_id.clone()];
     queue.try_send(first).unwrap();
     waiting_rx
-        .recv_timeout(Duration::from_secs(10))
+        .recv_timeout(Duration::from_secs(120))
         .expect("the worker reached the exporter");
 
     // Fill past capacity from another thread, so a blocking send would fail the test
@@ -523,18 +523,15 @@ fn a_full_queue_drops_and_counts_without_blocking_and_flush_exports_the_rest() {
     let (done_tx, done_rx) = mpsc::channel();
     let sender = Arc::clone(&queue);
     std::thread::spawn(move || {
-        let started = Instant::now();
         let results: Vec<Result<(), SpanDropped>> =
             events.into_iter().map(|e| sender.try_send(e)).collect();
-        done_tx.send((results, started.elapsed())).unwrap();
+        done_tx.send(results).unwrap();
     });
-    let (results, elapsed) = done_rx
-        .recv_timeout(Duration::from_secs(10))
+    // The exporter stays shut until after this returns, so a send that waited for room would
+    // never return: answering at all is the proof that try_send does not block.
+    let results = done_rx
+        .recv_timeout(Duration::from_secs(120))
         .expect("try_send returned while the consumer was blocked");
-    assert!(
-        elapsed < Duration::from_secs(1),
-        "try_send took {elapsed:?}"
-    );
 
     let expected: Vec<Result<(), SpanDropped>> = (0..CAPACITY)
         .map(|_| Ok(()))
@@ -641,7 +638,7 @@ fn the_drop_counter_is_an_opentelemetry_metric() {
     let _counter = queue.register_metrics(&meter_provider.meter("agentiam-test"));
 
     queue.try_send(tool_event(Decision::allow())).unwrap();
-    waiting_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    waiting_rx.recv_timeout(Duration::from_secs(120)).unwrap();
     queue.try_send(tool_event(Decision::allow())).unwrap();
     for _ in 0..3 {
         assert_eq!(
