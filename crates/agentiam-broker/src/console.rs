@@ -296,6 +296,7 @@ fn detail_markup(r: &ApprovalRecord, session: &ConsoleSession, now: i64) -> Mark
             dt { "Delegation chain" } dd { (q.chain.join(" → ")) }
             dt { "Task" } dd { (q.task.as_deref().unwrap_or("-"))
                 @if let Some(p) = &q.purpose { ": " (p) } }
+            dt { "Service" } dd #service { (r.request.audience.as_deref().unwrap_or("-")) }
             dt { "Tool" } dd { code { (r.request.tool) } }
             dt { "Risk" } dd { (format!("{:?}", r.request.risk).to_lowercase()) }
             dt { "Why a human is asked" } dd { code { (r.request.code) } " "
@@ -305,15 +306,24 @@ fn detail_markup(r: &ApprovalRecord, session: &ConsoleSession, now: i64) -> Mark
         h2 { "Arguments" }
         pre #arguments { (pretty(&r.request.arguments)) }
         h2 { "Findings" }
-        @if r.findings.is_empty() && r.request.anomaly.is_none() {
-            p { "None reported." }
+        @if r.request.taint_sources.is_empty() && r.request.anomaly.is_none() {
+            p { "None." }
         } @else {
             ul #findings {
-                @for f in &r.findings { li { strong { (f.kind) } ": " (f.detail) } }
+                @for source in &r.request.taint_sources {
+                    li { strong { "taint" } ": the session read untrusted content from " code { (source) } }
+                }
                 @if let Some(a) = &r.request.anomaly {
                     li { strong { "anomaly" } ": score " (a.score) ": "
                         (serde_json::to_string(&a.findings).unwrap_or_default()) }
                 }
+            }
+        }
+        @if !r.findings.is_empty() {
+            h2 { "Notes from the agent" }
+            p { small { "Not signed: what the agent's own code reported. Everything above is signed with the approval and checked again by the service." } }
+            ul #agent-notes {
+                @for f in &r.findings { li { strong { (f.kind) } ": " (f.detail) } }
             }
         }
         @if status == ApprovalStatus::Pending {

@@ -56,6 +56,7 @@ async fn setup() -> Setup {
     let approver = jwks.keys()[0].clone();
     assert_eq!(approver.kid(), r.broker.approver_public_key().kid());
     let guard = Guard::builder(PolicyEngine::new(agentiam_guard::DEFAULT_POLICY, None).unwrap())
+        .service("ledger")
         .tools([ToolSpec::new("void_invoice", Risk::Irreversible).with_scope("ledger.ar", "void")])
         .approvers(ApproverKeys::new().add("broker", approver).unwrap())
         .build()
@@ -420,6 +421,7 @@ async fn the_guard_waits_on_the_broker_through_broker_approvals() {
     });
     let interceptor = ToolInterceptor::new(
         Guard::builder(PolicyEngine::new(agentiam_guard::DEFAULT_POLICY, None).unwrap())
+            .service("ledger")
             .tools([
                 ToolSpec::new("void_invoice", Risk::Irreversible).with_scope("ledger.ar", "void")
             ])

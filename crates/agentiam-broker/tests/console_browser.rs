@@ -279,6 +279,7 @@ async fn an_approver_approves_in_chromium_and_the_waiting_agent_proceeds() {
         .unwrap()
         .token;
     let guard = Guard::builder(PolicyEngine::new(agentiam_guard::DEFAULT_POLICY, None).unwrap())
+        .service("ledger")
         .tools([ToolSpec::new("void_invoice", Risk::Irreversible).with_scope("ledger.ar", "void")])
         .approvers(
             ApproverKeys::new()
@@ -292,6 +293,7 @@ async fn an_approver_approves_in_chromium_and_the_waiting_agent_proceeds() {
         .unwrap();
     let interceptor = ToolInterceptor::new(guard);
     let session = Session::new("s", Arc::new(Principal::from_token(&verified)));
+    session.taint("https://vendor.example/invoice");
     let args = json!({"invoice": "INV-7", "note": "<script>alert(1)</script>"});
     let Decision::NeedsConfirmation(request) =
         interceptor.before(&session, &ToolCall::new("void_invoice", &args))
@@ -302,7 +304,7 @@ async fn an_approver_approves_in_chromium_and_the_waiting_agent_proceeds() {
         "POST",
         &format!("{base}/approvals"),
         Some(&token),
-        Some(json!({"request": request, "findings": [{"kind": "taint", "detail": "read https://vendor.example/invoice"}]})),
+        Some(json!({"request": request, "findings": [{"kind": "note", "detail": "the agent says: low risk"}]})),
     )
     .await;
     assert_eq!(status, 201, "{posted}");
@@ -342,7 +344,10 @@ async fn an_approver_approves_in_chromium_and_the_waiting_agent_proceeds() {
         shown_args.contains("INV-7") && shown_args.contains("<script>alert(1)</script>"),
         "arguments are shown as text, not run: {shown_args}"
     );
+    // Signed findings come from the guard's request; the agent's own notes are marked unsigned.
     assert!(browser.text("#findings").await.contains("vendor.example"));
+    assert!(browser.text("#agent-notes").await.contains("low risk"));
+    assert_eq!(browser.text("#service").await, "ledger");
     assert!(browser.text("dl").await.contains("openai/gpt-5@2026-08-01"));
     assert_eq!(browser.text("#status").await, "pending");
     browser.click("#approve").await;

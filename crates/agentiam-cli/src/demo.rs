@@ -203,6 +203,7 @@ fn guard_for(
         ))
     });
     let mut builder = Guard::builder(PolicyEngine::new(&policy, None).map_err(guard_err)?)
+        .service(AUDIENCE)
         .clock(clock)
         .tools(guard_tools())
         .content_filter(Arc::new(agentiam::guard::filter::InjectionFilter::new()))

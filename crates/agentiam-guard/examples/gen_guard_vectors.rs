@@ -244,8 +244,14 @@ fn main() {
     });
     let cfg = GuardConfig::from_json(&config.to_string()).unwrap();
 
-    // Approvals: ask the guard for the request at `at`, sign it with `key` as `kid`.
-    let approve = |call: &Value, at: i64, key: &SigningKey, kid: Option<&str>| -> Value {
+    // Approvals: ask the guard for the request at `at`, let `edit` change what the approver is
+    // shown (recomputing its digest), sign it with `key` as `kid`.
+    let approve_shown = |call: &Value,
+                         at: i64,
+                         key: &SigningKey,
+                         kid: Option<&str>,
+                         edit: &dyn Fn(&mut ApprovalRequest)|
+     -> Value {
         let (guard, auth) = cfg.build(Arc::new(FixedClock::new(NOW))).unwrap();
         let input: CallInput = serde_json::from_value(call.clone()).unwrap();
         let principal = auth
@@ -276,11 +282,17 @@ fn main() {
         )) else {
             panic!("expected a confirmation request for {call}");
         };
+        let mut req = *req;
+        edit(&mut req);
+        req.digest = req.computed_digest().unwrap();
         let mut a = Approval::sign(&req, key).unwrap();
         if let Some(kid) = kid {
             a.approver = kid.to_owned();
         }
         serde_json::to_value(a).unwrap()
+    };
+    let approve = |call: &Value, at: i64, key: &SigningKey, kid: Option<&str>| {
+        approve_shown(call, at, key, kid, &|_| {})
     };
     let call = |token: &str, tool: &str, args: Value| json!({"token": token, "tool": tool, "arguments": args});
     let with = |mut c: Value, key: &str, v: Value| {
@@ -499,6 +511,33 @@ fn main() {
                 call(&auditor_token, "delete_records", del.clone()),
                 "approval",
                 alice_ok.clone(),
+            )],
+            "deny",
+            Some("guard.confirmation_invalid"),
+        ),
+        case(
+            "approval signed for the same call on another service that trusts the same approver",
+            &["ApprovalMismatch", "ApprovalService"],
+            vec![with(
+                del_call.clone(),
+                "approval",
+                approve_shown(&del_call, NOW, &alice, None, &|r| {
+                    r.audience = Some("https://reports.acme.test".into());
+                }),
+            )],
+            "deny",
+            Some("guard.confirmation_invalid"),
+        ),
+        case(
+            "approval of a request relabelled before the human saw it (irreversible shown as low, other policies)",
+            &["ApprovalMismatch", "ApprovalRelabelled"],
+            vec![with(
+                del_call.clone(),
+                "approval",
+                approve_shown(&del_call, NOW, &alice, None, &|r| {
+                    r.risk = Risk::Low;
+                    r.policies = vec!["low-risk-ok".into()];
+                }),
             )],
             "deny",
             Some("guard.confirmation_invalid"),
@@ -740,7 +779,9 @@ fn main() {
             "Approved": "An Ed25519 approval by a registered approver over this exact call lifts the gate once.",
             "ReplayedApproval": "Each approval is single-use; every call before the last must be allowed.",
             "ForgedApproval": "Signed by a key that is not an approver, or a signature that does not verify.",
-            "ApprovalMismatch": "The approval hashes another tool, arguments, principal chain, task or expiry.",
+            "ApprovalMismatch": "The approval hashes another tool, arguments, principal chain, task, expiry, service or what the approver was shown.",
+            "ApprovalService": "Attacks 'an approval opens one call on one service': the approval was signed for an identically named call on another service (another audience) that trusts the same approver.",
+            "ApprovalRelabelled": "Attacks 'an approval signs everything the human saw': the request was relabelled (risk, policies) before the approver saw it; the guard recomputes what it would show and refuses.",
             "ExpiredApproval": "Approvals are time-limited.",
             "SelfApproval": "The agent cannot approve itself: approvals in arguments are ignored, the agent's own key is refused.",
             "TaintedContext": "A session that read untrusted content needs a human for high-risk tools.",

@@ -5,10 +5,18 @@
 //!
 //! The agent is the adversary here: it may try to satisfy a confirmation gate itself.
 //! So an [`Approval`] is an Ed25519 signature by an approver key over the SHA-256 of the exact
-//! call (tool, canonical arguments, principal chain, task, a fresh nonce and an expiry):
+//! call (tool, canonical arguments, principal chain, task, a fresh nonce and an expiry), the
+//! service it is for (the guard's audience) and everything the approver is shown about it
+//! (risk, reason code, policies, taint sources, anomaly findings):
 //!
-//! - it verifies only for that call: other arguments, another tool, another principal or
-//!   another task give another hash (`guard.confirmation_invalid`);
+//! - it verifies only for that call on that service: other arguments, another tool, another
+//!   principal, another task or another service give another hash (`guard.confirmation_invalid`);
+//! - it verifies only for what the human saw: the guard recomputes risk, reason, policies, taint
+//!   and anomaly from its own state when the approval comes back, so a request relabelled
+//!   (a tainted irreversible call shown as "low") never yields an approval the guard accepts;
+//! - numbers in the arguments must have an exact RFC 8785 form (a double): an approval over
+//!   `1234567890123456789` would also approve its neighbours, so such a call is refused
+//!   (`guard.arguments_invalid`; send large identifiers as strings);
 //! - it is single-use: the nonce is consumed by the [`NonceStore`] the first time it is accepted;
 //! - it expires, and its lifetime is capped by the guard;
 //! - approver keys are registered with the guard and are never agent keys: a key that is the
@@ -34,7 +42,7 @@ use crate::GuardError;
 use crate::request::{Principal, Risk};
 
 /// Version tag inside every approval hash and prefix of every approval signature.
-pub const APPROVAL_CONTEXT: &str = "agentiam-approval/1";
+pub const APPROVAL_CONTEXT: &str = "agentiam-approval/2";
 
 /// Longest approval lifetime the guard accepts by default (seconds).
 pub const DEFAULT_MAX_APPROVAL_TTL_SECS: i64 = 900;
@@ -62,50 +70,59 @@ pub struct ApprovalRequest {
     pub code: String,
     /// The policies that asked for confirmation.
     pub policies: Vec<String>,
-    /// What the behaviour check found unusual, for the approver to weigh (not signed over).
+    /// What the behaviour check found unusual, for the approver to weigh (signed over).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anomaly: Option<crate::Anomaly>,
+    /// The service (token audience) the guard that asked stands for (signed over).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// Where the session's taint came from, sorted (signed over; empty when untainted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taint_sources: Vec<String>,
 }
 
-#[derive(Serialize)]
-struct HashedCall<'a> {
-    args: &'a Value,
-    chain: &'a [String],
-    exp: i64,
-    nonce: &'a str,
-    task: Option<&'a str>,
-    tool: &'a str,
-    v: &'static str,
+/// Everything an approval signs: the call, the service, and what the approver is shown.
+#[derive(Clone, Copy, Serialize)]
+pub(crate) struct HashedCall<'a> {
+    pub(crate) anomaly: Option<&'a crate::Anomaly>,
+    pub(crate) args: &'a Value,
+    pub(crate) aud: Option<&'a str>,
+    pub(crate) chain: &'a [String],
+    pub(crate) code: &'a str,
+    pub(crate) exp: i64,
+    pub(crate) nonce: &'a str,
+    pub(crate) policies: &'a [String],
+    pub(crate) risk: Risk,
+    pub(crate) taint: &'a [String],
+    pub(crate) task: Option<&'a str>,
+    pub(crate) tool: &'a str,
+    pub(crate) v: &'static str,
 }
 
-/// The hex SHA-256 of the RFC 8785 canonical JSON describing one call.
-pub(crate) fn call_digest(
-    tool: &str,
-    arguments: &Value,
-    principal: &Principal,
-    nonce: &str,
-    expires_at: i64,
-) -> Result<String, String> {
-    digest_of(HashedCall {
-        args: arguments,
-        chain: principal.chain(),
-        exp: expires_at,
-        nonce,
-        task: principal.task(),
-        tool,
-        v: APPROVAL_CONTEXT,
-    })
+/// The session's taint sources as an approval shows and signs them: sorted, once each.
+pub(crate) fn shown_taint(sources: &[String]) -> Vec<String> {
+    let mut out = sources.to_vec();
+    out.sort();
+    out.dedup();
+    out
 }
 
 impl ApprovalRequest {
-    /// The digest of what this request shows (tool, arguments, chain, task, nonce, expiry).
+    /// The digest of what this request shows (tool, arguments, chain, task, nonce, expiry,
+    /// service, risk, reason, policies, taint sources and anomaly).
     /// [`Approval::sign`] signs only a request whose `digest` equals it.
     pub fn computed_digest(&self) -> Result<String, GuardError> {
-        digest_of(HashedCall {
+        digest_of(&HashedCall {
+            anomaly: self.anomaly.as_ref(),
             args: &self.arguments,
+            aud: self.audience.as_deref(),
             chain: &self.chain,
+            code: &self.code,
             exp: self.expires_at,
             nonce: &self.nonce,
+            policies: &self.policies,
+            risk: self.risk,
+            taint: &self.taint_sources,
             task: self.task.as_deref(),
             tool: &self.tool,
             v: APPROVAL_CONTEXT,
@@ -114,8 +131,39 @@ impl ApprovalRequest {
     }
 }
 
-fn digest_of(call: HashedCall<'_>) -> Result<String, String> {
-    let bytes = serde_json_canonicalizer::to_vec(&call).map_err(|e| e.to_string())?;
+/// Refuses a number whose RFC 8785 form (a double) is not exactly its literal, so a digest
+/// never stands for two different calls.
+fn check_exact_numbers(value: &Value, depth: usize) -> Result<(), String> {
+    if depth > 64 {
+        return Err("arguments nest deeper than 64".into());
+    }
+    match value {
+        Value::Number(n) => {
+            let exact = agentiam_token::ExactNumber::from_json(n).map_err(|e| e.to_string())?;
+            let double = n
+                .as_f64()
+                .filter(|f| f.is_finite())
+                .and_then(|f| agentiam_token::ExactNumber::parse(&format!("{f:e}")).ok());
+            if double.as_ref() != Some(&exact) {
+                return Err(format!(
+                    "number {exact} has no exact canonical (RFC 8785) form, so an approval could not tell it from its neighbours; send it as a string"
+                ));
+            }
+            Ok(())
+        }
+        Value::Array(items) => items
+            .iter()
+            .try_for_each(|v| check_exact_numbers(v, depth + 1)),
+        Value::Object(map) => map
+            .values()
+            .try_for_each(|v| check_exact_numbers(v, depth + 1)),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn digest_of(call: &HashedCall<'_>) -> Result<String, String> {
+    check_exact_numbers(call.args, 0)?;
+    let bytes = serde_json_canonicalizer::to_vec(call).map_err(|e| e.to_string())?;
     Ok(hex(aws_lc_rs::digest::digest(
         &aws_lc_rs::digest::SHA256,
         &bytes,
@@ -262,12 +310,13 @@ impl ApproverKeys {
 }
 
 /// Why an approval was refused (all are `guard.confirmation_invalid`).
+/// `call` is the guard's own description of the call now (its `nonce` and `exp` are ignored and
+/// taken from the approval).
 pub(crate) fn check_approval(
     approval: &Approval,
     approvers: &ApproverKeys,
     principal: &Principal,
-    tool: &str,
-    arguments: &Value,
+    call: &HashedCall<'_>,
     now: i64,
     max_ttl: i64,
 ) -> Result<(), String> {
@@ -290,13 +339,11 @@ pub(crate) fn check_approval(
     if approval.nonce.is_empty() || approval.nonce.len() > 64 {
         return Err("approval nonce is malformed".into());
     }
-    let digest = call_digest(
-        tool,
-        arguments,
-        principal,
-        &approval.nonce,
-        approval.expires_at,
-    )?;
+    let digest = digest_of(&HashedCall {
+        nonce: &approval.nonce,
+        exp: approval.expires_at,
+        ..*call
+    })?;
     if aws_lc_rs::constant_time::verify_slices_are_equal(
         digest.as_bytes(),
         approval.digest.as_bytes(),
@@ -304,7 +351,7 @@ pub(crate) fn check_approval(
     .is_err()
     {
         return Err(
-            "approval is for a different call (tool, arguments, principal, task or expiry differ)"
+            "approval is for a different call or was shown differently (tool, arguments, principal, task, expiry, service, risk, reason, policies, taint or anomaly differ)"
                 .into(),
         );
     }

@@ -380,6 +380,7 @@ impl GuardConfig {
             approvers = approvers.add(a.name.clone(), key)?;
         }
         let mut builder = Guard::builder(policy)
+            .service(self.audience.clone())
             .approvers(approvers)
             .refuse_approver_keys_in(&jwks)
             .clock(clock.clone());

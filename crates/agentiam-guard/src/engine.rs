@@ -10,8 +10,8 @@ use agentiam_token::{
 use serde_json::Value;
 
 use crate::approval::{
-    ApprovalRequest, ApproverKeys, DEFAULT_MAX_APPROVAL_TTL_SECS, InMemoryNonceStore, NonceStore,
-    call_digest, check_approval, new_nonce,
+    APPROVAL_CONTEXT, ApprovalRequest, ApproverKeys, DEFAULT_MAX_APPROVAL_TTL_SECS, HashedCall,
+    InMemoryNonceStore, NonceStore, check_approval, digest_of, new_nonce, shown_taint,
 };
 use crate::decision::{Allowance, Anomaly, Decision, Denial};
 use crate::hooks::{BehaviourCheck, BehaviourChecks, ContentFilter, DecisionSink, NoContentFilter};
@@ -63,6 +63,7 @@ pub struct Guard {
     sinks: Vec<Arc<dyn DecisionSink>>,
     confirmation_ttl: i64,
     max_approval_ttl: i64,
+    service: Option<String>,
 }
 
 /// Builds a [`Guard`].
@@ -82,6 +83,7 @@ pub struct GuardBuilder {
     sinks: Vec<Arc<dyn DecisionSink>>,
     confirmation_ttl: i64,
     max_approval_ttl: i64,
+    service: Option<String>,
     error: Option<GuardError>,
 }
 
@@ -103,6 +105,7 @@ impl Guard {
             sinks: Vec::new(),
             confirmation_ttl: DEFAULT_CONFIRMATION_TTL_SECS,
             max_approval_ttl: DEFAULT_MAX_APPROVAL_TTL_SECS,
+            service: None,
             error: None,
         }
     }
@@ -229,7 +232,7 @@ impl Guard {
         if let Some(refusal) = assessment.refusal {
             return Decision::Deny(refusal).with_anomaly(anomaly);
         }
-        self.decide_policy(request, tool, now, assessment.anomaly_score)
+        self.decide_policy(request, tool, now, anomaly.as_ref())
             .with_anomaly(anomaly)
     }
 
@@ -297,9 +300,10 @@ impl Guard {
         request: &GuardRequest<'_>,
         tool: &ToolSpec,
         now: i64,
-        anomaly_score: u8,
+        anomaly: Option<&Anomaly>,
     ) -> Decision {
         let principal = request.principal;
+        let anomaly_score = anomaly.map_or(0, |a| a.score);
         let mut ctx = PolicyContext {
             arguments: request.arguments,
             tainted: request.session.tainted,
@@ -320,14 +324,31 @@ impl Guard {
             ),
             PolicyOutcome::Error { code, message } => Decision::deny(code, message),
             PolicyOutcome::Confirm { code, policies } => match request.approval {
-                None => self.confirmation_request(request, tool, now, code, policies),
+                None => self.confirmation_request(request, tool, now, code, policies, anomaly),
                 Some(approval) => {
+                    // What the approver must have been shown, as this guard sees it now.
+                    let taint = shown_taint(&request.session.taint_sources);
+                    let arguments = arguments_or_empty(request.arguments);
+                    let call = HashedCall {
+                        anomaly,
+                        args: &arguments,
+                        aud: self.service.as_deref(),
+                        chain: principal.chain(),
+                        code: &code,
+                        exp: approval.expires_at,
+                        nonce: &approval.nonce,
+                        policies: &policies,
+                        risk: tool.risk(),
+                        taint: &taint,
+                        task: principal.task(),
+                        tool: tool.name(),
+                        v: APPROVAL_CONTEXT,
+                    };
                     if let Err(why) = check_approval(
                         approval,
                         &self.approvers,
                         principal,
-                        tool.name(),
-                        request.arguments,
+                        &call,
                         now,
                         self.max_approval_ttl,
                     ) {
@@ -379,6 +400,7 @@ impl Guard {
         now: i64,
         code: String,
         policies: Vec<String>,
+        anomaly: Option<&Anomaly>,
     ) -> Decision {
         let nonce = match new_nonce(self.entropy.as_ref()) {
             Ok(n) => n,
@@ -388,17 +410,23 @@ impl Guard {
         let expires_at = now
             .saturating_add(self.confirmation_ttl)
             .min(request.principal.expires_at());
-        let arguments = match request.arguments {
-            Value::Null => Value::Object(serde_json::Map::new()),
-            other => other.clone(),
-        };
-        let digest = match call_digest(
-            tool.name(),
-            &arguments,
-            request.principal,
-            &nonce,
-            expires_at,
-        ) {
+        let arguments = arguments_or_empty(request.arguments);
+        let taint_sources = shown_taint(&request.session.taint_sources);
+        let digest = match digest_of(&HashedCall {
+            anomaly,
+            args: &arguments,
+            aud: self.service.as_deref(),
+            chain: request.principal.chain(),
+            code: &code,
+            exp: expires_at,
+            nonce: &nonce,
+            policies: &policies,
+            risk: tool.risk(),
+            taint: &taint_sources,
+            task: request.principal.task(),
+            tool: tool.name(),
+            v: APPROVAL_CONTEXT,
+        }) {
             Ok(d) => d,
             Err(e) => return Decision::deny(codes::ARGUMENTS_INVALID, e),
         };
@@ -413,8 +441,18 @@ impl Guard {
             expires_at,
             code,
             policies,
-            anomaly: None,
+            anomaly: anomaly.cloned(),
+            audience: self.service.clone(),
+            taint_sources,
         }))
+    }
+}
+
+/// The arguments as an approval shows and signs them: `null` reads as no arguments.
+fn arguments_or_empty(arguments: &Value) -> Value {
+    match arguments {
+        Value::Null => Value::Object(serde_json::Map::new()),
+        other => other.clone(),
     }
 }
 
@@ -550,6 +588,15 @@ impl GuardBuilder {
         self
     }
 
+    /// The service this guard stands for: the token audience it accepts.
+    /// Every approval request names it and every approval is signed over it, so an approval for
+    /// a call on one service never opens the same call on another service that trusts the same
+    /// approvers. Required when approvers are registered.
+    pub fn service(mut self, audience: impl Into<String>) -> Self {
+        self.service = Some(audience.into());
+        self
+    }
+
     /// The longest approval lifetime accepted.
     pub fn max_approval_ttl(mut self, secs: i64) -> Self {
         self.max_approval_ttl = secs;
@@ -569,6 +616,11 @@ impl GuardBuilder {
                 "confirmation ttl {} s must be within 1 ..= max approval ttl {} s",
                 self.confirmation_ttl, self.max_approval_ttl
             )));
+        }
+        if !self.approvers.is_empty() && self.service.as_deref().is_none_or(str::is_empty) {
+            return Err(GuardError::ApproverKey(
+                "a guard that accepts approvals must name the service it guards (GuardBuilder::service, the token audience), so an approval cannot be replayed on another service".into(),
+            ));
         }
         let mut tools: Vec<&ToolSpec> = self.tools.values().collect();
         tools.sort_by(|a, b| a.name().cmp(b.name()));
@@ -612,6 +664,7 @@ impl GuardBuilder {
             sinks: self.sinks,
             confirmation_ttl: self.confirmation_ttl,
             max_approval_ttl: self.max_approval_ttl,
+            service: self.service,
         })
     }
 }

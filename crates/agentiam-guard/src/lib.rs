@@ -36,6 +36,7 @@
 //! # let token = verifier.verify(&issued.token).unwrap();
 //! let human = SigningKey::generate(Algorithm::EdDSA).unwrap();
 //! let guard = Guard::builder(PolicyEngine::default_policy().unwrap())
+//!     .service("https://api.example")
 //!     .tool(ToolSpec::new("drop_table", Risk::Irreversible).with_scope("db", "drop"))
 //!     .approvers(ApproverKeys::new().add("alice", human.public_key().clone()).unwrap())
 //!     .build()

@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
+use agentiam_token::ExactNumber;
 use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Entities, EntityId, EntityTypeName, EntityUid,
     PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
@@ -573,19 +574,23 @@ fn json_to_cedar(
             if let Some(i) = n.as_i64() {
                 RestrictedExpression::new_long(i)
             } else {
-                let f = n.as_f64().unwrap_or(f64::NAN);
-                let text = format!("{f:.4}");
-                // Cedar has no floats. A decimal that is not exactly the number would let a
-                // policy compare a rounded value (100.00001 passing `<= 100.0`): refuse instead.
-                let exact = text.parse::<f64>().is_ok_and(|back| back == f) && f.abs() < 9.0e14;
-                if !exact {
-                    return Err((
-                        codes::ARGUMENTS_INVALID,
-                        format!(
-                            "number {n} has no exact Cedar decimal (at most 4 decimals, |x| < 9e14)"
-                        ),
-                    ));
-                }
+                // Cedar has no floats. The decimal is the literal's exact value, or the argument
+                // is refused: a rounded value would let `100.00001` pass `<= 100.0`, and a
+                // float round trip would let `1234567890123456789` stand for its neighbours.
+                let exact = ExactNumber::from_json(n)
+                    .map_err(|e| (codes::ARGUMENTS_INVALID, e.to_string()))?;
+                // A Cedar decimal is an i64 count of ten-thousandths.
+                let text = exact
+                    .to_fixed(4)
+                    .filter(|t| n.is_f64() && t.replace('.', "").parse::<i64>().is_ok())
+                    .ok_or_else(|| {
+                        (
+                            codes::ARGUMENTS_INVALID,
+                            format!(
+                                "number {exact} has no exact Cedar value (a long, or a decimal with at most 4 decimals)"
+                            ),
+                        )
+                    })?;
                 RestrictedExpression::new_decimal(text)
             }
         }

@@ -79,6 +79,7 @@ impl World {
 
     fn builder(&self, policy: &str) -> GuardBuilder {
         Guard::builder(PolicyEngine::new(policy, None).unwrap())
+            .service(AUD)
             .clock(self.clock.clone())
             .approvers(
                 ApproverKeys::new()
@@ -700,6 +701,7 @@ fn approver_keys_are_never_agent_or_issuer_keys() {
     let w = world();
     let issuer_key = SigningKey::ed25519_from_seed(&[7u8; 32]).unwrap();
     let e = Guard::builder(PolicyEngine::default_policy().unwrap())
+        .service(AUD)
         .approvers(
             ApproverKeys::new()
                 .add("bot", issuer_key.public_key().clone())
@@ -885,7 +887,14 @@ proptest! {
         let p = w.principal(ALL);
         let approved_args = json!({"table": a});
         let other_args = json!({"table": b});
-        let Decision::NeedsConfirmation(req) = guard.decide(&GuardRequest::new(&p, "drop", &approved_args)) else { panic!() };
+        let asked = guard.decide(&GuardRequest::new(&p, "drop", &approved_args));
+        let Decision::NeedsConfirmation(req) = asked else {
+            // Only an integer beyond 2^53, which RFC 8785 cannot write exactly, is refused
+            // outright: a signature over its rounded form would approve its neighbours too.
+            prop_assert_eq!(asked.code(), Some("guard.arguments_invalid"));
+            prop_assert!(a.as_i64().is_some_and(|n| n.unsigned_abs() > 1 << 53));
+            return Ok(());
+        };
         let approval = Approval::sign(&req, &w.human).unwrap();
         let other = guard.decide(&GuardRequest::new(&p, "drop", &other_args).with_approval(&approval));
         prop_assert_eq!(other.is_allowed(), a == b);
@@ -1354,4 +1363,138 @@ proptest! {
             prop_assert!(in_window <= 10_000, "{in_window} allowed in the last minute");
         }
     }
+}
+
+/// An approval opens one call on one service: the same call on another service that trusts the
+/// same approver (a guard with another audience) refuses it.
+#[test]
+fn an_approval_for_one_service_does_not_open_the_same_call_on_another() {
+    let w = world();
+    let ledger = w.guard();
+    let reports = w
+        .builder(DEFAULT_POLICY)
+        .service("https://reports.test")
+        .build()
+        .unwrap();
+    let p = w.principal(ALL);
+    let args = json!({"table": "staging"});
+    let Decision::NeedsConfirmation(req) = ledger.decide(&GuardRequest::new(&p, "drop", &args))
+    else {
+        panic!("a human is asked")
+    };
+    assert_eq!(req.audience.as_deref(), Some(AUD));
+    let approval = Approval::sign(&req, &w.human).unwrap();
+    let elsewhere = reports.decide(&GuardRequest::new(&p, "drop", &args).with_approval(&approval));
+    assert_eq!(elsewhere.code(), Some("guard.confirmation_invalid"));
+    let here = ledger.decide(&GuardRequest::new(&p, "drop", &args).with_approval(&approval));
+    assert!(here.is_allowed(), "{here:?}");
+}
+
+/// A guard that accepts approvals must say which service it guards.
+#[test]
+fn a_guard_with_approvers_and_no_service_does_not_build() {
+    let w = world();
+    let e = Guard::builder(PolicyEngine::default_policy().unwrap())
+        .approvers(
+            ApproverKeys::new()
+                .add("alice", w.human.public_key().clone())
+                .unwrap(),
+        )
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("service"), "{e}");
+}
+
+/// What the approver was shown is signed: a request relabelled before signing (risk, reason,
+/// policies, taint, anomaly, service) yields an approval the guard refuses, because the guard
+/// recomputes what it would show.
+#[test]
+fn an_approval_of_a_relabelled_request_is_refused() {
+    let w = world();
+    let guard = w.guard();
+    let interceptor = ToolInterceptor::new(guard.clone());
+    let session = Session::new("s-relabel", Arc::new(w.principal(ALL)));
+    session.taint("https://evil.test/page");
+    let pay = json!({"amount": 50});
+    let Decision::NeedsConfirmation(req) =
+        interceptor.before(&session, &ToolCall::new("transfer", &pay))
+    else {
+        panic!("a tainted high-risk call needs a human")
+    };
+    assert_eq!(req.taint_sources, vec!["https://evil.test/page".to_owned()]);
+    type Edit = fn(&mut ApprovalRequest);
+    let edits: [(&str, Edit); 6] = [
+        ("risk shown as low", |r| r.risk = Risk::Low),
+        ("taint hidden", |r| r.taint_sources.clear()),
+        ("another reason", |r| {
+            r.code = "guard.confirmation_required".into()
+        }),
+        ("policies renamed", |r| r.policies = vec!["routine".into()]),
+        ("an anomaly invented", |r| {
+            r.anomaly = Some(Anomaly {
+                findings: vec!["usual".into()],
+                score: 0,
+            })
+        }),
+        ("service left out", |r| r.audience = None),
+    ];
+    for (what, edit) in edits {
+        let mut shown = (*req).clone();
+        edit(&mut shown);
+        shown.digest = shown.computed_digest().unwrap();
+        let approval = Approval::sign(&shown, &w.human).unwrap();
+        let mut call = ToolCall::new("transfer", &pay);
+        call.approval = Some(&approval);
+        assert_eq!(
+            interceptor.before(&session, &call).code(),
+            Some("guard.confirmation_invalid"),
+            "{what}"
+        );
+    }
+    // Signed as shown, it works once.
+    let approval = Approval::sign(&req, &w.human).unwrap();
+    let mut call = ToolCall::new("transfer", &pay);
+    call.approval = Some(&approval);
+    assert!(interceptor.before(&session, &call).is_allowed());
+}
+
+/// Cedar sees the literal's exact value: a long, a decimal with at most four places, or a
+/// refusal; never a float round trip.
+#[test]
+fn cedar_reads_argument_numbers_exactly_or_refuses_them() {
+    let w = world();
+    let policy = r#"
+        permit(principal, action, resource);
+        forbid(principal, action == Action::"call", resource == Tool::"note")
+            when { context.arguments has id && context.arguments.id == 1234567890123456789 };
+        forbid(principal, action == Action::"call", resource == Tool::"transfer")
+            when { context.arguments has fee && context.arguments.fee.greaterThan(decimal("0.1000")) };
+    "#;
+    let guard = w.builder(policy).build().unwrap();
+    let p = w.principal("notes:write payments:transfer{amount<=100}");
+    let decide = |tool: &str, args: &str| {
+        let args: Value = serde_json::from_str(args).unwrap();
+        guard.decide(&GuardRequest::new(&p, tool, &args))
+    };
+    assert_eq!(
+        decide("note", r#"{"id": 1234567890123456789}"#).code(),
+        Some("guard.policy_denied")
+    );
+    assert!(decide("note", r#"{"id": 1234567890123456788}"#).is_allowed());
+    assert!(decide("transfer", r#"{"amount": 5, "fee": 0.1}"#).is_allowed());
+    assert_eq!(
+        decide("transfer", r#"{"amount": 5, "fee": 0.10001}"#).code(),
+        Some("guard.arguments_invalid"),
+        "five decimals have no exact Cedar decimal"
+    );
+    assert_eq!(
+        decide("transfer", r#"{"amount": 5, "fee": 0.10000000000000001}"#).code(),
+        Some("guard.arguments_invalid"),
+        "a literal a float would round to 0.1 is not read as 0.1"
+    );
+    assert_eq!(
+        decide("note", r#"{"id": 12345678901234567890123}"#).code(),
+        Some("guard.arguments_invalid"),
+        "beyond a long"
+    );
 }

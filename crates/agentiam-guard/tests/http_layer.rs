@@ -109,7 +109,7 @@ impl World {
         engine: impl FnOnce(GuardBuilder) -> GuardBuilder,
         verifier: impl FnOnce(Verifier) -> Verifier,
     ) -> GuardLayer {
-        let engine = engine(Guard::builder(PolicyEngine::new(POLICY, None).unwrap()))
+        let engine = engine(Guard::builder(PolicyEngine::new(POLICY, None).unwrap()).service(AUD))
             .clock(self.clock.clone())
             .tools([
                 ToolSpec::new("read_invoice", Risk::Low).with_scope("ledger.invoices", "read"),

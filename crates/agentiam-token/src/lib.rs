@@ -29,6 +29,7 @@ mod error;
 mod issue;
 mod jws;
 mod narrowing;
+mod number;
 mod revocation;
 mod scope;
 mod verify;
@@ -47,6 +48,7 @@ pub use issue::{
 };
 pub use jws::{MAX_TOKEN_BYTES, sign_compact};
 pub use narrowing::{DEFAULT_MAX_DELEGATION_DEPTH, check_chain, check_step};
+pub use number::{ExactNumber, InexactNumber, MAX_NUMBER_LITERAL};
 pub use revocation::{InMemoryRevocationSet, Revocation, RevocationSet, revocation_reason};
 pub use scope::{
     Constraint, ConstraintValue, MAX_SCOPE_LEN, MAX_SCOPES, Op, Scope, ScopeDenial, ScopeRequest,

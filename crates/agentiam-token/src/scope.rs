@@ -38,6 +38,7 @@ use serde_json::Value;
 
 use crate::TokenError;
 use crate::error::clip;
+use crate::number::ExactNumber;
 
 /// Longest scope string accepted.
 pub const MAX_SCOPE_LEN: usize = 256;
@@ -90,8 +91,8 @@ impl Op {
 /// The value side of a constraint.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConstraintValue {
-    /// A finite number.
-    Number(f64),
+    /// A number, kept exactly as written.
+    Number(ExactNumber),
     /// A bare word.
     Word(String),
 }
@@ -137,9 +138,10 @@ impl Constraint {
     /// Whether the argument `value` (JSON) satisfies this constraint.
     pub fn holds(&self, value: Option<&Value>) -> bool {
         let arg = match value {
-            Some(Value::Number(n)) => match n.as_f64() {
-                Some(f) if f.is_finite() => ConstraintValue::Number(f),
-                _ => return false,
+            // Compared by its literal, exactly; a literal too long to read is refused.
+            Some(Value::Number(n)) => match ExactNumber::from_json(n) {
+                Ok(n) => ConstraintValue::Number(n),
+                Err(_) => return false,
             },
             Some(Value::String(s)) => ConstraintValue::Word(s.clone()),
             _ => return false,
@@ -180,17 +182,13 @@ fn parse_segment(scope: &str, text: &str) -> Result<Segment, TokenError> {
     Ok(Segment::Name(text.to_owned()))
 }
 
-fn parse_number(text: &str) -> Option<f64> {
+fn parse_number(text: &str) -> Option<ExactNumber> {
+    // The scope grammar's numbers: an optional minus, digits, an optional fraction; no exponent.
     let digits = text.strip_prefix('-').unwrap_or(text);
-    let (int, frac) = match digits.split_once('.') {
-        Some((i, f)) => (i, Some(f)),
-        None => (digits, None),
-    };
-    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !all_digits(int) || frac.is_some_and(|f| !all_digits(f)) {
+    if digits.contains(['e', 'E']) {
         return None;
     }
-    text.parse::<f64>().ok().filter(|f| f.is_finite())
+    ExactNumber::parse(text).ok()
 }
 
 fn parse_constraint(scope: &str, text: &str) -> Result<Constraint, TokenError> {
@@ -374,18 +372,20 @@ impl Scope {
             }
             return required.holds_for(&eq.value);
         }
-        let ConstraintValue::Number(bound) = required.value else {
+        let ConstraintValue::Number(bound) = &required.value else {
             return false;
         };
-        let numeric = |c: &&&Constraint| match c.value {
-            ConstraintValue::Number(v) => Some((c.op, v)),
-            ConstraintValue::Word(_) => None,
-        };
+        fn numeric<'a>(c: &&'a Constraint) -> Option<(Op, &'a ExactNumber)> {
+            match &c.value {
+                ConstraintValue::Number(v) => Some((c.op, v)),
+                ConstraintValue::Word(_) => None,
+            }
+        }
         match required.op {
             Op::Eq => false,
             Op::Le | Op::Lt => {
                 mine.iter()
-                    .filter_map(|c| numeric(&c))
+                    .filter_map(numeric)
                     .any(|(op, v)| match (op, required.op) {
                         (Op::Le, Op::Le) | (Op::Lt, Op::Le) | (Op::Lt, Op::Lt) => v <= bound,
                         (Op::Le, Op::Lt) => v < bound,
@@ -394,7 +394,7 @@ impl Scope {
             }
             Op::Ge | Op::Gt => {
                 mine.iter()
-                    .filter_map(|c| numeric(&c))
+                    .filter_map(numeric)
                     .any(|(op, v)| match (op, required.op) {
                         (Op::Ge, Op::Ge) | (Op::Gt, Op::Ge) | (Op::Gt, Op::Gt) => v >= bound,
                         (Op::Ge, Op::Gt) => v > bound,

@@ -137,6 +137,8 @@ pub fn pending_record(
         code: "guard.confirmation_required".into(),
         policies: vec!["irreversible-needs-human".into()],
         anomaly: None,
+        audience: Some("ledger".into()),
+        taint_sources: vec!["https://vendor.example/invoice".into()],
     };
     request.digest = request.computed_digest().unwrap();
     ApprovalRecord {
