@@ -392,17 +392,20 @@ impl PySession {
     /// Whether the session has read untrusted content.
     #[getter]
     fn tainted(&self) -> bool {
-        self.session.is_tainted()
+        self.interceptor.is_tainted(&self.session)
     }
 
     /// Marks the session as having read untrusted content from `source`; with `text`, also
     /// remembers it so arguments copied from it are flagged.
+    /// The task's taint is shared with every session, guard and worker of the task; a shared
+    /// state that cannot record it raises (the session itself is tainted either way).
     #[pyo3(signature = (source, text = None))]
-    fn taint(&self, py: Python<'_>, source: &str, text: Option<&str>) {
-        match text {
-            Some(text) => py.detach(|| self.session.read_untrusted(source, text)),
-            None => self.session.taint(source),
-        }
+    fn taint(&self, py: Python<'_>, source: &str, text: Option<&str>) -> PyResult<()> {
+        py.detach(|| match text {
+            Some(text) => self.interceptor.read_untrusted(&self.session, source, text),
+            None => self.interceptor.taint(&self.session, source),
+        })
+        .map_err(|e| error(py, e.code(), &e.to_string()))
     }
 
     /// The principal on whose behalf the agent acts.

@@ -116,6 +116,11 @@ pub struct Grant {
     pub task: Option<String>,
     /// RFC 7638 thumbprint of the key that proved possession of the last link.
     pub holder_jkt: String,
+    /// Every call budget along the chain, `(counter key, calls)`, oldest first: the root
+    /// token's ancestors, the root token, then each link. A guard counts a call against all.
+    pub budgets: Vec<(String, u64)>,
+    /// The root token's expiry (the task's state lives at least this long).
+    pub root_exp: i64,
 }
 
 #[derive(Deserialize)]
@@ -207,6 +212,23 @@ impl ChainVerifier {
         let mut scopes = c.scope.clone();
         let mut exp = c.exp;
         let mut budget = c.budget;
+        let mut budgets: Vec<(String, u64)> = c
+            .dlg
+            .iter()
+            .filter_map(|hop| {
+                let calls = hop.budget.and_then(|b| b.calls)?;
+                Some((
+                    Budget::counter_key(hop.jti.as_deref(), &hop.sub, hop.exp),
+                    calls,
+                ))
+            })
+            .chain(c.budget.and_then(|b| b.calls).map(|calls| {
+                (
+                    Budget::counter_key(c.jti.as_deref(), c.presenter(), c.exp),
+                    calls,
+                )
+            }))
+            .collect();
         let mut holder = None;
         let mut prev: &str = root;
         for (i, link) in links.iter().enumerate() {
@@ -287,6 +309,14 @@ impl ChainVerifier {
                     }
                 }
             }
+            if let Some(calls) = claims.budget.and_then(|b| b.calls) {
+                // A link without a jti is identified by its own hash.
+                let key = match &claims.jti {
+                    Some(jti) => Budget::counter_key(Some(jti), "", claims.exp),
+                    None => format!("budget:link:{}", hash_b64(link)),
+                };
+                budgets.push((key, calls));
+            }
             scopes = claims.scope;
             exp = claims.exp;
             budget = claims.budget;
@@ -309,6 +339,8 @@ impl ChainVerifier {
             depth,
             task: c.task.as_ref().map(|t| t.id.clone()),
             holder_jkt: jkt,
+            budgets,
+            root_exp: c.exp,
         })
     }
 }

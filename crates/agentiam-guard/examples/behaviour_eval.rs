@@ -587,6 +587,8 @@ fn principal(call: &Call, scopes: &ScopeSet, exp: i64) -> Principal {
             depth: 1,
             task: None,
             holder_jkt: "jkt".into(),
+            budgets: Vec::new(),
+            root_exp: exp,
         }),
     }
 }

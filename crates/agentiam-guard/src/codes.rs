@@ -40,3 +40,8 @@ pub const TOKEN_EXPIRED: &str = "token.expired";
 pub const CREDENTIALS_MISSING: &str = "guard.credentials_missing";
 /// A hook (filter, behaviour, approval channel, audit) failed; the guard fails closed.
 pub const HOOK_FAILED: &str = "guard.hook_failed";
+/// A delegated token's call budget (or an ancestor's) is spent.
+pub const BUDGET_EXHAUSTED: &str = "guard.budget_exhausted";
+/// The state the service's workers share (nonces, budgets, task taint) could not be read or
+/// written; the guard fails closed.
+pub const STATE_UNAVAILABLE: &str = "guard.state_unavailable";

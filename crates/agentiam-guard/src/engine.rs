@@ -11,13 +11,14 @@ use serde_json::Value;
 
 use crate::approval::{
     APPROVAL_CONTEXT, ApprovalRequest, ApproverKeys, DEFAULT_MAX_APPROVAL_TTL_SECS, HashedCall,
-    InMemoryNonceStore, NonceStore, check_approval, digest_of, new_nonce, shown_taint,
+    NonceStore, check_approval, digest_of, new_nonce, shown_taint,
 };
 use crate::decision::{Allowance, Anomaly, Decision, Denial};
 use crate::hooks::{BehaviourCheck, BehaviourChecks, ContentFilter, DecisionSink, NoContentFilter};
 use crate::policy::{PolicyContext, PolicyEngine, PolicyOutcome};
-use crate::request::{GuardRequest, ToolSpec};
+use crate::request::{GuardRequest, SessionContext, ToolSpec};
 use crate::{GuardError, codes};
+use agentiam_state::{Counter, InProcessState, SharedState, TaskTaint};
 
 /// How long a confirmation request stays answerable by default (seconds).
 pub const DEFAULT_CONFIRMATION_TTL_SECS: i64 = 300;
@@ -64,6 +65,7 @@ pub struct Guard {
     confirmation_ttl: i64,
     max_approval_ttl: i64,
     service: Option<String>,
+    state: Arc<dyn SharedState>,
 }
 
 /// Builds a [`Guard`].
@@ -84,6 +86,7 @@ pub struct GuardBuilder {
     confirmation_ttl: i64,
     max_approval_ttl: i64,
     service: Option<String>,
+    state: Option<Arc<dyn SharedState>>,
     error: Option<GuardError>,
 }
 
@@ -106,6 +109,7 @@ impl Guard {
             confirmation_ttl: DEFAULT_CONFIRMATION_TTL_SECS,
             max_approval_ttl: DEFAULT_MAX_APPROVAL_TTL_SECS,
             service: None,
+            state: None,
             error: None,
         }
     }
@@ -219,6 +223,12 @@ impl Guard {
         if let Some(finding) = self.filter.scan_arguments(tool, request.arguments) {
             return Decision::deny(codes::INJECTION_DETECTED, finding.detail);
         }
+        // The task's taint, from every session, guard and worker that served it.
+        let shared_session = match self.task_session(request, now) {
+            Ok(s) => s,
+            Err(refusal) => return refusal,
+        };
+        let session = shared_session.as_ref().unwrap_or(request.session);
         let assessment = self.behaviour.assess(request, tool);
         let anomaly =
             (assessment.anomaly_score > 0 || !assessment.findings.is_empty()).then(|| Anomaly {
@@ -232,8 +242,10 @@ impl Guard {
         if let Some(refusal) = assessment.refusal {
             return Decision::Deny(refusal).with_anomaly(anomaly);
         }
-        self.decide_policy(request, tool, now, anomaly.as_ref())
-            .with_anomaly(anomaly)
+        let decision = self
+            .decide_policy(request, session, tool, now, anomaly.as_ref())
+            .with_anomaly(anomaly);
+        self.spend_budgets(principal, decision, now)
     }
 
     /// `token.revoked` when the revocation set holds the credential, an agent in its chain,
@@ -295,9 +307,109 @@ impl Guard {
         )
     }
 
+    /// The session as the task's shared state sees it: `None` when the request's own session
+    /// already holds everything the task read, else a copy with the task's taint merged in.
+    fn task_session(
+        &self,
+        request: &GuardRequest<'_>,
+        now: i64,
+    ) -> Result<Option<SessionContext>, Decision> {
+        let shared = self
+            .state
+            .task_taint(&request.principal.task_key(), now)
+            .map_err(|e| Decision::deny(codes::STATE_UNAVAILABLE, e.to_string()))?;
+        if !shared.is_tainted() {
+            return Ok(None);
+        }
+        let own = request.session;
+        let known = own.tainted
+            && !shared.overflowed
+            && shared.sources.iter().all(|s| own.taint_sources.contains(s))
+            && own.untrusted_text.holds_all(shared.fingerprints.iter());
+        if known {
+            return Ok(None);
+        }
+        let mut merged = own.clone();
+        merged.tainted = true;
+        for s in &shared.sources {
+            if merged.taint_sources.len() < 64 && !merged.taint_sources.contains(s) {
+                merged.taint_sources.push(s.clone());
+            }
+        }
+        if shared.tainted && merged.taint_sources.is_empty() {
+            merged.taint_sources.push("(task state)".into());
+        }
+        Arc::make_mut(&mut merged.untrusted_text)
+            .add_fingerprints(shared.fingerprints.iter().copied());
+        merged.untrusted_overflowed |= shared.overflowed;
+        Ok(Some(merged))
+    }
+
+    /// Records what a task read from outside its trust boundary in the shared state, so every
+    /// session, guard and worker of the task sees it for the token's life.
+    pub fn record_task_taint(
+        &self,
+        principal: &crate::Principal,
+        source: &str,
+        text: Option<&str>,
+    ) -> Result<(), GuardError> {
+        let mut add = TaskTaint::default();
+        add.add_source(source);
+        if let Some(text) = text {
+            let mut read = crate::UntrustedText::default();
+            read.remember(text);
+            add.add_fingerprints(read.fingerprints());
+        }
+        let now = self.clock.now();
+        self.state
+            .extend_task_taint(
+                &principal.task_key(),
+                &add,
+                principal.task_expires_at(),
+                now,
+            )
+            .map_err(|e| GuardError::State(e.to_string()))
+    }
+
+    /// Whether the principal's task is tainted in the shared state (`true` when it cannot say).
+    pub fn task_is_tainted(&self, principal: &crate::Principal) -> bool {
+        self.state
+            .task_taint(&principal.task_key(), self.clock.now())
+            .map_or(true, |t| t.is_tainted())
+    }
+
+    /// Counts an allowed call against every budget in the principal's chain, all or none.
+    fn spend_budgets(
+        &self,
+        principal: &crate::Principal,
+        decision: Decision,
+        now: i64,
+    ) -> Decision {
+        if !matches!(decision, Decision::Allow(_)) || principal.budgets().is_empty() {
+            return decision;
+        }
+        let counters: Vec<Counter> = principal
+            .budgets()
+            .iter()
+            .map(|(key, calls)| Counter::new(key.clone(), *calls))
+            .collect();
+        match self
+            .state
+            .spend(&counters, principal.task_expires_at(), now)
+        {
+            Ok(true) => decision,
+            Ok(false) => Decision::deny(
+                codes::BUDGET_EXHAUSTED,
+                "the call budget of this token, or of one it was delegated from, is spent",
+            ),
+            Err(e) => Decision::deny(codes::STATE_UNAVAILABLE, e.to_string()),
+        }
+    }
+
     fn decide_policy(
         &self,
         request: &GuardRequest<'_>,
+        session: &SessionContext,
         tool: &ToolSpec,
         now: i64,
         anomaly: Option<&Anomaly>,
@@ -306,12 +418,14 @@ impl Guard {
         let anomaly_score = anomaly.map_or(0, |a| a.score);
         let mut ctx = PolicyContext {
             arguments: request.arguments,
-            tainted: request.session.tainted,
-            untrusted_arguments: request
-                .session
-                .untrusted_text
-                .copied_into(request.arguments)
-                .is_some(),
+            tainted: session.tainted,
+            // A fingerprint set that overflowed cannot clear anything: every argument counts as
+            // possibly copied.
+            untrusted_arguments: session.untrusted_overflowed
+                || session
+                    .untrusted_text
+                    .copied_into(request.arguments)
+                    .is_some(),
             approved: false,
             anomaly_score,
             http: request.http,
@@ -324,10 +438,12 @@ impl Guard {
             ),
             PolicyOutcome::Error { code, message } => Decision::deny(code, message),
             PolicyOutcome::Confirm { code, policies } => match request.approval {
-                None => self.confirmation_request(request, tool, now, code, policies, anomaly),
+                None => {
+                    self.confirmation_request(request, session, tool, now, code, policies, anomaly)
+                }
                 Some(approval) => {
                     // What the approver must have been shown, as this guard sees it now.
-                    let taint = shown_taint(&request.session.taint_sources);
+                    let taint = shown_taint(&session.taint_sources);
                     let arguments = arguments_or_empty(request.arguments);
                     let call = HashedCall {
                         anomaly,
@@ -393,9 +509,11 @@ impl Guard {
         }
     }
 
+    #[allow(clippy::too_many_arguments, reason = "one private step of decide_tool")]
     fn confirmation_request(
         &self,
         request: &GuardRequest<'_>,
+        session: &SessionContext,
         tool: &ToolSpec,
         now: i64,
         code: String,
@@ -411,7 +529,7 @@ impl Guard {
             .saturating_add(self.confirmation_ttl)
             .min(request.principal.expires_at());
         let arguments = arguments_or_empty(request.arguments);
-        let taint_sources = shown_taint(&request.session.taint_sources);
+        let taint_sources = shown_taint(&session.taint_sources);
         let digest = match digest_of(&HashedCall {
             anomaly,
             args: &arguments,
@@ -445,6 +563,18 @@ impl Guard {
             audience: self.service.clone(),
             taint_sources,
         }))
+    }
+}
+
+/// Approval nonces kept in the guard's shared state.
+#[derive(Debug)]
+struct StateNonces(Arc<dyn SharedState>);
+
+impl NonceStore for StateNonces {
+    fn consume(&self, nonce: &str, expires_at: i64, now: i64) -> Result<bool, String> {
+        self.0
+            .use_once(&format!("approval:{nonce}"), expires_at, now)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -588,6 +718,16 @@ impl GuardBuilder {
         self
     }
 
+    /// The state every worker of this service shares: approval nonces, call budgets, and each
+    /// task's taint and copied-text fingerprints. The default is in this process only; give
+    /// every worker, process and replica the same SQLite file, PostgreSQL database or Redis
+    /// server (`agentiam_state`) to make single-use and counted things hold across all of them.
+    /// An approval-nonce store set with [`GuardBuilder::nonce_store`] takes precedence for nonces.
+    pub fn shared_state(mut self, state: Arc<dyn SharedState>) -> Self {
+        self.state = Some(state);
+        self
+    }
+
     /// The service this guard stands for: the token audience it accepts.
     /// Every approval request names it and every approval is signed over it, so an approval for
     /// a call on one service never opens the same call on another service that trusts the same
@@ -644,13 +784,16 @@ impl GuardBuilder {
                 )));
             }
         }
+        let state = self
+            .state
+            .unwrap_or_else(|| Arc::new(InProcessState::default()));
         Ok(Guard {
             tools: Arc::new(self.tools),
             policy: Arc::new(self.policy),
             approvers: Arc::new(self.approvers),
             nonces: self
                 .nonces
-                .unwrap_or_else(|| Arc::new(InMemoryNonceStore::default())),
+                .unwrap_or_else(|| Arc::new(StateNonces(Arc::clone(&state)))),
             clock: self.clock,
             entropy: self.entropy,
             filter: self.filter,
@@ -665,6 +808,7 @@ impl GuardBuilder {
             confirmation_ttl: self.confirmation_ttl,
             max_approval_ttl: self.max_approval_ttl,
             service: self.service,
+            state,
         })
     }
 }

@@ -39,6 +39,9 @@ pub enum GuardError {
         /// Why.
         message: String,
     },
+    /// The state the service's workers share could not be read or written.
+    #[error("{0}")]
+    State(String),
 }
 
 impl GuardError {
@@ -53,6 +56,7 @@ impl GuardError {
             Self::ApprovalMalformed(_) => crate::codes::CONFIRMATION_INVALID,
             Self::ToolPoisoning { .. } => crate::codes::TOOL_POISONING,
             Self::Io { .. } => "guard.io",
+            Self::State(_) => crate::codes::STATE_UNAVAILABLE,
         }
     }
 }

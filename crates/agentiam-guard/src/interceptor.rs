@@ -276,6 +276,34 @@ impl ToolInterceptor {
         Ok(result)
     }
 
+    /// Marks the session, and the task it works on, as having read untrusted content from
+    /// `source`. Every session, guard and worker serving the task sees the taint (through the
+    /// guard's shared state) for the token's life.
+    pub fn taint(&self, session: &Session, source: &str) -> Result<(), crate::GuardError> {
+        session.taint(source);
+        self.guard
+            .record_task_taint(session.principal(), source, None)
+    }
+
+    /// Like [`ToolInterceptor::taint`], and remembers the text's fingerprints for the task, so
+    /// arguments copied from it are flagged in every session of the task.
+    pub fn read_untrusted(
+        &self,
+        session: &Session,
+        source: &str,
+        text: &str,
+    ) -> Result<(), crate::GuardError> {
+        session.read_untrusted(source, text);
+        self.guard
+            .record_task_taint(session.principal(), source, Some(text))
+    }
+
+    /// Whether the session, or any other session of its task, has read untrusted content.
+    /// A shared state that cannot answer counts as tainted.
+    pub fn is_tainted(&self, session: &Session) -> bool {
+        session.is_tainted() || self.guard.task_is_tainted(session.principal())
+    }
+
     /// Records what an allowed call returned and judges its output; returns the verdict.
     /// Output from a tool registered with untrusted output, or judged untrusted by the filter, taints the session.
     pub fn after(
@@ -298,7 +326,9 @@ impl ToolInterceptor {
             None => OutputVerdict::Untrusted,
         };
         if !matches!(verdict, OutputVerdict::Clean) {
-            session.read_untrusted(call.tool, output);
+            // The session is tainted whatever the shared state answers; a shared state that
+            // cannot record it refuses this task's next decision anyway (state_unavailable).
+            let _ = self.read_untrusted(session, call.tool, output);
         }
         let context = session.context();
         let outcome = CallOutcome {

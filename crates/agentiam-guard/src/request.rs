@@ -203,6 +203,8 @@ pub struct Principal {
     key_thumbprint: Option<String>,
     tool_pins: Arc<BTreeMap<String, Sha256Digest>>,
     ancestor_tokens: Vec<String>,
+    budgets: Vec<(String, u64)>,
+    task_expires_at: i64,
 }
 
 fn actors_oldest_first(act: Option<&Value>) -> Vec<String> {
@@ -255,6 +257,30 @@ impl Principal {
                 .iter()
                 .filter_map(|hop| hop.jti.clone())
                 .collect(),
+            // Every ancestor's budget, oldest first, then the token's own: a call counts
+            // against each of them.
+            budgets: claims
+                .dlg
+                .iter()
+                .filter_map(|hop| {
+                    let calls = hop.budget.and_then(|b| b.calls)?;
+                    Some((
+                        agentiam_token::Budget::counter_key(hop.jti.as_deref(), &hop.sub, hop.exp),
+                        calls,
+                    ))
+                })
+                .chain(claims.budget.and_then(|b| b.calls).map(|calls| {
+                    (
+                        agentiam_token::Budget::counter_key(
+                            claims.jti.as_deref(),
+                            claims.presenter(),
+                            claims.exp,
+                        ),
+                        calls,
+                    )
+                }))
+                .collect(),
+            task_expires_at: claims.dlg.iter().map(|h| h.exp).fold(claims.exp, i64::max),
         }
     }
 
@@ -282,6 +308,8 @@ impl Principal {
             key_thumbprint: Some(grant.holder_jkt.clone()),
             tool_pins: Arc::default(),
             ancestor_tokens: Vec::new(),
+            budgets: grant.budgets.clone(),
+            task_expires_at: grant.root_exp.max(grant.exp),
         }
     }
 
@@ -302,6 +330,8 @@ impl Principal {
             key_thumbprint: None,
             tool_pins: Arc::default(),
             ancestor_tokens: Vec::new(),
+            budgets: Vec::new(),
+            task_expires_at: expires_at,
         }
     }
 
@@ -350,6 +380,31 @@ impl Principal {
         &self.ancestor_tokens
     }
     /// The tool digests the credential was issued for, by tool name; empty when it pins none.
+    /// The call budgets a call counts against: `(counter key, calls allowed)` for every token
+    /// in the chain that carries one, ancestors first.
+    pub fn budgets(&self) -> &[(String, u64)] {
+        &self.budgets
+    }
+
+    /// The key the task's shared state (taint, copied-text fingerprints) is kept under: the
+    /// principal and task, so every token of one task (delegated or not) shares it and tasks of
+    /// other principals never do.
+    pub fn task_key(&self) -> String {
+        match &self.task {
+            Some(task) => format!("task:{}\u{1f}{task}", self.subject),
+            None => match self.ancestor_tokens.first().or(self.token_id.as_ref()) {
+                Some(root) => format!("root:{root}"),
+                None => format!("agent:{}", self.presenter),
+            },
+        }
+    }
+
+    /// Until when the task's state is kept: the latest expiry in the chain.
+    pub fn task_expires_at(&self) -> i64 {
+        self.task_expires_at
+    }
+
+    /// The tools pinned in the credential.
     pub fn tool_pins(&self) -> &BTreeMap<String, Sha256Digest> {
         &self.tool_pins
     }
@@ -362,6 +417,9 @@ pub struct SessionContext {
     pub id: Option<String>,
     /// The agent has read untrusted content in this session.
     pub tainted: bool,
+    /// More untrusted text was read than fingerprints are kept for: every argument counts as
+    /// possibly copied from it (fail closed).
+    pub untrusted_overflowed: bool,
     /// Where the taint came from (tool names or document ids), for diagnostics.
     pub taint_sources: Vec<String>,
     /// Fingerprints of the untrusted content read, to flag arguments copied from it

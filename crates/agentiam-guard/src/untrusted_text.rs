@@ -102,6 +102,27 @@ impl UntrustedText {
         }
     }
 
+    /// The fingerprints held, to share with other workers of the task
+    /// ([`agentiam_state::TaskTaint`]).
+    pub fn fingerprints(&self) -> impl Iterator<Item = u64> + '_ {
+        self.fingerprints.iter().copied()
+    }
+
+    /// Adds fingerprints another worker of the task remembered (up to the same cap).
+    pub fn add_fingerprints(&mut self, fingerprints: impl IntoIterator<Item = u64>) {
+        for fp in fingerprints {
+            if self.fingerprints.len() >= MAX_FINGERPRINTS {
+                return;
+            }
+            self.fingerprints.insert(fp);
+        }
+    }
+
+    /// Whether every fingerprint in `fingerprints` is held already.
+    pub fn holds_all<'a>(&self, mut fingerprints: impl Iterator<Item = &'a u64>) -> bool {
+        fingerprints.all(|fp| self.fingerprints.contains(fp))
+    }
+
     /// Whether nothing was remembered.
     pub fn is_empty(&self) -> bool {
         self.fingerprints.is_empty()

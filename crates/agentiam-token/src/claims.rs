@@ -164,6 +164,16 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// The key a guard counts this token's calls under: its `jti`, or, for a token without
+    /// one, its holder and expiry. Every guard and every store use the same key, so a budget is
+    /// one counter wherever the token is presented.
+    pub fn counter_key(jti: Option<&str>, holder: &str, exp: i64) -> String {
+        match jti {
+            Some(jti) => format!("budget:jti:{jti}"),
+            None => format!("budget:hop:{holder}:{exp}"),
+        }
+    }
+
     /// Whether this budget allows nothing that `parent` does not (an absent limit is unlimited).
     pub fn is_within(this: Option<&Budget>, parent: Option<&Budget>) -> bool {
         let limit = |b: Option<&Budget>| b.and_then(|b| b.calls);
