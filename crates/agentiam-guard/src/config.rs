@@ -140,6 +140,114 @@ pub struct GuardConfig {
     /// Learned (and declared) behaviour baselines per role ([`crate::Baselines`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baselines: Option<BaselineConfig>,
+    /// Where the state every worker shares lives (approval nonces, DPoP proof ids, call
+    /// budgets, task taint); in this process when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateConfig>,
+}
+
+/// The shared state in a [`GuardConfig`]:
+/// `{"backend": "memory"}`, `{"backend": "sqlite", "path": "/var/lib/agent/guard.db"}`,
+/// `{"backend": "postgres", "url_env": "GUARD_DATABASE_URL", "schema": "agentiam_guard"}` or
+/// `{"backend": "redis", "url_env": "GUARD_REDIS_URL", "prefix": "agentiam:"}`.
+/// A URL may also be given as `url` (for a server without a password); one with a password
+/// belongs in the environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// `memory`, `sqlite`, `postgres` or `redis`.
+    pub backend: String,
+    /// The SQLite file (`sqlite`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The server URL (`postgres`, `redis`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The environment variable holding the server URL (`postgres`, `redis`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_env: Option<String>,
+    /// The PostgreSQL schema the tables live in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// The Redis key prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+}
+
+impl StateConfig {
+    fn url(&self) -> Result<String, GuardError> {
+        let bad = |why: String| GuardError::State(format!("state backend {}: {why}", self.backend));
+        match (&self.url, &self.url_env) {
+            (Some(url), None) => Ok(url.clone()),
+            (None, Some(var)) => std::env::var(var)
+                .map_err(|_| bad(format!("environment variable {var} is not set"))),
+            _ => Err(bad("give exactly one of url and url_env".into())),
+        }
+    }
+
+    /// Opens (or connects to) the configured backend.
+    pub fn open(&self) -> Result<Arc<dyn agentiam_state::SharedState>, GuardError> {
+        let unavailable = |feature: &str| {
+            GuardError::State(format!(
+                "state backend {} needs agentiam built with the {feature} feature",
+                self.backend
+            ))
+        };
+        let failed = |e: agentiam_state::StateError| GuardError::State(e.to_string());
+        // Which of the two is used depends on the features compiled in.
+        let _ = (&unavailable, &failed);
+        match self.backend.as_str() {
+            "memory" => Ok(Arc::new(agentiam_state::InProcessState::default())),
+            "sqlite" => {
+                let path = self
+                    .path
+                    .as_deref()
+                    .ok_or_else(|| GuardError::State("state backend sqlite needs a path".into()))?;
+                #[cfg(feature = "state-sqlite")]
+                return Ok(Arc::new(
+                    agentiam_state::SqliteState::open(path).map_err(failed)?,
+                ));
+                #[cfg(not(feature = "state-sqlite"))]
+                return Err({
+                    let _ = path;
+                    unavailable("state-sqlite")
+                });
+            }
+            "postgres" => {
+                let url = self.url()?;
+                #[cfg(feature = "state-postgres")]
+                return Ok(Arc::new(match &self.schema {
+                    Some(schema) => agentiam_state::PostgresState::connect_schema(&url, schema)
+                        .map_err(failed)?,
+                    None => agentiam_state::PostgresState::connect(&url).map_err(failed)?,
+                }));
+                #[cfg(not(feature = "state-postgres"))]
+                return Err({
+                    let _ = url;
+                    unavailable("state-postgres")
+                });
+            }
+            "redis" => {
+                let url = self.url()?;
+                #[cfg(feature = "state-redis")]
+                return Ok({
+                    let state = agentiam_state::RedisState::connect(&url).map_err(failed)?;
+                    Arc::new(match &self.prefix {
+                        Some(prefix) => state.with_prefix(prefix),
+                        None => state,
+                    })
+                });
+                #[cfg(not(feature = "state-redis"))]
+                return Err({
+                    let _ = url;
+                    unavailable("state-redis")
+                });
+            }
+            other => Err(GuardError::State(format!(
+                "unknown state backend {other:?} (memory, sqlite, postgres, redis)"
+            ))),
+        }
+    }
 }
 
 /// Behaviour baselines in a [`GuardConfig`]:
@@ -379,8 +487,13 @@ impl GuardConfig {
                 .map_err(|e| GuardError::ApproverKey(format!("{}: {e}", a.name)))?;
             approvers = approvers.add(a.name.clone(), key)?;
         }
+        let state: Arc<dyn agentiam_state::SharedState> = match &self.state {
+            Some(config) => config.open()?,
+            None => Arc::new(agentiam_state::InProcessState::default()),
+        };
         let mut builder = Guard::builder(policy)
             .service(self.audience.clone())
+            .shared_state(state.clone())
             .approvers(approvers)
             .refuse_approver_keys_in(&jwks)
             .clock(clock.clone());
@@ -414,7 +527,7 @@ impl GuardConfig {
         }
         let mut auth = Authenticator::new(
             CachingVerifier::new(verifier, 10_000),
-            DpopVerifier::new(clock),
+            DpopVerifier::new(clock).with_replay_state(state),
         );
         for (id, scopes) in &self.workloads {
             let scopes = ScopeSet::parse(scopes)

@@ -6,7 +6,6 @@
 //! accepted together with a proof from the key with that thumbprint.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use agentiam_identity::{Algorithm, PublicKey};
 use serde::Deserialize;
@@ -98,12 +97,17 @@ struct ProofClaims {
 }
 
 /// Verifies DPoP proofs and remembers their `jti`s so each proof is used once.
+///
+/// The used `jti`s live in an [`agentiam_state::SharedState`]: by default one in this process
+/// (which refuses proofs rather than forget used ones when a million are live), and with
+/// [`DpopVerifier::with_replay_state`] the state every worker and replica of the service shares,
+/// so a proof replayed to another worker is refused too.
 #[derive(Debug, Clone)]
 pub struct DpopVerifier {
     clock: Arc<dyn Clock>,
     max_age: i64,
     leeway: i64,
-    seen: moka::sync::Cache<String, ()>,
+    seen: Arc<dyn agentiam_state::SharedState>,
 }
 
 impl Default for DpopVerifier {
@@ -136,16 +140,18 @@ impl DpopVerifier {
 
     /// A verifier with another acceptance window.
     pub fn with_window(clock: Arc<dyn Clock>, max_age: i64, leeway: i64) -> Self {
-        let keep = u64::try_from(max_age.saturating_add(leeway).max(1)).unwrap_or(65);
         Self {
             clock,
             max_age,
             leeway,
-            seen: moka::sync::Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_live(Duration::from_secs(keep))
-                .build(),
+            seen: Arc::new(agentiam_state::InProcessState::new(1_000_000)),
         }
+    }
+
+    /// Keeps used proof `jti`s in `state`, shared by every worker and replica that uses it.
+    pub fn with_replay_state(mut self, state: Arc<dyn agentiam_state::SharedState>) -> Self {
+        self.seen = state;
+        self
     }
 
     /// Verifies a proof for `request`; with `access_token`, also its `ath`.
@@ -221,9 +227,18 @@ impl DpopVerifier {
             }
         }
         let jkt = key.thumbprint();
-        let entry = self.seen.entry(format!("{jkt}:{jti}")).or_insert(());
-        if !entry.is_fresh() {
-            return Err(invalid("proof jti already used (replay)"));
+        // Kept until no clock in the window could accept the proof again.
+        let keep_until = iat
+            .saturating_add(self.max_age)
+            .max(now)
+            .saturating_add(self.leeway);
+        match self
+            .seen
+            .use_once(&format!("dpop:{jkt}:{jti}"), keep_until, now)
+        {
+            Ok(true) => {}
+            Ok(false) => return Err(invalid("proof jti already used (replay)")),
+            Err(e) => return Err(invalid(format!("replay check unavailable: {e}"))),
         }
         Ok(DpopProof { jkt, jti })
     }
