@@ -164,6 +164,8 @@ fn principal_of(event: &AuditEvent) -> Principal {
             depth: 1,
             task: None,
             holder_jkt: String::new(),
+            budgets: Vec::new(),
+            root_exp: i64::MAX,
         }),
         None => Principal::from_workload(presenter, ScopeSet::default(), i64::MAX),
     }

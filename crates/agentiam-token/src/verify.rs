@@ -137,6 +137,108 @@ pub enum RequiredClaim {
     Cnf,
 }
 
+/// The only trusted key of the header's algorithm that satisfies `pred`, if exactly one does.
+/// The algorithm is still pinned by the key afterwards; the header only narrows the candidates.
+fn unique_key<'k>(
+    keys: &'k Jwks,
+    alg: &str,
+    pred: impl Fn(&agentiam_identity::PublicKey) -> bool,
+) -> Option<&'k agentiam_identity::PublicKey> {
+    let mut candidates = keys
+        .keys()
+        .iter()
+        .filter(|k| k.alg().matches_header(alg) && pred(k));
+    match (candidates.next(), candidates.next()) {
+        (Some(only), None) => Some(only),
+        _ => None,
+    }
+}
+
+type FetchJwks = Arc<dyn Fn() -> Result<Jwks, String> + Send + Sync>;
+
+/// The keys a verifier trusts, replaceable while it runs, and how to fetch them again.
+struct TrustedKeys {
+    current: std::sync::RwLock<Arc<Jwks>>,
+    follow: std::sync::Mutex<Option<Follow>>,
+}
+
+struct Follow {
+    fetch: FetchJwks,
+    min_interval: i64,
+    last_fetch: Option<i64>,
+}
+
+impl std::fmt::Debug for TrustedKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrustedKeys")
+            .field("keys", &self.current().keys().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TrustedKeys {
+    fn new(keys: Jwks) -> Self {
+        Self {
+            current: std::sync::RwLock::new(Arc::new(keys)),
+            follow: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn current(&self) -> Arc<Jwks> {
+        // A poisoned lock still holds a complete key set (replacement is one pointer store).
+        match self.current.read() {
+            Ok(k) => Arc::clone(&k),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    fn replace(&self, keys: Jwks) {
+        let keys = Arc::new(keys);
+        match self.current.write() {
+            Ok(mut k) => *k = keys,
+            Err(poisoned) => *poisoned.into_inner() = keys,
+        }
+    }
+
+    fn follow(&self, fetch: FetchJwks, min_interval: i64) {
+        if let Ok(mut f) = self.follow.lock() {
+            *f = Some(Follow {
+                fetch,
+                min_interval: min_interval.max(1),
+                last_fetch: None,
+            });
+        }
+    }
+
+    /// Fetches the keys again unless that happened less than the minimum interval ago;
+    /// whether the keys were replaced.
+    fn refresh(&self, now: i64) -> bool {
+        let fetch = {
+            let Ok(mut guard) = self.follow.lock() else {
+                return false;
+            };
+            let Some(f) = guard.as_mut() else {
+                return false;
+            };
+            if f.last_fetch
+                .is_some_and(|t| now < t.saturating_add(f.min_interval))
+            {
+                return false;
+            }
+            f.last_fetch = Some(now);
+            Arc::clone(&f.fetch)
+        };
+        // Fetched without holding a lock, so verification of known keys goes on meanwhile.
+        match fetch() {
+            Ok(keys) => {
+                self.replace(keys);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
 /// Verifies access tokens for one issuer and one audience against a trusted key set.
 ///
 /// Fails closed: every problem is an error with a stable code.
@@ -162,7 +264,7 @@ pub enum RequiredClaim {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Verifier {
-    keys: Arc<Jwks>,
+    keys: Arc<TrustedKeys>,
     issuer: String,
     audience: String,
     leeway: i64,
@@ -182,7 +284,7 @@ impl Verifier {
     /// can still be revoked by agent or task. [`Verifier::require_agent_claims`] requires it.
     pub fn new(keys: Jwks, issuer: impl Into<String>, audience: impl Into<String>) -> Self {
         Self {
-            keys: Arc::new(keys),
+            keys: Arc::new(TrustedKeys::new(keys)),
             issuer: issuer.into(),
             audience: audience.into(),
             leeway: DEFAULT_LEEWAY_SECS,
@@ -253,9 +355,42 @@ impl Verifier {
         self
     }
 
-    /// The trusted keys.
-    pub fn keys(&self) -> &Jwks {
-        &self.keys
+    /// The trusted keys now.
+    pub fn keys(&self) -> Arc<Jwks> {
+        self.keys.current()
+    }
+
+    /// Replaces the trusted keys (this verifier and every clone of it), e.g. after the issuer
+    /// rotated its signing key.
+    pub fn replace_keys(&self, keys: Jwks) {
+        self.keys.replace(keys);
+    }
+
+    /// Follows the issuer's key rotation: when a token names a key this verifier does not
+    /// know, `fetch` is asked for the issuer's current JWKS (at most once every
+    /// `min_interval_secs`, so a flood of tokens with made-up `kid`s cannot turn into a flood of
+    /// fetches), the keys are replaced and the token is verified again.
+    /// A fetch that fails keeps the keys it had. Applies to every clone of this verifier.
+    ///
+    /// ```
+    /// # use agentiam_identity::{Algorithm, Jwks, SigningKey};
+    /// # use agentiam_token::*;
+    /// let old = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// let new = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// let verifier = Verifier::new(Jwks::from_keys([old.public_key().clone()]), "iss", "aud");
+    /// let published = Jwks::from_keys([new.public_key().clone(), old.public_key().clone()]);
+    /// verifier.follow_jwks(move || Ok(published.clone()), 30);
+    /// # let now = SystemClock.now();
+    /// let claims = serde_json::json!({"iss": "iss", "sub": "a", "aud": "aud", "iat": now, "exp": now + 60});
+    /// let token = sign_compact(&new, &Default::default(), claims.to_string().as_bytes()).unwrap();
+    /// assert!(verifier.verify(&token).is_ok(), "the new key was fetched on first sight");
+    /// ```
+    pub fn follow_jwks(
+        &self,
+        fetch: impl Fn() -> Result<Jwks, String> + Send + Sync + 'static,
+        min_interval_secs: i64,
+    ) {
+        self.keys.follow(Arc::new(fetch), min_interval_secs);
     }
 
     /// The clock.
@@ -364,7 +499,21 @@ impl Verifier {
     }
 
     fn verify_parsed(&self, token: UnverifiedToken) -> Result<Token, TokenError> {
-        let jws = token.jws;
+        let keys = self.keys.current();
+        match self.verify_with_keys(&token, &keys) {
+            Err(TokenError::UnknownKey(kid)) => {
+                if self.keys.refresh(self.clock.now()) {
+                    self.verify_with_keys(&token, &self.keys.current())
+                } else {
+                    Err(TokenError::UnknownKey(kid))
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn verify_with_keys(&self, token: &UnverifiedToken, keys: &Jwks) -> Result<Token, TokenError> {
+        let jws = &token.jws;
         let header = &jws.header;
         // Refuse algorithms we never accept before looking anything up.
         let Some(_) = Algorithm::from_jws_name(&header.alg) else {
@@ -380,20 +529,18 @@ impl Verifier {
             }
         }
         let key = match &header.kid {
-            Some(kid) => match self.keys.find(kid) {
+            Some(kid) => match keys.find(kid) {
                 Some(key) => key,
                 // A JWK published without a kid cannot be found by one; it is tried only when it
                 // is the single such key for this algorithm.
-                None => self
-                    .unique_key(&header.alg, |k| !k.has_explicit_kid())
+                None => unique_key(keys, &header.alg, |k| !k.has_explicit_kid())
                     .ok_or_else(|| TokenError::UnknownKey(clip(kid)))?,
             },
             // Without a kid, only an unambiguous key for the header's algorithm is used.
-            None => self
-                .unique_key(&header.alg, |_| true)
+            None => unique_key(keys, &header.alg, |_| true)
                 .ok_or_else(|| TokenError::UnknownKey("<none>".into()))?,
         };
-        check_signature(&jws, key)?;
+        check_signature(jws, key)?;
         let claims = self.check_claims(&jws.payload)?;
         crate::check_chain(&claims, self.max_delegation_depth)?;
         let token = Token {
@@ -404,24 +551,6 @@ impl Verifier {
         };
         self.check_revocation(&token.claims)?;
         Ok(token)
-    }
-
-    /// The only trusted key of the header's algorithm that satisfies `pred`, if exactly one does.
-    /// The algorithm is still pinned by the key afterwards; the header only narrows the candidates.
-    fn unique_key(
-        &self,
-        alg: &str,
-        pred: impl Fn(&agentiam_identity::PublicKey) -> bool,
-    ) -> Option<&agentiam_identity::PublicKey> {
-        let mut candidates = self
-            .keys
-            .keys()
-            .iter()
-            .filter(|k| k.alg().matches_header(alg) && pred(k));
-        match (candidates.next(), candidates.next()) {
-            (Some(only), None) => Some(only),
-            _ => None,
-        }
     }
 
     pub(crate) fn check_revocation(&self, claims: &Claims) -> Result<(), TokenError> {
