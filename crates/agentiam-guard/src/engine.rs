@@ -14,7 +14,7 @@ use crate::approval::{
     call_digest, check_approval, new_nonce,
 };
 use crate::decision::{Allowance, Anomaly, Decision, Denial};
-use crate::hooks::{BehaviourCheck, BehaviourChecks, ContentFilter, DecisionSink, NoContentFilter};
+use crate::hooks::{BehaviourCheck, BehaviourChecks, ContentFilter, DecisionSink};
 use crate::policy::{PolicyContext, PolicyEngine, PolicyOutcome};
 use crate::request::{GuardRequest, ToolSpec};
 use crate::{GuardError, codes};
@@ -86,7 +86,9 @@ pub struct GuardBuilder {
 }
 
 impl Guard {
-    /// Starts a guard with this policy, no tools and no approvers.
+    /// Starts a guard with this policy, no tools and no approvers, and the injection filter
+    /// ([`crate::filter::InjectionFilter::new`]) as its content filter: secure by default, so
+    /// [`GuardBuilder::content_filter`] with [`crate::NoContentFilter`] is how to turn it off.
     pub fn builder(policy: PolicyEngine) -> GuardBuilder {
         GuardBuilder {
             tools: HashMap::new(),
@@ -96,7 +98,7 @@ impl Guard {
             nonces: None,
             clock: Arc::new(SystemClock),
             entropy: Arc::new(SystemEntropy),
-            filter: Arc::new(NoContentFilter),
+            filter: Arc::new(crate::filter::InjectionFilter::new()),
             behaviour: Vec::new(),
             revocation: None,
             baselines: None,
@@ -509,7 +511,8 @@ impl GuardBuilder {
         self
     }
 
-    /// The content filter hook.
+    /// The content filter hook (default: [`crate::filter::InjectionFilter::new`]; give
+    /// [`crate::NoContentFilter`] to turn filtering off).
     pub fn content_filter(mut self, filter: Arc<dyn ContentFilter>) -> Self {
         self.filter = filter;
         self
