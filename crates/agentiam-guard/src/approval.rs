@@ -271,6 +271,26 @@ pub(crate) fn check_approval(
     now: i64,
     max_ttl: i64,
 ) -> Result<(), String> {
+    let key = screen_approval(approval, approvers, principal, now, max_ttl)?;
+    if !approval_is_for(approval, principal, tool, arguments)? {
+        return Err(
+            "approval is for a different call (tool, arguments, principal, task or expiry differ)"
+                .into(),
+        );
+    }
+    verify_signature(approval, key)
+}
+
+/// The checks that need no call: a registered approver that is not the calling agent, an
+/// unexpired approval within the guard's lifetime cap, a well-formed nonce. Returns the
+/// approver's key.
+fn screen_approval<'k>(
+    approval: &Approval,
+    approvers: &'k ApproverKeys,
+    principal: &Principal,
+    now: i64,
+    max_ttl: i64,
+) -> Result<&'k PublicKey, String> {
     let Some(key) = approvers.get(&approval.approver) else {
         return Err("approval is signed by a key that is not a registered approver".into());
     };
@@ -290,6 +310,17 @@ pub(crate) fn check_approval(
     if approval.nonce.is_empty() || approval.nonce.len() > 64 {
         return Err("approval nonce is malformed".into());
     }
+    Ok(key)
+}
+
+/// Whether `approval`'s digest is the digest of this call (tool, arguments, principal, task,
+/// and the approval's own nonce and expiry). Constant time.
+pub(crate) fn approval_is_for(
+    approval: &Approval,
+    principal: &Principal,
+    tool: &str,
+    arguments: &Value,
+) -> Result<bool, String> {
     let digest = call_digest(
         tool,
         arguments,
@@ -297,17 +328,14 @@ pub(crate) fn check_approval(
         &approval.nonce,
         approval.expires_at,
     )?;
-    if aws_lc_rs::constant_time::verify_slices_are_equal(
+    Ok(aws_lc_rs::constant_time::verify_slices_are_equal(
         digest.as_bytes(),
         approval.digest.as_bytes(),
     )
-    .is_err()
-    {
-        return Err(
-            "approval is for a different call (tool, arguments, principal, task or expiry differ)"
-                .into(),
-        );
-    }
+    .is_ok())
+}
+
+fn verify_signature(approval: &Approval, key: &PublicKey) -> Result<(), String> {
     let Ok(sig) = URL_SAFE_NO_PAD.decode(approval.signature.as_bytes()) else {
         return Err("approval signature is not base64url".into());
     };
@@ -315,6 +343,19 @@ pub(crate) fn check_approval(
         return Err("approval signature does not verify".into());
     }
     Ok(())
+}
+
+/// Everything [`check_approval`] checks except the call: what a session can check when it is
+/// handed an approval, before any call presents it (all refusals are `guard.confirmation_invalid`).
+pub(crate) fn check_approval_alone(
+    approval: &Approval,
+    approvers: &ApproverKeys,
+    principal: &Principal,
+    now: i64,
+    max_ttl: i64,
+) -> Result<(), String> {
+    let key = screen_approval(approval, approvers, principal, now, max_ttl)?;
+    verify_signature(approval, key)
 }
 
 /// Remembers used approval nonces so each approval is accepted once.

@@ -10,13 +10,13 @@ use agentiam_token::{
 use serde_json::Value;
 
 use crate::approval::{
-    ApprovalRequest, ApproverKeys, DEFAULT_MAX_APPROVAL_TTL_SECS, InMemoryNonceStore, NonceStore,
-    call_digest, check_approval, new_nonce,
+    Approval, ApprovalRequest, ApproverKeys, DEFAULT_MAX_APPROVAL_TTL_SECS, InMemoryNonceStore,
+    NonceStore, approval_is_for, call_digest, check_approval, check_approval_alone, new_nonce,
 };
 use crate::decision::{Allowance, Anomaly, Decision, Denial};
 use crate::hooks::{BehaviourCheck, BehaviourChecks, ContentFilter, DecisionSink};
 use crate::policy::{PolicyContext, PolicyEngine, PolicyOutcome};
-use crate::request::{GuardRequest, ToolSpec};
+use crate::request::{GuardRequest, Principal, ToolSpec};
 use crate::{GuardError, codes};
 
 /// How long a confirmation request stays answerable by default (seconds).
@@ -137,6 +137,39 @@ impl Guard {
     /// The content filter (the interceptor hands it tool output).
     pub fn content_filter(&self) -> &Arc<dyn ContentFilter> {
         &self.filter
+    }
+
+    /// Checks an approval handed over before the call it approves is made (a session keeps it
+    /// until then): a registered approver that is not the calling agent, unexpired, within the
+    /// guard's lifetime cap, a well-formed nonce, and a signature that verifies. The call is
+    /// checked when it presents the approval ([`Guard::decide`]). Refusals are
+    /// `guard.confirmation_invalid`.
+    pub fn screen_approval(
+        &self,
+        principal: &Principal,
+        approval: &Approval,
+    ) -> Result<(), Denial> {
+        check_approval_alone(
+            approval,
+            &self.approvers,
+            principal,
+            self.clock.now(),
+            self.max_approval_ttl,
+        )
+        .map_err(|why| Denial::new(codes::CONFIRMATION_INVALID, why))
+    }
+
+    /// Whether `approval` is for exactly this call: its digest covers the tool, the arguments,
+    /// the principal and task, and its own nonce and expiry. How a session presents a kept
+    /// approval only to the call it approves; the signature is checked by [`Guard::decide`].
+    pub fn approval_fits(
+        &self,
+        principal: &Principal,
+        tool: &str,
+        arguments: &Value,
+        approval: &Approval,
+    ) -> bool {
+        approval_is_for(approval, principal, tool, arguments).unwrap_or(false)
     }
 
     /// Decides one call. Never panics and never errors: anything that goes wrong is a denial.
