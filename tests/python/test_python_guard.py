@@ -158,17 +158,22 @@ def test_concurrent_tasks_never_see_each_others_principal():
     guard, t, _ = make_guard()
     read_only = next(t for t in DOC["tests"] if t["comment"] == "no scope names the tool")["calls"][0]["token"]
 
-    async def run(token, results, name):
+    async def run(token, results, name, inside, both_inside):
         with guard.session(token):
-            await asyncio.sleep(0.01)
+            # Both sessions are open before either calls (a condition, not a wall-clock wait).
+            inside.append(name)
+            if len(inside) == 2:
+                both_inside.set()
+            await both_inside.wait()
             try:
                 results[name] = t["transfer"](1, "USD", payee="ACME")
             except Denied as e:
                 results[name] = e.code
 
     async def main():
-        results = {}
-        await asyncio.gather(run(MAIN_TOKEN, results, "main"), run(read_only, results, "reader"))
+        results, inside, both_inside = {}, [], asyncio.Event()
+        await asyncio.gather(run(MAIN_TOKEN, results, "main", inside, both_inside),
+                             run(read_only, results, "reader", inside, both_inside))
         return results
 
     assert asyncio.run(main()) == {"main": "paid", "reader": "guard.scope_missing"}
