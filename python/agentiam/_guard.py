@@ -6,9 +6,11 @@ import asyncio
 import collections
 import contextlib
 import contextvars
+import dataclasses
 import functools
 import inspect
 import json
+import re
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -20,6 +22,10 @@ from ._native import AgentIAMError
 F = TypeVar("F", bound=Callable[..., Any])
 
 _RISKS = ("low", "medium", "high", "irreversible")
+# A tool whose risk nobody stated is treated as high: a payment tool decorated without `risk=`
+# must not run unconfirmed in a tainted session.
+_UNSTATED_RISK = "high"
+_CONFIRMATION_INVALID = "guard.confirmation_invalid"
 # Calls decided ahead (a framework's approval step) that a session remembers until they are made.
 _MAX_DECIDED_AHEAD = 1024
 # Bearer-token sessions a guard keeps (a server's distinct live tokens).
@@ -38,13 +44,26 @@ _CALL: contextvars.ContextVar[tuple[str | None, str | None]] = contextvars.Conte
 def framework_call(call_id: str | None, approval: str | Mapping[str, Any] | None = None) -> Iterator[None]:
     """Within this context a guarded tool's call carries the framework's `call_id` into the
     activity log and presents `approval` (a signed approval for this call) to the guard.
-    Integrations use it; it is public for frameworks agentiam has no integration for."""
-    text = None if approval is None else approval if isinstance(approval, str) else json.dumps(dict(approval))
+    Integrations use it; it is public for frameworks agentiam has no integration for.
+    Something that is not an approval is presented as it is, and the guard refuses the call
+    (`guard.confirmation_invalid`, in the activity log) instead of this raising."""
+    text = None if approval is None else _approval_json(approval)
     reset = _CALL.set((call_id, text))
     try:
         yield
     finally:
         _CALL.reset(reset)
+
+
+def _approval_json(approval: object) -> str:
+    """An approval as the JSON text the guard reads; never raises, since the guard refuses (and
+    records) whatever is not a signed approval."""
+    if isinstance(approval, str):
+        return approval
+    try:
+        return json.dumps(dict(approval) if isinstance(approval, Mapping) else approval, default=repr)
+    except (TypeError, ValueError, RecursionError):
+        return json.dumps(repr(approval))
 
 
 class Denied(AgentIAMError):
@@ -83,10 +102,9 @@ class GuardSession:
     def __init__(self, native: Any, on_confirmation: ApprovalCallback | None) -> None:
         self._native = native
         self._on_confirmation = on_confirmation
-        # Signed approvals waiting for their call, by tool ("" when the tool is not known here).
-        self._approvals: dict[str, list[str]] = {}
-        # Approval requests this session raised: digest -> tool.
-        self._requested: dict[str, str] = {}
+        # Signed approvals handed to the session (checked when handed over), waiting for the
+        # call they are for; each is presented only to that call.
+        self._approvals: list[str] = []
         # Decisions an integration took ahead of the call (OpenAI Agents' needs_approval):
         # call id -> (tool, arguments, kind, code, message, approval request).
         self._decided: dict[str, tuple[str, dict[str, Any], str, str | None, str, dict[str, Any] | None]] = {}
@@ -116,54 +134,61 @@ class GuardSession:
         self._native.taint(source, text)
 
     def approve(self, approval: str | Mapping[str, Any]) -> None:
-        """Hand the session a human's signed approval; the next call of that tool presents it.
+        """Hand the session a human's signed approval; the call it approves presents it.
 
-        The guard checks it against the call (tool, arguments, principal, task, expiry) and
-        accepts it once; an approval for anything else is refused.
+        It is checked now (a JSON object, or a mapping, signed by a registered approver other
+        than this agent, unexpired): anything else raises `Denied` (`guard.confirmation_invalid`)
+        and is not kept, so later calls go on as if it had never been given. A kept approval is
+        presented only to the call it was signed for (tool, arguments, principal, task), where
+        the guard checks it again and accepts it once.
         """
-        text = approval if isinstance(approval, str) else json.dumps(dict(approval))
-        try:
-            digest = json.loads(text).get("digest", "")
-        except (ValueError, AttributeError):
-            raise Denied("guard.confirmation_invalid", "an approval is a JSON object") from None
+        if not isinstance(approval, (str, Mapping)):
+            raise Denied(
+                _CONFIRMATION_INVALID,
+                f"an approval is a signed JSON object (a str or a mapping), not {type(approval).__name__}",
+            )
+        text = _approval_json(approval)
+        refusal = self._native.screen_approval(text)
+        if refusal is not None:
+            raise Denied(refusal[0] or _CONFIRMATION_INVALID, refusal[1])
         with self._lock:
-            tool = self._requested.get(str(digest), "")
-            self._approvals.setdefault(tool, []).append(text)
+            if text not in self._approvals:
+                self._approvals.append(text)
 
     @property
     def pending_approvals(self) -> int:
         """Approvals handed to the session that no call has used yet."""
         with self._lock:
-            return sum(len(v) for v in self._approvals.values())
+            return len(self._approvals)
 
-    def _take_approval(self, tool: str) -> str | None:
+    def _take_approval(self, tool: str, arguments: dict[str, Any]) -> str | None:
+        """The kept approval signed for exactly this call, if any (newest first)."""
         if not self._approvals:  # the common case, read without the lock
             return None
         with self._lock:
-            for key in (tool, ""):
-                waiting = self._approvals.get(key)
-                if waiting:
-                    return waiting[-1]
-            return None
+            waiting = list(self._approvals)
+        for text in reversed(waiting):
+            if self._native.approval_fits(text, tool, arguments):
+                return text
+        return None
 
     def _used(self, approval: str) -> None:
         with self._lock:
-            for waiting in self._approvals.values():
-                if approval in waiting:
-                    waiting.remove(approval)
+            if approval in self._approvals:
+                self._approvals.remove(approval)
 
     def _decide_now(
         self, tool: str, arguments: dict[str, Any], call_id: str | None, approval: str | None
     ) -> tuple[str, str | None, str, dict[str, Any] | None]:
         """One guard decision: (kind, code, message, approval request)."""
         kind, code, message, request = self._native.before(tool, arguments, call_id, approval)
-        if approval is not None and kind == "allow":
+        if approval is not None and (kind == "allow" or code == _CONFIRMATION_INVALID):
+            # Used once; or it fitted this call and still failed (expired, already used), so
+            # it never will: either way it is not presented again.
             self._used(approval)
         if kind != "confirm":
             return kind, code, message, None
         approval_request: dict[str, Any] = json.loads(request)
-        with self._lock:
-            self._requested[str(approval_request.get("digest", ""))] = tool
         return kind, code, message, approval_request
 
     def _decide(self, tool: str, arguments: dict[str, Any], call_id: str | None) -> dict[str, Any] | None:
@@ -179,7 +204,7 @@ class GuardSession:
                 if ahead[2] == "allow":
                     return None
                 raise Denied(ahead[3] or "guard.denied", ahead[4])
-        approval = carried if carried is not None else self._take_approval(tool)
+        approval = carried if carried is not None else self._take_approval(tool, arguments)
         kind, code, message, approval_request = self._decide_now(tool, arguments, call_id, approval)
         if kind == "allow":
             return None
@@ -200,7 +225,7 @@ class GuardSession:
     def _confirmed(self, tool: str, arguments: dict[str, Any], call_id: str | None, answer: Any) -> None:
         if answer is None:
             raise self._refused({"tool": tool, "arguments": arguments})
-        text = answer if isinstance(answer, str) else json.dumps(dict(answer))
+        text = _approval_json(answer)
         kind, code, message, _ = self._decide_now(tool, arguments, call_id or _CALL.get()[0], text)
         if kind != "allow":
             raise Denied(code or "guard.denied", message)
@@ -238,7 +263,7 @@ class GuardSession:
     def _decide_ahead(self, tool: str, arguments: dict[str, Any], call_id: str) -> str:
         """Decides a call before the framework makes it (for a framework's own approval step);
         the call itself then uses this decision once. Returns "allow", "deny" or "confirm"."""
-        approval = self._take_approval(tool)
+        approval = self._take_approval(tool, arguments)
         kind, code, message, request = self._decide_now(tool, arguments, call_id, approval)
         with self._lock:
             while len(self._decided) >= _MAX_DECIDED_AHEAD:
@@ -253,9 +278,13 @@ class GuardSession:
             ahead = self._decided.get(call_id)
         return None if ahead is None else ahead[5]
 
-    def _after(self, tool: str, output: Any, failed: bool, call_id: str | None) -> str:
-        text = output if isinstance(output, str) else repr(output)
-        return str(self._native.after(tool, text, failed, call_id or _CALL.get()[0]))
+    def _after(self, tool: str, text: str, failed: bool, call_id: str | None) -> str:
+        """Reports what the model will read of a call's outcome (`text`, see `_model_text`)."""
+        call_id = call_id or _CALL.get()[0]
+        try:
+            return str(self._native.after(tool, text, failed, call_id))
+        except UnicodeEncodeError:  # lone surrogates have no UTF-8 form
+            return str(self._native.after(tool, text.encode("utf-8", "replace").decode("utf-8"), failed, call_id))
 
 
 class Guard:
@@ -266,9 +295,11 @@ class Guard:
     Ed25519 JWKs of the humans who may approve; `audit_dir` (or an open `audit_log`) writes
     every decision to a tamper-evident activity log; `on_confirmation` is called with an approval request when a
     call needs a human and returns a signed approval (or None to refuse); without it the call
-    raises `ConfirmationRequired`. `injection_filter=True` (or a dict with `threshold`,
-    `allowed_hosts`, `scan_all_arguments`) scans tool output for prompt injection and refuses
-    arguments that carry data in URLs to hosts outside `allowed_hosts` (`guard.injection_detected`).
+    raises `ConfirmationRequired`. The injection filter is on by default: it scans what each
+    tool returns (the text the model will read) for prompt injection, tainting the session on a
+    finding, and refuses arguments that carry data in URLs to hosts outside `allowed_hosts`
+    (`guard.injection_detected`); a dict (`threshold`, `allowed_hosts`, `scan_all_arguments`)
+    configures it and `injection_filter=False` turns it off.
     `limits` are declarative call rates and running totals, e.g.
     `{"id": "money-per-hour", "tool": "transfer", "window_secs": 3600, "total": {"argument": "amount",
     "max": 10000}, "per": "principal"}` or `{"id": "calls", "tool": "*", "window_secs": 60, "max_calls": 30}`
@@ -292,7 +323,7 @@ class Guard:
         audit_dir: str | None = None,
         audit_log: _native.AuditLog | None = None,
         on_confirmation: ApprovalCallback | None = None,
-        injection_filter: bool | Mapping[str, Any] = False,
+        injection_filter: bool | Mapping[str, Any] = True,
         limits: Sequence[Mapping[str, Any]] = (),
         baselines: Mapping[str, Any] | None = None,
         now: int | None = None,
@@ -306,8 +337,10 @@ class Guard:
             "tools": [],
             "approvers": [{"name": n, "jwk": dict(k)} for n, k in (approvers or {}).items()],
         }
-        if injection_filter:
-            self._config["injection_filter"] = {} if injection_filter is True else dict(injection_filter)
+        # Said explicitly either way, so the default does not depend on the native one.
+        self._config["injection_filter"] = (
+            dict(injection_filter) if isinstance(injection_filter, Mapping) else {} if injection_filter else False
+        )
         if limits:
             self._config["limits"] = [dict(limit) for limit in limits]
         if baselines is not None:
@@ -335,7 +368,7 @@ class Guard:
         self,
         *,
         scope: str | None = None,
-        risk: str = "medium",
+        risk: str = _UNSTATED_RISK,
         untrusted_output: bool = False,
         name: str | None = None,
         redact: Sequence[str] = (),
@@ -343,17 +376,19 @@ class Guard:
         input_schema: Mapping[str, Any] | None = None,
     ) -> Callable[[F], F]:
         """Guard a tool. `scope` is the `resource:action` a token needs (default `<name>:call`);
-        `risk` one of low, medium, high, irreversible; `untrusted_output` taints the session
+        `risk` one of low, medium, high, irreversible (high when not stated, so a tool nobody
+        rated is confirmed in a tainted session); `untrusted_output` taints the session
         after the tool runs; `redact` names arguments whose values the activity log replaces
         with "[REDACTED]" (their hash is kept). `description` (and `input_schema`) pin the
         tool: a token issued for a manifest with another description or schema is refused
         (`guard.tool_changed`), and with the injection filter on a poisoned description is
         refused at the first call (`guard.tool_poisoning`); `guard.manifest()` lists them for
         the agent's identity. Works on functions and coroutine functions, and returns a real
-        function with the original signature and docstring."""
+        function with the original signature and docstring. Generator functions are refused
+        (`TypeError`): their body would run when iterated, after the decision."""
         def decorate(fn: F) -> F:
             tool_name = name or fn.__name__
-            self._register(tool_name, scope, risk, untrusted_output, redact, description, input_schema)
+            self._register(tool_name, scope, risk, untrusted_output, redact, description, input_schema, (fn,))
             return self._wrap(fn, tool_name)
 
         return decorate
@@ -381,9 +416,13 @@ class Guard:
         redact: Sequence[str] = (),
         description: str | None = None,
         input_schema: Mapping[str, Any] | None = None,
+        functions: Sequence[Callable[..., Any]] = (),
     ) -> None:
+        """Registers a tool; `functions` are the callables that will run as it, checked first."""
         if risk not in _RISKS:
             raise ValueError(f"risk must be one of {_RISKS}")
+        for fn in functions:
+            _refuse_generator_function(fn, tool_name)
         if isinstance(redact, str):
             raise TypeError("redact is a list of argument names")
         with self._lock:
@@ -403,11 +442,36 @@ class Guard:
                 }
             )
 
-    def _wrap(self, fn: F, tool_name: str, exclude: Sequence[str] = ()) -> F:
+    def _wrap(
+        self,
+        fn: F,
+        tool_name: str,
+        exclude: Sequence[str] = (),
+        render: Callable[[Any], str] | None = None,
+    ) -> F:
         """A real function that asks the guard before `fn` runs and reports its output after.
-        Parameters named in `exclude` (a framework's context object) are not arguments."""
+        Parameters named in `exclude` (the framework's own context object, found by the
+        framework's own rule) are not arguments. `render` is the text the model will read of a
+        result (default `_model_text`), which the injection filter scans."""
+        _refuse_generator_function(fn, tool_name)
         signature = inspect.signature(fn)
-        arguments = _binder(signature, frozenset(exclude))
+        bind = _binder(signature, frozenset(exclude))
+        text_of = render or _model_text
+
+        def arguments(args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+            return _plain_arguments(bind(args, kwargs))
+
+        def report(session: GuardSession, result: Any) -> None:
+            deferred = _deferred_body(result)
+            if deferred is not None:
+                _discard(result)
+                error = TypeError(
+                    f"tool {tool_name!r} returned {deferred}, whose body would run only later, after "
+                    "the guard's decision and possibly outside the session: return its result instead"
+                )
+                session._after(tool_name, str(error), True, None)
+                raise error
+            session._after(tool_name, text_of(result), False, None)
 
         if inspect.iscoroutinefunction(fn):
 
@@ -420,7 +484,7 @@ class Guard:
                 except Exception as error:
                     session._after(tool_name, str(error), True, None)
                     raise
-                session._after(tool_name, result, False, None)
+                report(session, result)
                 return result
 
             return async_wrapper  # type: ignore[return-value]
@@ -434,7 +498,7 @@ class Guard:
             except Exception as error:
                 session._after(tool_name, str(error), True, None)
                 raise
-            session._after(tool_name, result, False, None)
+            report(session, result)
             return result
 
         return wrapper  # type: ignore[return-value]
@@ -551,17 +615,114 @@ def _binder(
     return fast
 
 
-def _context_parameter(fn: Callable[..., Any], names: Sequence[str], first_only: bool) -> str | None:
-    """The parameter of `fn` (the first only, or any) whose annotation names one of a framework's
-    context types (`names`, e.g. "ToolContext"): the framework fills it, so it is never one of the
-    tool's arguments. String annotations (`from __future__ import annotations`) count too."""
-    params = list(inspect.signature(fn).parameters.values())
-    for p in params[:1] if first_only else params:
-        a = p.annotation
-        text = a if isinstance(a, str) else f"{getattr(a, '__name__', '')} {a}"
-        if any(n in text for n in names):
-            return p.name
+def _refuse_generator_function(fn: Callable[..., Any], tool_name: str) -> None:
+    """Generator functions are not tools the guard can decide: calling one runs nothing, and its
+    body runs when iterated, after the decision, possibly outside the session or after taint."""
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        kind = "an async generator" if inspect.isasyncgenfunction(fn) else "a generator"
+        raise TypeError(
+            f"agentiam cannot guard {tool_name!r}: it is {kind} function, whose body runs only when "
+            "iterated, after the guard's decision and possibly outside the session; make it a function "
+            "(or an async def) that returns its results"
+        )
+
+
+def _deferred_body(result: Any) -> str | None:
+    """What a tool returned whose body has not run yet (a generator, an async generator or a
+    coroutine), or None."""
+    if inspect.isgenerator(result):
+        return "a generator"
+    if inspect.isasyncgen(result):
+        return "an async generator"
+    if inspect.iscoroutine(result):
+        return "a coroutine"
     return None
+
+
+def _discard(result: Any) -> None:
+    """Closes a generator or coroutine that will never run (no "never awaited" warning)."""
+    close = getattr(result, "close", None)
+    if callable(close):
+        close()
+
+
+# Python's escapes of characters repr() will not print: \xad, \u200b, \U000e0041.
+_ESCAPE = re.compile(r"\\(?:x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8})")
+
+
+def _spelled(text: str) -> str:
+    """`text` with Python's escapes turned back into the characters they spell: a model reads
+    `\\u200b` in a str() of a dict as the character, so the filter must see the character."""
+    if "\\" not in text:
+        return text
+
+    def character(match: re.Match[str]) -> str:
+        code = int(match.group()[2:], 16)
+        return match.group() if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF else chr(code)
+
+    return _ESCAPE.sub(character, text)
+
+
+def _json_default(value: Any) -> Any:
+    """What json.dumps cannot write itself, as frameworks write it: a Pydantic model's JSON
+    form, a dataclass's fields, bytes as text, anything else as its str()."""
+    dump = None if isinstance(value, type) else getattr(value, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    return _spelled(str(value))
+
+
+def _model_text(output: Any) -> str:
+    """The text a model will read of a tool's result, with real characters (never Python's
+    `\\u200b` escapes, which hide zero-width and tag characters from the filter): a str as it
+    is; anything else as JSON with `ensure_ascii=False` (what LangChain, Pydantic AI and MCP hand
+    the model), else its str() with escapes spelled out (what LlamaIndex and the OpenAI Agents
+    SDK hand it, whose escapes a model reads as the characters)."""
+    if isinstance(output, str):
+        return output
+    if isinstance(output, (bytes, bytearray)):
+        return bytes(output).decode("utf-8", "replace")
+    try:
+        return json.dumps(output, ensure_ascii=False, default=_json_default)
+    except Exception:  # noqa: BLE001 - the tool already ran; the report must not fail
+        return _spelled(str(output))
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _plain_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The arguments as the guard reads them: a Pydantic model or dataclass a framework built
+    from the model's JSON becomes that JSON again, so constraints, policy and approval digests
+    see its fields (the tool still receives the objects)."""
+    for value in arguments.values():
+        if not isinstance(value, _SCALARS):
+            return {name: _plain(value, 0) for name, value in arguments.items()}
+    return arguments
+
+
+def _plain(value: Any, depth: int) -> Any:
+    if isinstance(value, _SCALARS) or depth > 64:  # the guard refuses deeper nesting itself
+        return value
+    if isinstance(value, Mapping):
+        return {key: _plain(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item, depth + 1) for item in value]
+    dump = None if isinstance(value, type) else getattr(value, "model_dump", None)
+    try:
+        if callable(dump):
+            return _plain(dump(mode="json"), depth + 1)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return _plain(dataclasses.asdict(value), depth + 1)
+    except Exception:  # noqa: BLE001 - what does not convert is refused below
+        return value
+    return value  # not JSON: the guard refuses it (guard.arguments_invalid)
 
 
 def _add_keyword_parameter(call: Callable[..., Any], like: Callable[..., Any], name: str, annotation: Any) -> None:

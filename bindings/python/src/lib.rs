@@ -362,6 +362,35 @@ impl PySession {
         })
     }
 
+    /// Checks an approval handed to the session before any call presents it (approver,
+    /// expiry, nonce, signature): `None` when it may be kept, else `(code, message)`.
+    fn screen_approval(&self, py: Python<'_>, approval_json: &str) -> Option<(String, String)> {
+        let approval = match Approval::from_json(approval_json) {
+            Ok(a) => a,
+            Err(e) => return Some((e.code().to_owned(), e.to_string())),
+        };
+        let guard = self.interceptor.guard();
+        py.detach(|| guard.screen_approval(self.session.principal(), &approval))
+            .err()
+            .map(|d| (d.code().to_owned(), d.message().to_owned()))
+    }
+
+    /// Whether a kept approval is for exactly this call (tool, arguments, principal, task).
+    fn approval_fits(
+        &self,
+        py: Python<'_>,
+        approval_json: &str,
+        tool: &str,
+        arguments: &Bound<'_, PyAny>,
+    ) -> bool {
+        let (Ok(approval), Ok(args)) = (Approval::from_json(approval_json), to_json(arguments, 0))
+        else {
+            return false;
+        };
+        let guard = self.interceptor.guard();
+        py.detach(|| guard.approval_fits(self.session.principal(), tool, &args, &approval))
+    }
+
     /// Records that a human refused (or never answered) a call that needed approval; returns
     /// the denial's `(code, message)` (`guard.confirmation_denied`).
     #[pyo3(signature = (tool, arguments, call_id = None, reason = "no human approved the call"))]

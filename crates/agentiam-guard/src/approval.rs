@@ -112,7 +112,11 @@ impl ApprovalRequest {
     /// service, risk, reason, policies, taint sources and anomaly).
     /// [`Approval::sign`] signs only a request whose `digest` equals it.
     pub fn computed_digest(&self) -> Result<String, GuardError> {
-        digest_of(&HashedCall {
+        digest_of(&self.hashed()).map_err(GuardError::ApprovalMalformed)
+    }
+
+    fn hashed(&self) -> HashedCall<'_> {
+        HashedCall {
             anomaly: self.anomaly.as_ref(),
             args: &self.arguments,
             aud: self.audience.as_deref(),
@@ -126,8 +130,7 @@ impl ApprovalRequest {
             task: self.task.as_deref(),
             tool: &self.tool,
             v: APPROVAL_CONTEXT,
-        })
-        .map_err(GuardError::ApprovalMalformed)
+        }
     }
 }
 
@@ -161,14 +164,67 @@ fn check_exact_numbers(value: &Value, depth: usize) -> Result<(), String> {
     }
 }
 
-pub(crate) fn digest_of(call: &HashedCall<'_>) -> Result<String, String> {
-    check_exact_numbers(call.args, 0)?;
-    let bytes = serde_json_canonicalizer::to_vec(call).map_err(|e| e.to_string())?;
+/// What identifies the call itself: the first of the two hashes an approval signs.
+#[derive(Serialize)]
+struct CallPart<'a> {
+    args: &'a Value,
+    aud: Option<&'a str>,
+    chain: &'a [String],
+    exp: i64,
+    nonce: &'a str,
+    task: Option<&'a str>,
+    tool: &'a str,
+    v: &'static str,
+}
+
+/// What the approver is shown about the call, with the call's own hash: the digest signed.
+#[derive(Serialize)]
+struct ShownPart<'a> {
+    anomaly: Option<&'a crate::Anomaly>,
+    call: &'a str,
+    code: &'a str,
+    policies: &'a [String],
+    risk: Risk,
+    taint: &'a [String],
+    v: &'static str,
+}
+
+fn sha256_jcs(value: &impl Serialize) -> Result<String, String> {
+    let bytes = serde_json_canonicalizer::to_vec(value).map_err(|e| e.to_string())?;
     Ok(hex(aws_lc_rs::digest::digest(
         &aws_lc_rs::digest::SHA256,
         &bytes,
     )
     .as_ref()))
+}
+
+/// The hash of the call alone (tool, arguments, chain, task, service, nonce, expiry).
+pub(crate) fn call_digest_of(call: &HashedCall<'_>) -> Result<String, String> {
+    check_exact_numbers(call.args, 0)?;
+    sha256_jcs(&CallPart {
+        args: call.args,
+        aud: call.aud,
+        chain: call.chain,
+        exp: call.exp,
+        nonce: call.nonce,
+        task: call.task,
+        tool: call.tool,
+        v: call.v,
+    })
+}
+
+/// The digest an approval signs: the call's hash and everything the approver is shown.
+pub(crate) fn digest_of(call: &HashedCall<'_>) -> Result<String, String> {
+    let call_digest = call_digest_of(call)?;
+    sha256_jcs(&ShownPart {
+        anomaly: call.anomaly,
+        call: &call_digest,
+        code: call.code,
+        policies: call.policies,
+        risk: call.risk,
+        taint: call.taint,
+        v: call.v,
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -199,8 +255,12 @@ pub struct Approval {
     pub expires_at: i64,
     /// The approver key's `kid`.
     pub approver: String,
-    /// Base64url Ed25519 signature over `agentiam-approval/1\n<digest>`.
+    /// Base64url Ed25519 signature over `agentiam-approval/2\n<digest>`.
     pub signature: String,
+    /// The hash of the call alone (the first part of the digest), so a session can tell which
+    /// call an approval is for before presenting it. Not signed on its own: the digest covers it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub call: String,
 }
 
 impl fmt::Debug for Approval {
@@ -245,6 +305,7 @@ impl Approval {
             expires_at: request.expires_at,
             approver: approver.kid().to_owned(),
             signature: URL_SAFE_NO_PAD.encode(sig),
+            call: call_digest_of(&request.hashed()).map_err(GuardError::ApprovalMalformed)?,
         })
     }
 
@@ -320,6 +381,36 @@ pub(crate) fn check_approval(
     now: i64,
     max_ttl: i64,
 ) -> Result<(), String> {
+    let key = screen_approval(approval, approvers, principal, now, max_ttl)?;
+    let digest = digest_of(&HashedCall {
+        nonce: &approval.nonce,
+        exp: approval.expires_at,
+        ..*call
+    })?;
+    if aws_lc_rs::constant_time::verify_slices_are_equal(
+        digest.as_bytes(),
+        approval.digest.as_bytes(),
+    )
+    .is_err()
+    {
+        return Err(
+            "approval is for a different call or was shown differently (tool, arguments, principal, task, expiry, service, risk, reason, policies, taint or anomaly differ)"
+                .into(),
+        );
+    }
+    verify_signature(approval, key)
+}
+
+/// The checks that need no call: a registered approver that is not the calling agent, an
+/// unexpired approval within the guard's lifetime cap, a well-formed nonce. Returns the
+/// approver's key.
+fn screen_approval<'k>(
+    approval: &Approval,
+    approvers: &'k ApproverKeys,
+    principal: &Principal,
+    now: i64,
+    max_ttl: i64,
+) -> Result<&'k PublicKey, String> {
     let Some(key) = approvers.get(&approval.approver) else {
         return Err("approval is signed by a key that is not a registered approver".into());
     };
@@ -339,22 +430,26 @@ pub(crate) fn check_approval(
     if approval.nonce.is_empty() || approval.nonce.len() > 64 {
         return Err("approval nonce is malformed".into());
     }
-    let digest = digest_of(&HashedCall {
+    Ok(key)
+}
+
+/// Whether `approval` was signed for this call (tool, arguments, principal chain, task and
+/// service, with the approval's own nonce and expiry), by its call digest; constant time.
+/// What the approver was shown is checked when the call presents it ([`check_approval`]).
+pub(crate) fn approval_is_for(approval: &Approval, call: &HashedCall<'_>) -> Result<bool, String> {
+    let digest = call_digest_of(&HashedCall {
         nonce: &approval.nonce,
         exp: approval.expires_at,
         ..*call
     })?;
-    if aws_lc_rs::constant_time::verify_slices_are_equal(
+    Ok(aws_lc_rs::constant_time::verify_slices_are_equal(
         digest.as_bytes(),
-        approval.digest.as_bytes(),
+        approval.call.as_bytes(),
     )
-    .is_err()
-    {
-        return Err(
-            "approval is for a different call or was shown differently (tool, arguments, principal, task, expiry, service, risk, reason, policies, taint or anomaly differ)"
-                .into(),
-        );
-    }
+    .is_ok())
+}
+
+fn verify_signature(approval: &Approval, key: &PublicKey) -> Result<(), String> {
     let Ok(sig) = URL_SAFE_NO_PAD.decode(approval.signature.as_bytes()) else {
         return Err("approval signature is not base64url".into());
     };
@@ -362,6 +457,19 @@ pub(crate) fn check_approval(
         return Err("approval signature does not verify".into());
     }
     Ok(())
+}
+
+/// Everything [`check_approval`] checks except the call: what a session can check when it is
+/// handed an approval, before any call presents it (all refusals are `guard.confirmation_invalid`).
+pub(crate) fn check_approval_alone(
+    approval: &Approval,
+    approvers: &ApproverKeys,
+    principal: &Principal,
+    now: i64,
+    max_ttl: i64,
+) -> Result<(), String> {
+    let key = screen_approval(approval, approvers, principal, now, max_ttl)?;
+    verify_signature(approval, key)
 }
 
 /// Remembers used approval nonces so each approval is accepted once.

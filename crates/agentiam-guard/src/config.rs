@@ -15,7 +15,8 @@
 //! ```
 //!
 //! `policy` is Cedar text (the [`crate::DEFAULT_POLICY`] when absent); `schema`, when present,
-//! is Cedar schema text the policy must validate against.
+//! is Cedar schema text the policy must validate against. The injection filter is on unless
+//! `"injection_filter": false` turns it off (`{"allowed_hosts": [...]}` configures it).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -131,8 +132,13 @@ pub struct GuardConfig {
     /// SPIFFE ID -> scopes for workloads that authenticate with a client certificate alone.
     #[serde(default)]
     pub workloads: BTreeMap<String, String>,
-    /// The injection filter as the guard's content filter (none when absent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The injection filter as the guard's content filter: on by default (absent or `true`
+    /// is `{}`); `false` turns it off (`None`).
+    #[serde(
+        default = "filter_on",
+        deserialize_with = "filter_setting",
+        serialize_with = "filter_out"
+    )]
     pub injection_filter: Option<FilterConfig>,
     /// Declarative limits (call rates, running totals), enforced before policy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -425,6 +431,38 @@ pub struct FilterConfig {
     pub scan_all_arguments: bool,
 }
 
+/// Secure by default: a configuration that does not mention the filter has it.
+fn filter_on() -> Option<FilterConfig> {
+    Some(FilterConfig::default())
+}
+
+/// `false` is off, `true` the default filter, an object a configured one; `null` is refused
+/// rather than guessed at.
+fn filter_setting<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<FilterConfig>, D::Error> {
+    match Value::deserialize(deserializer)? {
+        Value::Bool(false) => Ok(None),
+        Value::Bool(true) => Ok(filter_on()),
+        Value::Null => Err(serde::de::Error::custom(
+            "injection_filter is true, false or an object (false turns it off)",
+        )),
+        other => serde_json::from_value(other)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
+fn filter_out<S: serde::Serializer>(
+    filter: &Option<FilterConfig>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match filter {
+        Some(config) => config.serialize(serializer),
+        None => serializer.serialize_bool(false),
+    }
+}
+
 impl FilterConfig {
     /// The filter this describes.
     pub fn filter(&self) -> crate::filter::InjectionFilter {
@@ -500,9 +538,10 @@ impl GuardConfig {
         for t in &self.tools {
             builder = builder.tool(t.spec()?);
         }
-        if let Some(filter) = &self.injection_filter {
-            builder = builder.content_filter(Arc::new(filter.filter()));
-        }
+        builder = match &self.injection_filter {
+            Some(filter) => builder.content_filter(Arc::new(filter.filter())),
+            None => builder.content_filter(Arc::new(crate::NoContentFilter)),
+        };
         if !self.limits.is_empty() {
             let limits = self
                 .limits
@@ -663,5 +702,55 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.code(), "guard.tool_spec_invalid");
+    }
+
+    /// Secure by default: a configuration that does not mention the injection filter has it;
+    /// only `false` turns it off, and a round trip keeps the choice.
+    #[test]
+    fn the_injection_filter_is_on_unless_turned_off() {
+        let with = |setting: &str| {
+            GuardConfig::from_json(&format!(
+                r#"{{"issuer": "i", "audience": "a", "jwks": {{"keys": []}}, "tools": []{setting}}}"#
+            ))
+        };
+        let on = Some(FilterConfig::default());
+        assert_eq!(with("").unwrap().injection_filter, on);
+        assert_eq!(
+            with(r#", "injection_filter": true"#)
+                .unwrap()
+                .injection_filter,
+            on
+        );
+        assert_eq!(
+            with(r#", "injection_filter": false"#)
+                .unwrap()
+                .injection_filter,
+            None
+        );
+        let hosts = with(r#", "injection_filter": {"allowed_hosts": ["acme.test"]}"#).unwrap();
+        assert_eq!(
+            hosts
+                .injection_filter
+                .as_ref()
+                .map(|f| f.allowed_hosts.clone()),
+            Some(vec!["acme.test".to_owned()])
+        );
+        for refused in [
+            r#", "injection_filter": null"#,
+            r#", "injection_filter": {"allowed_host": []}"#,
+        ] {
+            assert_eq!(
+                with(refused).unwrap_err().code(),
+                "guard.tool_spec_invalid",
+                "{refused}"
+            );
+        }
+        for config in [
+            with("").unwrap(),
+            with(r#", "injection_filter": false"#).unwrap(),
+        ] {
+            let again = GuardConfig::from_json(&serde_json::to_string(&config).unwrap()).unwrap();
+            assert_eq!(again.injection_filter, config.injection_filter);
+        }
     }
 }

@@ -10,13 +10,14 @@ use agentiam_token::{
 use serde_json::Value;
 
 use crate::approval::{
-    APPROVAL_CONTEXT, ApprovalRequest, ApproverKeys, DEFAULT_MAX_APPROVAL_TTL_SECS, HashedCall,
-    NonceStore, check_approval, digest_of, new_nonce, shown_taint,
+    APPROVAL_CONTEXT, Approval, ApprovalRequest, ApproverKeys, DEFAULT_MAX_APPROVAL_TTL_SECS,
+    HashedCall, NonceStore, approval_is_for, check_approval, check_approval_alone, digest_of,
+    new_nonce, shown_taint,
 };
 use crate::decision::{Allowance, Anomaly, Decision, Denial};
-use crate::hooks::{BehaviourCheck, BehaviourChecks, ContentFilter, DecisionSink, NoContentFilter};
+use crate::hooks::{BehaviourCheck, BehaviourChecks, ContentFilter, DecisionSink};
 use crate::policy::{PolicyContext, PolicyEngine, PolicyOutcome};
-use crate::request::{GuardRequest, SessionContext, ToolSpec};
+use crate::request::{GuardRequest, Principal, SessionContext, ToolSpec};
 use crate::{GuardError, codes};
 use agentiam_state::{Counter, InProcessState, SharedState, TaskTaint};
 
@@ -91,7 +92,9 @@ pub struct GuardBuilder {
 }
 
 impl Guard {
-    /// Starts a guard with this policy, no tools and no approvers.
+    /// Starts a guard with this policy, no tools and no approvers, and the injection filter
+    /// ([`crate::filter::InjectionFilter::new`]) as its content filter: secure by default, so
+    /// [`GuardBuilder::content_filter`] with [`crate::NoContentFilter`] is how to turn it off.
     pub fn builder(policy: PolicyEngine) -> GuardBuilder {
         GuardBuilder {
             tools: HashMap::new(),
@@ -101,7 +104,7 @@ impl Guard {
             nonces: None,
             clock: Arc::new(SystemClock),
             entropy: Arc::new(SystemEntropy),
-            filter: Arc::new(NoContentFilter),
+            filter: Arc::new(crate::filter::InjectionFilter::new()),
             behaviour: Vec::new(),
             revocation: None,
             baselines: None,
@@ -142,6 +145,60 @@ impl Guard {
     /// The content filter (the interceptor hands it tool output).
     pub fn content_filter(&self) -> &Arc<dyn ContentFilter> {
         &self.filter
+    }
+
+    /// Checks an approval handed over before the call it approves is made (a session keeps it
+    /// until then): a registered approver that is not the calling agent, unexpired, within the
+    /// guard's lifetime cap, a well-formed nonce, and a signature that verifies. The call is
+    /// checked when it presents the approval ([`Guard::decide`]). Refusals are
+    /// `guard.confirmation_invalid`.
+    pub fn screen_approval(
+        &self,
+        principal: &Principal,
+        approval: &Approval,
+    ) -> Result<(), Denial> {
+        check_approval_alone(
+            approval,
+            &self.approvers,
+            principal,
+            self.clock.now(),
+            self.max_approval_ttl,
+        )
+        .map_err(|why| Denial::new(codes::CONFIRMATION_INVALID, why))
+    }
+
+    /// Whether `approval` is for exactly this call on this service: its call digest covers the
+    /// tool, the arguments, the principal chain and task, the service, and its own nonce and
+    /// expiry. How a session presents a kept approval only to the call it approves; the
+    /// signature and what the approver was shown are checked by [`Guard::decide`].
+    pub fn approval_fits(
+        &self,
+        principal: &Principal,
+        tool: &str,
+        arguments: &Value,
+        approval: &Approval,
+    ) -> bool {
+        let arguments = arguments_or_empty(arguments);
+        // Only the call part is compared; the shown part is checked at decision time.
+        approval_is_for(
+            approval,
+            &HashedCall {
+                anomaly: None,
+                args: &arguments,
+                aud: self.service.as_deref(),
+                chain: principal.chain(),
+                code: "",
+                exp: approval.expires_at,
+                nonce: &approval.nonce,
+                policies: &[],
+                risk: crate::Risk::Low,
+                taint: &[],
+                task: principal.task(),
+                tool,
+                v: APPROVAL_CONTEXT,
+            },
+        )
+        .unwrap_or(false)
     }
 
     /// Decides one call. Never panics and never errors: anything that goes wrong is a denial.
@@ -677,7 +734,8 @@ impl GuardBuilder {
         self
     }
 
-    /// The content filter hook.
+    /// The content filter hook (default: [`crate::filter::InjectionFilter::new`]; give
+    /// [`crate::NoContentFilter`] to turn filtering off).
     pub fn content_filter(mut self, filter: Arc<dyn ContentFilter>) -> Self {
         self.filter = filter;
         self

@@ -48,7 +48,8 @@ pub trait ContentFilter: Send + Sync + fmt::Debug {
     }
 }
 
-/// The default filter: finds nothing.
+/// A filter that finds nothing: how to turn the guard's default injection filter off
+/// (`GuardBuilder::content_filter(Arc::new(NoContentFilter))`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoContentFilter;
 impl ContentFilter for NoContentFilter {}

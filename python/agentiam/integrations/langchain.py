@@ -12,7 +12,10 @@ message, and a call that needs a human can pause the graph (LangGraph's `interru
 
 A denied call never runs the tool: LangChain answers the tool call with a `ToolMessage` whose
 status is "error" and whose content names the reason code, so the model can adjust. The tool
-call's id is recorded in the activity log.
+call's id is recorded in the activity log. No parameter is hidden from the guard: whatever
+LangChain passes the function is an argument it decides on. The injection filter scans what the
+model reads: the string, or LangChain's JSON of another result (only the content of a
+`content_and_artifact` tool).
 
 With `approvals="interrupt"`, a call that needs a human pauses the LangGraph run (human in the
 loop): the interrupt's value is `{"agentiam_approval_request": {...}}`; resume the graph with
@@ -24,12 +27,22 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 from typing import Any, Literal
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
-from .._guard import _CALL, ConfirmationRequired, Denied, Guard, _refusal, _translating, framework_call
+from .._guard import (
+    _CALL,
+    _UNSTATED_RISK,
+    ConfirmationRequired,
+    Denied,
+    Guard,
+    _approval_json,
+    _model_text,
+    _refusal,
+    _translating,
+    framework_call,
+)
 
 __all__ = ["guard_tool", "GuardedTool"]
 
@@ -70,7 +83,7 @@ def _interrupting(fn: Any) -> Any:
         approval = _ask_graph(error.approval_request)
         if not approval:
             raise _refusal(error.approval_request) from error
-        return approval if isinstance(approval, str) else json.dumps(dict(approval))
+        return _approval_json(approval)
 
     if inspect.iscoroutinefunction(fn):
 
@@ -97,12 +110,18 @@ def _interrupting(fn: Any) -> Any:
     return call
 
 
+def _content_of(result: Any) -> str:
+    if isinstance(result, tuple) and len(result) == 2:
+        return _model_text(result[0])
+    return _model_text(result)
+
+
 def guard_tool(
     guard: Guard,
     tool: BaseTool,
     *,
     scope: str | None = None,
-    risk: str = "medium",
+    risk: str = _UNSTATED_RISK,
     untrusted_output: bool = False,
     redact: list[str] | tuple[str, ...] = (),
     approvals: Literal["error", "interrupt"] = "error",
@@ -117,10 +136,12 @@ def guard_tool(
     coroutine = getattr(tool, "coroutine", None)
     if func is None and coroutine is None:
         raise TypeError("guard_tool needs a function-backed tool (@tool or StructuredTool.from_function)")
-    guard._register(tool.name, scope, risk, untrusted_output, redact)
+    guard._register(tool.name, scope, risk, untrusted_output, redact, functions=[f for f in (func, coroutine) if f])
+    # A content_and_artifact tool returns (content, artifact); the model reads only the content.
+    render = _content_of if tool.response_format == "content_and_artifact" else None
 
     def guarded(fn: Any) -> Any:
-        wrapped = guard._wrap(fn, tool.name)
+        wrapped = guard._wrap(fn, tool.name, render=render)
         if approvals == "interrupt":
             wrapped = _interrupting(wrapped)
         return _translating(wrapped, _explain)

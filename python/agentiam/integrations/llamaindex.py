@@ -11,7 +11,9 @@ With `approvals="workflow"`, a call that needs a human inside a workflow agent (
 `agentiam_approval_request` is what the human reads and signs, and resumes when a
 `HumanResponseEvent` arrives whose `response` is the signed approval (an empty response refuses,
 `guard.confirmation_denied`). Outside a workflow, the call raises `ConfirmationRequired`.
-A workflow `Context` parameter is passed through and is not an argument the guard sees.
+A workflow `Context` parameter is passed through and is not an argument the guard sees: the one
+LlamaIndex itself fills (`FunctionTool.ctx_param_name`, found by identity with its `Context`);
+every other parameter, whatever its name or type, is an argument.
 LlamaIndex does not hand tools the model's tool-call id, so the activity log has none for them.
 """
 
@@ -27,7 +29,16 @@ from typing import Any, Literal
 from llama_index.core.tools import FunctionTool
 from llama_index.core.workflow import Context, HumanResponseEvent, InputRequiredEvent
 
-from .._guard import _CALL, ConfirmationRequired, Guard, _add_keyword_parameter, _refusal, framework_call
+from .._guard import (
+    _CALL,
+    _UNSTATED_RISK,
+    ConfirmationRequired,
+    Guard,
+    _add_keyword_parameter,
+    _approval_json,
+    _refusal,
+    framework_call,
+)
 
 __all__ = ["guard_tool"]
 
@@ -50,7 +61,7 @@ async def _ask_human(ctx: Any, request: dict[str, Any]) -> str:
     response = getattr(answer, "response", None)
     if not response:
         raise _refusal(request)
-    return response if isinstance(response, str) else json.dumps(dict(response))
+    return _approval_json(response)
 
 
 def _waiting_for_a_human(guarded: Callable[..., Any], own_context: str | None) -> Callable[..., Any]:
@@ -86,7 +97,7 @@ def guard_tool(
     tool: FunctionTool,
     *,
     scope: str | None = None,
-    risk: str = "medium",
+    risk: str = _UNSTATED_RISK,
     untrusted_output: bool = False,
     redact: list[str] | tuple[str, ...] = (),
     approvals: Literal["error", "workflow"] = "error",
@@ -96,7 +107,8 @@ def guard_tool(
     if approvals not in ("error", "workflow"):
         raise ValueError('approvals is "error" or "workflow"')
     name = tool.metadata.get_name()
-    guard._register(name, scope, risk, untrusted_output, redact)
+    guard._register(name, scope, risk, untrusted_output, redact, functions=(tool.real_fn,))
+    # LlamaIndex's own answer (identity with its Context), not a guess from names.
     own_context = tool.ctx_param_name
     guarded = guard._wrap(tool.real_fn, name, (own_context,) if own_context else ())
     if approvals == "workflow":

@@ -17,7 +17,9 @@ open the session yourself: `with guard.session(token): server.run()`.
 A refusal is the tool's error result (`isError`), whose text names the reason code; the tool does
 not run. The MCP request id is recorded in the activity log. The risk level sets the MCP
 annotations (`readOnlyHint` for low, `destructiveHint` for high and irreversible) unless
-`annotations=` is given. A `Context` parameter is passed through and is not an argument.
+`annotations=` is given. A `Context` parameter is passed through and is not an argument: the
+one the SDK itself fills (its `find_context_parameter`: the type hint is, or wraps, a subclass
+of the SDK's `Context`); any other parameter is an argument, whatever its name or type.
 """
 
 from __future__ import annotations
@@ -32,15 +34,16 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.utilities.context_injection import find_context_parameter
 from mcp.types import ToolAnnotations
 
 from .._guard import (
     _CURRENT,
+    _UNSTATED_RISK,
     ConfirmationRequired,
     Denied,
     Guard,
     _add_keyword_parameter,
-    _context_parameter,
     _translating,
     framework_call,
 )
@@ -125,7 +128,7 @@ def guard_tool(
     server: MCPServer,
     *,
     scope: str | None = None,
-    risk: str = "medium",
+    risk: str = _UNSTATED_RISK,
     untrusted_output: bool = False,
     name: str | None = None,
     redact: list[str] | tuple[str, ...] = (),
@@ -135,8 +138,10 @@ def guard_tool(
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         tool_name = name or fn.__name__
-        guard._register(tool_name, scope, risk, untrusted_output, redact)
-        own_context = _context_parameter(fn, ("Context",), first_only=False)
+        guard._register(tool_name, scope, risk, untrusted_output, redact, functions=(fn,))
+        # The SDK's own rule (type hints compared with its Context class), so the guard hides
+        # exactly the parameter the SDK fills and sees every one the model fills.
+        own_context = find_context_parameter(fn)
         guarded = guard._wrap(fn, tool_name, () if own_context is None else (own_context,))
         tool_kwargs.setdefault(
             "annotations",

@@ -20,7 +20,9 @@ is what the human reads and signs; give the signed approval to the session
 state.approve(item)`) and resume (`Runner.run(agent, state)`): the guard checks the signature
 before the tool runs. The SDK's approval alone is not enough. With `approvals="error"` the model
 is told instead. The tool-call id is recorded in the activity log.
-A `RunContextWrapper` / `ToolContext` first parameter is passed through and is not an argument.
+A `RunContextWrapper` / `ToolContext` first parameter is passed through and is not an argument:
+the one the SDK itself fills (its `function_schema` decides, by identity with those classes);
+any other parameter is an argument, whatever its name or type.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import agents
+from agents.function_schema import function_schema
 from agents.tool_context import ToolContext
 
-from .._guard import _CURRENT, ConfirmationRequired, Denied, Guard, _context_parameter, framework_call
+from .._guard import _CURRENT, _UNSTATED_RISK, ConfirmationRequired, Denied, Guard, framework_call
 
 __all__ = ["function_tool", "explain_failure"]
 
@@ -59,7 +62,7 @@ def _with_call_id(guarded: Callable[..., Any], passes_context: bool) -> Callable
     if inspect.iscoroutinefunction(guarded):
 
         @functools.wraps(guarded)
-        async def async_call(ctx: Any, *args: Any, **kwargs: Any) -> Any:
+        async def async_call(ctx: Any, /, *args: Any, **kwargs: Any) -> Any:
             with framework_call(call_id(ctx)):
                 if passes_context:
                     return await guarded(ctx, *args, **kwargs)
@@ -69,7 +72,7 @@ def _with_call_id(guarded: Callable[..., Any], passes_context: bool) -> Callable
     else:
 
         @functools.wraps(guarded)
-        def sync_call(ctx: Any, *args: Any, **kwargs: Any) -> Any:
+        def sync_call(ctx: Any, /, *args: Any, **kwargs: Any) -> Any:
             with framework_call(call_id(ctx)):
                 if passes_context:
                     return guarded(ctx, *args, **kwargs)
@@ -102,7 +105,7 @@ def function_tool(
     guard: Guard,
     *,
     scope: str | None = None,
-    risk: str = "medium",
+    risk: str = _UNSTATED_RISK,
     untrusted_output: bool = False,
     name: str | None = None,
     redact: list[str] | tuple[str, ...] = (),
@@ -115,9 +118,11 @@ def function_tool(
 
     def decorate(fn: Callable[..., Any]) -> agents.FunctionTool:
         tool_name = name or fn.__name__
-        guard._register(tool_name, scope, risk, untrusted_output, redact)
-        own = _context_parameter(fn, ("RunContextWrapper", "ToolContext"), first_only=True)
-        context = () if own is None else (own,)
+        guard._register(tool_name, scope, risk, untrusted_output, redact, functions=(fn,))
+        # The SDK's own rule (the first parameter's resolved type is RunContextWrapper or
+        # ToolContext), so the guard hides exactly the parameter the SDK fills.
+        takes_context = function_schema(fn).takes_context
+        context = (next(iter(inspect.signature(fn).parameters)),) if takes_context else ()
         guarded = guard._wrap(fn, tool_name, context)
         function_tool_kwargs.setdefault("failure_error_function", explain_failure)
         if approvals == "sdk":

@@ -13,20 +13,22 @@ signed approval as that call's metadata:
 
 Approving in Pydantic AI without a signed approval only lets the guard ask again. The
 tool-call id is recorded in the activity log. A `RunContext` first parameter is passed through
-and is not an argument the guard sees.
+and is not an argument the guard sees: the one Pydantic AI itself fills (its `Tool` decides,
+by identity with `RunContext`, or `takes_ctx=`); any other parameter is an argument.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 from pydantic_ai import Tool
 from pydantic_ai.exceptions import ApprovalRequired, ModelRetry
 
-from .._guard import ConfirmationRequired, Denied, Guard, _context_parameter, _translating, framework_call
+from .._guard import _UNSTATED_RISK, ConfirmationRequired, Denied, Guard, _translating, framework_call
 
 __all__ = ["guard_tool"]
 
@@ -49,18 +51,19 @@ def _carried(ctx: Any) -> tuple[str | None, Any]:
 
 def _with_run_context(function: Callable[..., Any], passes_context: bool, is_async: bool) -> Callable[..., Any]:
     """`function` called by Pydantic AI with its `RunContext` first, so the call id and a carried
-    approval reach the guard; the context goes on to `function` only if it takes one."""
+    approval reach the guard; the context goes on to `function` only if it takes one. The context
+    is positional-only, so a tool argument named `ctx` cannot collide with it."""
     if is_async:
 
         @functools.wraps(function)
-        async def async_call(ctx: Any, *args: Any, **kwargs: Any) -> Any:
+        async def async_call(ctx: Any, /, *args: Any, **kwargs: Any) -> Any:
             with framework_call(*_carried(ctx)):
                 return await (function(ctx, *args, **kwargs) if passes_context else function(*args, **kwargs))
 
         return async_call
 
     @functools.wraps(function)
-    def call(ctx: Any, *args: Any, **kwargs: Any) -> Any:
+    def call(ctx: Any, /, *args: Any, **kwargs: Any) -> Any:
         with framework_call(*_carried(ctx)):
             return function(ctx, *args, **kwargs) if passes_context else function(*args, **kwargs)
 
@@ -72,7 +75,7 @@ def guard_tool(
     fn: Callable[..., Any],
     *,
     scope: str | None = None,
-    risk: str = "medium",
+    risk: str = _UNSTATED_RISK,
     untrusted_output: bool = False,
     name: str | None = None,
     redact: list[str] | tuple[str, ...] = (),
@@ -80,16 +83,18 @@ def guard_tool(
 ) -> Tool[Any]:
     """A Pydantic AI `Tool` for `fn` with the guard deciding every call first."""
     tool_name = name or fn.__name__
-    guard._register(tool_name, scope, risk, untrusted_output, redact)
-    own = _context_parameter(fn, ("RunContext",), first_only=True)
-    guarded = guard._wrap(fn, tool_name, () if own is None else (own,))
-
-    tool: Tool[Any] = Tool(_translating(guarded, _translate), name=tool_name, **tool_kwargs)
-    # The schema (from `fn`'s signature) stays; only the callable changes, to receive the context.
+    guard._register(tool_name, scope, risk, untrusted_output, redact, functions=(fn,))
+    # Pydantic AI's own view of `fn` (schema, description, whether it takes the RunContext), so
+    # the guard hides exactly the parameter Pydantic AI fills.
+    tool: Tool[Any] = Tool(fn, name=tool_name, **tool_kwargs)
     schema = tool.function_schema
+    own = next(iter(inspect.signature(fn).parameters)) if schema.takes_ctx else None
+    guarded = _translating(guard._wrap(fn, tool_name, () if own is None else (own,)), _translate)
+    tool.function = guarded
+    # The schema (from `fn`'s signature) stays; only the callable changes, to receive the context.
     tool.function_schema = dataclasses.replace(
         schema,
-        function=_with_run_context(schema.function, schema.takes_ctx, schema.is_async),
+        function=_with_run_context(guarded, schema.takes_ctx, schema.is_async),
         takes_ctx=True,
     )
     tool.takes_ctx = True
