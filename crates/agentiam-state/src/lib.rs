@@ -11,7 +11,18 @@
 //!
 //! [`SharedState`] is the one small trait that holds this state, with atomic operations only.
 //! [`InProcessState`] is the default (one process). The `sqlite`, `postgres` and `redis`
-//! features add backends that several processes share.
+//! features add backends that several processes share:
+//!
+//! - `SqliteState` (`sqlite`): the processes of one machine, through one file (WAL,
+//!   `BEGIN IMMEDIATE` transactions);
+//! - `PostgresState` (`postgres`): every worker and replica using one database (single
+//!   statements, or transactions that lock the rows they decide on);
+//! - `RedisState` (`redis`): every worker and replica using one Redis server (one Lua script
+//!   per operation).
+//!
+//! Every backend answers exactly as [`InProcessState`] does, the caps of [`TaskTaint::merge`]
+//! included: one conformance suite (`tests/common`) runs against each, with workers racing on
+//! connections of their own. Each also has a `prune(now)` that drops expired entries.
 //!
 //! Every failure of a backend is a [`StateError`] (`guard.state_unavailable`), and the guard
 //! denies the call: state that cannot be read or written never lets a call through.
@@ -44,6 +55,8 @@ mod postgres_state;
 mod redis_state;
 #[cfg(feature = "sqlite")]
 mod sqlite_state;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod stored_taint;
 
 #[cfg(feature = "postgres")]
 pub use postgres_state::PostgresState;
