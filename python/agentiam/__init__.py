@@ -14,7 +14,14 @@ constraints, Cedar policy, session taint, human confirmation) before the tool ru
 """
 
 from ._audit import read_audit_log
-from ._broker import BrokerApprovals, BrokerError, approver_keys, register_agent, request_token
+from ._broker import (
+    BrokerApprovals,
+    BrokerError,
+    approver_keys,
+    register_agent,
+    request_token,
+    revoke_at_broker,
+)
 from ._guard import ConfirmationRequired, Denied, Guard, GuardSession, framework_call
 from ._scan import sanitize, scan, spotlight
 from ._native import (
@@ -58,6 +65,7 @@ __all__ = [
     "read_audit_log",
     "register_agent",
     "request_token",
+    "revoke_at_broker",
     "sanitize",
     "scan",
     "sign_approval",

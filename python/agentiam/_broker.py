@@ -143,6 +143,34 @@ def request_token(
     return answer
 
 
+def revoke_at_broker(base_url: str, token: str, *, admin_secret: str) -> None:
+    """Revoke `token` at the broker (RFC 7009 `POST /oauth2/revoke`, as its administrator):
+    from then on the broker introspects it, and every token delegated from it, as inactive and
+    refuses to exchange it. Guards that verify tokens offline learn of it only through
+    `Guard.revoke` (or introspection). Raises `BrokerError` when the broker refuses."""
+    endpoint = base_url.rstrip("/") + "/oauth2/revoke"
+    request = urllib.request.Request(
+        endpoint,
+        data=urllib.parse.urlencode([("token", token)]).encode(),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Authorization": f"Bearer {admin_secret}",
+        },
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status, raw = response.status, response.read(_MAX_ANSWER_BYTES)
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read(_MAX_ANSWER_BYTES)
+    if status != 200:
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            answer = {}
+        raise _refused(status, answer if isinstance(answer, dict) else {})
+
+
 def approver_keys(base_url: str, name: str = "broker") -> dict[str, dict[str, Any]]:
     """The broker's approver key, as `Guard(approvers=...)` takes it: `{name: jwk}`."""
     status, jwks = _call(base_url.rstrip("/") + "/approvals/keys", token=None, timeout=30)

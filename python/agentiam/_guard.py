@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import contextlib
 import contextvars
@@ -12,6 +13,8 @@ import inspect
 import json
 import re
 import threading
+import time
+import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
@@ -287,6 +290,46 @@ class GuardSession:
             return str(self._native.after(tool, text.encode("utf-8", "replace").decode("utf-8"), failed, call_id))
 
 
+def _state_config(state: str | Mapping[str, Any]) -> dict[str, Any]:
+    """The guard configuration's `state` section from a URL or a dict."""
+    if isinstance(state, Mapping):
+        return dict(state)
+    if state == "memory":
+        return {"backend": "memory"}
+    scheme = state.split(":", 1)[0].lower()
+    if scheme in ("redis", "rediss"):
+        return {"backend": "redis", "url": state}
+    if scheme in ("postgres", "postgresql"):
+        return {"backend": "postgres", "url": state}
+    if scheme == "sqlite":
+        path = state.split(":", 1)[1]
+        return {"backend": "sqlite", "path": path[2:] if path.startswith("//") else path}
+    raise ValueError(
+        f"state {state!r}: use 'memory', 'sqlite:///path', 'postgresql://...', 'redis://...' or a dict"
+    )
+
+
+def _fetch_jwks(url: str) -> str:
+    """The issuer's JWKS as JSON text (raises on any failure; the verifier keeps its keys)."""
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - an operator's URL
+        body = response.read(1 << 20)
+    text: str = body.decode("utf-8")
+    json.loads(text)
+    return text
+
+
+def _unverified_claims(token: str) -> dict[str, Any]:
+    """A compact JWT's claims, read without verification (only to name what to revoke)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError) as e:
+        raise AgentIAMError(f"not a compact JWT: {e}") from None
+    if not isinstance(claims, dict):
+        raise AgentIAMError("the token's claims are not a JSON object")
+    return claims
+
+
 class Guard:
     """A guard for the tools of one agent service.
 
@@ -309,6 +352,15 @@ class Guard:
     "declared": {"support": {"tools": ["tickets_read"], "arguments": {"refund.amount": 500}}},
     "file": "baselines.json", "deny_at": 90}`: a call far from its role's baseline is refused
     or, under a policy that asks, sent to a human (`guard.anomaly`).
+    `state` is where the state every worker of the service shares lives: approval nonces, DPoP
+    proof ids, delegation call budgets, and each task's taint and copied-text fingerprints.
+    In this process when omitted; give every worker (uvicorn/gunicorn processes, replicas) the
+    same `"redis://127.0.0.1:6379/0"`, `"postgresql://..."`, `"sqlite:///var/lib/agent/guard.db"`
+    or a dict such as `{"backend": "redis", "url_env": "GUARD_REDIS_URL", "prefix": "myapp:"}`,
+    so an approval is used once, a budget is counted once and taint is seen everywhere.
+    `jwks_url` makes the guard follow the issuer's key rotation: the JWKS is fetched from it
+    (when `jwks` is not given, at once) and fetched again when a token names a key the guard
+    does not know, at most once every `jwks_refresh_secs`.
     """
 
     def __init__(
@@ -316,7 +368,7 @@ class Guard:
         *,
         issuer: str,
         audience: str,
-        jwks: str | Mapping[str, Any],
+        jwks: str | Mapping[str, Any] | None = None,
         policy: str | None = None,
         schema: str | None = None,
         approvers: Mapping[str, Mapping[str, Any]] | None = None,
@@ -326,8 +378,17 @@ class Guard:
         injection_filter: bool | Mapping[str, Any] = True,
         limits: Sequence[Mapping[str, Any]] = (),
         baselines: Mapping[str, Any] | None = None,
+        state: str | Mapping[str, Any] | None = None,
+        jwks_url: str | None = None,
+        jwks_refresh_secs: int = 30,
         now: int | None = None,
     ) -> None:
+        self._jwks_url = jwks_url
+        self._jwks_refresh_secs = jwks_refresh_secs
+        if jwks is None:
+            if jwks_url is None:
+                raise ValueError("give jwks, jwks_url, or both")
+            jwks = _fetch_jwks(jwks_url)
         self._config: dict[str, Any] = {
             "issuer": issuer,
             "audience": audience,
@@ -345,6 +406,8 @@ class Guard:
             self._config["limits"] = [dict(limit) for limit in limits]
         if baselines is not None:
             self._config["baselines"] = dict(baselines)
+        if state is not None:
+            self._config["state"] = _state_config(state)
         if audit_dir is not None and audit_log is not None:
             raise ValueError("give audit_dir or audit_log, not both")
         self._audit_log = audit_log if audit_log is not None else (
@@ -361,8 +424,41 @@ class Guard:
     def _guard(self) -> Any:
         with self._lock:
             if self._native is None:
-                self._native = _native.Guard(json.dumps(self._config), self._now, self._audit_log)
+                native = _native.Guard(json.dumps(self._config), self._now, self._audit_log)
+                if self._jwks_url is not None:
+                    url = self._jwks_url
+                    native.follow_jwks(lambda: _fetch_jwks(url), self._jwks_refresh_secs)
+                self._native = native
             return self._native
+
+    def revoke(
+        self,
+        *,
+        token: str | None = None,
+        token_id: str | None = None,
+        agent: str | None = None,
+        task: str | None = None,
+        until: int | None = None,
+    ) -> None:
+        """Revoke at this guard, from the next call on: a token (the compact token, or its
+        `token_id` = `jti`; everything delegated from it goes too), an `agent` (a SPIFFE ID: every
+        token it presents or appears in the chain of) or a `task`. Kept `until` (seconds since the
+        epoch): the token's expiry for a token, else 24 hours from now. To revoke at the broker,
+        for every service, use `agentiam.revoke_at_broker`."""
+        now = int(time.time()) if self._now is None else self._now
+        kinds = [(k, v) for k, v in (("token", token_id), ("agent", agent), ("task", task)) if v is not None]
+        if token is not None:
+            claims = _unverified_claims(token)
+            jti = claims.get("jti")
+            if not isinstance(jti, str) or not jti:
+                raise AgentIAMError("the token has no jti to revoke it by; revoke its agent or task")
+            kinds.append(("token", jti))
+            if until is None and isinstance(claims.get("exp"), int):
+                until = int(claims["exp"])
+        if len(kinds) != 1:
+            raise ValueError("revoke exactly one of token, token_id, agent, task")
+        kind, value = kinds[0]
+        self._guard().revoke(kind, value, until if until is not None else now + 86_400)
 
     def tool(
         self,

@@ -13,6 +13,7 @@ use agentiam_guard::{
     Approval, ApprovalRequest, AuditSink, Decision, GuardConfig, OutputVerdict, Session, ToolCall,
     ToolInterceptor,
 };
+use agentiam_identity::Jwks;
 use agentiam_telemetry::AuditLog;
 use agentiam_token::{Clock, FixedClock, SystemClock};
 use pyo3::create_exception;
@@ -239,6 +240,45 @@ impl PyGuard {
             interceptor: self.interceptor.clone(),
             session: Arc::new(Session::new(session_id, principal)),
         })
+    }
+
+    /// Revokes at this guard, until `until` (seconds since the epoch): `kind` is `token` (a
+    /// `jti`, with everything delegated from it), `agent` (a SPIFFE ID) or `task`.
+    fn revoke(&self, py: Python<'_>, kind: &str, value: &str, until: i64) -> PyResult<()> {
+        let what = match kind {
+            "token" => agentiam_token::Revocation::Token(value.to_owned()),
+            "agent" => agentiam_token::Revocation::Agent(value.to_owned()),
+            "task" => agentiam_token::Revocation::Task(value.to_owned()),
+            other => {
+                return Err(error(
+                    py,
+                    "guard.revocation_invalid",
+                    &format!("revoke a token, agent or task, not {other:?}"),
+                ));
+            }
+        };
+        self.interceptor
+            .guard()
+            .revoke(what, until)
+            .map_err(|e| error(py, e.code(), &e.to_string()))
+    }
+
+    /// Follows the issuer's key rotation: when a token names an unknown key, `fetch()` (a
+    /// callable returning the issuer's JWKS as JSON text) is called, at most once every
+    /// `min_interval_secs`, and the keys are replaced.
+    fn follow_jwks(&self, fetch: Py<PyAny>, min_interval_secs: i64) {
+        self.auth.verifier().verifier().follow_jwks(
+            move || {
+                Python::attach(|py| {
+                    let text: String = fetch
+                        .call0(py)
+                        .and_then(|v| v.extract(py))
+                        .map_err(|e| e.to_string())?;
+                    Jwks::from_json(&text).map_err(|e| e.to_string())
+                })
+            },
+            min_interval_secs,
+        );
     }
 
     /// The learned baseline of a role (or `role<parent-role`) as JSON, if the guard has one.

@@ -552,17 +552,17 @@ impl GuardConfig {
                 crate::Limits::new(limits).with_clock(clock.clone()),
             ));
         }
-        let mut verifier = Verifier::new(jwks, self.issuer.clone(), self.audience.clone())
-            .with_clock(clock.clone());
+        // One revocation set for the guard and its verifier: what the guard revokes (an
+        // operator through `Guard::revoke`, or a baseline's `revoke_at`), its verifier refuses
+        // from the next request on, with every token delegated from it.
+        let revoked: Arc<dyn agentiam_token::RevocationSet> =
+            Arc::new(agentiam_token::InMemoryRevocationSet::new());
+        builder = builder.revocation(revoked.clone());
+        let verifier = Verifier::new(jwks, self.issuer.clone(), self.audience.clone())
+            .with_clock(clock.clone())
+            .with_revocation(revoked);
         if let Some(config) = &self.baselines {
             builder = builder.baselines(config.baselines(clock.clone())?);
-            if config.revoke_at.is_some() {
-                // What the guard revokes, its verifier refuses from the next request on.
-                let revoked: Arc<dyn agentiam_token::RevocationSet> =
-                    Arc::new(agentiam_token::InMemoryRevocationSet::new());
-                builder = builder.revocation(revoked.clone());
-                verifier = verifier.with_revocation(revoked);
-            }
         }
         let mut auth = Authenticator::new(
             CachingVerifier::new(verifier, 10_000),

@@ -293,7 +293,7 @@ impl Guard {
                 score: assessment.anomaly_score,
             });
         if assessment.revoke {
-            let refusal = self.revoke(principal, now);
+            let refusal = self.revoke_for_anomaly(principal, now);
             return Decision::Deny(refusal).with_anomaly(anomaly);
         }
         if let Some(refusal) = assessment.refusal {
@@ -343,7 +343,7 @@ impl Guard {
 
     /// Revokes the credential (by `jti`, which also revokes everything delegated from it; by
     /// agent when the credential has no id) and says so in the refusal.
-    fn revoke(&self, principal: &crate::Principal, now: i64) -> Denial {
+    fn revoke_for_anomaly(&self, principal: &crate::Principal, now: i64) -> Denial {
         let what = match principal.token_id() {
             Some(jti) => Revocation::Token(jti.to_owned()),
             None => Revocation::Agent(principal.presenter().to_owned()),
@@ -426,6 +426,18 @@ impl Guard {
                 now,
             )
             .map_err(|e| GuardError::State(e.to_string()))
+    }
+
+    /// Revokes a token (by `jti`, with everything delegated from it), an agent or a task at this
+    /// guard until `until`; from the next decision on, calls under it are refused
+    /// (`token.revoked`). Needs a revocation set ([`GuardBuilder::revocation`]; a guard built
+    /// from a configuration has one, shared with its verifier).
+    pub fn revoke(&self, what: Revocation, until: i64) -> Result<(), GuardError> {
+        let set = self.revocation.as_ref().ok_or_else(|| {
+            GuardError::State("this guard has no revocation set (GuardBuilder::revocation)".into())
+        })?;
+        set.revoke(what, until)
+            .map_err(|e| GuardError::State(format!("revocation failed: {e}")))
     }
 
     /// Whether the principal's task is tainted in the shared state (`true` when it cannot say).
