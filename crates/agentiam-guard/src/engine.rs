@@ -208,6 +208,11 @@ impl Guard {
                 "tool arguments must be a JSON object",
             );
         }
+        // Before anything reads the arguments: what is too large to examine completely is
+        // refused here, so no later check needs a cap of its own or stops early.
+        if let Some(why) = crate::arguments::too_large(request.arguments) {
+            return Decision::deny(codes::INPUT_TOO_LARGE, why);
+        }
         let scope_request =
             ScopeRequest::new(tool.resource(), tool.action()).with_args(request.arguments);
         if let Err(denial) = principal.scopes().check(&scope_request) {
