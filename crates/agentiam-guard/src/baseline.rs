@@ -74,8 +74,10 @@ const MAX_AGENTS: usize = 100_000;
 const MAX_PROFILES: usize = 10_000;
 /// Most distinct n-grams one profile remembers.
 const MAX_NGRAMS: usize = 65_536;
-/// Most tools, categories or numeric arguments one profile remembers.
+/// Most tools, categories or tools with numeric arguments one profile remembers.
 const MAX_KEYS: usize = 4096;
+/// Most numeric arguments one profile remembers per tool.
+const MAX_ARGUMENTS_PER_TOOL: usize = 64;
 /// Largest baselines file read.
 pub const MAX_BASELINE_FILE_BYTES: u64 = 256 << 20;
 /// The file format's name.
@@ -89,6 +91,10 @@ const SCORE_NEW_FOR_PARENT: u8 = 70;
 const SCORE_DECLARED_BOUND: u8 = 80;
 const SCORE_NEW_BIGRAM: u8 = 40;
 const SCORE_NEW_TRIGRAM: u8 = 30;
+/// What a full baseline cannot learn (a new role past the profile cap, a numeric argument past
+/// the per-tool or per-profile cap) would never be compared with anything: such calls score at
+/// the default policy's confirmation threshold instead, so the caps do not fail open.
+const SCORE_UNLEARNABLE: u8 = 60;
 
 /// Maps agents to roles by SPIFFE ID.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -413,6 +419,9 @@ impl RoleProfile {
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Findings {
     items: Vec<(u8, String)>,
+    /// The agent table is full of live agents: this agent's counters cannot be kept, so the
+    /// call is refused (`guard.capacity_exceeded`) instead of being scored without them.
+    full: bool,
 }
 
 impl Findings {
@@ -731,9 +740,36 @@ impl Baselines {
                 });
             }
         }
+        if own.is_none() && profiles.len() >= MAX_PROFILES {
+            findings.add(SCORE_UNLEARNABLE, || {
+                format!(
+                    "no baseline can be learned for {}: the {MAX_PROFILES} profiles kept are taken",
+                    who(role)
+                )
+            });
+        }
         let Some(profile) = own.filter(|p| p.learned(min)) else {
             return findings;
         };
+        // Numeric arguments the profile can no longer learn are never compared: say so.
+        if let Value::Object(map) = arguments {
+            let known = profile.arguments.get(tool.name());
+            for (name, value) in map {
+                let full = match known {
+                    Some(k) => k.len() >= MAX_ARGUMENTS_PER_TOOL && !k.contains_key(name),
+                    None => profile.arguments.len() >= MAX_KEYS,
+                };
+                if full && value.as_f64().is_some() {
+                    findings.add(SCORE_UNLEARNABLE, || {
+                        format!(
+                            "numeric argument {name} of {} cannot be learned: the {}'s baseline is full",
+                            tool.name(),
+                            who(role)
+                        )
+                    });
+                }
+            }
+        }
         let who = || who(role);
         // Rates: this agent's recent calls against what agents in the role do.
         for ((hist, &v), window) in profile.rates.iter().zip(&sample.rates).zip(WINDOW_NAMES) {
@@ -916,7 +952,7 @@ impl Baselines {
             if let Some(per_tool) = per_tool {
                 for (name, value) in map {
                     let Some(v) = value.as_f64() else { continue };
-                    if per_tool.len() >= 64 && !per_tool.contains_key(name) {
+                    if per_tool.len() >= MAX_ARGUMENTS_PER_TOOL && !per_tool.contains_key(name) {
                         continue;
                     }
                     per_tool.entry(name.clone()).or_default().record(v);
@@ -942,7 +978,7 @@ impl Baselines {
             approval: approved.then(|| "replayed".to_owned()),
             ..crate::decision::Allowance::default()
         });
-        let learned = approved || findings.score() < self.settings.suspicion_at;
+        let learned = !findings.full && (approved || findings.score() < self.settings.suspicion_at);
         self.commit(request, Some(tool), &allow, at);
         learned
     }
@@ -962,6 +998,7 @@ impl Baselines {
         let Some(mut state) = self.lock() else {
             return Findings {
                 items: vec![(100, "baseline state unavailable".to_owned())],
+                full: false,
             };
         };
         let state = &mut *state;
@@ -971,7 +1008,12 @@ impl Baselines {
                 .agents
                 .retain(|_, a| now - a.last_call < SESSION_GAP_SECS);
             if state.agents.len() >= MAX_AGENTS {
-                state.agents.clear();
+                // Forgetting live agents would reset their rate counters (an agent in a burst
+                // would look idle again); the newcomer is refused until some go idle.
+                return Findings {
+                    items: Vec::new(),
+                    full: true,
+                };
             }
         }
         let agent = match state.agents.get_mut(agent_id) {
@@ -1118,6 +1160,18 @@ pub fn parse_profiles(text: &[u8]) -> Result<HashMap<String, RoleProfile>, Strin
 impl BehaviourCheck for Baselines {
     fn assess(&self, request: &GuardRequest<'_>, tool: &ToolSpec) -> Assessment {
         let findings = self.sample(request, tool, self.clock.now());
+        if findings.full {
+            return Assessment {
+                refusal: Some(Denial::new(
+                    codes::CAPACITY_EXCEEDED,
+                    format!(
+                        "the behaviour baseline tracks {MAX_AGENTS} agents active in the last {SESSION_GAP_SECS} s; \
+                         this agent cannot be tracked until some go idle"
+                    ),
+                )),
+                ..Assessment::default()
+            };
+        }
         let score = findings.score();
         if score == 0 {
             return Assessment::default();
@@ -1243,4 +1297,231 @@ pub fn describe_profile(key: &str, profile: &RoleProfile) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    //! The baseline's caps at, below and past their bounds.
+    use super::*;
+    use agentiam_token::{FixedClock, ScopeSet};
+    use serde_json::json;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn baselines(clock: &Arc<FixedClock>) -> Baselines {
+        Baselines::new(RoleMap::new(), BaselineSettings::default()).with_clock(clock.clone())
+    }
+
+    fn agent(id: &str) -> crate::Principal {
+        crate::Principal::from_workload(
+            format!("spiffe://acme.test/{id}"),
+            ScopeSet::default(),
+            NOW + 86_400,
+        )
+    }
+
+    fn assess(b: &Baselines, who: &crate::Principal, tool: &ToolSpec, args: &Value) -> Assessment {
+        b.assess(&GuardRequest::new(who, tool.name(), args), tool)
+    }
+
+    /// Past the agent cap a newcomer is refused; live agents keep their counters (they used
+    /// to be forgotten all at once), and idle ones make room.
+    #[test]
+    fn agents_at_below_and_past_the_cap() {
+        let clock = Arc::new(FixedClock::new(NOW));
+        let b = baselines(&clock);
+        let tool = ToolSpec::new("read", crate::Risk::Low);
+        let args = json!({});
+        for i in 0..MAX_AGENTS - 1 {
+            assert!(
+                assess(&b, &agent(&format!("a{i}")), &tool, &args)
+                    .refusal
+                    .is_none()
+            );
+        }
+        // At the cap: the last one fits.
+        assert!(assess(&b, &agent("last"), &tool, &args).refusal.is_none());
+        assert_eq!(b.lock().unwrap().agents.len(), MAX_AGENTS);
+        // Past it: refused with its own code; an agent already tracked is not.
+        let refusal = assess(&b, &agent("newcomer"), &tool, &args)
+            .refusal
+            .unwrap();
+        assert_eq!(refusal.code(), codes::CAPACITY_EXCEEDED);
+        assert!(assess(&b, &agent("a7"), &tool, &args).refusal.is_none());
+        assert!(
+            b.lock()
+                .unwrap()
+                .agents
+                .contains_key("spiffe://acme.test/a7")
+        );
+        // Once the others have been idle for a session gap, there is room again.
+        clock.set(NOW + SESSION_GAP_SECS + 1);
+        assert!(
+            assess(&b, &agent("newcomer"), &tool, &args)
+                .refusal
+                .is_none()
+        );
+    }
+
+    fn established() -> RoleProfile {
+        RoleProfile {
+            observations: BaselineSettings::default().min_observations,
+            first_seen: NOW - 86_400,
+            last_seen: NOW - 60,
+            tools: BTreeMap::from([("pay".to_owned(), 500)]),
+            categories: BTreeMap::from([("pay".to_owned(), 500)]),
+            ..RoleProfile::default()
+        }
+    }
+
+    /// A numeric argument the profile can no longer learn is never compared with anything:
+    /// past the per-tool cap it scores at the confirmation threshold.
+    #[test]
+    fn numeric_arguments_at_below_and_past_the_per_tool_cap() {
+        let clock = Arc::new(FixedClock::new(NOW));
+        let payer = agent("payer");
+        let role = payer.presenter().to_owned();
+        let tool = ToolSpec::new("pay", crate::Risk::Low);
+        for (known, want) in [
+            (MAX_ARGUMENTS_PER_TOOL - 2, 0),
+            (MAX_ARGUMENTS_PER_TOOL - 1, 0),
+            (MAX_ARGUMENTS_PER_TOOL, SCORE_UNLEARNABLE),
+        ] {
+            let b = baselines(&clock);
+            let mut profile = established();
+            let per_tool = (0..known)
+                .map(|i| (format!("n{i}"), LogHistogram::default()))
+                .collect();
+            profile.arguments.insert("pay".to_owned(), per_tool);
+            b.lock().unwrap().profiles.insert(role.clone(), profile);
+            let a = assess(&b, &payer, &tool, &json!({"amount": 5, "memo": "x"}));
+            assert_eq!(unlearnable(&a), want, "{known} arguments known: {a:?}");
+            // One already learned is compared as usual, whatever the cap.
+            let b2 = baselines(&clock);
+            let mut profile = established();
+            let mut per_tool: BTreeMap<String, LogHistogram> = (1..known)
+                .map(|i| (format!("n{i}"), LogHistogram::default()))
+                .collect();
+            per_tool.insert("amount".to_owned(), LogHistogram::default());
+            profile.arguments.insert("pay".to_owned(), per_tool);
+            b2.lock().unwrap().profiles.insert(role.clone(), profile);
+            assert_eq!(
+                unlearnable(&assess(&b2, &payer, &tool, &json!({"amount": 5}))),
+                0
+            );
+        }
+        // No per-tool map and the profile's tool cap reached: the same.
+        let b = baselines(&clock);
+        let mut profile = established();
+        profile.arguments = (0..MAX_KEYS)
+            .map(|i| (format!("t{i}"), BTreeMap::new()))
+            .collect();
+        b.lock().unwrap().profiles.insert(role, profile);
+        let a = assess(&b, &payer, &tool, &json!({"amount": 5}));
+        assert_eq!(unlearnable(&a), SCORE_UNLEARNABLE);
+        assert!(a.anomaly_score >= SCORE_UNLEARNABLE);
+    }
+
+    /// The score the "cannot be learned" finding contributes (0 when absent).
+    fn unlearnable(a: &Assessment) -> u8 {
+        if a.findings.iter().any(|f| f.contains("cannot be learned")) {
+            SCORE_UNLEARNABLE
+        } else {
+            0
+        }
+    }
+
+    /// A role that cannot get a profile would never be compared with anything: past the
+    /// profile cap its calls score at the confirmation threshold.
+    #[test]
+    fn profiles_at_below_and_past_the_cap() {
+        let clock = Arc::new(FixedClock::new(NOW));
+        let tool = ToolSpec::new("read", crate::Risk::Low);
+        for (kept, want) in [
+            (MAX_PROFILES - 2, 0),
+            (MAX_PROFILES - 1, 0),
+            (MAX_PROFILES, SCORE_UNLEARNABLE),
+        ] {
+            let b = baselines(&clock);
+            {
+                let mut state = b.lock().unwrap();
+                for i in 0..kept {
+                    state
+                        .profiles
+                        .insert(format!("role-{i}"), RoleProfile::default());
+                }
+            }
+            let a = assess(&b, &agent("new-role"), &tool, &json!({}));
+            assert_eq!(a.anomaly_score, want, "{kept} profiles kept");
+            // A role that has its profile is unaffected.
+            assert_eq!(
+                b.lock().unwrap().profiles.len(),
+                kept,
+                "scoring never adds profiles"
+            );
+        }
+    }
+
+    /// Past the tool cap a new tool is not learned, so it stays new (scored, not forgotten).
+    #[test]
+    fn tools_past_the_cap_stay_new() {
+        let clock = Arc::new(FixedClock::new(NOW));
+        let b = baselines(&clock);
+        let payer = agent("payer");
+        let mut profile = established();
+        for i in 0..MAX_KEYS - 1 {
+            profile.tools.insert(format!("tool{i}"), 1);
+        }
+        assert_eq!(profile.tools.len(), MAX_KEYS);
+        b.lock()
+            .unwrap()
+            .profiles
+            .insert(payer.presenter().to_owned(), profile);
+        let new_tool = ToolSpec::new("new_pay", crate::Risk::Low).with_scope("pay", "new");
+        let request = GuardRequest::new(&payer, "new_pay", &Value::Null);
+        assert!(b.learn_call(&request, &new_tool, NOW, true));
+        let profile = b.profile(payer.presenter()).unwrap();
+        assert!(!profile.tools.contains_key("new_pay"));
+        let a = assess(&b, &payer, &new_tool, &Value::Null);
+        assert!(
+            a.findings.iter().any(|f| f.starts_with("first call to")),
+            "{a:?}"
+        );
+    }
+
+    /// Files: profile, tool and n-gram counts at, below and past their caps; size past the cap.
+    #[test]
+    fn files_at_below_and_past_their_caps() {
+        let doc = |profiles: &BTreeMap<String, RoleProfile>| {
+            serde_json::to_vec(&json!({"format": BASELINE_FORMAT, "profiles": profiles})).unwrap()
+        };
+        let many = |n: usize| -> BTreeMap<String, RoleProfile> {
+            (0..n)
+                .map(|i| (format!("r{i}"), RoleProfile::default()))
+                .collect()
+        };
+        assert!(parse_profiles(&doc(&many(MAX_PROFILES - 1))).is_ok());
+        assert!(parse_profiles(&doc(&many(MAX_PROFILES))).is_ok());
+        assert!(parse_profiles(&doc(&many(MAX_PROFILES + 1))).is_err());
+        let with = |tools: usize, ngrams: usize| {
+            let p = RoleProfile {
+                tools: (0..tools).map(|i| (format!("t{i}"), 1)).collect(),
+                ngrams: (0..ngrams as u64).collect(),
+                ..RoleProfile::default()
+            };
+            parse_profiles(&doc(&BTreeMap::from([("r".to_owned(), p)])))
+        };
+        assert!(with(MAX_KEYS - 1, 0).is_ok() && with(MAX_KEYS, 0).is_ok());
+        assert!(with(MAX_KEYS + 1, 0).is_err());
+        assert!(with(0, MAX_NGRAMS).is_ok() && with(0, MAX_NGRAMS + 1).is_err());
+        // Size: a sparse file one byte past the cap is refused before it is read.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.json");
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(MAX_BASELINE_FILE_BYTES + 1).unwrap();
+        let err = read_profiles(&path).unwrap_err();
+        assert!(err.contains("more than a baselines file may have"), "{err}");
+        let text = vec![b' '; 16];
+        assert!(parse_profiles(&text).unwrap_err().contains("EOF"));
+    }
 }

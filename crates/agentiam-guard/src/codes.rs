@@ -32,8 +32,16 @@ pub const ANOMALY: &str = "guard.anomaly";
 pub const RATE_LIMITED: &str = "guard.rate_limited";
 /// The tool (or HTTP route) is not registered with the guard.
 pub const UNKNOWN_ACTION: &str = "guard.unknown_action";
-/// The arguments are not a JSON object, are too large or too deeply nested.
+/// The arguments are not a JSON object, hold a number policy cannot represent exactly, or (HTTP
+/// layer) the request body is over its cap or not JSON.
 pub const ARGUMENTS_INVALID: &str = "guard.arguments_invalid";
+/// The arguments are too large or too many to examine completely (nested deeper than
+/// `MAX_ARGUMENT_DEPTH`, more than `MAX_ARGUMENT_VALUES` values or `MAX_ARGUMENT_BYTES` bytes of
+/// strings): refused before any check reads them, so no check ever passes what it did not see.
+pub const INPUT_TOO_LARGE: &str = "guard.input_too_large";
+/// A bounded table the decision needs (behaviour counters per agent) is full of live entries:
+/// the call is refused rather than decided without its state.
+pub const CAPACITY_EXCEEDED: &str = "guard.capacity_exceeded";
 /// The principal's token has expired since it was verified.
 pub const TOKEN_EXPIRED: &str = "token.expired";
 /// No credential was presented (HTTP layer).

@@ -604,6 +604,11 @@ pub struct CallInput {
     /// The session has read untrusted content.
     #[serde(default)]
     pub tainted: bool,
+    /// Untrusted texts the session read (tool outputs, documents): the session is tainted and
+    /// remembers their fingerprints, so arguments copied from them are flagged
+    /// (`context.untrusted_arguments`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub untrusted_text: Vec<String>,
     /// A human's approval.
     #[serde(default)]
     pub approval: Option<Value>,
@@ -644,11 +649,14 @@ impl CallInput {
                 Err(e) => return Decision::deny(e.code(), e.to_string()),
             },
         };
-        let session = if self.tainted {
+        let mut session = if self.tainted {
             SessionContext::default().taint("call input")
         } else {
             SessionContext::default()
         };
+        for text in &self.untrusted_text {
+            session = session.read_untrusted("call input", text);
+        }
         let mut request =
             GuardRequest::new(&principal, &self.tool, &self.arguments).with_session(&session);
         request.approval = approval.as_ref();

@@ -272,6 +272,11 @@ impl Guard {
                 "tool arguments must be a JSON object",
             );
         }
+        // Before anything reads the arguments: what is too large to examine completely is
+        // refused here, so no later check needs a cap of its own or stops early.
+        if let Some(why) = crate::arguments::too_large(request.arguments) {
+            return Decision::deny(codes::INPUT_TOO_LARGE, why);
+        }
         let scope_request =
             ScopeRequest::new(tool.resource(), tool.action()).with_args(request.arguments);
         if let Err(denial) = principal.scopes().check(&scope_request) {
@@ -380,7 +385,7 @@ impl Guard {
         }
         let own = request.session;
         let known = own.tainted
-            && !shared.overflowed
+            && (!shared.overflowed || own.untrusted_text.overflowed())
             && shared.sources.iter().all(|s| own.taint_sources.contains(s))
             && own.untrusted_text.holds_all(shared.fingerprints.iter());
         if known {
@@ -398,7 +403,9 @@ impl Guard {
         }
         Arc::make_mut(&mut merged.untrusted_text)
             .add_fingerprints(shared.fingerprints.iter().copied());
-        merged.untrusted_overflowed |= shared.overflowed;
+        if shared.overflowed {
+            Arc::make_mut(&mut merged.untrusted_text).mark_overflowed();
+        }
         Ok(Some(merged))
     }
 
@@ -416,6 +423,7 @@ impl Guard {
             let mut read = crate::UntrustedText::default();
             read.remember(text);
             add.add_fingerprints(read.fingerprints());
+            add.overflowed |= read.overflowed();
         }
         let now = self.clock.now();
         self.state
@@ -488,13 +496,12 @@ impl Guard {
         let mut ctx = PolicyContext {
             arguments: request.arguments,
             tainted: session.tainted,
-            // A fingerprint set that overflowed cannot clear anything: every argument counts as
-            // possibly copied.
-            untrusted_arguments: session.untrusted_overflowed
-                || session
-                    .untrusted_text
-                    .copied_into(request.arguments)
-                    .is_some(),
+            // A fingerprint set that overflowed (here or in another worker of the task) cannot
+            // clear anything: `copied_into` then names the first string.
+            untrusted_arguments: session
+                .untrusted_text
+                .copied_into(request.arguments)
+                .is_some(),
             approved: false,
             anomaly_score,
             http: request.http,

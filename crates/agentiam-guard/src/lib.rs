@@ -4,7 +4,9 @@
 //! arguments and the session) in this order, each step with its own reason code:
 //!
 //! 1. the credential has not expired since it was verified (`token.expired`);
-//! 2. the tool is registered (`guard.unknown_action`) and the arguments are an object (`guard.arguments_invalid`);
+//! 2. the tool is registered (`guard.unknown_action`), the arguments are an object (`guard.arguments_invalid`)
+//!    small enough to examine completely (`guard.input_too_large`: [`MAX_ARGUMENT_DEPTH`],
+//!    [`MAX_ARGUMENT_VALUES`], [`MAX_ARGUMENT_BYTES`]);
 //! 3. a token scope covers the tool's `resource:action` and its argument constraints
 //!    (`guard.scope_missing`, `guard.constraint_violated`);
 //! 4. the [`ContentFilter`] hook finds no injection in the arguments (`guard.injection_detected`);
@@ -57,6 +59,7 @@
 #![warn(missing_docs)]
 
 mod approval;
+mod arguments;
 mod audit;
 mod baseline;
 pub mod codes;
@@ -84,6 +87,7 @@ pub use approval::{
     DEFAULT_MAX_APPROVAL_TTL_SECS, InMemoryNonceStore, MAX_APPROVAL_BYTES, NonceStore,
     PendingApproval,
 };
+pub use arguments::{MAX_ARGUMENT_BYTES, MAX_ARGUMENT_VALUES};
 pub use audit::{AuditSink, GUARDRAIL_COMPONENT, TOOL_CALL_EVENT, TOOL_RESULT_EVENT};
 pub use baseline::{
     BASELINE_FORMAT, BaselineSettings, Baselines, DeclaredProfile, LogHistogram,

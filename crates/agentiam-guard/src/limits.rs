@@ -283,3 +283,69 @@ impl BehaviourCheck for Limits {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The limits' caps at, below and past their bounds: past either, the call is refused.
+    use super::*;
+    use agentiam_token::{FixedClock, ScopeSet};
+    use serde_json::json;
+
+    fn agent(id: &str) -> crate::Principal {
+        crate::Principal::from_workload(
+            format!("spiffe://acme.test/{id}"),
+            ScopeSet::default(),
+            i64::MAX,
+        )
+    }
+
+    fn refused(limits: &Limits, who: &crate::Principal, args: &Value) -> Option<String> {
+        let tool = ToolSpec::new("pay", crate::Risk::Low);
+        limits
+            .assess(&GuardRequest::new(who, "pay", args), &tool)
+            .refusal
+            .map(|d| d.code().to_owned())
+    }
+
+    #[test]
+    fn windows_at_below_and_past_the_cap() {
+        let limits = Limits::new(vec![Limit::calls("per-agent", "pay", 60, 1_000)])
+            .with_clock(Arc::new(FixedClock::new(1_000)));
+        let args = json!({});
+        for i in 0..MAX_WINDOWS {
+            assert_eq!(refused(&limits, &agent(&format!("a{i}")), &args), None);
+        }
+        PENDING.with(|p| p.borrow_mut().clear());
+        // Every window is live: a new key is refused, a known one still counts.
+        assert_eq!(
+            refused(&limits, &agent("newcomer"), &args).as_deref(),
+            Some(codes::RATE_LIMITED)
+        );
+        assert_eq!(refused(&limits, &agent("a1"), &args), None);
+        PENDING.with(|p| p.borrow_mut().clear());
+    }
+
+    #[test]
+    fn entries_at_below_and_past_the_cap() {
+        let limits = Limits::new(vec![Limit::total(
+            "money",
+            "pay",
+            3_600,
+            "amount",
+            f64::MAX,
+        )])
+        .with_clock(Arc::new(FixedClock::new(1_000)));
+        let payer = agent("payer");
+        let args = json!({"amount": 1});
+        for _ in 0..MAX_ENTRIES {
+            assert_eq!(refused(&limits, &payer, &args), None);
+        }
+        PENDING.with(|p| p.borrow_mut().clear());
+        // The window remembers 100,000 calls: the next one cannot be counted, so it is refused.
+        assert_eq!(
+            refused(&limits, &payer, &args).as_deref(),
+            Some(codes::RATE_LIMITED)
+        );
+        PENDING.with(|p| p.borrow_mut().clear());
+    }
+}

@@ -210,11 +210,10 @@ pub struct Principal {
 fn actors_oldest_first(act: Option<&Value>) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = act;
-    // `act` nests newest outermost; the depth cap on tokens bounds this loop, and we cap it again.
+    // `act` nests newest outermost. Every actor is kept: dropping the oldest would hide them
+    // from revocation checks and from policy's `context.chain`. The loop is bounded by the
+    // token (8 KiB, and a verified token's `act` nesting matches its capped delegation depth).
     while let Some(Value::Object(map)) = cur {
-        if out.len() >= 16 {
-            break;
-        }
         if let Some(Value::String(sub)) = map.get("sub") {
             out.push(sub.clone());
         }
@@ -417,9 +416,6 @@ pub struct SessionContext {
     pub id: Option<String>,
     /// The agent has read untrusted content in this session.
     pub tainted: bool,
-    /// More untrusted text was read than fingerprints are kept for: every argument counts as
-    /// possibly copied from it (fail closed).
-    pub untrusted_overflowed: bool,
     /// Where the taint came from (tool names or document ids), for diagnostics.
     pub taint_sources: Vec<String>,
     /// Fingerprints of the untrusted content read, to flag arguments copied from it
@@ -529,3 +525,23 @@ impl<'a> GuardRequest<'a> {
 
 /// A principal shared between requests (cheap to clone).
 pub type SharedPrincipal = Arc<Principal>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No cap on the actors read from `act`: all of them reach the chain, oldest first.
+    #[test]
+    fn every_actor_of_a_deep_act_claim_is_kept() {
+        for depth in [15usize, 16, 17, 40] {
+            let mut act = Value::Null;
+            for i in 0..depth {
+                act = serde_json::json!({"sub": format!("a{i}"), "act": act});
+            }
+            let actors = actors_oldest_first(Some(&act));
+            assert_eq!(actors.len(), depth);
+            assert_eq!(actors.first().map(String::as_str), Some("a0"));
+            assert_eq!(actors.last(), Some(&format!("a{}", depth - 1)));
+        }
+    }
+}

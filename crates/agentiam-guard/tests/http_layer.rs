@@ -966,3 +966,62 @@ async fn handlers_without_the_layer_get_a_500_not_a_principal() {
         )
     );
 }
+
+/// The body cap at, below and past its bound (the cap is in bytes; the memo is two-byte
+/// characters, so an odd cap falls inside one): past it, 413 `guard.arguments_invalid` before
+/// anything else reads the body.
+#[tokio::test]
+async fn the_body_cap_at_below_and_past_its_bound() {
+    let w = world();
+    let cap = 4097;
+    let addr = serve_axum(w.layer(cap)).await;
+    let token = w.token(ALL);
+    let body = |len: usize| {
+        let base = json!({"to": "bob@acme.test", "memo": ""}).to_string();
+        let pad = len - base.len();
+        let mut memo = "é".repeat(pad / 2);
+        if pad % 2 == 1 {
+            memo.push('x');
+        }
+        let v = json!({"to": "bob@acme.test", "memo": memo});
+        assert_eq!(v.to_string().len(), len);
+        v
+    };
+    for (len, too_large) in [(cap - 1, false), (cap, false), (cap + 1, true)] {
+        let r = send(
+            addr,
+            request("POST", "/mail", Some(&token), Some(body(len))),
+        )
+        .await;
+        if too_large {
+            assert_eq!(
+                (r.status, r.code()),
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    Some("guard.arguments_invalid")
+                )
+            );
+        } else {
+            assert_eq!(r.status, StatusCode::OK, "{len}: {:?}", r.body);
+        }
+    }
+    // Within the body cap but nested past the guard's argument depth: 413 with its own code.
+    let mut deep = json!("x");
+    for _ in 0..MAX_ARGUMENT_DEPTH {
+        deep = json!([deep]);
+    }
+    let r = send(
+        addr,
+        request(
+            "POST",
+            "/mail",
+            Some(&token),
+            Some(json!({"to": "bob@acme.test", "memo": deep})),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("guard.input_too_large"))
+    );
+}

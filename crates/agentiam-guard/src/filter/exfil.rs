@@ -1,33 +1,73 @@
-//! Exfiltration checks on agent outputs and tool arguments: markdown images and links, and bare
-//! URLs, whose URL carries data to a host outside the allowlist. A rendered markdown image is
-//! fetched without a click, so an image URL with data in it leaks that data.
+//! Exfiltration checks on agent outputs and tool arguments: URLs (bare, markdown images and
+//! links, or a whole argument) that would carry data to a host outside the allowlist.
+//! A rendered markdown image is fetched without a click, so an image URL with data in it
+//! leaks that data.
+//!
+//! URLs are read as HTTP clients read them ([`super::urls`]): the host is the one the `url`
+//! crate (WHATWG) parses, and a URL other clients could read differently (backslashes,
+//! control characters, several `@`, percent-encoded, IDNA-mapped or numeric-IPv4 hosts, a host
+//! the parser refuses) is reported whatever its host, with reason `ambiguous URL`.
+//!
+//! To a host outside the allowlist, a URL carries data when it has any of:
+//! - userinfo (`user:password@`);
+//! - a query (anything after `?`, however short);
+//! - a path segment or fragment of 64 characters or more, or of 24 or more characters of
+//!   letters, digits and `+-_=%` (base64, hex, tokens);
+//! - labels left of the registrable domain other than one `www` (`c2VjcmV0.evil.test`,
+//!   `alice.evil.test`); the registrable domain is the last two labels, or three under a
+//!   two-letter country code with a generic second level (`co.uk`), which errs towards
+//!   reporting.
+//!
+//! A string that is one URL is also read whole, as a client handed it would: tabs and line
+//! breaks removed, spaces percent-encoded; tabs, line breaks or control characters inside a
+//! string without spaces make it ambiguous. Whole-string readings of text with spaces judge
+//! only what follows the host (userinfo, query, fragment) and the host, not the path.
+//! A string starting with a host name and a `/`, `?` or `#` is read as `http://` plus the
+//! string, since tools often add the scheme.
 
 use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-/// A URL that would carry data out.
+use super::urls::{self, Context};
+
+/// A URL that would carry data out, or that clients may read differently.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UrlFinding {
-    /// The host, lower case.
+    /// The host, as the WHATWG URL parser reads it (lower case, IDNA to ASCII, IPv4 dotted,
+    /// IPv6 in brackets); the visible host when the parser refuses the URL.
     pub host: String,
-    /// Byte range of the URL in the checked text.
+    /// Byte range of the URL in the checked text (on character boundaries).
     pub start: usize,
     /// End byte (exclusive).
     pub end: usize,
-    /// `markdown_image`, `markdown_link` or `url`, then why it counts as carrying data.
+    /// `markdown_image`, `markdown_link` or `url`, then why it counts as carrying data
+    /// (`query`, `userinfo`, `encoded path segment`, `encoded fragment`, `subdomain labels`)
+    /// or `ambiguous URL (...)`.
     pub reason: String,
 }
 
 /// Which hosts may receive data in URLs. Hosts match exactly or as a parent domain
-/// (`example.com` allows `img.example.com`).
+/// (`example.com` allows `img.example.com`); IP addresses match exactly. Entries are read as
+/// the URL parser reads hosts (`Bücher.example` is `xn--bcher-kva.example`).
 #[derive(Debug, Clone, Default)]
 pub struct ExfiltrationCheck {
     allowed: BTreeSet<String>,
 }
 
-/// Longest text examined for URLs.
-const MAX_TEXT: usize = 1 << 20;
+/// A host as compared with the allowlist: the parser's form, without a trailing dot.
+fn canonical_host(host: &str) -> String {
+    let host = host.trim().trim_end_matches('.');
+    match url::Host::parse(host) {
+        Ok(url::Host::Domain(d)) => d.trim_end_matches('.').to_owned(),
+        Ok(ip) => ip.to_string(),
+        Err(_) => host.to_ascii_lowercase(),
+    }
+}
+
+fn is_ip(host: &str) -> bool {
+    host.starts_with('[') || host.parse::<std::net::Ipv4Addr>().is_ok()
+}
 
 impl ExfiltrationCheck {
     /// A check that allows data-carrying URLs to `hosts` only.
@@ -39,7 +79,7 @@ impl ExfiltrationCheck {
         Self {
             allowed: hosts
                 .into_iter()
-                .map(|h| h.as_ref().trim().trim_end_matches('.').to_ascii_lowercase())
+                .map(|h| canonical_host(h.as_ref()))
                 .filter(|h| !h.is_empty())
                 .collect(),
         }
@@ -47,109 +87,87 @@ impl ExfiltrationCheck {
 
     /// Whether `host` is allowed.
     pub fn allows(&self, host: &str) -> bool {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let host = canonical_host(host);
+        if is_ip(&host) {
+            return self.allowed.contains(&host);
+        }
         self.allowed.iter().any(|a| {
             host == *a
-                || host
-                    .strip_suffix(a.as_str())
-                    .is_some_and(|rest| rest.ends_with('.'))
+                || (!is_ip(a)
+                    && host
+                        .strip_suffix(a.as_str())
+                        .is_some_and(|rest| rest.ends_with('.')))
         })
     }
 
-    /// Every URL in `text` that carries data to a host outside the allowlist.
+    /// Every URL in `text` that carries data to a host outside the allowlist, or that clients
+    /// may read differently (whatever its host). The whole text is examined.
     pub fn check_text(&self, text: &str) -> Vec<UrlFinding> {
-        let text = text.get(..text.len().min(MAX_TEXT)).unwrap_or_default();
-        let mut out = Vec::new();
-        let mut from = 0;
-        while let Some(rel) = find_scheme(text.get(from..).unwrap_or_default()) {
-            let start = from + rel;
-            let tail = text.get(start..).unwrap_or_default();
-            let len = tail
-                .find(|c: char| {
-                    c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '<' | '>' | ']')
-                })
-                .unwrap_or(tail.len());
-            let url = tail.get(..len).unwrap_or_default();
-            let before = text.get(..start).unwrap_or_default();
-            let kind = if before.trim_end().ends_with("](") || before.ends_with("](") {
-                if markdown_image(before) {
-                    "markdown_image"
-                } else {
-                    "markdown_link"
-                }
-            } else {
-                "url"
+        let mut out: Vec<UrlFinding> = Vec::new();
+        let whole = urls::whole(text);
+        for candidate in whole.iter().chain(urls::candidates(text).iter()) {
+            let Some(finding) = self.judge(text, candidate) else {
+                continue;
             };
-            if let Some((host, why)) = carries_data(url)
-                && !self.allows(&host)
-            {
-                out.push(UrlFinding {
-                    host,
-                    start,
-                    end: start + len,
-                    reason: format!("{kind}: {why}"),
-                });
+            let seen = out
+                .iter()
+                .any(|f| f.start == finding.start && f.host == finding.host);
+            if !seen {
+                out.push(finding);
             }
-            from = start + len.max(1);
         }
         out
     }
-}
 
-fn find_scheme(text: &str) -> Option<usize> {
-    let lower = text.as_bytes();
-    lower.windows(7).enumerate().find_map(|(i, w)| {
-        let is_http = w.eq_ignore_ascii_case(b"http://")
-            || (w.eq_ignore_ascii_case(b"https:/") && lower.get(i + 7).is_some_and(|b| *b == b'/'));
-        is_http.then_some(i)
-    })
-}
-
-/// Whether the `](` before a URL closes `![alt`, not `[text`.
-fn markdown_image(before: &str) -> bool {
-    let trimmed = before
-        .trim_end()
-        .trim_end_matches('(')
-        .trim_end_matches(']');
-    trimmed
-        .rfind('[')
-        .is_some_and(|open| open > 0 && trimmed.get(open - 1..open) == Some("!"))
-}
-
-/// The host, and why the URL carries data: a query with values, a long path segment, or a
-/// base64- or hex-looking segment.
-fn carries_data(url: &str) -> Option<(String, String)> {
-    let rest = url.split_once("://")?.1;
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = rest.get(..authority_end)?;
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, h)| h)
-        .split(':')
-        .next()?
-        .to_ascii_lowercase();
-    if host.is_empty() {
-        return None;
-    }
-    let path_and_query = rest.get(authority_end..).unwrap_or_default();
-    let (path, query) = path_and_query
-        .split_once('?')
-        .map_or((path_and_query, ""), |(p, q)| (p, q));
-    let query = query.split('#').next().unwrap_or_default();
-    if query
-        .split('&')
-        .any(|kv| kv.split_once('=').is_some_and(|(_, v)| v.len() >= 8))
-    {
-        return Some((host, "query values".to_owned()));
-    }
-    for segment in path.split('/') {
-        let dense = segment.len() >= 24
-            && segment.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'_' | b'=' | b'%')
-            });
-        if segment.len() >= 64 || dense {
-            return Some((host, "encoded path segment".to_owned()));
+    fn judge(&self, text: &str, candidate: &urls::Candidate) -> Option<UrlFinding> {
+        let reading = urls::read(text, candidate)?;
+        let kind = candidate.context.name();
+        let finding = |why: String| UrlFinding {
+            host: reading.host.clone(),
+            start: candidate.start,
+            end: candidate.end,
+            reason: format!("{kind}: {why}"),
+        };
+        if let Some(why) = reading.ambiguous {
+            return Some(finding(format!("ambiguous URL ({why})")));
         }
+        if self.allows(&reading.host) {
+            return None;
+        }
+        let url = reading.url.as_ref()?;
+        let spaced = candidate.context == Context::Whole
+            && text
+                .get(candidate.start..candidate.end)
+                .is_some_and(|raw| raw.contains(' '));
+        carries_data(url, !spaced).map(|why| finding(why.to_owned()))
+    }
+}
+
+/// A path segment or fragment that looks like data.
+fn dense(part: &str) -> bool {
+    part.len() >= 64
+        || (part.len() >= 24
+            && part.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'_' | b'=' | b'%')
+            }))
+}
+
+/// Why a parsed URL carries data, if it does (see the module docs).
+fn carries_data(url: &url::Url, judge_path: bool) -> Option<&'static str> {
+    if !url.username().is_empty() || url.password().is_some() {
+        return Some("userinfo");
+    }
+    if url.query().is_some_and(|q| !q.is_empty()) {
+        return Some("query");
+    }
+    if url.fragment().is_some_and(dense) {
+        return Some("encoded fragment");
+    }
+    if judge_path && url.path().split('/').any(dense) {
+        return Some("encoded path segment");
+    }
+    if urls::has_subdomain_labels(url) {
+        return Some("subdomain labels");
     }
     None
 }

@@ -27,9 +27,10 @@
 mod decode;
 mod exfil;
 mod model;
-mod normalize;
+pub(crate) mod normalize;
 mod rules;
 mod spotlight;
+pub(crate) mod urls;
 
 use std::collections::BTreeMap;
 
@@ -97,7 +98,9 @@ pub struct Scan {
     pub score: f64,
     /// Every finding, in order of position.
     pub findings: Vec<ScanFinding>,
-    /// Whether only the first `max_bytes` were scanned.
+    /// Whether part of the text was not examined: past `max_bytes`, encoded runs past the
+    /// decoding budget, or hidden text nested deeper than the two levels decoded.
+    /// The guard never treats such a scan as clean.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
 }
@@ -314,7 +317,8 @@ impl InjectionFilter {
             let len = ascii.chars().count() * 4;
             self.scan_hidden(ascii, *at, at + len, "tag_characters", &mut findings);
         }
-        for piece in decode::hidden(input, self.max_bytes / 4) {
+        let (pieces, mut incomplete) = decode::hidden(input, self.max_bytes / 4);
+        for piece in pieces {
             if piece.how.invisible() {
                 findings.push(ScanFinding {
                     rule: hidden_rule(piece.how),
@@ -333,7 +337,9 @@ impl InjectionFilter {
                 &mut findings,
             );
             // One more level: base64 inside a comment, entities inside base64.
-            for inner in decode::hidden(&piece.text, self.max_bytes / 16) {
+            let (inner, inner_incomplete) = decode::hidden(&piece.text, self.max_bytes / 16);
+            incomplete |= inner_incomplete;
+            for inner in inner {
                 self.scan_hidden(
                     &inner.text,
                     piece.start,
@@ -341,6 +347,11 @@ impl InjectionFilter {
                     inner.how.name(),
                     &mut findings,
                 );
+                // Deeper nesting is not decoded: text hidden a third time is not examined,
+                // so the scan says so.
+                incomplete |= !decode::hidden(&inner.text, self.max_bytes / 16)
+                    .0
+                    .is_empty();
             }
         }
         findings.sort_by(|a, b| (a.start, a.end, a.rule).cmp(&(b.start, b.end, b.rule)));
@@ -354,7 +365,7 @@ impl InjectionFilter {
             },
             score,
             findings,
-            truncated: cut < text.len(),
+            truncated: cut < text.len() || incomplete,
         }
     }
 
@@ -447,6 +458,7 @@ impl InjectionFilter {
         }
         let input = text.get(..cut).unwrap_or_default();
         let mut drop: Vec<(usize, usize)> = decode::hidden(input, self.max_bytes / 4)
+            .0
             .into_iter()
             .filter(|p| p.how.invisible())
             .map(|p| {
@@ -480,8 +492,9 @@ impl InjectionFilter {
     }
 
     /// Scans every tool of an agent's configuration, as a registry or broker should when an
-    /// agent registers: the tools whose description or schema text scores as injection, with
-    /// their scans, in manifest order (empty when none does).
+    /// agent registers: the tools whose description or schema text scores as injection, or is
+    /// too large to examine completely (`truncated`), with their scans, in manifest order
+    /// (empty when none is).
     ///
     /// ```
     /// use agentiam_guard::filter::InjectionFilter;
@@ -504,16 +517,26 @@ impl InjectionFilter {
             .iter()
             .filter_map(|tool| {
                 let scan = self.scan_tool_description(&tool.description, &tool.input_schema);
-                (scan.verdict == Verdict::Injection).then(|| (tool.name.clone(), scan))
+                (scan.verdict == Verdict::Injection || scan.truncated)
+                    .then(|| (tool.name.clone(), scan))
             })
             .collect()
     }
 
-    /// Scans a tool's description (and its input schema's text) when an agent registers it:
-    /// instructions to the model inside a description are `tool_poisoning`.
+    /// Scans a tool's description (and every string of its input schema, member names
+    /// included) when an agent registers it: instructions to the model inside a description
+    /// are `tool_poisoning`. Text past the scan cap makes the scan `truncated`.
     pub fn scan_tool_description(&self, description: &str, schema: &Value) -> Scan {
         let mut text = description.to_owned();
-        collect_strings(schema, &mut text, 0);
+        let _ = crate::arguments::visit_strings(schema, |_, s| {
+            if text.len() > self.max_bytes {
+                // Past the cap already: the scan is truncated whatever follows.
+                return std::ops::ControlFlow::Break(());
+            }
+            text.push('\n');
+            text.push_str(s);
+            std::ops::ControlFlow::Continue(())
+        });
         let mut scan = self.scan(&text);
         for f in &mut scan.findings {
             if f.category == Category::PromptInjection || f.category == Category::HiddenText {
@@ -521,25 +544,6 @@ impl InjectionFilter {
             }
         }
         scan
-    }
-}
-
-fn collect_strings(value: &Value, out: &mut String, depth: usize) {
-    if depth > 32 || out.len() > DEFAULT_MAX_BYTES {
-        return;
-    }
-    match value {
-        Value::String(s) => {
-            out.push('\n');
-            out.push_str(s);
-        }
-        Value::Array(items) => items
-            .iter()
-            .for_each(|v| collect_strings(v, out, depth + 1)),
-        Value::Object(map) => map
-            .values()
-            .for_each(|v| collect_strings(v, out, depth + 1)),
-        _ => {}
     }
 }
 
@@ -643,37 +647,73 @@ fn noisy_or(findings: &[ScanFinding]) -> f64 {
 }
 
 impl ContentFilter for InjectionFilter {
+    /// Every string of the arguments, member names included and at any depth, is examined
+    /// whole: a URL carrying data to a host outside the allowlist, or one clients may read
+    /// differently, is a finding; with [`InjectionFilter::scan_all_arguments`], so is a string
+    /// scoring as injection or longer than the scan cap (it cannot be scanned completely).
     fn scan_arguments(&self, _tool: &ToolSpec, arguments: &Value) -> Option<Finding> {
-        let mut strings = Vec::new();
-        string_values(arguments, &mut strings, 0);
-        for s in strings {
+        let mut found = None;
+        let _ = crate::arguments::visit_strings(arguments, |path, s| {
             if let Some(url) = self.exfiltration.check_text(s).into_iter().next() {
-                return Some(Finding {
-                    detail: format!("exfiltration: {} to {}", url.reason, url.host),
+                found = Some(Finding {
+                    detail: format!(
+                        "exfiltration: {} to {} in {}",
+                        url.reason,
+                        url.host,
+                        crate::arguments::path_text(path)
+                    ),
                     score: 1.0,
                 });
+                return std::ops::ControlFlow::Break(());
             }
             if self.scan_arguments {
                 let scan = self.scan(s);
+                if scan.truncated {
+                    found = Some(Finding {
+                        detail: format!(
+                            "argument {} is too large to scan completely ({} bytes; the scan cap is {})",
+                            crate::arguments::path_text(path),
+                            s.len(),
+                            self.max_bytes
+                        ),
+                        score: 1.0,
+                    });
+                    return std::ops::ControlFlow::Break(());
+                }
                 if scan.verdict == Verdict::Injection {
-                    return Some(finding_of(&scan));
+                    found = Some(finding_of(&scan));
+                    return std::ops::ControlFlow::Break(());
                 }
             }
-        }
-        None
+            std::ops::ControlFlow::Continue(())
+        });
+        found
     }
 
+    /// Output that scores as injection is `Injection`; output from a tool with untrusted
+    /// output, or output the scan could not examine completely (`truncated`), is `Untrusted`.
     fn scan_output(&self, tool: &ToolSpec, output: &str) -> OutputVerdict {
         let scan = self.scan(output);
         match scan.verdict {
             Verdict::Injection => OutputVerdict::Injection(finding_of(&scan)),
-            Verdict::Clean if tool.untrusted_output() => OutputVerdict::Untrusted,
+            Verdict::Clean if tool.untrusted_output() || scan.truncated => OutputVerdict::Untrusted,
             Verdict::Clean => OutputVerdict::Clean,
         }
     }
 
+    /// A description that scores as injection, or that is too large to examine completely,
+    /// is a finding (the guard refuses to build with it: `guard.tool_poisoning`).
     fn scan_tool(&self, descriptor: &ToolDescriptor) -> Option<Finding> {
         let scan = self.scan_tool_description(&descriptor.description, &descriptor.input_schema);
+        if scan.truncated {
+            return Some(Finding {
+                detail: format!(
+                    "the tool's description and schema are too large to examine completely (scan cap {} bytes)",
+                    self.max_bytes
+                ),
+                score: 1.0,
+            });
+        }
         (scan.verdict == Verdict::Injection).then(|| finding_of(&scan))
     }
 }
@@ -689,17 +729,5 @@ fn finding_of(scan: &Scan) -> Finding {
     Finding {
         detail: format!("injection score {:.2}: {}", scan.score, rules.join(", ")),
         score: scan.score,
-    }
-}
-
-fn string_values<'a>(value: &'a Value, out: &mut Vec<&'a str>, depth: usize) {
-    if depth > 32 || out.len() > 1024 {
-        return;
-    }
-    match value {
-        Value::String(s) => out.push(s),
-        Value::Array(items) => items.iter().for_each(|v| string_values(v, out, depth + 1)),
-        Value::Object(map) => map.values().for_each(|v| string_values(v, out, depth + 1)),
-        _ => {}
     }
 }

@@ -121,23 +121,36 @@ pub(crate) fn normalize(input: &str) -> Normalized {
             out.origin.push(at32(at));
             continue;
         }
-        for folded in std::iter::once(c).nfkc() {
-            if is_combining_mark(folded) || is_invisible(folded) {
-                continue;
-            }
-            for lower in skeleton(folded).to_lowercase() {
-                let lower = skeleton(lower);
-                let bytes = lower.encode_utf8(&mut buf).as_bytes();
-                out.text.push(lower);
-                out.origin
-                    .extend(std::iter::repeat_n(at32(at), bytes.len()));
-            }
+        for lower in fold(c) {
+            let bytes = lower.encode_utf8(&mut buf).as_bytes();
+            out.text.push(lower);
+            out.origin
+                .extend(std::iter::repeat_n(at32(at), bytes.len()));
         }
     }
     if let Some(run) = smuggled_run.take() {
         out.smuggled.push(run);
     }
     out
+}
+
+/// What one character of the input becomes in the normalised text: nothing for an invisible
+/// character, else its NFKC form without combining marks, folded to the Latin skeleton and
+/// lower-cased. [`normalize`] is this, character by character, plus the byte map and the
+/// report of what was removed.
+pub(crate) fn fold(c: char) -> impl Iterator<Item = char> {
+    std::iter::once(c)
+        .filter(|&c| !is_invisible(c))
+        .nfkc()
+        .filter(|&f| !is_combining_mark(f) && !is_invisible(f))
+        .flat_map(|f| skeleton(f).to_lowercase().map(skeleton))
+}
+
+/// The normalised text of `input` as a stream of characters, without the byte map: the same
+/// text as `normalize(input).text`, in constant memory (for fingerprinting untrusted text
+/// of any length).
+pub(crate) fn folded(input: &str) -> impl Iterator<Item = char> + '_ {
+    input.chars().flat_map(fold)
 }
 
 /// The ASCII character a Unicode tag character stands for.
@@ -287,6 +300,18 @@ mod tests {
         let s = squeezed("1.g.n.0.r.3 a11");
         assert_eq!(s.text, "ignoreaii");
         assert_eq!(s.origin[1], 2u32);
+    }
+
+    #[test]
+    fn the_character_stream_is_the_normalised_text() {
+        for input in [
+            "Ｉgn\u{200B}оre PREVIOUS",
+            "plain ascii Text",
+            "i\u{0301}g\u{0308}nore \u{E0041}x ｅｖｉｌ。test ﬁ ß İ",
+            "",
+        ] {
+            assert_eq!(folded(input).collect::<String>(), normalize(input).text);
+        }
     }
 
     #[test]

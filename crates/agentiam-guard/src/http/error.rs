@@ -136,7 +136,8 @@ pub(super) fn denial_response(
     }
     let status = match code {
         codes::ARGUMENTS_INVALID => StatusCode::BAD_REQUEST,
-        codes::HOOK_FAILED => StatusCode::SERVICE_UNAVAILABLE,
+        codes::INPUT_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+        codes::HOOK_FAILED | codes::CAPACITY_EXCEEDED => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::FORBIDDEN,
     };
     respond(status, None, b)

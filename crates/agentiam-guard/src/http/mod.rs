@@ -32,7 +32,8 @@
 //! | `guard.scope_missing`, `guard.constraint_violated` | 403 | `Bearer error="insufficient_scope", error_description="<code>", scope="<resource:action>"` |
 //! | needs a human (`guard.confirmation_required`, `guard.tainted_context`) | 403 | none; the body carries `approval_request` |
 //! | `guard.arguments_invalid` | 400 (413 for a body over the cap) | none |
-//! | `guard.hook_failed` (e.g. the audit log is down) | 503 | none |
+//! | `guard.input_too_large` (arguments nested, numerous or long past the guard's caps) | 413 | none |
+//! | `guard.hook_failed` (e.g. the audit log is down), `guard.capacity_exceeded` | 503 | none |
 //! | any other denial (`guard.unknown_action` for an unmapped route, policy, approvals) | 403 | none |
 //!
 //! ```
