@@ -64,6 +64,7 @@ fn settled(pending: &ApprovalRecord, status: ApprovalStatus, approver: &str) -> 
                 expires_at: pending.request.expires_at,
                 approver: format!("kid-{approver}"),
                 signature: "c2lnbmF0dXJl".into(),
+                call: format!("call-of-{}", pending.request.digest),
             });
         }
         ApprovalStatus::Denied => record.reason = Some(format!("{approver} said no")),
