@@ -2,12 +2,14 @@
 langchain-core's own `tool.invoke`, each on the same function; prints p50/p99 and the ratios.
 
     .venv/bin/python benches/python/guard_call.py
+    AGENTIAM_BENCH_FILTER=off .venv/bin/python benches/python/guard_call.py   # without the injection filter
 
 Targets (DESIGN.md): guard decision from Python p50 <= 10 µs, <= 5% of langchain-core `tool.invoke`.
 """
 
 import functools
 import json
+import os
 import pathlib
 import statistics
 import time
@@ -47,7 +49,11 @@ def sample(call, n):
 
 
 def main():
-    guard = agentiam.Guard(issuer=CFG["issuer"], audience=CFG["audience"], jwks=CFG["jwks"], now=DOC["now"])
+    # The injection filter is on by default (it scans every argument string for data-carrying
+    # URLs); AGENTIAM_BENCH_FILTER=off measures the guard without it.
+    with_filter = os.environ.get("AGENTIAM_BENCH_FILTER", "on") != "off"
+    guard = agentiam.Guard(issuer=CFG["issuer"], audience=CFG["audience"], jwks=CFG["jwks"], now=DOC["now"],
+                           injection_filter=with_filter)
     guarded = guard.tool(scope="payments:transfer", risk="medium")(transfer)
     plain = bare(transfer)
     langchain = lc_tool(transfer)
@@ -65,6 +71,7 @@ def main():
             for name, call in contenders.items():
                 results[name] += sample(call, N // ROUNDS)
     p = {name: (statistics.median(v) / 1e3, statistics.quantiles(v, n=100)[98] / 1e3) for name, v in results.items()}
+    print(f"injection filter {'on' if with_filter else 'off'}")
     print(f"{N} calls each, 3 string/int arguments, Python {'.'.join(map(str, __import__('sys').version_info[:3]))}")
     for name, (p50, p99) in p.items():
         print(f"  {name:<28} p50 {p50:8.2f} µs   p99 {p99:8.2f} µs")
