@@ -162,23 +162,57 @@ impl Browser {
         self.cmd("POST", "/url", Some(json!({"url": url}))).await;
     }
 
-    async fn element(&self, css: &str) -> String {
-        let v = self
-            .cmd(
+    /// Runs `method` on the element `css` selects (`suffix` after `/element/{id}`), finding it
+    /// again while the page is still being replaced: after a click that submits a form, the old
+    /// page's element can be found and then go stale, or the new one not exist yet. Whether
+    /// the page is ready is a condition polled for up to 60 s, never a fixed sleep.
+    async fn on_element(
+        &self,
+        css: &str,
+        method: &str,
+        suffix: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..600 {
+            let url = format!("{}/session/{}/element", self.base, self.session);
+            let (status, found) = http(
                 "POST",
-                "/element",
+                &url,
+                None,
                 Some(json!({"using": "css selector", "value": css})),
             )
             .await;
-        v[ELEMENT]
-            .as_str()
-            .unwrap_or_else(|| panic!("{css}: {v}"))
-            .to_owned()
+            if status == 200
+                && let Some(id) = found["value"][ELEMENT].as_str()
+            {
+                let url = format!(
+                    "{}/session/{}/element/{id}{suffix}",
+                    self.base, self.session
+                );
+                let body = body
+                    .clone()
+                    .or_else(|| (method == "POST").then(|| json!({})));
+                let (status, v) = http(method, &url, None, body).await;
+                if status == 200 {
+                    return v["value"].clone();
+                }
+                last = v;
+            } else {
+                last = found;
+            }
+            let error = last["value"]["error"].as_str().unwrap_or_default();
+            assert!(
+                matches!(error, "stale element reference" | "no such element"),
+                "{method} {css}{suffix}: {last}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{css} was never there to {method} {suffix}: {last}");
     }
 
     async fn text(&self, css: &str) -> String {
-        let e = self.element(css).await;
-        self.cmd("GET", &format!("/element/{e}/text"), None)
+        self.on_element(css, "GET", "/text", None)
             .await
             .as_str()
             .unwrap()
@@ -186,18 +220,12 @@ impl Browser {
     }
 
     async fn click(&self, css: &str) {
-        let e = self.element(css).await;
-        self.cmd("POST", &format!("/element/{e}/click"), None).await;
+        self.on_element(css, "POST", "/click", None).await;
     }
 
     async fn type_into(&self, css: &str, text: &str) {
-        let e = self.element(css).await;
-        self.cmd(
-            "POST",
-            &format!("/element/{e}/value"),
-            Some(json!({"text": text})),
-        )
-        .await;
+        self.on_element(css, "POST", "/value", Some(json!({"text": text})))
+            .await;
     }
 
     /// The text of `css` once it satisfies `ready` (the page after a click may still be loading).
