@@ -239,6 +239,22 @@ def test_text_the_application_hands_the_agent_is_remembered_when_given():
         assert schedule_payment("GB29NWBK60161331926819", 10) == "scheduled"
         with pytest.raises(agentiam.ConfirmationRequired):
             schedule_payment("DE89370400440532013000", 10)
+    # What the task read stays with the task: a new session of the same token still flags it.
     with guard.session(token) as session:
+        assert session.tainted
+        with pytest.raises(agentiam.ConfirmationRequired):
+            schedule_payment("DE89370400440532013000", 10)
+    # Another task that was only told it read something (no text) has nothing to compare.
+    issuer = agentiam.Issuer("https://broker.test", agentiam.SigningKey.generate())
+    payer = agent()
+    issuer.register(payer, "payments:transfer")
+    other_task = issuer.issue(payer, "api", "payments:transfer", "task-2", "work", ttl=300)
+    other_guard = agentiam.Guard(issuer="https://broker.test", audience="api", jwks=issuer.jwks())
+
+    @other_guard.tool(scope="payments:transfer", risk="medium")
+    def schedule(iban: str, amount: int) -> str:
+        return "scheduled"
+
+    with other_guard.session(other_task) as session:
         session.taint("uploaded-invoice.pdf")  # without the text, only the taint
-        assert schedule_payment("DE89370400440532013000", 10) == "scheduled"
+        assert schedule("DE89370400440532013000", 10) == "scheduled"
