@@ -33,7 +33,7 @@ DOC = json.loads((ROOT / "testvectors" / "redteam.json").read_text())
 GUARD_DOC = json.loads((ROOT / "testvectors" / "guard.json").read_text())
 TOOL_SPECS = GUARD_DOC["config"]["tools"]
 FRAMEWORKS = ("langchain", "llamaindex", "mcp", "openai_agents", "pydantic_ai")
-CODE = re.compile(r"\(((?:guard|token|delegation)\.[a-z_]+)\)")
+CODE = re.compile(r"\b((?:guard|token|delegation)\.[a-z_]+)\b")
 
 
 def _cases(with_approvals: bool = True) -> list[Any]:
@@ -153,6 +153,25 @@ def test_redteam_vector_through_the_package(world, case):
 
 # --- The same cases through each framework, driven the framework's way ------------------------
 
+def _kw(spec: dict[str, Any]) -> dict[str, Any]:
+    """The integration's keyword arguments for a tool spec; a spec without `risk` leaves it unstated."""
+    out = {"scope": spec["scope"], "untrusted_output": spec.get("untrusted_output", False)}
+    if "risk" in spec:
+        out["risk"] = spec["risk"]
+    return out
+
+
+def _package(guard, tools, case, specs=TOOL_SPECS):
+    wrapped = {s["name"]: guard.tool(name=s["name"], **_kw(s))(tools.body(s["name"])) for s in specs}
+    outcomes = []
+    with guard.session(_token()):
+        for call in case["calls"]:
+            tools.returns = call.get("returns", "ok")
+            kind, code, _ = _outcome(lambda: wrapped[call["tool"]](**call["arguments"]))
+            outcomes.append((kind, code))
+    return outcomes
+
+
 def _from_text(text: str) -> tuple[str, str | None]:
     """A refusal as a framework hands it to the model: the kind and the code it names."""
     match = CODE.search(text)
@@ -160,7 +179,7 @@ def _from_text(text: str) -> tuple[str, str | None]:
     return ("confirm" if "needs a human's approval" in text else "deny"), match.group(1)
 
 
-def _langchain(guard, tools, case):
+def _langchain(guard, tools, case, specs=TOOL_SPECS):
     from langchain_core.tools import StructuredTool
 
     from agentiam.integrations.langchain import guard_tool
@@ -168,8 +187,8 @@ def _langchain(guard, tools, case):
     wrapped = {
         s["name"]: guard_tool(guard, StructuredTool.from_function(func=tools.body(s["name"]), name=s["name"],
                                                                   description=f"The {s['name']} tool."),
-                              scope=s["scope"], risk=s["risk"], untrusted_output=s.get("untrusted_output", False))
-        for s in TOOL_SPECS
+                              **_kw(s))
+        for s in specs
     }
     outcomes = []
     with guard.session(_token()):
@@ -181,7 +200,7 @@ def _langchain(guard, tools, case):
     return outcomes
 
 
-def _llamaindex(guard, tools, case):
+def _llamaindex(guard, tools, case, specs=TOOL_SPECS):
     from llama_index.core.tools import FunctionTool
 
     from agentiam.integrations.llamaindex import guard_tool
@@ -189,8 +208,8 @@ def _llamaindex(guard, tools, case):
     wrapped = {
         s["name"]: guard_tool(guard, FunctionTool.from_defaults(fn=tools.body(s["name"]), name=s["name"],
                                                                 description=f"The {s['name']} tool."),
-                              scope=s["scope"], risk=s["risk"], untrusted_output=s.get("untrusted_output", False))
-        for s in TOOL_SPECS
+                              **_kw(s))
+        for s in specs
     }
     outcomes = []
     with guard.session(_token()):
@@ -201,16 +220,15 @@ def _llamaindex(guard, tools, case):
     return outcomes
 
 
-def _mcp(guard, tools, case):
+def _mcp(guard, tools, case, specs=TOOL_SPECS):
     from mcp.client import Client
     from mcp.server.mcpserver import MCPServer
 
     from agentiam.integrations.mcp import guard_tool
 
     server = MCPServer("redteam")
-    for s in TOOL_SPECS:
-        guard_tool(guard, server, scope=s["scope"], risk=s["risk"], untrusted_output=s.get("untrusted_output", False),
-                   name=s["name"])(tools.body(s["name"]))
+    for s in specs:
+        guard_tool(guard, server, name=s["name"], **_kw(s))(tools.body(s["name"]))
 
     async def main():
         outcomes = []
@@ -227,7 +245,7 @@ def _mcp(guard, tools, case):
     return asyncio.run(main())
 
 
-def _openai_agents(guard, tools, case):
+def _openai_agents(guard, tools, case, specs=TOOL_SPECS):
     from agents import Agent, Model, ModelResponse, Runner, Usage, set_tracing_disabled
     from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage, ResponseOutputText
 
@@ -235,9 +253,8 @@ def _openai_agents(guard, tools, case):
 
     set_tracing_disabled(True)
     wrapped = [
-        function_tool(guard, scope=s["scope"], risk=s["risk"], untrusted_output=s.get("untrusted_output", False),
-                      name=s["name"], strict_mode=False)(tools.body(s["name"]))
-        for s in TOOL_SPECS
+        function_tool(guard, name=s["name"], strict_mode=False, **_kw(s))(tools.body(s["name"]))
+        for s in specs
     ]
     calls = case["calls"]
 
@@ -289,7 +306,7 @@ def _openai_agents(guard, tools, case):
     return outcomes
 
 
-def _pydantic_ai(guard, tools, case):
+def _pydantic_ai(guard, tools, case, specs=TOOL_SPECS):
     from pydantic_ai import Agent, DeferredToolRequests
     from pydantic_ai.messages import ModelResponse, RetryPromptPart, TextPart, ToolCallPart, ToolReturnPart
     from pydantic_ai.models.function import AgentInfo, FunctionModel
@@ -297,9 +314,8 @@ def _pydantic_ai(guard, tools, case):
     from agentiam.integrations.pydantic_ai import guard_tool
 
     wrapped = [
-        guard_tool(guard, tools.body(s["name"]), scope=s["scope"], risk=s["risk"],
-                   untrusted_output=s.get("untrusted_output", False), name=s["name"])
-        for s in TOOL_SPECS
+        guard_tool(guard, tools.body(s["name"]), name=s["name"], **_kw(s))
+        for s in specs
     ]
     calls = case["calls"]
     turns = [0]
@@ -349,3 +365,621 @@ def test_redteam_vector_through_each_framework(world, framework, case):
     outcomes = globals()[f"_{framework}"](guard, tools, case)
     assert outcomes == [_expected(case, i) for i in range(len(case["calls"]))], case["comment"]
     assert tools.ran == _allowed_tools(case), case["comment"]
+
+
+# --- The catalogues through the package (their own suites run them through the CLI) ------------
+
+TOKENS = json.loads((ROOT / "testvectors" / "tokens.json").read_text())
+DELEGATION = json.loads((ROOT / "testvectors" / "delegation.json").read_text())
+AUDIT = json.loads((ROOT / "testvectors" / "audit_log.json").read_text())
+
+
+def _catalogue_guard(verifier: dict[str, Any], scope: str = "ledger.ar:read", names: tuple[str, ...] = ()):
+    guard = agentiam.Guard(issuer=verifier["issuer"], audience=verifier["audience"], jwks=verifier["jwks"],
+                           now=verifier["now"])
+
+    def body(**kwargs: Any) -> str:
+        return "ok"
+
+    body.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in names])
+    return guard, guard.tool(scope=scope, risk="low", name="act")(body)
+
+
+@pytest.mark.parametrize("case", [pytest.param(t, id=f"tc{t['tcId']}") for t in TOKENS["tests"]
+                                  if "presented_by" not in t])
+def test_token_catalogue_through_the_package(case):
+    """Promise: what verification refuses, each with its code, through `agentiam.Guard`'s session.
+    (Cases that bind the token to a presenting identity need `--expect-agent`/`verify_for_agent`,
+    which a guard session over a bearer token does not have: see the README's limits.)"""
+    guard, _ = _catalogue_guard(TOKENS["verifier"])
+    for jti in TOKENS["verifier"]["revoked_jtis"]:
+        guard.revoke(token_id=jti, until=TOKENS["verifier"]["now"] + 86_400)
+    try:
+        with guard.session(case["token"]):
+            code = None
+    except agentiam.TokenError as error:
+        code = error.code
+    assert code == (None if case["result"] == "valid" else case["error"]), case["comment"]
+
+
+@pytest.mark.parametrize("case", [pytest.param(t, id=f"tc{t['tcId']}") for t in DELEGATION["tests"]
+                                  if t["flags"] != ["WrongHolder"]])
+def test_delegation_catalogue_through_the_package(case):
+    """Promise: delegation only narrows, and every verifier re-checks the chain: each chain attack
+    through a guard session, and each narrowed token used through a decorated tool."""
+    request = case.get("request")
+    if request is None:
+        guard, act = _catalogue_guard(DELEGATION["verifier"])
+    else:
+        guard, act = _catalogue_guard(DELEGATION["verifier"], f"{request['resource']}:{request['action']}",
+                                      tuple(sorted(request["args"])))
+    for jti in case.get("revoked_jtis", []):
+        guard.revoke(token_id=jti, until=DELEGATION["verifier"]["now"] + 86_400)
+    try:
+        with guard.session(case["token"]):
+            if request is not None:
+                act(**request["args"])
+        code = None
+    except agentiam.AgentIAMError as error:
+        code = error.code
+    assert code == (None if case["result"] == "valid" else case["error"]), case["comment"]
+
+
+@pytest.mark.parametrize("case", [pytest.param(t, id=f"tc{t['tcId']}") for t in AUDIT["tests"]])
+def test_activity_log_catalogue_through_the_package(tmp_path, case):
+    """Promise: the activity log is tamper-evident (changed, deleted, inserted, swapped records;
+    a cut tail or rewritten history given a checkpoint), checked by `agentiam.verify_audit_log`,
+    and `read_audit_log` returns nothing from a log that does not verify."""
+    (tmp_path / "00000000000000000000.jsonl").write_text(case["segment"])
+    key = AUDIT["verifier_key"] if case["checkpoint"] is not None else None
+    for check in (agentiam.verify_audit_log, agentiam.read_audit_log):
+        try:
+            check(str(tmp_path), case["checkpoint"], key)
+            code = None
+        except agentiam.AuditError as error:
+            code = error.code
+        assert code == (None if case["result"] == "valid" else case["error"]), (check.__name__, case["comment"])
+
+
+# --- Single use across guards: approvals after a restart, DPoP proofs across workers ----------
+
+ISS, AUD = "https://broker.redteam.test", "https://api.redteam.test"
+
+
+class Deployment:
+    """An issuer on the real clock, an approver, and guards that share (or do not share) state."""
+
+    def __init__(self):
+        self.issuer = agentiam.Issuer(ISS, agentiam.SigningKey.generate())
+        self.agent = agentiam.AgentIdentity("spiffe://redteam.test/agent/ops", ("p", "m", "1"), "You run ops.", [])
+        self.issuer.register(self.agent, "ledger.records:delete notes:write")
+        self.approver = agentiam.SigningKey.generate()
+
+    def token(self, dpop_jkt: str | None = None) -> str:
+        return self.issuer.issue(self.agent, AUD, "ledger.records:delete notes:write", f"task-{uuid.uuid4()}",
+                                 "redteam", ttl=600, dpop_jkt=dpop_jkt)
+
+    def guard(self, state: str | None = None):
+        guard = agentiam.Guard(issuer=ISS, audience=AUD, jwks=self.issuer.jwks(), state=state,
+                               approvers={"alice": json.loads(self.approver.public_jwk())})
+        ran: list[str] = []
+
+        @guard.tool(scope="ledger.records:delete", risk="irreversible")
+        def delete_records(table: str) -> str:
+            ran.append(table)
+            return "deleted"
+
+        @guard.tool(scope="notes:write", risk="low")
+        def note(text: str) -> str:
+            ran.append(text)
+            return "noted"
+
+        return guard, delete_records, note, ran
+
+
+def test_an_approval_stays_used_across_a_restart_only_with_a_shared_state(tmp_path):
+    """Promise: each nonce is accepted once. With a shared state (here a SQLite file) an approval
+    used before a restart is refused after it; the in-process default keeps used nonces per guard,
+    so a new guard object (a restart, another worker) accepts it again until it expires: by
+    design, and why several workers need `state=`."""
+    d = Deployment()
+    token = d.token()
+    outcomes = {}
+    for state in (f"sqlite:///{tmp_path / 'guard-state.db'}", None):
+        first, delete, _, ran = d.guard(state)
+        with first.session(token) as session:
+            with pytest.raises(ConfirmationRequired) as need:
+                delete("staging")
+            approval = agentiam.sign_approval(json.dumps(need.value.approval_request), d.approver.private_jwk())
+            session.approve(approval)
+            assert delete("staging") == "deleted"
+        restarted, delete_again, _, ran_again = d.guard(state)
+        with restarted.session(token) as session:
+            session.approve(approval)
+            try:
+                delete_again("staging")
+                outcomes[state is None] = "allow"
+            except Denied as error:
+                outcomes[state is None] = error.code
+        assert ran == ["staging"]
+    assert outcomes == {False: "guard.confirmation_invalid", True: "allow"}
+
+
+def _dpop_proof(key: agentiam.SigningKey, token: str, url: str) -> str:
+    private = json.loads(key.private_jwk())
+    public = {k: v for k, v in private.items() if k in ("kty", "crv", "x", "y")}
+    pem_key = jwt.PyJWK.from_dict({**private, "alg": "EdDSA"}).key
+    ath = base64.urlsafe_b64encode(hashlib.sha256(token.encode()).digest()).rstrip(b"=").decode()
+    claims = {"htm": "POST", "htu": url, "iat": int(time.time()), "jti": str(uuid.uuid4()), "ath": ath}
+    return jwt.encode(claims, pem_key, algorithm="EdDSA", headers={"typ": "dpop+jwt", "jwk": public})
+
+
+def test_a_dpop_proof_is_single_use_across_guards_sharing_a_state(tmp_path):
+    """Promise: DPoP proof `jti`s are single-use across workers: a proof replayed to another guard
+    on the same state is refused (`token.pop_invalid`), and the bound token without a proof is
+    refused (`token.pop_required`)."""
+    d = Deployment()
+    holder = agentiam.SigningKey.generate()
+    token = d.token(dpop_jkt=holder.thumbprint)
+    url = "https://api.redteam.test/notes"
+    state = f"sqlite:///{tmp_path / 'guard-state.db'}"
+    (a, _, note_a, ran), (b, _, _, _) = d.guard(state), d.guard(state)
+    proof = _dpop_proof(holder, token, url)
+    with a.session(token, dpop_proof=proof, url=url):
+        assert note_a("hi") == "noted"
+    codes = []
+    for guard, presented in ((b, proof), (a, proof), (b, None)):
+        with pytest.raises(agentiam.TokenError) as refused:
+            with guard.session(token, dpop_proof=presented, url=url):
+                pass
+        codes.append(refused.value.code)
+    assert codes == ["token.pop_invalid", "token.pop_invalid", "token.pop_required"]
+    with b.session(token, dpop_proof=_dpop_proof(holder, token, url), url=url):
+        pass  # a fresh proof is accepted
+    assert ran == ["hi"]
+
+
+# --- Secrets never printed ------------------------------------------------------------------------
+
+def test_secrets_never_appear_in_errors_or_reprs(world):
+    """Promise: secrets never appear in errors or reprs: private keys given where public ones
+    belong, malformed private keys, and state URLs with passwords (any scheme, any failure)."""
+    key = agentiam.SigningKey.generate()
+    private = json.loads(key.private_jwk())
+    secret = private["d"]
+    attempts = {
+        "a private key as an approver": lambda: _build(world, approvers={"alice": private}),
+        "a private key in the JWKS": lambda: _build(world, jwks={"keys": [private]}),
+        "a private key whose public half is wrong": lambda: agentiam.SigningKey.from_private_jwk(
+            json.dumps({**private, "x": "AAAA"})),
+        "a private key cut short": lambda: agentiam.SigningKey.from_private_jwk(key.private_jwk()[:-3]),
+        "a verifier given a private key": lambda: agentiam.Verifier(json.dumps({"keys": [private]}), ISS, AUD),
+        "an unknown state scheme": lambda: _build(world, state="mysql://ops:hunter2-secret@db.internal/guard"),
+        "a state URL that is not a URL": lambda: _build(world, state="hunter2-secret@db.internal"),
+        "an unreachable PostgreSQL": lambda: _build(world, state="postgresql://ops:hunter2-secret@127.0.0.1:1/guard"),
+        "an unreachable Redis": lambda: _build(world, state="redis://:hunter2-secret@127.0.0.1:1/0"),
+        "a PostgreSQL URL that does not parse": lambda: _build(
+            world, state={"backend": "postgres", "url": "postgres://ops:hunter2-secret@[::1/guard"}),
+    }
+    for what, attempt in attempts.items():
+        with pytest.raises(Exception) as refused:
+            attempt()
+        shown = f"{refused.value!s} {refused.value!r} {getattr(refused.value, 'message', '')}"
+        assert secret not in shown and "hunter2" not in shown, (what, shown)
+    assert secret not in repr(key) and secret not in str(key)
+
+
+def _build(world, **kwargs: Any) -> None:
+    kwargs.setdefault("jwks", world.cfg["jwks"])
+    guard = agentiam.Guard(issuer=world.cfg["issuer"], audience=world.cfg["audience"], now=world.now, **kwargs)
+
+    @guard.tool(scope="ledger.invoices:read", risk="low")
+    def read_invoice(id: str) -> str:
+        return id
+
+    with guard.session(world.token):
+        pass
+
+
+def test_the_activity_log_redacts_secret_argument_names_at_any_depth_and_case(world):
+    """Promise: secrets named as such (`password`, `api_key`, `token`, ... and `redact=`) are
+    stored as "[REDACTED]" at any depth and in any case, with the arguments' hash kept."""
+    guard = world.guard()
+
+    @guard.tool(scope="ledger.invoices:read", risk="low", redact=["iban"])
+    def read_invoice(id: str, auth: dict, headers: list, IBAN: str) -> str:
+        return "ok"
+
+    secrets = ["hunter2-pw", "sk-live-123", "bearer-abc", "tok-xyz", "DE89370400440532013000"]
+    arguments = {"id": "INV-1", "auth": {"user": "bob", "PassWord": secrets[0], "nested": {"API_KEY": [secrets[1]]}},
+                 "headers": [{"Authorization": secrets[2]}, {"token": secrets[3]}], "IBAN": secrets[4]}
+    with guard.session(world.token):
+        read_invoice(**arguments)
+    [event] = [e for e in guard.audit_events() if e["kind"] == "tool_call"]
+    logged = json.dumps(event)
+    assert not [s for s in secrets if s in logged], logged
+    assert event["tool"]["args"]["id"] == "INV-1" and event["tool"]["args"]["auth"]["user"] == "bob"
+    # The hash of the arguments as called (RFC 8785; here plain sorted compact JSON) is kept.
+    canonical = json.dumps(arguments, sort_keys=True, separators=(",", ":")).encode()
+    assert event["tool"]["args_sha256"] == "sha256:" + hashlib.sha256(canonical).hexdigest()
+
+
+# --- By design: `__wrapped__` is the undecorated function ---------------------------------------
+
+def test_wrapped_is_the_undecorated_function_by_design(world):
+    """By design (`functools.wraps`, so frameworks see the original signature and docstring): a
+    guarded tool's `__wrapped__` is the undecorated function, and calling it bypasses the guard.
+    The guard decides the calls a framework makes on the model's behalf; code running in the
+    agent's own process is trusted (README, Guarantees, scope and limits). The frameworks call
+    the guarded function, never `__wrapped__`: the vector tests above check that the tool runs
+    exactly when allowed through each of them."""
+    guard = world.guard()
+    ran = []
+
+    def delete_records(table: str) -> str:
+        """Delete a table's records."""
+        ran.append(table)
+        return "deleted"
+
+    guarded = guard.tool(scope="ledger.records:delete", risk="irreversible")(delete_records)
+    assert guarded.__wrapped__ is delete_records and inspect.unwrap(guarded) is delete_records
+    with guard.session(world.token):
+        with pytest.raises(ConfirmationRequired):
+            guarded("customers")
+        assert ran == []
+        assert guarded.__wrapped__("customers") == "deleted"  # outside the guard, as documented
+    assert ran == ["customers"]
+    assert [d[1] for d in decisions(guard)] == ["escalate"]  # the bypass left no decision
+
+
+# --- Each framework integration: secure defaults and approvals --------------------------------
+
+ALL = ("package",) + FRAMEWORKS
+
+
+@pytest.mark.parametrize("framework", ALL)
+def test_a_tool_wrapped_without_a_risk_is_high_in_every_integration(world, framework):
+    """Promise: unstated risk is high, however the tool is wrapped. A mail tool wrapped without
+    `risk=` waits for a human once the session read a page; stated as medium, it runs."""
+    case = {"tcId": 0, "calls": [
+        {"tool": "web_fetch", "arguments": {"url": "https://acme.test/hours"}, "returns": "Opening hours 9 to 5."},
+        {"tool": "send_email", "arguments": {"to": "bob@acme.test", "body": "Hello."}}]}
+    outcomes = {}
+    for stated in (False, True):
+        specs = [{k: v for k, v in s.items() if stated or s["name"] != "send_email" or k != "risk"} for s in TOOL_SPECS]
+        guard, tools = world.guard(audit_dir=None), Tools(case)
+        outcomes[stated] = globals()[f"_{framework}"](guard, tools, case, specs)
+    assert outcomes == {False: [("allow", None), ("confirm", "guard.tainted_context")],
+                        True: [("allow", None), ("allow", None)]}
+
+
+def _generators():
+    def export(table: str):
+        yield table
+
+    async def stream(table: str):
+        yield table
+
+    return export, stream
+
+
+@pytest.mark.parametrize("framework", ALL)
+def test_generator_tools_are_refused_by_every_integration(world, framework):
+    """Promise: generator tools are refused (their body would run after the decision, possibly
+    outside the session), whichever integration wraps them; nothing is registered."""
+    guard = world.guard(audit_dir=None)
+    for fn in _generators():
+        with pytest.raises(TypeError) as refused:
+            if framework == "package":
+                guard.tool(scope="ledger.invoices:read", risk="low")(fn)
+            elif framework == "langchain":
+                from langchain_core.tools import StructuredTool
+
+                from agentiam.integrations.langchain import guard_tool
+
+                lc = (StructuredTool.from_function(coroutine=fn, name=fn.__name__, description="Export.")
+                      if inspect.isasyncgenfunction(fn) else
+                      StructuredTool.from_function(func=fn, name=fn.__name__, description="Export."))
+                guard_tool(guard, lc, scope="ledger.invoices:read", risk="low")
+            elif framework == "llamaindex":
+                from llama_index.core.tools import FunctionTool
+
+                from agentiam.integrations.llamaindex import guard_tool as li_guard_tool
+
+                li = (FunctionTool.from_defaults(async_fn=fn, name=fn.__name__) if inspect.isasyncgenfunction(fn)
+                      else FunctionTool.from_defaults(fn=fn, name=fn.__name__))
+                li_guard_tool(guard, li, scope="ledger.invoices:read", risk="low")
+            elif framework == "mcp":
+                from mcp.server.mcpserver import MCPServer
+
+                from agentiam.integrations.mcp import guard_tool as mcp_guard_tool
+
+                mcp_guard_tool(guard, MCPServer("redteam"), scope="ledger.invoices:read", risk="low")(fn)
+            elif framework == "openai_agents":
+                from agentiam.integrations.openai_agents import function_tool
+
+                function_tool(guard, scope="ledger.invoices:read", risk="low")(fn)
+            else:
+                from agentiam.integrations.pydantic_ai import guard_tool as pa_guard_tool
+
+                pa_guard_tool(guard, fn, scope="ledger.invoices:read", risk="low")
+        assert "generator function" in str(refused.value), (framework, fn.__name__)
+    assert guard.manifest() == [] and guard._config["tools"] == []
+
+
+class Human:
+    """The answers a human gives, one per attempt: each gets the approval request the guard raised."""
+
+    def __init__(self, world, answers):
+        self.world, self.answers, self.requests = world, list(answers), []
+
+    def __call__(self, request):
+        self.requests.append(request)
+        return self.answers.pop(0)(request)
+
+
+def _approve_package(world, human):
+    guard = world.guard(on_confirmation=human, audit_dir=None)
+    ran = []
+
+    @guard.tool(scope="ledger.records:delete", risk="irreversible")
+    def delete_records(table: str) -> str:
+        ran.append(table)
+        return "deleted"
+
+    def attempt(table):
+        kind, code, _ = _outcome(lambda: delete_records(table))
+        return code
+
+    return guard, ran, attempt
+
+
+def _approve_mcp(world, human):
+    from mcp.client import Client
+    from mcp.server.mcpserver import MCPServer
+
+    from agentiam.integrations.mcp import guard_tool
+
+    guard = world.guard(on_confirmation=human, audit_dir=None)
+    ran = []
+    server = MCPServer("redteam")
+
+    @guard_tool(guard, server, scope="ledger.records:delete", risk="irreversible")
+    def delete_records(table: str) -> str:
+        ran.append(table)
+        return "deleted"
+
+    def attempt(table):
+        async def main():
+            async with Client(server) as client:
+                return await client.call_tool("delete_records", {"table": table})
+
+        result = asyncio.run(main())
+        text = " ".join(getattr(c, "text", "") for c in result.content)
+        return _from_text(text)[1] if getattr(result, "isError", getattr(result, "is_error", None)) else None
+
+    return guard, ran, attempt
+
+
+def _approve_langchain(world, human):
+    from langchain_core.messages import AIMessage
+    from langchain_core.tools import tool
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import END, START, MessagesState, StateGraph
+    from langgraph.prebuilt import ToolNode
+    from langgraph.types import Command
+
+    from agentiam.integrations.langchain import guard_tool
+
+    guard = world.guard(audit_dir=None)
+    ran = []
+
+    @tool
+    def delete_records(table: str) -> str:
+        """Delete a table's records."""
+        ran.append(table)
+        return "deleted"
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("tools", ToolNode([guard_tool(guard, delete_records, scope="ledger.records:delete",
+                                                   risk="irreversible", approvals="interrupt")]))
+    builder.add_edge(START, "tools")
+    builder.add_edge("tools", END)
+    graph = builder.compile(checkpointer=InMemorySaver())
+
+    def attempt(table):
+        config = {"configurable": {"thread_id": str(uuid.uuid4())}}
+        ask = AIMessage(content="", tool_calls=[{"name": "delete_records", "args": {"table": table}, "id": "c1"}])
+        paused = graph.invoke({"messages": [ask]}, config)
+        answer = human(paused["__interrupt__"][0].value["agentiam_approval_request"])
+        reply = graph.invoke(Command(resume=answer if answer is not None else False), config)["messages"][-1]
+        return None if reply.status == "success" else _from_text(reply.content)[1]
+
+    return guard, ran, attempt
+
+
+def _approve_llamaindex(world, human):
+    from llama_index.core.agent.workflow import FunctionAgent, ToolCallResult
+    from llama_index.core.base.llms.types import ChatMessage, MessageRole, ToolCallBlock
+    from llama_index.core.llms.mock import MockFunctionCallingLLM
+    from llama_index.core.tools import FunctionTool
+    from llama_index.core.workflow import HumanResponseEvent, InputRequiredEvent
+
+    from agentiam.integrations.llamaindex import guard_tool
+
+    guard = world.guard(audit_dir=None)
+    ran = []
+
+    def delete_records(table: str) -> str:
+        """Delete a table's records."""
+        ran.append(table)
+        return "deleted"
+
+    wrapped = guard_tool(guard, FunctionTool.from_defaults(fn=delete_records), scope="ledger.records:delete",
+                         risk="irreversible", approvals="workflow")
+
+    def attempt(table):
+        turns = [[("delete_records", {"table": table}, "l1")]]
+
+        def respond(messages, **kwargs):
+            if turns:
+                return ChatMessage(role=MessageRole.ASSISTANT, blocks=[
+                    ToolCallBlock(tool_call_id=i, tool_name=n, tool_kwargs=a) for n, a, i in turns.pop(0)])
+            return ChatMessage(role=MessageRole.ASSISTANT, content="done")
+
+        agent = FunctionAgent(tools=[wrapped], llm=MockFunctionCallingLLM(response_generator=respond), streaming=False)
+
+        async def main():
+            handler = agent.run(user_msg="clean up")
+            results = []
+            async for event in handler.stream_events():
+                if isinstance(event, ToolCallResult):
+                    results.append(event.tool_output)
+                elif isinstance(event, InputRequiredEvent):
+                    answer = human(event.agentiam_approval_request)
+                    handler.ctx.send_event(HumanResponseEvent(response=answer or ""))
+            await handler
+            return results
+
+        [output] = asyncio.run(main())
+        return _from_text(output.content)[1] if output.is_error else None
+
+    return guard, ran, attempt
+
+
+def _approve_openai_agents(world, human):
+    from agents import Agent, Model, ModelResponse, Runner, Usage, set_tracing_disabled
+    from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage, ResponseOutputText
+
+    from agentiam.integrations.openai_agents import function_tool
+
+    set_tracing_disabled(True)
+    guard = world.guard(audit_dir=None)
+    ran = []
+
+    @function_tool(guard, scope="ledger.records:delete", risk="irreversible")
+    def delete_records(table: str) -> str:
+        """Delete a table's records."""
+        ran.append(table)
+        return "deleted"
+
+    def attempt(table):
+        class Scripted(Model):
+            def __init__(self):
+                self.inputs = []
+
+            async def get_response(self, system_instructions, input, *args, **kwargs):
+                self.inputs.append(input)
+                if len(self.inputs) == 1:
+                    output = [ResponseFunctionToolCall(type="function_call", name="delete_records",
+                                                       arguments=json.dumps({"table": table}), call_id="c1", id="fc1")]
+                else:
+                    output = [ResponseOutputMessage(id="m", type="message", role="assistant", status="completed",
+                                                    content=[ResponseOutputText(type="output_text", text="done",
+                                                                                annotations=[])])]
+                return ModelResponse(output=output, usage=Usage(), response_id=None)
+
+            def stream_response(self, *args, **kwargs):
+                raise NotImplementedError
+
+        model = Scripted()
+        agent = Agent(name="janitor", instructions="Clean up.", tools=[delete_records], model=model)
+
+        async def main():
+            with guard.session(world.token) as session:
+                paused = await Runner.run(agent, "clean up")
+                [item] = paused.interruptions
+                answer = human(session.approval_request(item.call_id))
+                if answer is not None:
+                    try:
+                        session.approve(answer)
+                    except Denied as error:  # refused at once, when handed over
+                        return error.code
+                state = paused.to_state()
+                state.approve(item)  # the SDK's own approval, which alone is never enough
+                await Runner.run(agent, state)
+                outputs = [item["output"] for turn in model.inputs if isinstance(turn, list) for item in turn
+                           if isinstance(item, dict) and item.get("type") == "function_call_output"]
+                return None if outputs == ["deleted"] else _from_text(outputs[-1])[1]
+
+        return asyncio.run(main())
+
+    return guard, ran, attempt
+
+
+def _approve_pydantic_ai(world, human):
+    from pydantic_ai import Agent, DeferredToolRequests, DeferredToolResults
+    from pydantic_ai.messages import ModelResponse, RetryPromptPart, TextPart, ToolCallPart, ToolReturnPart
+    from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+    from agentiam.integrations.pydantic_ai import guard_tool
+
+    guard = world.guard(audit_dir=None)
+    ran = []
+
+    def delete_records(table: str) -> str:
+        """Delete a table's records."""
+        ran.append(table)
+        return "deleted"
+
+    wrapped = guard_tool(guard, delete_records, scope="ledger.records:delete", risk="irreversible")
+
+    def attempt(table):
+        def model(messages, info: AgentInfo) -> ModelResponse:
+            if len(messages) == 1:
+                return ModelResponse(parts=[ToolCallPart("delete_records", {"table": table}, tool_call_id="d1")])
+            return ModelResponse(parts=[TextPart("done")])
+
+        agent = Agent(FunctionModel(model), tools=[wrapped], output_type=[str, DeferredToolRequests])
+        paused = agent.run_sync("clean up")
+        answer = human(paused.output.metadata["d1"]["agentiam"])
+        metadata = {} if answer is None else {"d1": {"agentiam_approval": answer}}
+        done = agent.run_sync(message_history=paused.all_messages(),
+                              deferred_tool_results=DeferredToolResults(approvals={"d1": True}, metadata=metadata))
+        if isinstance(done.output, DeferredToolRequests):  # the guard asked again
+            return done.output.metadata["d1"]["agentiam"]["code"]
+        [part] = [p for m in done.new_messages() for p in getattr(m, "parts", [])
+                  if isinstance(p, (ToolReturnPart, RetryPromptPart)) and p.tool_call_id == "d1"]
+        if isinstance(part, ToolReturnPart) and getattr(part, "outcome", None) != "retried":
+            return None
+        return _from_text(str(part.content))[1]
+
+    return guard, ran, attempt
+
+
+# What each framework answers when the approval given does not open the call: the guard's code,
+# or, where the framework only hands over approvals that fit the call (the OpenAI Agents SDK's
+# session.approve), the guard asking again.
+_NO_ANSWER = {"openai_agents": "guard.confirmation_required", "pydantic_ai": "guard.confirmation_required"}
+
+
+@pytest.mark.parametrize("framework", ALL)
+def test_approving_in_any_framework_opens_only_the_signed_call_once(world, framework):
+    """Promise: approving in the framework alone is never enough; the guard runs the tool only
+    with a registered approver's signature over that exact call, once. Through each framework's
+    own human-in-the-loop flow a human answers: nothing (for table tmp), a genuine approval (the
+    call runs), the same approval again, one signed by a key that is not an approver, and the
+    approval of the tmp call. Only the genuine one runs the tool, once."""
+    stranger = agentiam.SigningKey.generate()
+    given: dict[str, str] = {}
+
+    def genuine(request):
+        given["approval"] = world.sign(request)
+        return given["approval"]
+
+    human = Human(world, [
+        lambda request: None,
+        genuine,
+        lambda request: given["approval"],
+        lambda request: agentiam.sign_approval(json.dumps(request), stranger.private_jwk()),
+        lambda request: world.sign(human.requests[0]),
+    ])
+    guard, ran, attempt = globals()[f"_approve_{framework}"](world, human)
+    with guard.session(world.token) if framework != "openai_agents" else contextlib.nullcontext():
+        codes = [attempt("tmp")] + [attempt("staging") for _ in range(4)]
+    assert ran == ["staging"], codes
+    assert human.requests[0]["arguments"] == {"table": "tmp"}
+    no_answer = _NO_ANSWER.get(framework, "guard.confirmation_denied")
+    other_call = "guard.confirmation_required" if framework == "openai_agents" else "guard.confirmation_invalid"
+    assert codes == [no_answer, None, "guard.confirmation_invalid", "guard.confirmation_invalid", other_call]
