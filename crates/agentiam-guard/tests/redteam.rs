@@ -627,3 +627,100 @@ fn a_dpop_proof_is_single_use_across_workers_and_the_cache_never_replaces_it() {
             .is_ok()
     );
 }
+
+/// Promise: nothing refused or left waiting is learned, and an agent that scored 60 or more is
+/// not learned from for an hour, so an agent under suspicion cannot teach its role its new
+/// habits by repeating them.
+#[test]
+fn an_agent_under_suspicion_cannot_teach_its_role_by_repetition() {
+    let w = world();
+    let scopes = "support.tickets:read support.tickets:write";
+    let support = |n: u32| {
+        let a = AgentIdentity::new(
+            parse_spiffe_id(&format!("spiffe://redteam.test/agent/support/{n}")).unwrap(),
+            ModelRef::new("p", "m", "1"),
+            &AgentConfiguration::new("You answer tickets.", vec![]),
+            RuntimeDescriptor::new("process"),
+        )
+        .unwrap();
+        w.issuer.register(
+            a.spiffe_id(),
+            AgentRegistration::new(ScopeSet::parse(scopes).unwrap()),
+        );
+        let request = TokenRequest::new(&a, AUD, ScopeSet::parse(scopes).unwrap(), "t", "tickets")
+            .with_ttl(3600);
+        w.principal(&w.issuer.issue(&request).unwrap().token)
+    };
+    let baselines = Baselines::new(
+        RoleMap::new().role("support", "spiffe://redteam.test/agent/support"),
+        BaselineSettings::default(),
+    )
+    .with_clock(w.clock.clone());
+    baselines.declare(
+        "support",
+        DeclaredProfile {
+            tools: vec!["tickets.read".into()],
+            ..DeclaredProfile::default()
+        },
+    );
+    let guard = Guard::builder(PolicyEngine::default_policy().unwrap())
+        .clock(w.clock.clone())
+        .tools([
+            ToolSpec::new("tickets.read", Risk::Low).with_scope("support.tickets", "read"),
+            ToolSpec::new("tickets.close_all", Risk::Low).with_scope("support.tickets", "write"),
+        ])
+        .baselines(baselines.clone())
+        .build()
+        .unwrap();
+    let observations = || {
+        baselines
+            .profile("support")
+            .map_or(0, |profile| profile.observations)
+    };
+    let (attacker, colleague) = (support(1), support(2));
+    let read =
+        |p: &Principal| guard.decide(&GuardRequest::new(p, "tickets.read", &json!({"id": 7})));
+    assert!(read(&colleague).is_allowed());
+    let learned_before = observations();
+    assert_eq!(learned_before, 1, "an allowed call is learned");
+    // The attacker repeats a tool its role never uses: it keeps asking for a human every time.
+    for attempt in 0..50 {
+        w.clock.advance(10);
+        let d = guard.decide(&GuardRequest::new(
+            &attacker,
+            "tickets.close_all",
+            &json!({}),
+        ));
+        assert!(
+            matches!(d, Decision::NeedsConfirmation(_)) && d.code() == Some("guard.anomaly"),
+            "attempt {attempt}: {d:?}"
+        );
+    }
+    assert_eq!(
+        observations(),
+        learned_before,
+        "nothing left waiting was learned"
+    );
+    // Its ordinary calls in the next hour run but are not learned either.
+    w.clock.advance(60);
+    assert!(read(&attacker).is_allowed());
+    assert_eq!(
+        observations(),
+        learned_before,
+        "under suspicion: not learned from"
+    );
+    // A colleague's ordinary work is still learned, and after the hour the attacker's is too.
+    assert!(read(&colleague).is_allowed());
+    assert_eq!(observations(), learned_before + 1);
+    w.clock.advance(3600);
+    let attacker = support(1); // the same agent, a fresh token: the first one has expired
+    assert!(read(&attacker).is_allowed());
+    assert_eq!(observations(), learned_before + 2);
+    // The habit itself was never learned: it still asks.
+    let d = guard.decide(&GuardRequest::new(
+        &attacker,
+        "tickets.close_all",
+        &json!({}),
+    ));
+    assert_eq!(d.code(), Some("guard.anomaly"), "{d:?}");
+}
