@@ -983,3 +983,40 @@ def test_approving_in_any_framework_opens_only_the_signed_call_once(world, frame
     no_answer = _NO_ANSWER.get(framework, "guard.confirmation_denied")
     other_call = "guard.confirmation_required" if framework == "openai_agents" else "guard.confirmation_invalid"
     assert codes == [no_answer, None, "guard.confirmation_invalid", "guard.confirmation_invalid", other_call]
+
+
+def test_flooding_the_bearer_sessions_does_not_shed_a_tokens_taint():
+    """Promise: over MCP's HTTP transport, taint lasts the token's life. The guard keeps a bounded
+    table of bearer sessions (oldest dropped first); an attacker who presents thousands of other
+    tokens to push the tainted token's session out gets a new session for it that is still
+    tainted, because taint lives with the task, not with the session object."""
+    from agentiam._guard import _MAX_BEARER_SESSIONS
+
+    issuer = agentiam.Issuer(ISS, agentiam.SigningKey.generate())
+    agent = agentiam.AgentIdentity("spiffe://redteam.test/agent/flood", ("p", "m", "1"), "You fetch.", [])
+    issuer.register(agent, "web:fetch payments:transfer")
+    tokens = [issuer.issue(agent, AUD, "web:fetch payments:transfer", f"task-{i}", "flood", ttl=600)
+              for i in range(_MAX_BEARER_SESSIONS + 1)]
+    guard = agentiam.Guard(issuer=ISS, audience=AUD, jwks=issuer.jwks())
+    ran = []
+
+    @guard.tool(scope="web:fetch", risk="low", untrusted_output=True)
+    def fetch(url: str) -> str:
+        return "Opening hours 9 to 5."
+
+    @guard.tool(scope="payments:transfer", risk="high")
+    def transfer(amount: int) -> str:
+        ran.append(amount)
+        return "paid"
+
+    first = guard.bearer_session(tokens[0])
+    with guard.using(first):
+        fetch("https://acme.test/hours")
+    for token in tokens[1:]:
+        guard.bearer_session(token)
+    again = guard.bearer_session(tokens[0])
+    assert again is not first  # pushed out and made anew
+    with guard.using(again):
+        with pytest.raises(ConfirmationRequired) as need:
+            transfer(5)
+    assert need.value.code == "guard.tainted_context" and ran == []
