@@ -107,13 +107,12 @@ fn check_case(case: &Value) -> Result<(), String> {
         tool_call.approval = approval.as_ref();
         let ran = Cell::new(false);
         let returns = call["returns"].as_str().unwrap_or("ok").to_owned();
-        let decision = match tools.guarded(&session, &tool_call, || {
-            ran.set(true);
-            Ok(returns)
-        }) {
-            Ok(_) => None,
-            Err(decision) => Some(decision),
-        };
+        let decision = tools
+            .guarded(&session, &tool_call, || {
+                ran.set(true);
+                Ok(returns)
+            })
+            .err();
         let (got_kind, got_code) = match &decision {
             None => ("allow", None),
             Some(d) => (kind(d), d.code()),
