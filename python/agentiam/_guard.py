@@ -304,8 +304,10 @@ def _state_config(state: str | Mapping[str, Any]) -> dict[str, Any]:
     if scheme == "sqlite":
         path = state.split(":", 1)[1]
         return {"backend": "sqlite", "path": path[2:] if path.startswith("//") else path}
+    # Never the URL itself: it may hold a password (postgres://user:secret@host/db).
+    shown = f"a URL with scheme {scheme!r}" if re.fullmatch(r"[a-z][a-z0-9+.-]{0,31}", scheme) else "a string"
     raise ValueError(
-        f"state {state!r}: use 'memory', 'sqlite:///path', 'postgresql://...', 'redis://...' or a dict"
+        f"state is {shown}: use 'memory', 'sqlite:///path', 'postgresql://...', 'redis://...' or a dict"
     )
 
 

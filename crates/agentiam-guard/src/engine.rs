@@ -204,9 +204,12 @@ impl Guard {
     /// Decides one call. Never panics and never errors: anything that goes wrong is a denial.
     pub fn decide(&self, request: &GuardRequest<'_>) -> Decision {
         let tool = self.tools.get(request.tool);
-        let mut decision = match tool {
-            Some(tool) => self.decide_tool(request, tool),
-            None => Decision::deny(
+        // The credential first, as documented: an expired or revoked credential must not learn
+        // which tool names are registered (unknown_action for some, token.* for others).
+        let mut decision = match (self.credential_refusal(request.principal), tool) {
+            (Some(refusal), _) => refusal,
+            (None, Some(tool)) => self.decide_tool(request, tool),
+            (None, None) => Decision::deny(
                 codes::UNKNOWN_ACTION,
                 format!(
                     "no tool {:?} is registered with the guard",
@@ -251,18 +254,20 @@ impl Guard {
         }
     }
 
+    /// The credential's own refusal (expired, revoked), before anything about the call.
+    fn credential_refusal(&self, principal: &crate::Principal) -> Option<Decision> {
+        if principal.expires_at() < self.clock.now() {
+            return Some(Decision::deny(
+                codes::TOKEN_EXPIRED,
+                "the principal's credential has expired",
+            ));
+        }
+        self.revoked(principal)
+    }
+
     fn decide_tool(&self, request: &GuardRequest<'_>, tool: &ToolSpec) -> Decision {
         let now = self.clock.now();
         let principal = request.principal;
-        if principal.expires_at() < now {
-            return Decision::deny(
-                codes::TOKEN_EXPIRED,
-                "the principal's credential has expired",
-            );
-        }
-        if let Some(refusal) = self.revoked(principal) {
-            return refusal;
-        }
         if let Some(refusal) = pin_refusal(principal, tool) {
             return refusal;
         }
