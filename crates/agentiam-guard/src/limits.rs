@@ -120,11 +120,51 @@ impl Limit {
     }
 }
 
+/// Amounts are summed exactly, as integers of 10^-9 of the argument's unit: a float sum
+/// rounds (10^16 + 1 + 1 + 1 stays 10^16), and a running total must never pass its maximum.
+type Units = i128;
+const UNITS_PER_ONE: Units = 1_000_000_000;
+/// Largest amount accepted (10^27 units, 10^18 whole): 100,000 of them still fit an i128.
+const MAX_AMOUNT_UNITS: Units = 1_000_000_000_000_000_000_000_000_000;
+
+/// An argument amount in units, exactly: its JSON literal with at most 9 decimals.
+fn amount_units(n: &serde_json::Number) -> Option<Units> {
+    let exact = agentiam_token::ExactNumber::from_json(n).ok()?;
+    let zero = agentiam_token::ExactNumber::parse("0").ok()?;
+    if exact < zero {
+        return None;
+    }
+    let units: Units = exact.to_fixed(9)?.replace('.', "").parse().ok()?;
+    (units <= MAX_AMOUNT_UNITS).then_some(units)
+}
+
+/// A limit's maximum in units, read to 9 decimals; beyond any amount, unlimited.
+fn max_units(max: f64) -> Units {
+    if max.is_nan() || max < 0.0 {
+        return 0;
+    }
+    if max >= 1e29 {
+        return Units::MAX;
+    }
+    format!("{max:.9}").replace('.', "").parse().unwrap_or(0)
+}
+
+/// Units as a decimal for messages (`12.5`).
+fn show(units: Units) -> String {
+    let whole = units / UNITS_PER_ONE;
+    let frac = (units % UNITS_PER_ONE).unsigned_abs();
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let frac = format!("{frac:09}");
+    format!("{whole}.{}", frac.trim_end_matches('0'))
+}
+
 /// Calls counted in one window: (when, amount) in time order.
 #[derive(Debug, Default)]
 struct Window {
-    entries: VecDeque<(i64, f64)>,
-    total: f64,
+    entries: VecDeque<(i64, Units)>,
+    total: Units,
 }
 
 impl Window {
@@ -137,7 +177,7 @@ impl Window {
             self.total -= amount;
         }
         if self.entries.is_empty() {
-            self.total = 0.0;
+            self.total = 0;
         }
     }
 }
@@ -147,7 +187,7 @@ const MAX_WINDOWS: usize = 100_000;
 /// Most calls one window remembers; a limit above this counts no further (and refuses).
 const MAX_ENTRIES: usize = 100_000;
 
-type Reservation = (usize, String, i64, f64);
+type Reservation = (usize, String, i64, Units);
 
 thread_local! {
     /// Reservations made by `assess` for the call this thread is deciding, released by `observe`
@@ -179,12 +219,17 @@ impl Limits {
         self
     }
 
-    fn amount(limit: &Limit, arguments: &Value) -> Result<f64, String> {
+    fn amount(limit: &Limit, arguments: &Value) -> Result<Units, String> {
         match &limit.max_total {
-            None => Ok(0.0),
-            Some((argument, _)) => match arguments.get(argument).and_then(Value::as_f64) {
-                Some(v) if v.is_finite() && v >= 0.0 => Ok(v),
-                _ => Err(format!(
+            None => Ok(0),
+            Some((argument, _)) => match arguments.get(argument).and_then(Value::as_number) {
+                Some(n) => amount_units(n).ok_or_else(|| {
+                    format!(
+                        "{}: argument {argument:?} = {n} cannot be summed exactly (a non-negative number up to 10^18 with at most 9 decimals)",
+                        limit.id
+                    )
+                }),
+                None => Err(format!(
                     "{}: argument {argument:?} must be a non-negative number for a limited total",
                     limit.id
                 )),
@@ -222,7 +267,7 @@ impl BehaviourCheck for Limits {
                     w.expire(now, limit.window_secs);
                     (w.entries.len(), w.total)
                 }
-                None => (0, 0.0),
+                None => (0, 0),
             };
             if let Some(max) = limit.max_calls
                 && (count as u64 >= max || count >= MAX_ENTRIES)
@@ -235,11 +280,14 @@ impl BehaviourCheck for Limits {
                 ));
             }
             if let Some((argument, max)) = &limit.max_total
-                && (total + amount > *max || count >= MAX_ENTRIES)
+                && (total.saturating_add(amount) > max_units(*max) || count >= MAX_ENTRIES)
             {
                 return refuse(format!(
-                    "{}: {argument} {amount} on top of {total} in the last {} s exceeds {max}",
-                    limit.id, limit.window_secs
+                    "{}: {argument} {} on top of {} in the last {} s exceeds {max}",
+                    limit.id,
+                    show(amount),
+                    show(total),
+                    limit.window_secs
                 ));
             }
             reserve.push((i, key, amount));
@@ -269,15 +317,12 @@ impl BehaviourCheck for Limits {
         };
         for (i, key, at, amount) in pending {
             if let Some(w) = windows.get_mut(&(i, key))
-                && let Some(pos) = w
-                    .entries
-                    .iter()
-                    .rposition(|&(t, a)| t == at && a.to_bits() == amount.to_bits())
+                && let Some(pos) = w.entries.iter().rposition(|&(t, a)| t == at && a == amount)
             {
                 w.entries.remove(pos);
                 w.total -= amount;
                 if w.entries.is_empty() {
-                    w.total = 0.0;
+                    w.total = 0;
                 }
             }
         }

@@ -723,3 +723,64 @@ fn an_agent_under_suspicion_cannot_teach_its_role_by_repetition() {
     ));
     assert_eq!(d.code(), Some("guard.anomaly"), "{d:?}");
 }
+
+/// Attacks "the calls a running total allows within any window never sum past it" where a
+/// float sum rounds: 10^16 + 1 + 1 + 1 is 10^16 in f64. Totals are summed exactly (integers
+/// of 10^-9 units), and decimals such as cents add up exactly too.
+#[test]
+fn a_running_total_never_sums_past_its_maximum_at_any_magnitude() {
+    let w = world();
+    let limits = Limits::new(vec![Limit::total(
+        "wei-per-hour",
+        "note",
+        3600,
+        "amount",
+        1e16,
+    )])
+    .with_clock(w.clock.clone());
+    let guard = Guard::builder(PolicyEngine::default_policy().unwrap())
+        .clock(w.clock.clone())
+        .behaviour(Arc::new(limits))
+        .tool(ToolSpec::new("note", Risk::Low).with_scope("notes", "write"))
+        .build()
+        .unwrap();
+    let p = w.principal(&w.issue(&agent("planner"), "t"));
+    let mut allowed = 0u128;
+    for amount in [10_000_000_000_000_000u128, 1, 1, 1] {
+        if guard
+            .decide(&GuardRequest::new(&p, "note", &json!({ "amount": amount })))
+            .is_allowed()
+        {
+            allowed += amount;
+        }
+    }
+    assert!(allowed <= 10_000_000_000_000_000, "allowed {allowed}");
+    assert_eq!(
+        allowed, 10_000_000_000_000_000,
+        "the first call fits exactly"
+    );
+
+    // Cents: 0.1 + 0.2 is 0.3 exactly, so a third of 0.1 against a 0.4 maximum is refused.
+    let limits = Limits::new(vec![Limit::total("cents", "note", 3600, "amount", 0.4)])
+        .with_clock(w.clock.clone());
+    let guard = Guard::builder(PolicyEngine::default_policy().unwrap())
+        .clock(w.clock.clone())
+        .behaviour(Arc::new(limits))
+        .tool(ToolSpec::new("note", Risk::Low).with_scope("notes", "write"))
+        .build()
+        .unwrap();
+    let decide = |amount: &str| {
+        let args: serde_json::Value =
+            serde_json::from_str(&format!(r#"{{"amount": {amount}}}"#)).unwrap();
+        guard.decide(&GuardRequest::new(&p, "note", &args))
+    };
+    assert!(decide("0.1").is_allowed());
+    assert!(decide("0.2").is_allowed());
+    assert!(decide("0.1").is_allowed(), "0.1 + 0.2 + 0.1 = 0.4 exactly");
+    assert_eq!(decide("0.000000001").code(), Some("guard.rate_limited"));
+    assert_eq!(
+        decide("0.0000000001").code(),
+        Some("guard.rate_limited"),
+        "more than 9 decimals cannot be summed exactly: refused"
+    );
+}
