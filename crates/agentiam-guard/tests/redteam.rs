@@ -15,17 +15,15 @@
 use std::cell::Cell;
 use std::sync::Arc;
 
-use agentiam_delegation::{ExchangeRequest, Exchanger};
 use agentiam_guard::*;
 use agentiam_identity::{
-    AgentConfiguration, AgentIdentity, Algorithm, KeySet, ModelRef, RuntimeDescriptor, SigningKey,
+    AgentConfiguration, AgentIdentity, Algorithm, ModelRef, RuntimeDescriptor, SigningKey,
     parse_spiffe_id,
 };
 use agentiam_state::{InProcessState, SharedState};
 use agentiam_token::{
     AgentRegistration, CachingVerifier, DpopRequest, DpopVerifier, FixedClock,
-    InMemoryRevocationSet, Issuer, Revocation, RevocationSet, ScopeSet, TokenRequest, Verifier,
-    create_dpop_proof,
+    InMemoryRevocationSet, Revocation, RevocationSet, ScopeSet, TokenRequest, create_dpop_proof,
 };
 use serde_json::{Value, json};
 
@@ -184,116 +182,8 @@ fn every_redteam_vector_names_a_stated_promise_and_explained_flags() {
 
 // --- Attacks that need several tokens, guards or workers -------------------------------------
 
-const NOW: i64 = 1_800_000_000;
-const ISS: &str = "https://broker.redteam.test";
-const AUD: &str = "https://api.redteam.test";
-const SCOPES: &str = "web:fetch payments:transfer{amount<=100} notes:write";
-
-fn agent(name: &str) -> AgentIdentity {
-    AgentIdentity::new(
-        parse_spiffe_id(&format!("spiffe://redteam.test/agent/{name}")).unwrap(),
-        ModelRef::new("p", "m", "1"),
-        &AgentConfiguration::new(format!("You are {name}."), vec![]),
-        RuntimeDescriptor::new("process"),
-    )
-    .unwrap()
-}
-
-/// An issuer on a pinned clock, a human approver, and guards for one service.
-struct World {
-    issuer: Arc<Issuer>,
-    clock: Arc<FixedClock>,
-    human: SigningKey,
-}
-
-fn world() -> World {
-    let clock = Arc::new(FixedClock::new(NOW));
-    let issuer = Arc::new(
-        Issuer::new(
-            ISS,
-            KeySet::new(SigningKey::generate(Algorithm::EdDSA).unwrap()),
-        )
-        .with_clock(clock.clone()),
-    );
-    World {
-        issuer,
-        clock,
-        human: SigningKey::generate(Algorithm::EdDSA).unwrap(),
-    }
-}
-
-impl World {
-    fn issue_with(&self, who: &AgentIdentity, task: &str, ttl: i64) -> String {
-        self.issuer.register(
-            who.spiffe_id(),
-            AgentRegistration::new(ScopeSet::parse(SCOPES).unwrap()),
-        );
-        let request =
-            TokenRequest::new(who, AUD, ScopeSet::parse(SCOPES).unwrap(), task, "redteam")
-                .with_ttl(ttl);
-        self.issuer.issue(&request).unwrap().token
-    }
-
-    fn issue(&self, who: &AgentIdentity, task: &str) -> String {
-        self.issue_with(who, task, 900)
-    }
-
-    /// A child of `parent` for `to`, with a call budget when `calls` is given.
-    fn delegate(&self, parent: &str, to: &AgentIdentity, calls: Option<u64>) -> String {
-        self.issuer.register(
-            to.spiffe_id(),
-            AgentRegistration::new(ScopeSet::parse(SCOPES).unwrap()),
-        );
-        let mut request = ExchangeRequest::new(parent, to, AUD);
-        if let Some(calls) = calls {
-            request = request.with_calls(calls);
-        }
-        Exchanger::new(self.issuer.clone())
-            .with_clock(self.clock.clone())
-            .exchange(&request)
-            .unwrap()
-            .token
-    }
-
-    fn verifier(&self) -> Verifier {
-        Verifier::new(self.issuer.jwks(), ISS, AUD).with_clock(self.clock.clone())
-    }
-
-    fn principal(&self, token: &str) -> Arc<Principal> {
-        Arc::new(Principal::from_token(
-            &self.verifier().verify(token).unwrap(),
-        ))
-    }
-
-    /// A guard (the default content filter unless `filter` is given) on `state`.
-    fn guard(&self, state: Arc<dyn SharedState>, filter: Option<Arc<dyn ContentFilter>>) -> Guard {
-        let mut builder = Guard::builder(PolicyEngine::default_policy().unwrap())
-            .service(AUD)
-            .clock(self.clock.clone())
-            .shared_state(state)
-            .approvers(
-                ApproverKeys::new()
-                    .add("alice", self.human.public_key().clone())
-                    .unwrap(),
-            )
-            .tools([
-                ToolSpec::new("fetch", Risk::Low)
-                    .with_scope("web", "fetch")
-                    .with_untrusted_output(),
-                ToolSpec::new("transfer", Risk::High).with_scope("payments", "transfer"),
-                ToolSpec::new("note", Risk::Low).with_scope("notes", "write"),
-                ToolSpec::new("summarise", Risk::Low).with_scope("notes", "write"),
-            ]);
-        if let Some(filter) = filter {
-            builder = builder.content_filter(filter);
-        }
-        builder.build().unwrap()
-    }
-}
-
-fn note(guard: &Guard, p: &Principal) -> Decision {
-    guard.decide(&GuardRequest::new(p, "note", &json!({"text": "hi"})))
-}
+mod common;
+use common::*;
 
 /// Promise: the guard's steps, in order, each with its code. An attacker cannot learn about
 /// (or reach) later steps with a call an earlier step refuses.

@@ -14,118 +14,20 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use agentiam_delegation::{ExchangeRequest, Exchanger};
 use agentiam_guard::*;
-use agentiam_identity::*;
 use agentiam_state::{InProcessState, SharedState};
-use agentiam_token::*;
 use serde_json::json;
 
-const NOW: i64 = 1_800_000_000;
-const ISS: &str = "https://broker.test";
-const AUD: &str = "https://api.test";
-const SCOPES: &str = "web:fetch payments:transfer{amount<=100} notes:write";
-
-fn agent(name: &str) -> AgentIdentity {
-    AgentIdentity::new(
-        parse_spiffe_id(&format!("spiffe://acme.test/agent/{name}")).unwrap(),
-        ModelRef::new("p", "m", "1"),
-        &AgentConfiguration::new(format!("You are {name}."), vec![]),
-        RuntimeDescriptor::new("process"),
-    )
-    .unwrap()
-}
-
-struct World {
-    issuer: Arc<Issuer>,
-    clock: Arc<FixedClock>,
-    human: SigningKey,
-}
-
-fn world() -> World {
-    let clock = Arc::new(FixedClock::new(NOW));
-    let issuer = Arc::new(
-        Issuer::new(
-            ISS,
-            KeySet::new(SigningKey::ed25519_from_seed(&[7u8; 32]).unwrap()),
-        )
-        .with_clock(clock.clone()),
-    );
-    World {
-        issuer,
-        clock,
-        human: SigningKey::ed25519_from_seed(&[8u8; 32]).unwrap(),
-    }
-}
-
-impl World {
-    fn issue(&self, who: &AgentIdentity, task: &str) -> String {
-        self.issuer.register(
-            who.spiffe_id(),
-            AgentRegistration::new(ScopeSet::parse(SCOPES).unwrap()),
-        );
-        self.issuer
-            .issue(&TokenRequest::new(
-                who,
-                AUD,
-                ScopeSet::parse(SCOPES).unwrap(),
-                task,
-                "test",
-            ))
-            .unwrap()
-            .token
-    }
-
-    fn delegate(&self, parent: &str, to: &AgentIdentity, calls: u64) -> String {
-        self.issuer.register(
-            to.spiffe_id(),
-            AgentRegistration::new(ScopeSet::parse(SCOPES).unwrap()),
-        );
-        Exchanger::new(self.issuer.clone())
-            .with_clock(self.clock.clone())
-            .exchange(&ExchangeRequest::new(parent, to, AUD).with_calls(calls))
-            .unwrap()
-            .token
-    }
-
-    fn principal(&self, token: &str) -> Arc<Principal> {
-        let v = Verifier::new(self.issuer.jwks(), ISS, AUD).with_clock(self.clock.clone());
-        Arc::new(Principal::from_token(&v.verify(token).unwrap()))
-    }
-
-    fn guard(&self, state: Arc<dyn SharedState>) -> Guard {
-        Guard::builder(PolicyEngine::default_policy().unwrap())
-            .service(AUD)
-            .clock(self.clock.clone())
-            .shared_state(state)
-            .approvers(
-                ApproverKeys::new()
-                    .add("alice", self.human.public_key().clone())
-                    .unwrap(),
-            )
-            .tools([
-                ToolSpec::new("fetch", Risk::Low)
-                    .with_scope("web", "fetch")
-                    .with_untrusted_output(),
-                ToolSpec::new("transfer", Risk::High).with_scope("payments", "transfer"),
-                ToolSpec::new("note", Risk::Low).with_scope("notes", "write"),
-            ])
-            .build()
-            .unwrap()
-    }
-}
-
-fn note(guard: &Guard, p: &Principal) -> Decision {
-    guard.decide(&GuardRequest::new(p, "note", &json!({"text": "hi"})))
-}
+mod common;
+use common::*;
 
 #[test]
 fn a_delegated_budget_counts_against_the_token_and_every_ancestor() {
     let w = world();
-    let guard = w.guard(Arc::new(InProcessState::default()));
+    let guard = w.guard(Arc::new(InProcessState::default()), None);
     let root = w.issue(&agent("planner"), "t-budget");
-    let child = w.delegate(&root, &agent("worker"), 5);
-    let grandchild = w.delegate(&child, &agent("helper"), 3);
+    let child = w.delegate(&root, &agent("worker"), Some(5));
+    let grandchild = w.delegate(&child, &agent("helper"), Some(3));
     let (child_p, grandchild_p) = (w.principal(&child), w.principal(&grandchild));
     assert_eq!(
         grandchild_p.budgets().len(),
@@ -159,8 +61,9 @@ fn a_delegated_budget_counts_against_the_token_and_every_ancestor() {
 fn a_budget_spent_on_one_guard_is_spent_on_another_sharing_the_state() {
     let w = world();
     let state: Arc<dyn SharedState> = Arc::new(InProcessState::default());
-    let (a, b) = (w.guard(state.clone()), w.guard(state));
-    let child = w.principal(&w.delegate(&w.issue(&agent("planner"), "t"), &agent("worker"), 2));
+    let (a, b) = (w.guard(state.clone(), None), w.guard(state, None));
+    let child =
+        w.principal(&w.delegate(&w.issue(&agent("planner"), "t"), &agent("worker"), Some(2)));
     assert!(note(&a, &child).is_allowed());
     assert!(note(&b, &child).is_allowed());
     assert_eq!(note(&a, &child).code(), Some("guard.budget_exhausted"));
@@ -170,8 +73,9 @@ fn a_budget_spent_on_one_guard_is_spent_on_another_sharing_the_state() {
 #[test]
 fn threads_racing_one_budget_get_exactly_the_budget() {
     let w = world();
-    let guard = w.guard(Arc::new(InProcessState::default()));
-    let child = w.principal(&w.delegate(&w.issue(&agent("planner"), "t"), &agent("worker"), 37));
+    let guard = w.guard(Arc::new(InProcessState::default()), None);
+    let child =
+        w.principal(&w.delegate(&w.issue(&agent("planner"), "t"), &agent("worker"), Some(37)));
     let allowed = AtomicUsize::new(0);
     std::thread::scope(|s| {
         for _ in 0..8 {
@@ -193,7 +97,7 @@ fn taint_follows_the_task_into_new_sessions_guards_and_sub_agents() {
     let state: Arc<dyn SharedState> = Arc::new(InProcessState::default());
     let token = w.issue(&agent("planner"), "t-taint");
     let p = w.principal(&token);
-    let first = ToolInterceptor::new(w.guard(state.clone()));
+    let first = ToolInterceptor::new(w.guard(state.clone(), None));
     let session = Session::new("chat-1", p.clone());
     let pay = json!({"amount": 50});
     assert!(
@@ -220,7 +124,7 @@ fn taint_follows_the_task_into_new_sessions_guards_and_sub_agents() {
         Some("guard.tainted_context")
     );
     // A new guard (another worker) on the same state: tainted, and the copied IBAN is flagged.
-    let second = ToolInterceptor::new(w.guard(state.clone()));
+    let second = ToolInterceptor::new(w.guard(state.clone(), None));
     let fresh = Session::new("chat-3", p.clone());
     let Decision::NeedsConfirmation(req) = second.before(&fresh, &ToolCall::new("transfer", &pay))
     else {
@@ -236,7 +140,7 @@ fn taint_follows_the_task_into_new_sessions_guards_and_sub_agents() {
         "a low-risk tool still runs"
     );
     // A sub-agent working on the same task is tainted too.
-    let sub = w.principal(&w.delegate(&token, &agent("worker"), 10));
+    let sub = w.principal(&w.delegate(&token, &agent("worker"), Some(10)));
     assert_eq!(
         second
             .before(&Session::new("sub", sub), &ToolCall::new("transfer", &pay))
@@ -251,7 +155,7 @@ fn taint_follows_the_task_into_new_sessions_guards_and_sub_agents() {
             .is_allowed()
     );
     // A guard with its own state (another process without a shared store) cannot know.
-    let isolated = ToolInterceptor::new(w.guard(Arc::new(InProcessState::default())));
+    let isolated = ToolInterceptor::new(w.guard(Arc::new(InProcessState::default()), None));
     assert!(
         isolated
             .before(&Session::new("iso", p), &ToolCall::new("transfer", &pay))
@@ -264,7 +168,7 @@ fn taint_follows_the_task_into_new_sessions_guards_and_sub_agents() {
 fn an_approval_is_single_use_across_guards_sharing_the_state() {
     let w = world();
     let state: Arc<dyn SharedState> = Arc::new(InProcessState::default());
-    let (a, b) = (w.guard(state.clone()), w.guard(state));
+    let (a, b) = (w.guard(state.clone(), None), w.guard(state, None));
     let p = w.principal(&w.issue(&agent("planner"), "t-approve"));
     let session = SessionContext::new("s").taint("fetch");
     let pay = json!({"amount": 50});
@@ -323,7 +227,7 @@ impl SharedState for Down {
 #[test]
 fn a_shared_state_that_is_down_denies() {
     let w = world();
-    let guard = w.guard(Arc::new(Down));
+    let guard = w.guard(Arc::new(Down), None);
     let p = w.principal(&w.issue(&agent("planner"), "t"));
     assert_eq!(note(&guard, &p).code(), Some("guard.state_unavailable"));
     let interceptor = ToolInterceptor::new(guard);
