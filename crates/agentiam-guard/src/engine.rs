@@ -319,6 +319,9 @@ impl Guard {
     /// its task or an ancestor token; fails closed when the set cannot be read.
     fn revoked(&self, principal: &crate::Principal) -> Option<Decision> {
         let set = self.revocation.as_ref()?;
+        if set.is_empty() {
+            return None;
+        }
         let tokens = principal
             .token_id()
             .into_iter()

@@ -205,6 +205,7 @@ pub struct Principal {
     ancestor_tokens: Vec<String>,
     budgets: Vec<(String, u64)>,
     task_expires_at: i64,
+    task_key: Arc<str>,
 }
 
 fn actors_oldest_first(act: Option<&Value>) -> Vec<String> {
@@ -280,7 +281,9 @@ impl Principal {
                 }))
                 .collect(),
             task_expires_at: claims.dlg.iter().map(|h| h.exp).fold(claims.exp, i64::max),
+            task_key: Arc::from(""),
         }
+        .with_task_key()
     }
 
     /// The principal of a verified offline delegation chain.
@@ -309,7 +312,9 @@ impl Principal {
             ancestor_tokens: Vec::new(),
             budgets: grant.budgets.clone(),
             task_expires_at: grant.root_exp.max(grant.exp),
+            task_key: Arc::from(""),
         }
+        .with_task_key()
     }
 
     /// A workload authenticated only by its X.509-SVID (mTLS without a token): its SPIFFE ID and
@@ -331,7 +336,9 @@ impl Principal {
             ancestor_tokens: Vec::new(),
             budgets: Vec::new(),
             task_expires_at: expires_at,
+            task_key: Arc::from(""),
         }
+        .with_task_key()
     }
 
     /// The principal on whose behalf the call is made (`sub`).
@@ -387,15 +394,21 @@ impl Principal {
 
     /// The key the task's shared state (taint, copied-text fingerprints) is kept under: the
     /// principal and task, so every token of one task (delegated or not) shares it and tasks of
-    /// other principals never do.
-    pub fn task_key(&self) -> String {
-        match &self.task {
+    /// other principals never do. Computed once, when the principal is built.
+    pub fn task_key(&self) -> &str {
+        &self.task_key
+    }
+
+    fn with_task_key(mut self) -> Self {
+        let key = match &self.task {
             Some(task) => format!("task:{}\u{1f}{task}", self.subject),
             None => match self.ancestor_tokens.first().or(self.token_id.as_ref()) {
                 Some(root) => format!("root:{root}"),
                 None => format!("agent:{}", self.presenter),
             },
-        }
+        };
+        self.task_key = Arc::from(key);
+        self
     }
 
     /// Until when the task's state is kept: the latest expiry in the chain.

@@ -38,6 +38,12 @@ pub trait RevocationSet: Send + Sync + std::fmt::Debug {
     /// Whether this exact entry is revoked (for records that are not token claims, such as
     /// offline delegation links).
     fn contains(&self, what: &Revocation) -> Result<bool, TokenError>;
+
+    /// Whether the set surely holds nothing, so a caller may skip looking entries up; `false`
+    /// when it cannot tell cheaply (the default).
+    fn is_empty(&self) -> bool {
+        false
+    }
 }
 
 /// Why `claims` are revoked according to `has`: by token, agent (`sub`), task, or an ancestor
@@ -95,6 +101,10 @@ impl RevocationSet for InMemoryRevocationSet {
         let slot = entries.entry(what).or_insert(until);
         *slot = (*slot).max(until);
         Ok(())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.read().is_ok_and(|e| e.is_empty())
     }
 
     fn check(&self, claims: &Claims) -> Result<Option<String>, TokenError> {
