@@ -560,7 +560,8 @@ class Guard:
             return _plain_arguments(bind(args, kwargs))
 
         def report(session: GuardSession, result: Any) -> None:
-            deferred = _deferred_body(result)
+            # Plain results (the common case) cannot be deferred bodies: skip the inspection.
+            deferred = None if isinstance(result, _SCALARS) else _deferred_body(result)
             if deferred is not None:
                 _discard(result)
                 error = TypeError(
