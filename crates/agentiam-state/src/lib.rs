@@ -198,6 +198,9 @@ pub fn check_key(key: &str) -> Result<(), StateError> {
 pub struct InProcessState {
     inner: Mutex<Tables>,
     capacity: usize,
+    /// Set once any task's taint is recorded (never cleared): until then every task is clean,
+    /// and a decision reads that without taking the lock.
+    any_taint: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -213,6 +216,7 @@ impl InProcessState {
         Self {
             inner: Mutex::new(Tables::default()),
             capacity: capacity.max(1),
+            any_taint: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -295,6 +299,11 @@ impl SharedState for InProcessState {
 
     fn task_taint(&self, task: &str, now: i64) -> Result<TaskTaint, StateError> {
         check_key(task)?;
+        // Acquire pairs with the Release in extend_task_taint: once a reader sees the flag it
+        // takes the lock and sees the entry.
+        if !self.any_taint.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(TaskTaint::default());
+        }
         let t = self.tables()?;
         Ok(t.taint
             .get(task)
@@ -312,6 +321,10 @@ impl SharedState for InProcessState {
     ) -> Result<(), StateError> {
         check_key(task)?;
         let mut t = self.tables()?;
+        // Set under the lock, before the entry exists: a reader that still sees `false` was
+        // ordered before this write, as it would be with the lock.
+        self.any_taint
+            .store(true, std::sync::atomic::Ordering::Release);
         if !t.taint.contains_key(task) {
             room(&mut t.taint, 1, self.capacity, |(_, e)| *e, now, "taint")?;
         }
