@@ -386,7 +386,7 @@ impl Guard {
     ) -> Result<Option<SessionContext>, Decision> {
         let shared = self
             .state
-            .task_taint(&request.principal.task_key(), now)
+            .task_taint(request.principal.task_key(), now)
             .map_err(|e| Decision::deny(codes::STATE_UNAVAILABLE, e.to_string()))?;
         if !shared.is_tainted() {
             return Ok(None);
@@ -435,12 +435,7 @@ impl Guard {
         }
         let now = self.clock.now();
         self.state
-            .extend_task_taint(
-                &principal.task_key(),
-                &add,
-                principal.task_expires_at(),
-                now,
-            )
+            .extend_task_taint(principal.task_key(), &add, principal.task_expires_at(), now)
             .map_err(|e| GuardError::State(e.to_string()))
     }
 
@@ -459,7 +454,7 @@ impl Guard {
     /// Whether the principal's task is tainted in the shared state (`true` when it cannot say).
     pub fn task_is_tainted(&self, principal: &crate::Principal) -> bool {
         self.state
-            .task_taint(&principal.task_key(), self.clock.now())
+            .task_taint(principal.task_key(), self.clock.now())
             .map_or(true, |t| t.is_tainted())
     }
 
