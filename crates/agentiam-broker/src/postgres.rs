@@ -20,8 +20,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use agentiam_state::postgres_support::{connection_is_broken, quote_ident};
 use agentiam_token::Revocation;
-use postgres::error::Severity;
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row, Statement};
 
@@ -40,9 +40,6 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Used when the URL does not say (`connect_timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long a liveness probe may take after an error that did not come from the server.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The longest schema name PostgreSQL keeps (NAMEDATALEN - 1).
 const MAX_SCHEMA_BYTES: usize = 63;
@@ -163,11 +160,6 @@ fn revocation_key(what: &Revocation) -> (&'static str, String) {
     }
 }
 
-/// `name` as a quoted SQL identifier.
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 /// One open connection and the statements prepared on it.
 struct Conn {
     client: Client,
@@ -227,19 +219,7 @@ impl Conn {
 
     /// Whether `e` means this connection is no longer usable.
     fn is_broken(&mut self, e: &postgres::Error) -> bool {
-        if e.is_closed() || self.client.is_closed() {
-            return true;
-        }
-        if let Some(db) = e.as_db_error() {
-            // FATAL and PANIC end the session; class 57P is the server shutting down or
-            // terminating this backend.
-            return matches!(
-                db.parsed_severity(),
-                Some(Severity::Fatal | Severity::Panic)
-            ) || db.code().code().starts_with("57P");
-        }
-        // Not from the server (I/O, protocol, conversion): ask the connection itself.
-        self.client.is_valid(PROBE_TIMEOUT).is_err()
+        connection_is_broken(&mut self.client, e)
     }
 }
 

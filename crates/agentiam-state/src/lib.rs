@@ -51,6 +51,8 @@ use std::sync::Mutex;
 
 #[cfg(feature = "postgres")]
 mod postgres_state;
+#[cfg(feature = "postgres")]
+pub mod postgres_support;
 #[cfg(feature = "redis")]
 mod redis_state;
 #[cfg(feature = "sqlite")]
