@@ -151,10 +151,14 @@ impl KeyEncryptionKey {
 mod tests {
     use super::*;
 
+    /// Long enough that random base64 never holds it by chance (a short marker such as "kty"
+    /// does, about once in 400 runs).
+    const MARKER: &str = "private-key-material-that-must-never-be-readable-in-the-store";
+
     fn material() -> KeyMaterial {
         KeyMaterial {
-            signing: "{\"kty\":\"OKP\"}".into(),
-            approver: "{\"kty\":\"OKP\",\"a\":1}".into(),
+            signing: format!("{{\"kty\":\"OKP\",\"d\":\"{MARKER}\"}}"),
+            approver: format!("{{\"kty\":\"OKP\",\"d\":\"{MARKER}-2\"}}"),
             retired: vec![],
         }
     }
@@ -165,7 +169,7 @@ mod tests {
         let other = KeyEncryptionKey::from_base64(&URL_SAFE_NO_PAD.encode([8u8; 32])).unwrap();
         let sealed = key.seal(&material(), 3).unwrap();
         assert!(
-            !sealed.contains("kty"),
+            !sealed.contains(MARKER),
             "the private keys are not readable in the store"
         );
         assert_eq!(key.open(&sealed, 3).unwrap().approver, material().approver);
