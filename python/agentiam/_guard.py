@@ -112,6 +112,8 @@ class GuardSession:
         # call id -> (tool, arguments, kind, code, message, approval request).
         self._decided: dict[str, tuple[str, dict[str, Any], str, str | None, str, dict[str, Any] | None]] = {}
         self._lock = threading.Lock()
+        # The guard whose session this is (set by `Guard.session` / `Guard.bearer_session`).
+        self._owner: Guard | None = None
 
     @property
     def subject(self) -> str:
@@ -184,7 +186,14 @@ class GuardSession:
         self, tool: str, arguments: dict[str, Any], call_id: str | None, approval: str | None
     ) -> tuple[str, str | None, str, dict[str, Any] | None]:
         """One guard decision: (kind, code, message, approval request)."""
-        kind, code, message, request = self._native.before(tool, arguments, call_id, approval)
+        return self._judged(self._native.before(tool, arguments, call_id, approval), approval)
+
+    def _judged(
+        self, outcome: tuple[str, str | None, str, str | None] | None, approval: str | None
+    ) -> tuple[str, str | None, str, dict[str, Any] | None]:
+        """The native decision `outcome` (None: allowed) as (kind, code, message, approval
+        request); marks `approval` used when it may not be presented again."""
+        kind, code, message, request = ("allow", None, "", None) if outcome is None else outcome
         if approval is not None and (kind == "allow" or code == _CONFIRMATION_INVALID):
             # Used once; or it fitted this call and still failed (expired, already used), so
             # it never will: either way it is not presented again.
@@ -207,8 +216,13 @@ class GuardSession:
                 if ahead[2] == "allow":
                     return None
                 raise Denied(ahead[3] or "guard.denied", ahead[4])
-        approval = carried if carried is not None else self._take_approval(tool, arguments)
-        kind, code, message, approval_request = self._decide_now(tool, arguments, call_id, approval)
+        approval = carried
+        if approval is None and self._approvals:  # kept approvals are rare: skip the call
+            approval = self._take_approval(tool, arguments)
+        outcome = self._native.before(tool, arguments, call_id, approval)
+        if outcome is None and approval is None:  # the hot path: allowed, nothing to mark used
+            return None
+        kind, code, message, approval_request = self._judged(outcome, approval)
         if kind == "allow":
             return None
         if kind == "confirm" and approval_request is not None:
@@ -237,7 +251,13 @@ class GuardSession:
         """Decide a synchronous call; asks `on_confirmation` (sync, or async outside a running
         event loop) when a human must approve."""
         request = self._decide(tool, arguments, None)
-        if request is None or self._on_confirmation is None:
+        if request is not None:
+            self._ask(tool, arguments, request)
+
+    def _ask(self, tool: str, arguments: dict[str, Any], request: dict[str, Any]) -> None:
+        """Asks `on_confirmation` about a synchronous call that needs a human's approval; returns
+        when the approved call may run, raises `Denied` otherwise."""
+        if self._on_confirmation is None:
             return
         answer = self._on_confirmation(request)
         if inspect.isawaitable(answer):
@@ -556,7 +576,7 @@ class Guard:
         bind = _binder(signature, frozenset(exclude))
         text_of = render or _model_text
 
-        def arguments(args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        def arguments(args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
             return _plain_arguments(bind(args, kwargs))
 
         def report(session: GuardSession, result: Any) -> None:
@@ -590,14 +610,24 @@ class Guard:
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            session = _current(self)
-            session._check(tool_name, arguments(args, kwargs))
+            # `_check` and `_current` inlined: every Python frame on this path costs about as
+            # much as a tenth of the guard's whole decision (benches/python/guard_call.py).
+            session = _CURRENT.get()
+            if session is None or session._owner is not self:
+                session = _current(self)
+            arguments = _plain_arguments(bind(args, kwargs))
+            request = session._decide(tool_name, arguments, None)
+            if request is not None:
+                session._ask(tool_name, arguments, request)
             try:
                 result = fn(*args, **kwargs)
             except Exception as error:
                 session._after(tool_name, str(error), True, None)
                 raise
-            report(session, result)
+            if render is None and type(result) is str:  # noqa: E721 - exactly str, not a subclass
+                session._after(tool_name, result, False, None)
+            else:
+                report(session, result)
             return result
 
         return wrapper  # type: ignore[return-value]
@@ -615,7 +645,7 @@ class Guard:
         """Run tool calls as the principal of `token` (verified now) in this context."""
         native = self._guard().session(token, session_id or str(uuid.uuid4()), dpop_proof, method, url)
         session = GuardSession(native, self._on_confirmation)
-        session._owner = self  # type: ignore[attr-defined]
+        session._owner = self
         reset = _CURRENT.set(session)
         try:
             yield session
@@ -632,7 +662,7 @@ class Guard:
                 return session
         native = self._guard().session(token, str(uuid.uuid4()), None, "POST", "")
         session = GuardSession(native, self._on_confirmation)
-        session._owner = self  # type: ignore[attr-defined]
+        session._owner = self
         with self._lock:
             session = self._bearer_sessions.setdefault(token, session)
             while len(self._bearer_sessions) > _MAX_BEARER_SESSIONS:
@@ -642,7 +672,7 @@ class Guard:
     @contextlib.contextmanager
     def using(self, session: GuardSession) -> Iterator[GuardSession]:
         """Run tool calls in `session` (from `session()` or `bearer_session()`) in this context."""
-        if getattr(session, "_owner", None) is not self:
+        if session._owner is not self:
             raise AgentIAMError("that session belongs to another guard")
         reset = _CURRENT.set(session)
         try:
@@ -678,7 +708,7 @@ class Guard:
 
 def _binder(
     signature: inspect.Signature, exclude: frozenset[str]
-) -> Callable[[Sequence[Any], Mapping[str, Any]], dict[str, Any]]:
+) -> Callable[[Sequence[Any], dict[str, Any]], dict[str, Any]]:
     """Maps a call's positional and keyword arguments to the tool's arguments by name (defaults
     applied, `exclude`d names left out), as `Signature.bind` does. Signatures without `*args` or
     `**kwargs` take a fast path (`bind` costs several microseconds per call); anything it cannot
@@ -690,7 +720,7 @@ def _binder(
     names = frozenset(p.name for p in params)
     defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
 
-    def slow(args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    def slow(args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         return {k: v for k, v in bound.arguments.items() if k not in exclude}
@@ -698,7 +728,11 @@ def _binder(
     if not simple:
         return slow
 
-    def fast(args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    def fast(args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+        if not args and not exclude and len(kwargs) == len(names) and names.issuperset(kwargs):
+            # Every parameter by keyword (how frameworks call tools). `**kwargs` is a fresh dict
+            # of this call, never the caller's own: handing it on shares it with nobody.
+            return kwargs
         if len(args) > len(positional) or not names.issuperset(kwargs):
             return slow(args, kwargs)
         bound = dict(zip(positional, args))
@@ -870,6 +904,6 @@ def _refusal(request: Mapping[str, Any]) -> Denied:
 
 def _current(guard: Guard) -> GuardSession:
     session = _CURRENT.get()
-    if session is None or getattr(session, "_owner", None) is not guard:
+    if session is None or session._owner is not guard:
         raise Denied("guard.credentials_missing", "no agentiam session: call tools inside `with guard.session(token):`")
     return session

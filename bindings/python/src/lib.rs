@@ -18,6 +18,7 @@ use agentiam_telemetry::AuditLog;
 use agentiam_token::{Clock, FixedClock, SystemClock};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde_json::{Map, Value};
@@ -336,7 +337,8 @@ struct PySession {
 
 #[pymethods]
 impl PySession {
-    /// Decides a call: `(kind, code, message, approval_request_json)`.
+    /// Decides a call: `None` when it may run (the hot path builds no tuple), else
+    /// `(kind, code, message, approval_request_json)` with kind `deny` or `confirm`.
     #[pyo3(signature = (tool, arguments, call_id = None, approval_json = None))]
     fn before(
         &self,
@@ -345,16 +347,16 @@ impl PySession {
         arguments: &Bound<'_, PyAny>,
         call_id: Option<&str>,
         approval_json: Option<&str>,
-    ) -> PyResult<DecisionTuple> {
+    ) -> PyResult<Option<DecisionTuple>> {
         let args = match to_json(arguments, 0) {
             Ok(v) => Arc::new(v),
             Err(message) => {
-                return Ok((
+                return Ok(Some((
                     "deny",
                     Some(agentiam_guard::codes::ARGUMENTS_INVALID.to_owned()),
                     message,
                     None,
-                ));
+                )));
             }
         };
         let approval = match approval_json.map(Approval::from_json).transpose() {
@@ -368,7 +370,12 @@ impl PySession {
                     self.interceptor
                         .record_refusal(&self.session, &call, &refusal);
                 });
-                return Ok(("deny", Some(e.code().to_owned()), e.to_string(), None));
+                return Ok(Some((
+                    "deny",
+                    Some(e.code().to_owned()),
+                    e.to_string(),
+                    None,
+                )));
             }
         };
         let decision = py.detach(|| {
@@ -377,29 +384,32 @@ impl PySession {
             call.approval = approval.as_ref();
             self.interceptor.before(&self.session, &call)
         });
-        Ok(decision_tuple(decision))
+        Ok((!decision.is_allowed()).then(|| decision_tuple(decision)))
     }
 
     /// Records a tool's output; returns the verdict (`clean`, `untrusted`, `injection`).
     #[pyo3(signature = (tool, output, failed = false, call_id = None))]
-    fn after(
+    fn after<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         tool: &str,
         output: &str,
         failed: bool,
         call_id: Option<&str>,
-    ) -> &'static str {
+    ) -> Bound<'py, PyString> {
         let args = Value::Null;
-        py.detach(|| {
+        let verdict = py.detach(|| {
             let mut call = ToolCall::new(tool, &args);
             call.call_id = call_id;
-            match self.interceptor.after(&self.session, &call, output, failed) {
-                OutputVerdict::Clean => "clean",
-                OutputVerdict::Untrusted => "untrusted",
-                OutputVerdict::Injection(_) => "injection",
-            }
-        })
+            self.interceptor.after(&self.session, &call, output, failed)
+        });
+        // Interned: the hot path allocates no string for its answer.
+        match verdict {
+            OutputVerdict::Clean => intern!(py, "clean"),
+            OutputVerdict::Untrusted => intern!(py, "untrusted"),
+            OutputVerdict::Injection(_) => intern!(py, "injection"),
+        }
+        .clone()
     }
 
     /// Checks an approval handed to the session before any call presents it (approver,

@@ -22,16 +22,25 @@ use crate::request::{GuardRequest, Principal, SessionContext};
 #[derive(Debug)]
 pub struct Session {
     principal: Arc<Principal>,
+    /// The session id, also in `context`: read without the lock or a copy of the context.
+    id: String,
     context: RwLock<SessionContext>,
 }
 
 impl Session {
     /// A clean session.
     pub fn new(id: impl Into<String>, principal: Arc<Principal>) -> Self {
+        let id = id.into();
         Self {
             principal,
-            context: RwLock::new(SessionContext::new(id)),
+            context: RwLock::new(SessionContext::new(id.clone())),
+            id,
         }
+    }
+
+    /// The session (conversation) id.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// The principal.
@@ -330,12 +339,11 @@ impl ToolInterceptor {
             // cannot record it refuses this task's next decision anyway (state_unavailable).
             let _ = self.read_untrusted(session, call.tool, output);
         }
-        let context = session.context();
         let outcome = CallOutcome {
             principal: &session.principal,
             tool: call.tool,
             call_id: call.call_id,
-            session_id: context.id.as_deref(),
+            session_id: Some(session.id()),
             output,
             failed,
             verdict: &verdict,

@@ -867,7 +867,7 @@ fn arg_value() -> impl Strategy<Value = Value> {
     prop_oneof![
         any::<i64>().prop_map(Value::from),
         (-1.0e6f64..1.0e6).prop_map(Value::from),
-        "[a-zA-Z0-9 ]{0,12}".prop_map(Value::from),
+        "[a-zA-Z0-9 :;\\\\\"]{0,12}".prop_map(Value::from),
         any::<bool>().prop_map(Value::from),
         Just(Value::Null),
     ]
