@@ -198,7 +198,7 @@ class GuardSession:
             # Used once; or it fitted this call and still failed (expired, already used), so
             # it never will: either way it is not presented again.
             self._used(approval)
-        if kind != "confirm":
+        if kind != "confirm" or request is None:  # a confirm without its request is refused
             return kind, code, message, None
         approval_request: dict[str, Any] = json.loads(request)
         return kind, code, message, approval_request
