@@ -14,7 +14,7 @@ use agentiam_identity::Jwks;
 use agentiam_telemetry::{AgentRef, AuditEvent, Decision, Outcome, RedactionPolicy};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::approvals::{ApprovalRecord, ApprovalStatus, ApprovalSubmission, RequesterContext};
-use crate::http::{Broker, OAuthError, bearer, refused_body};
+use crate::http::{Broker, OAuthError, refused_body};
 
 /// Longest a `GET /approvals/{id}` waits for an answer.
 pub const MAX_WAIT_SECS: u64 = 60;
@@ -55,24 +55,15 @@ fn not_found() -> OAuthError {
 }
 
 impl Broker {
-    /// The agent whose token this request carries, verified (any audience, revocation checked).
-    fn agent_principal(&self, headers: &HeaderMap) -> Result<(Principal, Value), OAuthError> {
-        let token = bearer(headers).ok_or_else(|| {
-            OAuthError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "broker.unauthorized",
-                "present the agent's access token as a bearer token",
-            )
-        })?;
-        let verified = self.verify(token, true).map_err(|e| {
-            OAuthError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                e.code(),
-                e.to_string(),
-            )
-        })?;
+    /// The agent whose token this request carries, verified (any audience, revocation checked;
+    /// a DPoP-bound token with its proof for this method and path).
+    fn agent_principal(
+        &self,
+        headers: &HeaderMap,
+        method: &str,
+        path: &str,
+    ) -> Result<(Principal, Value), OAuthError> {
+        let verified = self.verify_presented(headers, method, path)?;
         let claims = serde_json::to_value(verified.claims()).unwrap_or(Value::Null);
         Ok((Principal::from_token(&verified), claims))
     }
@@ -210,9 +201,10 @@ impl Broker {
 async fn submit(
     State(broker): State<Broker>,
     headers: HeaderMap,
+    uri: Uri,
     body: Result<Json<ApprovalSubmission>, JsonRejection>,
 ) -> Result<Response, OAuthError> {
-    let (principal, claims) = broker.agent_principal(&headers)?;
+    let (principal, claims) = broker.agent_principal(&headers, "POST", uri.path())?;
     let Json(submission) = body.map_err(|e| refused_body(e.status(), "approval request", &e))?;
     let request = &submission.request;
     let invalid = |why: &str| {
@@ -363,6 +355,7 @@ struct WaitQuery {
 async fn status(
     State(broker): State<Broker>,
     headers: HeaderMap,
+    uri: Uri,
     Path(id): Path<String>,
     query: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, OAuthError> {
@@ -371,7 +364,13 @@ async fn status(
     let presenter = if as_admin {
         None
     } else {
-        Some(broker.agent_principal(&headers)?.0.presenter().to_owned())
+        Some(
+            broker
+                .agent_principal(&headers, "GET", uri.path())?
+                .0
+                .presenter()
+                .to_owned(),
+        )
     };
     let wait = Duration::from_secs(query.wait.unwrap_or(0).min(MAX_WAIT_SECS));
     let deadline = tokio::time::Instant::now() + wait;

@@ -126,6 +126,11 @@ pub struct TokensConfig {
     /// No token lives longer. Default: 3600 s.
     #[serde(default = "default_max_ttl")]
     pub max_ttl_secs: i64,
+    /// Longest-lived client assertion accepted (from now to its `exp`). Each assertion is
+    /// single-use until its `exp` whatever this says. Default: 3600 s, what stock OAuth clients
+    /// sign (authlib's `PrivateKeyJWT`); lower it if every client signs shorter ones.
+    #[serde(default = "default_assertion_lifetime")]
+    pub client_assertion_max_lifetime_secs: i64,
 }
 
 fn default_listen() -> SocketAddr {
@@ -142,6 +147,9 @@ fn default_rotation() -> u64 {
 }
 fn default_ttl() -> i64 {
     agentiam_token::DEFAULT_TTL_SECS
+}
+fn default_assertion_lifetime() -> i64 {
+    crate::DEFAULT_CLIENT_ASSERTION_MAX_LIFETIME_SECS
 }
 fn default_max_ttl() -> i64 {
     agentiam_token::DEFAULT_MAX_TTL_SECS
@@ -160,6 +168,7 @@ impl Default for TokensConfig {
         Self {
             default_ttl_secs: default_ttl(),
             max_ttl_secs: default_max_ttl(),
+            client_assertion_max_lifetime_secs: default_assertion_lifetime(),
         }
     }
 }

@@ -5,15 +5,14 @@ use std::sync::Arc;
 use agentiam_identity::{Algorithm, Jwks, KeySet, Sha256Digest, SigningKey};
 use agentiam_telemetry::{AgentRef, AuditEvent, AuditLog, Decision};
 use agentiam_token::{
-    AgentRegistration, Clock, DpopVerifier, Issuer, Revocation, ScopeSet, SystemClock, Verifier,
+    AgentRegistration, Clock, DpopVerifier, Issuer, ScopeSet, SystemClock, Verifier,
 };
 use axum::extract::rejection::{FormRejection, JsonRejection};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Form, Json, Router};
-use serde::Deserialize;
+use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::BrokerError;
@@ -56,6 +55,8 @@ struct Inner {
     key_directory: Option<crate::DataDir>,
     /// Serialises rotations.
     rotating: std::sync::Mutex<()>,
+    /// Longest-lived client assertion accepted (seconds).
+    assertion_max_lifetime: i64,
 }
 
 impl std::fmt::Debug for Inner {
@@ -76,6 +77,38 @@ pub(crate) struct OAuthError {
     pub(crate) error: &'static str,
     pub(crate) description: String,
     pub(crate) code: String,
+    /// The authentication scheme a 401 challenges with (RFC 6749 section 5.2: the one the
+    /// client tried).
+    pub(crate) challenge: Challenge,
+}
+
+/// The `WWW-Authenticate` scheme of a 401.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Challenge {
+    Bearer,
+    Basic,
+}
+
+/// Longest-lived client assertion the broker accepts by default: an hour, what stock clients
+/// sign (authlib's `PrivateKeyJWT`). Each assertion's `jti` is single-use until its `exp`.
+pub const DEFAULT_CLIENT_ASSERTION_MAX_LIFETIME_SECS: i64 = 3600;
+
+/// A refused DPoP proof (RFC 9449 section 7: `invalid_dpop_proof`).
+pub(crate) fn invalid_dpop(code: &str, why: String) -> OAuthError {
+    OAuthError::new(StatusCode::BAD_REQUEST, "invalid_dpop_proof", code, why)
+}
+
+/// RFC 6749 section 5.2: `error_description` holds only `%x20-21 / %x23-5B / %x5D-7E`. A
+/// quote becomes `'`, a backslash `/`, anything else outside the set `?`.
+pub(crate) fn oauth_description(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            ' '..='~' => c,
+            _ => '?',
+        })
+        .collect()
 }
 
 impl OAuthError {
@@ -90,7 +123,13 @@ impl OAuthError {
             error,
             description: description.into(),
             code: code.to_owned(),
+            challenge: Challenge::Bearer,
         }
+    }
+
+    pub(crate) fn with_challenge(mut self, challenge: Challenge) -> Self {
+        self.challenge = challenge;
+        self
     }
 
     pub(crate) fn bad_request(description: impl Into<String>) -> Self {
@@ -127,7 +166,7 @@ impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let body = json!({
             "error": self.error,
-            "error_description": self.description,
+            "error_description": oauth_description(&self.description),
             "agentiam_code": self.code,
         });
         let mut response = (self.status, Json(body)).into_response();
@@ -136,7 +175,10 @@ impl IntoResponse for OAuthError {
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"agentiam-broker\""),
+                HeaderValue::from_static(match self.challenge {
+                    Challenge::Bearer => "Bearer realm=\"agentiam-broker\"",
+                    Challenge::Basic => "Basic realm=\"agentiam-broker\"",
+                }),
             );
         }
         response
@@ -195,6 +237,7 @@ impl Broker {
                 console,
                 key_directory: None,
                 rotating: std::sync::Mutex::new(()),
+                assertion_max_lifetime: DEFAULT_CLIENT_ASSERTION_MAX_LIFETIME_SECS,
             }),
         })
     }
@@ -235,6 +278,28 @@ impl Broker {
             inner.console.audit_dir = Some(dir);
             inner.console.audit_verifier = verifier;
         })
+    }
+
+    /// Accepts client assertions living up to `secs` (default an hour, see
+    /// [`DEFAULT_CLIENT_ASSERTION_MAX_LIFETIME_SECS`]). Call before serving.
+    pub fn with_client_assertion_max_lifetime(self, secs: i64) -> Self {
+        self.configure(|inner| inner.assertion_max_lifetime = secs.max(1))
+    }
+
+    pub(crate) fn client_assertion_max_lifetime(&self) -> i64 {
+        self.inner.assertion_max_lifetime
+    }
+
+    /// The `aud` values a client assertion may name (RFC 7523 section 3): the issuer, or the
+    /// endpoint it is presented to (token, introspection or revocation).
+    pub(crate) fn assertion_audiences(&self) -> [String; 4] {
+        let base = &self.inner.base_url;
+        [
+            self.token_endpoint(),
+            self.issuer_url(),
+            format!("{base}/oauth2/introspect"),
+            format!("{base}/oauth2/revoke"),
+        ]
     }
 
     /// Persists rotated signing keys in this data directory. Call before serving.
@@ -552,8 +617,8 @@ impl Broker {
             .route("/.well-known/jwks.json", get(jwks))
             .route("/.well-known/oauth-authorization-server", get(metadata))
             .route("/oauth2/token", post(crate::token::token))
-            .route("/oauth2/introspect", post(introspect))
-            .route("/oauth2/revoke", post(revoke))
+            .route("/oauth2/introspect", post(crate::introspection::introspect))
+            .route("/oauth2/revoke", post(crate::introspection::revoke))
             .route("/admin/agents", post(register_agent).get(list_agents))
             .route("/admin/keys/rotate", post(rotate_keys))
             .merge(crate::approvals_http::routes())
@@ -584,20 +649,147 @@ impl Broker {
         }
     }
 
-    /// Verifies a token this broker issued, for any audience (introspection and revocation
+    /// A verifier of tokens this broker issued, for any audience (introspection and revocation
     /// answer for every service; a service itself must always check its own audience).
-    pub(crate) fn verify(
-        &self,
-        token: &str,
-        check_revocation: bool,
-    ) -> Result<agentiam_token::Token, agentiam_token::TokenError> {
+    pub(crate) fn any_audience_verifier(&self, check_revocation: bool) -> Verifier {
         let mut verifier = Verifier::new(self.inner.issuer.jwks(), self.inner.issuer.issuer(), "")
             .any_audience()
             .with_clock(self.inner.clock.clone());
         if check_revocation {
             verifier = verifier.with_revocation(Arc::new(self.revocations()));
         }
-        verifier.verify(token)
+        verifier
+    }
+
+    /// Verifies a token this broker issued as the token itself: signature, issuer, expiry and
+    /// (when asked) revocation, but not who presents it. Introspection (RFC 7662, RFC 9449
+    /// section 6.2) and revocation (RFC 7009) are about the token, so a sender-constrained
+    /// token verifies here without its proof; anything that acts on a token's authority must
+    /// use [`Broker::verify_presented`].
+    pub(crate) fn verify_issued(
+        &self,
+        token: &str,
+        check_revocation: bool,
+    ) -> Result<agentiam_token::Token, agentiam_token::TokenError> {
+        self.any_audience_verifier(check_revocation)
+            .verify_without_pop(token)
+    }
+
+    /// The request's DPoP proof, if it has one. More than one `DPoP` header is refused
+    /// (RFC 9449 section 4.3), and so is a header that is not text.
+    pub(crate) fn dpop_header(headers: &HeaderMap) -> Result<Option<&str>, OAuthError> {
+        let mut proofs = headers.get_all("dpop").iter();
+        let Some(proof) = proofs.next() else {
+            return Ok(None);
+        };
+        if proofs.next().is_some() {
+            return Err(invalid_dpop(
+                "token.pop_invalid",
+                "more than one DPoP header: a request carries exactly one proof".into(),
+            ));
+        }
+        proof
+            .to_str()
+            .map(Some)
+            .map_err(|_| invalid_dpop("token.pop_invalid", "the DPoP header is not text".into()))
+    }
+
+    /// Verifies a DPoP proof for `method` and `url` (and `access_token`'s hash, when given) and
+    /// uses it up: the verifier remembers proofs in this process, the store across every replica
+    /// (kept past the proofs' 60 s acceptance window).
+    pub(crate) fn use_dpop_proof(
+        &self,
+        proof: &str,
+        method: &str,
+        url: &str,
+        access_token: Option<&str>,
+    ) -> Result<agentiam_token::DpopProof, OAuthError> {
+        let request = agentiam_token::DpopRequest { method, url };
+        let verified = self
+            .dpop()
+            .verify(proof, &request, access_token)
+            .map_err(|e| invalid_dpop(e.code(), e.to_string()))?;
+        let now = self.now();
+        let once = format!("dpop\n{}\n{}", verified.jkt(), verified.jti());
+        if !self.store().use_once(&once, now.saturating_add(120), now)? {
+            return Err(invalid_dpop(
+                "token.pop_invalid",
+                "this DPoP proof was already used".into(),
+            ));
+        }
+        Ok(verified)
+    }
+
+    /// Verifies the token a request presents on its own authority (the approvals API): a
+    /// bearer token as `Authorization: Bearer`; a DPoP-bound one as `Authorization: DPoP` with
+    /// exactly one proof by its key for this method and path (RFC 9449 section 7), used once
+    /// across replicas. Revocation is checked; a certificate-bound token is refused (the
+    /// broker does not terminate mTLS).
+    pub(crate) fn verify_presented(
+        &self,
+        headers: &HeaderMap,
+        method: &str,
+        path: &str,
+    ) -> Result<agentiam_token::Token, OAuthError> {
+        let unauthorized = |code: &str, why: String| {
+            OAuthError::new(StatusCode::UNAUTHORIZED, "invalid_token", code, why)
+        };
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let (scheme, token) = authorization.split_once(' ').unwrap_or_default();
+        let dpop_scheme = scheme.eq_ignore_ascii_case("dpop");
+        if token.is_empty() || !(dpop_scheme || scheme.eq_ignore_ascii_case("bearer")) {
+            return Err(unauthorized(
+                "broker.unauthorized",
+                "present the agent's access token (Authorization: Bearer, or DPoP with a proof)"
+                    .into(),
+            ));
+        }
+        let proof = Self::dpop_header(headers)?;
+        let verified = self
+            .verify_issued(token, true)
+            .map_err(|e| unauthorized(e.code(), e.to_string()))?;
+        let cnf = verified.claims().cnf.as_ref();
+        if cnf.is_some_and(|c| c.x5t_s256.is_some()) {
+            return Err(unauthorized(
+                "token.pop_required",
+                "a certificate-bound token is used over mTLS, which the broker does not terminate"
+                    .into(),
+            ));
+        }
+        let bound = cnf.and_then(|c| c.jkt.as_deref());
+        match (bound, proof) {
+            (None, None) => Ok(verified),
+            (Some(_), None) | (Some(_), Some(_)) if !dpop_scheme => Err(unauthorized(
+                "token.pop_required",
+                "a DPoP-bound token is presented as Authorization: DPoP, with a DPoP proof".into(),
+            )),
+            (Some(_), None) => Err(unauthorized(
+                "token.pop_required",
+                "a DPoP-bound token needs a DPoP proof".into(),
+            )),
+            (bound, Some(proof)) => {
+                let url = format!("{}{path}", self.inner.base_url);
+                let checked = self.use_dpop_proof(proof, method, &url, Some(token))?;
+                match bound {
+                    Some(jkt)
+                        if aws_lc_rs::constant_time::verify_slices_are_equal(
+                            jkt.as_bytes(),
+                            checked.jkt().as_bytes(),
+                        )
+                        .is_err() =>
+                    {
+                        Err(unauthorized(
+                            "token.pop_invalid",
+                            "the proof's key is not the key the token is bound to".into(),
+                        ))
+                    }
+                    _ => Ok(verified),
+                }
+            }
+        }
     }
 }
 
@@ -672,22 +864,21 @@ async fn metadata(State(broker): State<Broker>) -> Json<Value> {
         "token_endpoint_auth_methods_supported": ["private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
         "dpop_signing_alg_values_supported": ["EdDSA", "ES256"],
+        // RFC 8414 requires it; the broker has no authorization endpoint, and `none` is the
+        // registered response type that returns nothing.
+        "response_types_supported": ["none"],
         "introspection_endpoint": format!("{base}/oauth2/introspect"),
-        "introspection_endpoint_auth_methods_supported": ["bearer"],
+        // Agents with their client assertion; the administrator with a bearer token (the
+        // introspection list may name access token types, RFC 8414 section 2).
+        "introspection_endpoint_auth_methods_supported": ["private_key_jwt", "Bearer"],
+        "introspection_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
         "revocation_endpoint": format!("{base}/oauth2/revoke"),
-        "revocation_endpoint_auth_methods_supported": ["bearer"],
+        // Only IANA client authentication methods here; the administrator's bearer token works
+        // too, as an extension.
+        "revocation_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "revocation_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
         "scopes_supported": [],
     }))
-}
-
-#[derive(Debug, Deserialize)]
-struct TokenForm {
-    token: String,
-    #[allow(
-        dead_code,
-        reason = "RFC 7662/7009 allow it; every token here is an access token"
-    )]
-    token_type_hint: Option<String>,
 }
 
 /// A body the extractor refused: too large (413, `broker.body_too_large`) or malformed (400).
@@ -713,64 +904,6 @@ pub(crate) fn form_error(rejection: FormRejection) -> OAuthError {
         "the body must be application/x-www-form-urlencoded with a token",
         rejection,
     )
-}
-
-async fn introspect(
-    State(broker): State<Broker>,
-    headers: HeaderMap,
-    form: Result<Form<TokenForm>, FormRejection>,
-) -> Result<Json<Value>, OAuthError> {
-    broker.admin(&headers)?;
-    let Form(form) = form.map_err(form_error)?;
-    let Ok(token) = broker.verify(&form.token, true) else {
-        // RFC 7662: an inactive token says nothing more.
-        return Ok(Json(json!({"active": false})));
-    };
-    let mut body =
-        serde_json::to_value(token.claims()).map_err(|e| OAuthError::bad_request(e.to_string()))?;
-    if let Value::Object(map) = &mut body {
-        map.insert("active".into(), Value::Bool(true));
-        map.insert("token_type".into(), Value::String("Bearer".into()));
-    }
-    Ok(Json(body))
-}
-
-async fn revoke(
-    State(broker): State<Broker>,
-    headers: HeaderMap,
-    form: Result<Form<TokenForm>, FormRejection>,
-) -> Result<Response, OAuthError> {
-    broker.admin(&headers)?;
-    let Form(form) = form.map_err(form_error)?;
-    // RFC 7009: a token that is invalid, expired or not ours needs no revoking; answer 200.
-    if let Ok(token) = broker.verify(&form.token, false) {
-        let claims = token.claims();
-        let what = match &claims.jti {
-            Some(jti) => Revocation::Token(jti.clone()),
-            None => {
-                return Err(OAuthError::new(
-                    StatusCode::BAD_REQUEST,
-                    "unsupported_token_type",
-                    "broker.bad_request",
-                    "the token has no jti to revoke by",
-                ));
-            }
-        };
-        let mut event = AuditEvent::new(
-            "token_revoked",
-            AgentRef {
-                spiffe_id: claims.presenter().to_owned(),
-                composite_digest: claims.agent.as_ref().map(|a| a.digest.to_string()),
-            },
-            broker.now_ms(),
-            Decision::allow(),
-        );
-        event.token_jti.clone_from(&claims.jti);
-        event.task_id = claims.task.as_ref().map(|t| t.id.clone());
-        broker.audit(event)?;
-        broker.inner.store.revoke(&what, claims.exp)?;
-    }
-    Ok(StatusCode::OK.into_response())
 }
 
 async fn register_agent(

@@ -261,7 +261,8 @@ impl DataDir {
         Ok(Broker::new(issuer, store, issuer_url, admin_secret)?
             .with_approver_key(self.approver_key()?)
             .with_audit_log(Arc::new(log), self.audit_dir(), Some(verifier))
-            .with_key_directory(self.clone()))
+            .with_key_directory(self.clone())
+            .with_client_assertion_max_lifetime(tokens.client_assertion_max_lifetime_secs))
     }
 }
 

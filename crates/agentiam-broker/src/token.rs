@@ -50,6 +50,9 @@ pub(crate) struct TokenForm {
     subject_token: Option<String>,
     subject_token_type: Option<String>,
     requested_token_type: Option<String>,
+    /// A DPoP proof by the key a DPoP-bound `subject_token` is bound to, over it (`ath`), for
+    /// this request (agentiam extension; the `DPoP` header binds the new token).
+    subject_token_dpop: Option<String>,
 }
 
 /// What an agent sends to prove what it runs: the model, its system prompt and tool manifest,
@@ -101,16 +104,84 @@ fn grant_error(e: &TokenError) -> OAuthError {
     OAuthError::new(status, error, e.code(), e.to_string())
 }
 
+/// How a failed token exchange reads as an OAuth error (RFC 8693 section 2.2.2): a subject
+/// token that is invalid or unacceptable is `invalid_request`, an audience it does not cover
+/// `invalid_target`; scopes, availability and signing as for any grant.
+fn exchange_error(e: &TokenError) -> OAuthError {
+    match e {
+        TokenError::WrongAudience(_) => OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_target",
+            e.code(),
+            e.to_string(),
+        ),
+        TokenError::InvalidScope { .. }
+        | TokenError::ScopeNotPermitted(_)
+        | TokenError::ScopeWidened(_)
+        | TokenError::RevocationUnavailable(_)
+        | TokenError::Signing(_) => grant_error(e),
+        _ => OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            e.code(),
+            e.to_string(),
+        ),
+    }
+}
+
 /// The client that authenticated, its registration, and the identity its evidence proves.
 struct Authenticated {
     record: AgentRecord,
     identity: AgentIdentity,
 }
 
+/// A client's credentials as a request carries them: RFC 7523 `private_key_jwt` form fields.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientCredentials<'a> {
+    pub(crate) client_id: Option<&'a str>,
+    pub(crate) assertion_type: Option<&'a str>,
+    pub(crate) assertion: Option<&'a str>,
+}
+
+impl<'a> ClientCredentials<'a> {
+    fn of(form: &'a TokenForm) -> Self {
+        Self {
+            client_id: form.client_id.as_deref(),
+            assertion_type: form.client_assertion_type.as_deref(),
+            assertion: form.client_assertion.as_deref(),
+        }
+    }
+}
+
+/// RFC 6749 section 5.2: a client that tried HTTP Basic authentication gets 401 with a `Basic`
+/// challenge. Agents authenticate with `private_key_jwt` only.
+pub(crate) fn refuse_basic(headers: &HeaderMap) -> Result<(), OAuthError> {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_whitespace().next())
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("basic"));
+    if basic {
+        return Err(invalid_client(
+            "broker.client_auth_failed",
+            "HTTP Basic client authentication is not supported: authenticate with a signed \
+             client assertion (private_key_jwt)",
+        )
+        .with_challenge(crate::http::Challenge::Basic));
+    }
+    Ok(())
+}
+
 impl Broker {
-    /// RFC 7523 client authentication, then the attestation evidence.
-    fn authenticate(&self, form: &TokenForm) -> Result<Authenticated, OAuthError> {
-        match form.client_assertion_type.as_deref() {
+    /// RFC 7523 client authentication: the registered agent whose key signed the assertion.
+    /// Each assertion is accepted once, until its `exp`, across every replica.
+    pub(crate) fn authenticate_client(
+        &self,
+        headers: &HeaderMap,
+        credentials: ClientCredentials<'_>,
+    ) -> Result<AgentRecord, OAuthError> {
+        refuse_basic(headers)?;
+        match credentials.assertion_type {
             Some(CLIENT_ASSERTION_TYPE_JWT) => {}
             Some(_) => {
                 return Err(invalid_client(
@@ -125,13 +196,13 @@ impl Broker {
                 ));
             }
         }
-        let assertion = form.client_assertion.as_deref().ok_or_else(|| {
+        let assertion = credentials.assertion.ok_or_else(|| {
             invalid_client("broker.client_auth_failed", "client_assertion is missing")
         })?;
         let fail = |e: TokenError| invalid_client(e.code(), format!("client assertion: {e}"));
         let unverified = UnverifiedClientAssertion::parse(assertion).map_err(fail)?;
         let client = unverified.client_id().to_owned();
-        if form.client_id.as_deref().is_some_and(|c| c != client) {
+        if credentials.client_id.is_some_and(|c| c != client) {
             return Err(invalid_client(
                 "broker.client_auth_failed",
                 "client_id is not the client assertion's issuer",
@@ -154,7 +225,8 @@ impl Broker {
                 )
             })?;
         let now = self.now();
-        let rules = AssertionRules::new([self.token_endpoint(), self.issuer_url()], now);
+        let rules = AssertionRules::new(self.assertion_audiences(), now)
+            .with_max_lifetime(self.client_assertion_max_lifetime());
         let verified = unverified.verify(&keys, &rules).map_err(fail)?;
         let once = format!("client_assertion\n{client}\n{}", verified.jti());
         if !self
@@ -166,6 +238,16 @@ impl Broker {
                 "this client assertion was already used",
             ));
         }
+        Ok(record)
+    }
+
+    /// RFC 7523 client authentication, then the attestation evidence.
+    fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        form: &TokenForm,
+    ) -> Result<Authenticated, OAuthError> {
+        let record = self.authenticate_client(headers, ClientCredentials::of(form))?;
         let identity = self.attest(&record, form.agent_attestation.as_deref())?;
         Ok(Authenticated { record, identity })
     }
@@ -245,35 +327,13 @@ impl Broker {
         Ok(identity)
     }
 
+    /// The key a token request's DPoP proof binds the new token to, if it has a proof.
     fn dpop_jkt(&self, headers: &HeaderMap) -> Result<Option<String>, OAuthError> {
-        let Some(proof) = headers.get("dpop") else {
+        let Some(proof) = Broker::dpop_header(headers)? else {
             return Ok(None);
         };
-        let proof = proof
-            .to_str()
-            .map_err(|_| invalid_request("the DPoP header is not text"))?;
         let endpoint = self.token_endpoint();
-        let request = DpopRequest {
-            method: "POST",
-            url: &endpoint,
-        };
-        let invalid = |code: &str, why: String| {
-            OAuthError::new(StatusCode::BAD_REQUEST, "invalid_dpop_proof", code, why)
-        };
-        let verified = self
-            .dpop()
-            .verify(proof, &request, None)
-            .map_err(|e| invalid(e.code(), e.to_string()))?;
-        // The verifier remembers proofs in this process; the store makes a proof single-use
-        // across every replica too (kept past the proofs' 60 s acceptance window).
-        let now = self.now();
-        let once = format!("dpop\n{}\n{}", verified.jkt(), verified.jti());
-        if !self.store().use_once(&once, now.saturating_add(120), now)? {
-            return Err(invalid(
-                "token.pop_invalid",
-                "this DPoP proof was already used".into(),
-            ));
-        }
+        let verified = self.use_dpop_proof(proof, "POST", &endpoint, None)?;
         Ok(Some(verified.jkt().to_owned()))
     }
 
@@ -380,7 +440,7 @@ pub(crate) async fn token(
                 )
             },
         );
-    let client = match broker.authenticate(&form) {
+    let client = match broker.authenticate(&headers, &form) {
         Ok(client) => client,
         Err(e) => {
             broker.audit_token(kind, None, &claimed, Err(&e))?;
@@ -474,10 +534,30 @@ impl Broker {
             request = request.with_scopes(ScopeSet::parse(scope).map_err(|e| grant_error(&e))?);
         }
         request.dpop_jkt = self.dpop_jkt(headers)?;
-        let exchanger = Exchanger::new(self.issuer().clone())
+        let endpoint = self.token_endpoint();
+        let mut exchanger = Exchanger::new(self.issuer().clone())
             .with_clock(self.clock().clone())
             .with_revocation(std::sync::Arc::new(self.revocations()));
-        let issued = exchanger.exchange(&request).map_err(|e| grant_error(&e))?;
+        if let Some(proof) = form.subject_token_dpop.as_deref() {
+            // A DPoP-bound parent proves possession of its key with a second proof (agentiam
+            // extension): by the parent's key, for POST to the token endpoint, with `ath` over
+            // the subject token. Used once here (store-wide); the exchanger then checks it is
+            // by the key the parent is bound to, with a verifier of its own (a fresh replay
+            // cache, since this one has just recorded the proof).
+            self.use_dpop_proof(proof, "POST", &endpoint, Some(subject))?;
+            request.subject_proof = Some((
+                proof,
+                DpopRequest {
+                    method: "POST",
+                    url: &endpoint,
+                },
+            ));
+            exchanger =
+                exchanger.with_dpop(agentiam_token::DpopVerifier::new(self.clock().clone()));
+        }
+        let issued = exchanger
+            .exchange(&request)
+            .map_err(|e| exchange_error(&e))?;
         // The sub-agent's own registration bounds what it may hold, whatever its parent holds.
         let max = ScopeSet::parse(&client.record.max_scopes).map_err(|e| grant_error(&e))?;
         if let Some(outside) = issued.claims.scope.first_outside(&max) {

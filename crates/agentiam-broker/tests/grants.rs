@@ -604,7 +604,7 @@ async fn token_exchange_only_narrows_and_respects_the_sub_agents_registration() 
         (
             "a garbage subject token",
             exchange("e5", Some("ledger.ar:read"), "x.y.z"),
-            "invalid_grant",
+            "invalid_request",
             "token.malformed",
         ),
         (

@@ -99,6 +99,14 @@ impl AssertionRules {
             max_lifetime: MAX_ASSERTION_LIFETIME_SECS,
         }
     }
+
+    /// Accepts assertions living up to `secs` (from `now` to their `exp`). Stock OAuth clients
+    /// sign assertions for an hour (authlib's `PrivateKeyJWT`); a token endpoint that keeps each
+    /// assertion's `jti` single-use until its `exp` loses nothing to replay by accepting them.
+    pub fn with_max_lifetime(mut self, secs: i64) -> Self {
+        self.max_lifetime = secs.max(0);
+        self
+    }
 }
 
 impl UnverifiedClientAssertion {
