@@ -862,8 +862,8 @@ async fn metadata(State(broker): State<Broker>) -> Json<Value> {
         "token_endpoint": format!("{base}/oauth2/token"),
         "grant_types_supported": [crate::token::GRANT_CLIENT_CREDENTIALS, crate::token::GRANT_TOKEN_EXCHANGE],
         "token_endpoint_auth_methods_supported": ["private_key_jwt"],
-        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
-        "dpop_signing_alg_values_supported": ["EdDSA", "ES256"],
+        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "Ed25519", "ES256"],
+        "dpop_signing_alg_values_supported": ["EdDSA", "Ed25519", "ES256"],
         // RFC 8414 requires it; the broker has no authorization endpoint, and `none` is the
         // registered response type that returns nothing.
         "response_types_supported": ["none"],
@@ -871,12 +871,12 @@ async fn metadata(State(broker): State<Broker>) -> Json<Value> {
         // Agents with their client assertion; the administrator with a bearer token (the
         // introspection list may name access token types, RFC 8414 section 2).
         "introspection_endpoint_auth_methods_supported": ["private_key_jwt", "Bearer"],
-        "introspection_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
+        "introspection_endpoint_auth_signing_alg_values_supported": ["EdDSA", "Ed25519", "ES256"],
         "revocation_endpoint": format!("{base}/oauth2/revoke"),
         // Only IANA client authentication methods here; the administrator's bearer token works
         // too, as an extension.
         "revocation_endpoint_auth_methods_supported": ["private_key_jwt"],
-        "revocation_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
+        "revocation_endpoint_auth_signing_alg_values_supported": ["EdDSA", "Ed25519", "ES256"],
         "scopes_supported": [],
     }))
 }
