@@ -124,6 +124,11 @@ class GuardSession:
         return str(self._native.presenter)
 
     @property
+    def scope(self) -> str:
+        """The scopes the session's token grants, space-separated as in its `scope` claim."""
+        return str(self._native.scope)
+
+    @property
     def task(self) -> str | None:
         task: str | None = self._native.task
         return task

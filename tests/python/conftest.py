@@ -213,3 +213,36 @@ def register_and_get_token(broker: Broker, spiffe_id: str, max_scopes: str, scop
     status, body = broker.admin_json("/admin/agents", registration)
     assert status == 201, body
     return str(token()["access_token"])
+
+
+@pytest.fixture()
+def http_server():
+    """Serves an MCP app on a free loopback port with uvicorn; yields a function that starts it."""
+    started = []
+
+    def start(make_app):
+        import socket
+        import threading
+        import time
+
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        app = make_app(f"http://127.0.0.1:{port}/mcp")
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        started.append((server, thread))
+        deadline = time.monotonic() + 20
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return f"http://127.0.0.1:{port}/mcp"
+
+    yield start
+    for server, thread in started:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -4,14 +4,10 @@ error result naming the reason code, the tool does not run, and the activity log
 decision under the MCP request id."""
 
 import asyncio
-import socket
-import threading
-import time
 from typing import NewType
 
 import httpx2
 import pytest
-import uvicorn
 from conftest import decisions
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -123,33 +119,6 @@ def test_a_call_needing_a_human_waits_for_the_servers_approver_or_is_an_error_re
         ("delete_records", "escalate", "guard.confirmation_required"),
         ("delete_records", "deny", "guard.confirmation_denied")]
     assert events[0][3] == events[1][3] != events[2][3] == events[3][3]
-
-
-@pytest.fixture()
-def http_server():
-    """Serves an MCP app on a free loopback port with uvicorn; yields a function that starts it."""
-    started = []
-
-    def start(make_app):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        app = make_app(f"http://127.0.0.1:{port}/mcp")
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        started.append((server, thread))
-        deadline = time.monotonic() + 20
-        while not server.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return f"http://127.0.0.1:{port}/mcp"
-
-    yield start
-    for server, thread in started:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def test_over_http_the_bearer_token_is_the_principal(world, http_server):

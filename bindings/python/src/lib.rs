@@ -504,6 +504,12 @@ impl PySession {
     fn task(&self) -> Option<String> {
         self.session.principal().task().map(str::to_owned)
     }
+
+    /// The scopes the token grants, space-separated as in its `scope` claim.
+    #[getter]
+    fn scope(&self) -> String {
+        self.session.principal().scopes().to_string()
+    }
 }
 
 fn algorithm(py: Python<'_>, name: &str) -> PyResult<agentiam_identity::Algorithm> {

@@ -617,6 +617,7 @@ impl Broker {
             .route("/.well-known/jwks.json", get(jwks))
             .route("/.well-known/oauth-authorization-server", get(metadata))
             .route("/oauth2/token", post(crate::token::token))
+            .route("/oauth2/authorize", get(authorize).post(authorize))
             .route("/oauth2/introspect", post(crate::introspection::introspect))
             .route("/oauth2/revoke", post(crate::introspection::revoke))
             .route("/admin/agents", post(register_agent).get(list_agents))
@@ -842,6 +843,18 @@ fn registration(agent: &AgentRecord) -> Result<AgentRegistration, BrokerError> {
     Ok(registration)
 }
 
+/// `/oauth2/authorize`: there is no interactive grant here. RFC 6749 section 4.1.2.1: with no
+/// registered redirection URI to return to, the error is shown, never redirected.
+async fn authorize() -> OAuthError {
+    OAuthError::new(
+        StatusCode::BAD_REQUEST,
+        "unsupported_response_type",
+        "broker.unsupported_grant_type",
+        "the broker has no interactive authorization: agents use client credentials \
+         (private_key_jwt) or token exchange",
+    )
+}
+
 async fn jwks(State(broker): State<Broker>) -> Response {
     let body = broker.inner.issuer.jwks().to_json();
     (
@@ -864,9 +877,12 @@ async fn metadata(State(broker): State<Broker>) -> Json<Value> {
         "token_endpoint_auth_methods_supported": ["private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "Ed25519", "ES256"],
         "dpop_signing_alg_values_supported": ["EdDSA", "Ed25519", "ES256"],
-        // RFC 8414 requires it; the broker has no authorization endpoint, and `none` is the
-        // registered response type that returns nothing.
+        // RFC 8414 requires it; `none` is the registered response type that returns nothing.
         "response_types_supported": ["none"],
+        // Agents use client credentials; people sign in at their own OpenID provider. The
+        // endpoint exists for clients whose metadata model requires it (the MCP SDK's), and
+        // refuses every request.
+        "authorization_endpoint": format!("{base}/oauth2/authorize"),
         "introspection_endpoint": format!("{base}/oauth2/introspect"),
         // Agents with their client assertion; the administrator with a bearer token (the
         // introspection list may name access token types, RFC 8414 section 2).
@@ -877,7 +893,6 @@ async fn metadata(State(broker): State<Broker>) -> Json<Value> {
         // too, as an extension.
         "revocation_endpoint_auth_methods_supported": ["private_key_jwt"],
         "revocation_endpoint_auth_signing_alg_values_supported": ["EdDSA", "Ed25519", "ES256"],
-        "scopes_supported": [],
     }))
 }
 

@@ -77,7 +77,7 @@ impl Broker {
                 assertion_type: form.client_assertion_type.as_deref(),
                 assertion: form.client_assertion.as_deref(),
             };
-            let record = self.authenticate_client(headers, credentials)?;
+            let (record, _) = self.authenticate_client(headers, credentials)?;
             return Ok(Caller::Agent(record.spiffe_id));
         }
         self.admin(headers).map_err(|_| {

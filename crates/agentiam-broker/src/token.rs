@@ -5,8 +5,8 @@ use agentiam_delegation::{ExchangeRequest, Exchanger};
 use agentiam_identity::{AgentConfiguration, AgentIdentity, Jwks, ModelRef, RuntimeDescriptor};
 use agentiam_telemetry::{AgentRef, AuditEvent, Decision};
 use agentiam_token::{
-    AssertionRules, CLIENT_ASSERTION_TYPE_JWT, DpopRequest, IssuedToken, ScopeSet, TokenError,
-    TokenRequest, UnverifiedClientAssertion,
+    AssertionRules, CLIENT_ASSERTION_TYPE_JWT, ClientAssertion, DpopRequest, IssuedToken, ScopeSet,
+    TokenError, TokenRequest, UnverifiedClientAssertion,
 };
 use axum::extract::State;
 use axum::extract::rejection::FormRejection;
@@ -133,6 +133,8 @@ fn exchange_error(e: &TokenError) -> OAuthError {
 struct Authenticated {
     record: AgentRecord,
     identity: AgentIdentity,
+    /// The verified client assertion, with any task it names.
+    assertion: ClientAssertion,
 }
 
 /// A client's credentials as a request carries them: RFC 7523 `private_key_jwt` form fields.
@@ -179,7 +181,7 @@ impl Broker {
         &self,
         headers: &HeaderMap,
         credentials: ClientCredentials<'_>,
-    ) -> Result<AgentRecord, OAuthError> {
+    ) -> Result<(AgentRecord, ClientAssertion), OAuthError> {
         refuse_basic(headers)?;
         match credentials.assertion_type {
             Some(CLIENT_ASSERTION_TYPE_JWT) => {}
@@ -238,7 +240,7 @@ impl Broker {
                 "this client assertion was already used",
             ));
         }
-        Ok(record)
+        Ok((record, verified))
     }
 
     /// RFC 7523 client authentication, then the attestation evidence.
@@ -247,9 +249,28 @@ impl Broker {
         headers: &HeaderMap,
         form: &TokenForm,
     ) -> Result<Authenticated, OAuthError> {
-        let record = self.authenticate_client(headers, ClientCredentials::of(form))?;
-        let identity = self.attest(&record, form.agent_attestation.as_deref())?;
-        Ok(Authenticated { record, identity })
+        let (record, assertion) = self.authenticate_client(headers, ClientCredentials::of(form))?;
+        // The evidence comes in the form, or signed in the client assertion (for stock
+        // clients that send no extra form parameters); both at once must agree.
+        let signed = assertion.agent_attestation().map(ToString::to_string);
+        let evidence = match (form.agent_attestation.as_deref(), signed.as_deref()) {
+            (Some(form), Some(signed))
+                if serde_json::from_str::<serde_json::Value>(form).ok()
+                    != serde_json::from_str::<serde_json::Value>(signed).ok() =>
+            {
+                return Err(invalid_request(
+                    "agent_attestation differs between the form and the client assertion",
+                ));
+            }
+            (Some(form), _) => Some(form),
+            (None, signed) => signed,
+        };
+        let identity = self.attest(&record, evidence)?;
+        Ok(Authenticated {
+            record,
+            identity,
+            assertion,
+        })
     }
 
     /// Builds the agent's composite identity from its evidence and checks it against the
@@ -482,20 +503,35 @@ impl Broker {
                 )
             })?;
         let scopes = ScopeSet::parse(scope).map_err(|e| grant_error(&e))?;
+        let signed_task = client.assertion.task_id();
         let task = form
             .task_id
-            .clone()
+            .as_deref()
+            .or(signed_task)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
-                invalid_request("task_id is required: tokens are issued for one task")
+                invalid_request(
+                    "task_id is required (in the form or the client assertion): tokens are \
+                     issued for one task",
+                )
             })?;
-        let mut request = TokenRequest::new(
-            &client.identity,
-            audience(form)?,
-            scopes,
-            task,
-            form.task_purpose.clone().unwrap_or_default(),
-        );
+        if form
+            .task_id
+            .as_deref()
+            .zip(signed_task)
+            .is_some_and(|(a, b)| a != b)
+        {
+            return Err(invalid_request(
+                "task_id differs between the form and the client assertion",
+            ));
+        }
+        let purpose = form
+            .task_purpose
+            .as_deref()
+            .or(client.assertion.task_purpose())
+            .unwrap_or_default();
+        let mut request =
+            TokenRequest::new(&client.identity, audience(form)?, scopes, task, purpose);
         if let Some(jkt) = self.dpop_jkt(headers)? {
             request = request.bind_dpop(jkt);
         }

@@ -57,6 +57,16 @@ struct AssertionClaims {
     #[serde(default)]
     nbf: Option<i64>,
     jti: Option<String>,
+    /// What the agent runs (agentiam extension), for token requests whose client cannot add
+    /// form parameters (stock machine-to-machine clients): signed with the assertion.
+    #[serde(default)]
+    agent_attestation: Option<serde_json::Value>,
+    /// The task the token is for (agentiam extension, as the form's `task_id`).
+    #[serde(default)]
+    task_id: Option<String>,
+    /// What the task is for (agentiam extension, as the form's `task_purpose`).
+    #[serde(default)]
+    task_purpose: Option<String>,
 }
 
 /// A client assertion split and decoded, nothing checked: only [`Self::client_id`] may be
@@ -77,6 +87,9 @@ pub struct ClientAssertion {
     jti: String,
     exp: i64,
     kid: String,
+    agent_attestation: Option<serde_json::Value>,
+    task_id: Option<String>,
+    task_purpose: Option<String>,
 }
 
 /// What a token endpoint accepts in a client assertion.
@@ -213,6 +226,9 @@ impl UnverifiedClientAssertion {
             jti,
             exp,
             kid: key.kid().to_owned(),
+            agent_attestation: c.agent_attestation,
+            task_id: c.task_id,
+            task_purpose: c.task_purpose,
         })
     }
 }
@@ -233,6 +249,19 @@ impl ClientAssertion {
     /// The registered key that signed it.
     pub fn kid(&self) -> &str {
         &self.kid
+    }
+    /// The `agent_attestation` claim (agentiam extension): the evidence of what the agent
+    /// runs, for clients that cannot add it to the token request's form.
+    pub fn agent_attestation(&self) -> Option<&serde_json::Value> {
+        self.agent_attestation.as_ref()
+    }
+    /// The `task_id` claim (agentiam extension).
+    pub fn task_id(&self) -> Option<&str> {
+        self.task_id.as_deref()
+    }
+    /// The `task_purpose` claim (agentiam extension).
+    pub fn task_purpose(&self) -> Option<&str> {
+        self.task_purpose.as_deref()
     }
 }
 

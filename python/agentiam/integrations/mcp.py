@@ -74,7 +74,9 @@ class TokenVerifier:
         return AccessToken(
             token=token,
             client_id=session.presenter,
-            scopes=[],
+            # What the token grants, so the SDK's `required_scopes` check (and the scopes its
+            # protected-resource metadata names, RFC 9728) work as with any other verifier.
+            scopes=session.scope.split(),
             subject=session.subject,
             resource=self._guard._config["audience"],
         )
