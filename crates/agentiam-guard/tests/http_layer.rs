@@ -13,7 +13,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ::http::{Request, StatusCode};
-use agentiam_guard::http::{APPROVAL_HEADER, Authenticated, GuardLayer, PeerCertificate, RouteMap};
+use agentiam_guard::http::{
+    APPROVAL_HEADER, Authenticated, GuardLayer, PROTECTED_RESOURCE_METADATA_PATH, PeerCertificate,
+    RouteMap,
+};
 use agentiam_guard::*;
 use agentiam_identity::*;
 use agentiam_token::*;
@@ -1024,4 +1027,73 @@ async fn the_body_cap_at_below_and_past_its_bound() {
         (r.status, r.code()),
         (StatusCode::PAYLOAD_TOO_LARGE, Some("guard.input_too_large"))
     );
+}
+
+#[tokio::test]
+async fn protected_resource_metadata_points_clients_at_the_broker() {
+    let w = world();
+    let layer = w
+        .layer_with(4096, |b| b, |v| v)
+        .with_protected_resource_metadata([ISS], ["payments:transfer", "ledger.invoices:read"]);
+    let addr = serve_axum(layer).await;
+    let metadata_url = format!("{ORIGIN}{PROTECTED_RESOURCE_METADATA_PATH}");
+
+    // RFC 9728: served without credentials, naming the resource and its authorization server.
+    let r = send(
+        addr,
+        request("GET", PROTECTED_RESOURCE_METADATA_PATH, None, None),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["resource"], ORIGIN);
+    assert_eq!(r.body["authorization_servers"], json!([ISS]));
+    assert_eq!(
+        r.body["scopes_supported"],
+        json!(["payments:transfer", "ledger.invoices:read"])
+    );
+    assert_eq!(r.body["bearer_methods_supported"], json!(["header"]));
+
+    // Every 401 names it, in each challenge offered.
+    let r = send(addr, request("POST", "/payments", None, None)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let challenge = r.challenge.unwrap();
+    assert_eq!(
+        challenge
+            .matches(&format!("resource_metadata=\"{metadata_url}\""))
+            .count(),
+        2,
+        "{challenge}"
+    );
+    let r = send(
+        addr,
+        request("POST", "/payments", Some("not-a-token"), None),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let challenge = r.challenge.unwrap();
+    assert!(
+        challenge.starts_with("Bearer error=\"invalid_token\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains(&format!("resource_metadata=\"{metadata_url}\"")),
+        "{challenge}"
+    );
+    // Only GET of that exact path is public; anything else there is authenticated as usual.
+    let r = send(
+        addr,
+        request("POST", PROTECTED_RESOURCE_METADATA_PATH, None, None),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    // Without it configured, nothing is published and challenges stay as they were.
+    let plain = serve_axum(w.layer_with(4096, |b| b, |v| v)).await;
+    let r = send(
+        plain,
+        request("GET", PROTECTED_RESOURCE_METADATA_PATH, None, None),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(!r.challenge.unwrap().contains("resource_metadata"));
 }

@@ -84,15 +84,30 @@ fn body(code: &str, message: &str) -> Value {
 /// The response when the credentials do not prove a principal (whatever the code, since
 /// `Authenticator` may add codes): 401 with a challenge, except when the service itself could
 /// not decide (the revocation list is unreachable), which is 503 and not the client's fault.
-pub(super) fn authentication_failed(denial: &Denial, scheme: Scheme) -> Response<Body> {
+///
+/// With `resource_metadata` (the service's RFC 9728 metadata URL) every challenge names it, so
+/// a client that has no token yet can discover where to get one.
+pub(super) fn authentication_failed(
+    denial: &Denial,
+    scheme: Scheme,
+    resource_metadata: Option<&str>,
+) -> Response<Body> {
     let code = denial.code();
     let b = body(code, denial.message());
+    let discovery: Vec<(&str, &str)> = resource_metadata
+        .map(|url| ("resource_metadata", url))
+        .into_iter()
+        .collect();
     if code == codes::CREDENTIALS_MISSING {
         // RFC 6750 3.1: no error attribute when the request carried no credentials; both
         // schemes are offered (RFC 9449 7.1 allows several challenges).
         return respond(
             StatusCode::UNAUTHORIZED,
-            Some(format!("Bearer, {}", challenge(Scheme::Dpop, &[]))),
+            Some(format!(
+                "{}, {}",
+                challenge(Scheme::Bearer, &discovery),
+                challenge(Scheme::Dpop, &discovery)
+            )),
             b,
         );
     }
@@ -105,12 +120,11 @@ pub(super) fn authentication_failed(denial: &Denial, scheme: Scheme) -> Response
     } else {
         "invalid_token"
     };
+    let mut params = vec![("error", error), ("error_description", code)];
+    params.extend(discovery);
     respond(
         StatusCode::UNAUTHORIZED,
-        Some(challenge(
-            scheme,
-            &[("error", error), ("error_description", code)],
-        )),
+        Some(challenge(scheme, &params)),
         b,
     )
 }
@@ -121,10 +135,11 @@ pub(super) fn denial_response(
     denial: &Denial,
     scheme: Scheme,
     scope: Option<&str>,
+    resource_metadata: Option<&str>,
 ) -> Response<Body> {
     let code = denial.code();
     if code.starts_with("token.") || code.starts_with("delegation.") {
-        return authentication_failed(denial, scheme);
+        return authentication_failed(denial, scheme, resource_metadata);
     }
     let b = body(code, denial.message());
     if code == codes::SCOPE_MISSING || code == codes::CONSTRAINT_VIOLATED {

@@ -31,13 +31,40 @@ pub const APPROVAL_HEADER: &str = "agentiam-approval";
 /// Header carrying a DPoP proof (RFC 9449).
 const DPOP_HEADER: &str = "dpop";
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Shared {
     engine: Engine,
     auth: Authenticator,
     routes: RouteMap,
     origin: String,
     max_body: usize,
+    resource_metadata: Option<ResourceMetadata>,
+}
+
+/// Where RFC 9728 protected-resource metadata is served (for a resource identified by its origin).
+pub const PROTECTED_RESOURCE_METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
+
+/// The service's RFC 9728 metadata: its URL (named in every 401 challenge) and the document.
+#[derive(Debug, Clone)]
+struct ResourceMetadata {
+    url: String,
+    document: Arc<str>,
+}
+
+impl ResourceMetadata {
+    fn response(&self) -> Response<Body> {
+        let mut response = Response::new(Body::from(self.document.to_string()));
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("public, max-age=300"),
+        );
+        response
+    }
 }
 
 /// Puts [`Guard`] in front of a service.
@@ -63,22 +90,61 @@ impl GuardLayer {
                 routes,
                 origin: origin.into().trim_end_matches('/').to_owned(),
                 max_body: DEFAULT_MAX_BODY_BYTES,
+                resource_metadata: None,
             }),
+        }
+    }
+
+    fn with(self, change: impl FnOnce(&mut Shared)) -> Self {
+        let mut shared = (*self.shared).clone();
+        change(&mut shared);
+        Self {
+            shared: Arc::new(shared),
         }
     }
 
     /// Reads at most `bytes` of a request body (larger bodies get 413).
     pub fn with_max_body(self, bytes: usize) -> Self {
-        let s = &self.shared;
-        Self {
-            shared: Arc::new(Shared {
-                engine: s.engine.clone(),
-                auth: s.auth.clone(),
-                routes: s.routes.clone(),
-                origin: s.origin.clone(),
-                max_body: bytes,
-            }),
-        }
+        self.with(|s| s.max_body = bytes)
+    }
+
+    /// Publishes RFC 9728 protected-resource metadata at
+    /// [`PROTECTED_RESOURCE_METADATA_PATH`] (public, before authentication): the resource is
+    /// the service's origin, `authorization_servers` the issuers whose tokens it accepts (an
+    /// agentiam broker's issuer URL), `scopes_supported` what its routes need. Every 401 then
+    /// names the metadata (`resource_metadata` in `WWW-Authenticate`), so a client without a
+    /// token discovers where to get one, and asks for it with `resource` = the origin (RFC 8707),
+    /// which the broker makes the token's audience.
+    pub fn with_protected_resource_metadata<I, S, J, T>(
+        self,
+        authorization_servers: I,
+        scopes_supported: J,
+    ) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+        J: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        let servers: Vec<String> = authorization_servers.into_iter().map(Into::into).collect();
+        let scopes: Vec<String> = scopes_supported.into_iter().map(Into::into).collect();
+        self.with(|s| {
+            let mut document = serde_json::json!({
+                "resource": s.origin,
+                "authorization_servers": servers,
+                "bearer_methods_supported": ["header"],
+                "dpop_signing_alg_values_supported": ["EdDSA", "Ed25519", "ES256"],
+            });
+            if !scopes.is_empty()
+                && let Some(map) = document.as_object_mut()
+            {
+                map.insert("scopes_supported".into(), scopes.into());
+            }
+            s.resource_metadata = Some(ResourceMetadata {
+                url: format!("{}{PROTECTED_RESOURCE_METADATA_PATH}", s.origin),
+                document: document.to_string().into(),
+            });
+        })
     }
 }
 
@@ -384,9 +450,17 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (mut parts, body) = request.into_parts();
+    let metadata_url = shared.resource_metadata.as_ref().map(|m| m.url.as_str());
+    if let Some(metadata) = &shared.resource_metadata
+        && parts.method == http::Method::GET
+        && parts.uri.path() == PROTECTED_RESOURCE_METADATA_PATH
+    {
+        // RFC 9728: public, before authentication; nothing here is secret.
+        return Ok(metadata.response());
+    }
     let credentials = match credentials(&parts.headers) {
         Ok(c) => c,
-        Err((denial, scheme)) => return Ok(authentication_failed(&denial, scheme)),
+        Err((denial, scheme)) => return Ok(authentication_failed(&denial, scheme, metadata_url)),
     };
     let scheme = credentials.scheme;
     // The DPoP `htu`; only a proof needs it.
@@ -406,7 +480,7 @@ where
     // and cannot make the service buffer a body.
     let principal = match shared.auth.authenticate(&presented) {
         Ok(p) => p,
-        Err(denial) => return Ok(authentication_failed(&denial, scheme)),
+        Err(denial) => return Ok(authentication_failed(&denial, scheme, metadata_url)),
     };
     let http = HttpRequestInfo {
         method: parts.method.as_str(),
@@ -423,7 +497,7 @@ where
             code,
             format!("no tool is mapped to {} {}", http.method, http.path),
         );
-        return Ok(denial_response(&denial, scheme, None));
+        return Ok(denial_response(&denial, scheme, None, metadata_url));
     };
     let bytes = match http_body_util::Limited::new(body, shared.max_body)
         .collect()
@@ -438,16 +512,16 @@ where
         }
         Err(e) => {
             let denial = arguments_invalid(format!("request body could not be read: {e}"));
-            return Ok(denial_response(&denial, scheme, None));
+            return Ok(denial_response(&denial, scheme, None, metadata_url));
         }
     };
     let args = match arguments(params, parts.uri.query(), &parts.headers, &bytes) {
         Ok(a) => Arc::new(a),
-        Err(denial) => return Ok(denial_response(&denial, scheme, None)),
+        Err(denial) => return Ok(denial_response(&denial, scheme, None, metadata_url)),
     };
     let approval = match approval(&parts.headers) {
         Ok(a) => a,
-        Err(denial) => return Ok(denial_response(&denial, scheme, None)),
+        Err(denial) => return Ok(denial_response(&denial, scheme, None, metadata_url)),
     };
     let decision = {
         let mut req = GuardRequest::shared(&principal, tool, &args).with_http(http);
@@ -466,7 +540,12 @@ where
                 .engine
                 .tool(tool)
                 .map(|s| format!("{}:{}", s.resource(), s.action()));
-            Ok(denial_response(&denial, scheme, scope.as_deref()))
+            Ok(denial_response(
+                &denial,
+                scheme,
+                scope.as_deref(),
+                metadata_url,
+            ))
         }
         Decision::NeedsConfirmation(request) => Ok(confirmation_response(&request)),
     }

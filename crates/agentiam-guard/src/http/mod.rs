@@ -21,6 +21,10 @@
 //! bodies reach the service as they came, unseen by the guard (a missing argument fails scope
 //! constraints, and a policy over it fails closed, but nothing else in such a body is checked).
 //!
+//! [`GuardLayer::with_protected_resource_metadata`] publishes RFC 9728 metadata at
+//! [`PROTECTED_RESOURCE_METADATA_PATH`] (a public `GET`, answered before authentication) and
+//! adds `resource_metadata="<url>"` to every challenge of a 401.
+//!
 //! Refusals are RFC 6750 responses whose JSON body is `{"error": {"code", "message"}}`:
 //!
 //! | outcome | status | `WWW-Authenticate` |
@@ -71,7 +75,9 @@ use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 
 pub use future::ResponseFuture;
-pub use layer::{APPROVAL_HEADER, DEFAULT_MAX_BODY_BYTES, Guard, GuardLayer};
+pub use layer::{
+    APPROVAL_HEADER, DEFAULT_MAX_BODY_BYTES, Guard, GuardLayer, PROTECTED_RESOURCE_METADATA_PATH,
+};
 pub use routes::RouteMap;
 
 use crate::request::Principal;
