@@ -569,6 +569,16 @@ impl Broker {
         self.inner.clock.now_ms()
     }
 
+    /// The broker's public base URL (no trailing slash).
+    pub(crate) fn base_url(&self) -> &str {
+        &self.inner.base_url
+    }
+
+    /// SHA-256 of the administrator's secret.
+    pub(crate) fn admin_secret_sha256(&self) -> &[u8] {
+        &self.inner.admin_sha256
+    }
+
     pub(crate) fn issuer_url(&self) -> String {
         self.inner.issuer.issuer().to_owned()
     }
@@ -624,6 +634,7 @@ impl Broker {
             .route("/admin/keys/rotate", post(rotate_keys))
             .merge(crate::approvals_http::routes())
             .merge(crate::console::routes())
+            .merge(crate::registration::routes())
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .with_state(self.clone())
     }
@@ -802,7 +813,7 @@ pub(crate) fn parse_id(id: &str) -> Result<agentiam_identity::SpiffeId, BrokerEr
 /// Attestors the token endpoint knows how to run.
 pub(crate) const KNOWN_ATTESTORS: &[&str] = &["configuration"];
 
-fn registration(agent: &AgentRecord) -> Result<AgentRegistration, BrokerError> {
+pub(crate) fn registration(agent: &AgentRecord) -> Result<AgentRegistration, BrokerError> {
     if let Some(jwks) = &agent.jwks {
         let keys = Jwks::from_json(&jwks.to_string())
             .map_err(|e| BrokerError::BadRequest(format!("jwks: {e}")))?;
@@ -888,6 +899,8 @@ async fn metadata(State(broker): State<Broker>) -> Json<Value> {
         // introspection list may name access token types, RFC 8414 section 2).
         "introspection_endpoint_auth_methods_supported": ["private_key_jwt", "Bearer"],
         "introspection_endpoint_auth_signing_alg_values_supported": ["EdDSA", "Ed25519", "ES256"],
+        // RFC 7591, gated by initial access tokens the administrator issues.
+        "registration_endpoint": format!("{base}/oauth2/register"),
         "revocation_endpoint": format!("{base}/oauth2/revoke"),
         // Only IANA client authentication methods here; the administrator's bearer token works
         // too, as an extension.
@@ -927,7 +940,10 @@ async fn register_agent(
     body: Result<Json<AgentRecord>, JsonRejection>,
 ) -> Result<Response, OAuthError> {
     broker.admin(&headers)?;
-    let Json(agent) = body.map_err(|e| refused_body(e.status(), "agent registration", &e))?;
+    let Json(mut agent) = body.map_err(|e| refused_body(e.status(), "agent registration", &e))?;
+    // The administrator replaces the registration whole: a registration access token the agent
+    // held (RFC 7592) no longer manages it.
+    agent.registration_token_sha256 = None;
     let id = parse_id(&agent.spiffe_id)?;
     let registration = registration(&agent)?;
     let mut event = AuditEvent::new(

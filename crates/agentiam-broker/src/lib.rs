@@ -38,6 +38,7 @@ mod error;
 mod http;
 mod introspection;
 mod postgres;
+mod registration;
 mod serve;
 mod shared_keys;
 mod sqlite;
@@ -54,6 +55,7 @@ pub use console::{MAX_FAILED_LOGINS, MIN_PASSWORD_CHARS, SESSION_SECS, hash_pass
 pub use error::BrokerError;
 pub use http::{Broker, DEFAULT_CLIENT_ASSERTION_MAX_LIFETIME_SECS, MAX_BODY_BYTES};
 pub use postgres::PostgresStore;
+pub use registration::{DEFAULT_INITIAL_ACCESS_TOKEN_SECS, MAX_INITIAL_ACCESS_TOKEN_SECS};
 pub use serve::{DataDir, schedule_key_rotation, serve};
 pub use shared_keys::KeyEncryptionKey;
 pub use sqlite::SqliteStore;

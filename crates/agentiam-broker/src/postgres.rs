@@ -410,6 +410,14 @@ impl Store for PostgresStore {
         })
     }
 
+    fn delete_agent(&self, spiffe_id: &str) -> Result<bool, BrokerError> {
+        let id = spiffe_id.to_owned();
+        self.call(move |c| {
+            c.execute("DELETE FROM agents WHERE spiffe_id = $1", &[&id])
+                .map(|n| n > 0)
+        })
+    }
+
     fn agent(&self, spiffe_id: &str) -> Result<Option<AgentRecord>, BrokerError> {
         let id = spiffe_id.to_owned();
         let record = self

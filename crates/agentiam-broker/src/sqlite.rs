@@ -138,6 +138,16 @@ impl Store for SqliteStore {
         })
     }
 
+    fn delete_agent(&self, spiffe_id: &str) -> Result<bool, BrokerError> {
+        self.write(|c| {
+            c.execute(
+                "DELETE FROM agents WHERE spiffe_id = ?1",
+                params![spiffe_id],
+            )
+            .map(|n| n > 0)
+        })
+    }
+
     fn agent(&self, spiffe_id: &str) -> Result<Option<AgentRecord>, BrokerError> {
         let record: Option<String> = self.with(|c| {
             c.query_row(

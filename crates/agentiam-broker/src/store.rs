@@ -32,6 +32,10 @@ pub struct AgentRecord {
     /// composite digest is recomputed from them). Default: `["configuration"]`.
     #[serde(default = "default_attestors")]
     pub attestors: Vec<String>,
+    /// SHA-256 (hex) of the RFC 7592 registration access token, when the agent registered
+    /// itself (RFC 7591). Never accepted from the administrator's API; replaced on every update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_token_sha256: Option<String>,
 }
 
 fn default_attestors() -> Vec<String> {
@@ -44,6 +48,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn put_agent(&self, agent: &AgentRecord) -> Result<(), BrokerError>;
     /// The registration of an agent.
     fn agent(&self, spiffe_id: &str) -> Result<Option<AgentRecord>, BrokerError>;
+    /// Removes an agent's registration; `false` when there was none.
+    fn delete_agent(&self, spiffe_id: &str) -> Result<bool, BrokerError>;
     /// Every registration, by SPIFFE ID.
     fn agents(&self) -> Result<Vec<AgentRecord>, BrokerError>;
     /// Records a revocation that lasts until `until` (seconds since the epoch).

@@ -22,43 +22,11 @@ use agentiam_delegation::{ExchangeRequest, Exchanger};
 use agentiam_identity::*;
 use agentiam_token::*;
 use base64::Engine as _;
-use bytes::Bytes;
 use common::*;
-use http_body_util::{BodyExt as _, Full};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
 const TOKEN_ENDPOINT: &str = "http://broker.test/oauth2/token";
-
-/// A request with any headers.
-async fn send(
-    r: &Running,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: String,
-) -> (u16, http::HeaderMap, Value) {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Full<Bytes>>();
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(format!("{}{path}", r.base));
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    let resp = client
-        .request(req.body(Full::new(Bytes::from(body))).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        headers,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
 
 fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()

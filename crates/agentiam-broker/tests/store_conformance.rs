@@ -43,6 +43,7 @@ fn agent_record(spiffe_id: &str, max_scopes: &str) -> AgentRecord {
             json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}),
         ),
         attestors: vec!["configuration".into()],
+        registration_token_sha256: None,
     }
 }
 
@@ -141,9 +142,15 @@ fn agents(store: &dyn Store) {
     replaced.jwks = None;
     replaced.allowed_digests = vec![];
     replaced.attestors = vec![];
+    replaced.registration_token_sha256 = Some("cd".repeat(32));
     store.put_agent(&replaced).unwrap();
     assert_eq!(store.agent(&a.spiffe_id).unwrap(), Some(replaced));
     assert_eq!(store.agents().unwrap().len(), 3);
+    // Deleting removes exactly that registration, once.
+    assert!(store.delete_agent(&a.spiffe_id).unwrap());
+    assert!(!store.delete_agent(&a.spiffe_id).unwrap());
+    assert_eq!(store.agent(&a.spiffe_id).unwrap(), None);
+    assert_eq!(store.agents().unwrap().len(), 2);
 }
 
 fn revocations(store: &dyn Store) {
@@ -478,7 +485,7 @@ fn postgres_store_conforms() {
     // Connecting again to an existing schema keeps what is there.
     drop(store);
     let again = schema.store();
-    assert_eq!(again.agents().unwrap().len(), 3);
+    assert_eq!(again.agents().unwrap().len(), 2);
     assert_eq!(again.approvals(None, 10).unwrap().len(), 5);
 }
 

@@ -189,6 +189,13 @@ impl Issuer {
         }
     }
 
+    /// Forgets an agent's registration: it is issued nothing more.
+    pub fn unregister(&self, agent: &str) {
+        if let Ok(mut map) = self.registrations.write() {
+            map.remove(agent);
+        }
+    }
+
     /// The public keys that verify this issuer's tokens now.
     pub fn jwks(&self) -> agentiam_identity::Jwks {
         let now = self.clock.now();
