@@ -56,6 +56,9 @@ pub struct BrokerConfig {
     /// Where the broker's state lives.
     #[serde(default)]
     pub store: StoreConfig,
+    /// Trusted OpenID providers whose people agents may act for (token exchange).
+    #[serde(default)]
+    pub identity_providers: Vec<crate::IdentityProviderConfig>,
 }
 
 /// `[store]`: SQLite in the data directory unless a PostgreSQL URL is named.
@@ -183,6 +186,7 @@ impl Default for BrokerConfig {
             keys: KeysConfig::default(),
             tokens: TokensConfig::default(),
             store: StoreConfig::default(),
+            identity_providers: Vec::new(),
         }
     }
 }

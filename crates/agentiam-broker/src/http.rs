@@ -57,6 +57,8 @@ struct Inner {
     rotating: std::sync::Mutex<()>,
     /// Longest-lived client assertion accepted (seconds).
     assertion_max_lifetime: i64,
+    /// Trusted OpenID providers whose people agents may act for.
+    people: Option<Arc<crate::people::IdentityProviders>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -238,6 +240,7 @@ impl Broker {
                 key_directory: None,
                 rotating: std::sync::Mutex::new(()),
                 assertion_max_lifetime: DEFAULT_CLIENT_ASSERTION_MAX_LIFETIME_SECS,
+                people: None,
             }),
         })
     }
@@ -284,6 +287,31 @@ impl Broker {
     /// [`DEFAULT_CLIENT_ASSERTION_MAX_LIFETIME_SECS`]). Call before serving.
     pub fn with_client_assertion_max_lifetime(self, secs: i64) -> Self {
         self.configure(|inner| inner.assertion_max_lifetime = secs.max(1))
+    }
+
+    /// Trusts these OpenID providers: an attested agent may exchange a person's token from one
+    /// of them for a task token acting for that person (see the `people` module). Call before
+    /// serving.
+    pub fn with_identity_providers(
+        self,
+        providers: Vec<crate::IdentityProviderConfig>,
+    ) -> Result<Self, BrokerError> {
+        if providers.is_empty() {
+            return Ok(self);
+        }
+        let people = Arc::new(crate::people::IdentityProviders::new(providers)?);
+        let this = self.configure(|inner| inner.people = Some(people));
+        if this.inner.people.is_none() {
+            // Never serve without providers the configuration names.
+            return Err(BrokerError::Config(
+                "identity providers must be set before the broker is cloned".into(),
+            ));
+        }
+        Ok(this)
+    }
+
+    pub(crate) fn people(&self) -> Option<&Arc<crate::people::IdentityProviders>> {
+        self.inner.people.as_ref()
     }
 
     pub(crate) fn client_assertion_max_lifetime(&self) -> i64 {

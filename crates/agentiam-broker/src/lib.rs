@@ -37,6 +37,7 @@ mod console;
 mod error;
 mod http;
 mod introspection;
+mod people;
 mod postgres;
 mod registration;
 mod serve;
@@ -54,6 +55,7 @@ pub use config::{BrokerConfig, KeysConfig, MAX_CONFIG_BYTES, StoreConfig, Tokens
 pub use console::{MAX_FAILED_LOGINS, MIN_PASSWORD_CHARS, SESSION_SECS, hash_password};
 pub use error::BrokerError;
 pub use http::{Broker, DEFAULT_CLIENT_ASSERTION_MAX_LIFETIME_SECS, MAX_BODY_BYTES};
+pub use people::{IdentityProviderConfig, PersonGrant, TOKEN_TYPE_ID_TOKEN};
 pub use postgres::PostgresStore;
 pub use registration::{DEFAULT_INITIAL_ACCESS_TOKEN_SECS, MAX_INITIAL_ACCESS_TOKEN_SECS};
 pub use serve::{DataDir, schedule_key_rotation, serve};

@@ -468,7 +468,25 @@ pub(crate) async fn token(
             return Err(e);
         }
     };
-    let outcome = if exchange {
+    let person_issuer = form
+        .subject_token
+        .as_deref()
+        .and_then(crate::people::unverified_issuer)
+        .filter(|iss| exchange && broker.people().is_some_and(|p| p.trusts(iss)));
+    let outcome = if let (Some(_), Some(people)) = (person_issuer, broker.people()) {
+        // A person's token from a trusted OpenID provider: the agent acts for them.
+        match people
+            .verify(
+                form.subject_token.as_deref().unwrap_or_default(),
+                &client.record.spiffe_id,
+                broker.now(),
+            )
+            .await
+        {
+            Ok(person) => broker.exchange_for_person(&form, &headers, &client, person),
+            Err(e) => Err(e),
+        }
+    } else if exchange {
         broker.exchange(&form, &headers, &client)
     } else {
         broker.client_credentials(&form, &headers, &client)
@@ -503,6 +521,81 @@ impl Broker {
                 )
             })?;
         let scopes = ScopeSet::parse(scope).map_err(|e| grant_error(&e))?;
+        let task = self.task_of(form, client)?;
+        let purpose = form
+            .task_purpose
+            .as_deref()
+            .or(client.assertion.task_purpose())
+            .unwrap_or_default();
+        let mut request =
+            TokenRequest::new(&client.identity, audience(form)?, scopes, task, purpose);
+        if let Some(jkt) = self.dpop_jkt(headers)? {
+            request = request.bind_dpop(jkt);
+        }
+        self.issuer().issue(&request).map_err(|e| grant_error(&e))
+    }
+
+    /// RFC 8693 with a person's token (verified by the caller) as the subject: a token whose
+    /// `sub` is the person and `act` the agent, within both what the person's grants allow and
+    /// the agent's registration, for one task.
+    fn exchange_for_person(
+        &self,
+        form: &TokenForm,
+        headers: &HeaderMap,
+        client: &Authenticated,
+        person: crate::people::Person,
+    ) -> Result<IssuedToken, OAuthError> {
+        match form.subject_token_type.as_deref() {
+            Some(TOKEN_TYPE_ACCESS | TOKEN_TYPE_JWT | crate::people::TOKEN_TYPE_ID_TOKEN) => {}
+            _ => {
+                return Err(invalid_request(format!(
+                    "subject_token_type must be {} or {TOKEN_TYPE_ACCESS}",
+                    crate::people::TOKEN_TYPE_ID_TOKEN
+                )));
+            }
+        }
+        let scope = form
+            .scope
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| {
+                OAuthError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    "broker.bad_request",
+                    "scope is required: ask for what this task needs for the person",
+                )
+            })?;
+        let scopes = ScopeSet::parse(scope).map_err(|e| grant_error(&e))?;
+        if let Some(outside) = scopes.first_outside(&person.ceiling) {
+            return Err(OAuthError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+                "token.scope_not_permitted",
+                format!("{outside} is not granted to this person"),
+            ));
+        }
+        let task = self.task_of(form, client)?;
+        let purpose = form
+            .task_purpose
+            .as_deref()
+            .or(client.assertion.task_purpose())
+            .unwrap_or_default();
+        let mut request =
+            TokenRequest::new(&client.identity, audience(form)?, scopes, task, purpose);
+        request.person = Some(person.claim);
+        if let Some(jkt) = self.dpop_jkt(headers)? {
+            request = request.bind_dpop(jkt);
+        }
+        self.issuer().issue(&request).map_err(|e| grant_error(&e))
+    }
+
+    /// The task a token is for: the form's `task_id`, or the client assertion's; both must agree.
+    fn task_of<'f>(
+        &self,
+        form: &'f TokenForm,
+        client: &'f Authenticated,
+    ) -> Result<&'f str, OAuthError> {
         let signed_task = client.assertion.task_id();
         let task = form
             .task_id
@@ -525,17 +618,7 @@ impl Broker {
                 "task_id differs between the form and the client assertion",
             ));
         }
-        let purpose = form
-            .task_purpose
-            .as_deref()
-            .or(client.assertion.task_purpose())
-            .unwrap_or_default();
-        let mut request =
-            TokenRequest::new(&client.identity, audience(form)?, scopes, task, purpose);
-        if let Some(jkt) = self.dpop_jkt(headers)? {
-            request = request.bind_dpop(jkt);
-        }
-        self.issuer().issue(&request).map_err(|e| grant_error(&e))
+        Ok(task)
     }
 
     fn exchange(
@@ -550,6 +633,15 @@ impl Broker {
             .ok_or_else(|| invalid_request("subject_token is missing"))?;
         match form.subject_token_type.as_deref() {
             Some(TOKEN_TYPE_ACCESS | TOKEN_TYPE_JWT) => {}
+            Some(crate::people::TOKEN_TYPE_ID_TOKEN) => {
+                // An ID token that reached this path is not from a trusted provider.
+                return Err(OAuthError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "token.wrong_issuer",
+                    "the ID token's issuer is not a trusted OpenID provider",
+                ));
+            }
             _ => {
                 return Err(invalid_request(format!(
                     "subject_token_type must be {TOKEN_TYPE_ACCESS}"

@@ -80,7 +80,8 @@ pub(crate) fn run(args: &ServeArgs, out: &Output) -> Result<(), CliError> {
                 match config.store.key_encryption_key()? {
                     Some(kek) => dir.broker_shared(&issuer, &secret, &config.tokens, store, kek),
                     None => dir.broker_on(&issuer, &secret, &config.tokens, store),
-                }
+                }?
+                .with_identity_providers(config.identity_providers.clone())
             })
             .map_err(|e| CliError::usage(e.code(), e))?;
         if config.keys.rotate_every_secs > 0 {

@@ -315,6 +315,7 @@ pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
                         act: None,
                         dlg: Vec::new(),
                         budget: None,
+                        person: None,
                     };
                     let token = iss.sign(&claims)?;
                     agentiam::token::IssuedToken { token, claims }

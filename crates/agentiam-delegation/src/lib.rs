@@ -289,6 +289,8 @@ impl Exchanger {
             act: Some(act),
             dlg,
             budget,
+            // A sub-agent acts for the same person as its parent.
+            person: p.person.clone(),
         };
         let token = self.issuer.sign(&claims)?;
         Ok(IssuedToken { token, claims })

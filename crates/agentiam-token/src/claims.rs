@@ -132,6 +132,20 @@ pub struct Claims {
     /// Budgets that can only shrink down a delegation chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<Budget>,
+    /// The person an agent acts for (agentiam extension): `sub` is then that person as their
+    /// OpenID provider names them, and `act` the agent (nested for sub-agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<PersonClaim>,
+}
+
+/// The person a token's agent acts for, as the OpenID provider that signed them in names them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonClaim {
+    /// The OpenID provider (its issuer URL).
+    pub iss: String,
+    /// The person's subject at that provider (the token's `sub`).
+    pub sub: String,
 }
 
 /// What one ancestor token in a delegation chain held.
@@ -232,6 +246,8 @@ pub(crate) struct WireClaims {
     pub(crate) dlg: Option<Vec<DelegationHop>>,
     #[serde(default)]
     pub(crate) budget: Option<Budget>,
+    #[serde(default)]
+    pub(crate) person: Option<PersonClaim>,
 }
 
 /// RFC 7519 NumericDate: a JSON number of seconds. Integers are taken as they are;

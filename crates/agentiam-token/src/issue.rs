@@ -55,6 +55,8 @@ pub struct TokenRequest<'a> {
     pub ttl: Option<i64>,
     /// Bind the token to a DPoP key or client certificate.
     pub cnf: Option<Confirmation>,
+    /// The person the agent acts for: the token's `sub` is then the person and `act` the agent.
+    pub person: Option<crate::PersonClaim>,
 }
 
 impl<'a> TokenRequest<'a> {
@@ -76,6 +78,7 @@ impl<'a> TokenRequest<'a> {
             },
             ttl: None,
             cnf: None,
+            person: None,
         }
     }
 
@@ -282,6 +285,12 @@ impl Issuer {
         let now = self.clock.now();
         let mut jti = [0u8; 16];
         self.entropy.fill(&mut jti)?;
+        // For a person, `sub` is the person and `act` the agent (RFC 8693 section 4.1); the
+        // registration checked above is the agent's either way.
+        let (sub, act) = match &request.person {
+            Some(person) => (person.sub.clone(), Some(serde_json::json!({"sub": sub}))),
+            None => (sub, None),
+        };
         let claims = Claims {
             iss: self.issuer.clone(),
             sub,
@@ -295,9 +304,10 @@ impl Issuer {
             task: Some(request.task.clone()),
             agent: Some(AgentClaim::of(request.agent)),
             cnf: request.cnf.clone().filter(|c| !c.is_empty()),
-            act: None,
+            act,
             dlg: Vec::new(),
             budget: None,
+            person: request.person.clone(),
         };
         let token = self.sign(&claims)?;
         Ok(IssuedToken { token, claims })

@@ -39,7 +39,9 @@ pub use assertion::{
     UnverifiedClientAssertion, create_client_assertion,
 };
 pub use cache::CachingVerifier;
-pub use claims::{AgentClaim, Audience, Budget, Claims, Confirmation, DelegationHop, TaskClaim};
+pub use claims::{
+    AgentClaim, Audience, Budget, Claims, Confirmation, DelegationHop, PersonClaim, TaskClaim,
+};
 pub use clock::{Clock, Entropy, FixedClock, SystemClock, SystemEntropy};
 pub use dpop::{DpopProof, DpopRequest, DpopVerifier, create_dpop_proof};
 pub use error::TokenError;

@@ -51,9 +51,11 @@ pub fn check_chain(claims: &Claims, max_depth: usize) -> Result<(), TokenError> 
             max: max_depth,
         });
     }
-    // Each exchange adds exactly one actor and one hop.
+    // Each exchange adds exactly one actor and one hop; a token for a person starts with one
+    // actor (the agent acting for them) and no hop.
     let acts = act_depth(claims);
-    if acts != depth {
+    let first_actors = usize::from(claims.person.is_some());
+    if acts != depth + first_actors {
         return Err(TokenError::BrokenChain(format!(
             "{depth} delegation records but {acts} actors"
         )));

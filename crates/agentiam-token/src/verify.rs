@@ -652,6 +652,13 @@ impl Verifier {
                 "jti must be 1 to 256 bytes".into(),
             ));
         }
+        if let Some(person) = &wire.person
+            && (person.sub != sub || wire.act.is_none())
+        {
+            return Err(TokenError::InvalidClaim(
+                "a token for a person names them as sub and its agent as act".into(),
+            ));
+        }
         Ok(Claims {
             iss,
             sub,
@@ -668,6 +675,7 @@ impl Verifier {
             act: wire.act,
             dlg: wire.dlg.unwrap_or_default(),
             budget: wire.budget,
+            person: wire.person,
         })
     }
 }
