@@ -87,6 +87,10 @@ pub struct RequesterContext {
     pub purpose: Option<String>,
     /// The token's `jti`.
     pub token_jti: Option<String>,
+    /// When the agent acts for a person: the OpenID provider that signed them in (the person
+    /// is `principal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person_provider: Option<String>,
 }
 
 /// One approval request as the broker keeps it.

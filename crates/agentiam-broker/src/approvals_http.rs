@@ -301,6 +301,10 @@ async fn submit(
                 .and_then(Value::as_str)
                 .map(str::to_owned),
             token_jti: claims.get("jti").and_then(Value::as_str).map(str::to_owned),
+            person_provider: claims
+                .pointer("/person/iss")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
         },
         created_at: now,
         settled_at: None,

@@ -246,11 +246,12 @@ async fn home(State(broker): State<Broker>, headers: HeaderMap) -> Response {
                 p #none-pending { "Nothing is waiting for a decision." }
             } @else {
                 table #pending {
-                    tr { th { "Tool" } th { "Agent" } th { "Task" } th { "Risk" } th { "Why" } th { "Expires in" } }
+                    tr { th { "Tool" } th { "Agent" } th { "For" } th { "Task" } th { "Risk" } th { "Why" } th { "Expires in" } }
                     @for r in &pending {
                         tr {
                             td { a href={ "/console/approvals/" (r.id) } { (r.request.tool) } }
                             td { (r.requester.agent) }
+                            td { (r.requester.principal) }
                             td { (r.requester.task.as_deref().unwrap_or("-")) }
                             td { (format!("{:?}", r.request.risk).to_lowercase()) }
                             td { code { (r.request.code) } }
@@ -290,7 +291,8 @@ fn detail_markup(r: &ApprovalRecord, session: &ConsoleSession, now: i64) -> Mark
             @if let Some(reason) = &r.reason { " (" (reason) ")" } }
         dl {
             dt { "Agent" } dd #agent { (q.agent) }
-            dt { "On behalf of" } dd { (q.principal) }
+            dt { "On behalf of" } dd #principal { (q.principal)
+                @if let Some(provider) = &q.person_provider { " (a person, signed in at " (provider) ")" } }
             dt { "Model" } dd { (q.model.as_deref().unwrap_or("unknown")) }
             dt { "Composite identity" } dd { code { (q.composite_digest.as_deref().unwrap_or("-")) } }
             dt { "Delegation chain" } dd { (q.chain.join(" → ")) }

@@ -154,6 +154,22 @@ async fn sign_in_sessions_and_csrf() {
     );
     assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
     let csrf = hidden_csrf(&html);
+    assert!(!html.contains("a person, signed in at"));
+
+    // An agent acting for a person: the approver sees the person and where they signed in,
+    // apart from the agent.
+    let mut for_person = pending_record("req-person", 0, agentiam_token::SystemClock.now() + 600);
+    for_person.requester.principal = "alice".into();
+    for_person.requester.person_provider = Some("https://login.acme.example".into());
+    r.store.put_approval(&for_person).unwrap();
+    let (_, _, html) = page(&r, "GET", "/console/approvals/req-person", &cookie, "").await;
+    assert!(
+        html.contains("alice (a person, signed in at https://login.acme.example)"),
+        "{html}"
+    );
+    assert!(html.contains(&for_person.requester.agent));
+    let (_, _, list) = page(&r, "GET", "/console", &cookie, "").await;
+    assert!(list.contains("<td>alice</td>"), "{list}");
 
     // Forms without the session's CSRF token change nothing.
     for form in ["", "csrf=", "csrf=not-the-token"] {

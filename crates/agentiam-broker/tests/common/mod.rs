@@ -155,6 +155,7 @@ pub fn pending_record(
             task: Some("t".into()),
             purpose: None,
             token_jti: Some("jti-1".into()),
+            person_provider: None,
         },
         created_at,
         settled_at: None,
