@@ -510,12 +510,16 @@ async fn unanswered_requests_expire_and_an_agent_cannot_flood_the_approvers() {
     })
     .await;
     let first = needs_human(&s, &json!({"invoice": "INV-0"}));
-    let expires_at = first.expires_at;
+    // Each request's expiry comes from the wall clock when the guard made it, so on a busy
+    // machine later ones expire a second or more after the first: the clock is moved past
+    // the last of them.
+    let mut expires_at = first.expires_at;
     let (status, posted) = post(&s, Some(&s.token), json!({"request": first}).to_string()).await;
     assert_eq!(status, 201, "{posted}");
     let id = posted["id"].as_str().unwrap().to_owned();
     for n in 1..agentiam_broker::MAX_PENDING_PER_AGENT {
         let request = needs_human(&s, &json!({"invoice": format!("INV-{n}")}));
+        expires_at = expires_at.max(request.expires_at);
         let (status, _) = post(&s, Some(&s.token), json!({"request": request}).to_string()).await;
         assert_eq!(status, 201);
     }
