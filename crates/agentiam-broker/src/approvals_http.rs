@@ -338,9 +338,14 @@ async fn submit(
 }
 
 pub(crate) fn random_id() -> Result<String, OAuthError> {
+    random_token(18)
+}
+
+/// `bytes` random bytes, base64url: identifiers and bearer secrets.
+pub(crate) fn random_token(bytes: usize) -> Result<String, OAuthError> {
     use base64::Engine as _;
-    let mut bytes = [0u8; 18];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| {
+    let mut buf = vec![0u8; bytes];
+    aws_lc_rs::rand::fill(&mut buf).map_err(|_| {
         OAuthError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",
@@ -348,7 +353,7 @@ pub(crate) fn random_id() -> Result<String, OAuthError> {
             "no randomness",
         )
     })?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
 }
 
 #[derive(Debug, Deserialize)]

@@ -35,6 +35,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::approvals_http::random_token;
 use crate::http::{Broker, OAuthError, bearer, parse_id, refused_body};
 use crate::store::AgentRecord;
 use crate::token::{GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE};
@@ -122,19 +123,6 @@ fn invalid_metadata(code: &str, why: impl Into<String>) -> OAuthError {
 
 fn invalid_token(code: &str, why: impl Into<String>) -> OAuthError {
     OAuthError::new(StatusCode::UNAUTHORIZED, "invalid_token", code, why)
-}
-
-fn random_token(bytes: usize) -> Result<String, OAuthError> {
-    let mut buf = vec![0u8; bytes];
-    aws_lc_rs::rand::fill(&mut buf).map_err(|_| {
-        OAuthError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "broker.entropy_unavailable",
-            "no randomness",
-        )
-    })?;
-    Ok(URL_SAFE_NO_PAD.encode(buf))
 }
 
 fn sha256_hex(text: &str) -> String {

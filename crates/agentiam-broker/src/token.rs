@@ -390,6 +390,24 @@ impl Broker {
     }
 }
 
+/// The scopes a token request asks for: required, since a task gets what it needs and
+/// nothing by default (`rather` says what it would otherwise get).
+fn asked_scopes(form: &TokenForm, rather: &str) -> Result<ScopeSet, OAuthError> {
+    let scope = form
+        .scope
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| {
+            OAuthError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+                "broker.bad_request",
+                format!("scope is required: ask for what this task needs, {rather}"),
+            )
+        })?;
+    ScopeSet::parse(scope).map_err(|e| grant_error(&e))
+}
+
 fn audience(form: &TokenForm) -> Result<String, OAuthError> {
     form.audience
         .clone()
@@ -508,19 +526,20 @@ impl Broker {
         headers: &HeaderMap,
         client: &Authenticated,
     ) -> Result<IssuedToken, OAuthError> {
-        let scope = form
-            .scope
-            .as_deref()
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| {
-                OAuthError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_scope",
-                    "broker.bad_request",
-                    "scope is required: ask for what this task needs, not the agent's maximum",
-                )
-            })?;
-        let scopes = ScopeSet::parse(scope).map_err(|e| grant_error(&e))?;
+        let scopes = asked_scopes(form, "not the agent's maximum")?;
+        self.issue_for_task(form, headers, client, scopes, None)
+    }
+
+    /// Issues a token for the task the request names (form or client assertion), to its
+    /// audience, bound to its DPoP key if it has a proof, for `person` when an agent acts for one.
+    fn issue_for_task(
+        &self,
+        form: &TokenForm,
+        headers: &HeaderMap,
+        client: &Authenticated,
+        scopes: ScopeSet,
+        person: Option<agentiam_token::PersonClaim>,
+    ) -> Result<IssuedToken, OAuthError> {
         let task = self.task_of(form, client)?;
         let purpose = form
             .task_purpose
@@ -529,6 +548,7 @@ impl Broker {
             .unwrap_or_default();
         let mut request =
             TokenRequest::new(&client.identity, audience(form)?, scopes, task, purpose);
+        request.person = person;
         if let Some(jkt) = self.dpop_jkt(headers)? {
             request = request.bind_dpop(jkt);
         }
@@ -554,19 +574,7 @@ impl Broker {
                 )));
             }
         }
-        let scope = form
-            .scope
-            .as_deref()
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| {
-                OAuthError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_scope",
-                    "broker.bad_request",
-                    "scope is required: ask for what this task needs for the person",
-                )
-            })?;
-        let scopes = ScopeSet::parse(scope).map_err(|e| grant_error(&e))?;
+        let scopes = asked_scopes(form, "not all the person may do")?;
         if let Some(outside) = scopes.first_outside(&person.ceiling) {
             return Err(OAuthError::new(
                 StatusCode::BAD_REQUEST,
@@ -575,19 +583,7 @@ impl Broker {
                 format!("{outside} is not granted to this person"),
             ));
         }
-        let task = self.task_of(form, client)?;
-        let purpose = form
-            .task_purpose
-            .as_deref()
-            .or(client.assertion.task_purpose())
-            .unwrap_or_default();
-        let mut request =
-            TokenRequest::new(&client.identity, audience(form)?, scopes, task, purpose);
-        request.person = Some(person.claim);
-        if let Some(jkt) = self.dpop_jkt(headers)? {
-            request = request.bind_dpop(jkt);
-        }
-        self.issuer().issue(&request).map_err(|e| grant_error(&e))
+        self.issue_for_task(form, headers, client, scopes, Some(person.claim))
     }
 
     /// The task a token is for: the form's `task_id`, or the client assertion's; both must agree.

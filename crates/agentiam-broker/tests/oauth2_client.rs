@@ -149,22 +149,13 @@ async fn the_oauth2_crate_gets_introspects_and_revokes_a_token() {
         Err(oauth2::ConfigurationError::InsecureUrl(_))
     ));
     let third = assertion("a-3");
-    let form: String = [
+    let form = form_encode(&[
         ("token", access.secret().as_str()),
         ("token_type_hint", "access_token"),
         ("client_id", id.as_str()),
         ("client_assertion_type", ASSERTION_TYPE),
         ("client_assertion", third.as_str()),
-    ]
-    .iter()
-    .map(|(k, v)| {
-        format!(
-            "{k}={}",
-            url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
-        )
-    })
-    .collect::<Vec<_>>()
-    .join("&");
+    ]);
     let (status, _, _) = send(
         &r,
         "POST",

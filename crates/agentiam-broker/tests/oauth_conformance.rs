@@ -28,18 +28,6 @@ use serde_json::{Value, json};
 
 const TOKEN_ENDPOINT: &str = "http://broker.test/oauth2/token";
 
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-fn form_body(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={}", enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
 const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
 
 /// An agent registered with its own client key.
@@ -129,7 +117,7 @@ async fn ask(r: &Running, path: &str, token: &str, client: Option<&Client>) -> (
         None => headers.push(("authorization", &admin)),
     }
     let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (status, _, json) = send(r, "POST", path, &headers, form_body(&pairs)).await;
+    let (status, _, json) = send(r, "POST", path, &headers, form_encode(&pairs)).await;
     (status, json)
 }
 
@@ -292,7 +280,7 @@ async fn clients_see_and_revoke_only_their_own_tokens() {
 
     // A client assertion is single-use here too.
     let assertion = mine.assertion("http://broker.test/oauth2/introspect", 60);
-    let body = form_body(&[
+    let body = form_encode(&[
         ("token", &token),
         ("client_assertion_type", CLIENT_ASSERTION_TYPE_JWT),
         ("client_assertion", &assertion),
@@ -310,7 +298,7 @@ async fn clients_see_and_revoke_only_their_own_tokens() {
         "POST",
         "/oauth2/revoke",
         &[FORM],
-        form_body(&[("token", &token)]),
+        form_encode(&[("token", &token)]),
     )
     .await;
     assert_eq!(status, 401);
@@ -325,7 +313,7 @@ async fn http_basic_gets_a_basic_challenge_and_descriptions_stay_in_the_rfc_char
             "POST",
             path,
             &[FORM, ("authorization", "Basic Y2xpZW50OnNlY3JldA==")],
-            form_body(&[("grant_type", "client_credentials"), ("token", "t")]),
+            form_encode(&[("grant_type", "client_credentials"), ("token", "t")]),
         )
         .await;
         assert_eq!(
@@ -345,7 +333,7 @@ async fn http_basic_gets_a_basic_challenge_and_descriptions_stay_in_the_rfc_char
         "POST",
         "/oauth2/token",
         &[FORM],
-        form_body(&[("grant_type", "a\"b\\c\u{e9}\u{7}")]),
+        form_encode(&[("grant_type", "a\"b\\c\u{e9}\u{7}")]),
     )
     .await;
     assert_eq!(status, 400);
@@ -463,7 +451,7 @@ async fn one_dpop_header_per_request_and_a_bound_parent_proves_its_key_to_be_exc
         if let Some(p) = subject_proof {
             pairs.push(("subject_token_dpop", p.to_owned()));
         }
-        form_body(
+        form_encode(
             &pairs
                 .iter()
                 .map(|(k, v)| (*k, v.as_str()))

@@ -109,19 +109,6 @@ async fn register(r: &Running, name: &'static str, scopes: &str) -> Agent {
     }
 }
 
-fn form(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "{k}={}",
-                url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
 /// The agent exchanges `subject` (of `subject_type`) for a token for `scope`.
 async fn exchange(
     r: &Running,
@@ -151,7 +138,7 @@ async fn exchange(
         "runtime": RuntimeDescriptor::new("process"),
     })
     .to_string();
-    let body = form(&[
+    let body = form_encode(&[
         (
             "grant_type",
             "urn:ietf:params:oauth:grant-type:token-exchange",

@@ -84,27 +84,16 @@ async fn token_request(r: &Running, name: &str, key: &SigningKey, jti: &str) -> 
         "configuration": AgentConfiguration::new(format!("You are {name}."), vec![]),
         "runtime": RuntimeDescriptor::new("process"),
     });
-    let body: String = [
-        ("grant_type", "client_credentials".to_owned()),
-        (
-            "client_assertion_type",
-            CLIENT_ASSERTION_TYPE_JWT.to_owned(),
-        ),
-        ("client_assertion", assertion),
-        ("agent_attestation", evidence.to_string()),
-        ("scope", "ledger.ar:read".to_owned()),
-        ("audience", "ledger".to_owned()),
-        ("task_id", "task-1".to_owned()),
-    ]
-    .iter()
-    .map(|(k, v)| {
-        format!(
-            "{k}={}",
-            url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
-        )
-    })
-    .collect::<Vec<_>>()
-    .join("&");
+    let evidence = evidence.to_string();
+    let body = form_encode(&[
+        ("grant_type", "client_credentials"),
+        ("client_assertion_type", CLIENT_ASSERTION_TYPE_JWT),
+        ("client_assertion", &assertion),
+        ("agent_attestation", &evidence),
+        ("scope", "ledger.ar:read"),
+        ("audience", "ledger"),
+        ("task_id", "task-1"),
+    ]);
     let (status, _, json) = send(
         r,
         "POST",

@@ -207,3 +207,17 @@ pub async fn send(
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     )
 }
+
+/// An `application/x-www-form-urlencoded` body.
+pub fn form_encode(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
