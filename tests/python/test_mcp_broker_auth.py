@@ -16,12 +16,11 @@ from cryptography.hazmat.primitives import serialization
 from mcp.client import Client
 from mcp.client.auth.extensions.client_credentials import PrivateKeyJWTOAuthProvider, SignedJWTParameters
 from mcp.client.streamable_http import streamable_http_client
-from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from test_mcp import is_error, text
 
 import agentiam
-from agentiam.integrations.mcp import TokenVerifier, guard_tool
+from agentiam.integrations.mcp import TokenVerifier, auth_settings, guard_tool
 from conftest import agent_key, register_and_get_token
 
 EVIDENCE = {
@@ -95,12 +94,7 @@ def test_the_mcp_sdk_client_discovers_the_broker_and_calls_a_guarded_tool(broker
             "payments",
             token_verifier=TokenVerifier(guard),
             # The scopes the server needs go into its RFC 9728 metadata; the SDK's client asks for them.
-            auth=AuthSettings(
-                issuer_url=broker.base,
-                resource_server_url=url,
-                required_scopes=["payments:transfer"],
-                validate_token_resource=True,
-            ),
+            auth=auth_settings(broker.base, url, scopes=["payments:transfer"]),
         )
 
         @guard_tool(guard, server, scope="payments:transfer", risk="medium")

@@ -1,6 +1,7 @@
 """MCP servers (the `mcp` SDK's `MCPServer`): register guarded tools.
 
-    server = MCPServer("ledger", token_verifier=TokenVerifier(guard), auth=AuthSettings(...))
+    server = MCPServer("ledger", token_verifier=TokenVerifier(guard),
+                       auth=auth_settings(broker_url, server_url, scopes=["payments:approve"]))
 
     @guard_tool(guard, server, scope="payments:approve", risk="high")
     def approve_payment(amount: int, vendor: str) -> str:
@@ -13,6 +14,12 @@ Over HTTP the principal is the request's bearer token: `TokenVerifier(guard)` le
 auth middleware refuse tokens the guard does not accept (401), and each call is decided as the
 token's principal, in one session per token (so taint lasts for the token's life). On stdio,
 open the session yourself: `with guard.session(token): server.run()`.
+
+`auth_settings(broker_url, server_url, scopes)` is the SDK's `AuthSettings` for a server behind
+an agentiam broker: the SDK then publishes RFC 9728 protected-resource metadata naming the
+broker and the scopes, points every 401 at it, and refuses tokens issued for another resource
+(RFC 8707). The guard's `audience` must be `server_url`, which is what clients ask the broker
+for. The MCP SDK's own `PrivateKeyJWTOAuthProvider` then gets tokens unaided.
 
 A refusal is the tool's error result (`isError`), whose text names the reason code; the tool does
 not run. The MCP request id is recorded in the activity log. The risk level sets the MCP
@@ -32,6 +39,7 @@ from typing import Any
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.utilities.context_injection import find_context_parameter
@@ -49,7 +57,7 @@ from .._guard import (
 )
 from .._native import AgentIAMError
 
-__all__ = ["guard_tool", "TokenVerifier"]
+__all__ = ["guard_tool", "TokenVerifier", "auth_settings"]
 
 _CONTEXT = "agentiam_mcp_context"
 
@@ -58,6 +66,19 @@ def _tool_error(error: Denied) -> ToolError:
     if isinstance(error, ConfirmationRequired):
         return ToolError(f"agentiam: this call needs a human's approval ({error.code}); it did not run.")
     return ToolError(f"agentiam denied this call ({error.code}): {error.message}")
+
+
+def auth_settings(broker_url: str, server_url: str, scopes: list[str] | None = None) -> AuthSettings:
+    """The SDK's `AuthSettings` for an MCP server at `server_url` whose tokens come from the
+    agentiam broker at `broker_url`: RFC 9728 metadata naming the broker and `scopes`, and
+    tokens for another resource refused (RFC 8707). Pair it with `TokenVerifier(guard)` for a
+    guard whose audience is `server_url`."""
+    return AuthSettings(
+        issuer_url=broker_url,  # type: ignore[arg-type]  # pydantic parses the URL
+        resource_server_url=server_url,  # type: ignore[arg-type]
+        required_scopes=list(scopes) if scopes else None,
+        validate_token_resource=True,
+    )
 
 
 class TokenVerifier:
