@@ -40,6 +40,7 @@ from ._native import (
     sign_approval,
     verify_audit_log,
 )
+from ._native import __version__ as __version__
 
 __all__ = [
     "AgentIAMError",
@@ -71,4 +72,5 @@ __all__ = [
     "sign_approval",
     "spotlight",
     "verify_audit_log",
+    "__version__",
 ]

@@ -258,3 +258,12 @@ def test_text_the_application_hands_the_agent_is_remembered_when_given():
     with other_guard.session(other_task) as session:
         session.taint("uploaded-invoice.pdf")  # without the text, only the taint
         assert schedule("DE89370400440532013000", 10) == "scheduled"
+
+
+def test_the_package_names_its_version_as_its_metadata_does():
+    import importlib.metadata
+
+    import agentiam
+
+    assert agentiam.__version__ == agentiam._native.__version__ == importlib.metadata.version("agentiam")
+    assert "__version__" in agentiam.__all__

@@ -23,7 +23,7 @@ pub(crate) struct ServeArgs {
     /// Address to listen on (default 127.0.0.1:8700; port 0: any free port, printed on start).
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// The issuer URL in tokens and metadata (default: http://<listen address>).
+    /// The issuer URL in tokens and metadata (default: `http://<listen address>`).
     #[arg(long)]
     issuer: Option<String>,
     /// Rotate the signing key every this many seconds (default: daily; 0: never).

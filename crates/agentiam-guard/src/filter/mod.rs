@@ -4,12 +4,12 @@
 //! the guard's taint rule is: an agent that read untrusted content needs a human for high-risk
 //! actions whatever the filter says. The filter adds a score and findings to that:
 //!
-//! 1. normalisation ([`normalize`]): NFKC, invisible and tag characters removed (and reported),
+//! 1. normalisation (`normalize`): NFKC, invisible and tag characters removed (and reported),
 //!    combining marks removed, confusable letters folded, lower case;
-//! 2. hidden text ([`decode`]): base64, hex, URL-encoded and entity-encoded runs decoded within a
+//! 2. hidden text (`decode`): base64, hex, URL-encoded and entity-encoded runs decoded within a
 //!    budget, HTML comments and invisible elements extracted, tag-character smuggling decoded;
 //!    each is scanned again and its findings point at where it hides;
-//! 3. rules ([`rules`]): phrases on word boundaries (aho-corasick), long phrases again in a view
+//! 3. rules (`rules`): phrases on word boundaries (aho-corasick), long phrases again in a view
 //!    without spacing or punctuation, a typo-tolerant override matcher, and structural patterns
 //!    (role tokens, fake turns, orders addressed to an AI, exfiltration shapes), each gated by literals.
 //!
