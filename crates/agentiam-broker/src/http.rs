@@ -299,6 +299,16 @@ impl Broker {
         if providers.is_empty() {
             return Ok(self);
         }
+        if let Some(own) = providers
+            .iter()
+            .find(|p| p.issuer == self.inner.issuer.issuer())
+        {
+            // Its own tokens would be read as people's: refuse to start.
+            return Err(BrokerError::Config(format!(
+                "identity_providers: {} is this broker's own issuer",
+                own.issuer
+            )));
+        }
         let people = Arc::new(crate::people::IdentityProviders::new(providers)?);
         let this = self.configure(|inner| inner.people = Some(people));
         if this.inner.people.is_none() {

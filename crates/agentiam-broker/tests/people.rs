@@ -408,6 +408,13 @@ async fn a_provider_may_require_may_act_and_bad_configurations_are_refused() {
             },
         ),
         (
+            "the broker's own issuer",
+            IdentityProviderConfig {
+                issuer: ISS.into(),
+                ..config.clone()
+            },
+        ),
+        (
             "a grant that is not scope grammar",
             IdentityProviderConfig {
                 grants: vec![PersonGrant {
