@@ -16,7 +16,6 @@ mod common;
 use std::sync::Arc;
 
 use agentiam_broker::SqliteStore;
-use agentiam_identity::*;
 use agentiam_token::*;
 use bytes::Bytes;
 use common::*;
@@ -26,7 +25,6 @@ use oauth2::{
     AccessToken, AuthType, ClientId, IntrospectionUrl, RequestTokenError, RevocationUrl, Scope,
     StandardRevocableToken, TokenIntrospectionResponse, TokenResponse, TokenUrl,
 };
-use serde_json::{Value, json};
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -54,33 +52,12 @@ async fn http(request: oauth2::HttpRequest) -> Result<oauth2::HttpResponse, std:
 #[tokio::test]
 async fn the_oauth2_crate_gets_introspects_and_revokes_a_token() {
     let r = start(Arc::new(SqliteStore::in_memory().unwrap())).await;
-    let identity = agent("reconciler");
+    let (identity, key) = register_with_key(&r, "reconciler", "ledger.*:read").await;
     let id = identity.spiffe_id().to_string();
-    let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
-    let body = json!({
-        "spiffe_id": id,
-        "max_scopes": "ledger.*:read",
-        "jwks": serde_json::from_str::<Value>(&Jwks::from_keys([key.public_key().clone()]).to_json()).unwrap(),
-    });
-    let (status, _, _) = call(
-        &r,
-        "POST",
-        "/admin/agents",
-        Some(ADMIN),
-        "application/json",
-        body.to_string(),
-    )
-    .await;
-    assert_eq!(status, 201);
     // The crate calls the broker at its real address; assertions name the broker's issuer.
     let assertion =
         |jti: &str| create_client_assertion(&key, &id, ISS, jti, SystemClock.now(), 60).unwrap();
-    let evidence = json!({
-        "model": ModelRef::new("p", "m", "1"),
-        "configuration": AgentConfiguration::new("You are reconciler.", vec![]),
-        "runtime": RuntimeDescriptor::new("process"),
-    })
-    .to_string();
+    let evidence = evidence_of("reconciler");
 
     let client = BasicClient::new(ClientId::new(id.clone()))
         .set_auth_type(AuthType::RequestBody)
@@ -91,17 +68,18 @@ async fn the_oauth2_crate_gets_introspects_and_revokes_a_token() {
         .set_revocation_url(RevocationUrl::new(format!("{}/oauth2/revoke", r.base)).unwrap());
 
     let first = assertion("a-1");
-    let token = client
-        .exchange_client_credentials()
-        .add_scope(Scope::new("ledger.ar:read".into()))
-        .add_extra_param("client_assertion_type", ASSERTION_TYPE)
-        .add_extra_param("client_assertion", first.as_str())
-        .add_extra_param("agent_attestation", evidence.as_str())
-        .add_extra_param("audience", "ledger")
-        .add_extra_param("task_id", "task-1")
-        .request_async(&http)
-        .await
-        .unwrap();
+    // The crate's client-credentials request, the assertion as extra parameters (RFC 7523).
+    let credentials = |assertion: &str| {
+        client
+            .exchange_client_credentials()
+            .add_scope(Scope::new("ledger.ar:read".into()))
+            .add_extra_param("client_assertion_type", ASSERTION_TYPE)
+            .add_extra_param("client_assertion", assertion.to_owned())
+            .add_extra_param("agent_attestation", evidence.clone())
+            .add_extra_param("audience", "ledger")
+            .add_extra_param("task_id", "task-1")
+    };
+    let token = credentials(&first).request_async(&http).await.unwrap();
     assert_eq!(token.token_type(), &BasicTokenType::Bearer);
     assert_eq!(
         token.scopes().unwrap(),
@@ -110,17 +88,7 @@ async fn the_oauth2_crate_gets_introspects_and_revokes_a_token() {
     assert!(token.expires_in().is_some());
 
     // The same assertion again: the crate parses the broker's error as RFC 6749's.
-    let replayed = client
-        .exchange_client_credentials()
-        .add_scope(Scope::new("ledger.ar:read".into()))
-        .add_extra_param("client_assertion_type", ASSERTION_TYPE)
-        .add_extra_param("client_assertion", first.as_str())
-        .add_extra_param("agent_attestation", evidence.as_str())
-        .add_extra_param("audience", "ledger")
-        .add_extra_param("task_id", "task-1")
-        .request_async(&http)
-        .await
-        .unwrap_err();
+    let replayed = credentials(&first).request_async(&http).await.unwrap_err();
     match replayed {
         RequestTokenError::ServerResponse(e) => {
             assert_eq!(e.error(), &BasicErrorResponseType::InvalidClient);

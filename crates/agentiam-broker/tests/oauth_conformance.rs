@@ -38,26 +38,7 @@ struct Client {
 
 impl Client {
     async fn register(r: &Running, name: &str, scopes: &str) -> Self {
-        let identity = agent(name);
-        let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
-        let body = json!({
-            "spiffe_id": identity.spiffe_id().to_string(),
-            "max_scopes": scopes,
-            "allowed_digests": [identity.composite_digest().to_string()],
-            "jwks": serde_json::from_str::<Value>(&Jwks::from_keys([key.public_key().clone()]).to_json()).unwrap(),
-        });
-        let (status, _, _) = send(
-            r,
-            "POST",
-            "/admin/agents",
-            &[
-                ("content-type", "application/json"),
-                ("authorization", &format!("Bearer {ADMIN}")),
-            ],
-            body.to_string(),
-        )
-        .await;
-        assert_eq!(status, 201);
+        let (identity, key) = register_with_key(r, name, scopes).await;
         Self { identity, key }
     }
 

@@ -85,23 +85,7 @@ struct Agent {
 }
 
 async fn register(r: &Running, name: &'static str, scopes: &str) -> Agent {
-    let identity = agent(name);
-    let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
-    let body = json!({
-        "spiffe_id": identity.spiffe_id().to_string(),
-        "max_scopes": scopes,
-        "jwks": serde_json::from_str::<Value>(&Jwks::from_keys([key.public_key().clone()]).to_json()).unwrap(),
-    });
-    let (status, _, _) = call(
-        r,
-        "POST",
-        "/admin/agents",
-        Some(ADMIN),
-        "application/json",
-        body.to_string(),
-    )
-    .await;
-    assert_eq!(status, 201);
+    let (identity, key) = register_with_key(r, name, scopes).await;
     Agent {
         name,
         identity,
@@ -132,12 +116,7 @@ async fn exchange(
         60,
     )
     .unwrap();
-    let evidence = json!({
-        "model": ModelRef::new("p", "m", "1"),
-        "configuration": AgentConfiguration::new(format!("You are {}.", a.name), vec![]),
-        "runtime": RuntimeDescriptor::new("process"),
-    })
-    .to_string();
+    let evidence = evidence_of(a.name);
     let body = form_encode(&[
         (
             "grant_type",

@@ -221,3 +221,40 @@ pub fn form_encode(pairs: &[(&str, &str)]) -> String {
         .collect::<Vec<_>>()
         .join("&")
 }
+
+/// Registers `agent(name)` with a fresh Ed25519 client key (its JWKS) and `scopes` as its
+/// maximum, through the administrator's API; returns the identity and the key.
+pub async fn register_with_key(
+    r: &Running,
+    name: &str,
+    scopes: &str,
+) -> (AgentIdentity, SigningKey) {
+    let identity = agent(name);
+    let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let body = json!({
+        "spiffe_id": identity.spiffe_id().to_string(),
+        "max_scopes": scopes,
+        "jwks": serde_json::from_str::<Value>(&Jwks::from_keys([key.public_key().clone()]).to_json()).unwrap(),
+    });
+    let (status, _, _) = call(
+        r,
+        "POST",
+        "/admin/agents",
+        Some(ADMIN),
+        "application/json",
+        body.to_string(),
+    )
+    .await;
+    assert_eq!(status, 201);
+    (identity, key)
+}
+
+/// The attestation evidence `agent(name)` presents (what it runs), as JSON text.
+pub fn evidence_of(name: &str) -> String {
+    json!({
+        "model": ModelRef::new("p", "m", "1"),
+        "configuration": AgentConfiguration::new(format!("You are {name}."), vec![]),
+        "runtime": RuntimeDescriptor::new("process"),
+    })
+    .to_string()
+}
