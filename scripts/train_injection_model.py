@@ -11,7 +11,7 @@ Run through `scripts/train-injection-model`, which builds the data set and the C
 - Model: scikit-learn logistic regression (L2, balanced class weights) on
   count / sqrt(total count) per window; benign texts give negative windows, attack texts
   positive ones.
-- Output: `crates/agentiam-guard/src/filter/model.bin` (header + 2^18 int8 weights) and
+- Output: `crates/agentiam-filter/src/model.bin` (header + 2^18 int8 weights) and
   `data/injection/model.json` (hyperparameters, data digests, package versions, dev figures).
 """
 

@@ -6,7 +6,7 @@
 #![no_main]
 
 use agentiam_guard::UntrustedText;
-use agentiam_guard::filter::ExfiltrationCheck;
+use agentiam_filter::ExfiltrationCheck;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use agentiam_guard::filter::{ExfiltrationCheck, InjectionFilter};
+use agentiam_filter::{ExfiltrationCheck, InjectionFilter};
 use agentiam_guard::{
     ContentFilter, Decision, Guard, GuardRequest, PolicyEngine, Principal, Risk, SessionContext,
     ToolSpec,

@@ -6,7 +6,7 @@
 
 use std::sync::OnceLock;
 
-use agentiam_guard::filter::{ExfiltrationCheck, InjectionFilter, datamark, delimit};
+use agentiam_filter::{ExfiltrationCheck, InjectionFilter, datamark, delimit};
 use libfuzzer_sys::fuzz_target;
 
 fn filter() -> &'static InjectionFilter {

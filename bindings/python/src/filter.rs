@@ -3,7 +3,7 @@
 
 use std::sync::LazyLock;
 
-use agentiam_guard::filter::{InjectionFilter, datamark, delimit, encode};
+use agentiam_filter::{InjectionFilter, datamark, delimit, encode};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use serde_json::Value;

@@ -67,10 +67,10 @@ struct AttestationEvidence {
 }
 
 /// The injection filter that scans attested tool manifests, built once.
-fn injection_filter() -> &'static agentiam_guard::filter::InjectionFilter {
-    static FILTER: std::sync::OnceLock<agentiam_guard::filter::InjectionFilter> =
+fn injection_filter() -> &'static agentiam_filter::InjectionFilter {
+    static FILTER: std::sync::OnceLock<agentiam_filter::InjectionFilter> =
         std::sync::OnceLock::new();
-    FILTER.get_or_init(agentiam_guard::filter::InjectionFilter::new)
+    FILTER.get_or_init(agentiam_filter::InjectionFilter::new)
 }
 
 fn invalid_request(description: impl Into<String>) -> OAuthError {

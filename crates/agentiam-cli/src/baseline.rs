@@ -2,15 +2,16 @@
 //! learned (the file written by `Baselines::save`, named by a guard configuration's
 //! `baselines.file`).
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use agentiam::delegation::Grant;
+use agentiam::guard::behaviour::{RATE_WINDOW_NAMES, RoleProfile, human_number};
 use agentiam::guard::{
     BaselineSettings, Baselines, GuardConfig, GuardRequest, Principal, RoleMap, ToolSpec,
-    describe_profile,
 };
 use agentiam::telemetry::{AuditEvent, FileStore, Outcome, SegmentStore, verify_log};
 use agentiam::token::{ScopeSet, SystemClock};
@@ -259,4 +260,122 @@ fn learn(audit_log: &Path, config: &Path, file: &Path, out: &Output) -> Result<(
         ),
     );
     Ok(())
+}
+
+/// Reports a profile for people (`agentiam baseline show`).
+fn describe_profile(key: &str, profile: &RoleProfile) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "profile {key}: {} calls learned{}",
+        profile.observations,
+        if profile.frozen { " (frozen)" } else { "" }
+    );
+    let total = profile.observations.max(1) as f64;
+    let mut tools: Vec<_> = profile.tools.iter().collect();
+    tools.sort_by(|a, b| b.1.cmp(a.1));
+    let _ = writeln!(out, "tools:");
+    for (tool, n) in tools {
+        let _ = writeln!(
+            out,
+            "  {tool:<32} {n:>10}  {:>5.1}%",
+            *n as f64 * 100.0 / total
+        );
+    }
+    let cats: Vec<String> = profile.categories.keys().cloned().collect();
+    let _ = writeln!(out, "resource categories: {}", cats.join(", "));
+    for (hist, window) in profile.rates.iter().zip(RATE_WINDOW_NAMES) {
+        let _ = writeln!(
+            out,
+            "calls per agent in the last {:<10}: median {}, p99 {}, max {}",
+            window,
+            human_number(hist.p50()),
+            human_number(hist.p99()),
+            human_number(hist.max())
+        );
+    }
+    let b = &profile.bytes_read;
+    let _ = writeln!(
+        out,
+        "bytes read per agent in the last hour: median {}, p99 {}, max {}",
+        human_number(b.p50()),
+        human_number(b.p99()),
+        human_number(b.max())
+    );
+    for (tool, args) in &profile.arguments {
+        for (name, hist) in args {
+            let _ = writeln!(
+                out,
+                "argument {tool}.{name}: {} values, median {}, p99 {}, max {}",
+                hist.count(),
+                human_number(hist.p50()),
+                human_number(hist.p99()),
+                human_number(hist.max())
+            );
+        }
+    }
+    if profile.hours.len() == 168 {
+        let mut busy: Vec<String> = Vec::new();
+        for (day, name) in ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+            .iter()
+            .enumerate()
+        {
+            let hours: Vec<usize> = (0..24)
+                .filter(|h| {
+                    profile
+                        .hours
+                        .get(day * 24 + h)
+                        .is_some_and(|&n| n as f64 > total * 0.001)
+                })
+                .collect();
+            if let (Some(first), Some(last)) = (hours.first(), hours.last()) {
+                busy.push(format!("{} {first:02}-{:02}", name, last + 1));
+            }
+        }
+        let _ = writeln!(out, "active hours (UTC): {}", busy.join(", "));
+    }
+    let _ = writeln!(out, "distinct tool sequences: {}", profile.ngrams.len());
+    if let Some(d) = &profile.declared {
+        let _ = writeln!(
+            out,
+            "declared: tools [{}], categories [{}], hourly calls {}, arguments {:?}",
+            d.tools.join(", "),
+            d.categories.join(", "),
+            d.hourly_calls
+                .map(human_number)
+                .unwrap_or_else(|| "-".into()),
+            d.arguments
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test")]
+    use super::*;
+
+    #[test]
+    fn a_profile_is_shown_with_its_tools_and_arguments() {
+        let baselines = Baselines::new(
+            RoleMap::new().role("support", "spiffe://acme.test/agent/support"),
+            BaselineSettings::default(),
+        );
+        baselines.declare(
+            "support",
+            agentiam::guard::behaviour::DeclaredProfile {
+                tools: vec!["tickets.read".into()],
+                hourly_calls: Some(120.0),
+                ..Default::default()
+            },
+        );
+        let shown = describe_profile("support", &baselines.profile("support").unwrap());
+        assert!(shown.starts_with("profile support:"), "{shown}");
+        assert!(shown.contains("declared: tools [tickets.read]"), "{shown}");
+        assert!(shown.contains("hourly calls 120"), "{shown}");
+        assert!(
+            shown.contains("calls per agent in the last minute"),
+            "{shown}"
+        );
+    }
 }

@@ -206,7 +206,7 @@ fn guard_for(
         .service(AUDIENCE)
         .clock(clock)
         .tools(guard_tools())
-        .content_filter(Arc::new(agentiam::guard::filter::InjectionFilter::new()))
+        .content_filter(Arc::new(agentiam::filter::InjectionFilter::new()))
         // Only the broker's approver key can approve; agents never hold it.
         .approvers(
             ApproverKeys::new()

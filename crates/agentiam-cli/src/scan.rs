@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufWriter, Read, Write};
 use std::path::PathBuf;
 
-use agentiam::guard::filter::{InjectionFilter, Scan};
+use agentiam::filter::{InjectionFilter, Scan};
 use clap::Args;
 use serde_json::{Value, json};
 
@@ -24,7 +24,7 @@ pub(crate) struct ScanArgs {
     #[arg(long)]
     jsonl: bool,
     /// Verdict threshold on the score, in (0, 1].
-    #[arg(long, default_value_t = agentiam::guard::filter::DEFAULT_THRESHOLD)]
+    #[arg(long, default_value_t = agentiam::filter::DEFAULT_THRESHOLD)]
     threshold: f64,
     /// Add the sanitized text (invisible characters, hidden HTML and role tokens removed).
     #[arg(long)]
@@ -51,8 +51,8 @@ fn human(name: &str, scan: &Scan) -> String {
     let mut text = format!(
         "{name}: {} (score {:.2})",
         match scan.verdict {
-            agentiam::guard::filter::Verdict::Injection => "injection",
-            agentiam::guard::filter::Verdict::Clean => "clean",
+            agentiam::filter::Verdict::Injection => "injection",
+            agentiam::filter::Verdict::Clean => "clean",
         },
         scan.score
     );
@@ -101,7 +101,7 @@ pub(crate) fn run(args: &ScanArgs, out: &Output) -> Result<(), CliError> {
     };
     for (name, text) in &texts {
         let (scan, mut value) = verdict(&filter, text, args.sanitize);
-        any_injection |= scan.verdict == agentiam::guard::filter::Verdict::Injection;
+        any_injection |= scan.verdict == agentiam::filter::Verdict::Injection;
         if let Some(obj) = value.as_object_mut() {
             obj.insert("input".into(), Value::String(name.clone()));
         }

@@ -188,7 +188,7 @@ fn output_bytes(rng: &mut ChaCha8Rng, tool: &str, args: &Value) -> usize {
 
 /// How busy a role is at this moment, relative to its peak (0 = closed).
 fn activity(role: &str, at: i64) -> f64 {
-    let slot = agentiam_guard::hour_of_week(at);
+    let slot = agentiam_guard::behaviour::hour_of_week(at);
     let (day, hour) = (slot / 24, (slot % 24) as i64);
     let weekend = day >= 5;
     let (open, close, weekend_factor) = match role {

@@ -284,7 +284,7 @@ pub struct BaselineConfig {
     pub per_agent: bool,
     /// Declared behaviour per role.
     #[serde(default)]
-    pub declared: BTreeMap<String, crate::DeclaredProfile>,
+    pub declared: BTreeMap<String, crate::behaviour::DeclaredProfile>,
 }
 
 fn default_min_observations() -> u64 {
@@ -465,9 +465,9 @@ fn filter_out<S: serde::Serializer>(
 
 impl FilterConfig {
     /// The filter this describes.
-    pub fn filter(&self) -> crate::filter::InjectionFilter {
-        let mut filter = crate::filter::InjectionFilter::new()
-            .with_exfiltration(crate::filter::ExfiltrationCheck::allowing(
+    pub fn filter(&self) -> agentiam_filter::InjectionFilter {
+        let mut filter = agentiam_filter::InjectionFilter::new()
+            .with_exfiltration(agentiam_filter::ExfiltrationCheck::allowing(
                 &self.allowed_hosts,
             ))
             .scan_all_arguments(self.scan_all_arguments);

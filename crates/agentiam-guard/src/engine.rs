@@ -93,7 +93,7 @@ pub struct GuardBuilder {
 
 impl Guard {
     /// Starts a guard with this policy, no tools and no approvers, and the injection filter
-    /// ([`crate::filter::InjectionFilter::new`]) as its content filter: secure by default, so
+    /// ([`agentiam_filter::InjectionFilter::new`]) as its content filter: secure by default, so
     /// [`GuardBuilder::content_filter`] with [`crate::NoContentFilter`] is how to turn it off.
     pub fn builder(policy: PolicyEngine) -> GuardBuilder {
         GuardBuilder {
@@ -104,7 +104,7 @@ impl Guard {
             nonces: None,
             clock: Arc::new(SystemClock),
             entropy: Arc::new(SystemEntropy),
-            filter: Arc::new(crate::filter::InjectionFilter::new()),
+            filter: Arc::new(agentiam_filter::InjectionFilter::new()),
             behaviour: Vec::new(),
             revocation: None,
             baselines: None,
@@ -204,11 +204,13 @@ impl Guard {
     /// Decides one call. Never panics and never errors: anything that goes wrong is a denial.
     pub fn decide(&self, request: &GuardRequest<'_>) -> Decision {
         let tool = self.tools.get(request.tool);
+        // What behaviour checks counted for this call: released below unless it is allowed.
+        let mut reserved = crate::hooks::Reserved::default();
         // The credential first, as documented: an expired or revoked credential must not learn
         // which tool names are registered (unknown_action for some, token.* for others).
         let mut decision = match (self.credential_refusal(request.principal), tool) {
             (Some(refusal), _) => refusal,
-            (None, Some(tool)) => self.decide_tool(request, tool),
+            (None, Some(tool)) => self.decide_tool(request, tool, &mut reserved),
             (None, None) => Decision::deny(
                 codes::UNKNOWN_ACTION,
                 format!(
@@ -227,6 +229,9 @@ impl Guard {
                     format!("the decision could not be recorded, so the call may not proceed: {e}"),
                 );
             }
+        }
+        if !matches!(decision, Decision::Allow(_)) {
+            reserved.release();
         }
         decision
     }
@@ -265,7 +270,12 @@ impl Guard {
         self.revoked(principal)
     }
 
-    fn decide_tool(&self, request: &GuardRequest<'_>, tool: &ToolSpec) -> Decision {
+    fn decide_tool(
+        &self,
+        request: &GuardRequest<'_>,
+        tool: &ToolSpec,
+        reserved: &mut crate::hooks::Reserved,
+    ) -> Decision {
         let now = self.clock.now();
         let principal = request.principal;
         if let Some(refusal) = pin_refusal(principal, tool) {
@@ -296,7 +306,8 @@ impl Guard {
             Err(refusal) => return refusal,
         };
         let session = shared_session.as_ref().unwrap_or(request.session);
-        let assessment = self.behaviour.assess(request, tool);
+        let mut assessment = self.behaviour.assess(request, tool);
+        *reserved = std::mem::take(&mut assessment.reserved);
         let anomaly =
             (assessment.anomaly_score > 0 || !assessment.findings.is_empty()).then(|| Anomaly {
                 findings: assessment.findings.clone(),
@@ -756,7 +767,7 @@ impl GuardBuilder {
         self
     }
 
-    /// The content filter hook (default: [`crate::filter::InjectionFilter::new`]; give
+    /// The content filter hook (default: [`agentiam_filter::InjectionFilter::new`]; give
     /// [`crate::NoContentFilter`] to turn filtering off).
     pub fn content_filter(mut self, filter: Arc<dyn ContentFilter>) -> Self {
         self.filter = filter;

@@ -65,11 +65,65 @@ pub struct Assessment {
     pub findings: Vec<String>,
     /// Revoke the credential and every credential delegated from it (the call is refused).
     pub revoke: bool,
+    /// What the check counted for this call while assessing it (a limit's reservation); the
+    /// guard releases it once the decision is final unless the call was allowed.
+    pub reserved: Reserved,
+}
+
+/// Counts a behaviour check reserved for one call while assessing it, carried with that call's
+/// [`Assessment`] (never in shared or thread-local state, so two checks, two guards or two
+/// calls on one thread cannot release each other's). The guard releases it when the final
+/// decision is anything but an allow (a refusal later in the pipeline, a call waiting for a
+/// human, a decision the activity log could not take).
+#[derive(Clone, Default)]
+pub struct Reserved(Vec<Arc<dyn Fn() + Send + Sync>>);
+
+impl Reserved {
+    /// A reservation undone by `release`.
+    pub fn new(release: impl Fn() + Send + Sync + 'static) -> Self {
+        Self(vec![Arc::new(release)])
+    }
+
+    /// Adds another check's reservation to this one.
+    pub fn join(&mut self, other: Reserved) {
+        self.0.extend(other.0);
+    }
+
+    /// Whether nothing is reserved.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Undoes every reservation held, once.
+    pub(crate) fn release(self) {
+        for release in self.0 {
+            release();
+        }
+    }
+}
+
+impl fmt::Debug for Reserved {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Reserved({})", self.0.len())
+    }
+}
+
+impl PartialEq for Reserved {
+    /// The same reservations, by identity.
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .zip(&other.0)
+                .all(|(a, b)| std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b)))
+    }
 }
 
 /// Compares calls with the agent's baseline.
 pub trait BehaviourCheck: Send + Sync + fmt::Debug {
-    /// Assesses a call before policy runs.
+    /// Assesses a call before policy runs. Counts taken for the call go in
+    /// [`Assessment::reserved`], so the guard can release them if the call is not allowed.
     fn assess(&self, _request: &GuardRequest<'_>, _tool: &ToolSpec) -> Assessment {
         Assessment::default()
     }
@@ -94,6 +148,7 @@ impl BehaviourCheck for BehaviourChecks {
             out.anomaly_score = out.anomaly_score.max(a.anomaly_score);
             out.findings.extend(a.findings);
             out.revoke |= a.revoke;
+            out.reserved.join(a.reserved);
             if a.refusal.is_some() {
                 out.refusal = a.refusal;
                 break;

@@ -61,17 +61,16 @@
 mod approval;
 mod arguments;
 mod audit;
-mod baseline;
+pub mod behaviour;
 pub mod codes;
 mod config;
+mod content_filter;
 mod credentials;
 mod decision;
 mod engine;
 mod error;
-pub mod filter;
 mod hooks;
 mod interceptor;
-mod limits;
 mod policy;
 mod request;
 mod untrusted_text;
@@ -89,11 +88,7 @@ pub use approval::{
 };
 pub use arguments::{MAX_ARGUMENT_BYTES, MAX_ARGUMENT_VALUES};
 pub use audit::{AuditSink, GUARDRAIL_COMPONENT, TOOL_CALL_EVENT, TOOL_RESULT_EVENT};
-pub use baseline::{
-    BASELINE_FORMAT, BaselineSettings, Baselines, DeclaredProfile, LogHistogram,
-    MAX_BASELINE_FILE_BYTES, RATE_WINDOWS, RoleMap, RoleProfile, describe_profile, hour_of_week,
-    human_number, parse_profiles, read_profiles, resource_category,
-};
+pub use behaviour::{BaselineSettings, Baselines, Limit, LimitScope, Limits, RoleMap};
 pub use config::{
     ApproverConfig, BaselineConfig, CallInput, FilterConfig, GuardConfig, LimitConfig, LimitPer,
     MAX_DOCUMENT_BYTES, ToolConfig, TotalConfig, decision_json,
@@ -104,10 +99,9 @@ pub use engine::{DEFAULT_CONFIRMATION_TTL_SECS, Guard, GuardBuilder};
 pub use error::GuardError;
 pub use hooks::{
     Assessment, BehaviourCheck, BehaviourChecks, CallOutcome, ContentFilter, DecisionSink, Finding,
-    NoBehaviourCheck, NoContentFilter, OutputVerdict,
+    NoBehaviourCheck, NoContentFilter, OutputVerdict, Reserved,
 };
 pub use interceptor::{Session, ToolCall, ToolInterceptor};
-pub use limits::{Limit, LimitScope, Limits};
 pub use policy::{
     DECISION_CACHE_CAPACITY, DEFAULT_POLICY, MAX_ARGUMENT_DEPTH, PolicyEngine, SCHEMA,
 };

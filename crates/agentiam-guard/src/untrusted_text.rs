@@ -42,8 +42,7 @@ use std::ops::ControlFlow;
 
 use serde_json::Value;
 
-use crate::arguments::{path_text, visit_strings};
-use crate::filter::{normalize, urls};
+use agentiam_filter::json::{path_text, visit_strings};
 
 /// Most fingerprints one session keeps.
 pub(crate) const MAX_FINGERPRINTS: usize = 1 << 16;
@@ -98,7 +97,7 @@ impl<F: FnMut(u64) -> ControlFlow<()>> Fingerprinter<F> {
     }
 
     fn text(&mut self, text: &str) -> ControlFlow<()> {
-        for c in normalize::folded(text) {
+        for c in agentiam_filter::folded(text) {
             self.char(c)?;
         }
         self.end_token()?;
@@ -160,7 +159,7 @@ impl<F: FnMut(u64) -> ControlFlow<()>> Fingerprinter<F> {
         if compact.chars().count() >= MIN_IDENTIFIER && (has_digit || token.contains(['@', '/'])) {
             (self.emit)(fnv(compact.bytes(), IDENT_SEED))?;
         }
-        if let Some(host) = urls::host_in_token(token) {
+        if let Some(host) = agentiam_filter::host_in_token(token) {
             (self.emit)(fnv(host.bytes(), HOST_SEED))?;
         }
         let group = !compact.is_empty()

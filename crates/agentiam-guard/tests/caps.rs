@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use agentiam_guard::filter::{ExfiltrationCheck, InjectionFilter, Verdict};
+use agentiam_filter::{ExfiltrationCheck, InjectionFilter, Verdict};
 use agentiam_guard::*;
 use agentiam_identity::ToolDescriptor;
 use agentiam_token::{FixedClock, ScopeSet};

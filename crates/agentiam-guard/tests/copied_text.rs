@@ -133,8 +133,8 @@ fn principal() -> Principal {
 fn a_copied_host_to_a_medium_risk_fetch_tool_needs_a_human() {
     // The injection filter is on by default; its exfiltration check lets URLs to the
     // deployment's own hosts carry data.
-    let filter = agentiam_guard::filter::InjectionFilter::new().with_exfiltration(
-        agentiam_guard::filter::ExfiltrationCheck::allowing(["acme.example"]),
+    let filter = agentiam_filter::InjectionFilter::new().with_exfiltration(
+        agentiam_filter::ExfiltrationCheck::allowing(["acme.example"]),
     );
     let guard = Guard::builder(PolicyEngine::default_policy().unwrap())
         .clock(Arc::new(FixedClock::new(1_800_000_000)))

@@ -971,7 +971,7 @@ fn after_clean_untrusted_content_risky_calls_still_need_a_human() {
     let w = world();
     let guard = Guard::builder(PolicyEngine::default_policy().unwrap())
         .clock(w.clock.clone())
-        .content_filter(Arc::new(agentiam_guard::filter::InjectionFilter::new()))
+        .content_filter(Arc::new(agentiam_filter::InjectionFilter::new()))
         .tools([
             ToolSpec::new("fetch", Risk::Low)
                 .with_scope("web", "fetch")
@@ -1010,9 +1010,7 @@ fn after_clean_untrusted_content_risky_calls_still_need_a_human() {
     assert!(interceptor.before(&session, &fetch).is_allowed());
     let page = "Opening hours: Monday to Friday, 9 to 5.";
     assert_eq!(
-        agentiam_guard::filter::InjectionFilter::new()
-            .scan(page)
-            .score,
+        agentiam_filter::InjectionFilter::new().scan(page).score,
         0.0
     );
     interceptor.after(&session, &fetch, page, false);
@@ -1145,7 +1143,7 @@ fn a_tool_whose_description_or_schema_changed_after_issuance_is_refused() {
 fn a_poisoned_tool_description_is_refused_at_registration() {
     let build = |description: &str| {
         Guard::builder(PolicyEngine::new(DEFAULT_POLICY, None).unwrap())
-            .content_filter(Arc::new(agentiam_guard::filter::InjectionFilter::new()))
+            .content_filter(Arc::new(agentiam_filter::InjectionFilter::new()))
             .tool(ToolSpec::new("add", Risk::Low).with_descriptor(
                 description,
                 json!({"type": "object", "properties": {"a": {"type": "integer"}}}),
@@ -1351,6 +1349,82 @@ fn a_running_total_counts_concurrent_calls_and_releases_refused_ones() {
         let d = guard.decide(&GuardRequest::new(&p, "pay", &json!({"amount": 4_000})));
         assert!(matches!(d, Decision::NeedsConfirmation(_)), "{d:?}");
     }
+}
+
+/// Two limit sets in one guard each release their own reservation when a call is refused later
+/// in the pipeline: the reservation travels with the call's assessment, not through state one
+/// `Limits` shares with another (a thread-local did, and the second set then kept a refused
+/// call's count forever).
+#[test]
+fn two_limit_sets_in_one_guard_release_their_own_reservations() {
+    let w = world();
+    let policy = format!(
+        "{DEFAULT_POLICY}\n@id(\"no-big-payments\")\nforbid (principal, action, resource == Tool::\"pay\") when {{ context.arguments.amount > 5000 }};"
+    );
+    let one_call =
+        Limits::new(vec![Limit::calls("one-payment", "pay", 3600, 1)]).with_clock(w.clock.clone());
+    let total = Limits::new(vec![Limit::total("cap", "pay", 3600, "amount", 10_000.0)])
+        .with_clock(w.clock.clone());
+    let guard = w
+        .builder(&policy)
+        .tool(ToolSpec::new("pay", Risk::Medium).with_scope("payments", "pay"))
+        .behaviour(Arc::new(BehaviourChecks(vec![
+            Arc::new(total),
+            Arc::new(one_call),
+        ])))
+        .build()
+        .unwrap();
+    let p = w.principal("payments:pay");
+    for _ in 0..3 {
+        let d = guard.decide(&GuardRequest::new(&p, "pay", &json!({"amount": 6_000})));
+        assert_eq!(d.code(), Some("guard.policy_denied"));
+    }
+    // Neither set kept the refused calls: one payment may still go, and only one.
+    let d = guard.decide(&GuardRequest::new(&p, "pay", &json!({"amount": 4_000})));
+    assert!(d.is_allowed(), "{d:?}");
+    let d = guard.decide(&GuardRequest::new(&p, "pay", &json!({"amount": 1})));
+    assert_eq!(d.code(), Some("guard.rate_limited"));
+}
+
+/// A call the activity log could not take is not allowed, so it gives its reservation back.
+#[test]
+fn a_decision_the_sink_refuses_gives_its_reservation_back() {
+    #[derive(Debug)]
+    struct FailOnce(AtomicUsize);
+    impl DecisionSink for FailOnce {
+        fn record(
+            &self,
+            _r: &GuardRequest<'_>,
+            _t: Option<&ToolSpec>,
+            _d: &Decision,
+        ) -> Result<(), String> {
+            if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err("disk full".to_owned())
+            } else {
+                Ok(())
+            }
+        }
+    }
+    let w = world();
+    let guard = w
+        .builder(DEFAULT_POLICY)
+        .tool(ToolSpec::new("pay", Risk::Medium).with_scope("payments", "pay"))
+        .behaviour(Arc::new(
+            Limits::new(vec![Limit::calls("one-payment", "pay", 3600, 1)])
+                .with_clock(w.clock.clone()),
+        ))
+        .sink(Arc::new(FailOnce(AtomicUsize::new(0))))
+        .build()
+        .unwrap();
+    let p = w.principal("payments:pay");
+    let args = json!({"amount": 10});
+    let d = guard.decide(&GuardRequest::new(&p, "pay", &args));
+    assert_eq!(d.code(), Some("guard.hook_failed"));
+    assert!(
+        guard
+            .decide(&GuardRequest::new(&p, "pay", &args))
+            .is_allowed()
+    );
 }
 
 /// Limits count per agent by default, and per principal or task when asked.

@@ -547,9 +547,9 @@ fn an_agent_under_suspicion_cannot_teach_its_role_by_repetition() {
     .with_clock(w.clock.clone());
     baselines.declare(
         "support",
-        DeclaredProfile {
+        agentiam_guard::behaviour::DeclaredProfile {
             tools: vec!["tickets.read".into()],
-            ..DeclaredProfile::default()
+            ..agentiam_guard::behaviour::DeclaredProfile::default()
         },
     );
     let guard = Guard::builder(PolicyEngine::default_policy().unwrap())

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use agentiam_guard::filter::{ExfiltrationCheck, InjectionFilter};
+use agentiam_filter::{ExfiltrationCheck, InjectionFilter};
 use agentiam_guard::*;
 use agentiam_token::{FixedClock, ScopeSet};
 use proptest::prelude::*;

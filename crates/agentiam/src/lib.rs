@@ -32,6 +32,7 @@
 pub struct ReadmeDoctests;
 
 pub use agentiam_delegation as delegation;
+pub use agentiam_filter as filter;
 pub use agentiam_guard as guard;
 pub use agentiam_identity as identity;
 pub use agentiam_telemetry as telemetry;

@@ -14,13 +14,13 @@
 //! the filter also normalises (NFKC, invisibles, confusables), builds its word and squeezed
 //! views, decodes hidden text, and runs its typo-tolerant and structural rules.
 //!
-//! Run with `cargo bench -p agentiam-guard --bench scan`. Prints µs per KiB (median of
+//! Run with `cargo bench -p agentiam-filter --bench scan`. Prints µs per KiB (median of
 //! interleaved rounds: this VM's speed drifts) and the ratio. Target (DESIGN.md): <= 3 µs per KiB.
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use agentiam_guard::filter::{InjectionFilter, phrases};
+use agentiam_filter::{InjectionFilter, phrases};
 use aho_corasick::{AhoCorasickBuilder, MatchKind};
 
 const PARAGRAPHS: &[&str] = &[
@@ -83,7 +83,7 @@ fn main() {
     docs.push(("16 KiB with a hidden injection".to_owned(), attacked));
     for (name, doc) in &docs {
         assert_eq!(
-            filter.scan(doc).verdict == agentiam_guard::filter::Verdict::Injection,
+            filter.scan(doc).verdict == agentiam_filter::Verdict::Injection,
             name.contains("injection"),
             "{name}"
         );

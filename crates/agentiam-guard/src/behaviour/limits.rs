@@ -15,7 +15,6 @@
 //! # let _ = limits;
 //! ```
 
-use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
@@ -23,8 +22,8 @@ use agentiam_token::{Clock, SystemClock};
 use serde_json::Value;
 
 use crate::codes;
-use crate::decision::{Decision, Denial};
-use crate::hooks::{Assessment, BehaviourCheck};
+use crate::decision::Denial;
+use crate::hooks::{Assessment, BehaviourCheck, Reserved};
 use crate::request::{GuardRequest, ToolSpec};
 
 /// Whose calls a limit counts together.
@@ -187,19 +186,16 @@ const MAX_WINDOWS: usize = 100_000;
 /// Most calls one window remembers; a limit above this counts no further (and refuses).
 const MAX_ENTRIES: usize = 100_000;
 
+/// One call's entry in one window: (limit index, key, time, amount).
 type Reservation = (usize, String, i64, Units);
 
-thread_local! {
-    /// Reservations made by `assess` for the call this thread is deciding, released by `observe`
-    /// unless the decision allowed the call (the guard decides a call on one thread).
-    static PENDING: RefCell<Vec<Reservation>> = const { RefCell::new(Vec::new()) };
-}
+type Windows = Arc<Mutex<HashMap<(usize, String), Window>>>;
 
 /// Declarative limits as the guard's behaviour check (`GuardBuilder::behaviour`).
 #[derive(Debug, Clone)]
 pub struct Limits {
     limits: Arc<Vec<Limit>>,
-    windows: Arc<Mutex<HashMap<(usize, String), Window>>>,
+    windows: Windows,
     clock: Arc<dyn Clock>,
 }
 
@@ -234,6 +230,27 @@ impl Limits {
                     limit.id
                 )),
             },
+        }
+    }
+}
+
+/// Takes a refused or unconfirmed call's entries out of their windows again.
+fn release(windows: &Windows, reservations: &[Reservation]) {
+    let Ok(mut windows) = windows.lock() else {
+        return;
+    };
+    for (i, key, at, amount) in reservations {
+        if let Some(w) = windows.get_mut(&(*i, key.clone()))
+            && let Some(pos) = w
+                .entries
+                .iter()
+                .rposition(|&(t, a)| t == *at && a == *amount)
+        {
+            w.entries.remove(pos);
+            w.total -= amount;
+            if w.entries.is_empty() {
+                w.total = 0;
+            }
         }
     }
 }
@@ -292,40 +309,32 @@ impl BehaviourCheck for Limits {
             }
             reserve.push((i, key, amount));
         }
+        let mut reserved: Vec<Reservation> = Vec::new();
+        let mut full = false;
         for (i, key, amount) in reserve {
             if !windows.contains_key(&(i, key.clone())) && windows.len() >= MAX_WINDOWS {
                 windows.retain(|_, w| !w.entries.is_empty());
                 if windows.len() >= MAX_WINDOWS {
-                    return refuse("too many distinct limit keys".to_owned());
+                    full = true;
+                    break;
                 }
             }
             let w = windows.entry((i, key.clone())).or_default();
             w.entries.push_back((now, amount));
             w.total += amount;
-            PENDING.with(|p| p.borrow_mut().push((i, key, now, amount)));
+            reserved.push((i, key, now, amount));
         }
-        Assessment::default()
-    }
-
-    fn observe(&self, _request: &GuardRequest<'_>, _tool: Option<&ToolSpec>, decision: &Decision) {
-        let pending: Vec<Reservation> = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
-        if matches!(decision, Decision::Allow(_)) || pending.is_empty() {
-            return;
-        }
-        let Ok(mut windows) = self.windows.lock() else {
-            return;
+        drop(windows);
+        let mut assessment = if full {
+            refuse("too many distinct limit keys".to_owned())
+        } else {
+            Assessment::default()
         };
-        for (i, key, at, amount) in pending {
-            if let Some(w) = windows.get_mut(&(i, key))
-                && let Some(pos) = w.entries.iter().rposition(|&(t, a)| t == at && a == amount)
-            {
-                w.entries.remove(pos);
-                w.total -= amount;
-                if w.entries.is_empty() {
-                    w.total = 0;
-                }
-            }
+        if !reserved.is_empty() {
+            let windows = Arc::clone(&self.windows);
+            assessment.reserved = Reserved::new(move || release(&windows, &reserved));
         }
+        assessment
     }
 }
 
@@ -360,14 +369,12 @@ mod tests {
         for i in 0..MAX_WINDOWS {
             assert_eq!(refused(&limits, &agent(&format!("a{i}")), &args), None);
         }
-        PENDING.with(|p| p.borrow_mut().clear());
         // Every window is live: a new key is refused, a known one still counts.
         assert_eq!(
             refused(&limits, &agent("newcomer"), &args).as_deref(),
             Some(codes::RATE_LIMITED)
         );
         assert_eq!(refused(&limits, &agent("a1"), &args), None);
-        PENDING.with(|p| p.borrow_mut().clear());
     }
 
     #[test]
@@ -385,12 +392,10 @@ mod tests {
         for _ in 0..MAX_ENTRIES {
             assert_eq!(refused(&limits, &payer, &args), None);
         }
-        PENDING.with(|p| p.borrow_mut().clear());
         // The window remembers 100,000 calls: the next one cannot be counted, so it is refused.
         assert_eq!(
             refused(&limits, &payer, &args).as_deref(),
             Some(codes::RATE_LIMITED)
         );
-        PENDING.with(|p| p.borrow_mut().clear());
     }
 }

@@ -33,12 +33,13 @@
 //!
 //! ```
 //! use agentiam_guard::{BaselineSettings, Baselines, RoleMap};
+//! use agentiam_guard::behaviour::DeclaredProfile;
 //! let roles = RoleMap::new()
 //!     .role("support", "spiffe://example.org/agent/support")
 //!     .role("finance", "spiffe://example.org/agent/finance");
 //! let baselines = Baselines::new(roles, BaselineSettings::default());
 //! // Learned from the guard's decisions (GuardBuilder::behaviour), or declared:
-//! baselines.declare("support", agentiam_guard::DeclaredProfile {
+//! baselines.declare("support", DeclaredProfile {
 //!     tools: vec!["tickets.read".into(), "kb.search".into()],
 //!     ..Default::default()
 //! });
@@ -56,12 +57,15 @@ use serde_json::Value;
 
 use crate::codes;
 use crate::decision::{Decision, Denial};
-use crate::hooks::{Assessment, BehaviourCheck, CallOutcome};
+use crate::hooks::{Assessment, BehaviourCheck, CallOutcome, Reserved};
 use crate::request::{GuardRequest, ToolSpec};
+
+use super::histogram::LogHistogram;
 
 /// Windows of the per-agent call-rate counters, in seconds.
 pub const RATE_WINDOWS: [i64; 3] = [60, 600, 3600];
-const WINDOW_NAMES: [&str; 3] = ["minute", "10 minutes", "hour"];
+/// The windows of [`RATE_WINDOWS`] as people read them.
+pub const RATE_WINDOW_NAMES: [&str; 3] = ["minute", "10 minutes", "hour"];
 /// Window of the per-agent bytes-read counter, in seconds.
 const BYTES_WINDOW: i64 = 3600;
 /// A gap longer than this starts a new sequence of calls (n-grams).
@@ -172,174 +176,6 @@ pub struct DeclaredProfile {
     /// Largest value of a numeric argument, as `"tool.argument": max`.
     #[serde(default)]
     pub arguments: BTreeMap<String, f64>,
-}
-
-/// A fixed-size histogram over log-scale buckets (8 per octave, 2^-16 ..= 2^48), with its
-/// quantiles cached so reading them costs nothing.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(try_from = "SparseHistogram", into = "SparseHistogram")]
-pub struct LogHistogram {
-    counts: Vec<u32>,
-    n: u64,
-    /// Values that were above every value before them (a steadily growing identifier or
-    /// counter keeps setting records; draws from one distribution set about ln(n)).
-    records: u64,
-    p50: f64,
-    p99: f64,
-    max: f64,
-}
-
-const BUCKETS: usize = 512;
-const PER_OCTAVE: f64 = 8.0;
-const ZERO_BUCKET_OFFSET: f64 = 128.0;
-
-#[derive(Serialize, Deserialize)]
-struct SparseHistogram {
-    /// `[bucket, count]` for non-empty buckets.
-    buckets: Vec<(usize, u32)>,
-    /// New maxima seen.
-    #[serde(default)]
-    records: u64,
-}
-
-impl TryFrom<SparseHistogram> for LogHistogram {
-    type Error = String;
-    fn try_from(s: SparseHistogram) -> Result<Self, String> {
-        let mut h = Self::default();
-        for (i, c) in s.buckets {
-            let slot = h
-                .counts
-                .get_mut(i)
-                .ok_or_else(|| format!("histogram bucket {i} out of range"))?;
-            *slot = slot.saturating_add(c);
-            h.n += u64::from(c);
-        }
-        h.records = s.records;
-        h.refresh();
-        Ok(h)
-    }
-}
-
-impl From<LogHistogram> for SparseHistogram {
-    fn from(h: LogHistogram) -> Self {
-        Self {
-            buckets: h
-                .counts
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| **c > 0)
-                .map(|(i, c)| (i, *c))
-                .collect(),
-            records: h.records,
-        }
-    }
-}
-
-/// Two histograms are equal when they hold the same counts (cached quantiles aside).
-impl PartialEq for LogHistogram {
-    fn eq(&self, other: &Self) -> bool {
-        self.n == other.n && self.counts == other.counts
-    }
-}
-
-impl Default for LogHistogram {
-    fn default() -> Self {
-        Self {
-            counts: vec![0; BUCKETS],
-            n: 0,
-            records: 0,
-            p50: 0.0,
-            p99: 0.0,
-            max: 0.0,
-        }
-    }
-}
-
-impl LogHistogram {
-    fn bucket(value: f64) -> usize {
-        if value.is_nan() || value <= 0.0 {
-            return 0;
-        }
-        let i = (value.log2() * PER_OCTAVE + ZERO_BUCKET_OFFSET).floor();
-        if i < 1.0 {
-            1
-        } else {
-            (i as usize).min(BUCKETS - 1)
-        }
-    }
-
-    fn upper_edge(bucket: usize) -> f64 {
-        if bucket == 0 {
-            return 0.0;
-        }
-        ((bucket as f64 + 1.0 - ZERO_BUCKET_OFFSET) / PER_OCTAVE).exp2()
-    }
-
-    /// Adds a value (negative values count by magnitude).
-    pub fn record(&mut self, value: f64) {
-        if !value.is_finite() {
-            return;
-        }
-        let b = Self::bucket(value.abs());
-        if let Some(c) = self.counts.get_mut(b) {
-            *c = c.saturating_add(1);
-        }
-        self.n += 1;
-        // The maximum is kept exact (to its bucket); quantiles move slowly: recompute them
-        // while the histogram is small, then every 64 values.
-        let edge = Self::upper_edge(b);
-        if edge > self.max {
-            self.records += 1;
-            self.max = edge;
-        }
-        if self.n <= 256 || self.n.is_multiple_of(64) {
-            self.refresh();
-        }
-    }
-
-    fn refresh(&mut self) {
-        let (mut p50, mut p99, mut max) = (0.0, 0.0, 0.0);
-        let (q50, q99) = (self.n.div_ceil(2), (self.n * 99).div_ceil(100));
-        let mut seen = 0u64;
-        for (i, &c) in self.counts.iter().enumerate() {
-            if c == 0 {
-                continue;
-            }
-            let before = seen;
-            seen += u64::from(c);
-            let edge = Self::upper_edge(i);
-            if before < q50 && seen >= q50 {
-                p50 = edge;
-            }
-            if before < q99 && seen >= q99 {
-                p99 = edge;
-            }
-            max = edge;
-        }
-        (self.p50, self.p99, self.max) = (p50, p99, max);
-    }
-
-    /// Values recorded.
-    pub fn count(&self) -> u64 {
-        self.n
-    }
-    /// The median (upper edge of its bucket, so at most 9% above the true value).
-    pub fn p50(&self) -> f64 {
-        self.p50
-    }
-    /// The 99th percentile (upper edge of its bucket).
-    pub fn p99(&self) -> f64 {
-        self.p99
-    }
-    /// The largest value (upper edge of its bucket).
-    pub fn max(&self) -> f64 {
-        self.max
-    }
-    /// Whether the values look like a growing identifier or counter rather than a quantity:
-    /// they set new maxima far more often than draws from one distribution would.
-    pub fn is_growing(&self) -> bool {
-        self.records as f64 > 2.0 * (self.n.max(1) as f64).ln() + 10.0
-    }
 }
 
 /// What a role (or role pair, or agent) has been seen to do.
@@ -772,7 +608,12 @@ impl Baselines {
         }
         let who = || who(role);
         // Rates: this agent's recent calls against what agents in the role do.
-        for ((hist, &v), window) in profile.rates.iter().zip(&sample.rates).zip(WINDOW_NAMES) {
+        for ((hist, &v), window) in profile
+            .rates
+            .iter()
+            .zip(&sample.rates)
+            .zip(RATE_WINDOW_NAMES)
+        {
             if hist.count() >= 100 && v > (2.0 * hist.p99()).max(5.0) {
                 findings.add(ratio_score(v / hist.p99().max(2.5)), || {
                     format!(
@@ -1193,6 +1034,7 @@ impl BehaviourCheck for Baselines {
             refusal,
             findings,
             revoke,
+            reserved: Reserved::default(),
         }
     }
 
@@ -1209,94 +1051,6 @@ impl BehaviourCheck for Baselines {
             );
         }
     }
-}
-
-/// Reports a profile for people (`agentiam baseline show`).
-pub fn describe_profile(key: &str, profile: &RoleProfile) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "profile {key}: {} calls learned{}",
-        profile.observations,
-        if profile.frozen { " (frozen)" } else { "" }
-    );
-    let total = profile.observations.max(1) as f64;
-    let mut tools: Vec<_> = profile.tools.iter().collect();
-    tools.sort_by(|a, b| b.1.cmp(a.1));
-    let _ = writeln!(out, "tools:");
-    for (tool, n) in tools {
-        let _ = writeln!(
-            out,
-            "  {tool:<32} {n:>10}  {:>5.1}%",
-            *n as f64 * 100.0 / total
-        );
-    }
-    let cats: Vec<String> = profile.categories.keys().cloned().collect();
-    let _ = writeln!(out, "resource categories: {}", cats.join(", "));
-    for (hist, window) in profile.rates.iter().zip(WINDOW_NAMES) {
-        let _ = writeln!(
-            out,
-            "calls per agent in the last {:<10}: median {}, p99 {}, max {}",
-            window,
-            human_number(hist.p50()),
-            human_number(hist.p99()),
-            human_number(hist.max())
-        );
-    }
-    let b = &profile.bytes_read;
-    let _ = writeln!(
-        out,
-        "bytes read per agent in the last hour: median {}, p99 {}, max {}",
-        human_number(b.p50()),
-        human_number(b.p99()),
-        human_number(b.max())
-    );
-    for (tool, args) in &profile.arguments {
-        for (name, hist) in args {
-            let _ = writeln!(
-                out,
-                "argument {tool}.{name}: {} values, median {}, p99 {}, max {}",
-                hist.count(),
-                human_number(hist.p50()),
-                human_number(hist.p99()),
-                human_number(hist.max())
-            );
-        }
-    }
-    if profile.hours.len() == 168 {
-        let mut busy: Vec<String> = Vec::new();
-        for (day, name) in ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
-            .iter()
-            .enumerate()
-        {
-            let hours: Vec<usize> = (0..24)
-                .filter(|h| {
-                    profile
-                        .hours
-                        .get(day * 24 + h)
-                        .is_some_and(|&n| n as f64 > total * 0.001)
-                })
-                .collect();
-            if let (Some(first), Some(last)) = (hours.first(), hours.last()) {
-                busy.push(format!("{} {first:02}-{:02}", name, last + 1));
-            }
-        }
-        let _ = writeln!(out, "active hours (UTC): {}", busy.join(", "));
-    }
-    let _ = writeln!(out, "distinct tool sequences: {}", profile.ngrams.len());
-    if let Some(d) = &profile.declared {
-        let _ = writeln!(
-            out,
-            "declared: tools [{}], categories [{}], hourly calls {}, arguments {:?}",
-            d.tools.join(", "),
-            d.categories.join(", "),
-            d.hourly_calls
-                .map(human_number)
-                .unwrap_or_else(|| "-".into()),
-            d.arguments
-        );
-    }
-    out
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ fn main() {
     let para = "Our quarterly report shows revenue grew four percent, driven by subscriptions in Europe and a stronger holiday season than expected. <p>To reset your password, open Settings, choose Security, and follow the instructions on the screen.</p>\n\n";
     let doc = para.repeat(16 * 1024 / para.len());
     let kib = doc.len() as f64 / 1024.0;
-    let filter = agentiam_guard::filter::InjectionFilter::new();
-    for (name, f) in agentiam_guard::filter::profile_stages() {
+    let filter = agentiam_filter::InjectionFilter::new();
+    for (name, f) in agentiam_filter::profile_stages() {
         let start = Instant::now();
         for _ in 0..50 {
             f(&filter, &doc);
