@@ -51,9 +51,11 @@ fn world() -> &'static World {
                 jwks: serde_json::from_str(&Jwks::from_keys([key.public_key().clone()]).to_json())
                     .ok(),
                 attestors: vec!["configuration".into()],
+                registration_token_sha256: None,
             })
             .expect("register");
-        let broker = Broker::new(issuer.clone(), store.clone(), "http://broker.fuzz", ADMIN)
+        let broker = Broker::builder(issuer.clone(), store.clone(), "http://broker.fuzz", ADMIN)
+            .build()
             .expect("broker");
         store.put_approver("controller", &agentiam_broker::hash_password("correct horse battery").expect("hash")).expect("approver");
         issuer.register(

@@ -16,25 +16,29 @@ constraints, Cedar policy, session taint, human confirmation) before the tool ru
 from ._audit import read_audit_log
 from ._broker import (
     BrokerApprovals,
-    BrokerError,
     approver_keys,
     register_agent,
     request_token,
     revoke_at_broker,
 )
-from ._guard import ConfirmationRequired, Denied, Guard, GuardSession, framework_call
+from ._guard import Guard, GuardSession, framework_call
 from ._scan import sanitize, scan, spotlight
-from ._native import (
+from .exceptions import (
     AgentIAMError,
-    AgentIdentity,
     AuditError,
-    AuditLog,
+    BrokerError,
     ConfigurationError,
+    ConfirmationRequired,
     DelegationError,
+    Denied,
+    TokenError,
+)
+from ._native import (
+    AgentIdentity,
+    AuditLog,
     Issuer,
     KeySet,
     SigningKey,
-    TokenError,
     Verifier,
     attenuate,
     sign_approval,

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from . import _native
+from .exceptions import BrokerError
 
 # Largest answer read from the broker.
 _MAX_ANSWER_BYTES = 256 * 1024
@@ -45,11 +46,7 @@ def _call(
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(url, data=data, headers=headers, method="POST" if data else "GET")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status, raw = response.status, response.read(_MAX_ANSWER_BYTES + 1)
-    except urllib.error.HTTPError as e:
-        status, raw = e.code, e.read(_MAX_ANSWER_BYTES + 1)
+    status, raw = _send(request, timeout)
     if len(raw) > _MAX_ANSWER_BYTES:
         return status, {}
     try:
@@ -59,15 +56,17 @@ def _call(
     return status, answer if isinstance(answer, dict) else {}
 
 
-class BrokerError(Exception):
-    """The broker refused a request: `code` is its stable reason code (e.g. `token.identity_mismatch`,
-    `broker.assertion_replayed`), `status` the HTTP status."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
+def _send(request: urllib.request.Request, timeout: float) -> tuple[int, bytes]:
+    """The status and (at most one byte past the cap of) the body of the broker's answer;
+    `BrokerError` (`broker.unreachable`, status 0) when there is no answer."""
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read(_MAX_ANSWER_BYTES + 1)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(_MAX_ANSWER_BYTES + 1)
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise BrokerError(0, "broker.unreachable", f"no answer from {request.full_url}: {reason}") from None
 
 
 def _refused(status: int, answer: Mapping[str, Any]) -> BrokerError:
@@ -129,11 +128,7 @@ def request_token(
     request = urllib.request.Request(
         endpoint, data=form, headers={"Content-Type": "application/x-www-form-urlencoded"}, method="POST"
     )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            status, raw = response.status, response.read(_MAX_ANSWER_BYTES)
-    except urllib.error.HTTPError as e:
-        status, raw = e.code, e.read(_MAX_ANSWER_BYTES)
+    status, raw = _send(request, 30)
     try:
         answer = json.loads(raw)
     except ValueError:
@@ -158,11 +153,7 @@ def revoke_at_broker(base_url: str, token: str, *, admin_secret: str) -> None:
         },
         method="POST",
     )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            status, raw = response.status, response.read(_MAX_ANSWER_BYTES)
-    except urllib.error.HTTPError as e:
-        status, raw = e.code, e.read(_MAX_ANSWER_BYTES)
+    status, raw = _send(request, 30)
     if status != 200:
         try:
             answer = json.loads(raw)
@@ -207,6 +198,13 @@ class BrokerApprovals:
         return self._token() if callable(self._token) else self._token
 
     def __call__(self, request: Mapping[str, Any]) -> dict[str, Any] | None:
+        try:
+            return self._ask(request)
+        except BrokerError as e:  # no answer from the broker is no approval
+            self.last_reason = str(e)
+            return None
+
+    def _ask(self, request: Mapping[str, Any]) -> dict[str, Any] | None:
         token = self._bearer()
         findings = [dict(f) for f in self._findings(request)] if self._findings else []
         status, posted = _call(

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from . import _native
-from ._native import AgentIAMError
+from .exceptions import AgentIAMError, AuditError, ConfigurationError, ConfirmationRequired, Denied, TokenError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,6 +29,11 @@ _RISKS = ("low", "medium", "high", "irreversible")
 # must not run unconfirmed in a tainted session.
 _UNSTATED_RISK = "high"
 _CONFIRMATION_INVALID = "guard.confirmation_invalid"
+_CONFIGURATION_INVALID = "guard.tool_spec_invalid"
+_CONFIRMATION_REQUIRED = "guard.confirmation_required"
+_CONFIRMATION_DENIED = "guard.confirmation_denied"
+# A deny the native guard returned without a code would be a bug in agentiam: fail closed.
+_HOOK_FAILED = "guard.hook_failed"
 # Calls decided ahead (a framework's approval step) that a session remembers until they are made.
 _MAX_DECIDED_AHEAD = 1024
 # Bearer-token sessions a guard keeps (a server's distinct live tokens).
@@ -67,27 +72,6 @@ def _approval_json(approval: object) -> str:
         return json.dumps(dict(approval) if isinstance(approval, Mapping) else approval, default=repr)
     except (TypeError, ValueError, RecursionError):
         return json.dumps(repr(approval))
-
-
-class Denied(AgentIAMError):
-    """The guard refused the call; the tool did not run. `code` is the stable reason code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
-class ConfirmationRequired(Denied):
-    """The call needs a human's signed approval of `approval_request` (a dict); the tool did not run.
-
-    Sign it (`agentiam.sign_approval`, or the broker's console), give the approval to the session
-    (`session.approve(approval)`) and call the tool again.
-    """
-
-    def __init__(self, code: str, message: str, approval_request: dict[str, Any]) -> None:
-        super().__init__(code, message)
-        self.approval_request = approval_request
 
 
 ApprovalCallback = Callable[
@@ -160,7 +144,7 @@ class GuardSession:
         text = _approval_json(approval)
         refusal = self._native.screen_approval(text)
         if refusal is not None:
-            raise Denied(refusal[0] or _CONFIRMATION_INVALID, refusal[1])
+            raise Denied(refusal.code, refusal.message)
         with self._lock:
             if text not in self._approvals:
                 self._approvals.append(text)
@@ -194,11 +178,14 @@ class GuardSession:
         return self._judged(self._native.before(tool, arguments, call_id, approval), approval)
 
     def _judged(
-        self, outcome: tuple[str, str | None, str, str | None] | None, approval: str | None
+        self, outcome: _native.Refusal | None, approval: str | None
     ) -> tuple[str, str | None, str, dict[str, Any] | None]:
         """The native decision `outcome` (None: allowed) as (kind, code, message, approval
         request); marks `approval` used when it may not be presented again."""
-        kind, code, message, request = ("allow", None, "", None) if outcome is None else outcome
+        if outcome is None:
+            kind, code, message, request = "allow", None, "", None
+        else:
+            kind, code, message, request = outcome.kind, outcome.code, outcome.message, outcome.approval_request
         if approval is not None and (kind == "allow" or code == _CONFIRMATION_INVALID):
             # Used once; or it fitted this call and still failed (expired, already used), so
             # it never will: either way it is not presented again.
@@ -220,7 +207,7 @@ class GuardSession:
                 # Decided (and audited) moments ago for exactly this call.
                 if ahead[2] == "allow":
                     return None
-                raise Denied(ahead[3] or "guard.denied", ahead[4])
+                raise Denied(ahead[3] or _HOOK_FAILED, ahead[4])
         approval = carried
         if approval is None and self._approvals:  # kept approvals are rare: skip the call
             approval = self._take_approval(tool, arguments)
@@ -233,16 +220,16 @@ class GuardSession:
         if kind == "confirm" and approval_request is not None:
             if self._on_confirmation is not None:
                 return approval_request
-            raise ConfirmationRequired(code or "guard.confirmation_required", message, approval_request)
-        raise Denied(code or "guard.denied", message)
+            raise ConfirmationRequired(code or _CONFIRMATION_REQUIRED, message, approval_request)
+        raise Denied(code or _HOOK_FAILED, message)
 
     def _refused(self, request: Mapping[str, Any], reason: str = "no human approved the call") -> Denied:
         """A human refused (or never answered) `request`: recorded in the activity log; returns
         the `Denied` (`guard.confirmation_denied`) to raise."""
-        code, message = self._native.refused(
+        refusal = self._native.refused(
             str(request.get("tool", "")), request.get("arguments", {}), _CALL.get()[0], reason
         )
-        return Denied(code or "guard.confirmation_denied", message)
+        return Denied(refusal.code or _CONFIRMATION_DENIED, refusal.message)
 
     def _confirmed(self, tool: str, arguments: dict[str, Any], call_id: str | None, answer: Any) -> None:
         if answer is None:
@@ -250,7 +237,7 @@ class GuardSession:
         text = _approval_json(answer)
         kind, code, message, _ = self._decide_now(tool, arguments, call_id or _CALL.get()[0], text)
         if kind != "allow":
-            raise Denied(code or "guard.denied", message)
+            raise Denied(code or _HOOK_FAILED, message)
 
     def _check(self, tool: str, arguments: dict[str, Any]) -> None:
         """Decide a synchronous call; asks `on_confirmation` (sync, or async outside a running
@@ -331,8 +318,9 @@ def _state_config(state: str | Mapping[str, Any]) -> dict[str, Any]:
         return {"backend": "sqlite", "path": path[2:] if path.startswith("//") else path}
     # Never the URL itself: it may hold a password (postgres://user:secret@host/db).
     shown = f"a URL with scheme {scheme!r}" if re.fullmatch(r"[a-z][a-z0-9+.-]{0,31}", scheme) else "a string"
-    raise ValueError(
-        f"state is {shown}: use 'memory', 'sqlite:///path', 'postgresql://...', 'redis://...' or a dict"
+    raise ConfigurationError(
+        _CONFIGURATION_INVALID,
+        f"state is {shown}: use 'memory', 'sqlite:///path', 'postgresql://...', 'redis://...' or a dict",
     )
 
 
@@ -351,9 +339,9 @@ def _unverified_claims(token: str) -> dict[str, Any]:
         payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     except (IndexError, ValueError) as e:
-        raise AgentIAMError(f"not a compact JWT: {e}") from None
+        raise TokenError("token.malformed", f"not a compact JWT: {e}") from None
     if not isinstance(claims, dict):
-        raise AgentIAMError("the token's claims are not a JSON object")
+        raise TokenError("token.malformed", "the token's claims are not a JSON object")
     return claims
 
 
@@ -414,7 +402,7 @@ class Guard:
         self._jwks_refresh_secs = jwks_refresh_secs
         if jwks is None:
             if jwks_url is None:
-                raise ValueError("give jwks, jwks_url, or both")
+                raise ConfigurationError(_CONFIGURATION_INVALID, "give jwks, jwks_url, or both")
             jwks = _fetch_jwks(jwks_url)
         self._config: dict[str, Any] = {
             "issuer": issuer,
@@ -436,7 +424,7 @@ class Guard:
         if state is not None:
             self._config["state"] = _state_config(state)
         if audit_dir is not None and audit_log is not None:
-            raise ValueError("give audit_dir or audit_log, not both")
+            raise ConfigurationError(_CONFIGURATION_INVALID, "give audit_dir or audit_log, not both")
         self._audit_log = audit_log if audit_log is not None else (
             _native.AuditLog(audit_dir) if audit_dir is not None else None
         )
@@ -447,6 +435,8 @@ class Guard:
         # Sessions opened for bearer tokens a server received (MCP over HTTP), by token, so
         # taint lasts for the token's life; bounded, oldest dropped first.
         self._bearer_sessions: collections.OrderedDict[str, GuardSession] = collections.OrderedDict()
+        # Refused here, where it is written, not at the first call: policy, schema, keys, limits...
+        _native.check_guard_config(json.dumps(self._config))
 
     def _guard(self) -> Any:
         with self._lock:
@@ -478,7 +468,7 @@ class Guard:
             claims = _unverified_claims(token)
             jti = claims.get("jti")
             if not isinstance(jti, str) or not jti:
-                raise AgentIAMError("the token has no jti to revoke it by; revoke its agent or task")
+                raise TokenError("token.missing_claim", "the token has no jti to revoke it by; revoke its agent or task")
             kinds.append(("token", jti))
             if until is None and isinstance(claims.get("exp"), int):
                 until = int(claims["exp"])
@@ -543,16 +533,16 @@ class Guard:
     ) -> None:
         """Registers a tool; `functions` are the callables that will run as it, checked first."""
         if risk not in _RISKS:
-            raise ValueError(f"risk must be one of {_RISKS}")
+            raise ConfigurationError(_CONFIGURATION_INVALID, f"risk must be one of {_RISKS}")
         for fn in functions:
             _refuse_generator_function(fn, tool_name)
         if isinstance(redact, str):
             raise TypeError("redact is a list of argument names")
         with self._lock:
             if self._native is not None:
-                raise AgentIAMError("decorate every tool before the guard's first call")
+                raise ConfigurationError(_CONFIGURATION_INVALID, "decorate every tool before the guard's first call")
             if any(t["name"] == tool_name for t in self._config["tools"]):
-                raise AgentIAMError(f"tool {tool_name!r} is registered twice")
+                raise ConfigurationError(_CONFIGURATION_INVALID, f"tool {tool_name!r} is registered twice")
             self._config["tools"].append(
                 {
                     "name": tool_name,
@@ -564,6 +554,12 @@ class Guard:
                     **({"input_schema": dict(input_schema)} if input_schema is not None else {}),
                 }
             )
+            try:
+                # The tool as the guard will build it (scope, description scanned for poisoning).
+                _native.check_guard_config(json.dumps(self._config))
+            except AgentIAMError:
+                self._config["tools"].pop()
+                raise
 
     def _wrap(
         self,
@@ -678,7 +674,7 @@ class Guard:
     def using(self, session: GuardSession) -> Iterator[GuardSession]:
         """Run tool calls in `session` (from `session()` or `bearer_session()`) in this context."""
         if session._owner is not self:
-            raise AgentIAMError("that session belongs to another guard")
+            raise AgentIAMError("guard.session_foreign", "that session belongs to another guard")
         reset = _CURRENT.set(session)
         try:
             yield session
@@ -700,13 +696,13 @@ class Guard:
         new guard configured with that file starts from them."""
         target = path or (self._config.get("baselines") or {}).get("file")
         if not target:
-            raise AgentIAMError("give a path, or a \"file\" in baselines={...}")
+            raise ConfigurationError("baseline.not_configured", "give a path, or a \"file\" in baselines={...}")
         self._guard().save_baselines(str(target))
 
     def audit_events(self) -> list[dict[str, Any]]:
         """Flush, verify the activity log offline and return its events, oldest first."""
         if self._audit_log is None:
-            raise AgentIAMError("this guard has no activity log (give audit_dir or audit_log)")
+            raise AuditError("audit.not_configured", "this guard has no activity log (give audit_dir or audit_log)")
         self.flush()
         return [json.loads(e) for e in _native.read_audit_log(self._audit_log.directory)]
 

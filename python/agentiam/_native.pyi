@@ -21,27 +21,31 @@ __all__ = [
     "sign_approval",
     "verify_audit_log",
     "read_audit_log",
-    "AgentIAMError",
-    "TokenError",
-    "ConfigurationError",
-    "AuditError",
-    "DelegationError",
+    "check_guard_config",
+    "Refusal",
     "__version__",
 ]
 
 __version__: str
 
-class AgentIAMError(Exception):
-    code: str
-    message: str
+# Errors are the classes of `agentiam.exceptions`, raised with (code, message).
 
-class TokenError(AgentIAMError): ...
-class ConfigurationError(AgentIAMError): ...
-class AuditError(AgentIAMError): ...
-class DelegationError(TokenError): ...
+@final
+class Refusal:
+    """A call the guard did not allow."""
 
-# (kind, code, message, approval_request_json); kind is "allow", "deny" or "confirm".
-_Decision = tuple[str, str | None, str, str | None]
+    @property
+    def kind(self) -> str:
+        """"deny" or "confirm"."""
+    @property
+    def code(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def approval_request(self) -> str | None:
+        """The JSON a human signs (a "confirm" only)."""
+
+def check_guard_config(config_json: str) -> None: ...
 
 @final
 class Session:
@@ -58,12 +62,12 @@ class Session:
     def taint(self, source: str, text: str | None = None) -> None: ...
     def before(
         self, tool: str, arguments: Any, call_id: str | None = None, approval_json: str | None = None
-    ) -> _Decision | None: ...
+    ) -> Refusal | None: ...
     def after(self, tool: str, output: str, failed: bool = False, call_id: str | None = None) -> str: ...
     def refused(
         self, tool: str, arguments: Any, call_id: str | None = None, reason: str = "no human approved the call"
-    ) -> tuple[str, str]: ...
-    def screen_approval(self, approval_json: str) -> tuple[str, str] | None: ...
+    ) -> Refusal: ...
+    def screen_approval(self, approval_json: str) -> Refusal | None: ...
     def approval_fits(self, approval_json: str, tool: str, arguments: Any) -> bool: ...
 
 @final

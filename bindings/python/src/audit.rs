@@ -11,6 +11,7 @@ use agentiam_telemetry::{
 use pyo3::prelude::*;
 use serde_json::Value;
 
+use crate::OrRaise as _;
 use crate::{error, to_json};
 
 /// Largest log (bytes over all segments) `read_audit_log` loads into memory.
@@ -43,11 +44,11 @@ impl PyAuditLog {
         let signer = signer_key
             .map(NoteSigner::from_private_key)
             .transpose()
-            .map_err(|e| error(py, e.code(), &e.to_string()))?;
+            .or_raise(py)?;
         let signed = signer.is_some();
         let log = py
             .detach(|| AuditLog::open_dir(directory, LogConfig::new(origin), signer))
-            .map_err(|e| error(py, e.code(), &e.to_string()))?;
+            .or_raise(py)?;
         Ok(Self {
             log: Arc::new(log),
             redaction: RedactionPolicy::default(),
@@ -112,7 +113,7 @@ impl PyAuditLog {
             other => {
                 return Err(error(
                     py,
-                    "audit.serialize",
+                    agentiam_telemetry::codes::SERIALIZE,
                     &format!("outcome {other:?} is not record, allow, deny or escalate"),
                 ));
             }
@@ -141,23 +142,18 @@ impl PyAuditLog {
         event.data_accessed = data_accessed;
         if let Some(name) = tool {
             let args = match arguments {
-                Some(a) => to_json(a, 0).map_err(|m| error(py, "audit.serialize", &m))?,
+                Some(a) => to_json(a, 0)
+                    .map_err(|m| error(py, agentiam_telemetry::codes::SERIALIZE, &m))?,
                 None => Value::Object(serde_json::Map::new()),
             };
-            event.tool = Some(
-                redaction
-                    .tool_call(name, call_id, &args)
-                    .map_err(|e| error(py, e.code(), &e.to_string()))?,
-            );
+            event.tool = Some(redaction.tool_call(name, call_id, &args).or_raise(py)?);
         }
         let id = event.event_id.clone();
         match self.attached.get() {
             Some((sink, _)) => py
                 .detach(|| sink.record(event))
-                .map_err(|e| error(py, "audit.closed", &e))?,
-            None => py
-                .detach(|| self.log.append(event))
-                .map_err(|e| error(py, e.code(), &e.to_string()))?,
+                .map_err(|e| error(py, agentiam_telemetry::codes::CLOSED, &e))?,
+            None => py.detach(|| self.log.append(event)).or_raise(py)?,
         }
         Ok(id)
     }
@@ -172,11 +168,9 @@ impl PyAuditLog {
     fn flush(&self, py: Python<'_>) -> PyResult<u64> {
         if let Some((sink, _)) = self.attached.get() {
             py.detach(|| sink.drain())
-                .map_err(|e| error(py, "audit.closed", &e))?;
+                .map_err(|e| error(py, agentiam_telemetry::codes::CLOSED, &e))?;
         }
-        py.detach(|| self.log.flush())
-            .map(|r| r.size)
-            .map_err(|e| error(py, e.code(), &e.to_string()))
+        py.detach(|| self.log.flush()).map(|r| r.size).or_raise(py)
     }
 
     /// Makes everything durable and signs a checkpoint (needs `signer_key`); returns the note.
@@ -184,17 +178,16 @@ impl PyAuditLog {
         if !self.signed {
             return Err(error(
                 py,
-                "audit.bad_checkpoint",
+                agentiam_telemetry::codes::BAD_CHECKPOINT,
                 "this log has no signer_key, so it cannot sign checkpoints",
             ));
         }
-        py.detach(|| self.log.checkpoint())
-            .map_err(|e| error(py, e.code(), &e.to_string()))
+        py.detach(|| self.log.checkpoint()).or_raise(py)
     }
 }
 
 fn open_store(py: Python<'_>, directory: &str) -> PyResult<FileStore> {
-    FileStore::open(directory).map_err(|e| error(py, "audit.io", &e.to_string()))
+    FileStore::open(directory).map_err(|e| error(py, agentiam_telemetry::codes::IO, &e.to_string()))
 }
 
 fn verify(
@@ -206,20 +199,20 @@ fn verify(
     let verifier = verifier_key
         .map(NoteVerifier::from_verifier_key)
         .transpose()
-        .map_err(|e| error(py, e.code(), &e.to_string()))?;
+        .or_raise(py)?;
     let pair = match (checkpoint, verifier.as_ref()) {
         (Some(c), Some(v)) => Some((c, v)),
         (None, None) => None,
         _ => {
             return Err(error(
                 py,
-                "audit.bad_checkpoint",
+                agentiam_telemetry::codes::BAD_CHECKPOINT,
                 "a checkpoint needs its verifier key, and the other way round",
             ));
         }
     };
     py.detach(|| agentiam_telemetry::verify_log(store, pair))
-        .map_err(|e| error(py, e.code(), &e.to_string()))
+        .or_raise(py)
 }
 
 /// Verifies an activity log directory offline (and, with `checkpoint` text and the signer's
@@ -254,16 +247,16 @@ pub(crate) fn read_audit_log(
     let mut total = 0u64;
     let segments = store
         .segments()
-        .map_err(|e| error(py, "audit.io", &e.to_string()))?;
+        .map_err(|e| error(py, agentiam_telemetry::codes::IO, &e.to_string()))?;
     for segment in segments {
         let bytes = store
             .read(segment)
-            .map_err(|e| error(py, "audit.io", &e.to_string()))?;
+            .map_err(|e| error(py, agentiam_telemetry::codes::IO, &e.to_string()))?;
         total = total.saturating_add(bytes.len() as u64);
         if total > MAX_READ_BYTES {
             return Err(error(
                 py,
-                "audit.io",
+                agentiam_telemetry::codes::IO,
                 &format!(
                     "the log is over {MAX_READ_BYTES} bytes; read it with `agentiam audit tail`"
                 ),
@@ -274,10 +267,14 @@ pub(crate) fn read_audit_log(
                 return Ok(events);
             }
             let record: Value = serde_json::from_slice(line)
-                .map_err(|e| error(py, "audit.tampered", &e.to_string()))?;
-            let event = record
-                .get("event")
-                .ok_or_else(|| error(py, "audit.tampered", "a record without an event member"))?;
+                .map_err(|e| error(py, agentiam_telemetry::codes::TAMPERED, &e.to_string()))?;
+            let event = record.get("event").ok_or_else(|| {
+                error(
+                    py,
+                    agentiam_telemetry::codes::TAMPERED,
+                    "a record without an event member",
+                )
+            })?;
             events.push(event.to_string());
         }
     }

@@ -5,14 +5,13 @@ use std::sync::Mutex;
 use agentiam_identity::{KeySet, SigningKey};
 use pyo3::prelude::*;
 
+use crate::OrRaise as _;
 use crate::{PySigningKey, error};
 
 /// A copy of a signing key (keys are not `Clone`, so this goes through the private JWK).
 pub(crate) fn copy_key(py: Python<'_>, key: &SigningKey) -> PyResult<SigningKey> {
-    let jwk = key
-        .to_private_jwk()
-        .map_err(|e| error(py, e.code(), &e.to_string()))?;
-    SigningKey::from_private_jwk(&jwk).map_err(|e| error(py, e.code(), &e.to_string()))
+    let jwk = key.to_private_jwk().or_raise(py)?;
+    SigningKey::from_private_jwk(&jwk).or_raise(py)
 }
 
 /// An issuer's signing keys: one active key, and retired keys that keep verifying until the
@@ -22,10 +21,13 @@ pub(crate) struct PyKeySet(Mutex<KeySet>);
 
 impl PyKeySet {
     fn with<T>(&self, py: Python<'_>, f: impl FnOnce(&mut KeySet) -> T) -> PyResult<T> {
-        let mut keys = self
-            .0
-            .lock()
-            .map_err(|_| error(py, "key.invalid", "key set lock poisoned"))?;
+        let mut keys = self.0.lock().map_err(|_| {
+            error(
+                py,
+                agentiam_identity::codes::KEY_INVALID,
+                "key set lock poisoned",
+            )
+        })?;
         Ok(f(&mut keys))
     }
 }
@@ -94,21 +96,18 @@ pub(crate) fn attenuate(
         Some(j) => j,
         None => {
             let mut id = [0u8; 16];
-            agentiam_token::SystemEntropy
-                .fill(&mut id)
-                .map_err(|e| error(py, e.code(), &e.to_string()))?;
+            agentiam_token::SystemEntropy.fill(&mut id).or_raise(py)?;
             id.iter().map(|b| format!("{b:02x}")).collect()
         }
     };
-    let scope =
-        agentiam_token::ScopeSet::parse(scopes).map_err(|e| error(py, e.code(), &e.to_string()))?;
+    let scope = agentiam_token::ScopeSet::parse(scopes).or_raise(py)?;
     if let Some(s) = &sub {
-        agentiam_identity::parse_spiffe_id(s).map_err(|e| error(py, e.code(), &e.to_string()))?;
+        agentiam_identity::parse_spiffe_id(s).or_raise(py)?;
     }
     if ttl <= 0 {
         return Err(error(
             py,
-            "delegation.expiry_extended",
+            agentiam_token::codes::EXPIRY_EXTENDED,
             "ttl must be a positive number of seconds",
         ));
     }
@@ -123,5 +122,5 @@ pub(crate) fn attenuate(
         jti: Some(jti),
     };
     py.detach(|| agentiam_delegation::attenuate(&holder_key.0, parent.trim(), &claims))
-        .map_err(|e| error(py, e.code(), &e.to_string()))
+        .or_raise(py)
 }

@@ -1,6 +1,6 @@
 //! `agentiam._native`: the PyO3 layer under the `agentiam` Python package.
 //!
-//! Conversions (Python values to JSON arguments, decisions to tuples) and error mapping only;
+//! Conversions (Python values to JSON arguments, refusals to `Refusal` objects) and error mapping only;
 //! every decision is made by `agentiam-guard`. The GIL is released while Rust decides.
 
 use std::sync::Arc;
@@ -9,70 +9,61 @@ mod audit;
 mod filter;
 mod keys;
 
+use agentiam_guard::hooks::OutputVerdict;
 use agentiam_guard::{
-    Approval, ApprovalRequest, AuditSink, Decision, GuardConfig, OutputVerdict, Session, ToolCall,
-    ToolInterceptor,
+    Approval, ApprovalRequest, AuditSink, Decision, GuardConfig, Session, ToolCall, ToolInterceptor,
 };
 use agentiam_identity::Jwks;
 use agentiam_telemetry::AuditLog;
 use agentiam_token::{Clock, FixedClock, SystemClock};
-use pyo3::create_exception;
-use pyo3::exceptions::PyException;
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde_json::{Map, Value};
 
-create_exception!(
-    agentiam,
-    AgentIAMError,
-    PyException,
-    "Base of every agentiam error; `code` is the stable reason code."
-);
-create_exception!(
-    agentiam,
-    TokenError,
-    AgentIAMError,
-    "A credential was refused (`token.*`, `delegation.*`)."
-);
-create_exception!(
-    agentiam,
-    ConfigurationError,
-    AgentIAMError,
-    "A guard configuration, policy or key is unusable (`guard.*_invalid`)."
-);
-create_exception!(
-    agentiam,
-    AuditError,
-    AgentIAMError,
-    "The activity log refused an operation (`audit.*`)."
-);
-create_exception!(
-    agentiam,
-    DelegationError,
-    TokenError,
-    "A delegation would widen rights or its chain is broken (`delegation.*`)."
-);
+/// Raises any reason-coded error (every agentiam error type implements
+/// [`agentiam_identity::ReasonCode`]) as the exception of its code's family ([`error`]).
+pub(crate) trait OrRaise<T> {
+    /// The value, or the error raised as a Python exception carrying its code.
+    fn or_raise(self, py: Python<'_>) -> PyResult<T>;
+}
+
+impl<T, E: agentiam_identity::ReasonCode + std::fmt::Display> OrRaise<T> for Result<T, E> {
+    fn or_raise(self, py: Python<'_>) -> PyResult<T> {
+        self.map_err(|e| error(py, e.code(), &e.to_string()))
+    }
+}
 
 /// Deepest nesting of arguments converted from Python.
 const MAX_DEPTH: usize = 32;
 
-/// Raises the exception class for `code` with `.code` and `.message` set. One exhaustive match
-/// on the code's family decides the class.
+/// The exception for `code`: the class of its family from `agentiam.exceptions` (the one place
+/// the hierarchy is defined), built with `(code, message)` so `.code` and `.message` are set.
+/// One exhaustive match on the code's family decides the class.
 pub(crate) fn error(py: Python<'_>, code: &str, message: &str) -> PyErr {
-    let err = match code.split('.').next().unwrap_or_default() {
-        "token" => TokenError::new_err(message.to_owned()),
-        "delegation" => DelegationError::new_err(message.to_owned()),
-        "audit" => AuditError::new_err(message.to_owned()),
-        "guard" | "key" | "identity" | "scope" => ConfigurationError::new_err(message.to_owned()),
-        _ => AgentIAMError::new_err(message.to_owned()),
+    let class = match code.split('.').next().unwrap_or_default() {
+        "token" => "TokenError",
+        "delegation" => "DelegationError",
+        "audit" => "AuditError",
+        // The guard could not use a file or its shared state: not a configuration mistake.
+        _ if code == agentiam_guard::codes::IO
+            || code == agentiam_guard::codes::STATE_UNAVAILABLE =>
+        {
+            "AgentIAMError"
+        }
+        "guard" | "key" | "identity" | "scope" | "baseline" => "ConfigurationError",
+        _ => "AgentIAMError",
     };
-    let value = err.value(py);
-    // Setting attributes on a fresh exception instance cannot fail in practice; if it did,
-    // the exception is still raised, without them.
-    let _ = value.setattr("code", code);
-    let _ = value.setattr("message", message);
-    err
+    let built = py
+        .import("agentiam.exceptions")
+        .and_then(|module| module.getattr(class))
+        .and_then(|class| class.call1((code, message)));
+    match built {
+        Ok(instance) => PyErr::from_value(instance),
+        // Only when the package itself is missing (the extension imported on its own).
+        Err(_) => PyRuntimeError::new_err(format!("{code}: {message}")),
+    }
 }
 
 /// A Python value (dict, list, tuple, str, int, float, bool, None) as JSON.
@@ -141,24 +132,49 @@ pub(crate) fn to_json(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value, Str
     Err(format!("an argument of type {type_name} is not JSON"))
 }
 
-/// A decision as `(kind, code, message, approval_request_json)`, kind one of allow, deny, confirm.
-type DecisionTuple = (&'static str, Option<String>, String, Option<String>);
+/// A call the guard did not allow, as Python reads it: `kind` is `"deny"` or `"confirm"`,
+/// `code` the stable reason code, `message` for people, and `approval_request` the JSON a
+/// human signs (a `"confirm"` only).
+#[pyclass(frozen, get_all, name = "Refusal", module = "agentiam._native")]
+struct PyRefusal {
+    kind: &'static str,
+    code: String,
+    message: String,
+    approval_request: Option<String>,
+}
 
-fn decision_tuple(d: Decision) -> DecisionTuple {
-    match d {
-        Decision::Allow(a) => ("allow", None, a.approver.unwrap_or_default(), None),
-        Decision::Deny(d) => (
-            "deny",
-            Some(d.code().to_owned()),
-            d.message().to_owned(),
-            None,
-        ),
-        Decision::NeedsConfirmation(r) => (
-            "confirm",
-            Some(r.code.clone()),
-            "a human's approval is required".to_owned(),
-            serde_json::to_string(&*r).ok(),
-        ),
+impl PyRefusal {
+    fn deny(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            kind: "deny",
+            code: code.to_owned(),
+            message: message.into(),
+            approval_request: None,
+        }
+    }
+
+    /// `None` for an allow.
+    fn of(decision: Decision) -> Option<Self> {
+        match decision {
+            Decision::Allow(_) => None,
+            Decision::Deny(d) => Some(Self::deny(d.code(), d.message())),
+            Decision::NeedsConfirmation(r) => Some(Self {
+                kind: "confirm",
+                code: r.code.clone(),
+                message: "a human's approval is required".to_owned(),
+                approval_request: serde_json::to_string(&*r).ok(),
+            }),
+        }
+    }
+}
+
+#[pymethods]
+impl PyRefusal {
+    fn __repr__(&self) -> String {
+        format!(
+            "Refusal(kind={:?}, code={:?}, message={:?})",
+            self.kind, self.code, self.message
+        )
     }
 }
 
@@ -183,15 +199,12 @@ impl PyGuard {
         now: Option<i64>,
         audit_log: Option<&audit::PyAuditLog>,
     ) -> PyResult<Self> {
-        let config =
-            GuardConfig::from_json(config_json).map_err(|e| error(py, e.code(), &e.to_string()))?;
+        let config = GuardConfig::from_json(config_json).or_raise(py)?;
         let clock: Arc<dyn Clock> = match now {
             Some(t) => Arc::new(FixedClock::new(t)),
             None => Arc::new(SystemClock),
         };
-        let (mut builder, auth) = config
-            .builder(clock)
-            .map_err(|e| error(py, e.code(), &e.to_string()))?;
+        let (mut builder, auth) = config.builder(clock).or_raise(py)?;
         let (mut sink, mut log) = (None, None);
         if let Some(opened) = audit_log {
             let s = Arc::new(AuditSink::new(
@@ -205,9 +218,7 @@ impl PyGuard {
             sink = Some(s);
             log = Some(opened.log.clone());
         }
-        let guard = builder
-            .build()
-            .map_err(|e| error(py, e.code(), &e.to_string()))?;
+        let guard = builder.build().or_raise(py)?;
         Ok(Self {
             interceptor: ToolInterceptor::new(guard),
             auth,
@@ -253,15 +264,12 @@ impl PyGuard {
             other => {
                 return Err(error(
                     py,
-                    "guard.revocation_invalid",
+                    agentiam_guard::codes::REVOCATION_INVALID,
                     &format!("revoke a token, agent or task, not {other:?}"),
                 ));
             }
         };
-        self.interceptor
-            .guard()
-            .revoke(what, until)
-            .map_err(|e| error(py, e.code(), &e.to_string()))
+        self.interceptor.guard().revoke(what, until).or_raise(py)
     }
 
     /// Follows the issuer's key rotation: when a token names an unknown key, `fetch()` (a
@@ -289,24 +297,30 @@ impl PyGuard {
             .profile(role)
             .map(|p| serde_json::to_string(&p))
             .transpose()
-            .map_err(|e| error(py, "baseline.unreadable", &e.to_string()))
+            .map_err(|e| {
+                error(
+                    py,
+                    agentiam_guard::codes::BASELINE_UNREADABLE,
+                    &e.to_string(),
+                )
+            })
     }
 
     /// Writes the learned baselines to `path` (atomically).
     fn save_baselines(&self, py: Python<'_>, path: &str) -> PyResult<()> {
         let baselines = self.baselines(py)?;
         py.detach(|| baselines.save(std::path::Path::new(path)))
-            .map_err(|e| error(py, "cli.io", &e))
+            .map_err(|e| error(py, agentiam_guard::codes::IO, &e))
     }
 
     /// Waits until every decision so far is in the activity log and the log is durable.
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
         if let Some(sink) = &self.sink {
-            sink.drain().map_err(|e| error(py, "audit.io", &e))?;
+            sink.drain()
+                .map_err(|e| error(py, agentiam_telemetry::codes::IO, &e))?;
         }
         if let Some(log) = &self.log {
-            log.flush()
-                .map_err(|e| error(py, e.code(), &e.to_string()))?;
+            log.flush().or_raise(py)?;
         }
         Ok(())
     }
@@ -321,7 +335,7 @@ impl PyGuard {
             .ok_or_else(|| {
                 error(
                     py,
-                    "baseline.not_configured",
+                    agentiam_guard::codes::BASELINE_NOT_CONFIGURED,
                     "this guard has no baselines (give baselines={...})",
                 )
             })
@@ -337,8 +351,8 @@ struct PySession {
 
 #[pymethods]
 impl PySession {
-    /// Decides a call: `None` when it may run (the hot path builds no tuple), else
-    /// `(kind, code, message, approval_request_json)` with kind `deny` or `confirm`.
+    /// Decides a call: `None` when it may run (the hot path builds nothing), else a `Refusal`
+    /// (kind `deny` or `confirm`).
     #[pyo3(signature = (tool, arguments, call_id = None, approval_json = None))]
     fn before(
         &self,
@@ -347,15 +361,13 @@ impl PySession {
         arguments: &Bound<'_, PyAny>,
         call_id: Option<&str>,
         approval_json: Option<&str>,
-    ) -> PyResult<Option<DecisionTuple>> {
+    ) -> PyResult<Option<PyRefusal>> {
         let args = match to_json(arguments, 0) {
             Ok(v) => Arc::new(v),
             Err(message) => {
-                return Ok(Some((
-                    "deny",
-                    Some(agentiam_guard::codes::ARGUMENTS_INVALID.to_owned()),
+                return Ok(Some(PyRefusal::deny(
+                    agentiam_guard::codes::ARGUMENTS_INVALID,
                     message,
-                    None,
                 )));
             }
         };
@@ -370,12 +382,7 @@ impl PySession {
                     self.interceptor
                         .record_refusal(&self.session, &call, &refusal);
                 });
-                return Ok(Some((
-                    "deny",
-                    Some(e.code().to_owned()),
-                    e.to_string(),
-                    None,
-                )));
+                return Ok(Some(PyRefusal::deny(e.code(), e.to_string())));
             }
         };
         let decision = py.detach(|| {
@@ -384,7 +391,7 @@ impl PySession {
             call.approval = approval.as_ref();
             self.interceptor.before(&self.session, &call)
         });
-        Ok((!decision.is_allowed()).then(|| decision_tuple(decision)))
+        Ok(PyRefusal::of(decision))
     }
 
     /// Records a tool's output; returns the verdict (`clean`, `untrusted`, `injection`).
@@ -413,16 +420,16 @@ impl PySession {
     }
 
     /// Checks an approval handed to the session before any call presents it (approver,
-    /// expiry, nonce, signature): `None` when it may be kept, else `(code, message)`.
-    fn screen_approval(&self, py: Python<'_>, approval_json: &str) -> Option<(String, String)> {
+    /// expiry, nonce, signature): `None` when it may be kept, else the `Refusal`.
+    fn screen_approval(&self, py: Python<'_>, approval_json: &str) -> Option<PyRefusal> {
         let approval = match Approval::from_json(approval_json) {
             Ok(a) => a,
-            Err(e) => return Some((e.code().to_owned(), e.to_string())),
+            Err(e) => return Some(PyRefusal::deny(e.code(), e.to_string())),
         };
         let guard = self.interceptor.guard();
         py.detach(|| guard.screen_approval(self.session.principal(), &approval))
             .err()
-            .map(|d| (d.code().to_owned(), d.message().to_owned()))
+            .map(|d| PyRefusal::deny(d.code(), d.message()))
     }
 
     /// Whether a kept approval is for exactly this call (tool, arguments, principal, task).
@@ -442,7 +449,7 @@ impl PySession {
     }
 
     /// Records that a human refused (or never answered) a call that needed approval; returns
-    /// the denial's `(code, message)` (`guard.confirmation_denied`).
+    /// the `Refusal` (`guard.confirmation_denied`).
     #[pyo3(signature = (tool, arguments, call_id = None, reason = "no human approved the call"))]
     fn refused(
         &self,
@@ -451,7 +458,7 @@ impl PySession {
         arguments: &Bound<'_, PyAny>,
         call_id: Option<&str>,
         reason: &str,
-    ) -> (String, String) {
+    ) -> PyRefusal {
         // Arguments that do not convert were refused before any approval was asked for.
         let args = to_json(arguments, 0).unwrap_or(Value::Null);
         let decision = py.detach(|| {
@@ -459,13 +466,13 @@ impl PySession {
             call.call_id = call_id;
             self.interceptor.refused(&self.session, &call, reason)
         });
-        match decision {
-            Decision::Deny(d) => (d.code().to_owned(), d.message().to_owned()),
-            other => (
-                other.code().unwrap_or_default().to_owned(),
-                "no human approved the call".to_owned(),
-            ),
-        }
+        // `refused` only ever denies; anything else would still be a refusal here.
+        PyRefusal::of(decision).unwrap_or_else(|| {
+            PyRefusal::deny(
+                agentiam_guard::codes::CONFIRMATION_DENIED,
+                "no human approved the call",
+            )
+        })
     }
 
     /// Whether the session has read untrusted content.
@@ -484,7 +491,7 @@ impl PySession {
             Some(text) => self.interceptor.read_untrusted(&self.session, source, text),
             None => self.interceptor.taint(&self.session, source),
         })
-        .map_err(|e| error(py, e.code(), &e.to_string()))
+        .or_raise(py)
     }
 
     /// The principal on whose behalf the agent acts.
@@ -518,7 +525,7 @@ fn algorithm(py: Python<'_>, name: &str) -> PyResult<agentiam_identity::Algorith
         "ES256" | "es256" => Ok(agentiam_identity::Algorithm::ES256),
         other => Err(error(
             py,
-            "key.unsupported",
+            agentiam_identity::codes::KEY_UNSUPPORTED,
             &format!("algorithm {other:?}: EdDSA or ES256"),
         )),
     }
@@ -536,7 +543,7 @@ impl PySigningKey {
     fn generate(py: Python<'_>, alg: &str) -> PyResult<Self> {
         agentiam_identity::SigningKey::generate(algorithm(py, alg)?)
             .map(Self)
-            .map_err(|e| error(py, e.code(), &e.to_string()))
+            .or_raise(py)
     }
 
     /// A key from its private JWK (JSON).
@@ -544,21 +551,18 @@ impl PySigningKey {
     fn from_private_jwk(py: Python<'_>, jwk: &str) -> PyResult<Self> {
         agentiam_identity::SigningKey::from_private_jwk(jwk)
             .map(Self)
-            .map_err(|e| error(py, e.code(), &e.to_string()))
+            .or_raise(py)
     }
 
     /// The private JWK (JSON): store it as a secret.
     fn private_jwk(&self, py: Python<'_>) -> PyResult<String> {
-        self.0
-            .to_private_jwk()
-            .map(|j| j.to_string())
-            .map_err(|e| error(py, e.code(), &e.to_string()))
+        self.0.to_private_jwk().map(|j| j.to_string()).or_raise(py)
     }
 
     /// The public JWK (JSON).
     fn public_jwk(&self, py: Python<'_>) -> PyResult<String> {
         serde_json::to_string(&self.0.public_key().to_jwk())
-            .map_err(|e| error(py, "key.invalid", &e.to_string()))
+            .map_err(|e| error(py, agentiam_identity::codes::KEY_INVALID, &e.to_string()))
     }
 
     /// The key id (RFC 7638 thumbprint unless set).
@@ -586,9 +590,7 @@ impl PySigningKey {
     ) -> PyResult<String> {
         use agentiam_token::Entropy as _;
         let mut jti = [0u8; 16];
-        agentiam_token::SystemEntropy
-            .fill(&mut jti)
-            .map_err(|e| error(py, e.code(), &e.to_string()))?;
+        agentiam_token::SystemEntropy.fill(&mut jti).or_raise(py)?;
         let jti: String = jti.iter().map(|b| format!("{b:02x}")).collect();
         agentiam_token::create_client_assertion(
             &self.0,
@@ -598,7 +600,7 @@ impl PySigningKey {
             SystemClock.now(),
             lifetime,
         )
-        .map_err(|e| error(py, e.code(), &e.to_string()))
+        .or_raise(py)
     }
 
     fn __repr__(&self) -> String {
@@ -629,9 +631,17 @@ impl PyAgentIdentity {
         runtime_kind: &str,
         runtime: Option<std::collections::BTreeMap<String, String>>,
     ) -> PyResult<Self> {
-        let tools = match to_json(tools, 0).map_err(|m| error(py, "identity.invalid", &m))? {
+        let tools = match to_json(tools, 0)
+            .map_err(|m| error(py, agentiam_identity::codes::INVALID, &m))?
+        {
             Value::Array(items) => items,
-            _ => return Err(error(py, "identity.invalid", "tools must be a list")),
+            _ => {
+                return Err(error(
+                    py,
+                    agentiam_identity::codes::INVALID,
+                    "tools must be a list",
+                ));
+            }
         };
         let mut descriptors = Vec::with_capacity(tools.len());
         for t in tools {
@@ -651,8 +661,7 @@ impl PyAgentIdentity {
         for (k, v) in runtime.unwrap_or_default() {
             rt = rt.with(k, v);
         }
-        let id = agentiam_identity::parse_spiffe_id(spiffe_id)
-            .map_err(|e| error(py, e.code(), &e.to_string()))?;
+        let id = agentiam_identity::parse_spiffe_id(spiffe_id).or_raise(py)?;
         let model = agentiam_identity::ModelRef::new(model.0, model.1, model.2);
         let configuration = agentiam_identity::AgentConfiguration::new(system_prompt, descriptors);
         let evidence =
@@ -660,7 +669,7 @@ impl PyAgentIdentity {
                 .to_string();
         agentiam_identity::AgentIdentity::new(id, model, &configuration, rt)
             .map(|identity| Self(identity, evidence))
-            .map_err(|e| error(py, e.code(), &e.to_string()))
+            .or_raise(py)
     }
 
     /// The attestation evidence the broker's token endpoint takes (`agent_attestation`, JSON):
@@ -700,8 +709,7 @@ impl PyIssuer {
 
     /// Registers what `agent` may ever be given (space-separated scopes), pinned to its identity.
     fn register(&self, py: Python<'_>, agent: &PyAgentIdentity, max_scopes: &str) -> PyResult<()> {
-        let scopes = agentiam_token::ScopeSet::parse(max_scopes)
-            .map_err(|e| error(py, e.code(), &e.to_string()))?;
+        let scopes = agentiam_token::ScopeSet::parse(max_scopes).or_raise(py)?;
         self.0.register(
             agent.0.spiffe_id(),
             agentiam_token::AgentRegistration::new(scopes).pin_identity(agent.0.composite_digest()),
@@ -726,8 +734,7 @@ impl PyIssuer {
         ttl: Option<i64>,
         dpop_jkt: Option<&str>,
     ) -> PyResult<String> {
-        let scopes = agentiam_token::ScopeSet::parse(scopes)
-            .map_err(|e| error(py, e.code(), &e.to_string()))?;
+        let scopes = agentiam_token::ScopeSet::parse(scopes).or_raise(py)?;
         let mut request =
             agentiam_token::TokenRequest::new(&agent.0, audience, scopes, task_id, purpose);
         if let Some(ttl) = ttl {
@@ -736,10 +743,7 @@ impl PyIssuer {
         if let Some(jkt) = dpop_jkt {
             request = request.bind_dpop(jkt);
         }
-        self.0
-            .issue(&request)
-            .map(|t| t.token)
-            .map_err(|e| error(py, e.code(), &e.to_string()))
+        self.0.issue(&request).map(|t| t.token).or_raise(py)
     }
 
     /// The public keys (JWKS JSON) verifiers need.
@@ -750,9 +754,7 @@ impl PyIssuer {
     /// Makes `next` the signing key; the old key stays in `jwks()` until its last token expires.
     fn rotate(&self, py: Python<'_>, next: &PySigningKey) -> PyResult<()> {
         let next = keys::copy_key(py, &next.0)?;
-        self.0
-            .rotate(next)
-            .map_err(|e| error(py, e.code(), &e.to_string()))
+        self.0.rotate(next).or_raise(py)
     }
 
     /// RFC 8693 token exchange: a token for sub-agent `actor` that holds at most `scopes`
@@ -776,10 +778,7 @@ impl PyIssuer {
         let mut request =
             agentiam_delegation::ExchangeRequest::new(parent_token, &actor.0, audience);
         if let Some(s) = scopes {
-            request = request.with_scopes(
-                agentiam_token::ScopeSet::parse(s)
-                    .map_err(|e| error(py, e.code(), &e.to_string()))?,
-            );
+            request = request.with_scopes(agentiam_token::ScopeSet::parse(s).or_raise(py)?);
         }
         if let Some(t) = ttl {
             request = request.with_ttl(t);
@@ -790,7 +789,7 @@ impl PyIssuer {
         agentiam_delegation::Exchanger::new(self.0.clone())
             .exchange(&request)
             .map(|t| t.token)
-            .map_err(|e| error(py, e.code(), &e.to_string()))
+            .or_raise(py)
     }
 }
 
@@ -803,46 +802,61 @@ impl PyVerifier {
     /// Accepts tokens from `issuer` for `audience` signed by a key in `jwks` (JSON).
     #[new]
     fn new(py: Python<'_>, jwks: &str, issuer: &str, audience: &str) -> PyResult<Self> {
-        let keys = agentiam_identity::Jwks::from_json(jwks)
-            .map_err(|e| error(py, e.code(), &e.to_string()))?;
+        let keys = agentiam_identity::Jwks::from_json(jwks).or_raise(py)?;
         Ok(Self(agentiam_token::Verifier::new(keys, issuer, audience)))
     }
 
     /// The verified claims (a dict), or `TokenError` with the reason code.
     fn verify<'py>(&self, py: Python<'py>, token: &str) -> PyResult<Bound<'py, PyAny>> {
-        let verified = py
-            .detach(|| self.0.verify(token))
-            .map_err(|e| error(py, e.code(), &e.to_string()))?;
+        let verified = py.detach(|| self.0.verify(token)).or_raise(py)?;
         let text = serde_json::to_string(verified.claims())
-            .map_err(|e| error(py, "token.malformed", &e.to_string()))?;
+            .map_err(|e| error(py, agentiam_token::codes::MALFORMED, &e.to_string()))?;
         py.import("json")?.call_method1("loads", (text,))
     }
+}
+
+/// Checks a guard configuration (JSON) without opening the state or files it names: raises what
+/// building the guard would raise for the document itself (`guard.policy_invalid`,
+/// `guard.tool_spec_invalid`, `guard.tool_poisoning`, `guard.approver_key_refused`, ...).
+#[pyfunction]
+fn check_guard_config(py: Python<'_>, config_json: &str) -> PyResult<()> {
+    let config = GuardConfig::from_json(config_json).or_raise(py)?;
+    py.detach(|| config.validate()).or_raise(py)
 }
 
 /// Signs an approval request (JSON) with an approver's private Ed25519 JWK; returns the approval JSON.
 #[pyfunction]
 fn sign_approval(py: Python<'_>, request_json: &str, private_jwk: &str) -> PyResult<String> {
-    let request: ApprovalRequest = serde_json::from_str(request_json)
-        .map_err(|e| error(py, "guard.confirmation_invalid", &e.to_string()))?;
-    let key = agentiam_identity::SigningKey::from_private_jwk(private_jwk)
-        .map_err(|e| error(py, e.code(), &e.to_string()))?;
-    let approval =
-        Approval::sign(&request, &key).map_err(|e| error(py, e.code(), &e.to_string()))?;
-    serde_json::to_string(&approval)
-        .map_err(|e| error(py, "guard.confirmation_invalid", &e.to_string()))
+    let request: ApprovalRequest = serde_json::from_str(request_json).map_err(|e| {
+        error(
+            py,
+            agentiam_guard::codes::CONFIRMATION_INVALID,
+            &e.to_string(),
+        )
+    })?;
+    let key = agentiam_identity::SigningKey::from_private_jwk(private_jwk).or_raise(py)?;
+    let approval = Approval::sign(&request, &key).or_raise(py)?;
+    serde_json::to_string(&approval).map_err(|e| {
+        error(
+            py,
+            agentiam_guard::codes::CONFIRMATION_INVALID,
+            &e.to_string(),
+        )
+    })
 }
 
 /// The native module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let py = m.py();
     m.add_class::<PyGuard>()?;
     m.add_class::<PySession>()?;
+    m.add_class::<PyRefusal>()?;
     m.add_class::<PySigningKey>()?;
     m.add_class::<PyAgentIdentity>()?;
     m.add_class::<PyIssuer>()?;
     m.add_class::<PyVerifier>()?;
     m.add_function(wrap_pyfunction!(sign_approval, m)?)?;
+    m.add_function(wrap_pyfunction!(check_guard_config, m)?)?;
     m.add_class::<keys::PyKeySet>()?;
     m.add_class::<audit::PyAuditLog>()?;
     m.add_function(wrap_pyfunction!(audit::verify_audit_log, m)?)?;
@@ -851,11 +865,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(filter::scan_text, m)?)?;
     m.add_function(wrap_pyfunction!(filter::sanitize_text, m)?)?;
     m.add_function(wrap_pyfunction!(filter::spotlight_text, m)?)?;
-    m.add("DelegationError", py.get_type::<DelegationError>())?;
-    m.add("AgentIAMError", py.get_type::<AgentIAMError>())?;
-    m.add("TokenError", py.get_type::<TokenError>())?;
-    m.add("ConfigurationError", py.get_type::<ConfigurationError>())?;
-    m.add("AuditError", py.get_type::<AuditError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -7,6 +7,10 @@ use agentiam_guard::{Approval, ApprovalRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+// The findings shown to the approver are part of the wire contract agents speak, so the
+// client crate defines them.
+pub use agentiam_broker_client::ApprovalFinding;
+
 /// Where a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -42,17 +46,6 @@ impl ApprovalStatus {
             _ => return None,
         })
     }
-}
-
-/// Something the guard found that the approver should weigh (an injection finding, the
-/// untrusted sources that tainted the session).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApprovalFinding {
-    /// `taint`, `injection`, `copied_untrusted_text`, ...
-    pub kind: String,
-    /// What was found, for a human.
-    pub detail: String,
 }
 
 /// What an agent posts to `POST /approvals`: its guard's request and what the guard found.

@@ -12,7 +12,8 @@ pub enum BrokerError {
     /// The broker's configuration is unusable.
     #[error("configuration: {0}")]
     Config(String),
-    /// The broker could not be reached or its answer read (client side).
+    /// The broker could not be reached or its answer read (client side; the client crate
+    /// reports it as [`agentiam_broker_client::ClientError::Unreachable`]).
     #[error("broker unreachable: {0}")]
     Unreachable(String),
     /// The activity log could not record, flush or checkpoint.
@@ -20,15 +21,32 @@ pub enum BrokerError {
     Audit(String),
 }
 
+impl agentiam_codes::ReasonCode for BrokerError {
+    fn code(&self) -> &str {
+        BrokerError::code(self)
+    }
+}
+
 impl BrokerError {
     /// The stable reason code.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Store(_) => "broker.store_unavailable",
-            Self::BadRequest(_) => "broker.bad_request",
-            Self::Config(_) => "broker.config_invalid",
-            Self::Audit(_) => "broker.audit_unavailable",
-            Self::Unreachable(_) => "broker.unreachable",
+            Self::Store(_) => crate::codes::STORE_UNAVAILABLE,
+            Self::BadRequest(_) => crate::codes::BAD_REQUEST,
+            Self::Config(_) => crate::codes::CONFIG_INVALID,
+            Self::Audit(_) => crate::codes::AUDIT_UNAVAILABLE,
+            Self::Unreachable(_) => crate::codes::UNREACHABLE,
+        }
+    }
+}
+
+/// A client failure read as a broker error, with the same code it always had
+/// (`broker.bad_request`, `broker.unreachable`), for callers that used the client through this crate.
+impl From<agentiam_broker_client::ClientError> for BrokerError {
+    fn from(e: agentiam_broker_client::ClientError) -> Self {
+        match e {
+            agentiam_broker_client::ClientError::BadRequest(m) => Self::BadRequest(m),
+            agentiam_broker_client::ClientError::Unreachable(m) => Self::Unreachable(m),
         }
     }
 }

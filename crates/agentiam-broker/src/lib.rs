@@ -1,4 +1,4 @@
-//! The agentiam broker, first part: the agent registry and revocations in a store behind a
+//! The agentiam broker: the agent registry and revocations in a store behind a
 //! trait (SQLite embedded by default), and the standards endpoints a verifier and an
 //! administrator need.
 //!
@@ -21,7 +21,9 @@
 //! use agentiam_token::Issuer;
 //! let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
 //! let issuer = Arc::new(Issuer::new("https://broker.example", KeySet::new(SigningKey::generate(Algorithm::EdDSA).unwrap())));
-//! let broker = Broker::new(issuer, store, "https://broker.example", "an admin secret of 32+ characters.....").unwrap();
+//! let broker = Broker::builder(issuer, store, "https://broker.example", "an admin secret of 32+ characters.....")
+//!     .build()
+//!     .unwrap();
 //! let app: axum::Router = broker.router();
 //! # let _ = app;
 //! ```
@@ -29,37 +31,42 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod approval_queue;
 mod approvals;
-mod approvals_http;
-mod client;
+mod auth;
+mod broker;
+pub mod codes;
 mod config;
-mod console;
 mod error;
-mod http;
-mod introspection;
+mod keys;
+mod oauth_error;
 mod people;
 mod postgres;
-mod registration;
+mod records;
+mod routes;
+mod secrets;
 mod serve;
 mod shared_keys;
 mod sqlite;
 mod store;
-mod token;
 
 pub use approvals::{
     ApprovalFinding, ApprovalRecord, ApprovalStatus, ApprovalSubmission, RequesterContext,
 };
-pub use approvals_http::{MAX_PENDING_PER_AGENT, MAX_WAIT_SECS};
-pub use client::{BrokerApprovals, BrokerClient, RequestBody};
+// The agent-side client lives in its own crate; re-exported so existing paths keep working.
+pub use agentiam_broker_client::{BrokerApprovals, BrokerClient, MAX_WAIT_SECS, RequestBody};
+pub use broker::{Broker, BrokerBuilder, DEFAULT_CLIENT_ASSERTION_MAX_LIFETIME_SECS};
 pub use config::{BrokerConfig, KeysConfig, MAX_CONFIG_BYTES, StoreConfig, TokensConfig};
-pub use console::{MAX_FAILED_LOGINS, MIN_PASSWORD_CHARS, SESSION_SECS, hash_password};
 pub use error::BrokerError;
-pub use http::{Broker, DEFAULT_CLIENT_ASSERTION_MAX_LIFETIME_SECS, MAX_BODY_BYTES};
+pub use oauth_error::MAX_BODY_BYTES;
 pub use people::{IdentityProviderConfig, PersonGrant, TOKEN_TYPE_ID_TOKEN};
 pub use postgres::PostgresStore;
-pub use registration::{DEFAULT_INITIAL_ACCESS_TOKEN_SECS, MAX_INITIAL_ACCESS_TOKEN_SECS};
+pub use records::{GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE};
+pub use routes::approvals::MAX_PENDING_PER_AGENT;
+pub use routes::console::{MAX_FAILED_LOGINS, MIN_PASSWORD_CHARS, SESSION_SECS, hash_password};
+pub use routes::registration::{DEFAULT_INITIAL_ACCESS_TOKEN_SECS, MAX_INITIAL_ACCESS_TOKEN_SECS};
+pub use routes::token::MAX_ATTESTATION_BYTES;
 pub use serve::{DataDir, schedule_key_rotation, serve};
 pub use shared_keys::KeyEncryptionKey;
 pub use sqlite::SqliteStore;
 pub use store::{AgentRecord, ConsoleSession, Store, StoreRevocations};
-pub use token::{GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE, MAX_ATTESTATION_BYTES};

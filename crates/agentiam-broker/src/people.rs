@@ -33,7 +33,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::BrokerError;
-use crate::http::OAuthError;
+use crate::oauth_error::OAuthError;
 
 /// RFC 8693's token type of an OpenID Connect ID token.
 pub const TOKEN_TYPE_ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
@@ -269,7 +269,7 @@ impl IdentityProviders {
             .is_some_and(|(_, at)| now.saturating_sub(*at) < REFRESH_SECS)
         {
             return Err(refused(
-                "token.unknown_key",
+                agentiam_token::codes::UNKNOWN_KEY,
                 "the OpenID provider has no such key",
             ));
         }
@@ -277,7 +277,7 @@ impl IdentityProviders {
             OAuthError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily_unavailable",
-                "broker.identity_provider_unavailable",
+                crate::codes::IDENTITY_PROVIDER_UNAVAILABLE,
                 format!("the OpenID provider's keys could not be fetched: {why}"),
             )
         };
@@ -304,7 +304,12 @@ impl IdentityProviders {
                 .map_err(|e| unavailable(format!("{jwks_uri}: {e}")))?;
         let key = pick(&set);
         *cached = Some((set, now));
-        key.ok_or_else(|| refused("token.unknown_key", "the OpenID provider has no such key"))
+        key.ok_or_else(|| {
+            refused(
+                agentiam_token::codes::UNKNOWN_KEY,
+                "the OpenID provider has no such key",
+            )
+        })
     }
 
     /// Verifies a person's token from a trusted provider for `agent`, and works out what the
@@ -317,30 +322,51 @@ impl IdentityProviders {
     ) -> Result<Person, OAuthError> {
         if token.len() > MAX_PERSON_TOKEN_BYTES {
             return Err(refused(
-                "token.too_large",
+                agentiam_token::codes::TOO_LARGE,
                 format!("the subject token is over {MAX_PERSON_TOKEN_BYTES} bytes"),
             ));
         }
-        let issuer = unverified_issuer(token)
-            .ok_or_else(|| refused("token.malformed", "the subject token is not a JWT"))?;
+        let issuer = unverified_issuer(token).ok_or_else(|| {
+            refused(
+                agentiam_token::codes::MALFORMED,
+                "the subject token is not a JWT",
+            )
+        })?;
         let provider = self
             .providers
             .iter()
             .find(|p| p.config.issuer == issuer)
-            .ok_or_else(|| refused("token.wrong_issuer", "not a trusted OpenID provider"))?;
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| refused("token.malformed", format!("subject token header: {e}")))?;
+            .ok_or_else(|| {
+                refused(
+                    agentiam_token::codes::WRONG_ISSUER,
+                    "not a trusted OpenID provider",
+                )
+            })?;
+        let header = jsonwebtoken::decode_header(token).map_err(|e| {
+            refused(
+                agentiam_token::codes::MALFORMED,
+                format!("subject token header: {e}"),
+            )
+        })?;
         let jwk = self.key(provider, header.kid.as_deref(), now).await?;
-        let algorithm = pinned_algorithm(&jwk)
-            .ok_or_else(|| refused("token.alg_not_allowed", "the provider's key is not usable"))?;
+        let algorithm = pinned_algorithm(&jwk).ok_or_else(|| {
+            refused(
+                agentiam_token::codes::ALG_NOT_ALLOWED,
+                "the provider's key is not usable",
+            )
+        })?;
         if header.alg != algorithm {
             return Err(refused(
-                "token.alg_not_allowed",
+                agentiam_token::codes::ALG_NOT_ALLOWED,
                 format!("the key is for {algorithm:?}, not {:?}", header.alg),
             ));
         }
-        let key = DecodingKey::from_jwk(&jwk)
-            .map_err(|e| refused("token.unknown_key", format!("the provider's key: {e}")))?;
+        let key = DecodingKey::from_jwk(&jwk).map_err(|e| {
+            refused(
+                agentiam_token::codes::UNKNOWN_KEY,
+                format!("the provider's key: {e}"),
+            )
+        })?;
         let mut validation = Validation::new(algorithm);
         validation.set_issuer(&[&provider.config.issuer]);
         validation.set_audience(&provider.config.audiences);
@@ -351,13 +377,13 @@ impl IdentityProviders {
             .map_err(|e| {
                 use jsonwebtoken::errors::ErrorKind as K;
                 let code = match e.kind() {
-                    K::ExpiredSignature => "token.expired",
-                    K::ImmatureSignature => "token.not_yet_valid",
-                    K::InvalidAudience => "token.wrong_audience",
-                    K::InvalidIssuer => "token.wrong_issuer",
-                    K::InvalidSignature => "token.bad_signature",
-                    K::MissingRequiredClaim(_) => "token.missing_claim",
-                    _ => "token.invalid_claim",
+                    K::ExpiredSignature => agentiam_token::codes::EXPIRED,
+                    K::ImmatureSignature => agentiam_token::codes::NOT_YET_VALID,
+                    K::InvalidAudience => agentiam_token::codes::WRONG_AUDIENCE,
+                    K::InvalidIssuer => agentiam_token::codes::WRONG_ISSUER,
+                    K::InvalidSignature => agentiam_token::codes::BAD_SIGNATURE,
+                    K::MissingRequiredClaim(_) => agentiam_token::codes::MISSING_CLAIM,
+                    _ => agentiam_token::codes::INVALID_CLAIM,
                 };
                 refused(code, format!("subject token: {e}"))
             })?
@@ -366,23 +392,28 @@ impl IdentityProviders {
             .get("sub")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty() && s.len() <= 256)
-            .ok_or_else(|| refused("token.invalid_claim", "the subject token's sub"))?;
+            .ok_or_else(|| {
+                refused(
+                    agentiam_token::codes::INVALID_CLAIM,
+                    "the subject token's sub",
+                )
+            })?;
         if sub.to_ascii_lowercase().starts_with("spiffe:") {
             return Err(refused(
-                "token.invalid_claim",
+                agentiam_token::codes::INVALID_CLAIM,
                 "a person's subject cannot look like an agent's SPIFFE ID",
             ));
         }
         match claims.get("may_act") {
             Some(may_act) if may_act.get("sub").and_then(Value::as_str) != Some(agent) => {
                 return Err(refused(
-                    "broker.may_act_refused",
+                    crate::codes::MAY_ACT_REFUSED,
                     "the person's token does not let this agent act for them (may_act)",
                 ));
             }
             None if provider.config.require_may_act => {
                 return Err(refused(
-                    "broker.may_act_refused",
+                    crate::codes::MAY_ACT_REFUSED,
                     "this provider's tokens must name the agent in may_act",
                 ));
             }
@@ -398,7 +429,7 @@ impl IdentityProviders {
             ScopeSet::default()
         } else {
             ScopeSet::parse(&granted.join(" "))
-                .map_err(|e| refused("token.invalid_claim", e.to_string()))?
+                .map_err(|e| refused(agentiam_token::codes::INVALID_CLAIM, e.to_string()))?
         };
         Ok(Person {
             claim: PersonClaim {

@@ -11,7 +11,7 @@ use agentiam_telemetry::{AuditLog, LogConfig, NoteSigner, NoteVerifier};
 use crate::shared_keys::RetiredKey;
 use agentiam_token::Issuer;
 
-use crate::{Broker, BrokerError, SqliteStore, Store};
+use crate::{Broker, BrokerBuilder, BrokerError, SqliteStore, Store};
 
 /// What a broker keeps under its data directory, each created when missing:
 /// `signing-key.jwk` (the token issuer's key, mode 0600), `approver-key.jwk` (the key approvals
@@ -212,6 +212,33 @@ impl DataDir {
         store: Arc<dyn Store>,
         kek: crate::KeyEncryptionKey,
     ) -> Result<Broker, BrokerError> {
+        self.shared_builder(issuer_url, admin_secret, tokens, store, kek)?
+            .build()
+    }
+
+    /// [`DataDir::broker_with`] on another store (PostgreSQL, shared by replicas); keys and
+    /// the activity log stay in this directory.
+    pub fn broker_on(
+        &self,
+        issuer_url: &str,
+        admin_secret: &str,
+        tokens: &crate::TokensConfig,
+        store: Arc<dyn Store>,
+    ) -> Result<Broker, BrokerError> {
+        self.builder(issuer_url, admin_secret, tokens, store)?
+            .build()
+    }
+
+    /// What [`DataDir::broker_shared`] builds, before it is built: for settings the data
+    /// directory does not hold (identity providers, a clock).
+    pub fn shared_builder(
+        &self,
+        issuer_url: &str,
+        admin_secret: &str,
+        tokens: &crate::TokensConfig,
+        store: Arc<dyn Store>,
+        kek: crate::KeyEncryptionKey,
+    ) -> Result<BrokerBuilder, BrokerError> {
         let now = agentiam_token::Clock::now(&agentiam_token::SystemClock);
         let jwk = |key: SigningKey| -> Result<String, BrokerError> {
             Ok(key
@@ -232,19 +259,20 @@ impl DataDir {
                 })
                 .collect(),
         };
-        self.broker_on(issuer_url, admin_secret, tokens, store)?
-            .enable_shared_keys(kek, local)
+        Ok(self
+            .builder(issuer_url, admin_secret, tokens, store)?
+            .shared_keys(kek, local))
     }
 
-    /// [`DataDir::broker_with`] on another store (PostgreSQL, shared by replicas); keys and
-    /// the activity log stay in this directory.
-    pub fn broker_on(
+    /// What [`DataDir::broker_on`] builds, before it is built: this directory's signing key,
+    /// approver key, activity log and key persistence, with `tokens`' lifetimes, on `store`.
+    pub fn builder(
         &self,
         issuer_url: &str,
         admin_secret: &str,
         tokens: &crate::TokensConfig,
         store: Arc<dyn Store>,
-    ) -> Result<Broker, BrokerError> {
+    ) -> Result<BrokerBuilder, BrokerError> {
         let now = agentiam_token::Clock::now(&agentiam_token::SystemClock);
         let issuer = Arc::new(
             Issuer::new(issuer_url, self.key_set(now)?)
@@ -258,11 +286,11 @@ impl DataDir {
                 .trim_end_matches('/')
         );
         let (log, verifier) = self.audit_log(&origin)?;
-        Ok(Broker::new(issuer, store, issuer_url, admin_secret)?
-            .with_approver_key(self.approver_key()?)
-            .with_audit_log(Arc::new(log), self.audit_dir(), Some(verifier))
-            .with_key_directory(self.clone())
-            .with_client_assertion_max_lifetime(tokens.client_assertion_max_lifetime_secs))
+        Ok(Broker::builder(issuer, store, issuer_url, admin_secret)
+            .approver_key(self.approver_key()?)
+            .audit_log(Arc::new(log), self.audit_dir(), Some(verifier))
+            .key_directory(self.clone())
+            .client_assertion_max_lifetime(tokens.client_assertion_max_lifetime_secs))
     }
 }
 

@@ -1,6 +1,6 @@
 //! The broker's store: registered agents and revocations. SQLite is the embedded default
-//! ([`crate::SqliteStore`]); the trait is what a PostgreSQL store for several broker replicas
-//! implements next.
+//! ([`crate::SqliteStore`]); [`crate::PostgresStore`] implements the same trait for several
+//! broker replicas.
 
 use std::sync::Arc;
 

@@ -504,9 +504,7 @@ async fn unanswered_requests_expire_and_an_agent_cannot_flood_the_approvers() {
     let moved = clock.clone();
     let issuer = s.r.issuer.clone();
     s.r = start_with(store.clone(), move |_| {
-        agentiam_broker::Broker::new(issuer, store, "http://broker.test", ADMIN)
-            .unwrap()
-            .with_clock(moved)
+        agentiam_broker::Broker::builder(issuer, store, "http://broker.test", ADMIN).clock(moved)
     })
     .await;
     let first = needs_human(&s, &json!({"invoice": "INV-0"}));

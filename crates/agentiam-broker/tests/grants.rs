@@ -161,7 +161,7 @@ async fn start_audited() -> Audited {
     .unwrap();
     let audit_dir = dir.path().join("audit");
     let r = start_with(Arc::new(SqliteStore::in_memory().unwrap()), move |b| {
-        b.with_audit_log(Arc::new(log), audit_dir, None)
+        b.audit_log(Arc::new(log), audit_dir, None)
     })
     .await;
     Audited { r, dir }

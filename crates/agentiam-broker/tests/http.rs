@@ -323,12 +323,13 @@ async fn introspection_and_revocation_follow_the_rfcs() {
         assert_eq!(gone, json!({"active": false}));
     }
     // And a verifier sharing the broker's store refuses both.
-    let broker = Broker::new(
+    let broker = Broker::builder(
         r.issuer.clone(),
         r.store.clone(),
         "http://broker.test",
         ADMIN,
     )
+    .build()
     .unwrap();
     let verifier =
         Verifier::new(r.issuer.jwks(), ISS, "docs").with_revocation(Arc::new(broker.revocations()));
@@ -418,6 +419,6 @@ async fn the_store_persists_registrations_and_revocations() {
         SqliteStore::open(&newer).unwrap_err().code(),
         "broker.store_unavailable"
     );
-    let short = Broker::new(r.issuer.clone(), r.store.clone(), "http://x", "short");
+    let short = Broker::builder(r.issuer.clone(), r.store.clone(), "http://x", "short").build();
     assert_eq!(short.unwrap_err().code(), "broker.config_invalid");
 }

@@ -217,7 +217,7 @@ proptest! {
 
             let (_, gone) = ask(&r, "/oauth2/introspect", &token, None).await;
             assert_eq!(gone, json!({"active": false}), "{kind:?} by {revoker:?}");
-            let broker = Broker::new(r.issuer.clone(), r.store.clone(), "http://broker.test", ADMIN).unwrap();
+            let broker = Broker::builder(r.issuer.clone(), r.store.clone(), "http://broker.test", ADMIN).build().unwrap();
             let verifier = Verifier::new(r.issuer.jwks(), ISS, "docs").with_revocation(Arc::new(broker.revocations()));
             let refused = verifier.verify_without_pop(&token).unwrap_err();
             assert!(

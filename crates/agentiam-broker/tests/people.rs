@@ -172,7 +172,7 @@ async fn an_agent_acts_for_a_signed_in_person_within_both_their_rights() {
         require_may_act: false,
     };
     let r = start_with(Arc::new(SqliteStore::in_memory().unwrap()), |b| {
-        b.with_identity_providers(vec![config]).unwrap()
+        b.identity_providers(vec![config])
     })
     .await;
     let assistant = register(&r, "assistant", "payments:transfer ledger.ar:read").await;
@@ -340,7 +340,7 @@ async fn a_provider_may_require_may_act_and_bad_configurations_are_refused() {
         require_may_act: true,
     };
     let r = start_with(Arc::new(SqliteStore::in_memory().unwrap()), |b| {
-        b.with_identity_providers(vec![config.clone()]).unwrap()
+        b.identity_providers(vec![config.clone()])
     })
     .await;
     let assistant = register(&r, "assistant", "payments:transfer").await;
@@ -363,13 +363,12 @@ async fn a_provider_may_require_may_act_and_bad_configurations_are_refused() {
 
     // Configurations the broker refuses to start with.
     let broker = || {
-        agentiam_broker::Broker::new(
+        agentiam_broker::Broker::builder(
             r.issuer.clone(),
             r.store.clone(),
             "http://broker.test",
             ADMIN,
         )
-        .unwrap()
     };
     for (what, bad) in [
         (
@@ -405,7 +404,7 @@ async fn a_provider_may_require_may_act_and_bad_configurations_are_refused() {
             },
         ),
     ] {
-        let err = broker().with_identity_providers(vec![bad]).unwrap_err();
+        let err = broker().identity_providers(vec![bad]).build().unwrap_err();
         assert_eq!(err.code(), "broker.config_invalid", "{what}");
     }
 }

@@ -278,12 +278,13 @@ async fn an_agent_registers_itself_gets_tokens_and_manages_its_registration() {
         token_request(&r, "reconciler", &rotated_key, "j-4").await.0,
         401
     );
-    let broker = Broker::new(
+    let broker = Broker::builder(
         r.issuer.clone(),
         r.store.clone(),
         "http://broker.test",
         ADMIN,
     )
+    .build()
     .unwrap();
     let verifier = Verifier::new(r.issuer.jwks(), ISS, "ledger")
         .with_revocation(Arc::new(broker.revocations()));
@@ -495,7 +496,7 @@ async fn bad_registrations_are_refused_with_their_rfc_error_and_change_nothing()
 
     // An expired initial access token.
     let clock = Arc::new(FixedClock::new(SystemClock.now()));
-    let later = start_with(r.store.clone(), |b| b.with_clock(clock.clone())).await;
+    let later = start_with(r.store.clone(), |b| b.clock(clock.clone())).await;
     let (_, short) = initial_access_token(
         &later,
         json!({"max_scopes": "ledger.*:read", "ttl_secs": 30}),

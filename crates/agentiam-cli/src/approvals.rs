@@ -3,7 +3,7 @@
 
 use std::io::Read as _;
 
-use agentiam_broker::{BrokerClient, RequestBody};
+use agentiam_broker_client::{BrokerClient, RequestBody};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
@@ -63,7 +63,7 @@ pub(crate) enum ApprovalsCommand {
 fn secret() -> Result<String, CliError> {
     std::env::var(ADMIN_SECRET_ENV).map_err(|_| {
         CliError::usage(
-            "broker.config_invalid",
+            agentiam_broker::codes::CONFIG_INVALID,
             format!("set {ADMIN_SECRET_ENV} to the broker administrator's secret"),
         )
     })
@@ -75,7 +75,7 @@ fn send(broker: &Broker, method: &str, path: &str, body: RequestBody) -> Result<
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::usage("cli.io", e))?;
+        .map_err(|e| CliError::usage(crate::codes::IO, e))?;
     let (status, answer) = runtime
         .block_on(client.send(method, path, &[("authorization", &bearer)], body))
         .map_err(|e| CliError::usage(e.code(), e))?;
@@ -85,7 +85,7 @@ fn send(broker: &Broker, method: &str, path: &str, body: RequestBody) -> Result<
     let code = answer
         .get("agentiam_code")
         .and_then(Value::as_str)
-        .unwrap_or("broker.unexpected_answer");
+        .unwrap_or(crate::codes::BROKER_UNEXPECTED_ANSWER);
     let message = answer
         .get("error_description")
         .and_then(Value::as_str)
@@ -164,7 +164,7 @@ pub(crate) fn run(cmd: ApprovalsCommand, out: &Output) -> Result<(), CliError> {
             let mut password = String::new();
             std::io::stdin()
                 .read_to_string(&mut password)
-                .map_err(|e| CliError::usage("cli.io", e))?;
+                .map_err(|e| CliError::usage(crate::codes::IO, e))?;
             let password = password.trim_end_matches(['\r', '\n']).to_owned();
             let answer = send(
                 &broker,

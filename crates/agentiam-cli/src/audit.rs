@@ -60,11 +60,15 @@ impl From<AuditError> for CliError {
 fn open_store(path: &Path) -> Result<Box<dyn SegmentStore>, CliError> {
     if path.is_dir() {
         return Ok(Box::new(
-            FileStore::open(path).map_err(|e| CliError::usage("cli.io", e))?,
+            FileStore::open(path).map_err(|e| CliError::usage(crate::codes::IO, e))?,
         ));
     }
-    let bytes = std::fs::read(path)
-        .map_err(|e| CliError::usage("cli.io", format!("cannot read {}: {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        CliError::usage(
+            crate::codes::IO,
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
     let first = path
         .file_stem()
         .and_then(|s| s.to_str())
@@ -96,7 +100,7 @@ pub(crate) fn run(cmd: AuditCommand, out: &Output) -> Result<(), CliError> {
                 (Some(cp), Some(_)) => Some(read_file(cp)?),
                 (Some(_), None) => {
                     return Err(CliError::usage(
-                        "cli.missing_key",
+                        crate::codes::MISSING_KEY,
                         "--checkpoint needs --key to check its signature",
                     ));
                 }
@@ -106,7 +110,7 @@ pub(crate) fn run(cmd: AuditCommand, out: &Output) -> Result<(), CliError> {
                     let own = path.join("checkpoint");
                     if !own.is_file() {
                         return Err(CliError::usage(
-                            "cli.missing_checkpoint",
+                            crate::codes::MISSING_CHECKPOINT,
                             "--key needs --checkpoint (the log has no checkpoint file)",
                         ));
                     }
@@ -216,8 +220,13 @@ fn describe(line: &str) -> String {
 fn all_lines(path: &Path) -> Result<Vec<String>, CliError> {
     let store = open_store(path)?;
     let mut lines = Vec::new();
-    for seg in store.segments().map_err(|e| CliError::usage("cli.io", e))? {
-        let bytes = store.read(seg).map_err(|e| CliError::usage("cli.io", e))?;
+    for seg in store
+        .segments()
+        .map_err(|e| CliError::usage(crate::codes::IO, e))?
+    {
+        let bytes = store
+            .read(seg)
+            .map_err(|e| CliError::usage(crate::codes::IO, e))?;
         lines.extend(String::from_utf8_lossy(&bytes).lines().map(str::to_owned));
     }
     Ok(lines)

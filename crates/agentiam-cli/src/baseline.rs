@@ -12,6 +12,7 @@ use agentiam::delegation::Grant;
 use agentiam::guard::behaviour::{RATE_WINDOW_NAMES, RoleProfile, human_number};
 use agentiam::guard::{
     BaselineSettings, Baselines, GuardConfig, GuardRequest, Principal, RoleMap, ToolSpec,
+    VerifiedPeer,
 };
 use agentiam::telemetry::{AuditEvent, FileStore, Outcome, SegmentStore, verify_log};
 use agentiam::token::{ScopeSet, SystemClock};
@@ -79,13 +80,13 @@ fn open(file: &Path) -> Result<Baselines, CliError> {
     let baselines = Baselines::new(RoleMap::new(), BaselineSettings::default());
     baselines
         .load(file)
-        .map_err(|e| CliError::usage("baseline.unreadable", e))?;
+        .map_err(|e| CliError::usage(agentiam::guard::codes::BASELINE_UNREADABLE, e))?;
     Ok(baselines)
 }
 
 fn missing(role: &str) -> CliError {
     CliError::usage(
-        "baseline.unknown_role",
+        agentiam::guard::codes::BASELINE_UNKNOWN_ROLE,
         format!("no profile {role:?} in the baselines file"),
     )
 }
@@ -104,7 +105,7 @@ pub(crate) fn run(cmd: BaselineCommand, out: &Output) -> Result<(), CliError> {
         BaselineCommand::Show { role, file } => {
             let profile = open(&file)?.profile(&role).ok_or_else(|| missing(&role))?;
             let value = serde_json::to_value(&profile)
-                .map_err(|e| CliError::usage("baseline.unreadable", e))?;
+                .map_err(|e| CliError::usage(agentiam::guard::codes::BASELINE_UNREADABLE, e))?;
             out.result(
                 &json!({ "role": role, "profile": value }),
                 describe_profile(&role, &profile).trim_end(),
@@ -137,7 +138,7 @@ fn change(
     }
     baselines
         .save(file)
-        .map_err(|e| CliError::usage("cli.io", e))?;
+        .map_err(|e| CliError::usage(crate::codes::IO, e))?;
     out.result(
         &json!({ "role": role, "result": done }),
         &format!("{role}: {done}"),
@@ -147,7 +148,8 @@ fn change(
 
 /// The principal an audit event was decided for, as far as the event tells: the presenting
 /// agent, delegated from the previous agent in the chain when that is an agent (a SPIFFE ID).
-fn principal_of(event: &AuditEvent) -> Principal {
+/// `None` when the presenting agent is not a SPIFFE ID (the event is not learned from).
+fn principal_of(event: &AuditEvent) -> Option<Principal> {
     let presenter = event.agent.spiffe_id.clone();
     let chain = &event.delegation_chain;
     let parent = chain
@@ -155,7 +157,7 @@ fn principal_of(event: &AuditEvent) -> Principal {
         .checked_sub(2)
         .and_then(|i| chain.get(i))
         .filter(|p| p.starts_with("spiffe://") && **p != presenter);
-    match parent {
+    Some(match parent {
         Some(parent) => Principal::from_grant(&Grant {
             scopes: ScopeSet::default(),
             exp: i64::MAX,
@@ -168,8 +170,12 @@ fn principal_of(event: &AuditEvent) -> Principal {
             budgets: Vec::new(),
             root_exp: i64::MAX,
         }),
-        None => Principal::from_workload(presenter, ScopeSet::default(), i64::MAX),
-    }
+        // The log was verified first: the agent it records is the one that was authenticated.
+        None => Principal::from_workload(
+            &VerifiedPeer::verified_elsewhere(&presenter, i64::MAX).ok()?,
+            ScopeSet::default(),
+        ),
+    })
 }
 
 fn learn(audit_log: &Path, config: &Path, file: &Path, out: &Output) -> Result<(), CliError> {
@@ -177,7 +183,7 @@ fn learn(audit_log: &Path, config: &Path, file: &Path, out: &Output) -> Result<(
         .map_err(|e| CliError::usage(e.code(), e))?;
     let mut settings = config.baselines.clone().ok_or_else(|| {
         CliError::usage(
-            "baseline.not_configured",
+            agentiam::guard::codes::BASELINE_NOT_CONFIGURED,
             "the guard configuration has no \"baselines\" section (roles, thresholds)",
         )
     })?;
@@ -188,7 +194,7 @@ fn learn(audit_log: &Path, config: &Path, file: &Path, out: &Output) -> Result<(
     if file.exists() {
         baselines
             .load(file)
-            .map_err(|e| CliError::usage("baseline.unreadable", e))?;
+            .map_err(|e| CliError::usage(agentiam::guard::codes::BASELINE_UNREADABLE, e))?;
         for (role, declared) in &settings.declared {
             baselines.declare(role, declared.clone());
         }
@@ -200,13 +206,16 @@ fn learn(audit_log: &Path, config: &Path, file: &Path, out: &Output) -> Result<(
         .collect::<Result<_, _>>()
         .map_err(|e| CliError::usage(e.code(), e))?;
     // Learn only from a log that verifies: a tampered log would teach a tampered baseline.
-    let store = FileStore::open(audit_log).map_err(|e| CliError::usage("cli.io", e))?;
+    let store = FileStore::open(audit_log).map_err(|e| CliError::usage(crate::codes::IO, e))?;
     let report = verify_log(&store, None).map_err(|e| CliError::refusal(e.code(), &e))?;
     let (mut learned, mut skipped, mut seen) = (0u64, 0u64, 0u64);
-    for segment in store.segments().map_err(|e| CliError::usage("cli.io", e))? {
+    for segment in store
+        .segments()
+        .map_err(|e| CliError::usage(crate::codes::IO, e))?
+    {
         let bytes = store
             .read(segment)
-            .map_err(|e| CliError::usage("cli.io", e))?;
+            .map_err(|e| CliError::usage(crate::codes::IO, e))?;
         for line in String::from_utf8_lossy(&bytes).lines() {
             let Ok(record) = serde_json::from_str::<serde_json::Value>(line) else {
                 continue;
@@ -229,7 +238,10 @@ fn learn(audit_log: &Path, config: &Path, file: &Path, out: &Output) -> Result<(
                 skipped += 1;
                 continue;
             };
-            let principal = principal_of(&event);
+            let Some(principal) = principal_of(&event) else {
+                skipped += 1;
+                continue;
+            };
             let request = GuardRequest::new(&principal, &call.name, &call.args);
             let at = event.time_unix_ms.div_euclid(1000);
             if baselines.learn_call(&request, spec, at, event.approval_ref.is_some()) {
@@ -241,7 +253,7 @@ fn learn(audit_log: &Path, config: &Path, file: &Path, out: &Output) -> Result<(
     }
     baselines
         .save(file)
-        .map_err(|e| CliError::usage("cli.io", e))?;
+        .map_err(|e| CliError::usage(crate::codes::IO, e))?;
     let profiles = baselines.profile_keys();
     out.result(
         &json!({

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use agentiam::prelude::*;
 use agentiam::telemetry::{NoteVerifier, verify_log};
 use agentiam::token::Audience;
-use agentiam_broker::RequestBody;
+use agentiam_broker_client::RequestBody;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::Args;
@@ -274,9 +274,9 @@ fn guard_section(
     token: &Token,
     clock: Arc<FixedClock>,
 ) -> Result<(), CliError> {
-    use agentiam::guard::{
-        ApprovalResponse, Decision, OutputVerdict, Principal, Session, ToolCall, ToolInterceptor,
-    };
+    use agentiam::guard::approval::ApprovalResponse;
+    use agentiam::guard::hooks::OutputVerdict;
+    use agentiam::guard::{Decision, Principal, Session, ToolCall, ToolInterceptor};
     d.section("3b. The guard decides every tool call: scope and arguments, Cedar policy, a human's signed approval from the broker");
     let (guard, sink) = guard_for(lb, clock, d.log.as_ref())?;
     d.note("policy: the default gates (irreversible tools, and high-risk tools after untrusted input, need a human) + payments only to known vendors");
@@ -285,18 +285,17 @@ fn guard_section(
         Arc::new(Principal::from_token(token)),
     ));
     let seen = session.clone();
-    let approvals = agentiam_broker::BrokerApprovals::new(lb.base(), token_text).with_findings(
-        move |_request| {
+    let approvals = agentiam_broker_client::BrokerApprovals::new(lb.base(), token_text)
+        .with_findings(move |_request| {
             seen.context()
                 .taint_sources
                 .iter()
-                .map(|source| agentiam_broker::ApprovalFinding {
+                .map(|source| agentiam_broker_client::ApprovalFinding {
                     kind: "taint".into(),
                     detail: format!("the session read untrusted content from {source}"),
                 })
                 .collect()
-        },
-    );
+        });
     let interceptor = ToolInterceptor::new(guard).with_async_approvals(Arc::new(approvals.clone()));
     let approver = scripted_approver(lb);
     let outcome = |decision: Decision| match decision {
@@ -331,37 +330,37 @@ fn guard_section(
             "approve_payment $9,000 to ACME (the task token allows $500)",
             "approve_payment",
             pay(9000, "ACME"),
-            Some("guard.constraint_violated"),
+            Some(agentiam::token::codes::CONSTRAINT_VIOLATED),
         ),
         (
             "approve_payment $420 in EUR",
             "approve_payment",
             json!({"amount": 420, "currency": "EUR", "vendor": "ACME"}),
-            Some("guard.constraint_violated"),
+            Some(agentiam::token::codes::CONSTRAINT_VIOLATED),
         ),
         (
             "approve_payment $420 to Shady LLC (Cedar: known vendors only)",
             "approve_payment",
             pay(420, "Shady LLC"),
-            Some("guard.policy_denied"),
+            Some(agentiam::guard::codes::POLICY_DENIED),
         ),
         (
             "delete_ledger (a tool nobody registered)",
             "delete_ledger",
             json!({}),
-            Some("guard.unknown_action"),
+            Some(agentiam::guard::codes::UNKNOWN_ACTION),
         ),
         (
             "void_invoice INV-7 without a human (irreversible)",
             "void_invoice",
             json!({"invoice": "INV-7"}),
-            Some("guard.confirmation_required"),
+            Some(agentiam::guard::codes::CONFIRMATION_REQUIRED),
         ),
         (
             "void_invoice with \"confirm\": true written into its own arguments",
             "void_invoice",
             json!({"invoice": "INV-7", "confirm": true}),
-            Some("guard.confirmation_required"),
+            Some(agentiam::guard::codes::CONFIRMATION_REQUIRED),
         ),
     ] {
         d.decide(
@@ -375,7 +374,7 @@ fn guard_section(
         interceptor.before(&session, &ToolCall::new("void_invoice", &void))
     else {
         return Err(CliError::refusal(
-            "demo.unexpected",
+            crate::codes::DEMO_UNEXPECTED,
             "void_invoice did not ask for a human",
         ));
     };
@@ -387,7 +386,7 @@ fn guard_section(
         ApprovalResponse::Approved(a) => a,
         other => {
             return Err(CliError::refusal(
-                "demo.unexpected",
+                crate::codes::DEMO_UNEXPECTED,
                 format!("the approval did not come back: {other:?}"),
             ));
         }
@@ -400,7 +399,7 @@ fn guard_section(
     d.decide(
         "void_invoice INV-8 with the approval for INV-7",
         outcome(with_approval(&json!({"invoice": "INV-8"}))),
-        Some("guard.confirmation_invalid"),
+        Some(agentiam::guard::codes::CONFIRMATION_INVALID),
     );
     d.decide(
         "void_invoice INV-7 with the broker-signed approval",
@@ -410,7 +409,7 @@ fn guard_section(
     d.decide(
         "the same approval again (single use)",
         outcome(with_approval(&void)),
-        Some("guard.confirmation_invalid"),
+        Some(agentiam::guard::codes::CONFIRMATION_INVALID),
     );
 
     d.section("3c. A vendor invoice hides instructions to wire $2M to a new account");
@@ -425,14 +424,14 @@ fn guard_section(
     let flagged = match &verdict {
         OutputVerdict::Injection(f) => {
             d.note(&format!("filter: {}", f.detail));
-            Err("guard.injection_detected".to_owned())
+            Err(agentiam::guard::codes::INJECTION_DETECTED.to_owned())
         }
         _ => Ok(String::new()),
     };
     d.decide(
         "the invoice's text, scanned before the model sees it: hidden instructions found, the session is tainted",
         flagged,
-        Some("guard.injection_detected"),
+        Some(agentiam::guard::codes::INJECTION_DETECTED),
     );
     let wire =
         json!({"amount": 2_000_000, "currency": "USD", "account": "DE44 5001 0517 5407 3249 31"});
@@ -442,7 +441,7 @@ fn guard_section(
         outcome(
             lb.block_on(interceptor.before_async(&session, &ToolCall::new("wire_transfer", &wire))),
         ),
-        Some("guard.confirmation_denied"),
+        Some(agentiam::guard::codes::CONFIRMATION_DENIED),
     );
     d.decide(
         "approve_payment $420 to ACME after reading that invoice",
@@ -450,7 +449,7 @@ fn guard_section(
             &session,
             &ToolCall::new("approve_payment", &pay(420, "ACME")),
         )),
-        Some("guard.tainted_context"),
+        Some(agentiam::guard::codes::TAINTED_CONTEXT),
     );
     d.decide(
         "read_ledger after reading that invoice (low risk)",
@@ -463,7 +462,7 @@ fn guard_section(
     approver.abort();
     if let Some(sink) = sink {
         sink.drain()
-            .map_err(|e| CliError::usage("audit.unavailable", e))?;
+            .map_err(|e| CliError::usage(crate::codes::AUDIT_UNAVAILABLE, e))?;
     }
     Ok(())
 }
@@ -500,9 +499,9 @@ fn delegation_section(
     d.decide(
         "the sub-agent asks for ledger.ar:void too (the parent holds it; its registration does not)",
         reader.exchange(lb, parent, "ledger.ar:read ledger.ar:void")?.map(|_| String::new()),
-        Some("token.scope_not_permitted"),
+        Some(agentiam::token::codes::SCOPE_NOT_PERMITTED),
     );
-    let child = child.map_err(|code| CliError::refusal("demo.unexpected", code))?;
+    let child = child.map_err(|code| CliError::refusal(crate::codes::DEMO_UNEXPECTED, code))?;
     let token = verifier.verify(&child)?;
     d.note(&format!(
         "child token: sub {} (the principal), acting {}, scope \"{}\", {} delegation hop",
@@ -533,11 +532,11 @@ fn delegation_section(
             &session,
             &ToolCall::new("void_invoice", &json!({"invoice": "INV-9"})),
         )),
-        Some("guard.scope_missing"),
+        Some(agentiam::token::codes::SCOPE_MISSING),
     );
     if let Some(sink) = sink {
         sink.drain()
-            .map_err(|e| CliError::usage("audit.unavailable", e))?;
+            .map_err(|e| CliError::usage(crate::codes::AUDIT_UNAVAILABLE, e))?;
     }
     Ok(())
 }
@@ -552,7 +551,7 @@ fn behaviour_section(
 ) -> Result<(), CliError> {
     use agentiam::guard::{
         BaselineSettings, Baselines, Decision, Guard, GuardRequest, PolicyEngine, Principal, Risk,
-        RoleMap, ToolSpec,
+        RoleMap, ToolSpec, VerifiedPeer,
     };
     let guard_err = |e: agentiam::guard::GuardError| CliError::usage(e.code(), e);
     d.section("3d. Behaviour baselines: a support agent with valid credentials reads HR records");
@@ -587,11 +586,10 @@ fn behaviour_section(
             let Some(spec) = tools.iter().find(|t| t.name() == name) else {
                 continue;
             };
-            let colleague = Principal::from_workload(
-                format!("{SUPPORT}/{}", 2 + k % 3),
-                ScopeSet::default(),
-                i64::MAX,
-            );
+            // The demo's own history: colleagues as if their certificates had been verified.
+            let peer =
+                VerifiedPeer::verified_elsewhere(&format!("{SUPPORT}/{}", 2 + k % 3), i64::MAX)?;
+            let colleague = Principal::from_workload(&peer, ScopeSet::default());
             let args = json!({"ticket": format!("T-{}", 4000 + day * 40 + k)});
             let request = GuardRequest::new(&colleague, name, &args);
             if baselines.learn_call(&request, spec, now - day * 86_400 - (40 - k) * 300, false) {
@@ -618,7 +616,7 @@ fn behaviour_section(
     agent.register(lb, SCOPES)?;
     let issued = agent
         .token(lb, SCOPES, "ticket-5521", "answer ticket 5521")?
-        .map_err(|code| CliError::refusal("demo.unexpected", code))?;
+        .map_err(|code| CliError::refusal(crate::codes::DEMO_UNEXPECTED, code))?;
     let principal = Principal::from_token(&verifier.verify(&issued)?);
     d.note(&format!(
         "a new support agent's token covers \"{SCOPES}\" for 15 minutes"
@@ -643,7 +641,7 @@ fn behaviour_section(
         d.decide(
             &format!("support agent: read_hr_record {employee} (in scope; never done by its role)"),
             outcome(&odd),
-            Some("guard.anomaly"),
+            Some(agentiam::guard::codes::ANOMALY),
         );
         if employee == "E-0042" {
             d.note(&format!("why: {}", explain(&odd)));
@@ -667,7 +665,7 @@ fn behaviour_section(
     d.decide(
         &format!("support agent: read_ticket in bulk, one every 2 s (call {} after {pulled} went through)", pulled + 1),
         outcome(&stopped),
-        Some("guard.anomaly"),
+        Some(agentiam::guard::codes::ANOMALY),
     );
     d.note(&format!("why: {}", explain(&stopped)));
     d.check(
@@ -798,17 +796,17 @@ pub(crate) fn run(args: &DemoArgs, out: &Output) -> Result<(), CliError> {
         issued.clone().map(|_| String::new()),
         None,
     );
-    let issued = issued.map_err(|code| CliError::refusal("demo.unexpected", code))?;
+    let issued = issued.map_err(|code| CliError::refusal(crate::codes::DEMO_UNEXPECTED, code))?;
     d.decide(
         "the same client assertion sent again",
         post_token(&lb, form, &[])?.map(|_| String::new()),
-        Some("broker.assertion_replayed"),
+        Some(agentiam_broker::codes::ASSERTION_REPLAYED),
     );
     d.decide(
         "ask for ledger.*:write, beyond the registration",
         ap.token(&lb, "ledger.*:write", "task-43", "fix entries")?
             .map(|_| String::new()),
-        Some("token.scope_not_permitted"),
+        Some(agentiam::token::codes::SCOPE_NOT_PERMITTED),
     );
 
     d.section("3. The ledger service verifies the token against the broker's JWKS, bound to the presenting agent");
@@ -846,17 +844,17 @@ pub(crate) fn run(args: &DemoArgs, out: &Output) -> Result<(), CliError> {
         changed
             .token(&lb, "ledger.ar:read", "task-45", "read")?
             .map(|_| String::new()),
-        Some("token.identity_mismatch"),
+        Some(agentiam::token::codes::IDENTITY_MISMATCH),
     );
     d.check(
         "its earlier token presented by the changed agent",
         verifier.verify_for_agent(&issued, &changed.identity()?),
-        Some("token.identity_mismatch"),
+        Some(agentiam::token::codes::IDENTITY_MISMATCH),
     );
     d.check(
         "configuration attestor sees the changed prompt",
         ConfigurationAttestor::new(registered_config).attest(&injected),
-        Some("identity.attestation_failed"),
+        Some(agentiam::identity::codes::ATTESTATION_FAILED),
     );
     let swapped = DemoAgent {
         key: SigningKey::from_private_jwk(&ap.key.to_private_jwk()?)?,
@@ -870,7 +868,7 @@ pub(crate) fn run(args: &DemoArgs, out: &Output) -> Result<(), CliError> {
         swapped
             .token(&lb, "ledger.ar:read", "task-46", "read")?
             .map(|_| String::new()),
-        Some("token.identity_mismatch"),
+        Some(agentiam::token::codes::IDENTITY_MISMATCH),
     );
     let other = AgentIdentity::new(
         parse_spiffe_id("spiffe://acme.example/agent/mailer")?,
@@ -881,7 +879,7 @@ pub(crate) fn run(args: &DemoArgs, out: &Output) -> Result<(), CliError> {
     d.check(
         "another agent replays the reconciler's token",
         verifier.verify_for_agent(&issued, &other),
-        Some("token.identity_mismatch"),
+        Some(agentiam::token::codes::IDENTITY_MISMATCH),
     );
 
     d.section("5. Forged and stolen tokens");
@@ -896,7 +894,7 @@ pub(crate) fn run(args: &DemoArgs, out: &Output) -> Result<(), CliError> {
     d.check(
         "token with *:* signed by an attacker's key",
         verifier.verify(&forged),
-        Some("token.unknown_key"),
+        Some(agentiam::token::codes::UNKNOWN_KEY),
     );
     let mut parts: Vec<String> = issued.split('.').map(str::to_owned).collect();
     if let Some(h) = parts.first_mut() {
@@ -910,7 +908,7 @@ pub(crate) fn run(args: &DemoArgs, out: &Output) -> Result<(), CliError> {
     d.check(
         "the same claims with alg none",
         verifier.verify(&unsigned),
-        Some("token.alg_not_allowed"),
+        Some(agentiam::token::codes::ALG_NOT_ALLOWED),
     );
     let dpop_key = SigningKey::generate(Algorithm::ES256)?;
     let endpoint = lb.broker.token_endpoint();
@@ -929,12 +927,12 @@ pub(crate) fn run(args: &DemoArgs, out: &Output) -> Result<(), CliError> {
         ap.token_form(&lb, ap.assertion(&lb)?, "ledger.ar:read", "task-47", "read")?,
         &[("dpop", &proof)],
     )?
-    .map_err(|code| CliError::refusal("demo.unexpected", code))?;
+    .map_err(|code| CliError::refusal(crate::codes::DEMO_UNEXPECTED, code))?;
     d.note("a token bound to the agent's DPoP key (the token request carried a proof)");
     d.check(
         "the DPoP-bound token replayed without its proof",
         verifier.verify(&bound),
-        Some("token.pop_required"),
+        Some(agentiam::token::codes::POP_REQUIRED),
     );
     let dpop = DpopVerifier::new(clock.clone());
     let request = DpopRequest {
@@ -951,7 +949,7 @@ pub(crate) fn run(args: &DemoArgs, out: &Output) -> Result<(), CliError> {
     d.check(
         "the same proof replayed",
         bound_check(&proof),
-        Some("token.pop_invalid"),
+        Some(agentiam::token::codes::POP_INVALID),
     );
 
     d.section("6. Time, revocation and key rotation");
@@ -959,7 +957,7 @@ pub(crate) fn run(args: &DemoArgs, out: &Output) -> Result<(), CliError> {
     d.check(
         "the task token 16 minutes later",
         verifier.verify(&issued),
-        Some("token.expired"),
+        Some(agentiam::token::codes::EXPIRED),
     );
     clock.advance(-16 * 60);
     let (status, _) = lb.admin(
@@ -973,11 +971,11 @@ pub(crate) fn run(args: &DemoArgs, out: &Output) -> Result<(), CliError> {
     d.check(
         "the task token after it was revoked at the broker",
         verifier.verify(&issued),
-        Some("token.revoked"),
+        Some(agentiam::token::codes::REVOKED),
     );
     let before = ap
         .token(&lb, "ledger.ar:read", "task-48", "read")?
-        .map_err(|code| CliError::refusal("demo.unexpected", code))?;
+        .map_err(|code| CliError::refusal(crate::codes::DEMO_UNEXPECTED, code))?;
     let (_, rotated) = lb.admin("POST", "/admin/keys/rotate", RequestBody::Empty)?;
     d.note(&format!(
         "POST /admin/keys/rotate: new signing key {}… (also on a schedule: daily by default)",
@@ -990,7 +988,7 @@ pub(crate) fn run(args: &DemoArgs, out: &Output) -> Result<(), CliError> {
     ));
     let after = ap
         .token(&lb, "ledger.ar:read", "task-49", "read")?
-        .map_err(|code| CliError::refusal("demo.unexpected", code))?;
+        .map_err(|code| CliError::refusal(crate::codes::DEMO_UNEXPECTED, code))?;
     let after_rotation =
         Verifier::new(jwks_of(&lb)?, lb.base(), AUDIENCE).with_clock(clock.clone());
     let kid_of = |t: &str| {
@@ -1025,7 +1023,7 @@ pub(crate) fn run(args: &DemoArgs, out: &Output) -> Result<(), CliError> {
             clock.now(),
             3_600,
         ),
-        Some("identity.certificate"),
+        Some(agentiam::identity::codes::CERTIFICATE),
     );
 
     d.section("8. Every step above is in the broker's tamper-evident activity log");
@@ -1034,12 +1032,12 @@ pub(crate) fn run(args: &DemoArgs, out: &Output) -> Result<(), CliError> {
     let audit_dir = lb.data.audit_dir();
     let checkpoint_file = audit_dir.join("checkpoint");
     let verifier_file = lb.data.audit_verifier_file();
-    let verifier_key =
-        std::fs::read_to_string(&verifier_file).map_err(|e| CliError::usage("cli.io", e))?;
+    let verifier_key = std::fs::read_to_string(&verifier_file)
+        .map_err(|e| CliError::usage(crate::codes::IO, e))?;
     let log_verifier = NoteVerifier::from_verifier_key(verifier_key.trim())
         .map_err(|e| CliError::usage(e.code(), e))?;
     let store = agentiam::telemetry::FileStore::open(&audit_dir)
-        .map_err(|e| CliError::usage("cli.io", e))?;
+        .map_err(|e| CliError::usage(crate::codes::IO, e))?;
     d.note("the broker stopped gracefully: the log was flushed and a checkpoint signed over it");
     d.decide(
         "audit verify: the log against its signed checkpoint",
@@ -1050,11 +1048,12 @@ pub(crate) fn run(args: &DemoArgs, out: &Output) -> Result<(), CliError> {
     );
     // A copy in which one denial was rewritten as an allow, as an insider covering tracks would.
     let tampered_dir = data_dir.join("audit-tampered-copy");
-    std::fs::create_dir_all(&tampered_dir).map_err(|e| CliError::usage("cli.io", e))?;
+    std::fs::create_dir_all(&tampered_dir).map_err(|e| CliError::usage(crate::codes::IO, e))?;
     let mut edited = false;
-    for entry in std::fs::read_dir(&audit_dir).map_err(|e| CliError::usage("cli.io", e))? {
-        let entry = entry.map_err(|e| CliError::usage("cli.io", e))?;
-        let mut bytes = std::fs::read(entry.path()).map_err(|e| CliError::usage("cli.io", e))?;
+    for entry in std::fs::read_dir(&audit_dir).map_err(|e| CliError::usage(crate::codes::IO, e))? {
+        let entry = entry.map_err(|e| CliError::usage(crate::codes::IO, e))?;
+        let mut bytes =
+            std::fs::read(entry.path()).map_err(|e| CliError::usage(crate::codes::IO, e))?;
         let needle = br#""outcome":"deny""#;
         if !edited && let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
             bytes.splice(
@@ -1064,14 +1063,14 @@ pub(crate) fn run(args: &DemoArgs, out: &Output) -> Result<(), CliError> {
             edited = true;
         }
         std::fs::write(tampered_dir.join(entry.file_name()), bytes)
-            .map_err(|e| CliError::usage("cli.io", e))?;
+            .map_err(|e| CliError::usage(crate::codes::IO, e))?;
     }
     let tampered = agentiam::telemetry::FileStore::open(&tampered_dir)
-        .map_err(|e| CliError::usage("cli.io", e))?;
+        .map_err(|e| CliError::usage(crate::codes::IO, e))?;
     d.check(
         "audit verify: a copy in which one denial was edited to look allowed",
         verify_log(&tampered, Some((&checkpoint_note, &log_verifier))),
-        Some("audit.tampered"),
+        Some(agentiam::telemetry::codes::TAMPERED),
     );
     d.note(&format!(
         "check it yourself: agentiam audit verify {} --key {}",
@@ -1110,7 +1109,7 @@ pub(crate) fn run(args: &DemoArgs, out: &Output) -> Result<(), CliError> {
         Ok(())
     } else {
         Err(CliError::refusal(
-            "demo.unexpected",
+            crate::codes::DEMO_UNEXPECTED,
             d.unexpected.join("; "),
         ))
     }

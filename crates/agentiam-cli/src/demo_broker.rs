@@ -5,12 +5,17 @@ use std::path::Path;
 
 use agentiam::prelude::*;
 use agentiam::token::{Entropy as _, SystemEntropy};
-use agentiam_broker::{Broker, BrokerClient, DataDir, RequestBody, serve};
+use agentiam_broker::{Broker, DataDir, serve};
+use agentiam_broker_client::{BrokerClient, ClientError, RequestBody};
 use serde_json::{Value, json};
 
 use crate::output::CliError;
 
 fn broker_err(e: agentiam_broker::BrokerError) -> CliError {
+    CliError::usage(e.code(), e)
+}
+
+fn client_err(e: ClientError) -> CliError {
     CliError::usage(e.code(), e)
 }
 
@@ -40,15 +45,15 @@ impl LocalBroker {
             .worker_threads(2)
             .enable_all()
             .build()
-            .map_err(|e| CliError::usage("cli.io", e))?;
+            .map_err(|e| CliError::usage(crate::codes::IO, e))?;
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .map_err(|e| CliError::usage("cli.io", e))?;
+            .map_err(|e| CliError::usage(crate::codes::IO, e))?;
         let base = format!(
             "http://{}",
             listener
                 .local_addr()
-                .map_err(|e| CliError::usage("cli.io", e))?
+                .map_err(|e| CliError::usage(crate::codes::IO, e))?
         );
         let admin = random_text(32)?;
         let data = DataDir::open(dir).map_err(broker_err)?;
@@ -97,7 +102,7 @@ impl LocalBroker {
         body: RequestBody,
     ) -> Result<(u16, Value), CliError> {
         self.block_on(self.client.send(method, path, headers, body))
-            .map_err(broker_err)
+            .map_err(client_err)
     }
 
     /// A request with the administrator's bearer token.
@@ -123,7 +128,7 @@ impl LocalBroker {
         match self.server.take() {
             Some(server) => self
                 .block_on(server)
-                .map_err(|e| CliError::usage("cli.io", e))?
+                .map_err(|e| CliError::usage(crate::codes::IO, e))?
                 .map_err(broker_err),
             None => Ok(None),
         }
@@ -156,7 +161,7 @@ impl DemoAgent {
     pub(crate) fn register(&self, lb: &LocalBroker, max_scopes: &str) -> Result<(), CliError> {
         let jwks: Value =
             serde_json::from_str(&Jwks::from_keys([self.key.public_key().clone()]).to_json())
-                .map_err(|e| CliError::usage("cli.io", e))?;
+                .map_err(|e| CliError::usage(crate::codes::IO, e))?;
         let (status, body) = lb.admin(
             "POST",
             "/admin/agents",
@@ -172,7 +177,7 @@ impl DemoAgent {
             Ok(())
         } else {
             Err(CliError::usage(
-                "demo.unexpected",
+                crate::codes::DEMO_UNEXPECTED,
                 format!("registration refused: {body}"),
             ))
         }
@@ -278,7 +283,7 @@ pub(crate) fn post_token(
         Err(body
             .get("agentiam_code")
             .and_then(Value::as_str)
-            .unwrap_or("broker.unknown")
+            .unwrap_or(crate::codes::BROKER_UNKNOWN)
             .to_owned())
     })
 }

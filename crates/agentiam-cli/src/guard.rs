@@ -3,9 +3,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use agentiam::guard::{
-    ApprovalRequest, CallInput, Decision, GuardConfig, PolicyEngine, decision_json,
-};
+use agentiam::guard::config::{CallInput, decision_json};
+use agentiam::guard::{ApprovalRequest, Decision, GuardConfig, PolicyEngine};
 use agentiam::identity::SigningKey;
 use agentiam::token::{Clock, FixedClock, SystemClock};
 use clap::Subcommand;
@@ -51,7 +50,7 @@ fn read_input(path: &std::path::Path) -> Result<String, CliError> {
     if path.as_os_str() == "-" {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin().take_capped(), &mut text)
-            .map_err(|e| CliError::usage("cli.io", e))?;
+            .map_err(|e| CliError::usage(crate::codes::IO, e))?;
         Ok(text)
     } else {
         read_file(path)
@@ -60,7 +59,7 @@ fn read_input(path: &std::path::Path) -> Result<String, CliError> {
 
 trait TakeCapped: std::io::Read + Sized {
     fn take_capped(self) -> std::io::Take<Self> {
-        self.take(agentiam::guard::MAX_DOCUMENT_BYTES as u64 + 1)
+        self.take(agentiam::guard::config::MAX_DOCUMENT_BYTES as u64 + 1)
     }
 }
 impl<R: std::io::Read> TakeCapped for R {}
@@ -90,14 +89,14 @@ pub(crate) fn run(cmd: GuardCommand, out: &Output) -> Result<(), CliError> {
             };
             let (guard, auth) = config.build(clock).map_err(|e| guard_error(&e))?;
             let text = read_input(&request)?;
-            if text.len() > agentiam::guard::MAX_DOCUMENT_BYTES {
+            if text.len() > agentiam::guard::config::MAX_DOCUMENT_BYTES {
                 return Err(CliError::usage(
-                    "cli.input_too_large",
+                    crate::codes::INPUT_TOO_LARGE,
                     "request document is over 1 MiB",
                 ));
             }
-            let doc: Value =
-                serde_json::from_str(&text).map_err(|e| CliError::usage("cli.bad_input", e))?;
+            let doc: Value = serde_json::from_str(&text)
+                .map_err(|e| CliError::usage(crate::codes::BAD_INPUT, e))?;
             let calls = match doc {
                 Value::Array(items) => items,
                 one => vec![one],
@@ -106,13 +105,16 @@ pub(crate) fn run(cmd: GuardCommand, out: &Output) -> Result<(), CliError> {
             let mut last = None;
             for call in calls {
                 let input: CallInput = serde_json::from_value(call)
-                    .map_err(|e| CliError::usage("cli.bad_input", e))?;
+                    .map_err(|e| CliError::usage(crate::codes::BAD_INPUT, e))?;
                 let d = input.decide(&guard, &auth);
                 decisions.push(decision_json(&d));
                 last = Some(d);
             }
             let Some(last) = last else {
-                return Err(CliError::usage("cli.bad_input", "no calls in the request"));
+                return Err(CliError::usage(
+                    crate::codes::BAD_INPUT,
+                    "no calls in the request",
+                ));
             };
             let mut result = decision_json(&last);
             if decisions.len() > 1 {
@@ -153,13 +155,13 @@ pub(crate) fn run(cmd: GuardCommand, out: &Output) -> Result<(), CliError> {
         }
         GuardCommand::Approve { request, key } => {
             let text = read_input(&request)?;
-            let req: ApprovalRequest =
-                serde_json::from_str(&text).map_err(|e| CliError::usage("cli.bad_input", e))?;
+            let req: ApprovalRequest = serde_json::from_str(&text)
+                .map_err(|e| CliError::usage(crate::codes::BAD_INPUT, e))?;
             let key = SigningKey::from_private_jwk(read_file(&key)?.trim())?;
             let approval =
                 agentiam::guard::Approval::sign(&req, &key).map_err(|e| guard_error(&e))?;
-            let value =
-                serde_json::to_value(&approval).map_err(|e| CliError::usage("cli.bad_input", e))?;
+            let value = serde_json::to_value(&approval)
+                .map_err(|e| CliError::usage(crate::codes::BAD_INPUT, e))?;
             out.result(&value, &value.to_string());
             Ok(())
         }
@@ -167,7 +169,7 @@ pub(crate) fn run(cmd: GuardCommand, out: &Output) -> Result<(), CliError> {
             let text = read_file(&policy)?;
             let schema = match schema.as_deref() {
                 None => None,
-                Some("default") => Some(agentiam::guard::SCHEMA.to_owned()),
+                Some("default") => Some(agentiam::guard::policy::SCHEMA.to_owned()),
                 Some(path) => Some(read_file(&PathBuf::from(path))?),
             };
             let engine =

@@ -54,7 +54,10 @@ pub(crate) fn run(cmd: KeysCommand, out: &Output) -> Result<(), CliError> {
             let jwks = Jwks::from_keys([key.public_key().clone()]).to_json();
             if let Some(p) = &jwks_out {
                 std::fs::write(p, &jwks).map_err(|e| {
-                    CliError::usage("cli.io", format!("cannot write {}: {e}", p.display()))
+                    CliError::usage(
+                        crate::codes::IO,
+                        format!("cannot write {}: {e}", p.display()),
+                    )
                 })?;
             }
             let value = json!({
@@ -87,9 +90,16 @@ pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), 
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts
-        .open(path)
-        .map_err(|e| CliError::usage("cli.io", format!("cannot create {}: {e}", path.display())))?;
-    f.write_all(bytes)
-        .map_err(|e| CliError::usage("cli.io", format!("cannot write {}: {e}", path.display())))
+    let mut f = opts.open(path).map_err(|e| {
+        CliError::usage(
+            crate::codes::IO,
+            format!("cannot create {}: {e}", path.display()),
+        )
+    })?;
+    f.write_all(bytes).map_err(|e| {
+        CliError::usage(
+            crate::codes::IO,
+            format!("cannot write {}: {e}", path.display()),
+        )
+    })
 }

@@ -7,6 +7,12 @@
 mod approvals;
 mod audit;
 mod baseline;
+#[allow(
+    unreachable_pub,
+    dead_code,
+    reason = "the registry: ALL is read by its tests, the constants by the commands"
+)]
+mod codes;
 mod demo;
 mod demo_broker;
 mod guard;

@@ -12,6 +12,12 @@ pub(crate) struct CliError {
     pub(crate) exit: u8,
 }
 
+impl agentiam::codes::ReasonCode for CliError {
+    fn code(&self) -> &str {
+        &self.code
+    }
+}
+
 impl CliError {
     pub(crate) fn refusal(code: &str, message: impl std::fmt::Display) -> Self {
         Self {
@@ -57,8 +63,12 @@ impl From<agentiam::identity::IdentityError> for CliError {
 
 /// Reads a file, mapping failure to `cli.io`.
 pub(crate) fn read_file(path: &std::path::Path) -> Result<String, CliError> {
-    std::fs::read_to_string(path)
-        .map_err(|e| CliError::usage("cli.io", format!("cannot read {}: {e}", path.display())))
+    std::fs::read_to_string(path).map_err(|e| {
+        CliError::usage(
+            crate::codes::IO,
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })
 }
 
 /// Where results go.

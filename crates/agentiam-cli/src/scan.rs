@@ -75,7 +75,7 @@ fn human(name: &str, scan: &Scan) -> String {
 pub(crate) fn run(args: &ScanArgs, out: &Output) -> Result<(), CliError> {
     if !(args.threshold > 0.0 && args.threshold <= 1.0) {
         return Err(CliError::usage(
-            "cli.bad_threshold",
+            crate::codes::BAD_THRESHOLD,
             "the threshold is in (0, 1]",
         ));
     }
@@ -91,7 +91,7 @@ pub(crate) fn run(args: &ScanArgs, out: &Output) -> Result<(), CliError> {
         std::io::stdin()
             .take(MAX_INPUT)
             .read_to_string(&mut text)
-            .map_err(|e| CliError::usage("cli.io", e))?;
+            .map_err(|e| CliError::usage(crate::codes::IO, e))?;
         vec![("stdin".to_owned(), text)]
     } else {
         args.files
@@ -129,7 +129,7 @@ fn jsonl(filter: &InjectionFilter, args: &ScanArgs) -> Result<(), CliError> {
             let read = reader
                 .take(MAX_INPUT)
                 .read_line(&mut line)
-                .map_err(|e| CliError::usage("cli.io", e))?;
+                .map_err(|e| CliError::usage(crate::codes::IO, e))?;
             if read == 0 {
                 return Ok(());
             }
@@ -143,13 +143,13 @@ fn jsonl(filter: &InjectionFilter, args: &ScanArgs) -> Result<(), CliError> {
                 }
                 Ok(Value::String(text)) => verdict(filter, &text, args.sanitize).1,
                 Ok(_) => {
-                    json!({"error": {"code": "cli.bad_input", "message": "each line must be one JSON string"}})
+                    json!({"error": {"code": crate::codes::BAD_INPUT, "message": "each line must be one JSON string"}})
                 }
                 Err(e) => {
-                    json!({"error": {"code": "cli.bad_input", "message": format!("not JSON: {e}")}})
+                    json!({"error": {"code": crate::codes::BAD_INPUT, "message": format!("not JSON: {e}")}})
                 }
             };
-            writeln!(writer, "{value}").map_err(|e| CliError::usage("cli.io", e))?;
+            writeln!(writer, "{value}").map_err(|e| CliError::usage(crate::codes::IO, e))?;
         }
     };
     if args.files.is_empty() {
@@ -157,10 +157,15 @@ fn jsonl(filter: &InjectionFilter, args: &ScanArgs) -> Result<(), CliError> {
     } else {
         for path in &args.files {
             let file = std::fs::File::open(path).map_err(|e| {
-                CliError::usage("cli.io", format!("cannot read {}: {e}", path.display()))
+                CliError::usage(
+                    crate::codes::IO,
+                    format!("cannot read {}: {e}", path.display()),
+                )
             })?;
             scan_reader(&mut std::io::BufReader::new(file))?;
         }
     }
-    writer.flush().map_err(|e| CliError::usage("cli.io", e))
+    writer
+        .flush()
+        .map_err(|e| CliError::usage(crate::codes::IO, e))
 }

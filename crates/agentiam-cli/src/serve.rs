@@ -51,21 +51,21 @@ pub(crate) fn run(args: &ServeArgs, out: &Output) -> Result<(), CliError> {
     let secret_env = config.admin_secret_env.clone();
     let secret = std::env::var(&secret_env).map_err(|_| {
         CliError::usage(
-            "broker.config_invalid",
+            agentiam_broker::codes::CONFIG_INVALID,
             format!("set {secret_env} to the administrator's secret (32+ characters)"),
         )
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::usage("cli.io", e))?;
+        .map_err(|e| CliError::usage(crate::codes::IO, e))?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .map_err(|e| CliError::usage("cli.io", format!("cannot listen on {}: {e}", config.listen)))?;
+            .map_err(|e| CliError::usage(crate::codes::IO, format!("cannot listen on {}: {e}", config.listen)))?;
         let bound = listener
             .local_addr()
-            .map_err(|e| CliError::usage("cli.io", e))?;
+            .map_err(|e| CliError::usage(crate::codes::IO, e))?;
         let issuer = config
             .issuer
             .clone()
@@ -78,10 +78,11 @@ pub(crate) fn run(args: &ServeArgs, out: &Output) -> Result<(), CliError> {
                     None => std::sync::Arc::new(dir.store()?),
                 };
                 match config.store.key_encryption_key()? {
-                    Some(kek) => dir.broker_shared(&issuer, &secret, &config.tokens, store, kek),
-                    None => dir.broker_on(&issuer, &secret, &config.tokens, store),
+                    Some(kek) => dir.shared_builder(&issuer, &secret, &config.tokens, store, kek),
+                    None => dir.builder(&issuer, &secret, &config.tokens, store),
                 }?
-                .with_identity_providers(config.identity_providers.clone())
+                .identity_providers(config.identity_providers.clone())
+                .build()
             })
             .map_err(|e| CliError::usage(e.code(), e))?;
         if config.keys.rotate_every_secs > 0 {

@@ -171,7 +171,7 @@ struct AgentFile {
 
 fn read_agent(spiffe_id: &str, path: &std::path::Path) -> Result<AgentIdentity, CliError> {
     let file: AgentFile = serde_json::from_str(&read_file(path)?)
-        .map_err(|e| CliError::usage("cli.bad_agent_file", e))?;
+        .map_err(|e| CliError::usage(crate::codes::BAD_AGENT_FILE, e))?;
     Ok(AgentIdentity::new(
         parse_spiffe_id(spiffe_id)?,
         file.model,
@@ -286,7 +286,7 @@ pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
                     let ttl = ttl.unwrap_or(900);
                     if ttl <= 0 || ttl > iss.max_ttl() {
                         return Err(CliError::usage(
-                            "token.lifetime_too_long",
+                            agentiam::token::codes::LIFETIME_TOO_LONG,
                             format!("lifetime must be 1..={} seconds", iss.max_ttl()),
                         ));
                     }
@@ -344,7 +344,7 @@ pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
             let keys = Jwks::from_json(&read_file(&jwks)?)?;
             if keys.is_empty() {
                 return Err(CliError::usage(
-                    "key.bad_jwks",
+                    agentiam::identity::codes::BAD_JWKS,
                     "the JWKS has no usable OKP/Ed25519 or EC/P-256 key",
                 ));
             }
@@ -354,7 +354,10 @@ pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
                     .take(64 * 1024)
                     .read_to_string(&mut buf)
                     .map_err(|e| {
-                        CliError::usage("cli.io", format!("cannot read standard input: {e}"))
+                        CliError::usage(
+                            crate::codes::IO,
+                            format!("cannot read standard input: {e}"),
+                        )
                     })?;
                 buf.trim().to_owned()
             } else {
@@ -385,7 +388,7 @@ pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
             if let (Some(agent), Some(digest)) = (expect_agent, expect_digest) {
                 let digest = Sha256Digest::parse(&digest).ok_or_else(|| {
                     CliError::usage(
-                        "cli.bad_digest",
+                        crate::codes::BAD_DIGEST,
                         "expected sha256:<64 lowercase hex digits>",
                     )
                 })?;
@@ -393,14 +396,14 @@ pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
             }
             if let Some(action) = &action {
                 let (resource, verb) = action.rsplit_once(':').ok_or_else(|| {
-                    CliError::usage("cli.bad_action", "--action must be resource:action")
+                    CliError::usage(crate::codes::BAD_ACTION, "--action must be resource:action")
                 })?;
                 let args: Option<serde_json::Value> = args
                     .as_deref()
                     .map(serde_json::from_str)
                     .transpose()
                     .map_err(|e| {
-                        CliError::usage("cli.bad_args", format!("--args is not JSON: {e}"))
+                        CliError::usage(crate::codes::BAD_ARGS, format!("--args is not JSON: {e}"))
                     })?;
                 let mut request = agentiam::token::ScopeRequest::new(resource, verb);
                 if let Some(a) = &args {

@@ -241,6 +241,15 @@ impl Default for InjectionFilter {
     }
 }
 
+/// The rules, compiled once per process (compiling them is the slow part of building a filter;
+/// every filter shares them).
+fn compiled_rules() -> std::sync::Arc<rules::RuleSet> {
+    static RULES: std::sync::OnceLock<std::sync::Arc<rules::RuleSet>> = std::sync::OnceLock::new();
+    RULES
+        .get_or_init(|| std::sync::Arc::new(rules::RuleSet::new()))
+        .clone()
+}
+
 /// Model probabilities below this are not reported as findings.
 const MODEL_FLOOR: f64 = 0.2;
 
@@ -280,7 +289,7 @@ impl InjectionFilter {
     /// data-carrying URLs, and argument scanning limited to exfiltration.
     pub fn new() -> Self {
         Self {
-            rules: std::sync::Arc::new(rules::RuleSet::new()),
+            rules: compiled_rules(),
             threshold: DEFAULT_THRESHOLD,
             max_bytes: DEFAULT_MAX_BYTES,
             exfiltration: ExfiltrationCheck::default(),

@@ -32,6 +32,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use agentiam_guard::*;
+#[allow(unused_imports, reason = "each test file uses some of them")]
+use agentiam_guard::{approval::*, arguments::*, audit::*, config::*, hooks::*, policy::*};
 use agentiam_identity::*;
 use agentiam_telemetry::{AuditLog, LogConfig, MemStore, RedactionPolicy};
 use agentiam_token::*;

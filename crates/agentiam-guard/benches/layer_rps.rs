@@ -19,7 +19,7 @@
 //! beside the rates: on a loaded 2-core machine it is the steadier figure.
 //!
 //! Then the layer's own cost per request, without sockets: the same request through
-//! `Guard<S>` and through `S` alone (an inner service that answers at once), one at a time.
+//! `GuardService<S>` and through `S` alone (an inner service that answers at once), one at a time.
 //!
 //! Run with `cargo bench -p agentiam-guard --features tower --bench layer_rps`.
 
@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 
 use agentiam_guard::http::{GuardLayer, RouteMap};
 use agentiam_guard::*;
+#[allow(unused_imports, reason = "each test file uses some of them")]
+use agentiam_guard::{approval::*, arguments::*, audit::*, config::*, hooks::*, policy::*};
 use agentiam_identity::*;
 use agentiam_telemetry::{AuditLog, LogConfig, MemStore, RedactionPolicy};
 use agentiam_token::*;

@@ -36,9 +36,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use agentiam_delegation::Grant;
+use agentiam_guard::hooks::{CallOutcome, OutputVerdict};
 use agentiam_guard::{
-    BaselineSettings, Baselines, BehaviourCheck, CallOutcome, Decision, Guard, GuardRequest,
-    OutputVerdict, PolicyEngine, Principal, Risk, RoleMap, ToolSpec,
+    BaselineSettings, Baselines, BehaviourCheck, Decision, Guard, GuardRequest, PolicyEngine,
+    Principal, Risk, RoleMap, ToolSpec,
 };
 use agentiam_token::{FixedClock, ScopeSet};
 use rand::{Rng, SeedableRng};
@@ -577,7 +578,11 @@ fn scopes() -> ScopeSet {
 
 fn principal(call: &Call, scopes: &ScopeSet, exp: i64) -> Principal {
     match &call.parent {
-        None => Principal::from_workload(call.agent.clone(), scopes.clone(), exp),
+        None => Principal::from_workload(
+            &agentiam_guard::VerifiedPeer::verified_elsewhere(&call.agent, exp)
+                .expect("a SPIFFE ID"),
+            scopes.clone(),
+        ),
         Some(parent) => Principal::from_grant(&Grant {
             scopes: scopes.clone(),
             exp,

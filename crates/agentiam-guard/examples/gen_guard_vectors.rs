@@ -18,6 +18,8 @@ use std::sync::Arc;
 
 use agentiam_delegation::{ExchangeRequest, Exchanger};
 use agentiam_guard::*;
+#[allow(unused_imports, reason = "each test file uses some of them")]
+use agentiam_guard::{approval::*, arguments::*, audit::*, config::*, hooks::*, policy::*};
 use agentiam_identity::*;
 use agentiam_token::*;
 use base64::Engine as _;

@@ -9,9 +9,50 @@
 //! The walk ([`agentiam_filter::json::visit_strings`]) is iterative, so even arguments that never passed the gate
 //! (a [`crate::ContentFilter`] called directly) cannot exhaust the stack.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
-use crate::policy::MAX_ARGUMENT_DEPTH;
+pub use crate::policy::MAX_ARGUMENT_DEPTH;
+
+/// A call's arguments, one value for every reader: the engine decides on it and the activity
+/// log records it. Borrowed, or shared (an `Arc` the caller already holds) so that a sink that
+/// keeps the arguments takes a reference instead of a copy.
+#[derive(Debug, Clone, Copy)]
+pub struct Arguments<'a> {
+    value: &'a Value,
+    shared: Option<&'a Arc<Value>>,
+}
+
+impl<'a> Arguments<'a> {
+    /// Arguments the caller lends for the call.
+    pub fn borrowed(value: &'a Value) -> Self {
+        Self {
+            value,
+            shared: None,
+        }
+    }
+
+    /// Arguments the caller shares: keeping them costs a reference count.
+    pub fn shared(value: &'a Arc<Value>) -> Self {
+        Self {
+            value,
+            shared: Some(value),
+        }
+    }
+
+    /// The arguments.
+    pub fn value(&self) -> &'a Value {
+        self.value
+    }
+
+    /// The arguments to keep: the shared value, or a copy of a borrowed one.
+    pub fn to_shared(&self) -> Arc<Value> {
+        self.shared
+            .cloned()
+            .unwrap_or_else(|| Arc::new(self.value.clone()))
+    }
+}
 
 /// Most bytes of strings (string values and member names, UTF-8) in one call's arguments.
 pub const MAX_ARGUMENT_BYTES: usize = 1 << 20;

@@ -266,10 +266,7 @@ impl DecisionSink for AuditSink {
         if let Decision::Deny(d) = decision {
             outcome.policy_id = d.policies().first().cloned();
         }
-        let arguments = request
-            .shared_arguments
-            .cloned()
-            .unwrap_or_else(|| Arc::new(request.arguments.clone()));
+        let arguments = request.shared_arguments();
         let mut pending = Pending::new(
             TOOL_CALL_EVENT,
             request.principal,
@@ -294,11 +291,11 @@ impl DecisionSink for AuditSink {
         outcome.outcome = agentiam_telemetry::Outcome::Record;
         outcome.code = match o.verdict {
             OutputVerdict::Clean => None,
-            OutputVerdict::Untrusted => Some("guard.output_untrusted".into()),
+            OutputVerdict::Untrusted => Some(crate::codes::OUTPUT_UNTRUSTED.into()),
             OutputVerdict::Injection(_) => Some(crate::codes::INJECTION_DETECTED.into()),
         };
         if o.failed {
-            outcome.code = Some("guard.tool_failed".into());
+            outcome.code = Some(crate::codes::TOOL_FAILED.into());
         }
         let mut pending = Pending::new(TOOL_RESULT_EVENT, p, o.tool, o.call_id, outcome);
         pending.output_sha256 = Some(agentiam_telemetry::sha256_hex(o.output.as_bytes()));

@@ -499,6 +499,22 @@ impl GuardConfig {
             })
     }
 
+    /// Checks the document without opening anything it names (the shared state, the baselines
+    /// file): whatever [`GuardConfig::build`] would refuse in the document itself (JWKS, policy
+    /// and schema, approver keys, tools and their descriptions, limits, baselines settings,
+    /// workloads) is refused here, with the same code. For checking a configuration where it
+    /// is written (the Python `Guard(...)` and `@guard.tool(...)`), before the first call.
+    pub fn validate(&self) -> Result<(), GuardError> {
+        let mut offline = self.clone();
+        offline.state = None;
+        if let Some(baselines) = &mut offline.baselines {
+            baselines.file = None;
+        }
+        offline
+            .build(Arc::new(agentiam_token::SystemClock))
+            .map(|_| ())
+    }
+
     /// Builds the guard and the authenticator on `clock`.
     pub fn build(&self, clock: Arc<dyn Clock>) -> Result<(Guard, Authenticator), GuardError> {
         let (builder, auth) = self.builder(clock)?;
@@ -516,7 +532,7 @@ impl GuardConfig {
             Some(text) => PolicyEngine::new(text, self.schema.as_deref())?,
             None => PolicyEngine::new(
                 crate::DEFAULT_POLICY,
-                Some(self.schema.as_deref().unwrap_or(crate::SCHEMA)),
+                Some(self.schema.as_deref().unwrap_or(crate::policy::SCHEMA)),
             )?,
         };
         let mut approvers = ApproverKeys::new();
@@ -540,7 +556,7 @@ impl GuardConfig {
         }
         builder = match &self.injection_filter {
             Some(filter) => builder.content_filter(Arc::new(filter.filter())),
-            None => builder.content_filter(Arc::new(crate::NoContentFilter)),
+            None => builder.content_filter(Arc::new(crate::hooks::NoContentFilter)),
         };
         if !self.limits.is_empty() {
             let limits = self
@@ -626,7 +642,7 @@ impl CallInput {
             Some(Ok(der)) => Some(der),
             Some(Err(_)) => {
                 return Decision::deny(
-                    crate::credentials::PEER_CERTIFICATE_INVALID,
+                    crate::codes::PEER_CERTIFICATE_INVALID,
                     "client certificate is not base64",
                 );
             }
@@ -666,15 +682,8 @@ impl CallInput {
 
 /// A decision as JSON: `{"decision": "allow"|"deny"|"confirm", "code", "message", "policies", "approval_request"}`.
 pub fn decision_json(decision: &Decision) -> Value {
-    match decision {
-        Decision::Allow(a) => serde_json::json!({"decision": "allow", "approver": a.approver}),
-        Decision::Deny(d) => serde_json::json!({
-            "decision": "deny", "code": d.code(), "message": d.message(), "policies": d.policies(),
-        }),
-        Decision::NeedsConfirmation(r) => serde_json::json!({
-            "decision": "confirm", "code": r.code, "policies": r.policies, "approval_request": r,
-        }),
-    }
+    // Serializing a decision cannot fail (string keys, no maps with other keys).
+    serde_json::to_value(decision).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]

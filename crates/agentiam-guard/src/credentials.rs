@@ -23,8 +23,7 @@ use crate::codes;
 use crate::decision::Denial;
 use crate::request::Principal;
 
-/// Code for a client certificate without exactly one valid SPIFFE ID, or outside its validity.
-pub const PEER_CERTIFICATE_INVALID: &str = "guard.peer_certificate_invalid";
+use crate::codes::PEER_CERTIFICATE_INVALID;
 
 /// Verified token text and its principal, by signature.
 type PrincipalCache = quick_cache::sync::Cache<Box<str>, (Arc<str>, Arc<Principal>)>;
@@ -47,8 +46,61 @@ pub struct Presented<'a> {
     pub url: &'a str,
 }
 
+/// A client whose certificate proved a SPIFFE ID: the only thing
+/// [`Principal::from_workload`] takes, so a workload principal cannot come from an unchecked
+/// string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedPeer {
+    spiffe_id: String,
+    not_after: i64,
+}
+
+impl VerifiedPeer {
+    /// Reads a client's X.509-SVID (DER, its chain already verified by the TLS stack) at `now`:
+    /// within its validity, exactly one URI SAN, and that a SPIFFE ID
+    /// (`guard.peer_certificate_invalid` otherwise).
+    pub fn from_certificate(der: &[u8], now: i64) -> Result<Self, Denial> {
+        let (spiffe_id, not_after) = peer_spiffe_id(der, now)?;
+        Ok(Self {
+            spiffe_id,
+            not_after,
+        })
+    }
+
+    /// A peer something else already verified (your own TLS stack, a SPIFFE Workload API
+    /// client, or a replay of a verified activity log): the SPIFFE ID it proved, and when that
+    /// proof expires (seconds since the epoch). The ID must parse as a SPIFFE ID.
+    ///
+    /// ```
+    /// use agentiam_guard::VerifiedPeer;
+    /// let peer = VerifiedPeer::verified_elsewhere("spiffe://acme.example/agent/a", 1_800_000_000).unwrap();
+    /// assert_eq!(peer.spiffe_id(), "spiffe://acme.example/agent/a");
+    /// assert!(VerifiedPeer::verified_elsewhere("not a spiffe id", 0).is_err());
+    /// ```
+    pub fn verified_elsewhere(
+        spiffe_id: &str,
+        not_after: i64,
+    ) -> Result<Self, agentiam_identity::IdentityError> {
+        let id = agentiam_identity::parse_spiffe_id(spiffe_id)?;
+        Ok(Self {
+            spiffe_id: id.to_string(),
+            not_after,
+        })
+    }
+
+    /// The SPIFFE ID the peer proved.
+    pub fn spiffe_id(&self) -> &str {
+        &self.spiffe_id
+    }
+
+    /// When the proof expires (seconds since the epoch).
+    pub fn not_after(&self) -> i64 {
+        self.not_after
+    }
+}
+
 /// The SPIFFE ID and `notAfter` (seconds since the epoch) of a client certificate.
-pub fn peer_spiffe_id(der: &[u8], now: i64) -> Result<(String, i64), Denial> {
+fn peer_spiffe_id(der: &[u8], now: i64) -> Result<(String, i64), Denial> {
     use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
     let bad = |why: &str| Denial::new(PEER_CERTIFICATE_INVALID, why.to_owned());
     let (rest, cert) =
@@ -127,16 +179,12 @@ impl Authenticator {
         let now = self.verifier.verifier().clock().now();
         let peer = presented
             .client_certificate
-            .map(|der| peer_spiffe_id(der, now).map(|id| (der, id)))
+            .map(|der| VerifiedPeer::from_certificate(der, now).map(|peer| (der, peer)))
             .transpose()?;
         let Some(token) = presented.token else {
             return match peer {
-                Some((_, (id, not_after))) => match self.workloads.get(&id) {
-                    Some(scopes) => Ok(Arc::new(Principal::from_workload(
-                        id,
-                        scopes.clone(),
-                        not_after,
-                    ))),
+                Some((_, peer)) => match self.workloads.get(peer.spiffe_id()) {
+                    Some(scopes) => Ok(Arc::new(Principal::from_workload(&peer, scopes.clone()))),
                     None => Err(Denial::new(
                         codes::CREDENTIALS_MISSING,
                         "no token, and the client certificate's SPIFFE ID is not mapped to scopes",
@@ -171,11 +219,11 @@ impl Authenticator {
             (None, None) => self.verifier.verify(token).map_err(|e| token_denial(&e))?,
         };
         // Over mTLS, the certificate names who is calling: one agent's certificate cannot carry another's token.
-        if let Some((_, (id, _))) = &peer
-            && verified.claims().presenter() != id
+        if let Some((_, peer)) = &peer
+            && verified.claims().presenter() != peer.spiffe_id()
         {
             return Err(Denial::new(
-                "token.identity_mismatch",
+                agentiam_token::codes::IDENTITY_MISMATCH,
                 "the token was issued to another agent than the client certificate names",
             ));
         }

@@ -18,6 +18,36 @@ pub enum Decision {
     NeedsConfirmation(Box<ApprovalRequest>),
 }
 
+/// The one wire form of a decision, used by the CLI (`agentiam guard decide`), the vectors and
+/// every JSON answer: `{"decision": "allow", "approver"}`,
+/// `{"decision": "deny", "code", "message", "policies"}` or
+/// `{"decision": "confirm", "code", "policies", "approval_request"}`.
+impl serde::Serialize for Decision {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(None)?;
+        match self {
+            Self::Allow(a) => {
+                map.serialize_entry("decision", "allow")?;
+                map.serialize_entry("approver", &a.approver)?;
+            }
+            Self::Deny(d) => {
+                map.serialize_entry("decision", "deny")?;
+                map.serialize_entry("code", d.code())?;
+                map.serialize_entry("message", d.message())?;
+                map.serialize_entry("policies", d.policies())?;
+            }
+            Self::NeedsConfirmation(r) => {
+                map.serialize_entry("decision", "confirm")?;
+                map.serialize_entry("code", &r.code)?;
+                map.serialize_entry("policies", &r.policies)?;
+                map.serialize_entry("approval_request", r)?;
+            }
+        }
+        map.end()
+    }
+}
+
 impl Decision {
     /// True only for [`Decision::Allow`].
     pub fn is_allowed(&self) -> bool {
@@ -131,5 +161,11 @@ impl fmt::Display for Denial {
 impl Default for Denial {
     fn default() -> Self {
         Self::new(codes::POLICY_DENIED, "denied")
+    }
+}
+
+impl agentiam_codes::ReasonCode for Denial {
+    fn code(&self) -> &str {
+        Denial::code(self)
     }
 }

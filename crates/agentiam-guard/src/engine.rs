@@ -94,7 +94,7 @@ pub struct GuardBuilder {
 impl Guard {
     /// Starts a guard with this policy, no tools and no approvers, and the injection filter
     /// ([`agentiam_filter::InjectionFilter::new`]) as its content filter: secure by default, so
-    /// [`GuardBuilder::content_filter`] with [`crate::NoContentFilter`] is how to turn it off.
+    /// [`GuardBuilder::content_filter`] with [`crate::hooks::NoContentFilter`] is how to turn it off.
     pub fn builder(policy: PolicyEngine) -> GuardBuilder {
         GuardBuilder {
             tools: HashMap::new(),
@@ -281,7 +281,7 @@ impl Guard {
         if let Some(refusal) = pin_refusal(principal, tool) {
             return refusal;
         }
-        if !matches!(request.arguments, Value::Object(_) | Value::Null) {
+        if !matches!(request.arguments(), Value::Object(_) | Value::Null) {
             return Decision::deny(
                 codes::ARGUMENTS_INVALID,
                 "tool arguments must be a JSON object",
@@ -289,15 +289,15 @@ impl Guard {
         }
         // Before anything reads the arguments: what is too large to examine completely is
         // refused here, so no later check needs a cap of its own or stops early.
-        if let Some(why) = crate::arguments::too_large(request.arguments) {
+        if let Some(why) = crate::arguments::too_large(request.arguments()) {
             return Decision::deny(codes::INPUT_TOO_LARGE, why);
         }
         let scope_request =
-            ScopeRequest::new(tool.resource(), tool.action()).with_args(request.arguments);
+            ScopeRequest::new(tool.resource(), tool.action()).with_args(request.arguments());
         if let Err(denial) = principal.scopes().check(&scope_request) {
             return Decision::deny(denial.code(), denial.to_string());
         }
-        if let Some(finding) = self.filter.scan_arguments(tool, request.arguments) {
+        if let Some(finding) = self.filter.scan_arguments(tool, request.arguments()) {
             return Decision::deny(codes::INJECTION_DETECTED, finding.detail);
         }
         // The task's taint, from every session, guard and worker that served it.
@@ -350,13 +350,13 @@ impl Guard {
                 Ok(false) => {}
                 Ok(true) => {
                     return Some(Decision::deny(
-                        "token.revoked",
+                        agentiam_token::codes::REVOKED,
                         "the credential (or one it was delegated from) has been revoked",
                     ));
                 }
                 Err(e) => {
                     return Some(Decision::deny(
-                        "token.revocation_unavailable",
+                        agentiam_token::codes::REVOCATION_UNAVAILABLE,
                         format!("revocation status unavailable: {e}"),
                     ));
                 }
@@ -508,13 +508,13 @@ impl Guard {
         let principal = request.principal;
         let anomaly_score = anomaly.map_or(0, |a| a.score);
         let mut ctx = PolicyContext {
-            arguments: request.arguments,
+            arguments: request.arguments(),
             tainted: session.tainted,
             // A fingerprint set that overflowed (here or in another worker of the task) cannot
             // clear anything: `copied_into` then names the first string.
             untrusted_arguments: session
                 .untrusted_text
-                .copied_into(request.arguments)
+                .copied_into(request.arguments())
                 .is_some(),
             approved: false,
             anomaly_score,
@@ -534,7 +534,7 @@ impl Guard {
                 Some(approval) => {
                     // What the approver must have been shown, as this guard sees it now.
                     let taint = shown_taint(&session.taint_sources);
-                    let arguments = arguments_or_empty(request.arguments);
+                    let arguments = arguments_or_empty(request.arguments());
                     let call = HashedCall {
                         anomaly,
                         args: &arguments,
@@ -618,7 +618,7 @@ impl Guard {
         let expires_at = now
             .saturating_add(self.confirmation_ttl)
             .min(request.principal.expires_at());
-        let arguments = arguments_or_empty(request.arguments);
+        let arguments = arguments_or_empty(request.arguments());
         let taint_sources = shown_taint(&session.taint_sources);
         let digest = match digest_of(&HashedCall {
             anomaly,
@@ -768,7 +768,7 @@ impl GuardBuilder {
     }
 
     /// The content filter hook (default: [`agentiam_filter::InjectionFilter::new`]; give
-    /// [`crate::NoContentFilter`] to turn filtering off).
+    /// [`crate::hooks::NoContentFilter`] to turn filtering off).
     pub fn content_filter(mut self, filter: Arc<dyn ContentFilter>) -> Self {
         self.filter = filter;
         self

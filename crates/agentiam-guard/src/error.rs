@@ -44,18 +44,24 @@ pub enum GuardError {
     State(String),
 }
 
+impl agentiam_codes::ReasonCode for GuardError {
+    fn code(&self) -> &str {
+        GuardError::code(self)
+    }
+}
+
 impl GuardError {
     /// The stable reason code.
     pub fn code(&self) -> &'static str {
         match self {
             Self::PolicyParse(_) | Self::SchemaParse(_) | Self::PolicyInvalid(_) => {
-                "guard.policy_invalid"
+                crate::codes::POLICY_INVALID
             }
-            Self::ToolSpec(_) => "guard.tool_spec_invalid",
-            Self::ApproverKey(_) => "guard.approver_key_refused",
+            Self::ToolSpec(_) => crate::codes::TOOL_SPEC_INVALID,
+            Self::ApproverKey(_) => crate::codes::APPROVER_KEY_REFUSED,
             Self::ApprovalMalformed(_) => crate::codes::CONFIRMATION_INVALID,
             Self::ToolPoisoning { .. } => crate::codes::TOOL_POISONING,
-            Self::Io { .. } => "guard.io",
+            Self::Io { .. } => crate::codes::IO,
             Self::State(_) => crate::codes::STATE_UNAVAILABLE,
         }
     }

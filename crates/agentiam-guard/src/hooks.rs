@@ -1,5 +1,5 @@
-//! Extension points the guard calls on every decision: the content filter (injection issue),
-//! the behaviour check (behaviour issue) and the decision sink (audit).
+//! Extension points the guard calls on every decision: the content filter, the behaviour
+//! check and the decision sink (the activity log).
 //! Each has a no-op default, so a guard without them still decides on scope and policy.
 
 use std::fmt;

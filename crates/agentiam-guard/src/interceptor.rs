@@ -97,14 +97,12 @@ impl Session {
 pub struct ToolCall<'a> {
     /// The registered tool name.
     pub tool: &'a str,
-    /// Its arguments (a JSON object).
-    pub arguments: &'a Value,
+    /// Its arguments (a JSON object), borrowed or shared with the audit sink.
+    pub arguments: crate::arguments::Arguments<'a>,
     /// The framework's call id.
     pub call_id: Option<&'a str>,
     /// An approval obtained out of band (e.g. from the broker's console), never from the arguments.
     pub approval: Option<&'a Approval>,
-    /// The arguments, shared with the audit sink instead of copied.
-    pub shared_arguments: Option<&'a Arc<Value>>,
 }
 
 impl<'a> ToolCall<'a> {
@@ -112,18 +110,18 @@ impl<'a> ToolCall<'a> {
     pub fn new(tool: &'a str, arguments: &'a Value) -> Self {
         Self {
             tool,
-            arguments,
+            arguments: crate::arguments::Arguments::borrowed(arguments),
             call_id: None,
             approval: None,
-            shared_arguments: None,
         }
     }
 
     /// A call whose arguments the audit sink may keep without copying.
     pub fn shared(tool: &'a str, arguments: &'a Arc<Value>) -> Self {
-        let mut call = Self::new(tool, arguments);
-        call.shared_arguments = Some(arguments);
-        call
+        Self {
+            arguments: crate::arguments::Arguments::shared(arguments),
+            ..Self::new(tool, arguments)
+        }
     }
 }
 
@@ -183,9 +181,9 @@ impl ToolInterceptor {
         call: &ToolCall<'a>,
     ) -> GuardRequest<'a> {
         let mut request =
-            GuardRequest::new(&session.principal, call.tool, call.arguments).with_session(context);
+            GuardRequest::with_arguments(&session.principal, call.tool, call.arguments)
+                .with_session(context);
         request.call_id = call.call_id;
-        request.shared_arguments = call.shared_arguments;
         request
     }
 

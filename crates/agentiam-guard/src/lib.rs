@@ -5,8 +5,8 @@
 //!
 //! 1. the credential has not expired since it was verified (`token.expired`);
 //! 2. the tool is registered (`guard.unknown_action`), the arguments are an object (`guard.arguments_invalid`)
-//!    small enough to examine completely (`guard.input_too_large`: [`MAX_ARGUMENT_DEPTH`],
-//!    [`MAX_ARGUMENT_VALUES`], [`MAX_ARGUMENT_BYTES`]);
+//!    small enough to examine completely (`guard.input_too_large`: [`arguments::MAX_ARGUMENT_DEPTH`],
+//!    [`arguments::MAX_ARGUMENT_VALUES`], [`arguments::MAX_ARGUMENT_BYTES`]);
 //! 3. a token scope covers the tool's `resource:action` and its argument constraints
 //!    (`guard.scope_missing`, `guard.constraint_violated`);
 //! 4. the [`ContentFilter`] hook finds no injection in the arguments (`guard.injection_detected`);
@@ -58,20 +58,20 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod approval;
-mod arguments;
-mod audit;
+pub mod approval;
+pub mod arguments;
+pub mod audit;
 pub mod behaviour;
 pub mod codes;
-mod config;
+pub mod config;
 mod content_filter;
 mod credentials;
 mod decision;
 mod engine;
 mod error;
-mod hooks;
+pub mod hooks;
 mod interceptor;
-mod policy;
+pub mod policy;
 mod request;
 mod untrusted_text;
 
@@ -80,31 +80,19 @@ pub mod http;
 #[cfg(feature = "mtls")]
 pub mod mtls;
 
-pub use approval::{
-    APPROVAL_CONTEXT, Approval, ApprovalChannel, ApprovalFuture, ApprovalInbox, ApprovalQueue,
-    ApprovalRequest, ApprovalResponse, ApproverKeys, AsyncApprovalChannel, CallbackApprovals,
-    DEFAULT_MAX_APPROVAL_TTL_SECS, InMemoryNonceStore, MAX_APPROVAL_BYTES, NonceStore,
-    PendingApproval,
-};
-pub use arguments::{MAX_ARGUMENT_BYTES, MAX_ARGUMENT_VALUES};
-pub use audit::{AuditSink, GUARDRAIL_COMPONENT, TOOL_CALL_EVENT, TOOL_RESULT_EVENT};
+// The paved path at the root; the rest in its module (`approval`, `arguments`, `audit`,
+// `behaviour`, `config`, `hooks`, `policy`).
+pub use approval::{Approval, ApprovalRequest, ApproverKeys};
+pub use audit::AuditSink;
 pub use behaviour::{BaselineSettings, Baselines, Limit, LimitScope, Limits, RoleMap};
-pub use config::{
-    ApproverConfig, BaselineConfig, CallInput, FilterConfig, GuardConfig, LimitConfig, LimitPer,
-    MAX_DOCUMENT_BYTES, ToolConfig, TotalConfig, decision_json,
-};
-pub use credentials::{Authenticator, PEER_CERTIFICATE_INVALID, Presented, peer_spiffe_id};
+pub use config::GuardConfig;
+pub use credentials::{Authenticator, Presented, VerifiedPeer};
 pub use decision::{Allowance, Anomaly, Decision, Denial};
 pub use engine::{DEFAULT_CONFIRMATION_TTL_SECS, Guard, GuardBuilder};
 pub use error::GuardError;
-pub use hooks::{
-    Assessment, BehaviourCheck, BehaviourChecks, CallOutcome, ContentFilter, DecisionSink, Finding,
-    NoBehaviourCheck, NoContentFilter, OutputVerdict, Reserved,
-};
+pub use hooks::{BehaviourCheck, ContentFilter, DecisionSink};
 pub use interceptor::{Session, ToolCall, ToolInterceptor};
-pub use policy::{
-    DECISION_CACHE_CAPACITY, DEFAULT_POLICY, MAX_ARGUMENT_DEPTH, PolicyEngine, SCHEMA,
-};
+pub use policy::{DEFAULT_POLICY, PolicyEngine};
 pub use request::{
     GuardRequest, HttpRequestInfo, Principal, Risk, SessionContext, SharedPrincipal, ToolSpec,
 };

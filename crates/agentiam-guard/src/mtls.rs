@@ -2,7 +2,7 @@
 //! chaining to the trust bundle, and the peer certificate handed to the guard.
 //!
 //! rustls checks the chain, validity and key usage ([`rustls::server::WebPkiClientVerifier`]);
-//! it does not read SPIFFE IDs. The guard does ([`crate::peer_spiffe_id`]): exactly one
+//! it does not read SPIFFE IDs. The guard does ([`crate::VerifiedPeer::from_certificate`]): exactly one
 //! `spiffe://` URI SAN, which must be the agent of a token presented over the connection.
 //!
 //! ```
@@ -34,7 +34,13 @@ pub struct MtlsError(String);
 impl MtlsError {
     /// The stable reason code.
     pub fn code(&self) -> &'static str {
-        "guard.tls_config_invalid"
+        crate::codes::TLS_CONFIG_INVALID
+    }
+}
+
+impl agentiam_codes::ReasonCode for MtlsError {
+    fn code(&self) -> &str {
+        MtlsError::code(self)
     }
 }
 

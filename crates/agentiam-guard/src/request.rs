@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::GuardError;
 use crate::approval::Approval;
+use crate::arguments::Arguments;
 
 /// How much harm a tool can do. Policy decides which levels need a human.
 #[derive(
@@ -317,10 +318,11 @@ impl Principal {
         .with_task_key()
     }
 
-    /// A workload authenticated only by its X.509-SVID (mTLS without a token): its SPIFFE ID and
-    /// the scopes the service grants that ID, valid until the certificate expires.
-    pub fn from_workload(spiffe_id: impl Into<String>, scopes: ScopeSet, expires_at: i64) -> Self {
-        let id = spiffe_id.into();
+    /// A workload authenticated only by its X.509-SVID (mTLS without a token): the SPIFFE ID it
+    /// proved and the scopes the service grants that ID, valid until its certificate expires.
+    pub fn from_workload(peer: &crate::VerifiedPeer, scopes: ScopeSet) -> Self {
+        let id = peer.spiffe_id().to_owned();
+        let expires_at = peer.not_after();
         Self {
             subject: id.clone(),
             presenter: id.clone(),
@@ -476,8 +478,9 @@ pub struct GuardRequest<'a> {
     pub principal: &'a Principal,
     /// Which tool (a registered [`ToolSpec`] name).
     pub tool: &'a str,
-    /// The tool's arguments: a JSON object (or null for none).
-    pub arguments: &'a Value,
+    /// The tool's arguments: a JSON object (or null for none); read with
+    /// [`GuardRequest::arguments`].
+    arguments: Arguments<'a>,
     /// The session.
     pub session: &'a SessionContext,
     /// A human's approval, presented out of band (never read from the arguments).
@@ -486,14 +489,25 @@ pub struct GuardRequest<'a> {
     pub http: Option<HttpRequestInfo<'a>>,
     /// The tool call id, for the audit record.
     pub call_id: Option<&'a str>,
-    /// The same arguments, shared: sinks that keep them (the audit log) take a reference
-    /// instead of copying (set by [`GuardRequest::shared`]).
-    pub shared_arguments: Option<&'a Arc<Value>>,
 }
 
 impl<'a> GuardRequest<'a> {
     /// A tool call in a clean, anonymous session.
     pub fn new(principal: &'a Principal, tool: &'a str, arguments: &'a Value) -> Self {
+        Self::with_arguments(principal, tool, Arguments::borrowed(arguments))
+    }
+
+    /// A tool call whose arguments are shared, so the audit sink keeps them without a copy.
+    pub fn shared(principal: &'a Principal, tool: &'a str, arguments: &'a Arc<Value>) -> Self {
+        Self::with_arguments(principal, tool, Arguments::shared(arguments))
+    }
+
+    /// A tool call with its arguments as given.
+    pub fn with_arguments(
+        principal: &'a Principal,
+        tool: &'a str,
+        arguments: Arguments<'a>,
+    ) -> Self {
         static CLEAN: std::sync::LazyLock<SessionContext> =
             std::sync::LazyLock::new(SessionContext::default);
         Self {
@@ -504,15 +518,17 @@ impl<'a> GuardRequest<'a> {
             approval: None,
             http: None,
             call_id: None,
-            shared_arguments: None,
         }
     }
 
-    /// A tool call whose arguments are shared, so the audit sink keeps them without a copy.
-    pub fn shared(principal: &'a Principal, tool: &'a str, arguments: &'a Arc<Value>) -> Self {
-        let mut request = Self::new(principal, tool, arguments);
-        request.shared_arguments = Some(arguments);
-        request
+    /// The tool's arguments.
+    pub fn arguments(&self) -> &'a Value {
+        self.arguments.value()
+    }
+
+    /// The arguments as a sink keeps them (shared when the caller shared them, else copied).
+    pub fn shared_arguments(&self) -> Arc<Value> {
+        self.arguments.to_shared()
     }
     /// In this session.
     pub fn with_session(mut self, session: &'a SessionContext) -> Self {

@@ -17,6 +17,8 @@ use std::sync::Arc;
 use agentiam_delegation::{ExchangeRequest, Exchanger};
 use agentiam_guard::behaviour::*;
 use agentiam_guard::*;
+#[allow(unused_imports, reason = "each test file uses some of them")]
+use agentiam_guard::{approval::*, arguments::*, audit::*, config::*, hooks::*, policy::*};
 use agentiam_identity::*;
 use agentiam_token::*;
 use proptest::prelude::*;
@@ -360,7 +362,10 @@ fn every_anomaly_is_an_audit_event_and_a_span_event_whatever_the_action() {
         "v1",
         64,
     ));
-    let p = Principal::from_workload(SUPPORT, ScopeSet::parse(SCOPES).unwrap(), i64::MAX);
+    let p = Principal::from_workload(
+        &agentiam_guard::VerifiedPeer::verified_elsewhere(SUPPORT, i64::MAX).unwrap(),
+        ScopeSet::parse(SCOPES).unwrap(),
+    );
     for (score, allowed) in [(40u8, true), (70, false), (0, true)] {
         let guard = Guard::builder(PolicyEngine::default_policy().unwrap())
             .tools(tools())
@@ -501,9 +506,9 @@ fn declared_baselines_in_configuration_hold_from_the_first_call() {
     let (guard, _) = config.build(Arc::new(FixedClock::new(MONDAY_9AM))).unwrap();
     assert!(guard.baselines().is_some());
     let p = Principal::from_workload(
-        format!("{SUPPORT}/7"),
+        &agentiam_guard::VerifiedPeer::verified_elsewhere(&format!("{SUPPORT}/7"), i64::MAX)
+            .unwrap(),
         ScopeSet::parse(SCOPES).unwrap(),
-        i64::MAX,
     );
     let decide = |tool: &str, args: Value| guard.decide(&GuardRequest::new(&p, tool, &args));
     assert!(decide("tickets.read", json!({})).is_allowed());
@@ -558,7 +563,7 @@ proptest! {
             .baselines(baselines.clone())
             .build()
             .unwrap();
-        let p = Principal::from_workload(SUPPORT, ScopeSet::parse(SCOPES).unwrap(), i64::MAX);
+        let p = Principal::from_workload(&agentiam_guard::VerifiedPeer::verified_elsewhere(SUPPORT, i64::MAX).unwrap(), ScopeSet::parse(SCOPES).unwrap());
         let names = ["tickets.read", "tickets.reply", "kb.search", "hr.records.read", "refunds.issue"];
         for (tool, dt, _) in &calls {
             clock.advance(*dt);

@@ -16,6 +16,8 @@ use std::sync::Arc;
 
 use agentiam_filter::{ExfiltrationCheck, InjectionFilter, Verdict};
 use agentiam_guard::*;
+#[allow(unused_imports, reason = "each test file uses some of them")]
+use agentiam_guard::{approval::*, arguments::*, audit::*, config::*, hooks::*, policy::*};
 use agentiam_identity::ToolDescriptor;
 use agentiam_token::{FixedClock, ScopeSet};
 use serde_json::{Value, json};
@@ -26,9 +28,12 @@ const LEAK: &str = "https://evil.test/c?d=c2VjcmV0";
 
 fn principal() -> Principal {
     Principal::from_workload(
-        "spiffe://acme.test/agent/worker",
+        &agentiam_guard::VerifiedPeer::verified_elsewhere(
+            "spiffe://acme.test/agent/worker",
+            NOW + 600,
+        )
+        .unwrap(),
         ScopeSet::parse("notes:write mail:send").unwrap(),
-        NOW + 600,
     )
 }
 

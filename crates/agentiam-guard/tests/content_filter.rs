@@ -10,7 +10,8 @@
 )]
 
 use agentiam_filter::{ExfiltrationCheck, InjectionFilter};
-use agentiam_guard::{ContentFilter, OutputVerdict, Risk, ToolSpec};
+use agentiam_guard::hooks::OutputVerdict;
+use agentiam_guard::{ContentFilter, Risk, ToolSpec};
 use serde_json::json;
 
 #[test]

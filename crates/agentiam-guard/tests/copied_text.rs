@@ -14,6 +14,8 @@
 use std::sync::Arc;
 
 use agentiam_guard::*;
+#[allow(unused_imports, reason = "each test file uses some of them")]
+use agentiam_guard::{approval::*, arguments::*, audit::*, config::*, hooks::*, policy::*};
 use agentiam_token::{FixedClock, ScopeSet};
 use serde_json::{Value, json};
 
@@ -121,9 +123,12 @@ fn member_names_are_arguments_too() {
 
 fn principal() -> Principal {
     Principal::from_workload(
-        "spiffe://acme.test/agent/reader",
+        &agentiam_guard::VerifiedPeer::verified_elsewhere(
+            "spiffe://acme.test/agent/reader",
+            1_800_000_600,
+        )
+        .unwrap(),
         ScopeSet::parse("web:fetch web:read").unwrap(),
-        1_800_000_600,
     )
 }
 

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use agentiam_guard::*;
+#[allow(unused_imports, reason = "each test file uses some of them")]
+use agentiam_guard::{approval::*, arguments::*, audit::*, config::*, hooks::*, policy::*};
 use agentiam_identity::*;
 use agentiam_token::*;
 use proptest::prelude::*;
@@ -1171,7 +1173,7 @@ fn a_poisoned_tool_description_is_refused_at_registration() {
     assert_eq!(err.code(), "guard.tool_poisoning", "{err}");
     assert!(
         poisoned()
-            .content_filter(Arc::new(agentiam_guard::NoContentFilter))
+            .content_filter(Arc::new(agentiam_guard::hooks::NoContentFilter))
             .build()
             .is_ok()
     );

@@ -18,6 +18,8 @@ use agentiam_guard::http::{
     RouteMap,
 };
 use agentiam_guard::*;
+#[allow(unused_imports, reason = "each test file uses some of them")]
+use agentiam_guard::{approval::*, arguments::*, audit::*, config::*, hooks::*, policy::*};
 use agentiam_identity::*;
 use agentiam_token::*;
 use axum::routing::{delete, get, post};

@@ -16,6 +16,8 @@ use std::cell::Cell;
 use std::sync::Arc;
 
 use agentiam_guard::*;
+#[allow(unused_imports, reason = "each test file uses some of them")]
+use agentiam_guard::{approval::*, arguments::*, audit::*, config::*, hooks::*, policy::*};
 use agentiam_identity::{
     AgentConfiguration, AgentIdentity, Algorithm, ModelRef, RuntimeDescriptor, SigningKey,
     parse_spiffe_id,

@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use agentiam_guard::*;
+#[allow(unused_imports, reason = "each test file uses some of them")]
+use agentiam_guard::{approval::*, arguments::*, audit::*, config::*, hooks::*, policy::*};
 use agentiam_state::{InProcessState, SharedState};
 use serde_json::json;
 

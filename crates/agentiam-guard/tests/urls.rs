@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 use agentiam_filter::{ExfiltrationCheck, InjectionFilter};
 use agentiam_guard::*;
+#[allow(unused_imports, reason = "each test file uses some of them")]
+use agentiam_guard::{approval::*, arguments::*, audit::*, config::*, hooks::*, policy::*};
 use agentiam_token::{FixedClock, ScopeSet};
 use proptest::prelude::*;
 use serde_json::json;
@@ -230,9 +232,12 @@ fn the_guard_refuses_every_data_carrying_or_ambiguous_form() {
         .build()
         .unwrap();
     let p = Principal::from_workload(
-        "spiffe://acme.test/agent/reader",
+        &agentiam_guard::VerifiedPeer::verified_elsewhere(
+            "spiffe://acme.test/agent/reader",
+            1_800_000_600,
+        )
+        .unwrap(),
         ScopeSet::parse("web:fetch").unwrap(),
-        1_800_000_600,
     );
     for &(arg, want) in TABLE {
         let args = json!({ "url": arg });

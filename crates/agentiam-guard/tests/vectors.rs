@@ -10,7 +10,8 @@
 
 use std::sync::Arc;
 
-use agentiam_guard::{CallInput, Decision, GuardConfig};
+use agentiam_guard::config::CallInput;
+use agentiam_guard::{Decision, GuardConfig};
 use agentiam_token::FixedClock;
 use serde_json::Value;
 

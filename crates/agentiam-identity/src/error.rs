@@ -1,5 +1,7 @@
 //! Errors of the identity crate, each with a stable dotted code.
 
+use crate::codes;
+
 /// An error from parsing or checking an identity, a key or a certificate.
 ///
 /// Every variant maps to a stable code (see [`IdentityError::code`]) that Rust,
@@ -43,18 +45,24 @@ pub enum IdentityError {
     Certificate(String),
 }
 
+impl agentiam_codes::ReasonCode for IdentityError {
+    fn code(&self) -> &str {
+        IdentityError::code(self)
+    }
+}
+
 impl IdentityError {
     /// The stable, dotted reason code of this error.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::BadSpiffeId { .. } => "identity.bad_spiffe_id",
-            Self::DuplicateTool(_) => "identity.duplicate_tool",
-            Self::Canonicalization(_) => "identity.canonicalization",
-            Self::AttestationFailed { .. } => "identity.attestation_failed",
-            Self::BadKey(_) => "key.invalid",
-            Self::UnsupportedKey(_) => "key.unsupported",
-            Self::BadJwks(_) => "key.bad_jwks",
-            Self::Certificate(_) => "identity.certificate",
+            Self::BadSpiffeId { .. } => codes::BAD_SPIFFE_ID,
+            Self::DuplicateTool(_) => codes::DUPLICATE_TOOL,
+            Self::Canonicalization(_) => codes::CANONICALIZATION,
+            Self::AttestationFailed { .. } => codes::ATTESTATION_FAILED,
+            Self::BadKey(_) => codes::KEY_INVALID,
+            Self::UnsupportedKey(_) => codes::KEY_UNSUPPORTED,
+            Self::BadJwks(_) => codes::BAD_JWKS,
+            Self::Certificate(_) => codes::CERTIFICATE,
         }
     }
 }

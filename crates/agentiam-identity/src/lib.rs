@@ -13,6 +13,7 @@
 
 mod agent;
 mod attest;
+pub mod codes;
 mod digest;
 mod error;
 mod keys;
@@ -22,6 +23,7 @@ pub use agent::{
     AgentConfiguration, AgentIdentity, ModelRef, RuntimeDescriptor, ToolDescriptor,
     parse_spiffe_id, parse_trust_domain,
 };
+pub use agentiam_codes::ReasonCode;
 pub use attest::{AttestedClaims, Attestor, ConfigurationAttestor, UnixProcessAttestor};
 pub use digest::Sha256Digest;
 pub use error::{IdentityError, clip_for_message};

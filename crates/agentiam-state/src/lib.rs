@@ -60,6 +60,8 @@ mod sqlite_state;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod stored_taint;
 
+pub mod codes;
+
 #[cfg(feature = "postgres")]
 pub use postgres_state::PostgresState;
 #[cfg(feature = "redis")]
@@ -83,7 +85,13 @@ pub struct StateError(pub String);
 impl StateError {
     /// The stable reason code: `guard.state_unavailable`.
     pub fn code(&self) -> &'static str {
-        "guard.state_unavailable"
+        codes::STATE_UNAVAILABLE
+    }
+}
+
+impl agentiam_codes::ReasonCode for StateError {
+    fn code(&self) -> &str {
+        StateError::code(self)
     }
 }
 

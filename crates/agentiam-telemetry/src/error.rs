@@ -34,16 +34,22 @@ pub enum AuditError {
     Closed,
 }
 
+impl agentiam_codes::ReasonCode for AuditError {
+    fn code(&self) -> &str {
+        AuditError::code(self)
+    }
+}
+
 impl AuditError {
     /// The stable, dotted reason code.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Tampered { .. } => "audit.tampered",
-            Self::Truncated { .. } => "audit.truncated",
-            Self::BadCheckpoint(_) => "audit.bad_checkpoint",
-            Self::Serialize(_) => "audit.serialize",
-            Self::Io(_) => "audit.io",
-            Self::Closed => "audit.closed",
+            Self::Tampered { .. } => crate::codes::TAMPERED,
+            Self::Truncated { .. } => crate::codes::TRUNCATED,
+            Self::BadCheckpoint(_) => crate::codes::BAD_CHECKPOINT,
+            Self::Serialize(_) => crate::codes::SERIALIZE,
+            Self::Io(_) => crate::codes::IO,
+            Self::Closed => crate::codes::CLOSED,
         }
     }
 

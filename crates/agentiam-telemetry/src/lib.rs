@@ -13,6 +13,7 @@
 
 mod canonical;
 mod checkpoint;
+pub mod codes;
 mod error;
 mod event;
 mod log;

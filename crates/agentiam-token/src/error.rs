@@ -1,5 +1,7 @@
 //! Token errors, each with a stable dotted code.
 
+use crate::codes;
+
 /// Why a token, a scope or a proof was refused, or why issuing failed.
 ///
 /// The [`TokenError::code`] strings are a contract shared by Rust, Python, the CLI,
@@ -130,40 +132,46 @@ pub enum TokenError {
     RevokedAncestor(String),
 }
 
+impl agentiam_codes::ReasonCode for TokenError {
+    fn code(&self) -> &str {
+        TokenError::code(self)
+    }
+}
+
 impl TokenError {
     /// The stable, dotted reason code.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Malformed(_) => "token.malformed",
-            Self::TooLarge { .. } => "token.too_large",
-            Self::BadSignature => "token.bad_signature",
-            Self::AlgNotAllowed(_) => "token.alg_not_allowed",
-            Self::UnknownKey(_) => "token.unknown_key",
-            Self::CritUnsupported(_) => "token.crit_unsupported",
-            Self::WrongType(_) => "token.wrong_type",
-            Self::Expired { .. } => "token.expired",
-            Self::NotYetValid(_) => "token.not_yet_valid",
-            Self::WrongAudience(_) => "token.wrong_audience",
-            Self::WrongIssuer(_) => "token.wrong_issuer",
-            Self::MissingClaim(_) => "token.missing_claim",
-            Self::InvalidClaim(_) => "token.invalid_claim",
-            Self::Revoked(_) => "token.revoked",
-            Self::RevocationUnavailable(_) => "token.revocation_unavailable",
-            Self::IdentityMismatch(_) => "token.identity_mismatch",
-            Self::PopRequired(_) => "token.pop_required",
-            Self::PopInvalid(_) => "token.pop_invalid",
-            Self::InvalidScope { .. } => "scope.invalid",
-            Self::ScopeNotPermitted(_) => "token.scope_not_permitted",
-            Self::UnregisteredAgent(_) => "token.unregistered_agent",
-            Self::LifetimeTooLong { .. } => "token.lifetime_too_long",
-            Self::InvalidRequest(_) => "token.invalid_request",
-            Self::Signing(_) => "token.signing_failed",
-            Self::ScopeWidened(_) => "delegation.scope_widened",
-            Self::ExpiryExtended { .. } => "delegation.expiry_extended",
-            Self::BudgetWidened => "delegation.budget_widened",
-            Self::DepthExceeded { .. } => "delegation.depth_exceeded",
-            Self::BrokenChain(_) => "delegation.broken_chain",
-            Self::RevokedAncestor(_) => "delegation.revoked_ancestor",
+            Self::Malformed(_) => codes::MALFORMED,
+            Self::TooLarge { .. } => codes::TOO_LARGE,
+            Self::BadSignature => codes::BAD_SIGNATURE,
+            Self::AlgNotAllowed(_) => codes::ALG_NOT_ALLOWED,
+            Self::UnknownKey(_) => codes::UNKNOWN_KEY,
+            Self::CritUnsupported(_) => codes::CRIT_UNSUPPORTED,
+            Self::WrongType(_) => codes::WRONG_TYPE,
+            Self::Expired { .. } => codes::EXPIRED,
+            Self::NotYetValid(_) => codes::NOT_YET_VALID,
+            Self::WrongAudience(_) => codes::WRONG_AUDIENCE,
+            Self::WrongIssuer(_) => codes::WRONG_ISSUER,
+            Self::MissingClaim(_) => codes::MISSING_CLAIM,
+            Self::InvalidClaim(_) => codes::INVALID_CLAIM,
+            Self::Revoked(_) => codes::REVOKED,
+            Self::RevocationUnavailable(_) => codes::REVOCATION_UNAVAILABLE,
+            Self::IdentityMismatch(_) => codes::IDENTITY_MISMATCH,
+            Self::PopRequired(_) => codes::POP_REQUIRED,
+            Self::PopInvalid(_) => codes::POP_INVALID,
+            Self::InvalidScope { .. } => codes::SCOPE_INVALID,
+            Self::ScopeNotPermitted(_) => codes::SCOPE_NOT_PERMITTED,
+            Self::UnregisteredAgent(_) => codes::UNREGISTERED_AGENT,
+            Self::LifetimeTooLong { .. } => codes::LIFETIME_TOO_LONG,
+            Self::InvalidRequest(_) => codes::INVALID_REQUEST,
+            Self::Signing(_) => codes::SIGNING_FAILED,
+            Self::ScopeWidened(_) => codes::SCOPE_WIDENED,
+            Self::ExpiryExtended { .. } => codes::EXPIRY_EXTENDED,
+            Self::BudgetWidened => codes::BUDGET_WIDENED,
+            Self::DepthExceeded { .. } => codes::DEPTH_EXCEEDED,
+            Self::BrokenChain(_) => codes::BROKEN_CHAIN,
+            Self::RevokedAncestor(_) => codes::REVOKED_ANCESTOR,
         }
     }
 }

@@ -24,6 +24,7 @@ mod assertion;
 mod cache;
 mod claims;
 mod clock;
+pub mod codes;
 mod dpop;
 mod error;
 mod issue;

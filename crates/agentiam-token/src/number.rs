@@ -33,7 +33,13 @@ pub struct InexactNumber(String);
 impl InexactNumber {
     /// The stable reason code: `scope.inexact_number`.
     pub fn code(&self) -> &'static str {
-        "scope.inexact_number"
+        crate::codes::SCOPE_INEXACT_NUMBER
+    }
+}
+
+impl agentiam_codes::ReasonCode for InexactNumber {
+    fn code(&self) -> &str {
+        InexactNumber::code(self)
     }
 }
 

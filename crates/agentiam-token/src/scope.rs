@@ -483,9 +483,15 @@ impl ScopeDenial {
     /// The stable reason code.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Missing(_) => "guard.scope_missing",
-            Self::ConstraintViolated(_) => "guard.constraint_violated",
+            Self::Missing(_) => crate::codes::SCOPE_MISSING,
+            Self::ConstraintViolated(_) => crate::codes::CONSTRAINT_VIOLATED,
         }
+    }
+}
+
+impl agentiam_codes::ReasonCode for ScopeDenial {
+    fn code(&self) -> &str {
+        ScopeDenial::code(self)
     }
 }
 

@@ -38,6 +38,17 @@ pub use agentiam_identity as identity;
 pub use agentiam_telemetry as telemetry;
 pub use agentiam_token as token;
 
+/// The registry of stable reason codes: every code the library crates raise, with its meaning
+/// and HTTP status (`docs/reason-codes.md` is generated from it and the broker's and CLI's own).
+///
+/// ```
+/// use agentiam::codes::{self, ReasonCode as _};
+/// assert!(codes::library().any(|c| c.code == "token.expired" && c.status == Some(401)));
+/// let err = agentiam::token::UnverifiedToken::parse("not a token").unwrap_err();
+/// assert_eq!(err.code(), agentiam::token::codes::MALFORMED);
+/// ```
+pub mod codes;
+
 /// The types most programs need.
 pub mod prelude {
     pub use agentiam_guard::{

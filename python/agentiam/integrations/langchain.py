@@ -34,8 +34,6 @@ from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from .._guard import (
     _CALL,
     _UNSTATED_RISK,
-    ConfirmationRequired,
-    Denied,
     Guard,
     _approval_json,
     _model_text,
@@ -43,6 +41,7 @@ from .._guard import (
     _translating,
     framework_call,
 )
+from ..exceptions import ConfirmationRequired, Denied
 
 __all__ = ["guard_tool", "GuardedTool"]
 

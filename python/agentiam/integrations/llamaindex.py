@@ -32,13 +32,13 @@ from llama_index.core.workflow import Context, HumanResponseEvent, InputRequired
 from .._guard import (
     _CALL,
     _UNSTATED_RISK,
-    ConfirmationRequired,
     Guard,
     _add_keyword_parameter,
     _approval_json,
     _refusal,
     framework_call,
 )
+from ..exceptions import ConfirmationRequired
 
 __all__ = ["guard_tool"]
 

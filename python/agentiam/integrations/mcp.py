@@ -48,14 +48,12 @@ from mcp.types import ToolAnnotations
 from .._guard import (
     _CURRENT,
     _UNSTATED_RISK,
-    ConfirmationRequired,
-    Denied,
     Guard,
     _add_keyword_parameter,
     _translating,
     framework_call,
 )
-from .._native import AgentIAMError
+from ..exceptions import AgentIAMError, ConfirmationRequired, Denied
 
 __all__ = ["guard_tool", "TokenVerifier", "auth_settings"]
 
@@ -114,7 +112,7 @@ def _principal(guard: Guard) -> Iterator[None]:
     try:
         session = guard.bearer_session(access.token)
     except AgentIAMError as error:
-        raise ToolError(f"agentiam denied this call ({getattr(error, 'code', 'token.invalid')})") from error
+        raise ToolError(f"agentiam denied this call ({error.code})") from error
     with guard.using(session):
         yield
 

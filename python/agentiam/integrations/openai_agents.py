@@ -36,7 +36,8 @@ import agents
 from agents.function_schema import function_schema
 from agents.tool_context import ToolContext
 
-from .._guard import _CURRENT, _UNSTATED_RISK, ConfirmationRequired, Denied, Guard, framework_call
+from .._guard import _CURRENT, _UNSTATED_RISK, Guard, framework_call
+from ..exceptions import ConfirmationRequired, Denied
 
 __all__ = ["function_tool", "explain_failure"]
 

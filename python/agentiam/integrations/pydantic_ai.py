@@ -28,7 +28,8 @@ from typing import Any
 from pydantic_ai import Tool
 from pydantic_ai.exceptions import ApprovalRequired, ModelRetry
 
-from .._guard import _UNSTATED_RISK, ConfirmationRequired, Denied, Guard, _translating, framework_call
+from .._guard import _UNSTATED_RISK, Guard, _translating, framework_call
+from ..exceptions import ConfirmationRequired, Denied
 
 __all__ = ["guard_tool"]
 

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use agentiam_broker::{Broker, Store};
+use agentiam_broker::{Broker, BrokerBuilder, Store};
 use agentiam_identity::*;
 use agentiam_token::*;
 use bytes::Bytes;
@@ -47,14 +47,20 @@ pub async fn start(store: Arc<dyn Store>) -> Running {
 
 pub async fn start_with(
     store: Arc<dyn Store>,
-    configure: impl FnOnce(Broker) -> Broker,
+    configure: impl FnOnce(BrokerBuilder) -> BrokerBuilder,
 ) -> Running {
     let issuer = Arc::new(Issuer::new(
         ISS,
         KeySet::new(SigningKey::ed25519_from_seed(&[3u8; 32]).unwrap()),
     ));
-    let broker =
-        configure(Broker::new(issuer.clone(), store.clone(), "http://broker.test", ADMIN).unwrap());
+    let broker = configure(Broker::builder(
+        issuer.clone(),
+        store.clone(),
+        "http://broker.test",
+        ADMIN,
+    ))
+    .build()
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = broker.router();

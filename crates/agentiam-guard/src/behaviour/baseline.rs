@@ -893,7 +893,7 @@ impl Baselines {
             slot: hour_of_week(now),
             at: now,
         };
-        let findings = self.score(&keys, &state.profiles, tool, request.arguments, &sample);
+        let findings = self.score(&keys, &state.profiles, tool, request.arguments(), &sample);
         if let Some(agent) = state.agents.get_mut(agent_id) {
             agent.pending = Some(Sample {
                 score: findings.score(),
@@ -941,7 +941,7 @@ impl Baselines {
             let Some(profile) = state.profiles.get_mut(key) else {
                 continue;
             };
-            Self::learn(profile, tool, request.arguments, &sample);
+            Self::learn(profile, tool, request.arguments(), &sample);
         }
     }
 }
@@ -1068,9 +1068,12 @@ mod tests {
 
     fn agent(id: &str) -> crate::Principal {
         crate::Principal::from_workload(
-            format!("spiffe://acme.test/{id}"),
+            &crate::VerifiedPeer::verified_elsewhere(
+                &format!("spiffe://acme.test/{id}"),
+                NOW + 86_400,
+            )
+            .unwrap(),
             ScopeSet::default(),
-            NOW + 86_400,
         )
     }
 

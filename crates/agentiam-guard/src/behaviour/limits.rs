@@ -274,7 +274,7 @@ impl BehaviourCheck for Limits {
             if !limit.applies_to(tool.name()) {
                 continue;
             }
-            let amount = match Self::amount(limit, request.arguments) {
+            let amount = match Self::amount(limit, request.arguments()) {
                 Ok(a) => a,
                 Err(why) => return refuse(why),
             };
@@ -347,9 +347,9 @@ mod tests {
 
     fn agent(id: &str) -> crate::Principal {
         crate::Principal::from_workload(
-            format!("spiffe://acme.test/{id}"),
+            &crate::VerifiedPeer::verified_elsewhere(&format!("spiffe://acme.test/{id}"), i64::MAX)
+                .unwrap(),
             ScopeSet::default(),
-            i64::MAX,
         )
     }
 

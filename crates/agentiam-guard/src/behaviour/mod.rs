@@ -1,14 +1,14 @@
 //! Behaviour checks: is this what an agent in this role does, and within the limits it was given?
 //!
 //! Two [`crate::BehaviourCheck`]s the guard can run before policy (`GuardBuilder::behaviour`;
-//! several at once with [`crate::BehaviourChecks`]):
+//! several at once with [`crate::hooks::BehaviourChecks`]):
 //!
 //! - [`Baselines`] (`baseline.rs`) learns per-role profiles from the calls the guard allows and
 //!   scores each call against them (`guard.anomaly`), with [`LogHistogram`]s
 //!   (`histogram.rs`) for distributions;
 //! - [`Limits`] (`limits.rs`) counts calls and running totals over sliding windows
 //!   (`guard.rate_limited`), reserving each call's count when it is assessed and handing the
-//!   reservation back with the call's [`crate::Assessment`], so the guard releases it if the
+//!   reservation back with the call's [`crate::hooks::Assessment`], so the guard releases it if the
 //!   call is not allowed.
 
 mod baseline;

@@ -8,10 +8,7 @@ use crate::approval::ApprovalRequest;
 use crate::codes;
 use crate::decision::Denial;
 
-/// `agentiam_token::TokenError::RevocationUnavailable`'s code.
-const REVOCATION_UNAVAILABLE: &str = "token.revocation_unavailable";
-/// `agentiam_token::TokenError::PopInvalid`'s code.
-const POP_INVALID: &str = "token.pop_invalid";
+use agentiam_token::codes::{POP_INVALID, REVOCATION_UNAVAILABLE};
 
 /// Which authorization scheme the client used (the challenge answers in kind).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +127,8 @@ pub(super) fn authentication_failed(
 }
 
 /// The response for a decision's denial: 401 when the credential expired since it was
-/// verified, 403 for refusals, 400 for bad arguments, 503 when a hook could not answer.
+/// verified, then the status the code's registry entry gives (403 for refusals, 400 for bad
+/// arguments, 413 for arguments too large, 503 when the guard could not decide).
 pub(super) fn denial_response(
     denial: &Denial,
     scheme: Scheme,
@@ -149,13 +147,20 @@ pub(super) fn denial_response(
         }
         return respond(StatusCode::FORBIDDEN, Some(challenge(scheme, &params)), b);
     }
-    let status = match code {
-        codes::ARGUMENTS_INVALID => StatusCode::BAD_REQUEST,
-        codes::INPUT_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
-        codes::HOOK_FAILED | codes::CAPACITY_EXCEEDED => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::FORBIDDEN,
-    };
-    respond(status, None, b)
+    respond(registered_status(code), None, b)
+}
+
+/// The status the registry gives a guard code (`agentiam_codes`): 400 for bad arguments, 413 for
+/// arguments too large to examine, 503 when the guard could not decide (a hook, a full table,
+/// the shared state), 403 for every other refusal.
+fn registered_status(code: &str) -> StatusCode {
+    codes::ALL
+        .iter()
+        .chain(agentiam_state::codes::ALL)
+        .find(|c| c.code == code)
+        .and_then(|c| c.status)
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::FORBIDDEN)
 }
 
 /// A body over the cap.
@@ -188,8 +193,34 @@ pub(super) fn layer_missing() -> Response<Body> {
         StatusCode::INTERNAL_SERVER_ERROR,
         None,
         body(
-            "guard.layer_missing",
+            codes::LAYER_MISSING,
             "no verified principal: the guard layer is not in front of this handler",
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The layer answers each refusal with the status its registry entry gives; a guard that
+    /// could not decide is the service's fault (503), never the client's (403).
+    #[test]
+    fn denials_get_their_registered_status() {
+        for (code, status) in [
+            (codes::POLICY_DENIED, 403),
+            (codes::TAINTED_CONTEXT, 403),
+            (codes::ARGUMENTS_INVALID, 400),
+            (codes::INPUT_TOO_LARGE, 413),
+            (codes::HOOK_FAILED, 503),
+            (codes::CAPACITY_EXCEEDED, 503),
+            (codes::STATE_UNAVAILABLE, 503),
+            (codes::TOOL_POISONING, 403),
+            ("vendor.custom_refusal", 403),
+        ] {
+            let response =
+                denial_response(&Denial::new(code, "refused"), Scheme::Bearer, None, None);
+            assert_eq!(response.status().as_u16(), status, "{code}");
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! The response future of [`super::Guard`].
+//! The response future of [`super::GuardService`].
 
 use std::fmt;
 use std::future::Future;
@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use http::Response;
 
-/// The future [`super::Guard`] returns: the guard's decision, then (on allow) the inner service.
+/// The future [`super::GuardService`] returns: the guard's decision, then (on allow) the inner service.
 pub struct ResponseFuture<E> {
     pub(super) inner: Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>,
 }

@@ -1,4 +1,4 @@
-//! [`GuardLayer`] and the [`Guard`] middleware service.
+//! [`GuardLayer`] and the [`GuardService`] middleware service.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -67,7 +67,7 @@ impl ResourceMetadata {
     }
 }
 
-/// Puts [`Guard`] in front of a service.
+/// Puts [`GuardService`] in front of a service.
 #[derive(Debug, Clone)]
 pub struct GuardLayer {
     shared: Arc<Shared>,
@@ -149,10 +149,10 @@ impl GuardLayer {
 }
 
 impl<S> Layer<S> for GuardLayer {
-    type Service = Guard<S>;
+    type Service = GuardService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Guard {
+        GuardService {
             inner,
             shared: self.shared.clone(),
         }
@@ -161,12 +161,12 @@ impl<S> Layer<S> for GuardLayer {
 
 /// Middleware that authenticates, decides with the guard, and calls the inner service only on allow.
 #[derive(Debug, Clone)]
-pub struct Guard<S> {
+pub struct GuardService<S> {
     inner: S,
     shared: Arc<Shared>,
 }
 
-impl<S> Guard<S> {
+impl<S> GuardService<S> {
     /// Wraps `inner` (use [`GuardLayer`] to build several).
     pub fn new(inner: S, layer: &GuardLayer) -> Self {
         layer.layer(inner)
@@ -211,7 +211,10 @@ fn credentials(headers: &HeaderMap) -> Result<Credentials<'_>, (Denial, Scheme)>
     let (first, second) = (authorization.next(), authorization.next());
     if second.is_some() {
         return Err((
-            Denial::new("token.malformed", "more than one Authorization header"),
+            Denial::new(
+                agentiam_token::codes::MALFORMED,
+                "more than one Authorization header",
+            ),
             Scheme::Bearer,
         ));
     }
@@ -235,19 +238,25 @@ fn credentials(headers: &HeaderMap) -> Result<Credentials<'_>, (Denial, Scheme)>
                         scheme: Scheme::Dpop,
                     }),
                     Err(_) => Err((
-                        Denial::new("token.pop_invalid", "the DPoP proof is not ASCII"),
+                        Denial::new(
+                            agentiam_token::codes::POP_INVALID,
+                            "the DPoP proof is not ASCII",
+                        ),
                         Scheme::Dpop,
                     )),
                 },
                 (None, _) => Err((
                     Denial::new(
-                        "token.pop_required",
+                        agentiam_token::codes::POP_REQUIRED,
                         "the DPoP scheme needs a DPoP proof header",
                     ),
                     Scheme::Dpop,
                 )),
                 (Some(_), Some(_)) => Err((
-                    Denial::new("token.pop_invalid", "more than one DPoP proof header"),
+                    Denial::new(
+                        agentiam_token::codes::POP_INVALID,
+                        "more than one DPoP proof header",
+                    ),
                     Scheme::Dpop,
                 )),
             }
@@ -410,7 +419,7 @@ fn approval(headers: &HeaderMap) -> Result<Option<Approval>, Denial> {
         .map_err(|e| invalid(&e.to_string()))
 }
 
-impl<S, B> Service<Request<B>> for Guard<S>
+impl<S, B> Service<Request<B>> for GuardService<S>
 where
     S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
     S::Future: Send + 'static,

@@ -76,7 +76,8 @@ use http::request::Parts;
 
 pub use future::ResponseFuture;
 pub use layer::{
-    APPROVAL_HEADER, DEFAULT_MAX_BODY_BYTES, Guard, GuardLayer, PROTECTED_RESOURCE_METADATA_PATH,
+    APPROVAL_HEADER, DEFAULT_MAX_BODY_BYTES, GuardLayer, GuardService,
+    PROTECTED_RESOURCE_METADATA_PATH,
 };
 pub use routes::RouteMap;
 

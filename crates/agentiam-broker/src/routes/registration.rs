@@ -35,10 +35,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::approvals_http::random_token;
-use crate::http::{Broker, OAuthError, bearer, parse_id, refused_body};
+use crate::Broker;
+use crate::auth::{bearer, require_admin};
+use crate::oauth_error::{OAuthError, refused_body};
+use crate::records::{GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE, parse_id, registration};
+use crate::secrets::random_token;
 use crate::store::AgentRecord;
-use crate::token::{GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE};
 
 /// Default lifetime of an initial access token.
 pub const DEFAULT_INITIAL_ACCESS_TOKEN_SECS: i64 = 3600;
@@ -47,7 +49,7 @@ pub const MAX_INITIAL_ACCESS_TOKEN_SECS: i64 = 86_400;
 const IAT_PREFIX: &str = "iat1";
 const IAT_MAC_CONTEXT: &[u8] = b"agentiam initial access token\n";
 
-pub(crate) fn routes() -> Router<Broker> {
+pub(super) fn routes() -> Router<Broker> {
     Router::new()
         .route(
             "/admin/registration-tokens",
@@ -133,132 +135,138 @@ fn sha256_hex(text: &str) -> String {
         .collect()
 }
 
-impl Broker {
-    /// The key initial access tokens are MACed with: derived from the administrator's secret
-    /// (its SHA-256), never the secret itself.
-    fn allowance_key(&self) -> hmac::Key {
-        let derived = digest::digest(
-            &digest::SHA256,
-            &[IAT_MAC_CONTEXT, self.admin_secret_sha256()].concat(),
-        );
-        hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
-    }
+/// The key initial access tokens are MACed with: derived from the administrator's secret
+/// (its SHA-256), never the secret itself.
+fn allowance_key(broker: &Broker) -> hmac::Key {
+    let derived = digest::digest(
+        &digest::SHA256,
+        &[IAT_MAC_CONTEXT, broker.admin_secret_sha256()].concat(),
+    );
+    hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
+}
 
-    fn seal_allowance(&self, allowance: &Allowance) -> Result<String, OAuthError> {
-        let payload = URL_SAFE_NO_PAD.encode(
-            serde_json::to_vec(allowance).map_err(|e| OAuthError::bad_request(e.to_string()))?,
-        );
-        let signed = format!("{IAT_PREFIX}.{payload}");
-        let tag = hmac::sign(&self.allowance_key(), signed.as_bytes());
-        Ok(format!("{signed}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref())))
-    }
+fn seal_allowance(broker: &Broker, allowance: &Allowance) -> Result<String, OAuthError> {
+    let payload = URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(allowance).map_err(|e| OAuthError::bad_request(e.to_string()))?);
+    let signed = format!("{IAT_PREFIX}.{payload}");
+    let tag = hmac::sign(&allowance_key(broker), signed.as_bytes());
+    Ok(format!("{signed}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref())))
+}
 
-    /// The allowance an initial access token carries, if it is one this broker issued, unexpired
-    /// (its single use is taken only when the registration succeeds).
-    fn open_allowance(&self, token: &str) -> Result<Allowance, OAuthError> {
-        let refused = || {
-            invalid_token(
-                "broker.initial_access_token_invalid",
-                "the initial access token is not one this broker issued",
-            )
-        };
-        let (signed, tag) = token.rsplit_once('.').ok_or_else(refused)?;
-        let payload = signed
-            .strip_prefix(IAT_PREFIX)
-            .and_then(|p| p.strip_prefix('.'))
-            .ok_or_else(refused)?;
-        let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| refused())?;
-        hmac::verify(&self.allowance_key(), signed.as_bytes(), &tag).map_err(|_| refused())?;
-        let allowance: Allowance = URL_SAFE_NO_PAD
-            .decode(payload)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(refused)?;
-        if allowance.exp <= self.now() {
-            return Err(invalid_token(
-                "broker.initial_access_token_expired",
-                "the initial access token has expired",
-            ));
-        }
-        Ok(allowance)
-    }
-
-    /// The registration a registration access token manages: 401 for any mismatch, unknown
-    /// client included (RFC 7592 section 3: nothing is revealed about other clients).
-    fn managed(&self, headers: &HeaderMap, client_id: &str) -> Result<AgentRecord, OAuthError> {
-        let refused = || {
-            invalid_token(
-                "broker.registration_token_invalid",
-                "the registration access token does not manage this client",
-            )
-        };
-        let presented = bearer(headers).ok_or_else(refused)?;
-        let record = self.store().agent(client_id)?.ok_or_else(refused)?;
-        let stored = record
-            .registration_token_sha256
-            .as_deref()
-            .ok_or_else(refused)?;
-        aws_lc_rs::constant_time::verify_slices_are_equal(
-            sha256_hex(presented).as_bytes(),
-            stored.as_bytes(),
+/// The allowance an initial access token carries, if it is one this broker issued, unexpired
+/// (its single use is taken only when the registration succeeds).
+fn open_allowance(broker: &Broker, token: &str) -> Result<Allowance, OAuthError> {
+    let refused = || {
+        invalid_token(
+            crate::codes::INITIAL_ACCESS_TOKEN_INVALID,
+            "the initial access token is not one this broker issued",
         )
-        .map_err(|_| refused())?;
-        Ok(record)
+    };
+    let (signed, tag) = token.rsplit_once('.').ok_or_else(refused)?;
+    let payload = signed
+        .strip_prefix(IAT_PREFIX)
+        .and_then(|p| p.strip_prefix('.'))
+        .ok_or_else(refused)?;
+    let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| refused())?;
+    hmac::verify(&allowance_key(broker), signed.as_bytes(), &tag).map_err(|_| refused())?;
+    let allowance: Allowance = URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(refused)?;
+    if allowance.exp <= broker.now() {
+        return Err(invalid_token(
+            crate::codes::INITIAL_ACCESS_TOKEN_EXPIRED,
+            "the initial access token has expired",
+        ));
     }
+    Ok(allowance)
+}
 
-    fn audit_registration(&self, kind: &str, record: &AgentRecord) -> Result<(), OAuthError> {
-        let mut event = AuditEvent::new(
-            kind,
-            AgentRef {
-                spiffe_id: record.spiffe_id.clone(),
-                composite_digest: record.allowed_digests.first().cloned(),
-            },
-            self.now_ms(),
-            Decision::allow(),
-        );
-        event.data_accessed = vec![
-            format!("scope:{}", record.max_scopes),
-            "via:dynamic_registration".to_owned(),
-        ];
-        self.audit(event)
-    }
+/// The registration a registration access token manages: 401 for any mismatch, unknown
+/// client included (RFC 7592 section 3: nothing is revealed about other clients).
+fn managed(
+    broker: &Broker,
+    headers: &HeaderMap,
+    client_id: &str,
+) -> Result<AgentRecord, OAuthError> {
+    let refused = || {
+        invalid_token(
+            crate::codes::REGISTRATION_TOKEN_INVALID,
+            "the registration access token does not manage this client",
+        )
+    };
+    let presented = bearer(headers).ok_or_else(refused)?;
+    let record = broker.store().agent(client_id)?.ok_or_else(refused)?;
+    let stored = record
+        .registration_token_sha256
+        .as_deref()
+        .ok_or_else(refused)?;
+    aws_lc_rs::constant_time::verify_slices_are_equal(
+        sha256_hex(presented).as_bytes(),
+        stored.as_bytes(),
+    )
+    .map_err(|_| refused())?;
+    Ok(record)
+}
 
-    fn registration_client_uri(&self, client_id: &str) -> String {
-        // Percent-encoded as one path segment (a SPIFFE ID holds `:` and `/`).
-        let escaped: String = client_id
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                    char::from(b).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
-        format!("{}/oauth2/register/{escaped}", self.base_url())
-    }
+fn audit_registration(broker: &Broker, kind: &str, record: &AgentRecord) -> Result<(), OAuthError> {
+    let mut event = AuditEvent::new(
+        kind,
+        AgentRef {
+            spiffe_id: record.spiffe_id.clone(),
+            composite_digest: record.allowed_digests.first().cloned(),
+        },
+        broker.now_ms(),
+        Decision::allow(),
+    );
+    event.data_accessed = vec![
+        format!("scope:{}", record.max_scopes),
+        "via:dynamic_registration".to_owned(),
+    ];
+    broker.audit(event)
+}
 
-    /// RFC 7591 section 3.2.1 / RFC 7592 section 3: the client information response.
-    fn client_information(&self, record: &AgentRecord, token: &str, issued_at: i64) -> Response {
-        let body = json!({
-            "client_id": record.spiffe_id,
-            "client_id_issued_at": issued_at,
-            "registration_access_token": token,
-            "registration_client_uri": self.registration_client_uri(&record.spiffe_id),
-            "token_endpoint_auth_method": "private_key_jwt",
-            "grant_types": [GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE],
-            "response_types": [],
-            "scope": record.max_scopes,
-            "jwks": record.jwks,
-            "spiffe_id": record.spiffe_id,
-            "allowed_digests": record.allowed_digests,
-            "attestors": record.attestors,
-        });
-        let mut response = Json(body).into_response();
-        let h = response.headers_mut();
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-        response
-    }
+fn registration_client_uri(broker: &Broker, client_id: &str) -> String {
+    // Percent-encoded as one path segment (a SPIFFE ID holds `:` and `/`).
+    let escaped: String = client_id
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    format!("{}/oauth2/register/{escaped}", broker.base_url())
+}
+
+/// RFC 7591 section 3.2.1 / RFC 7592 section 3: the client information response.
+fn client_information(
+    broker: &Broker,
+    record: &AgentRecord,
+    token: &str,
+    issued_at: i64,
+) -> Response {
+    let body = json!({
+        "client_id": record.spiffe_id,
+        "client_id_issued_at": issued_at,
+        "registration_access_token": token,
+        "registration_client_uri": registration_client_uri(broker, &record.spiffe_id),
+        "token_endpoint_auth_method": "private_key_jwt",
+        "grant_types": [GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE],
+        "response_types": [],
+        "scope": record.max_scopes,
+        "jwks": record.jwks,
+        "spiffe_id": record.spiffe_id,
+        "allowed_digests": record.allowed_digests,
+        "attestors": record.attestors,
+    });
+    let mut response = Json(body).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
 }
 
 /// Checks the metadata and builds the registration it asks for (the scope ceiling is checked
@@ -268,7 +276,7 @@ fn record_from(metadata: ClientMetadata) -> Result<(AgentRecord, SpiffeId), OAut
         return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "unapproved_software_statement",
-            "broker.software_statement_unsupported",
+            crate::codes::SOFTWARE_STATEMENT_UNSUPPORTED,
             "software statements are not accepted: the initial access token authorises the registration",
         ));
     }
@@ -280,7 +288,7 @@ fn record_from(metadata: ClientMetadata) -> Result<(AgentRecord, SpiffeId), OAut
         return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "invalid_redirect_uri",
-            "broker.invalid_client_metadata",
+            crate::codes::INVALID_CLIENT_METADATA,
             "agents have no redirection URIs: the broker has no interactive grant",
         ));
     }
@@ -290,7 +298,7 @@ fn record_from(metadata: ClientMetadata) -> Result<(AgentRecord, SpiffeId), OAut
         .is_some_and(|r| r.iter().any(|t| t != "none"))
     {
         return Err(invalid_metadata(
-            "broker.invalid_client_metadata",
+            crate::codes::INVALID_CLIENT_METADATA,
             "response_types: the broker has no interactive grant",
         ));
     }
@@ -300,7 +308,7 @@ fn record_from(metadata: ClientMetadata) -> Result<(AgentRecord, SpiffeId), OAut
         .is_some_and(|m| m != "private_key_jwt")
     {
         return Err(invalid_metadata(
-            "broker.invalid_client_metadata",
+            crate::codes::INVALID_CLIENT_METADATA,
             "token_endpoint_auth_method: agents authenticate with private_key_jwt",
         ));
     }
@@ -311,7 +319,7 @@ fn record_from(metadata: ClientMetadata) -> Result<(AgentRecord, SpiffeId), OAut
         .find(|g| g.as_str() != GRANT_CLIENT_CREDENTIALS && g.as_str() != GRANT_TOKEN_EXCHANGE)
     {
         return Err(invalid_metadata(
-            "broker.invalid_client_metadata",
+            crate::codes::INVALID_CLIENT_METADATA,
             format!(
                 "grant_types: {:?} is not supported (client_credentials, token exchange)",
                 unknown.chars().take(80).collect::<String>()
@@ -320,30 +328,30 @@ fn record_from(metadata: ClientMetadata) -> Result<(AgentRecord, SpiffeId), OAut
     }
     if metadata.jwks_uri.is_some() {
         return Err(invalid_metadata(
-            "broker.invalid_client_metadata",
+            crate::codes::INVALID_CLIENT_METADATA,
             "jwks_uri is not supported: send the public keys as jwks",
         ));
     }
     let spiffe_id = metadata.spiffe_id.ok_or_else(|| {
         invalid_metadata(
-            "broker.invalid_client_metadata",
+            crate::codes::INVALID_CLIENT_METADATA,
             "spiffe_id is required: it is the agent's identity and becomes its client_id",
         )
     })?;
     let id = parse_id(&spiffe_id)
-        .map_err(|e| invalid_metadata("broker.invalid_client_metadata", e.to_string()))?;
+        .map_err(|e| invalid_metadata(crate::codes::INVALID_CLIENT_METADATA, e.to_string()))?;
     let scope = metadata
         .scope
         .filter(|s| !s.trim().is_empty())
         .ok_or_else(|| {
             invalid_metadata(
-                "broker.invalid_client_metadata",
+                crate::codes::INVALID_CLIENT_METADATA,
                 "scope is required: the most this agent's tokens may carry",
             )
         })?;
     let jwks = metadata.jwks.ok_or_else(|| {
         invalid_metadata(
-            "broker.invalid_client_metadata",
+            crate::codes::INVALID_CLIENT_METADATA,
             "jwks is required: the keys the agent signs its client assertions with",
         )
     })?;
@@ -358,20 +366,22 @@ fn record_from(metadata: ClientMetadata) -> Result<(AgentRecord, SpiffeId), OAut
         registration_token_sha256: None,
     };
     // The same checks as the administrator's registrations (keys, attestors, digests, scopes).
-    crate::http::registration(&record)
-        .map_err(|e| invalid_metadata("broker.invalid_client_metadata", e.to_string()))?;
+    registration(&record)
+        .map_err(|e| invalid_metadata(crate::codes::INVALID_CLIENT_METADATA, e.to_string()))?;
     Ok((record, id))
 }
 
 fn within(asked: &str, ceiling: &str) -> Result<(), OAuthError> {
-    let asked = ScopeSet::parse(asked)
-        .map_err(|e| invalid_metadata("broker.invalid_client_metadata", format!("scope: {e}")))?;
-    let ceiling = ScopeSet::parse(ceiling)
-        .map_err(|e| invalid_metadata("broker.invalid_client_metadata", format!("scope: {e}")))?;
+    let asked = ScopeSet::parse(asked).map_err(|e| {
+        invalid_metadata(crate::codes::INVALID_CLIENT_METADATA, format!("scope: {e}"))
+    })?;
+    let ceiling = ScopeSet::parse(ceiling).map_err(|e| {
+        invalid_metadata(crate::codes::INVALID_CLIENT_METADATA, format!("scope: {e}"))
+    })?;
     match asked.first_outside(&ceiling) {
         None => Ok(()),
         Some(outside) => Err(invalid_metadata(
-            "token.scope_not_permitted",
+            agentiam_token::codes::SCOPE_NOT_PERMITTED,
             format!("scope {outside} is beyond what this registration may hold"),
         )),
     }
@@ -382,7 +392,7 @@ async fn issue_initial_access_token(
     headers: HeaderMap,
     body: Result<Json<AllowanceRequest>, JsonRejection>,
 ) -> Result<Response, OAuthError> {
-    broker.admin(&headers)?;
+    require_admin(&broker, &headers)?;
     let Json(request) = body.map_err(|e| refused_body(e.status(), "registration token", &e))?;
     ScopeSet::parse(&request.max_scopes)
         .map_err(|e| OAuthError::bad_request(format!("max_scopes: {e}")))?;
@@ -400,7 +410,7 @@ async fn issue_initial_access_token(
         max_scopes: request.max_scopes,
         spiffe_id_prefix: request.spiffe_id_prefix,
     };
-    let token = broker.seal_allowance(&allowance)?;
+    let token = seal_allowance(&broker, &allowance)?;
     let mut response = (
         StatusCode::CREATED,
         Json(json!({
@@ -425,15 +435,15 @@ async fn register(
 ) -> Result<Response, OAuthError> {
     let token = bearer(&headers).ok_or_else(|| {
         invalid_token(
-            "broker.unauthorized",
+            crate::codes::UNAUTHORIZED,
             "registration needs an initial access token from the administrator (RFC 7591 section 3)",
         )
     })?;
-    let allowance = broker.open_allowance(token)?;
+    let allowance = open_allowance(&broker, token)?;
     let Json(metadata) = body.map_err(|e| {
         let mut err = refused_body(e.status(), "client metadata", &e);
         if err.status == StatusCode::BAD_REQUEST {
-            err = invalid_metadata("broker.invalid_client_metadata", err.description);
+            err = invalid_metadata(crate::codes::INVALID_CLIENT_METADATA, err.description);
         }
         err
     })?;
@@ -443,13 +453,13 @@ async fn register(
         && !record.spiffe_id.starts_with(prefix.as_str())
     {
         return Err(invalid_metadata(
-            "broker.invalid_client_metadata",
+            crate::codes::INVALID_CLIENT_METADATA,
             format!("spiffe_id must start with {prefix}"),
         ));
     }
     if broker.store().agent(&record.spiffe_id)?.is_some() {
         return Err(invalid_metadata(
-            "broker.client_exists",
+            crate::codes::CLIENT_EXISTS,
             "this SPIFFE ID is registered already: manage it with its registration access token",
         ));
     }
@@ -460,7 +470,7 @@ async fn register(
         .use_once(&format!("registering\n{}", record.spiffe_id), now + 60, now)?
     {
         return Err(invalid_metadata(
-            "broker.client_exists",
+            crate::codes::CLIENT_EXISTS,
             "this SPIFFE ID is being registered already",
         ));
     }
@@ -470,17 +480,17 @@ async fn register(
         now,
     )? {
         return Err(invalid_token(
-            "broker.initial_access_token_used",
+            crate::codes::INITIAL_ACCESS_TOKEN_USED,
             "this initial access token was already used",
         ));
     }
     let registration_token = random_token(32)?;
     record.registration_token_sha256 = Some(sha256_hex(&registration_token));
-    let registration = crate::http::registration(&record)?;
-    broker.audit_registration("agent_registered", &record)?;
+    let registration = registration(&record)?;
+    audit_registration(&broker, "agent_registered", &record)?;
     broker.store().put_agent(&record)?;
     broker.issuer().register(&id, registration);
-    let mut response = broker.client_information(&record, &registration_token, now);
+    let mut response = client_information(&broker, &record, &registration_token, now);
     *response.status_mut() = StatusCode::CREATED;
     Ok(response)
 }
@@ -490,10 +500,10 @@ async fn read(
     headers: HeaderMap,
     Path(client_id): Path<String>,
 ) -> Result<Response, OAuthError> {
-    let record = broker.managed(&headers, &client_id)?;
+    let record = managed(&broker, &headers, &client_id)?;
     // Not rotated on read: the presented token stays the one to use (RFC 7592 section 3).
     let token = bearer(&headers).unwrap_or_default().to_owned();
-    Ok(broker.client_information(&record, &token, broker.now()))
+    Ok(client_information(&broker, &record, &token, broker.now()))
 }
 
 async fn update(
@@ -502,17 +512,17 @@ async fn update(
     Path(client_id): Path<String>,
     body: Result<Json<ClientMetadata>, JsonRejection>,
 ) -> Result<Response, OAuthError> {
-    let current = broker.managed(&headers, &client_id)?;
+    let current = managed(&broker, &headers, &client_id)?;
     let Json(mut metadata) = body.map_err(|e| {
         let mut err = refused_body(e.status(), "client metadata", &e);
         if err.status == StatusCode::BAD_REQUEST {
-            err = invalid_metadata("broker.invalid_client_metadata", err.description);
+            err = invalid_metadata(crate::codes::INVALID_CLIENT_METADATA, err.description);
         }
         err
     })?;
     if metadata.client_id.as_deref() != Some(current.spiffe_id.as_str()) {
         return Err(invalid_metadata(
-            "broker.invalid_client_metadata",
+            crate::codes::INVALID_CLIENT_METADATA,
             "client_id must be this registration's (RFC 7592 section 2.2)",
         ));
     }
@@ -522,7 +532,7 @@ async fn update(
         .is_some_and(|s| s != current.spiffe_id)
     {
         return Err(invalid_metadata(
-            "broker.invalid_client_metadata",
+            crate::codes::INVALID_CLIENT_METADATA,
             "spiffe_id cannot change: register the new identity instead",
         ));
     }
@@ -532,11 +542,16 @@ async fn update(
     within(&record.max_scopes, &current.max_scopes)?;
     let registration_token = random_token(32)?;
     record.registration_token_sha256 = Some(sha256_hex(&registration_token));
-    let registration = crate::http::registration(&record)?;
-    broker.audit_registration("agent_updated", &record)?;
+    let registration = registration(&record)?;
+    audit_registration(&broker, "agent_updated", &record)?;
     broker.store().put_agent(&record)?;
     broker.issuer().register(&id, registration);
-    Ok(broker.client_information(&record, &registration_token, broker.now()))
+    Ok(client_information(
+        &broker,
+        &record,
+        &registration_token,
+        broker.now(),
+    ))
 }
 
 async fn delete(
@@ -544,8 +559,8 @@ async fn delete(
     headers: HeaderMap,
     Path(client_id): Path<String>,
 ) -> Result<Response, OAuthError> {
-    let record = broker.managed(&headers, &client_id)?;
-    broker.audit_registration("agent_deleted", &record)?;
+    let record = managed(&broker, &headers, &client_id)?;
+    audit_registration(&broker, "agent_deleted", &record)?;
     // Its tokens go with it: revoked until the longest of them has expired.
     let until = broker.now().saturating_add(broker.issuer().max_ttl());
     broker

@@ -11,9 +11,7 @@
 //! - Headers: a CSP allowing nothing but this origin's stylesheet and forms, no framing,
 //!   no referrer, no caching.
 
-use std::path::PathBuf;
-
-use agentiam_telemetry::{FileStore, NoteVerifier, SegmentStore, verify_log};
+use agentiam_telemetry::{FileStore, SegmentStore, verify_log};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::extract::rejection::{FormRejection, JsonRejection};
 use axum::extract::{Path, State};
@@ -25,9 +23,12 @@ use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::Broker;
+use crate::approval_queue::{pending_or, settle};
 use crate::approvals::{ApprovalRecord, ApprovalStatus};
-use crate::approvals_http::random_id;
-use crate::http::{Broker, OAuthError, refused_body, sha256};
+use crate::auth::require_admin;
+use crate::oauth_error::{OAuthError, refused_body};
+use crate::secrets::{random_id, sha256};
 use crate::store::ConsoleSession;
 
 const SESSION_COOKIE: &str = "agentiam_session";
@@ -49,31 +50,7 @@ button{padding:.4rem 1rem;margin-right:.5rem}nav a{margin-right:1rem}dt{font-wei
 /// Failed sign-ins per approver name (known or not) before the name is refused for 15 minutes.
 pub const MAX_FAILED_LOGINS: u32 = 5;
 
-/// Where the console finds the activity log it shows, how secure its cookies are, and the
-/// failed sign-ins it counts (per name, in this process, for 15 minutes).
-#[derive(Debug, Clone)]
-pub(crate) struct ConsoleSettings {
-    pub(crate) secure_cookies: bool,
-    pub(crate) audit_dir: Option<PathBuf>,
-    pub(crate) audit_verifier: Option<NoteVerifier>,
-    pub(crate) failed_logins: moka::sync::Cache<String, u32>,
-}
-
-impl ConsoleSettings {
-    pub(crate) fn for_base_url(base_url: &str) -> Self {
-        Self {
-            secure_cookies: base_url.starts_with("https://"),
-            audit_dir: None,
-            audit_verifier: None,
-            failed_logins: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(std::time::Duration::from_secs(900))
-                .build(),
-        }
-    }
-}
-
-pub(crate) fn routes() -> Router<Broker> {
+pub(super) fn routes() -> Router<Broker> {
     Router::new()
         .route("/console", get(home))
         .route("/console/style.css", get(style))
@@ -190,16 +167,17 @@ fn to_login() -> Response {
     Redirect::to("/console/login").into_response()
 }
 
-impl Broker {
-    /// The signed-in approver, or `None` (the caller redirects to the login page).
-    fn console_session(&self, headers: &HeaderMap) -> Result<Option<ConsoleSession>, OAuthError> {
-        let Some(value) = cookie(headers, SESSION_COOKIE) else {
-            return Ok(None);
-        };
-        Ok(self
-            .store()
-            .session(&hex(&sha256(value.as_bytes())), self.now())?)
-    }
+/// The signed-in approver, or `None` (the caller redirects to the login page).
+fn console_session(
+    broker: &Broker,
+    headers: &HeaderMap,
+) -> Result<Option<ConsoleSession>, OAuthError> {
+    let Some(value) = cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    Ok(broker
+        .store()
+        .session(&hex(&sha256(value.as_bytes())), broker.now())?)
 }
 
 fn nav(session: &ConsoleSession) -> Markup {
@@ -223,14 +201,14 @@ async fn style() -> Response {
 }
 
 async fn home(State(broker): State<Broker>, headers: HeaderMap) -> Response {
-    let session = match broker.console_session(&headers) {
+    let session = match console_session(&broker, &headers) {
         Ok(Some(s)) => s,
         Ok(None) => return to_login(),
         Err(e) => return e.into(),
     };
     let (pending, recent) = match (
-        broker.pending_or(Some(ApprovalStatus::Pending)),
-        broker.pending_or(None),
+        pending_or(&broker, Some(ApprovalStatus::Pending)),
+        pending_or(&broker, None),
     ) {
         (Ok(p), Ok(r)) => (p, r),
         (Err(e), _) | (_, Err(e)) => return e.into(),
@@ -348,7 +326,7 @@ async fn detail(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let session = match broker.console_session(&headers) {
+    let session = match console_session(&broker, &headers) {
         Ok(Some(s)) => s,
         Ok(None) => return to_login(),
         Err(e) => return e.into(),
@@ -361,7 +339,7 @@ async fn detail(
         ),
         Ok(None) => error_page(
             StatusCode::NOT_FOUND,
-            "broker.not_found",
+            crate::codes::NOT_FOUND,
             "No such request.",
         ),
         Err(e) => OAuthError::from(e).into(),
@@ -382,7 +360,7 @@ fn decide(
     approve: bool,
     form: Result<Form<DecisionForm>, FormRejection>,
 ) -> Response {
-    let session = match broker.console_session(headers) {
+    let session = match console_session(broker, headers) {
         Ok(Some(s)) => s,
         Ok(None) => return to_login(),
         Err(e) => return e.into(),
@@ -390,18 +368,18 @@ fn decide(
     let Ok(Form(form)) = form else {
         return error_page(
             StatusCode::BAD_REQUEST,
-            "broker.bad_request",
+            crate::codes::BAD_REQUEST,
             "Malformed form.",
         );
     };
     if !ct_eq(&form.csrf, &session.csrf) {
         return error_page(
             StatusCode::FORBIDDEN,
-            "broker.csrf_failed",
+            crate::codes::CSRF_FAILED,
             "This form did not come from your session. Nothing was changed.",
         );
     }
-    match broker.settle(id, approve, &session.approver, form.reason) {
+    match settle(broker, id, approve, &session.approver, form.reason) {
         Ok(_) => Redirect::to(&format!("/console/approvals/{id}")).into_response(),
         Err(e) => e.into(),
     }
@@ -450,7 +428,7 @@ fn login_response(broker: &Broker, status: StatusCode, failed: bool) -> Response
     let Ok(token) = random_id() else {
         return error_page(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "broker.entropy_unavailable",
+            crate::codes::ENTROPY_UNAVAILABLE,
             "No randomness.",
         );
     };
@@ -486,14 +464,14 @@ async fn login(
     let Ok(Form(form)) = form else {
         return error_page(
             StatusCode::BAD_REQUEST,
-            "broker.bad_request",
+            crate::codes::BAD_REQUEST,
             "Malformed form.",
         );
     };
     if !cookie(&headers, LOGIN_COOKIE).is_some_and(|c| ct_eq(c, &form.csrf)) {
         return error_page(
             StatusCode::FORBIDDEN,
-            "broker.csrf_failed",
+            crate::codes::CSRF_FAILED,
             "This sign-in form did not come from this console. Reload the sign-in page.",
         );
     }
@@ -508,13 +486,13 @@ async fn login(
             &broker,
             "approver_login",
             &name,
-            agentiam_telemetry::Decision::deny("broker.login_throttled"),
+            agentiam_telemetry::Decision::deny(crate::codes::LOGIN_THROTTLED),
         )) {
             return e.into();
         }
         let mut r = error_page(
             StatusCode::TOO_MANY_REQUESTS,
-            "broker.login_throttled",
+            crate::codes::LOGIN_THROTTLED,
             "Too many failed sign-ins for this name. Try again in 15 minutes.",
         );
         r.headers_mut()
@@ -545,7 +523,7 @@ async fn login(
             .failed_logins
             .insert(name, failures.saturating_add(1));
         if let Err(e) = broker.audit(event(agentiam_telemetry::Decision::deny(
-            "broker.login_failed",
+            crate::codes::LOGIN_FAILED,
         ))) {
             return e.into();
         }
@@ -555,7 +533,7 @@ async fn login(
     let (Ok(value), Ok(csrf)) = (random_id(), random_id()) else {
         return error_page(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "broker.entropy_unavailable",
+            crate::codes::ENTROPY_UNAVAILABLE,
             "No randomness.",
         );
     };
@@ -594,7 +572,7 @@ async fn logout(
     headers: HeaderMap,
     form: Result<Form<LogoutForm>, FormRejection>,
 ) -> Response {
-    if let (Ok(Some(session)), Ok(Form(form))) = (broker.console_session(&headers), form)
+    if let (Ok(Some(session)), Ok(Form(form))) = (console_session(&broker, &headers), form)
         && ct_eq(&form.csrf, &session.csrf)
     {
         let _ = broker.store().end_session(&session.id_sha256);
@@ -675,7 +653,7 @@ fn audit_view(broker: &Broker) -> (Result<String, String>, Vec<Value>) {
 }
 
 async fn timeline(State(broker): State<Broker>, headers: HeaderMap) -> Response {
-    let session = match broker.console_session(&headers) {
+    let session = match console_session(&broker, &headers) {
         Ok(Some(s)) => s,
         Ok(None) => return to_login(),
         Err(e) => return e.into(),
@@ -751,7 +729,7 @@ async fn add_approver(
     headers: HeaderMap,
     body: Result<Json<NewApprover>, JsonRejection>,
 ) -> Result<Response, OAuthError> {
-    broker.admin(&headers)?;
+    require_admin(&broker, &headers)?;
     let Json(new) = body.map_err(|e| refused_body(e.status(), "approver", &e))?;
     let name_ok = !new.name.is_empty()
         && new.name.len() <= 64

@@ -1,37 +1,65 @@
-//! [`BrokerApprovals`]: the guard's side of the broker's approvals, an
-//! [`AsyncApprovalChannel`] that posts each confirmation request to `POST /approvals` with the
-//! agent's token and waits (long poll) until an approver answers or the request expires.
+//! The agent side of the agentiam broker: [`BrokerClient`], a small client for the broker's HTTP API, and [`BrokerApprovals`], the guard's approval channel that posts each confirmation request to `POST /approvals` with the agent's token and waits (long poll) until an approver answers or the request expires.
+//!
+//! Agents and the services they call link this crate, not the broker: it has no store, no password hashing, no templates and no server in its dependencies.
+//! The client speaks plain HTTP (loopback, or a sidecar that terminates TLS).
+//! A request it cannot make is a [`ClientError`] with a stable code (`broker.bad_request`, `broker.unreachable`); an answer the broker refused is returned as it came, status and JSON body.
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use agentiam_broker::BrokerApprovals;
-//! # fn demo(guard: agentiam_guard::Guard, token: String) {
+//! use agentiam_broker_client::{BrokerApprovals, BrokerClient, ClientError, RequestBody};
+//! # async fn demo(guard: agentiam_guard::Guard, token: String) -> Result<(), ClientError> {
+//! let client = BrokerClient::new("http://127.0.0.1:8700");
+//! let (status, metadata) = client
+//!     .send("GET", "/.well-known/oauth-authorization-server", &[], RequestBody::Empty)
+//!     .await?;
+//! assert_eq!(status, 200);
+//! # let _ = metadata;
+//!
 //! let approvals = BrokerApprovals::new("http://127.0.0.1:8700", token);
 //! let interceptor = agentiam_guard::ToolInterceptor::new(guard).with_async_approvals(Arc::new(approvals));
 //! // interceptor.before_async(&session, &call).await: a call that needs a human now waits for one.
-//! # let _ = interceptor; }
+//! # let _ = interceptor;
+//! # Ok(()) }
 //! ```
-//!
-//! The client speaks plain HTTP (loopback, or a sidecar that terminates TLS).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod codes;
+mod error;
+
+pub use error::ClientError;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentiam_guard::{
-    Approval, ApprovalFuture, ApprovalRequest, ApprovalResponse, AsyncApprovalChannel,
-};
+use agentiam_guard::approval::{ApprovalFuture, ApprovalResponse, AsyncApprovalChannel};
+use agentiam_guard::{Approval, ApprovalRequest};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-
-use crate::BrokerError;
-use crate::approvals::ApprovalFinding;
 
 /// Largest broker response read (bytes).
 const MAX_RESPONSE_BYTES: usize = 256 * 1024;
+
+/// Longest the broker holds a `GET /approvals/{id}?wait=SECONDS` long poll; a longer wait is
+/// cut to this. [`BrokerApprovals`] asks for exactly this much.
+pub const MAX_WAIT_SECS: u64 = 60;
+
+/// Something the guard found that the approver should weigh (an injection finding, the
+/// untrusted sources that tainted the session).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalFinding {
+    /// `taint`, `injection`, `copied_untrusted_text`, ...
+    pub kind: String,
+    /// What was found, for a human.
+    pub detail: String,
+}
 
 type Findings = Arc<dyn Fn(&ApprovalRequest) -> Vec<ApprovalFinding> + Send + Sync>;
 
@@ -77,14 +105,16 @@ impl BrokerClient {
     }
 
     /// Sends one request with extra `headers` (e.g. `authorization`, `dpop`); returns the
-    /// status and the JSON answer (`null` when the answer is not JSON).
+    /// status and the JSON answer (`null` when the answer is not JSON), whatever the status.
+    /// Fails with [`ClientError::BadRequest`] when the request cannot be built, and
+    /// [`ClientError::Unreachable`] when the broker cannot be reached or its answer read.
     pub async fn send(
         &self,
         method: &str,
         path: &str,
         headers: &[(&str, &str)],
         body: RequestBody,
-    ) -> Result<(u16, Value), BrokerError> {
+    ) -> Result<(u16, Value), ClientError> {
         let (content_type, bytes) = match body {
             RequestBody::Empty => ("text/plain", Vec::new()),
             RequestBody::Json(v) => ("application/json", v.to_string().into_bytes()),
@@ -102,17 +132,17 @@ impl BrokerClient {
         }
         let request = request
             .body(Full::new(Bytes::from(bytes)))
-            .map_err(|e| BrokerError::BadRequest(e.to_string()))?;
+            .map_err(|e| ClientError::BadRequest(e.to_string()))?;
         let response = self
             .client
             .request(request)
             .await
-            .map_err(|e| BrokerError::Unreachable(e.to_string()))?;
+            .map_err(|e| ClientError::Unreachable(e.to_string()))?;
         let status = response.status().as_u16();
         let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
             .collect()
             .await
-            .map_err(|e| BrokerError::Unreachable(format!("reading the answer: {e}")))?
+            .map_err(|e| ClientError::Unreachable(format!("reading the answer: {e}")))?
             .to_bytes();
         Ok((
             status,
@@ -248,7 +278,7 @@ impl BrokerApprovals {
             let (status, answer) = self
                 .send(
                     "GET",
-                    &format!("/approvals/{id}?wait={}", crate::MAX_WAIT_SECS),
+                    &format!("/approvals/{id}?wait={}", MAX_WAIT_SECS),
                     None,
                 )
                 .await?;
@@ -293,5 +323,62 @@ impl AsyncApprovalChannel for BrokerApprovals {
     fn request_approval(&self, request: ApprovalRequest) -> ApprovalFuture {
         let this = self.clone();
         Box::pin(async move { this.ask(request).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests: a panic is a failed test")]
+
+    use super::*;
+
+    #[test]
+    fn forms_are_url_encoded() {
+        let pairs = vec![
+            ("grant_type".to_owned(), "client_credentials".to_owned()),
+            (
+                "scope".to_owned(),
+                "ledger.ar:void ledger.*:read".to_owned(),
+            ),
+            ("x".to_owned(), "a&b=c/é~".to_owned()),
+        ];
+        assert_eq!(
+            form_urlencoded(&pairs),
+            "grant_type=client_credentials&scope=ledger.ar%3Avoid+ledger.*%3Aread&x=a%26b%3Dc%2F%C3%A9%7E"
+        );
+    }
+
+    #[test]
+    fn errors_keep_their_codes() {
+        assert_eq!(
+            ClientError::BadRequest("x".into()).code(),
+            "broker.bad_request"
+        );
+        assert_eq!(
+            ClientError::Unreachable("x".into()).code(),
+            "broker.unreachable"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_that_cannot_be_built_is_a_bad_request() {
+        let client = BrokerClient::new("http://127.0.0.1:9");
+        let err = client
+            .send("GET", "/", &[("bad header", "x")], RequestBody::Empty)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "broker.bad_request");
+    }
+
+    #[test]
+    fn findings_refuse_unknown_fields() {
+        let finding: ApprovalFinding =
+            serde_json::from_value(json!({"kind": "taint", "detail": "read from the web"}))
+                .unwrap();
+        assert_eq!(finding.kind, "taint");
+        assert!(
+            serde_json::from_value::<ApprovalFinding>(json!({"kind": "a", "detail": "b", "x": 1}))
+                .is_err()
+        );
     }
 }

@@ -9,9 +9,11 @@
 
 use std::time::Duration;
 
-use agentiam_guard::{Approval, DEFAULT_MAX_APPROVAL_TTL_SECS, Principal};
+use agentiam_broker_client::MAX_WAIT_SECS;
+use agentiam_guard::Principal;
+use agentiam_guard::approval::DEFAULT_MAX_APPROVAL_TTL_SECS;
 use agentiam_identity::Jwks;
-use agentiam_telemetry::{AgentRef, AuditEvent, Decision, Outcome, RedactionPolicy};
+use agentiam_telemetry::{Decision, Outcome};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
@@ -21,17 +23,17 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::Broker;
+use crate::approval_queue::{approval_event, expire_if_due, not_found, pending_or, settle};
 use crate::approvals::{ApprovalRecord, ApprovalStatus, ApprovalSubmission, RequesterContext};
-use crate::http::{Broker, OAuthError, refused_body};
+use crate::auth::{require_admin, verify_presented};
+use crate::oauth_error::{OAuthError, refused_body};
+use crate::secrets::random_id;
 
-/// Longest a `GET /approvals/{id}` waits for an answer.
-pub const MAX_WAIT_SECS: u64 = 60;
-/// Most approval requests listed at once.
-const MAX_LISTED: usize = 200;
 /// Most requests one agent may have waiting at once (a flood would bury the approvers).
 pub const MAX_PENDING_PER_AGENT: usize = 20;
 
-pub(crate) fn routes() -> Router<Broker> {
+pub(super) fn routes() -> Router<Broker> {
     Router::new()
         .route("/approvals", post(submit))
         .route("/approvals/keys", get(approver_keys))
@@ -45,157 +47,17 @@ fn forbidden(code: &str, description: impl Into<String>) -> OAuthError {
     OAuthError::new(StatusCode::FORBIDDEN, "access_denied", code, description)
 }
 
-fn not_found() -> OAuthError {
-    OAuthError::new(
-        StatusCode::NOT_FOUND,
-        "invalid_request",
-        "broker.not_found",
-        "no such approval request",
-    )
-}
-
-impl Broker {
-    /// The agent whose token this request carries, verified (any audience, revocation checked;
-    /// a DPoP-bound token with its proof for this method and path).
-    fn agent_principal(
-        &self,
-        headers: &HeaderMap,
-        method: &str,
-        path: &str,
-    ) -> Result<(Principal, Value), OAuthError> {
-        let verified = self.verify_presented(headers, method, path)?;
-        let claims = serde_json::to_value(verified.claims()).unwrap_or(Value::Null);
-        Ok((Principal::from_token(&verified), claims))
-    }
-
-    /// Approves or denies a pending request as `approver`, signing an approval when approved.
-    /// A request already answered or expired is refused (409) and nothing changes.
-    pub(crate) fn settle(
-        &self,
-        id: &str,
-        approve: bool,
-        approver: &str,
-        reason: Option<String>,
-    ) -> Result<ApprovalRecord, OAuthError> {
-        let mut record = self.store().approval(id)?.ok_or_else(not_found)?;
-        let now = self.now();
-        match record.status_at(now) {
-            ApprovalStatus::Pending => {}
-            ApprovalStatus::Expired => {
-                return Err(OAuthError::new(
-                    StatusCode::CONFLICT,
-                    "invalid_request",
-                    "broker.approval_expired",
-                    "the request expired before it was answered",
-                ));
-            }
-            settled => {
-                return Err(OAuthError::new(
-                    StatusCode::CONFLICT,
-                    "invalid_request",
-                    "broker.approval_settled",
-                    format!("the request was already {}", settled.as_str()),
-                ));
-            }
-        }
-        if approve {
-            let approval = Approval::sign(&record.request, &self.approver()).map_err(|e| {
-                OAuthError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    e.code(),
-                    e.to_string(),
-                )
-            })?;
-            record.approval = Some(approval);
-            record.status = ApprovalStatus::Approved;
-        } else {
-            record.status = ApprovalStatus::Denied;
-        }
-        record.settled_at = Some(now);
-        record.settled_by = Some(approver.to_owned());
-        record.reason = reason
-            .map(|r| r.chars().take(1000).collect::<String>())
-            .filter(|r| !r.trim().is_empty());
-        let decision = if approve {
-            Decision::allow()
-        } else {
-            Decision::deny(agentiam_guard::codes::CONFIRMATION_DENIED)
-        };
-        let kind = if approve {
-            "approval_granted"
-        } else {
-            "approval_denied"
-        };
-        let mut event = self.approval_event(kind, &record, decision);
-        event.on_behalf_of = Some(format!("approver:{approver}"));
-        self.audit(event)?;
-        if !self.store().settle_approval(&record)? {
-            return Err(OAuthError::new(
-                StatusCode::CONFLICT,
-                "invalid_request",
-                "broker.approval_settled",
-                "the request was answered by someone else first",
-            ));
-        }
-        self.settled().send_modify(|n| *n = n.wrapping_add(1));
-        Ok(record)
-    }
-
-    /// Records a pending request that has passed its expiry as expired (once, even across
-    /// replicas), with an audit event; returns the record as it now stands.
-    pub(crate) fn expire_if_due(
-        &self,
-        record: ApprovalRecord,
-    ) -> Result<ApprovalRecord, OAuthError> {
-        let now = self.now();
-        if record.status != ApprovalStatus::Pending
-            || record.status_at(now) != ApprovalStatus::Expired
-        {
-            return Ok(record);
-        }
-        let mut expired = record.clone();
-        expired.status = ApprovalStatus::Expired;
-        expired.settled_at = Some(now);
-        expired.reason = Some("no approver answered before it expired".into());
-        if self.store().settle_approval(&expired)? {
-            self.audit(self.approval_event(
-                "approval_expired",
-                &expired,
-                Decision::deny("broker.approval_expired"),
-            ))?;
-            self.settled().send_modify(|n| *n = n.wrapping_add(1));
-            return Ok(expired);
-        }
-        // Another replica recorded it (or someone answered just in time): read what stands.
-        Ok(self.store().approval(&record.id)?.unwrap_or(expired))
-    }
-
-    pub(crate) fn approval_event(
-        &self,
-        kind: &str,
-        record: &ApprovalRecord,
-        decision: Decision,
-    ) -> AuditEvent {
-        let r = &record.requester;
-        let mut event = AuditEvent::new(
-            kind,
-            AgentRef {
-                spiffe_id: r.agent.clone(),
-                composite_digest: r.composite_digest.clone(),
-            },
-            self.now_ms(),
-            decision,
-        );
-        event.approval_ref = Some(record.id.clone());
-        event.delegation_chain.clone_from(&r.chain);
-        event.task_id.clone_from(&r.task);
-        event.token_jti.clone_from(&r.token_jti);
-        event.tool = RedactionPolicy::default()
-            .tool_call(&record.request.tool, None, &record.request.arguments)
-            .ok();
-        event
-    }
+/// The agent whose token this request carries, verified (any audience, revocation checked;
+/// a DPoP-bound token with its proof for this method and path).
+fn agent_principal(
+    broker: &Broker,
+    headers: &HeaderMap,
+    method: &str,
+    path: &str,
+) -> Result<(Principal, Value), OAuthError> {
+    let verified = verify_presented(broker, headers, method, path)?;
+    let claims = serde_json::to_value(verified.claims()).unwrap_or(Value::Null);
+    Ok((Principal::from_token(&verified), claims))
 }
 
 async fn submit(
@@ -204,7 +66,7 @@ async fn submit(
     uri: Uri,
     body: Result<Json<ApprovalSubmission>, JsonRejection>,
 ) -> Result<Response, OAuthError> {
-    let (principal, claims) = broker.agent_principal(&headers, "POST", uri.path())?;
+    let (principal, claims) = agent_principal(&broker, &headers, "POST", uri.path())?;
     let Json(submission) = body.map_err(|e| refused_body(e.status(), "approval request", &e))?;
     let request = &submission.request;
     let invalid = |why: &str| {
@@ -225,7 +87,7 @@ async fn submit(
     }
     if request.chain != principal.chain() || request.task.as_deref() != principal.task() {
         return Err(forbidden(
-            "broker.chain_mismatch",
+            crate::codes::CHAIN_MISMATCH,
             "an agent may ask approval only for its own calls: the request's chain and task \
              are not its token's",
         ));
@@ -260,7 +122,7 @@ async fn submit(
         return Err(OAuthError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "slow_down",
-            "broker.too_many_pending",
+            crate::codes::TOO_MANY_PENDING,
             format!("this agent already has {waiting} requests waiting for an approver"),
         ));
     }
@@ -272,7 +134,7 @@ async fn submit(
         return Err(OAuthError::new(
             StatusCode::CONFLICT,
             "invalid_request",
-            "broker.approval_duplicate",
+            crate::codes::APPROVAL_DUPLICATE,
             "a request with this nonce was already posted",
         ));
     }
@@ -312,7 +174,8 @@ async fn submit(
         reason: None,
         approval: None,
     };
-    let mut event = broker.approval_event(
+    let mut event = approval_event(
+        &broker,
         "approval_requested",
         &record,
         Decision {
@@ -337,25 +200,6 @@ async fn submit(
     Ok(response)
 }
 
-pub(crate) fn random_id() -> Result<String, OAuthError> {
-    random_token(18)
-}
-
-/// `bytes` random bytes, base64url: identifiers and bearer secrets.
-pub(crate) fn random_token(bytes: usize) -> Result<String, OAuthError> {
-    use base64::Engine as _;
-    let mut buf = vec![0u8; bytes];
-    aws_lc_rs::rand::fill(&mut buf).map_err(|_| {
-        OAuthError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "broker.entropy_unavailable",
-            "no randomness",
-        )
-    })?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
-}
-
 #[derive(Debug, Deserialize)]
 struct WaitQuery {
     wait: Option<u64>,
@@ -369,13 +213,12 @@ async fn status(
     query: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, OAuthError> {
     let Query(query) = query.map_err(|e| OAuthError::bad_request(e.to_string()))?;
-    let as_admin = broker.admin(&headers).is_ok();
+    let as_admin = require_admin(&broker, &headers).is_ok();
     let presenter = if as_admin {
         None
     } else {
         Some(
-            broker
-                .agent_principal(&headers, "GET", uri.path())?
+            agent_principal(&broker, &headers, "GET", uri.path())?
                 .0
                 .presenter()
                 .to_owned(),
@@ -392,7 +235,7 @@ async fn status(
             // Another agent's request does not exist, as far as this agent can tell.
             return Err(not_found());
         }
-        let record = broker.expire_if_due(record)?;
+        let record = expire_if_due(&broker, record)?;
         let now = broker.now();
         if record.status_at(now) != ApprovalStatus::Pending
             || tokio::time::Instant::now() >= deadline
@@ -431,7 +274,7 @@ async fn list(
     headers: HeaderMap,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, OAuthError> {
-    broker.admin(&headers)?;
+    require_admin(&broker, &headers)?;
     let Query(query) = query.map_err(|e| OAuthError::bad_request(e.to_string()))?;
     let status = match query.status.as_deref() {
         None | Some("all") => None,
@@ -440,29 +283,7 @@ async fn list(
                 .ok_or_else(|| OAuthError::bad_request(format!("unknown status {s:?}")))?,
         ),
     };
-    Ok(Json(json!({ "approvals": broker.pending_or(status)? })))
-}
-
-impl Broker {
-    /// Requests in `status` as of now (a pending request past its expiry is listed as expired).
-    pub(crate) fn pending_or(
-        &self,
-        status: Option<ApprovalStatus>,
-    ) -> Result<Vec<ApprovalRecord>, OAuthError> {
-        let now = self.now();
-        let stored = match status {
-            Some(ApprovalStatus::Expired) => Some(ApprovalStatus::Pending),
-            other => other,
-        };
-        let mut records = Vec::new();
-        for r in self.store().approvals(stored, MAX_LISTED)? {
-            let mut r = self.expire_if_due(r)?;
-            r.status = r.status_at(now);
-            records.push(r);
-        }
-        records.retain(|r| status.is_none_or(|s| r.status == s));
-        Ok(records)
-    }
+    Ok(Json(json!({ "approvals": pending_or(&broker, status)? })))
 }
 
 #[derive(Debug, Deserialize)]
@@ -499,11 +320,11 @@ fn settle_as_admin(
     approve: bool,
     body: Result<Json<Settlement>, JsonRejection>,
 ) -> Result<Json<Value>, OAuthError> {
-    broker.admin(headers)?;
+    require_admin(broker, headers)?;
     let Json(s) = body.map_err(|e| refused_body(e.status(), "settlement", &e))?;
     if s.approver.trim().is_empty() || s.approver.len() > 128 {
         return Err(OAuthError::bad_request("approver must name who decided"));
     }
-    let record = broker.settle(id, approve, &s.approver, s.reason)?;
+    let record = settle(broker, id, approve, &s.approver, s.reason)?;
     Ok(Json(record.answer(broker.now())))
 }

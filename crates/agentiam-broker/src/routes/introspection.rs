@@ -16,16 +16,26 @@ use axum::extract::State;
 use axum::extract::rejection::FormRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Form, Json};
+use axum::routing::post;
+use axum::{Form, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::http::{Broker, OAuthError, form_error};
-use crate::token::{ClientCredentials, refuse_basic};
+use crate::Broker;
+use crate::auth::{
+    ClientCredentials, authenticate_client, refuse_basic, require_admin, verify_issued,
+};
+use crate::oauth_error::{OAuthError, form_error};
+
+pub(super) fn routes() -> Router<Broker> {
+    Router::new()
+        .route("/oauth2/introspect", post(introspect))
+        .route("/oauth2/revoke", post(revoke))
+}
 
 /// The form of both endpoints: the token, and the client's credentials when an agent calls.
 #[derive(Debug, Deserialize)]
-pub(crate) struct TokenForm {
+struct TokenForm {
     token: String,
     #[allow(
         dead_code,
@@ -67,41 +77,43 @@ impl Caller {
     }
 }
 
-impl Broker {
-    /// An agent with a client assertion in the form, else the administrator's bearer token.
-    fn caller(&self, headers: &HeaderMap, form: &TokenForm) -> Result<Caller, OAuthError> {
-        refuse_basic(headers)?;
-        if form.client_assertion.is_some() || form.client_assertion_type.is_some() {
-            let credentials = ClientCredentials {
-                client_id: form.client_id.as_deref(),
-                assertion_type: form.client_assertion_type.as_deref(),
-                assertion: form.client_assertion.as_deref(),
-            };
-            let (record, _) = self.authenticate_client(headers, credentials)?;
-            return Ok(Caller::Agent(record.spiffe_id));
-        }
-        self.admin(headers).map_err(|_| {
-            OAuthError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                "broker.unauthorized",
-                "authenticate with a client assertion (private_key_jwt), or the administrator's \
-                 bearer token",
-            )
-        })?;
-        Ok(Caller::Administrator)
+/// An agent with a client assertion in the form, else the administrator's bearer token.
+fn identify_caller(
+    broker: &Broker,
+    headers: &HeaderMap,
+    form: &TokenForm,
+) -> Result<Caller, OAuthError> {
+    refuse_basic(headers)?;
+    if form.client_assertion.is_some() || form.client_assertion_type.is_some() {
+        let credentials = ClientCredentials {
+            client_id: form.client_id.as_deref(),
+            assertion_type: form.client_assertion_type.as_deref(),
+            assertion: form.client_assertion.as_deref(),
+        };
+        let (record, _) = authenticate_client(broker, headers, credentials)?;
+        return Ok(Caller::Agent(record.spiffe_id));
     }
+    require_admin(broker, headers).map_err(|_| {
+        OAuthError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            crate::codes::UNAUTHORIZED,
+            "authenticate with a client assertion (private_key_jwt), or the administrator's \
+             bearer token",
+        )
+    })?;
+    Ok(Caller::Administrator)
 }
 
-pub(crate) async fn introspect(
+async fn introspect(
     State(broker): State<Broker>,
     headers: HeaderMap,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Result<Json<Value>, OAuthError> {
     let Form(form) = form.map_err(form_error)?;
-    let caller = broker.caller(&headers, &form)?;
+    let caller = identify_caller(&broker, &headers, &form)?;
     let inactive = || Json(json!({"active": false}));
-    let Ok(token) = broker.verify_issued(&form.token, true) else {
+    let Ok(token) = verify_issued(&broker, &form.token, true) else {
         // RFC 7662: an inactive token says nothing more.
         return Ok(inactive());
     };
@@ -122,16 +134,16 @@ pub(crate) async fn introspect(
     Ok(Json(body))
 }
 
-pub(crate) async fn revoke(
+async fn revoke(
     State(broker): State<Broker>,
     headers: HeaderMap,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Result<Response, OAuthError> {
     let Form(form) = form.map_err(form_error)?;
-    let caller = broker.caller(&headers, &form)?;
+    let caller = identify_caller(&broker, &headers, &form)?;
     // RFC 7009: a token that is invalid, expired or not ours needs no revoking; answer 200.
     // One already revoked is revoked again (harmless), so verification skips revocation.
-    let Ok(token) = broker.verify_issued(&form.token, false) else {
+    let Ok(token) = verify_issued(&broker, &form.token, false) else {
         return Ok(StatusCode::OK.into_response());
     };
     let claims = token.claims();
@@ -139,7 +151,7 @@ pub(crate) async fn revoke(
         return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "unauthorized_client",
-            "broker.not_your_token",
+            crate::codes::NOT_YOUR_TOKEN,
             "a client may revoke only its own tokens and those delegated from them",
         ));
     }
@@ -147,7 +159,7 @@ pub(crate) async fn revoke(
         return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "unsupported_token_type",
-            "broker.bad_request",
+            crate::codes::BAD_REQUEST,
             "the token has no jti to revoke by",
         ));
     };
