@@ -34,6 +34,12 @@ fn agent(name: &str) -> AgentIdentity {
 }
 
 fn main() {
+    println!("{}", serde_json::to_string_pretty(&document()).unwrap());
+}
+
+/// The vector document (also built by the crate's `vectors_fresh` test, which checks that the
+/// committed file is what this generator writes).
+pub(crate) fn document() -> serde_json::Value {
     let clock = Arc::new(FixedClock::new(NOW - 60));
     let broker_key = SigningKey::ed25519_from_seed(&[21u8; 32]).unwrap();
     let issuer = Arc::new(Issuer::new(ISS, KeySet::new(broker_key)).with_clock(clock.clone()));
@@ -317,5 +323,5 @@ fn main() {
         },
         "tests": tests,
     });
-    println!("{}", serde_json::to_string_pretty(&doc).unwrap());
+    doc
 }

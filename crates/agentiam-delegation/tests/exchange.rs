@@ -20,15 +20,7 @@ const ISS: &str = "https://broker.test";
 const AUD: &str = "ledger-api";
 const T0: i64 = 1_800_000_000;
 
-fn agent(name: &str) -> AgentIdentity {
-    AgentIdentity::new(
-        parse_spiffe_id(&format!("spiffe://acme.test/agent/{name}")).unwrap(),
-        ModelRef::new("p", "m", "1"),
-        &AgentConfiguration::new(format!("You are {name}."), vec![]),
-        RuntimeDescriptor::new("process"),
-    )
-    .unwrap()
-}
+use agentiam_test_support::agent;
 
 struct World {
     clock: Arc<FixedClock>,

@@ -69,6 +69,12 @@ fn case(
 }
 
 fn main() {
+    println!("{}", serde_json::to_string_pretty(&document()).unwrap());
+}
+
+/// The vector document (also built by the crate's `vectors_fresh` test, which checks that the
+/// committed file is what this generator writes).
+pub(crate) fn document() -> serde_json::Value {
     let clock = Arc::new(FixedClock::new(NOW - 60));
     let issuer = Arc::new(
         Issuer::new(
@@ -805,7 +811,7 @@ fn main() {
         "config": config,
         "tests": tests,
     });
-    println!("{}", serde_json::to_string_pretty(&doc).unwrap());
+    doc
 }
 
 /// Cases from an independent attack suite (copied text, exfiltration URLs, caps), each with the

@@ -31,15 +31,7 @@ const AUD: &str = "https://api.test";
 const SUPPORT: &str = "spiffe://acme.test/agent/support";
 const SCOPES: &str = "support.tickets:read support.tickets:write kb.articles:read hr.records:read billing.refunds:create";
 
-fn agent(path: &str) -> AgentIdentity {
-    AgentIdentity::new(
-        parse_spiffe_id(&format!("spiffe://acme.test/agent/{path}")).unwrap(),
-        ModelRef::new("p", "m", "1"),
-        &AgentConfiguration::new(format!("You are {path}."), vec![]),
-        RuntimeDescriptor::new("process"),
-    )
-    .unwrap()
-}
+use agentiam_test_support::agent;
 
 fn tools() -> Vec<ToolSpec> {
     vec![

@@ -30,15 +30,7 @@ struct World {
     human: SigningKey,
 }
 
-fn agent(name: &str) -> AgentIdentity {
-    AgentIdentity::new(
-        parse_spiffe_id(&format!("spiffe://acme.test/agent/{name}")).unwrap(),
-        ModelRef::new("p", "m", "1"),
-        &AgentConfiguration::new(format!("You are {name}."), vec![]),
-        RuntimeDescriptor::new("process"),
-    )
-    .unwrap()
-}
+use agentiam_test_support::agent;
 
 fn world() -> World {
     let clock = Arc::new(FixedClock::new(NOW));

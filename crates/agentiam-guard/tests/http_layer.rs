@@ -44,15 +44,7 @@ fn now() -> i64 {
     SystemClock.now()
 }
 
-fn agent(name: &str) -> AgentIdentity {
-    AgentIdentity::new(
-        parse_spiffe_id(&format!("spiffe://acme.test/agent/{name}")).unwrap(),
-        ModelRef::new("p", "m", "1"),
-        &AgentConfiguration::new(format!("You are {name}."), vec![]),
-        RuntimeDescriptor::new("process"),
-    )
-    .unwrap()
-}
+use agentiam_test_support::agent;
 
 struct World {
     issuer: Issuer,

@@ -91,6 +91,12 @@ fn edit_event(line: &str, f: impl FnOnce(&mut Value)) -> String {
 }
 
 fn main() {
+    println!("{}", serde_json::to_string_pretty(&document()).unwrap());
+}
+
+/// The vector document (also built by the crate's `vectors_fresh` test, which checks that the
+/// committed file is what this generator writes).
+pub(crate) fn document() -> serde_json::Value {
     let store = MemStore::new();
     let signer = NoteSigner::generate(ORIGIN).unwrap();
     let other = NoteSigner::generate(ORIGIN).unwrap();
@@ -388,5 +394,5 @@ fn main() {
         },
         "tests": tests,
     });
-    println!("{}", serde_json::to_string_pretty(&doc).unwrap());
+    doc
 }

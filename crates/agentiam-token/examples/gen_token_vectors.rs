@@ -65,6 +65,24 @@ fn with(mut base: Value, edits: &[(&str, Value)]) -> Value {
     base
 }
 
+/// JSON with every object's members in key order, whichever map serde_json was built with (the
+/// `preserve_order` feature, which a workspace build unifies in, keeps insertion order): the
+/// vectors are the same bytes however the generator is built.
+fn sorted_json(value: &impl serde::Serialize) -> Vec<u8> {
+    fn sorted(value: Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let mut members: Vec<(String, Value)> = map.into_iter().collect();
+                members.sort_by(|a, b| a.0.cmp(&b.0));
+                Value::Object(members.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+            }
+            Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+            other => other,
+        }
+    }
+    serde_json::to_vec(&sorted(serde_json::to_value(value).unwrap())).unwrap()
+}
+
 fn header(key: &SigningKey, extra: &[(&str, Value)]) -> Map<String, Value> {
     let mut h = Map::new();
     h.insert("typ".into(), "at+jwt".into());
@@ -88,11 +106,7 @@ fn sign_raw(key: &SigningKey, header: &[u8], payload: &[u8]) -> String {
 }
 
 fn sign(key: &SigningKey, header: &Map<String, Value>, claims: &Value) -> String {
-    sign_raw(
-        key,
-        &serde_json::to_vec(header).unwrap(),
-        &serde_json::to_vec(claims).unwrap(),
-    )
+    sign_raw(key, &sorted_json(header), &sorted_json(claims))
 }
 
 fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
@@ -149,6 +163,12 @@ impl Vectors {
 }
 
 fn main() {
+    println!("{}", serde_json::to_string_pretty(&document()).unwrap());
+}
+
+/// The vector document (also built by the crate's `vectors_fresh` test, which checks that the
+/// committed file is what this generator writes).
+pub(crate) fn document() -> serde_json::Value {
     let ed = SigningKey::ed25519_from_seed(&[7u8; 32]).unwrap();
     let ed2 = SigningKey::ed25519_from_seed(&[8u8; 32]).unwrap();
     let attacker = SigningKey::ed25519_from_seed(&[66u8; 32]).unwrap();
@@ -257,8 +277,8 @@ fn main() {
 
     // --- algorithm attacks --------------------------------------------------------------
     for none in ["none", "None", "NONE", "nOnE"] {
-        let h = serde_json::to_vec(&header(&ed, &[("alg", json!(none))])).unwrap();
-        let p = serde_json::to_vec(&c).unwrap();
+        let h = sorted_json(&header(&ed, &[("alg", json!(none))]));
+        let p = sorted_json(&c);
         v.add(
             &format!("alg {none} with empty signature"),
             &["AlgNone"],
@@ -266,11 +286,11 @@ fn main() {
             Some("token.alg_not_allowed"),
         );
     }
-    let h = serde_json::to_vec(&header(&ed, &[("alg", json!("none"))])).unwrap();
+    let h = sorted_json(&header(&ed, &[("alg", json!("none"))]));
     v.add(
         "alg none with a real signature attached",
         &["AlgNone"],
-        sign_raw(&ed, &h, &serde_json::to_vec(&c).unwrap()),
+        sign_raw(&ed, &h, &sorted_json(&c)),
         Some("token.alg_not_allowed"),
     );
     for (label, secret) in [
@@ -284,8 +304,8 @@ fn main() {
             ed.public_key().to_jwk().x.unwrap().into_bytes(),
         ),
     ] {
-        let h = serde_json::to_vec(&header(&ed, &[("alg", json!("HS256"))])).unwrap();
-        let input = format!("{}.{}", b64(&h), b64(&serde_json::to_vec(&c).unwrap()));
+        let h = sorted_json(&header(&ed, &[("alg", json!("HS256"))]));
+        let input = format!("{}.{}", b64(&h), b64(&sorted_json(&c)));
         let mac = hmac_sha256(&secret, input.as_bytes());
         v.add(
             &format!("HS256 keyed with {label}"),
@@ -498,11 +518,7 @@ fn main() {
     v.add(
         "Duplicate exp member",
         &["ClaimType"],
-        sign_raw(
-            &ed,
-            &serde_json::to_vec(&header(&ed, &[])).unwrap(),
-            dup.as_bytes(),
-        ),
+        sign_raw(&ed, &sorted_json(&header(&ed, &[])), dup.as_bytes()),
         Some("token.invalid_claim"),
     );
 
@@ -657,8 +673,8 @@ fn main() {
 
     // --- signatures ---------------------------------------------------------------------------
     let es_input = {
-        let h = serde_json::to_vec(&header(&es, &[])).unwrap();
-        format!("{}.{}", b64(&h), b64(&serde_json::to_vec(&c).unwrap()))
+        let h = sorted_json(&header(&es, &[]));
+        format!("{}.{}", b64(&h), b64(&sorted_json(&c)))
     };
     v.add(
         "ES256 with r = s = 0",
@@ -732,7 +748,7 @@ fn main() {
         format!(
             "{}.{}.{}",
             ed_parts[0],
-            b64(&serde_json::to_vec(&forged).unwrap()),
+            b64(&sorted_json(&forged)),
             ed_parts[2]
         ),
         Some("token.bad_signature"),
@@ -756,14 +772,14 @@ fn main() {
     v.add(
         "JWS JSON serialization (flattened)",
         &["JsonSerialization"],
-        flattened.to_string(),
+        String::from_utf8(sorted_json(&flattened)).unwrap(),
         Some("token.malformed"),
     );
     let general = json!({"payload": ed_parts[1], "signatures": [{"protected": ed_parts[0], "signature": ed_parts[2]}]});
     v.add(
         "JWS JSON serialization (general)",
         &["JsonSerialization"],
-        general.to_string(),
+        String::from_utf8(sorted_json(&general)).unwrap(),
         Some("token.malformed"),
     );
     v.add(
@@ -795,7 +811,7 @@ fn main() {
     );
     let mut pad = String::new();
     let padded_header = loop {
-        let h = serde_json::to_vec(&header(&ed, &[("x", json!(pad))])).unwrap();
+        let h = sorted_json(&header(&ed, &[("x", json!(pad))]));
         if !h.len().is_multiple_of(3) {
             break h;
         }
@@ -809,41 +825,47 @@ fn main() {
         format!("{padded_input}.{}", b64(&padded_sig)),
         Some("token.malformed"),
     );
-    let std_sig = STANDARD
-        .encode(URL_SAFE_NO_PAD.decode(ed_parts[2]).unwrap())
-        .replace('=', "");
-    if std_sig != ed_parts[2] {
-        v.add(
-            "Signature in standard base64 (+ and /)",
-            &["Base64"],
-            format!("{}.{}.{}", ed_parts[0], ed_parts[1], std_sig),
-            Some("token.malformed"),
+    // A token whose signature has a `+` or `/` in standard base64 (a pad claim grows until it
+    // does), so the vector exists whatever the claims serialize to.
+    let mut pad = String::new();
+    let (signed, std_sig) = loop {
+        let token = sign(
+            &ed,
+            &header(&ed, &[]),
+            &with(c.clone(), &[("pad", json!(pad))]),
         );
-    }
+        let sig = token.rsplit('.').next().unwrap().to_owned();
+        let std_sig = STANDARD
+            .encode(URL_SAFE_NO_PAD.decode(&sig).unwrap())
+            .replace('=', "");
+        if std_sig != sig {
+            break (token, std_sig);
+        }
+        pad.push('x');
+    };
+    let signed_parts: Vec<&str> = signed.split('.').collect();
+    v.add(
+        "Signature in standard base64 (+ and /)",
+        &["Base64"],
+        format!("{}.{}.{}", signed_parts[0], signed_parts[1], std_sig),
+        Some("token.malformed"),
+    );
     v.add(
         "Header is not JSON",
         &["Malformed"],
-        sign_raw(&ed, b"not json", &serde_json::to_vec(&c).unwrap()),
+        sign_raw(&ed, b"not json", &sorted_json(&c)),
         Some("token.malformed"),
     );
     v.add(
         "Payload is not JSON",
         &["Malformed"],
-        sign_raw(
-            &ed,
-            &serde_json::to_vec(&header(&ed, &[])).unwrap(),
-            b"\xff\xfe",
-        ),
+        sign_raw(&ed, &sorted_json(&header(&ed, &[])), b"\xff\xfe"),
         Some("token.malformed"),
     );
     v.add(
         "Payload is a JSON array",
         &["Malformed"],
-        sign_raw(
-            &ed,
-            &serde_json::to_vec(&header(&ed, &[])).unwrap(),
-            b"[1,2]",
-        ),
+        sign_raw(&ed, &sorted_json(&header(&ed, &[])), b"[1,2]"),
         Some("token.malformed"),
     );
     let huge = with(c.clone(), &[("pad", json!("x".repeat(9000)))]);
@@ -863,11 +885,7 @@ fn main() {
     v.add(
         "act claim nested 1000 levels deep, under the size cap",
         &["Malformed"],
-        sign_raw(
-            &ed,
-            &serde_json::to_vec(&header(&ed, &[])).unwrap(),
-            deep.as_bytes(),
-        ),
+        sign_raw(&ed, &sorted_json(&header(&ed, &[])), deep.as_bytes()),
         Some("token.malformed"),
     );
 
@@ -977,5 +995,5 @@ fn main() {
         },
         "tests": v.tests,
     });
-    println!("{}", serde_json::to_string_pretty(&doc).unwrap());
+    doc
 }
