@@ -10,7 +10,8 @@
 //! HTTP status.
 //! The macro also builds the crate's `codes::ALL`, from which `docs/reason-codes.md` is
 //! generated; a test fails when a published code disappears.
-//! Every error type, and every refusal (`agentiam_guard::Denial`), implements [`ReasonCode`].
+//! Every error type, every refusal (`agentiam_guard::Denial`) and every request for a human
+//! (`agentiam_guard::ApprovalRequest`) implements [`ReasonCode`].
 //!
 //! ```
 //! mod codes {

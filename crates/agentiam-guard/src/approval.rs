@@ -637,3 +637,10 @@ pub(crate) fn new_nonce(entropy: &dyn agentiam_token::Entropy) -> Result<String,
     entropy.fill(&mut buf).map_err(|e| e.to_string())?;
     Ok(URL_SAFE_NO_PAD.encode(buf))
 }
+
+impl agentiam_codes::ReasonCode for ApprovalRequest {
+    /// Why a human is asked (`guard.confirmation_required`, `guard.tainted_context`, ...).
+    fn code(&self) -> &str {
+        &self.code
+    }
+}
