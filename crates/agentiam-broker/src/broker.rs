@@ -8,9 +8,10 @@ use std::sync::Arc;
 use agentiam_identity::{Algorithm, SigningKey};
 use agentiam_telemetry::{AuditLog, NoteVerifier};
 use agentiam_token::{Clock, DpopVerifier, Issuer, SystemClock};
-use axum::Router;
 use axum::http::StatusCode;
 
+use crate::BrokerError;
+use crate::data_dir::DataDir;
 use crate::keys::KeyState;
 use crate::oauth_error::OAuthError;
 use crate::people::{IdentityProviderConfig, IdentityProviders};
@@ -18,7 +19,6 @@ use crate::records::{parse_id, registration};
 use crate::secrets::sha256;
 use crate::shared_keys::{KeyEncryptionKey, KeyMaterial};
 use crate::store::{Store, StoreRevocations};
-use crate::{BrokerError, DataDir};
 
 /// Shortest administrator secret accepted.
 const MIN_ADMIN_SECRET_CHARS: usize = 32;
@@ -281,11 +281,6 @@ impl Broker {
             key_directory: None,
             shared_keys: None,
         }
-    }
-
-    /// The HTTP routes.
-    pub fn router(&self) -> Router {
-        crate::routes::router(self.clone())
     }
 
     /// The token endpoint's URL: the audience of client assertions and DPoP proofs.

@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use agentiam_identity::{Algorithm, Jwks, KeySet, SigningKey};
 use agentiam_telemetry::{AgentRef, AuditEvent, Decision};
 
+use crate::data_dir::DataDir;
 use crate::shared_keys::{KeyEncryptionKey, KeyMaterial, RetiredKey};
-use crate::{Broker, BrokerError, DataDir};
+use crate::{Broker, BrokerError};
 
 /// The keys that change while the broker serves, and where their changes go.
 pub(crate) struct KeyState {

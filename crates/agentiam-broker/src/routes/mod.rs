@@ -24,9 +24,16 @@ mod introspection;
 pub(crate) mod registration;
 pub(crate) mod token;
 
+impl Broker {
+    /// The HTTP routes (defined here, so the state never depends on its routes).
+    pub fn router(&self) -> Router {
+        router(self.clone())
+    }
+}
+
 /// Every route of the broker, with `broker` as their state. Bodies over [`MAX_BODY_BYTES`]
 /// are refused before they are parsed.
-pub(crate) fn router(broker: Broker) -> Router {
+fn router(broker: Broker) -> Router {
     Router::new()
         .merge(discovery::routes())
         .merge(token::routes())
