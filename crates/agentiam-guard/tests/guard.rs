@@ -1318,9 +1318,7 @@ fn a_running_total_counts_concurrent_calls_and_releases_refused_ones() {
 
     // A call policy refuses, or that waits for a human, does not use up the total.
     let w = world();
-    let policy = format!(
-        "{DEFAULT_POLICY}\n@id(\"no-big-payments\")\nforbid (principal, action, resource == Tool::\"pay\") when {{ context.arguments.amount > 5000 }};"
-    );
+    let policy = no_big_payments_policy();
     let guard = w
         .builder(&policy)
         .tool(ToolSpec::new("pay", Risk::Irreversible).with_scope("payments", "pay"))
@@ -1345,6 +1343,13 @@ fn a_running_total_counts_concurrent_calls_and_releases_refused_ones() {
     }
 }
 
+/// The default policy and a rule refusing payments over 5,000: a refusal after the limits run.
+fn no_big_payments_policy() -> String {
+    format!(
+        "{DEFAULT_POLICY}\n@id(\"no-big-payments\")\nforbid (principal, action, resource == Tool::\"pay\") when {{ context.arguments.amount > 5000 }};"
+    )
+}
+
 /// Two limit sets in one guard each release their own reservation when a call is refused later
 /// in the pipeline: the reservation travels with the call's assessment, not through state one
 /// `Limits` shares with another (a thread-local did, and the second set then kept a refused
@@ -1352,9 +1357,7 @@ fn a_running_total_counts_concurrent_calls_and_releases_refused_ones() {
 #[test]
 fn two_limit_sets_in_one_guard_release_their_own_reservations() {
     let w = world();
-    let policy = format!(
-        "{DEFAULT_POLICY}\n@id(\"no-big-payments\")\nforbid (principal, action, resource == Tool::\"pay\") when {{ context.arguments.amount > 5000 }};"
-    );
+    let policy = no_big_payments_policy();
     let one_call =
         Limits::new(vec![Limit::calls("one-payment", "pay", 3600, 1)]).with_clock(w.clock.clone());
     let total = Limits::new(vec![Limit::total("cap", "pay", 3600, "amount", 10_000.0)])
