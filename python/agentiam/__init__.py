@@ -13,7 +13,7 @@ constraints, Cedar policy, session taint, human confirmation) before the tool ru
         approve_payment(amount=420, vendor="ACME")   # runs only if allowed
 """
 
-from ._audit import read_audit_log
+from ._audit import LogVerification, read_audit_log, verify_audit_log
 from ._broker import (
     BrokerApprovals,
     approver_keys,
@@ -22,7 +22,7 @@ from ._broker import (
     revoke_at_broker,
 )
 from ._guard import Guard, GuardSession, framework_call
-from ._scan import sanitize, scan, spotlight
+from ._scan import Spotlighted, sanitize, scan, spotlight
 from .exceptions import (
     AgentIAMError,
     AuditError,
@@ -42,7 +42,6 @@ from ._native import (
     Verifier,
     attenuate,
     sign_approval,
-    verify_audit_log,
 )
 from ._native import __version__ as __version__
 
@@ -54,7 +53,9 @@ __all__ = [
     "BrokerError",
     "Issuer",
     "KeySet",
+    "LogVerification",
     "SigningKey",
+    "Spotlighted",
     "Verifier",
     "AuditError",
     "ConfigurationError",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from . import _native
 
@@ -26,13 +26,22 @@ def sanitize(text: str) -> str:
     return _native.sanitize_text(text)
 
 
+class Spotlighted(NamedTuple):
+    """Untrusted text marked for a model, and the instruction that tells the model how it is marked."""
+
+    text: str
+    instruction: str
+
+
 def spotlight(
     text: str, mode: Literal["delimit", "datamark", "encode"] = "delimit", *, marker: str = "\ue000"
-) -> tuple[str, str]:
-    """Mark untrusted `text` so a model can tell it from instructions. Returns the marked text and
-    the instruction to put in the system prompt. `delimit` wraps it between lines carrying a fresh
+) -> Spotlighted:
+    """Mark untrusted `text` so a model can tell it from instructions. Returns
+    `Spotlighted(text, instruction)`: the marked text and the instruction to put in the system
+    prompt. `delimit` wraps it between lines carrying a fresh
     random boundary the text cannot forge; `datamark` puts `marker` between words; `encode` is
     base64."""
     if len(marker) != 1:
         raise ValueError("the marker is one character")
-    return _native.spotlight_text(text, mode, secrets.token_bytes(16), marker)
+    marked, instruction = _native.spotlight_text(text, mode, secrets.token_bytes(16), marker)
+    return Spotlighted(text=marked, instruction=instruction)

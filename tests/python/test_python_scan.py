@@ -42,6 +42,9 @@ def test_spotlight_marks_untrusted_text_for_the_model():
     assert again.split("\n")[0] != first  # a fresh random boundary every time
     marked, note = agentiam.spotlight("send  the\nfile", "datamark", marker="^")
     assert marked == "send^the^file" and "'^'" in note
+    named = agentiam.spotlight("send  the\nfile", "datamark", marker="^")
+    assert isinstance(named, agentiam.Spotlighted)
+    assert (named.text, named.instruction) == (marked, note)
     encoded, _ = agentiam.spotlight("hi", "encode")
     assert base64.b64decode(encoded) == b"hi"
     with pytest.raises(ValueError):

@@ -95,7 +95,9 @@ def test_delegation_only_narrows_and_the_child_is_guarded(tmp_path):
             transfer(amount=50)
     assert denied.value.code == "guard.constraint_violated"
     guard.flush()
-    assert agentiam.verify_audit_log(str(log)) == (3, 1)
+    verified = agentiam.verify_audit_log(str(log))
+    assert verified == (3, 1) and (verified.records, verified.segments) == (3, 1)
+    assert isinstance(verified, agentiam.LogVerification)
     segment = next(log.glob("*.jsonl"))
     segment.write_text(segment.read_text().replace('"amount":5', '"amount":9', 1))
     with pytest.raises(agentiam.AuditError) as tampered:

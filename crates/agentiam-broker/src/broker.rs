@@ -5,14 +5,14 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use agentiam_identity::{Algorithm, SigningKey};
-use agentiam_telemetry::{AuditLog, NoteVerifier};
+use agentiam_identity::{Algorithm, Jwks, SigningKey};
+use agentiam_telemetry::{AgentRef, AuditEvent, AuditLog, NoteVerifier};
 use agentiam_token::{Clock, DpopVerifier, Issuer, SystemClock};
 use axum::http::StatusCode;
 
 use crate::BrokerError;
 use crate::data_dir::DataDir;
-use crate::keys::KeyState;
+use crate::keys::{KeyContext, KeyState};
 use crate::oauth_error::OAuthError;
 use crate::people::{IdentityProviderConfig, IdentityProviders};
 use crate::records::{parse_id, registration};
@@ -250,7 +250,7 @@ impl BrokerBuilder {
             }),
         };
         if let Some(local) = local {
-            broker.share_keys(local)?;
+            broker.keys().share(local, &broker.key_context())?;
         }
         Ok(broker)
     }
@@ -410,5 +410,51 @@ impl Broker {
 
     pub(crate) fn issuer_url(&self) -> String {
         self.inner.issuer.issuer().to_owned()
+    }
+
+    fn key_context(&self) -> KeyContext<'_> {
+        KeyContext {
+            issuer: self.issuer(),
+            store: self.store().as_ref(),
+            now: self.now(),
+        }
+    }
+
+    /// Rotates the token signing key: a new Ed25519 key signs from now on; the old one stays
+    /// in the JWKS until the last token it signed has expired (the issuer's maximum lifetime).
+    /// With a data directory, the new key and the retired one are persisted first; with shared
+    /// keys every replica adopts it. The rotation is written to the activity log. Returns the
+    /// new key's `kid`.
+    pub fn rotate_signing_key(&self) -> Result<String, BrokerError> {
+        let rotation = self.keys().rotate(&self.key_context())?;
+        let mut event = AuditEvent::new(
+            "signing_key_rotated",
+            AgentRef {
+                spiffe_id: self.issuer_url(),
+                composite_digest: None,
+            },
+            self.now_ms(),
+            agentiam_telemetry::Decision::allow(),
+        );
+        event.data_accessed = vec![
+            format!("kid:{}", rotation.kid),
+            format!("retired:{}", rotation.retired),
+        ];
+        if let Some(log) = self.audit_log() {
+            log.append(event)
+                .map_err(|e| BrokerError::Audit(e.to_string()))?;
+        }
+        Ok(rotation.kid)
+    }
+
+    /// Re-reads the replicas' shared keys and adopts them when another replica changed them.
+    /// Returns whether anything changed. `serve` calls it every few seconds.
+    pub fn sync_shared_keys(&self) -> Result<bool, BrokerError> {
+        self.keys().sync(&self.key_context())
+    }
+
+    /// The public keys tokens verify with now (what `/.well-known/jwks.json` serves).
+    pub fn jwks(&self) -> Jwks {
+        self.issuer().jwks()
     }
 }

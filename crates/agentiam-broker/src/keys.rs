@@ -4,14 +4,18 @@
 
 use std::sync::{Arc, Mutex, RwLock};
 
-use agentiam_identity::{Algorithm, Jwks, KeySet, SigningKey};
-use agentiam_telemetry::{AgentRef, AuditEvent, Decision};
+use agentiam_identity::{Algorithm, KeySet, SigningKey};
+use agentiam_token::Issuer;
 
+use crate::BrokerError;
 use crate::data_dir::DataDir;
 use crate::shared_keys::{KeyEncryptionKey, KeyMaterial, RetiredKey};
-use crate::{Broker, BrokerError};
+use crate::store::Store;
 
 /// The keys that change while the broker serves, and where their changes go.
+///
+/// It changes the issuer's key set and the store's shared material it is handed; the broker
+/// (`broker.rs`) owns it and calls it, and this module knows nothing of the broker.
 pub(crate) struct KeyState {
     approver: RwLock<Arc<SigningKey>>,
     /// Keys shared with other replicas through the store, when enabled.
@@ -30,7 +34,7 @@ struct SharedKeys {
 
 impl KeyState {
     /// `approver` signs approvals; with `kek` the keys are shared through the store (adopted
-    /// by [`Broker::share_keys`]); rotated keys are persisted in `directory`.
+    /// by [`KeyState::share`]); rotated keys are persisted in `directory`.
     pub(crate) fn new(
         approver: SigningKey,
         kek: Option<KeyEncryptionKey>,
@@ -60,67 +64,81 @@ impl KeyState {
     }
 }
 
-impl Broker {
+/// A rotation that happened: the new signing key's `kid` and the one it retired.
+#[derive(Debug)]
+pub(crate) struct Rotation {
+    pub(crate) kid: String,
+    pub(crate) retired: String,
+}
+
+/// What a key operation works on: the issuer whose keys change, the store replicas share, and
+/// the time now (Unix seconds).
+pub(crate) struct KeyContext<'a> {
+    pub(crate) issuer: &'a Issuer,
+    pub(crate) store: &'a dyn Store,
+    pub(crate) now: i64,
+}
+
+impl KeyState {
     /// Rotates the token signing key: a new Ed25519 key signs from now on; the old one stays
     /// in the JWKS until the last token it signed has expired (the issuer's maximum lifetime).
-    /// With a data directory, the new key and the retired one are persisted first. Returns the
-    /// new key's `kid`.
-    pub fn rotate_signing_key(&self) -> Result<String, BrokerError> {
+    /// With a data directory, the new key and the retired one are persisted first.
+    pub(crate) fn rotate(&self, cx: &KeyContext<'_>) -> Result<Rotation, BrokerError> {
         let _one_at_a_time = self
-            .keys()
             .rotating
             .lock()
             .map_err(|_| BrokerError::Config("rotation lock poisoned".into()))?;
-        if self.keys().shared.is_some() {
-            return self.rotate_shared_signing_key();
+        if let Some(shared) = &self.shared {
+            return self.rotate_shared(shared, cx);
         }
         let next = SigningKey::generate(Algorithm::EdDSA)
             .map_err(|e| BrokerError::Config(format!("new signing key: {e}")))?;
-        let now = self.now();
-        let old = self
-            .issuer()
+        let old = cx
+            .issuer
             .active_public_key()
             .ok_or_else(|| BrokerError::Config("the issuer's key set is unreadable".into()))?;
-        if let Some(dir) = &self.keys().directory {
+        if let Some(dir) = &self.directory {
             dir.persist_rotation(
                 &next,
                 &old,
-                now.saturating_add(self.issuer().max_ttl()),
-                now,
+                cx.now.saturating_add(cx.issuer.max_ttl()),
+                cx.now,
             )?;
         }
         let kid = next.kid().to_owned();
-        self.issuer()
+        cx.issuer
             .rotate(next)
             .map_err(|e| BrokerError::Config(e.to_string()))?;
-        self.audit_rotation(&kid, old.kid())?;
-        Ok(kid)
+        Ok(Rotation {
+            kid,
+            retired: old.kid().to_owned(),
+        })
     }
 
-    /// Shares this broker's keys with the other replicas on the same store: adopts the sealed
-    /// key material the store holds, or, when there is none yet, seals `local` as its first
+    /// Shares the keys with the other replicas on the same store: adopts the sealed key
+    /// material the store holds, or, when there is none yet, seals `local` as its first
     /// version. [`crate::BrokerBuilder::build`] calls it once, before the broker serves.
-    pub(crate) fn share_keys(&self, local: KeyMaterial) -> Result<(), BrokerError> {
-        let Some(shared) = &self.keys().shared else {
+    pub(crate) fn share(&self, local: KeyMaterial, cx: &KeyContext<'_>) -> Result<(), BrokerError> {
+        let Some(shared) = &self.shared else {
             return Err(BrokerError::Config("keys are not shared".into()));
         };
-        if self.store().key_material()?.is_none() {
+        if cx.store.key_material()?.is_none() {
             let sealed = shared.kek.seal(&local, 1)?;
-            if self.store().swap_key_material(None, 1, &sealed)? {
-                return self.adopt_keys(1, local);
+            if cx.store.swap_key_material(None, 1, &sealed)? {
+                return self.adopt(shared, 1, local, cx);
             }
         }
-        self.sync_shared_keys()?;
+        self.sync(cx)?;
         Ok(())
     }
 
     /// Re-reads the replicas' shared keys and adopts them when another replica changed them.
-    /// Returns whether anything changed. `serve` calls it every few seconds.
-    pub fn sync_shared_keys(&self) -> Result<bool, BrokerError> {
-        let Some(shared) = &self.keys().shared else {
+    /// Returns whether anything changed.
+    pub(crate) fn sync(&self, cx: &KeyContext<'_>) -> Result<bool, BrokerError> {
+        let Some(shared) = &self.shared else {
             return Ok(false);
         };
-        let Some((version, sealed)) = self.store().key_material()? else {
+        let Some((version, sealed)) = cx.store.key_material()? else {
             return Ok(false);
         };
         let current = shared
@@ -133,51 +151,53 @@ impl Broker {
             return Ok(false);
         }
         let material = shared.kek.open(&sealed, version)?;
-        self.adopt_keys(version, material)?;
+        self.adopt(shared, version, material, cx)?;
         Ok(true)
     }
 
-    fn adopt_keys(&self, version: i64, material: KeyMaterial) -> Result<(), BrokerError> {
+    fn adopt(
+        &self,
+        shared: &SharedKeys,
+        version: i64,
+        material: KeyMaterial,
+        cx: &KeyContext<'_>,
+    ) -> Result<(), BrokerError> {
         let bad = |e: agentiam_identity::IdentityError| {
             BrokerError::Config(format!("shared key material: {e}"))
         };
-        let now = self.now();
         let mut keys = KeySet::new(SigningKey::from_private_jwk(&material.signing).map_err(bad)?);
-        for r in material.retired.iter().filter(|r| r.until >= now) {
+        for r in material.retired.iter().filter(|r| r.until >= cx.now) {
             keys = keys.with_retired(
                 agentiam_identity::PublicKey::from_jwk(&r.jwk).map_err(bad)?,
                 r.until,
             );
         }
         let approver = SigningKey::from_private_jwk(&material.approver).map_err(bad)?;
-        self.issuer()
+        cx.issuer
             .replace_keys(keys)
             .map_err(|e| BrokerError::Config(e.to_string()))?;
         *self
-            .keys()
             .approver
             .write()
             .map_err(|_| BrokerError::Config("approver key lock poisoned".into()))? =
             Arc::new(approver);
-        if let Some(shared) = &self.keys().shared {
-            *shared
-                .state
-                .lock()
-                .map_err(|_| BrokerError::Config("shared keys lock poisoned".into()))? =
-                Some((version, material));
-        }
+        *shared
+            .state
+            .lock()
+            .map_err(|_| BrokerError::Config("shared keys lock poisoned".into()))? =
+            Some((version, material));
         Ok(())
     }
 
     /// A rotation every replica sees: the next version of the shared material, written only
     /// if no other replica wrote one first (then this one adopts theirs and tries again).
-    fn rotate_shared_signing_key(&self) -> Result<String, BrokerError> {
-        let Some(shared) = &self.keys().shared else {
-            return Err(BrokerError::Config("keys are not shared".into()));
-        };
+    fn rotate_shared(
+        &self,
+        shared: &SharedKeys,
+        cx: &KeyContext<'_>,
+    ) -> Result<Rotation, BrokerError> {
         for _ in 0..5 {
-            self.sync_shared_keys()?;
-            let now = self.now();
+            self.sync(cx)?;
             let next = SigningKey::generate(Algorithm::EdDSA)
                 .map_err(|e| BrokerError::Config(format!("new signing key: {e}")))?;
             let (version, material, retired_kid) = {
@@ -193,12 +213,12 @@ impl Broker {
                 let mut retired: Vec<RetiredKey> = current
                     .retired
                     .iter()
-                    .filter(|r| r.until >= now)
+                    .filter(|r| r.until >= cx.now)
                     .cloned()
                     .collect();
                 retired.push(RetiredKey {
                     jwk: old.public_key().to_jwk(),
-                    until: now.saturating_add(self.issuer().max_ttl()),
+                    until: cx.now.saturating_add(cx.issuer.max_ttl()),
                 });
                 let signing = next
                     .to_private_jwk()
@@ -214,41 +234,19 @@ impl Broker {
                 )
             };
             let sealed = shared.kek.seal(&material, version + 1)?;
-            if self
-                .store()
+            if cx
+                .store
                 .swap_key_material(Some(version), version + 1, &sealed)?
             {
-                self.adopt_keys(version + 1, material)?;
-                let kid = next.kid().to_owned();
-                self.audit_rotation(&kid, &retired_kid)?;
-                return Ok(kid);
+                self.adopt(shared, version + 1, material, cx)?;
+                return Ok(Rotation {
+                    kid: next.kid().to_owned(),
+                    retired: retired_kid,
+                });
             }
         }
         Err(BrokerError::Config(
             "the shared keys kept changing under this rotation; try again".into(),
         ))
-    }
-
-    fn audit_rotation(&self, kid: &str, retired: &str) -> Result<(), BrokerError> {
-        let mut event = AuditEvent::new(
-            "signing_key_rotated",
-            AgentRef {
-                spiffe_id: self.issuer_url(),
-                composite_digest: None,
-            },
-            self.now_ms(),
-            Decision::allow(),
-        );
-        event.data_accessed = vec![format!("kid:{kid}"), format!("retired:{retired}")];
-        if let Some(log) = self.audit_log() {
-            log.append(event)
-                .map_err(|e| BrokerError::Audit(e.to_string()))?;
-        }
-        Ok(())
-    }
-
-    /// The public keys tokens verify with now (what `/.well-known/jwks.json` serves).
-    pub fn jwks(&self) -> Jwks {
-        self.issuer().jwks()
     }
 }

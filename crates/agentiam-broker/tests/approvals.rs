@@ -265,7 +265,7 @@ async fn bad_approval_requests_are_refused_and_nothing_is_stored() {
     );
     let foreign = mint(Issuer::new(
         ISS,
-        KeySet::new(SigningKey::generate(Algorithm::EdDSA).unwrap()),
+        KeySet::new(agentiam_test_support::fresh_key()),
     ));
     for (what, auth, body, status, code) in [
         (

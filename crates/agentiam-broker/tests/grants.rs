@@ -35,7 +35,7 @@ struct RunningAgent {
 impl RunningAgent {
     fn new(name: &str, prompt: &str) -> Self {
         Self {
-            key: SigningKey::generate(Algorithm::EdDSA).unwrap(),
+            key: agentiam_test_support::fresh_key(),
             id: format!("spiffe://acme.test/agent/{name}"),
             model: ModelRef::new("openai", "gpt-5", "2026-08-01"),
             config: AgentConfiguration::new(
@@ -248,7 +248,7 @@ async fn every_bad_token_request_is_refused_with_its_code() {
     changed.key = SigningKey::from_private_jwk(&ap.key.to_private_jwk().unwrap()).unwrap();
     let other_key = {
         let mut a = RunningAgent::new("ap", "You reconcile invoices.");
-        a.key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        a.key = agentiam_test_support::fresh_key();
         a
     };
     let now = SystemClock.now();
@@ -627,10 +627,7 @@ async fn token_exchange_only_narrows_and_respects_the_sub_agents_registration() 
         );
     }
     // A foreign issuer's token as the subject.
-    let foreign = Issuer::new(
-        ISS,
-        KeySet::new(SigningKey::generate(Algorithm::EdDSA).unwrap()),
-    );
+    let foreign = Issuer::new(ISS, KeySet::new(agentiam_test_support::fresh_key()));
     foreign.register(
         &parse_spiffe_id(&ap.id).unwrap(),
         AgentRegistration::new(ScopeSet::parse("ledger.*:read").unwrap()),
@@ -706,8 +703,8 @@ async fn token_request_vectors() {
     let evidence_base = reg["evidence"].clone();
     let client = "spiffe://acme.test/agent/vectors";
     let stranger = "spiffe://acme.test/agent/stranger";
-    let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
-    let other = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let key = agentiam_test_support::fresh_key();
+    let other = agentiam_test_support::fresh_key();
     let evidence_of = |e: &Value| -> (ModelRef, AgentConfiguration, RuntimeDescriptor) {
         (
             serde_json::from_value(e["model"].clone()).unwrap(),

@@ -49,7 +49,7 @@ impl Client {
     /// A client assertion for `audience`, living `lifetime` seconds.
     fn assertion(&self, audience: &str, lifetime: i64) -> String {
         let jti = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(SigningKey::generate(Algorithm::EdDSA).unwrap().kid());
+            .encode(agentiam_test_support::fresh_key().kid());
         create_client_assertion(
             &self.key,
             &self.id(),

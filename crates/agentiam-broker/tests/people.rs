@@ -102,11 +102,7 @@ async fn exchange(
     scope: &str,
 ) -> (u16, Value) {
     let id = a.identity.spiffe_id().to_string();
-    let jti = format!(
-        "{}-{}",
-        a.name,
-        SigningKey::generate(Algorithm::EdDSA).unwrap().kid()
-    );
+    let jti = format!("{}-{}", a.name, agentiam_test_support::fresh_key().kid());
     let assertion = create_client_assertion(
         &a.key,
         &id,

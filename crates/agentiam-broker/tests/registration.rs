@@ -130,7 +130,7 @@ async fn an_agent_registers_itself_gets_tokens_and_manages_its_registration() {
     let iat = iat["initial_access_token"].as_str().unwrap().to_owned();
 
     let identity = agent("reconciler");
-    let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let key = agentiam_test_support::fresh_key();
     let (status, info) = register(
         &r,
         Some(&iat),
@@ -228,7 +228,7 @@ async fn an_agent_registers_itself_gets_tokens_and_manages_its_registration() {
         stored,
         "a refused update changes nothing"
     );
-    let rotated_key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let rotated_key = agentiam_test_support::fresh_key();
     let mut narrower = metadata(&identity, &rotated_key, "ledger.ar:read");
     narrower["client_id"] = json!(client_id);
     let (status, _, updated) = send(
@@ -310,7 +310,7 @@ type Case<'a> = (&'a str, Option<String>, Value, u16, &'a str, &'a str);
 #[tokio::test]
 async fn bad_registrations_are_refused_with_their_rfc_error_and_change_nothing() {
     let r = start(Arc::new(SqliteStore::in_memory().unwrap())).await;
-    let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let key = agentiam_test_support::fresh_key();
     let existing = agent("existing");
     let (status, _, _) = call(
         &r,

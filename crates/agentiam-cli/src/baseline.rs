@@ -9,13 +9,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use agentiam::delegation::Grant;
-use agentiam::guard::behaviour::{RATE_WINDOW_NAMES, RoleProfile, human_number};
+use agentiam::guard::behaviour::RoleProfile;
 use agentiam::guard::{
     BaselineSettings, Baselines, GuardConfig, GuardRequest, Principal, RoleMap, ToolSpec,
     VerifiedPeer,
 };
 use agentiam::telemetry::{AuditEvent, FileStore, Outcome, SegmentStore, verify_log};
 use agentiam::token::{ScopeSet, SystemClock};
+use agentiam_guard::behaviour::{RATE_WINDOW_NAMES, human_number};
 use clap::Subcommand;
 use serde_json::json;
 

@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use agentiam::guard::config::{CallInput, decision_json};
 use agentiam::guard::{ApprovalRequest, Decision, GuardConfig, PolicyEngine};
 use agentiam::identity::SigningKey;
 use agentiam::token::{Clock, FixedClock, SystemClock};
+use agentiam_guard::config::{CallInput, decision_json};
 use clap::Subcommand;
 use serde_json::{Value, json};
 

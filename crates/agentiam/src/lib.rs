@@ -26,17 +26,108 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
-/// The README's examples, compiled and run as doctests so they cannot rot.
+/// The README's examples, compiled and run as doctests so they cannot rot (with the `tower`
+/// feature, which its HTTP example needs: `cargo test -p agentiam --all-features --doc`, a step
+/// of `./scripts/test`).
 #[doc = include_str!("../../../README.md")]
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "tower"))]
 pub struct ReadmeDoctests;
 
-pub use agentiam_delegation as delegation;
-pub use agentiam_filter as filter;
-pub use agentiam_guard as guard;
-pub use agentiam_identity as identity;
-pub use agentiam_telemetry as telemetry;
-pub use agentiam_token as token;
+// Each module below names the paved path of one crate: what a program that issues, verifies,
+// delegates, guards or audits needs. Helpers the crates share among themselves (a JWS signer
+// without the issuer's checks, the narrowing checks the exchanger runs, the CLI's presentation of
+// baselines) stay in the `agentiam-*` crates and are not part of this facade's semver promise.
+
+/// Composite agent identity: model, configuration, tools and runtime, attested; SPIFFE IDs,
+/// signing keys, JWKS and X.509-SVIDs.
+pub mod identity {
+    pub use agentiam_identity::{
+        AgentConfiguration, AgentIdentity, Algorithm, AttestedClaims, Attestor,
+        ConfigurationAttestor, IdentityError, Jwk, Jwks, KeySet, ModelRef, PublicKey, ReasonCode,
+        RuntimeDescriptor, Sha256Digest, SigningKey, SpiffeId, SvidAuthority, ToolDescriptor,
+        TrustDomain, UnixProcessAttestor, X509Svid, codes, parse_spiffe_id, parse_trust_domain,
+    };
+}
+
+/// Short-lived, task-scoped tokens: issuing, verifying, scopes and their constraints, DPoP,
+/// client assertions, revocation.
+pub mod token {
+    pub use agentiam_token::{
+        AgentClaim, AgentRegistration, AssertionRules, Audience, Budget, CLIENT_ASSERTION_TYPE_JWT,
+        CachingVerifier, Claims, ClientAssertion, Clock, Confirmation, Constraint, ConstraintValue,
+        DEFAULT_LEEWAY_SECS, DEFAULT_MAX_DELEGATION_DEPTH, DEFAULT_MAX_TTL_SECS, DEFAULT_TTL_SECS,
+        DelegationHop, DpopProof, DpopRequest, DpopVerifier, Entropy, ExactNumber, FixedClock,
+        InMemoryRevocationSet, IssuedToken, Issuer, MAX_ASSERTION_LIFETIME_SECS, MAX_LEEWAY_SECS,
+        MAX_SCOPE_LEN, MAX_SCOPES, MAX_TOKEN_BYTES, Op, PersonClaim, RequiredClaim, Revocation,
+        RevocationSet, Scope, ScopeDenial, ScopeRequest, ScopeSet, SystemClock, SystemEntropy,
+        TaskClaim, Token, TokenError, TokenRequest, UnverifiedClientAssertion, UnverifiedToken,
+        Verifier, codes, create_client_assertion, create_dpop_proof,
+    };
+}
+
+/// Delegation that only narrows: RFC 8693 exchange at the broker and offline attenuation.
+pub mod delegation {
+    pub use agentiam_delegation::{
+        ChainVerifier, DEFAULT_MAX_DELEGATION_DEPTH, ExchangeRequest, Exchanger, Grant, LINK_TYPE,
+        LinkClaims, attenuate,
+    };
+}
+
+/// The guard on every action: decisions, approvals, policy, hooks, the tower layer and mTLS.
+pub mod guard {
+    pub use agentiam_guard::{
+        Allowance, Anomaly, Approval, ApprovalRequest, ApproverKeys, AuditSink, Authenticator,
+        BaselineSettings, Baselines, BehaviourCheck, ContentFilter, DEFAULT_CONFIRMATION_TTL_SECS,
+        DEFAULT_POLICY, Decision, DecisionSink, Denial, Guard, GuardBuilder, GuardConfig,
+        GuardError, GuardRequest, HttpRequestInfo, Limit, LimitScope, Limits, PolicyEngine,
+        Presented, Principal, Risk, RoleMap, Session, SessionContext, SharedPrincipal, ToolCall,
+        ToolInterceptor, ToolSpec, UntrustedText, VerifiedPeer, approval, arguments, audit, codes,
+        hooks, policy,
+    };
+
+    #[cfg(feature = "tower")]
+    pub use agentiam_guard::http;
+    #[cfg(feature = "mtls")]
+    pub use agentiam_guard::mtls;
+
+    /// Loading a guard from its TOML or JSON configuration.
+    pub mod config {
+        pub use agentiam_guard::config::{
+            ApproverConfig, BaselineConfig, FilterConfig, GuardConfig, LimitConfig, LimitPer,
+            MAX_DOCUMENT_BYTES, StateConfig, ToolConfig, TotalConfig,
+        };
+    }
+
+    /// Behaviour checks: per-role baselines and sliding-window limits.
+    pub mod behaviour {
+        pub use agentiam_guard::behaviour::{
+            BASELINE_FORMAT, BaselineSettings, Baselines, DeclaredProfile, Limit, LimitScope,
+            Limits, LogHistogram, MAX_BASELINE_FILE_BYTES, RoleMap, RoleProfile, read_profiles,
+        };
+    }
+}
+
+/// The injection filter: scanning untrusted text, tool descriptions and arguments; URL and
+/// exfiltration checks; spotlighting.
+pub mod filter {
+    pub use agentiam_filter::{
+        Category, DEFAULT_MAX_BYTES, DEFAULT_THRESHOLD, ExfiltrationCheck, Flagged,
+        InjectionFilter, Scan, ScanFinding, Spotlight, UrlFinding, Verdict, datamark, delimit,
+        encode,
+    };
+}
+
+/// The agent activity log: tamper-evident, verifiable offline, exported through OpenTelemetry
+/// and OCSF.
+pub mod telemetry {
+    pub use agentiam_telemetry::{
+        AgentRef, AnomalyRecord, AuditError, AuditEvent, AuditLog, Checkpoint, ContentRef,
+        Decision, Durability, EVENT_SCHEMA_VERSION, FileStore, GENESIS, LogConfig, MemStore,
+        NoteSigner, NoteVerifier, Outcome, REDACTED, Receipt, Record, RedactionPolicy,
+        SegmentStore, StoreOp, ToolCall, VerifyReport, codes, merkle, ocsf, otel,
+        segment_file_name, verify_log,
+    };
+}
 
 /// The registry of stable reason codes: every code the library crates raise, with its meaning
 /// and HTTP status (`docs/reason-codes.md` is generated from it and the broker's and CLI's own).

@@ -24,15 +24,8 @@ use serde_json::{Value, json};
 pub const ISS: &str = "https://broker.test";
 pub const ADMIN: &str = "admin-secret-0123456789-abcdefghijklmnop";
 
-pub fn agent(path: &str) -> AgentIdentity {
-    AgentIdentity::new(
-        parse_spiffe_id(&format!("spiffe://acme.test/agent/{path}")).unwrap(),
-        ModelRef::new("p", "m", "1"),
-        &AgentConfiguration::new(format!("You are {path}."), vec![]),
-        RuntimeDescriptor::new("process"),
-    )
-    .unwrap()
-}
+/// An agent `spiffe://acme.test/agent/<path>`, as every Rust test world builds one.
+pub use agentiam_test_support::agent;
 
 pub struct Running {
     pub base: String,
@@ -51,7 +44,7 @@ pub async fn start_with(
 ) -> Running {
     let issuer = Arc::new(Issuer::new(
         ISS,
-        KeySet::new(SigningKey::ed25519_from_seed(&[3u8; 32]).unwrap()),
+        KeySet::new(agentiam_test_support::seeded_key(3)),
     ));
     let broker = configure(Broker::builder(
         issuer.clone(),
@@ -236,7 +229,7 @@ pub async fn register_with_key(
     scopes: &str,
 ) -> (AgentIdentity, SigningKey) {
     let identity = agent(name);
-    let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let key = agentiam_test_support::fresh_key();
     let body = json!({
         "spiffe_id": identity.spiffe_id().to_string(),
         "max_scopes": scopes,
