@@ -32,7 +32,7 @@ from sklearn.linear_model import LogisticRegression
 
 from injection_common import DATA, ROOT, bucket, load, scan_jsonl
 
-MODEL = ROOT / "crates" / "agentiam-guard" / "src" / "filter" / "model.bin"
+MODEL = ROOT / "crates" / "agentiam-filter" / "src" / "model.bin"
 META = ROOT / "data" / "injection" / "model.json"
 BITS = 18
 C = float(os.environ.get("AGENTIAM_MODEL_C", "4.0"))

@@ -30,6 +30,8 @@
 #![warn(missing_docs)]
 
 mod decode;
+#[cfg(feature = "encoder")]
+pub mod encoder;
 mod exfil;
 pub mod json;
 mod model;

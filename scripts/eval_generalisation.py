@@ -1,0 +1,235 @@
+"""Leave-one-source-out evaluation of the injection filter: how well it catches attacks from a
+source it was never trained or tuned on.
+
+Run through `scripts/eval-generalisation`. Each attack source in turn is held out: the learned
+layer is refitted on the development attacks of every other source (and the development benign
+texts), its operating point chosen on development benign texts, and the source's attacks (both
+splits, with the documents its payloads were injected into) are scored against the held-out
+benign texts, which no fold trains on. The rules are not trained, so they are the same in every
+fold.
+
+Sources: the attack packages, with agent-threat-rules split by rule directory (its families),
+and the four small PyPI collections (giskard, promptinject, nullsec-promptinject,
+jailbreak-corpus-mini) as one. For each fold and layer (rules alone, the linear model alone,
+both as the filter combines them) it reports recall at 1% and 5% false positives and at the
+default threshold, then the mean and the worst fold. Writes
+`target/injection-data/generalisation.json` and prints the markdown table the README quotes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import sys
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from eval_injection import recall_at
+from injection_common import DATA, bucket, load, scan_jsonl
+from train_injection_model import C, TARGET_BENIGN_RATE, matrix
+
+LAYERS = ("rules", "linear", "rules+linear", "encoder", "rules+encoder", "rules+linear+encoder")
+SHIPPED = "rules+linear"
+SMALL = ("giskard@", "promptinject@", "nullsec-promptinject@", "jailbreak-corpus-mini-py@")
+# The filter reports the model's probability as a finding only from this value on (MODEL_FLOOR).
+MODEL_FLOOR = 0.2
+
+
+def source_of(record: dict) -> str:
+    """The fold an attack belongs to: its package (the payload's, for an injected document),
+    agent-threat-rules by rule directory."""
+    src = record.get("payload_source") or record["source"]
+    package, _, path = src.partition(":")
+    if package.startswith("agent-threat-rules@"):
+        parts = path.split("/")
+        return f"agent-threat-rules/{parts[1] if len(parts) > 2 else 'other'}"
+    if package.startswith(SMALL):
+        return "small PyPI collections"
+    return package.split("@")[0]
+
+
+def rule_findings(cli: pathlib.Path, texts: list[str]) -> list[dict[str, float]]:
+    """Per text, the highest weight of each rule that fired (the filter's noisy-or input)."""
+    out = []
+    for obj in scan_jsonl(cli, texts, ["--no-model"]):
+        best: dict[str, float] = {}
+        for f in obj.get("findings", []):
+            best[f["rule"]] = max(best.get(f["rule"], 0.0), float(f["weight"]))
+        out.append(best)
+    return out
+
+
+def noisy_or(weights) -> float:
+    keep = 1.0
+    for w in weights:
+        keep *= 1.0 - min(max(w, 0.0), 1.0)
+    return 1.0 - keep
+
+
+def fit(windows_per_doc: list[list[list[int]]], labels: list[int]) -> tuple[np.ndarray, float]:
+    xs, ys = [], []
+    for windows, label in zip(windows_per_doc, labels):
+        for w in windows:
+            xs.append(w)
+            ys.append(label)
+    model = LogisticRegression(C=C, class_weight="balanced", max_iter=2000, solver="liblinear", random_state=0)
+    model.fit(matrix(xs), np.array(ys))
+    w = model.coef_[0]
+    scale = float(np.abs(w).max()) / 127.0
+    return np.clip(np.round(w / scale), -127, 127).astype(np.int8), scale
+
+
+def raw_scores(windows_per_doc, weights_q: np.ndarray, scale: float) -> np.ndarray:
+    """Highest window logit without bias, as the Rust scorer computes it (quantised weights)."""
+    out = np.full(len(windows_per_doc), -50.0)
+    for i, windows in enumerate(windows_per_doc):
+        best = -math.inf
+        for feats in windows:
+            if feats:
+                best = max(best, scale * float(weights_q[feats].astype(np.int64).sum()) / math.sqrt(len(feats)))
+        if best != -math.inf:
+            out[i] = best
+    return out
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def fit_head(windows_per_doc: list[np.ndarray], labels: list[int]) -> LogisticRegression:
+    """The transformer layer's head: logistic regression on window embeddings."""
+    x = np.concatenate(windows_per_doc)
+    y = np.concatenate([np.full(len(w), label) for w, label in zip(windows_per_doc, labels)])
+    head = LogisticRegression(C=HEAD_C, class_weight="balanced", max_iter=5000, random_state=0)
+    head.fit(x, y)
+    return head
+
+
+def head_logits(head: LogisticRegression, windows_per_doc: list[np.ndarray]) -> np.ndarray:
+    """Highest window logit per text, without the head's own intercept."""
+    w = head.coef_[0]
+    return np.array([float((e @ w).max()) for e in windows_per_doc])
+
+
+HEAD_C = float(os.environ.get("AGENTIAM_HEAD_C", "1.0"))
+
+
+def measure(benign: list[float], attacks: list[float]) -> dict:
+    one, _ = recall_at(benign, attacks, 0.01)
+    five, _ = recall_at(benign, attacks, 0.05)
+    return {
+        "recall_at_1pct_fpr": round(one, 4),
+        "recall_at_5pct_fpr": round(five, 4),
+        "recall_at_default": round(sum(1 for s in attacks if s >= 0.5) / len(attacks), 4),
+        "fpr_at_default": round(sum(1 for s in benign if s >= 0.5) / len(benign), 4),
+    }
+
+
+def main() -> None:
+    cli = pathlib.Path(sys.argv[1])
+    dev = load(DATA / "dev.jsonl")
+    heldout = load(DATA / "heldout.jsonl")
+    records = dev + heldout
+    texts = [r["text"] for r in records]
+    print(f"scoring {len(texts)} texts with the rules and extracting model features", file=sys.stderr)
+    rules = rule_findings(cli, texts)
+    windows = [obj["windows"] for obj in scan_jsonl(cli, texts, ["--features"])]
+    embedded = None
+    if "--encoder" in sys.argv:
+        from injection_embeddings import embeddings
+
+        print("embedding every text with the transformer layer (cached)", file=sys.stderr)
+        embedded = embeddings(records)
+
+    is_dev = [r["split"] == "dev" for r in records]
+    benign_eval = [i for i, r in enumerate(records) if r["label"] == "benign" and not is_dev[i]]
+    sources: dict[str, list[int]] = {}
+    for i, r in enumerate(records):
+        if r["label"] == "attack":
+            sources.setdefault(source_of(r), []).append(i)
+
+    report: dict = {"benign_eval_texts": len(benign_eval), "folds": {}}
+    for source, attack_idx in sorted(sources.items()):
+        held = set(attack_idx)
+        train = [
+            i
+            for i, r in enumerate(records)
+            if is_dev[i] and bucket(r["id"]) < 80 and not r.get("pair") and i not in held
+        ]
+        tune_benign = [
+            i for i, r in enumerate(records) if is_dev[i] and bucket(r["id"]) >= 80 and r["label"] == "benign"
+        ]
+        weights_q, scale = fit([windows[i] for i in train], [int(records[i]["label"] == "attack") for i in train])
+        # The trainer's operating point: the model alone crosses p = 0.5 on at most
+        # TARGET_BENIGN_RATE of the benign tuning texts.
+        bias = -float(np.quantile(raw_scores([windows[i] for i in tune_benign], weights_q, scale), 1.0 - TARGET_BENIGN_RATE))
+        eval_idx = benign_eval + attack_idx
+        p = sigmoid(raw_scores([windows[i] for i in eval_idx], weights_q, scale) + bias)
+        q = None
+        if embedded is not None:
+            head = fit_head([embedded[i] for i in train], [int(records[i]["label"] == "attack") for i in train])
+            head_bias = -float(np.quantile(head_logits(head, [embedded[i] for i in tune_benign]), 1.0 - TARGET_BENIGN_RATE))
+            q = sigmoid(head_logits(head, [embedded[i] for i in eval_idx]) + head_bias)
+        layers: dict[str, list[float]] = {name: [] for name in LAYERS if q is not None or "encoder" not in name}
+        for j, i in enumerate(eval_idx):
+            r = noisy_or(rules[i].values())
+            layers["rules"].append(r)
+            layers["linear"].append(float(p[j]))
+            model = [float(p[j])] if p[j] >= MODEL_FLOOR else []
+            layers["rules+linear"].append(noisy_or([*rules[i].values(), *model]))
+            if q is not None:
+                deep = [float(q[j])] if q[j] >= MODEL_FLOOR else []
+                layers["encoder"].append(float(q[j]))
+                layers["rules+encoder"].append(noisy_or([*rules[i].values(), *deep]))
+                layers["rules+linear+encoder"].append(noisy_or([*rules[i].values(), *model, *deep]))
+        nb = len(benign_eval)
+        fold = {"attacks": len(attack_idx), "trained_on_attacks": sum(1 for i in train if records[i]["label"] == "attack")}
+        for layer, values in layers.items():
+            fold[layer] = measure(values[:nb], values[nb:])
+        report["folds"][source] = fold
+        print(
+            f"{source}: n={len(attack_idx)} "
+            + " ".join(f"{layer} {fold[layer]['recall_at_1pct_fpr']:.1%}" for layer in layers),
+            file=sys.stderr,
+        )
+
+    summary: dict = {}
+    for layer in next(iter(report["folds"].values())):
+        if not isinstance(report["folds"][next(iter(report["folds"]))][layer], dict):
+            continue
+        for metric in ("recall_at_1pct_fpr", "recall_at_5pct_fpr", "recall_at_default", "fpr_at_default"):
+            values = {s: f[layer][metric] for s, f in report["folds"].items()}
+            if metric == "fpr_at_default":
+                summary.setdefault(layer, {})[metric] = {"mean": round(sum(values.values()) / len(values), 4)}
+                continue
+            worst = min(values, key=values.get)
+            summary.setdefault(layer, {})[metric] = {
+                "mean": round(sum(values.values()) / len(values), 4),
+                "worst": values[worst],
+                "worst_source": worst,
+            }
+    report["summary"] = summary
+    (DATA / "generalisation.json").write_text(json.dumps(report, indent=2) + "\n")
+
+    layers = list(summary)
+    print(f"\nBenign texts (held-out split, never trained on): {len(benign_eval)}. Recall at 1% false positives per layer; the filter as shipped ({SHIPPED}) also at 5% and at its default threshold.\n")
+    print("| held-out source | attacks | " + " | ".join(f"{layer} @1%" for layer in layers) + f" | {SHIPPED} @5% | {SHIPPED} @0.5 |")
+    print("|---|---|" + "---|" * (len(layers) + 2))
+    for source, f in report["folds"].items():
+        cells = [f"{f[layer]['recall_at_1pct_fpr']:.1%}" for layer in layers]
+        cells += [f"{f[SHIPPED]['recall_at_5pct_fpr']:.1%}", f"{f[SHIPPED]['recall_at_default']:.1%}"]
+        print(f"| {source} | {f['attacks']} | " + " | ".join(cells) + " |")
+    for what in ("mean", "worst"):
+        cells = [f"{summary[layer]['recall_at_1pct_fpr'][what]:.1%}" for layer in layers]
+        cells += [f"{summary[SHIPPED]['recall_at_5pct_fpr'][what]:.1%}", f"{summary[SHIPPED]['recall_at_default'][what]:.1%}"]
+        print(f"| **{what}** | | " + " | ".join(cells) + " |")
+    print("\nFalse positives at the default threshold (0.5) on the held-out benign texts, mean over the folds: " + ", ".join(
+        f"{layer} {summary[layer]['fpr_at_default']['mean']:.2%}" for layer in layers
+    ) + ".")
+
+
+if __name__ == "__main__":
+    main()
