@@ -19,7 +19,6 @@ default threshold, then the mean and the worst fold. Writes
 from __future__ import annotations
 
 import json
-import math
 import os
 import pathlib
 import sys
@@ -29,7 +28,7 @@ from sklearn.linear_model import LogisticRegression
 
 from eval_injection import recall_at
 from injection_common import DATA, bucket, load, scan_jsonl
-from train_injection_model import C, TARGET_BENIGN_RATE, matrix
+from train_injection_model import doc_scores, fit_quantised, matrix, operating_bias
 
 LAYERS = ("rules", "linear", "rules+linear", "encoder", "rules+encoder", "rules+linear+encoder")
 SHIPPED = "rules+linear"
@@ -75,24 +74,12 @@ def fit(windows_per_doc: list[list[list[int]]], labels: list[int]) -> tuple[np.n
         for w in windows:
             xs.append(w)
             ys.append(label)
-    model = LogisticRegression(C=C, class_weight="balanced", max_iter=2000, solver="liblinear", random_state=0)
-    model.fit(matrix(xs), np.array(ys))
-    w = model.coef_[0]
-    scale = float(np.abs(w).max()) / 127.0
-    return np.clip(np.round(w / scale), -127, 127).astype(np.int8), scale
+    return fit_quantised(matrix(xs), np.array(ys))
 
 
 def raw_scores(windows_per_doc, weights_q: np.ndarray, scale: float) -> np.ndarray:
     """Highest window logit without bias, as the Rust scorer computes it (quantised weights)."""
-    out = np.full(len(windows_per_doc), -50.0)
-    for i, windows in enumerate(windows_per_doc):
-        best = -math.inf
-        for feats in windows:
-            if feats:
-                best = max(best, scale * float(weights_q[feats].astype(np.int64).sum()) / math.sqrt(len(feats)))
-        if best != -math.inf:
-            out[i] = best
-    return out
+    return doc_scores(windows_per_doc, weights_q, scale, 0.0)
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -165,13 +152,13 @@ def main() -> None:
         weights_q, scale = fit([windows[i] for i in train], [int(records[i]["label"] == "attack") for i in train])
         # The trainer's operating point: the model alone crosses p = 0.5 on at most
         # TARGET_BENIGN_RATE of the benign tuning texts.
-        bias = -float(np.quantile(raw_scores([windows[i] for i in tune_benign], weights_q, scale), 1.0 - TARGET_BENIGN_RATE))
+        bias = operating_bias(raw_scores([windows[i] for i in tune_benign], weights_q, scale))
         eval_idx = benign_eval + attack_idx
         p = sigmoid(raw_scores([windows[i] for i in eval_idx], weights_q, scale) + bias)
         q = None
         if embedded is not None:
             head = fit_head([embedded[i] for i in train], [int(records[i]["label"] == "attack") for i in train])
-            head_bias = -float(np.quantile(head_logits(head, [embedded[i] for i in tune_benign]), 1.0 - TARGET_BENIGN_RATE))
+            head_bias = operating_bias(head_logits(head, [embedded[i] for i in tune_benign]))
             q = sigmoid(head_logits(head, [embedded[i] for i in eval_idx]) + head_bias)
         layers: dict[str, list[float]] = {name: [] for name in LAYERS if q is not None or "encoder" not in name}
         for j, i in enumerate(eval_idx):

@@ -74,6 +74,21 @@ def doc_scores(windows_per_doc, weights_q: np.ndarray, scale: float, bias: float
     return out
 
 
+def fit_quantised(x: sp.csr_matrix, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """Logistic regression on windows, its weights quantised to int8 as the Rust scorer reads them."""
+    model = LogisticRegression(C=C, class_weight="balanced", max_iter=2000, solver="liblinear", random_state=0)
+    model.fit(x, y)
+    w = model.coef_[0]
+    scale = float(np.abs(w).max()) / 127.0
+    return np.clip(np.round(w / scale), -127, 127).astype(np.int8), scale
+
+
+def operating_bias(benign_raw_scores: np.ndarray) -> float:
+    """The bias that lets the model alone cross p = 0.5 on at most TARGET_BENIGN_RATE of the
+    benign tuning texts (their bias-free scores)."""
+    return -float(np.quantile(benign_raw_scores, 1.0 - TARGET_BENIGN_RATE))
+
+
 def main() -> None:
     cli = pathlib.Path(sys.argv[1])
     dev_path = DATA / "dev.jsonl"
@@ -92,19 +107,14 @@ def main() -> None:
     x = matrix(xs)
     y = np.array(ys)
     print(f"{x.shape[0]} windows ({int(y.sum())} from attacks)", file=sys.stderr)
-    model = LogisticRegression(C=C, class_weight="balanced", max_iter=2000, solver="liblinear", random_state=0)
-    model.fit(x, y)
-    w = model.coef_[0]
-    scale = float(np.abs(w).max()) / 127.0
-    weights_q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
+    weights_q, scale = fit_quantised(x, y)
 
     # Operating point: shift the bias so that the model alone crosses p = 0.5 on at most
     # TARGET_BENIGN_RATE of the benign tuning texts.
     tune_windows = window_features(cli, [r["text"] for r in tune])
     raw = doc_scores(tune_windows, weights_q, scale, 0.0)
     benign = np.array([s for s, r in zip(raw, tune) if r["label"] == "benign"])
-    cut = float(np.quantile(benign, 1.0 - TARGET_BENIGN_RATE))
-    bias = -cut
+    bias = operating_bias(benign)
     scores = raw + bias
     attack = np.array([s for s, r in zip(scores, tune) if r["label"] == "attack"])
     tune_recall = float((attack >= 0).mean()) if len(attack) else 0.0

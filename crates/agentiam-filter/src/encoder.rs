@@ -234,7 +234,9 @@ impl Encoder {
                 .map_err(model_error)?;
         if config.hidden_act != "gelu"
             || config.num_attention_heads == 0
-            || !config.hidden_size.is_multiple_of(config.num_attention_heads)
+            || !config
+                .hidden_size
+                .is_multiple_of(config.num_attention_heads)
             || config.max_position_embeddings < WINDOW_TOKENS + 2
         {
             return Err(EncoderError::Model(
@@ -333,21 +335,7 @@ impl Encoder {
 /// Windows over `n` pieces: [`WINDOW_TOKENS`] long, stride half a window, the last one flush
 /// with the end; one (possibly empty) window when the text is shorter.
 pub(crate) fn windows(n: usize) -> Vec<(usize, usize)> {
-    if n <= WINDOW_TOKENS {
-        return vec![(0, n)];
-    }
-    let stride = WINDOW_TOKENS / 2;
-    let mut out = Vec::new();
-    let mut start = 0;
-    loop {
-        if start + WINDOW_TOKENS >= n {
-            out.push((n - WINDOW_TOKENS, n));
-            break;
-        }
-        out.push((start, start + WINDOW_TOKENS));
-        start += stride;
-    }
-    out
+    crate::model::half_stride_windows(n, WINDOW_TOKENS)
 }
 
 #[cfg(test)]

@@ -106,16 +106,23 @@ impl Model {
 /// Window ranges over `n` words: `WINDOW_WORDS` long, stride half of that, the last one flush
 /// with the end; one window when the text is shorter.
 pub(crate) fn windows(n: usize) -> Vec<(usize, usize)> {
-    if n <= WINDOW_WORDS {
+    half_stride_windows(n, WINDOW_WORDS)
+}
+
+/// Window ranges over `n` units: `size` long, stride half of that, the last one flush with the
+/// end; one window when there are no more than `size` (the n-gram and transformer layers both
+/// window this way).
+pub(crate) fn half_stride_windows(n: usize, size: usize) -> Vec<(usize, usize)> {
+    if n <= size {
         return vec![(0, n)];
     }
-    let stride = WINDOW_WORDS / 2;
+    let stride = (size / 2).max(1);
     let mut out: Vec<(usize, usize)> = (0..)
         .map(|i| i * stride)
-        .take_while(|s| s + WINDOW_WORDS < n)
-        .map(|s| (s, s + WINDOW_WORDS))
+        .take_while(|s| s + size < n)
+        .map(|s| (s, s + size))
         .collect();
-    out.push((n - WINDOW_WORDS, n));
+    out.push((n - size, n));
     out
 }
 
