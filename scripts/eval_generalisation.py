@@ -18,23 +18,37 @@ default threshold, then the mean and the worst fold. Writes
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pathlib
+import re
 import sys
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from eval_injection import recall_at
-from injection_common import DATA, bucket, load, scan_jsonl
+from injection_common import DATA, ROOT, bucket, load, scan_jsonl
 from train_injection_model import doc_scores, fit_quantised, matrix, operating_bias
 
-LAYERS = ("rules", "linear", "rules+linear", "encoder", "rules+encoder", "rules+linear+encoder")
+LAYERS = ("rules", "linear", "rules+linear", "encoder", "rules+encoder", "rules+linear+encoder", "cascade")
 SHIPPED = "rules+linear"
 SMALL = ("giskard@", "promptinject@", "nullsec-promptinject@", "jailbreak-corpus-mini-py@")
 # The filter reports the model's probability as a finding only from this value on (MODEL_FLOOR).
 MODEL_FLOOR = 0.2
+
+
+def rust_constant(name: str) -> float:
+    """A constant of the filter crate, so the cascade here is the one that ships."""
+    text = (ROOT / "crates" / "agentiam-filter" / "src" / "lib.rs").read_text()
+    found = re.search(rf"pub const {name}: f64 = ([0-9.]+);", text)
+    if not found:
+        raise SystemExit(f"{name} not found in the filter crate")
+    return float(found.group(1))
+
+
+SCREEN_CLEAR = float(os.environ.get("AGENTIAM_SCREEN_CLEAR", rust_constant("SCREEN_CLEAR")))
 
 
 def source_of(record: dict) -> str:
@@ -129,7 +143,7 @@ def main() -> None:
         from injection_embeddings import embeddings
 
         print("embedding every text with the transformer layer (cached)", file=sys.stderr)
-        embedded = embeddings(records)
+        embedded = embeddings(DATA / "dev.jsonl") + embeddings(DATA / "heldout.jsonl")
 
     is_dev = [r["split"] == "dev" for r in records]
     benign_eval = [i for i, r in enumerate(records) if r["label"] == "benign" and not is_dev[i]]
@@ -139,6 +153,13 @@ def main() -> None:
             sources.setdefault(source_of(r), []).append(i)
 
     report: dict = {"benign_eval_texts": len(benign_eval), "folds": {}}
+    # The n-gram refits are the slow part and depend only on the data and the feature code:
+    # their scores are kept per fold, keyed by both.
+    digest = hashlib.sha256((DATA / "dev.jsonl").read_bytes() + (DATA / "heldout.jsonl").read_bytes())
+    digest.update(json.dumps(windows).encode())
+    digest.update(repr(os.environ.get("AGENTIAM_MODEL_C")).encode())
+    linear_cache = DATA / "linear-folds" / digest.hexdigest()[:16]
+    linear_cache.mkdir(parents=True, exist_ok=True)
     for source, attack_idx in sorted(sources.items()):
         held = set(attack_idx)
         train = [
@@ -149,18 +170,26 @@ def main() -> None:
         tune_benign = [
             i for i, r in enumerate(records) if is_dev[i] and bucket(r["id"]) >= 80 and r["label"] == "benign"
         ]
-        weights_q, scale = fit([windows[i] for i in train], [int(records[i]["label"] == "attack") for i in train])
-        # The trainer's operating point: the model alone crosses p = 0.5 on at most
-        # TARGET_BENIGN_RATE of the benign tuning texts.
-        bias = operating_bias(raw_scores([windows[i] for i in tune_benign], weights_q, scale))
         eval_idx = benign_eval + attack_idx
-        p = sigmoid(raw_scores([windows[i] for i in eval_idx], weights_q, scale) + bias)
+        cached = linear_cache / f"{source.replace('/', '_')}.npy"
+        if cached.exists():
+            p = np.load(cached)
+        else:
+            weights_q, scale = fit([windows[i] for i in train], [int(records[i]["label"] == "attack") for i in train])
+            # The trainer's operating point: the model alone crosses p = 0.5 on at most
+            # TARGET_BENIGN_RATE of the benign tuning texts.
+            bias = operating_bias(raw_scores([windows[i] for i in tune_benign], weights_q, scale))
+            p = sigmoid(raw_scores([windows[i] for i in eval_idx], weights_q, scale) + bias)
+            np.save(cached, p)
         q = None
         if embedded is not None:
             head = fit_head([embedded[i] for i in train], [int(records[i]["label"] == "attack") for i in train])
             head_bias = operating_bias(head_logits(head, [embedded[i] for i in tune_benign]))
             q = sigmoid(head_logits(head, [embedded[i] for i in eval_idx]) + head_bias)
-        layers: dict[str, list[float]] = {name: [] for name in LAYERS if q is not None or "encoder" not in name}
+        layers: dict[str, list[float]] = {
+            name: [] for name in LAYERS if q is not None or ("encoder" not in name and name != "cascade")
+        }
+        read = []
         for j, i in enumerate(eval_idx):
             r = noisy_or(rules[i].values())
             layers["rules"].append(r)
@@ -172,10 +201,20 @@ def main() -> None:
                 layers["encoder"].append(float(q[j]))
                 layers["rules+encoder"].append(noisy_or([*rules[i].values(), *deep]))
                 layers["rules+linear+encoder"].append(noisy_or([*rules[i].values(), *model, *deep]))
+                # The cascade as the filter runs it: the transformer reads only texts the
+                # rules and the n-gram model do not clear.
+                screened = max(noisy_or([*rules[i].values(), *model]), float(p[j])) < SCREEN_CLEAR
+                read.append(not screened)
+                layers["cascade"].append(noisy_or([*rules[i].values(), *model, *([] if screened else deep)]))
         nb = len(benign_eval)
         fold = {"attacks": len(attack_idx), "trained_on_attacks": sum(1 for i in train if records[i]["label"] == "attack")}
         for layer, values in layers.items():
             fold[layer] = measure(values[:nb], values[nb:])
+        if read:
+            fold["read_by_transformer"] = {
+                "benign": round(sum(read[:nb]) / nb, 4),
+                "attacks": round(sum(read[nb:]) / len(attack_idx), 4),
+            }
         report["folds"][source] = fold
         print(
             f"{source}: n={len(attack_idx)} "
@@ -184,9 +223,8 @@ def main() -> None:
         )
 
     summary: dict = {}
-    for layer in next(iter(report["folds"].values())):
-        if not isinstance(report["folds"][next(iter(report["folds"]))][layer], dict):
-            continue
+    first = next(iter(report["folds"].values()))
+    for layer in [name for name in LAYERS if name in first]:
         for metric in ("recall_at_1pct_fpr", "recall_at_5pct_fpr", "recall_at_default", "fpr_at_default"):
             values = {s: f[layer][metric] for s, f in report["folds"].items()}
             if metric == "fpr_at_default":
@@ -202,17 +240,29 @@ def main() -> None:
     (DATA / "generalisation.json").write_text(json.dumps(report, indent=2) + "\n")
 
     layers = list(summary)
-    print(f"\nBenign texts (held-out split, never trained on): {len(benign_eval)}. Recall at 1% false positives per layer; the filter as shipped ({SHIPPED}) also at 5% and at its default threshold.\n")
-    print("| held-out source | attacks | " + " | ".join(f"{layer} @1%" for layer in layers) + f" | {SHIPPED} @5% | {SHIPPED} @0.5 |")
+    shipped = "cascade" if "cascade" in summary else SHIPPED
+    if "cascade" in summary:
+        shares = [f["read_by_transformer"] for f in report["folds"].values()]
+        report["read_by_transformer"] = {
+            "screen_clear": SCREEN_CLEAR,
+            "benign": round(sum(x["benign"] for x in shares) / len(shares), 4),
+            "attacks": round(sum(x["attacks"] for x in shares) / len(shares), 4),
+        }
+        (DATA / "generalisation.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nBenign texts (held-out split, never trained on): {len(benign_eval)}. Recall at 1% false positives per layer; the filter as shipped ({shipped}) also at 5% and at its default threshold.\n")
+    print("| held-out source | attacks | " + " | ".join(f"{layer} @1%" for layer in layers) + f" | {shipped} @5% | {shipped} @0.5 |")
     print("|---|---|" + "---|" * (len(layers) + 2))
     for source, f in report["folds"].items():
         cells = [f"{f[layer]['recall_at_1pct_fpr']:.1%}" for layer in layers]
-        cells += [f"{f[SHIPPED]['recall_at_5pct_fpr']:.1%}", f"{f[SHIPPED]['recall_at_default']:.1%}"]
+        cells += [f"{f[shipped]['recall_at_5pct_fpr']:.1%}", f"{f[shipped]['recall_at_default']:.1%}"]
         print(f"| {source} | {f['attacks']} | " + " | ".join(cells) + " |")
     for what in ("mean", "worst"):
         cells = [f"{summary[layer]['recall_at_1pct_fpr'][what]:.1%}" for layer in layers]
-        cells += [f"{summary[SHIPPED]['recall_at_5pct_fpr'][what]:.1%}", f"{summary[SHIPPED]['recall_at_default'][what]:.1%}"]
+        cells += [f"{summary[shipped]['recall_at_5pct_fpr'][what]:.1%}", f"{summary[shipped]['recall_at_default'][what]:.1%}"]
         print(f"| **{what}** | | " + " | ".join(cells) + " |")
+    if "cascade" in summary:
+        r = report["read_by_transformer"]
+        print(f"\nThe transformer reads {r['benign']:.1%} of the benign texts and {r['attacks']:.1%} of the attacks (screen clears below {SCREEN_CLEAR}, mean over the folds).")
     print("\nFalse positives at the default threshold (0.5) on the held-out benign texts, mean over the folds: " + ", ".join(
         f"{layer} {summary[layer]['fpr_at_default']['mean']:.2%}" for layer in layers
     ) + ".")

@@ -22,7 +22,7 @@ from ._broker import (
     revoke_at_broker,
 )
 from ._guard import Guard, GuardSession, framework_call
-from ._scan import Spotlighted, sanitize, scan, spotlight
+from ._scan import EncoderStatus, Spotlighted, encoder_status, sanitize, scan, spotlight
 from .exceptions import (
     AgentIAMError,
     AuditError,
@@ -55,6 +55,7 @@ __all__ = [
     "KeySet",
     "LogVerification",
     "SigningKey",
+    "EncoderStatus",
     "Spotlighted",
     "Verifier",
     "AuditError",
@@ -76,6 +77,7 @@ __all__ = [
     "scan",
     "sign_approval",
     "spotlight",
+    "encoder_status",
     "verify_audit_log",
     "__version__",
 ]

@@ -28,12 +28,22 @@ pub(crate) fn scan_text(
     let base: &InjectionFilter = if model { &WITH_MODEL } else { &RULES_ONLY };
     let filter = base.clone().with_threshold(threshold);
     Ok(py.detach(|| {
-        let mut report = filter.scan(text).report();
+        let mut report = filter.scan_output(text).report();
         if sanitize && let Value::Object(map) = &mut report {
             map.insert("sanitized".into(), Value::String(filter.sanitize(text)));
         }
         report.to_string()
     }))
+}
+
+/// Whether the transformer layer is loaded, as JSON: `{"loaded", "dir", "error"}` (the directory
+/// looked in, and why an encoder there could not be loaded).
+#[pyfunction]
+pub(crate) fn encoder_status() -> String {
+    use agentiam_filter::encoder;
+    let dir = encoder::default_dir().map(|d| d.display().to_string());
+    let error = encoder::shared_default().err().map(|e| e.to_string());
+    serde_json::json!({"loaded": WITH_MODEL.has_encoder(), "dir": dir, "error": error}).to_string()
 }
 
 /// The text with invisible characters, hidden HTML and chat role tokens removed.

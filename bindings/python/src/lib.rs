@@ -864,6 +864,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(keys::attenuate, m)?)?;
     m.add_function(wrap_pyfunction!(filter::scan_text, m)?)?;
     m.add_function(wrap_pyfunction!(filter::sanitize_text, m)?)?;
+    m.add_function(wrap_pyfunction!(filter::encoder_status, m)?)?;
     m.add_function(wrap_pyfunction!(filter::spotlight_text, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

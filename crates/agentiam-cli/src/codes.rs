@@ -10,6 +10,8 @@ agentiam_codes::codes! {
     INPUT_TOO_LARGE = "cli.input_too_large", 0;
     /// A `--threshold` outside 0..=1.
     BAD_THRESHOLD = "cli.bad_threshold", 0;
+    /// `agentiam scan --encoder DIR`: no transformer encoder could be loaded from DIR.
+    ENCODER_UNAVAILABLE = "cli.encoder_unavailable", 0;
     /// An agent file that does not describe an agent.
     BAD_AGENT_FILE = "cli.bad_agent_file", 0;
     /// A digest that is not `sha256:` and 64 hex digits.

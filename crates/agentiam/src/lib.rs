@@ -112,9 +112,13 @@ pub mod guard {
 pub mod filter {
     pub use agentiam_filter::{
         Category, DEFAULT_MAX_BYTES, DEFAULT_THRESHOLD, ExfiltrationCheck, Flagged,
-        InjectionFilter, Scan, ScanFinding, Spotlight, UrlFinding, Verdict, datamark, delimit,
-        encode,
+        EncoderUse, InjectionFilter, Scan, ScanFinding, Spotlight, UrlFinding, Verdict, datamark,
+        delimit, encode,
     };
+    /// The transformer layer (feature `encoder`): the encoder, where its weights are looked
+    /// for, and the screen's constants.
+    #[cfg(feature = "encoder")]
+    pub use agentiam_filter::{DEFAULT_ENCODER_WINDOWS, SCREEN_CLEAR, encoder};
 }
 
 /// The agent activity log: tamper-evident, verifiable offline, exported through OpenTelemetry

@@ -1,0 +1,77 @@
+"""Trains the injection filter's transformer head and writes its embedded weights.
+
+Run through `scripts/train-encoder-head`, which fetches the encoder, builds the data set and the
+`embed` example first.
+
+- Data: `target/injection-data/dev.jsonl` (data/injection/PROVENANCE.md); the held-out file is
+  never read here. The dev set is split by a hash of each text's id as for the n-gram layer:
+  80% fits the head, 20% chooses its operating point. Paired injected documents are left out of
+  fitting.
+- Features: the unit-length embedding of each 126-token window of a text, computed by the
+  filter's own Rust encoder (all-MiniLM-L6-v2, frozen; `scripts/injection_embeddings.py`).
+- Head: scikit-learn logistic regression (L2, balanced class weights, lbfgs, seed 0) on
+  windows; benign texts give negative windows, attack texts positive ones; a text's score is its
+  highest window's.
+- Operating point: the bias lets the head alone cross p = 0.5 on at most 0.5% of the benign
+  tuning texts (the n-gram layer's rule).
+- Output: `crates/agentiam-filter/src/encoder_head.json` (384 weights, a bias, and the record of
+  how it was made: data digest, package versions, figures on the tuning texts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+
+import numpy as np
+import sklearn
+
+from eval_generalisation import HEAD_C, fit_head, head_logits
+from injection_common import DATA, ROOT, bucket, load
+from injection_embeddings import ENCODER, embeddings
+from train_injection_model import TARGET_BENIGN_RATE, operating_bias
+
+HEAD = ROOT / "crates" / "agentiam-filter" / "src" / "encoder_head.json"
+
+
+def main() -> None:
+    dev_path = DATA / "dev.jsonl"
+    dev = load(dev_path)
+    vectors = embeddings(dev_path)
+    fit = [i for i, r in enumerate(dev) if bucket(r["id"]) < 80 and not r.get("pair")]
+    tune = [i for i, r in enumerate(dev) if bucket(r["id"]) >= 80]
+    labels = [int(dev[i]["label"] == "attack") for i in fit]
+    print(f"fit on {len(fit)} texts, choose the operating point on {len(tune)}", file=sys.stderr)
+    head = fit_head([vectors[i] for i in fit], labels)
+    raw = head_logits(head, [vectors[i] for i in tune])
+    benign = np.array([s for s, i in zip(raw, tune) if dev[i]["label"] == "benign"])
+    attack = np.array([s for s, i in zip(raw, tune) if dev[i]["label"] == "attack"])
+    bias = operating_bias(benign)
+    weights = [round(float(w), 7) for w in head.coef_[0]]
+    record = {
+        "weights": weights,
+        "bias": round(bias, 7),
+        "made_by": "scripts/train-encoder-head",
+        "encoder": "all-MiniLM-L6-v2 (data/injection/ENCODER.md), frozen; mean-pooled unit-length 126-token windows",
+        "trainer": f"scikit-learn {sklearn.__version__} LogisticRegression(C={HEAD_C}, class_weight=balanced, lbfgs, random_state=0), numpy {np.__version__}",
+        "data": {
+            "dev_sha256": hashlib.sha256(dev_path.read_bytes()).hexdigest(),
+            "encoder_sha256": hashlib.sha256((ENCODER / "model.safetensors").read_bytes()).hexdigest(),
+            "fit_texts": len(fit),
+            "tune_texts": len(tune),
+        },
+        "operating_point": {
+            "target_benign_rate": TARGET_BENIGN_RATE,
+            "head_alone_on_tune": {
+                "recall": round(float((attack + bias >= 0).mean()), 4) if len(attack) else 0.0,
+                "false_positive_rate": round(float((benign + bias >= 0).mean()), 4),
+            },
+        },
+    }
+    HEAD.write_text(json.dumps(record) + "\n")
+    print(json.dumps(record["operating_point"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
