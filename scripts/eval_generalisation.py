@@ -116,6 +116,9 @@ def head_logits(head: LogisticRegression, windows_per_doc: list[np.ndarray]) -> 
 
 
 HEAD_C = float(os.environ.get("AGENTIAM_HEAD_C", "1.0"))
+# The head alone crosses p = 0.5 on at most this share of benign tuning texts: half the n-gram
+# layer's, so that the cascade's default verdict stays near 1% false positives.
+HEAD_TARGET_BENIGN_RATE = 0.0025
 
 
 def measure(benign: list[float], attacks: list[float]) -> dict:
@@ -184,7 +187,7 @@ def main() -> None:
         q = None
         if embedded is not None:
             head = fit_head([embedded[i] for i in train], [int(records[i]["label"] == "attack") for i in train])
-            head_bias = operating_bias(head_logits(head, [embedded[i] for i in tune_benign]))
+            head_bias = operating_bias(head_logits(head, [embedded[i] for i in tune_benign]), HEAD_TARGET_BENIGN_RATE)
             q = sigmoid(head_logits(head, [embedded[i] for i in eval_idx]) + head_bias)
         layers: dict[str, list[float]] = {
             name: [] for name in LAYERS if q is not None or ("encoder" not in name and name != "cascade")

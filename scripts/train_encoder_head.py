@@ -12,8 +12,8 @@ Run through `scripts/train-encoder-head`, which fetches the encoder, builds the 
 - Head: scikit-learn logistic regression (L2, balanced class weights, lbfgs, seed 0) on
   windows; benign texts give negative windows, attack texts positive ones; a text's score is its
   highest window's.
-- Operating point: the bias lets the head alone cross p = 0.5 on at most 0.5% of the benign
-  tuning texts (the n-gram layer's rule).
+- Operating point: the bias lets the head alone cross p = 0.5 on at most 0.25% of the benign
+  tuning texts (half the n-gram layer's share, so the cascade's default verdict stays near 1%).
 - Output: `crates/agentiam-filter/src/encoder_head.json` (384 weights, a bias, and the record of
   how it was made: data digest, package versions, figures on the tuning texts).
 """
@@ -27,10 +27,10 @@ import sys
 import numpy as np
 import sklearn
 
-from eval_generalisation import HEAD_C, fit_head, head_logits
+from eval_generalisation import HEAD_C, HEAD_TARGET_BENIGN_RATE, fit_head, head_logits
 from injection_common import DATA, ROOT, bucket, load
 from injection_embeddings import ENCODER, embeddings
-from train_injection_model import TARGET_BENIGN_RATE, operating_bias
+from train_injection_model import operating_bias
 
 HEAD = ROOT / "crates" / "agentiam-filter" / "src" / "encoder_head.json"
 
@@ -47,7 +47,7 @@ def main() -> None:
     raw = head_logits(head, [vectors[i] for i in tune])
     benign = np.array([s for s, i in zip(raw, tune) if dev[i]["label"] == "benign"])
     attack = np.array([s for s, i in zip(raw, tune) if dev[i]["label"] == "attack"])
-    bias = operating_bias(benign)
+    bias = operating_bias(benign, HEAD_TARGET_BENIGN_RATE)
     weights = [round(float(w), 7) for w in head.coef_[0]]
     record = {
         "weights": weights,
@@ -62,7 +62,7 @@ def main() -> None:
             "tune_texts": len(tune),
         },
         "operating_point": {
-            "target_benign_rate": TARGET_BENIGN_RATE,
+            "target_benign_rate": HEAD_TARGET_BENIGN_RATE,
             "head_alone_on_tune": {
                 "recall": round(float((attack + bias >= 0).mean()), 4) if len(attack) else 0.0,
                 "false_positive_rate": round(float((benign + bias >= 0).mean()), 4),

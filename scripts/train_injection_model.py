@@ -83,10 +83,10 @@ def fit_quantised(x: sp.csr_matrix, y: np.ndarray) -> tuple[np.ndarray, float]:
     return np.clip(np.round(w / scale), -127, 127).astype(np.int8), scale
 
 
-def operating_bias(benign_raw_scores: np.ndarray) -> float:
-    """The bias that lets the model alone cross p = 0.5 on at most TARGET_BENIGN_RATE of the
-    benign tuning texts (their bias-free scores)."""
-    return -float(np.quantile(benign_raw_scores, 1.0 - TARGET_BENIGN_RATE))
+def operating_bias(benign_raw_scores: np.ndarray, rate: float = TARGET_BENIGN_RATE) -> float:
+    """The bias that lets the model alone cross p = 0.5 on at most `rate` of the benign tuning
+    texts (their bias-free scores)."""
+    return -float(np.quantile(benign_raw_scores, 1.0 - rate))
 
 
 def main() -> None:

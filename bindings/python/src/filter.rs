@@ -28,7 +28,7 @@ pub(crate) fn scan_text(
     let base: &InjectionFilter = if model { &WITH_MODEL } else { &RULES_ONLY };
     let filter = base.clone().with_threshold(threshold);
     Ok(py.detach(|| {
-        let mut report = filter.scan_output(text).report();
+        let mut report = filter.scan_structured(text).report();
         if sanitize && let Value::Object(map) = &mut report {
             map.insert("sanitized".into(), Value::String(filter.sanitize(text)));
         }

@@ -60,7 +60,10 @@ fn with_encoder(filter: InjectionFilter, args: &ScanArgs) -> Result<InjectionFil
     let filter = match &args.encoder {
         Some(dir) => {
             let loaded = encoder::Encoder::from_dir(dir).map_err(|e| {
-                CliError::usage(crate::codes::ENCODER_UNAVAILABLE, format!("{}: {e}", dir.display()))
+                CliError::usage(
+                    crate::codes::ENCODER_UNAVAILABLE,
+                    format!("{}: {e}", dir.display()),
+                )
             })?;
             if !loaded.has_head() {
                 return Err(CliError::usage(
@@ -76,7 +79,10 @@ fn with_encoder(filter: InjectionFilter, args: &ScanArgs) -> Result<InjectionFil
             } else if !filter.has_encoder() {
                 eprintln!(
                     "note: transformer layer absent (no encoder in {}); rules and the n-gram model only. scripts/fetch-encoder installs one; --encoder DIR or AGENTIAM_ENCODER_DIR points at one",
-                    encoder::default_dir().map_or_else(|| "AGENTIAM_ENCODER_DIR".into(), |d| d.display().to_string())
+                    encoder::default_dir().map_or_else(
+                        || "AGENTIAM_ENCODER_DIR".into(),
+                        |d| d.display().to_string()
+                    )
                 );
             }
             filter
@@ -98,7 +104,7 @@ fn with_encoder(filter: InjectionFilter, args: &ScanArgs) -> Result<InjectionFil
 }
 
 fn verdict(filter: &InjectionFilter, text: &str, sanitize: bool) -> (Scan, Value) {
-    let scan = filter.scan_output(text);
+    let scan = filter.scan_structured(text);
     let mut value = scan.report();
     if sanitize && let Some(obj) = value.as_object_mut() {
         obj.insert("sanitized".into(), Value::String(filter.sanitize(text)));

@@ -21,6 +21,9 @@ use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
+/// A byte range of the text.
+type Span = (usize, usize);
+
 /// Word pieces in one window, not counting `[CLS]` and `[SEP]`.
 pub const WINDOW_TOKENS: usize = 126;
 /// Windows encoded in one batch.
@@ -267,7 +270,7 @@ impl Encoder {
     }
 
     /// The word-piece ids of `text`, without special tokens, and each piece's byte range.
-    fn pieces(&self, text: &str) -> Result<(Vec<u32>, Vec<(usize, usize)>), EncoderError> {
+    fn pieces(&self, text: &str) -> Result<(Vec<u32>, Vec<Span>), EncoderError> {
         let encoding = self.tokenizer.encode(text, false).map_err(model_error)?;
         Ok((encoding.get_ids().to_vec(), encoding.get_offsets().to_vec()))
     }
@@ -295,7 +298,11 @@ impl Encoder {
         let cls = self.tokenizer.token_to_id("[CLS]").unwrap_or(101);
         let sep = self.tokenizer.token_to_id("[SEP]").unwrap_or(102);
         let mut out = Vec::with_capacity(all.len().min(max_windows));
-        for batch in all.get(..all.len().min(max_windows)).unwrap_or_default().chunks(BATCH) {
+        for batch in all
+            .get(..all.len().min(max_windows))
+            .unwrap_or_default()
+            .chunks(BATCH)
+        {
             let longest = batch.iter().map(|(s, e)| e - s).max().unwrap_or(0) + 2;
             let mut ids = Vec::with_capacity(batch.len() * longest);
             let mut mask = Vec::with_capacity(batch.len() * longest);
@@ -426,7 +433,9 @@ pub fn shared_default() -> Result<Option<Arc<Encoder>>, Arc<EncoderError>> {
             if !dir.join("model.safetensors").exists() {
                 return Ok(None);
             }
-            Encoder::from_dir(&dir).map(|e| Some(Arc::new(e))).map_err(Arc::new)
+            Encoder::from_dir(&dir)
+                .map(|e| Some(Arc::new(e)))
+                .map_err(Arc::new)
         })
         .clone()
 }

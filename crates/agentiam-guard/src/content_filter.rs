@@ -26,14 +26,16 @@ impl ContentFilter for InjectionFilter {
 
     /// Output that scores as injection is `Injection`; output from a tool with untrusted
     /// output, or output the scan could not examine completely (`truncated`), is `Untrusted`.
-    /// JSON output is also scanned string by string ([`InjectionFilter::scan_output`]); the
+    /// JSON output is also scanned string by string ([`InjectionFilter::scan_structured`]); the
     /// transformer layer, where loaded, reads all of a high- or irreversible-risk tool's output,
     /// not only what the screen does not clear.
     fn scan_output(&self, tool: &ToolSpec, output: &str) -> OutputVerdict {
         let scan = if tool.risk() >= Risk::High && self.has_encoder() {
-            self.clone().with_encoder_reading_all(true).scan_output(output)
+            self.clone()
+                .with_encoder_reading_all(true)
+                .scan_structured(output)
         } else {
-            self.scan_output(output)
+            self.scan_structured(output)
         };
         match scan.verdict {
             Verdict::Injection => OutputVerdict::Injection(scan.flagged().into()),

@@ -111,9 +111,9 @@ pub mod guard {
 /// exfiltration checks; spotlighting.
 pub mod filter {
     pub use agentiam_filter::{
-        Category, DEFAULT_MAX_BYTES, DEFAULT_THRESHOLD, ExfiltrationCheck, Flagged,
-        EncoderUse, InjectionFilter, Scan, ScanFinding, Spotlight, UrlFinding, Verdict, datamark,
-        delimit, encode,
+        Category, DEFAULT_MAX_BYTES, DEFAULT_THRESHOLD, EncoderUse, ExfiltrationCheck, Flagged,
+        InjectionFilter, Scan, ScanFinding, Spotlight, UrlFinding, Verdict, datamark, delimit,
+        encode,
     };
     /// The transformer layer (feature `encoder`): the encoder, where its weights are looked
     /// for, and the screen's constants.
