@@ -26,8 +26,8 @@ import re
 import sys
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 
+from encoder_heads import HEAD_KIND, fit_head, head_logits
 from eval_injection import recall_at
 from injection_common import DATA, ROOT, bucket, load, scan_jsonl
 from train_injection_model import doc_scores, fit_quantised, matrix, operating_bias
@@ -100,22 +100,6 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def fit_head(windows_per_doc: list[np.ndarray], labels: list[int]) -> LogisticRegression:
-    """The transformer layer's head: logistic regression on window embeddings."""
-    x = np.concatenate(windows_per_doc)
-    y = np.concatenate([np.full(len(w), label) for w, label in zip(windows_per_doc, labels)])
-    head = LogisticRegression(C=HEAD_C, class_weight="balanced", max_iter=5000, random_state=0)
-    head.fit(x, y)
-    return head
-
-
-def head_logits(head: LogisticRegression, windows_per_doc: list[np.ndarray]) -> np.ndarray:
-    """Highest window logit per text, without the head's own intercept."""
-    w = head.coef_[0]
-    return np.array([float((e @ w).max()) for e in windows_per_doc])
-
-
-HEAD_C = float(os.environ.get("AGENTIAM_HEAD_C", "1.0"))
 # The head alone crosses p = 0.5 on at most this share of benign tuning texts: half the n-gram
 # layer's, so that the cascade's default verdict stays near 1% false positives.
 HEAD_TARGET_BENIGN_RATE = 0.0025
@@ -155,7 +139,7 @@ def main() -> None:
         if r["label"] == "attack":
             sources.setdefault(source_of(r), []).append(i)
 
-    report: dict = {"benign_eval_texts": len(benign_eval), "folds": {}}
+    report: dict = {"benign_eval_texts": len(benign_eval), "head": HEAD_KIND if embedded is not None else None, "folds": {}}
     # The n-gram refits are the slow part and depend only on the data and the feature code:
     # their scores are kept per fold, keyed by both.
     digest = hashlib.sha256((DATA / "dev.jsonl").read_bytes() + (DATA / "heldout.jsonl").read_bytes())

@@ -40,31 +40,40 @@ def embeddings(path: pathlib.Path) -> list[np.ndarray]:
     cache.mkdir(parents=True, exist_ok=True)
     floats, counts = cache / f"{key}.f32", cache / f"{key}.json"
     if not counts.exists():
-        # Two single-threaded processes, each on a contiguous half, use two cores better than
-        # one process with two threads (small matrices); the halves are joined in order.
-        halves = [records[: len(records) // 2], records[len(records) // 2 :]]
+        # Two single-threaded processes use two cores better than one process with two threads
+        # (small matrices). Records are dealt to them alternately, so long texts, which cluster
+        # by source, are shared evenly; the parts are merged back into the file's order.
+        parts = [records[0::2], records[1::2]]
         procs = []
         env = {**os.environ, "RAYON_NUM_THREADS": "1"}
-        for k, part in enumerate(halves):
+        for k, part in enumerate(parts):
             payload = "".join(json.dumps(r["text"]) + "\n" for r in part).encode()
             lines = pathlib.Path(f"{floats}.{k}.lines").open("wb")
             proc = subprocess.Popen([str(EMBED), str(ENCODER), f"{floats}.{k}"], stdin=subprocess.PIPE, stdout=lines, env=env)
             procs.append((proc, payload, len(part)))
-        windows: list[int] = []
-        for proc, payload, expected in procs:
+        for proc, payload, _ in procs:
             threading.Thread(target=_feed, args=(proc, payload), daemon=True).start()
+        per_part: list[list[np.ndarray]] = []
         for k, (proc, _, expected) in enumerate(procs):
             code = proc.wait()
             lines = pathlib.Path(f"{floats}.{k}.lines").read_text().splitlines()
             if code != 0 or len(lines) != expected:
                 raise SystemExit(f"embed failed or returned {len(lines)} lines for {expected} texts")
-            windows += [json.loads(line)["windows"] for line in lines]
+            sizes = [json.loads(line)["windows"] for line in lines]
+            matrix = np.fromfile(f"{floats}.{k}", dtype="<f4").reshape(-1, DIM)
+            if matrix.shape[0] != sum(sizes):
+                raise SystemExit(f"embed part {k} wrote {matrix.shape[0]} windows, its lines say {sum(sizes)}")
+            offsets = np.cumsum([0, *sizes])
+            per_part.append([matrix[offsets[i] : offsets[i + 1]] for i in range(len(sizes))])
+        windows: list[int] = []
         with floats.open("wb") as out:
-            for k in range(len(halves)):
-                part = pathlib.Path(f"{floats}.{k}")
-                out.write(part.read_bytes())
-                part.unlink()
-                pathlib.Path(f"{floats}.{k}.lines").unlink()
+            for i in range(len(records)):
+                block = per_part[i % 2][i // 2]
+                out.write(block.astype("<f4").tobytes())
+                windows.append(int(block.shape[0]))
+        for k in range(len(parts)):
+            pathlib.Path(f"{floats}.{k}").unlink()
+            pathlib.Path(f"{floats}.{k}.lines").unlink()
         counts.write_text(json.dumps(windows))
     n = json.loads(counts.read_text())
     matrix = np.fromfile(floats, dtype="<f4").reshape(-1, DIM)

@@ -9,13 +9,15 @@ Run through `scripts/train-encoder-head`, which fetches the encoder, builds the 
   fitting.
 - Features: the unit-length embedding of each 126-token window of a text, computed by the
   filter's own Rust encoder (all-MiniLM-L6-v2, frozen; `scripts/injection_embeddings.py`).
-- Head: scikit-learn logistic regression (L2, balanced class weights, lbfgs, seed 0) on
-  windows; benign texts give negative windows, attack texts positive ones; a text's score is its
-  highest window's.
+- Head: `scripts/encoder_heads.py` (`AGENTIAM_HEAD`, default `mlp`: one hidden layer of 128
+  ReLU units, int8 hidden weights; `linear`: logistic regression) on windows; benign texts give
+  negative windows, attack texts positive ones; a text's score is its highest window's.
 - Operating point: the bias lets the head alone cross p = 0.5 on at most 0.25% of the benign
   tuning texts (half the n-gram layer's share, so the cascade's default verdict stays near 1%).
-- Output: `crates/agentiam-filter/src/encoder_head.json` (384 weights, a bias, and the record of
-  how it was made: data digest, package versions, figures on the tuning texts).
+- Output: `crates/agentiam-filter/src/encoder_head.json` (the weights, the bias with the operating
+  point folded in, a probe (a fixed vector and the logit the head gives it, which the Rust tests
+  recompute), and the record of how it was made: data digest, package versions, figures on the
+  tuning texts).
 """
 
 from __future__ import annotations
@@ -25,9 +27,8 @@ import json
 import sys
 
 import numpy as np
-import sklearn
-
-from eval_generalisation import HEAD_C, HEAD_TARGET_BENIGN_RATE, fit_head, head_logits
+from encoder_heads import fit_head, head_logits, record
+from eval_generalisation import HEAD_TARGET_BENIGN_RATE
 from injection_common import DATA, ROOT, bucket, load
 from injection_embeddings import ENCODER, embeddings
 from train_injection_model import operating_bias
@@ -48,13 +49,17 @@ def main() -> None:
     benign = np.array([s for s, i in zip(raw, tune) if dev[i]["label"] == "benign"])
     attack = np.array([s for s, i in zip(raw, tune) if dev[i]["label"] == "attack"])
     bias = operating_bias(benign, HEAD_TARGET_BENIGN_RATE)
-    weights = [round(float(w), 7) for w in head.coef_[0]]
-    record = {
-        "weights": weights,
-        "bias": round(bias, 7),
+    probe = np.sin(np.arange(1, vectors[0].shape[1] + 1, dtype=np.float64)).astype(np.float32)
+    probe /= np.linalg.norm(probe)
+    written = {
+        **record(head, bias),
+        "probe": {
+            "vector": "sin(1), sin(2), ... sin(dims), scaled to unit length",
+            "logit": round(float(head.window_logits(probe[None, :])[0]) + bias, 5),
+        },
         "made_by": "scripts/train-encoder-head",
         "encoder": "all-MiniLM-L6-v2 (data/injection/ENCODER.md), frozen; mean-pooled unit-length 126-token windows",
-        "trainer": f"scikit-learn {sklearn.__version__} LogisticRegression(C={HEAD_C}, class_weight=balanced, lbfgs, random_state=0), numpy {np.__version__}",
+        "trainer": head.trainer,
         "data": {
             "dev_sha256": hashlib.sha256(dev_path.read_bytes()).hexdigest(),
             "encoder_sha256": hashlib.sha256((ENCODER / "model.safetensors").read_bytes()).hexdigest(),
@@ -69,8 +74,8 @@ def main() -> None:
             },
         },
     }
-    HEAD.write_text(json.dumps(record) + "\n")
-    print(json.dumps(record["operating_point"], indent=2))
+    HEAD.write_text(json.dumps(written) + "\n")
+    print(json.dumps(written["operating_point"], indent=2))
 
 
 if __name__ == "__main__":

