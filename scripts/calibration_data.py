@@ -8,7 +8,8 @@ publishes), so the default threshold is checked on text like what agents read, i
 English.
 
 Kinds (each text records its `kind` and `lang`):
-  chat      conversations from chatterbot-corpus (PyPI), twenty languages, a few turns per text
+  chat      conversations from chatterbot-corpus (PyPI), 19 languages, six turns of two named
+            people per text
   calendar  iCalendar files from icalendar's test suite (PyPI), as a calendar tool returns them
   web       the Debian Reference in seven languages (Debian), as text (a fetch tool that converts
             HTML) and, for German and Japanese, as raw HTML
@@ -38,6 +39,7 @@ DEB += [(f"manpages-{code}", "4.18.1-1", "GPL-3.0-or-later and others (per page)
 RAW_HTML = {"debian-reference-de", "debian-reference-ja"}
 CAPS = {"chat": 1500, "calendar": 300, "web": 2100, "web-html": 400, "manual": 900}
 TURNS_PER_TEXT = 6
+SPEAKERS = ("Alex", "Sam")
 # chatterbot-corpus names its directories by language; the set records ISO 639 codes.
 CHAT_LANGS = {
     "bangla": "bn", "chinese": "zh", "custom": "en", "english": "en", "french": "fr", "german": "de",
@@ -58,7 +60,9 @@ def chat_texts(py, wheel) -> list[tuple[str, str, str]]:
             if isinstance(conversation, list):
                 turns += [str(t).strip() for t in conversation if t is not None and str(t).strip()]
         for k in range(0, len(turns), TURNS_PER_TEXT):
-            lines = [f"{'User' if j % 2 == 0 else 'Assistant'}: {t}" for j, t in enumerate(turns[k : k + TURNS_PER_TEXT])]
+            # Two people by name, as a chat tool's history shows them (role names such as "User:"
+            # and "Assistant:" would be fake conversation turns to the filter, rightly).
+            lines = [f"{SPEAKERS[j % 2]}: {t}" for j, t in enumerate(turns[k : k + TURNS_PER_TEXT])]
             out.append((lang, f"{name}#{k}", "\n".join(lines)))
     return out
 
