@@ -252,6 +252,9 @@ impl Head {
     /// embeddings.
     fn from_json(json: &str, dimensions: usize) -> Option<Self> {
         use base64::Engine as _;
+        if dimensions == 0 {
+            return None;
+        }
         let file: HeadFile = serde_json::from_str(json).ok()?;
         let hidden = match file.hidden {
             None => None,
@@ -358,6 +361,7 @@ impl Encoder {
                 .map_err(model_error)?;
         if config.hidden_act != "gelu"
             || config.num_attention_heads == 0
+            || config.hidden_size == 0
             || !config
                 .hidden_size
                 .is_multiple_of(config.num_attention_heads)
@@ -656,5 +660,9 @@ mod tests {
             "overflow"
         );
         assert!(Head::from_json("not json", 2).is_none());
+        assert!(
+            Head::from_json(&hidden(0, "", "[]"), 0).is_none(),
+            "no width"
+        );
     }
 }
