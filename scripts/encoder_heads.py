@@ -106,9 +106,17 @@ def head_logits(head: Head, windows_per_doc: list[np.ndarray]) -> np.ndarray:
     return np.array([float(head.window_logits(e).max()) for e in windows_per_doc])
 
 
+def probe(dims: int) -> np.ndarray:
+    """The fixed input whose logit `record` writes: sin(1), sin(2), ... sin(dims), unit length."""
+    vector = np.sin(np.arange(1, dims + 1, dtype=np.float64)).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
 def record(head: Head, shift: float) -> dict:
     """The head as `encoder_head.json` stores it, with `shift` (the operating point) folded into
-    the bias."""
+    the bias, and the probe: the logit of `probe(dims)`, which the filter recomputes when it loads
+    the head and refuses the head on a mismatch."""
+    dims = head.out.shape[0] if head.hidden is None else head.hidden.shape[1]
     out = {
         "weights": [round(float(w), 7) for w in head.out],
         "bias": round(head.intercept + shift, 7),
@@ -120,4 +128,8 @@ def record(head: Head, shift: float) -> dict:
             "scales": [float(np.float32(s)) for s in head.scales],
             "biases": [float(np.float32(b)) for b in head.biases],
         }
+    out["probe"] = {
+        "vector": "sin(1), sin(2), ... sin(dims), scaled to unit length",
+        "logit": round(float(head.window_logits(probe(dims)[None, :])[0]) + shift, 5),
+    }
     return out

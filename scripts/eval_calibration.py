@@ -44,26 +44,24 @@ def main() -> None:
         for r, s in zip(rows, scores):
             groups.setdefault(r["kind"], []).append(s)
             groups.setdefault("documents" if r["kind"] in DOCUMENTS else "conversations", []).append(s)
-            groups.setdefault("not English" if r["lang"] not in ("en", "und") else "English", []).append(s)
+            groups.setdefault("not English" if r["lang"] not in ("en", "und") else "English, or no language (calendars)", []).append(s)
             groups.setdefault("all", []).append(s)
+        flagged = sorted(((s, r) for r, s in zip(rows, scores) if s >= 0.5), key=lambda x: -x[0])
         report["modes"][mode] = {
-            name: {"texts": len(values), "false_positive_rate": rates(values)} for name, values in sorted(groups.items())
+            "groups": {
+                name: {"texts": len(values), "false_positive_rate": rates(values)} for name, values in sorted(groups.items())
+            },
+            "flagged_at_default": [
+                {"score": round(s, 3), "kind": r["kind"], "lang": r["lang"], "source": r["source"], "excerpt": r["text"][:160]}
+                for s, r in flagged[:40]
+            ],
         }
-        flagged = sorted(
-            ((s, r) for r, s in zip(rows, scores) if s >= 0.5), key=lambda x: -x[0]
-        )
-        report["modes"][mode]["flagged_at_default"] = [
-            {"score": round(s, 3), "kind": r["kind"], "lang": r["lang"], "source": r["source"], "excerpt": r["text"][:160]}
-            for s, r in flagged[:40]
-        ]
     (DATA / "calibration.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    for mode, groups in report["modes"].items():
+    for mode, result in report["modes"].items():
         print(f"\n{mode}: share of benign texts flagged at each threshold\n")
         print("| texts | n | " + " | ".join(f"{t:.1f}" for t in THRESHOLDS) + " |")
         print("|---|---|" + "---|" * len(THRESHOLDS))
-        for name, g in groups.items():
-            if name == "flagged_at_default":
-                continue
+        for name, g in result["groups"].items():
             cells = [f"{g['false_positive_rate'][f'{t:.1f}']:.2%}" for t in THRESHOLDS]
             print(f"| {name} | {g['texts']} | " + " | ".join(cells) + " |")
 

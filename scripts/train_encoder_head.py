@@ -15,8 +15,8 @@ Run through `scripts/train-encoder-head`, which fetches the encoder, builds the 
 - Operating point: the bias lets the head alone cross p = 0.5 on at most 0.25% of the benign
   tuning texts (half the n-gram layer's share, so the cascade's default verdict stays near 1%).
 - Output: `crates/agentiam-filter/src/encoder_head.json` (the weights, the bias with the operating
-  point folded in, a probe (a fixed vector and the logit the head gives it, which the Rust tests
-  recompute), and the record of how it was made: data digest, package versions, figures on the
+  point folded in, a probe (a fixed vector and the logit the head gives it, which the filter
+  recomputes on load), and the record of how it was made: data digest, package versions, figures on the
   tuning texts).
 """
 
@@ -49,14 +49,8 @@ def main() -> None:
     benign = np.array([s for s, i in zip(raw, tune) if dev[i]["label"] == "benign"])
     attack = np.array([s for s, i in zip(raw, tune) if dev[i]["label"] == "attack"])
     bias = operating_bias(benign, HEAD_TARGET_BENIGN_RATE)
-    probe = np.sin(np.arange(1, vectors[0].shape[1] + 1, dtype=np.float64)).astype(np.float32)
-    probe /= np.linalg.norm(probe)
     written = {
         **record(head, bias),
-        "probe": {
-            "vector": "sin(1), sin(2), ... sin(dims), scaled to unit length",
-            "logit": round(float(head.window_logits(probe[None, :])[0]) + bias, 5),
-        },
         "made_by": "scripts/train-encoder-head",
         "encoder": "all-MiniLM-L6-v2 (data/injection/ENCODER.md), frozen; mean-pooled unit-length 126-token windows",
         "trainer": head.trainer,
