@@ -46,6 +46,8 @@ def main() -> None:
             groups.setdefault("documents" if r["kind"] in DOCUMENTS else "conversations", []).append(s)
             groups.setdefault("not English" if r["lang"] not in ("en", "und") else "English, or no language (calendars)", []).append(s)
             groups.setdefault("all", []).append(s)
+            if r["kind"] in DOCUMENTS:
+                groups.setdefault(f"documents, {r['lang']}", []).append(s)
         flagged = sorted(((s, r) for r, s in zip(rows, scores) if s >= 0.5), key=lambda x: -x[0])
         report["modes"][mode] = {
             "groups": {

@@ -74,6 +74,8 @@ PYPI = [
     ("bandit", "1.7.10", "Apache-2.0"),
     ("paramiko", "3.5.0", "LGPL-2.1-or-later"),
     ("urllib3", "2.2.3", "MIT"),
+    # benign text in many languages (below): Django's translated user-interface strings
+    ("django", "4.2.16", "BSD-3-Clause"),
 ]
 NPM = [
     ("agent-threat-rules", "4.0.0", "MIT"),
@@ -90,6 +92,18 @@ DEB = [
     ("debian-reference-en", "2.100", "GPL-2.0-or-later"),
     ("git-doc", "1:2.39.5-0+deb12u3", "GPL-2.0-only"),
     ("fortunes", "1:1.99.1-7.3", "BSD-style (fortune-mod); quotations of various origin"),
+    # Benign text that is not English. Without it the n-gram model met Spanish, French or
+    # Portuguese only in (translated) attacks and flagged ordinary documents in those languages.
+    # None of these packages feeds the calibration set (scripts/calibration_data.py).
+    ("debian-handbook", "11.20220922", "GPL-2.0-or-later OR CC-BY-SA-3.0"),
+    ("gimp-help-es", "2.10.34-2", "GFDL-1.2"),
+    ("gimp-help-fr", "2.10.34-2", "GFDL-1.2"),
+    ("gimp-help-pt", "2.10.34-2", "GFDL-1.2"),
+    ("fortunes-es", "1.36", "GPL-2.0 (collection); quotations of various origin"),
+    ("fortunes-de", "0.35-1", "public domain / GPL (per file); quotations of various origin"),
+    ("fortunes-it", "1.99-4.1", "GPL-2.0-or-later; quotations of various origin"),
+    ("fortunes-ru", "1.52-3.1", "public domain (collection); quotations of various origin"),
+    ("fortunes-pl", "0.0.20130525-3", "GPL-2.0-or-later; quotations of various origin"),
 ]
 VENV_REQS = ["PyYAML==6.0.2"]
 
@@ -113,7 +127,19 @@ CAPS = {
     "wheel-code": 2000,
     "agent-threat-rules:attack": 2000,
     "agent-threat-rules:benign": 2500,
+    "gimp-help-es": 150,
+    "gimp-help-fr": 150,
+    "gimp-help-pt": 150,
+    "fortunes-es": 150,
+    "fortunes-de": 150,
+    "fortunes-it": 150,
+    "fortunes-ru": 150,
+    "fortunes-pl": 150,
+    "django": 1200,
 }
+# Caps per language, for the packages that carry one document in many languages
+# (cap key "<package>:<language>").
+PER_LANGUAGE_CAPS = {"debian-handbook": 70}
 ATR_DIR_CAP = 400          # max attack texts per ATR rule directory
 MAX_CHUNKS_PER_DOC = 40    # a giant document (e.g. a changelog) cannot flood a source
 CHUNK_MIN, CHUNK_MAX = 200, 2000
@@ -960,6 +986,84 @@ def load_fortunes(pool: Pool, deb: Path, ver: str, stats: Counter):
                          group=f"fortunes:{name}:{i // 50}")
 
 
+def load_translated_docs(pool: Pool, deb: Path, pkg: str, ver: str, stats: Counter):
+    """A manual's HTML in languages other than English (the Debian Handbook, GIMP's help)."""
+    if pkg == "debian-handbook":
+        where = re.compile(r"usr/share/doc/debian-handbook/html/([a-z]{2}-[A-Z]{2})/.+\.html$")
+    else:
+        where = re.compile(r"usr/share/gimp/2\.0/help/([a-z]{2}(?:_[A-Z]{2})?)/.+\.html$")
+    members = deb_members(deb, lambda n: bool(where.match(n)) and not where.match(n).group(1).startswith("en"))
+    if not members:
+        die(f"{pkg}: no translated HTML found in {deb.name}")
+    for name, data in members:
+        lang = where.match(name).group(1)
+        for c in sample_chunks(name, chunk(strip_html(data.decode("utf-8", "replace")))):
+            pool.add(c, "benign", benign_category(c, "docs"), pkg, ver, name, cap_key=f"{pkg}:{lang}"
+                     if pkg in PER_LANGUAGE_CAPS else pkg)
+
+
+def load_translated_fortunes(pool: Pool, deb: Path, pkg: str, ver: str, stats: Counter):
+    members = deb_members(deb, lambda n: n.startswith("usr/share/games/fortunes/")
+                          and not n.endswith((".dat", ".u8")))
+    if not members:
+        die(f"{pkg}: no fortune files found")
+    for name, data in members:
+        text = data.decode("utf-8", "replace")
+        if text.count("\ufffd") > 3:
+            stats[f"skipped_not_utf8:{pkg}"] += 1
+            continue
+        for i, f in enumerate(text.split("\n%\n")):
+            f = norm_text(f)
+            if 60 <= len(f) <= 2000:
+                pool.add(f, "benign", benign_category(f, "prose"), pkg, ver, name,
+                         group=f"{pkg}:{name}:{i // 50}")
+
+
+PO_STRING_RE = re.compile(r'"((?:[^"\\]|\\.)*)"')
+PO_ESCAPE_RE = re.compile(r"\\(.)")
+PO_STRINGS_PER_TEXT = 8
+
+
+def po_translations(po: str) -> list[str]:
+    """The translated strings (msgstr, msgstr[n]) of a gettext catalogue, header excluded."""
+    out, current, in_msgstr = [], [], False
+    for line in po.splitlines() + [""]:
+        line = line.strip()
+        if line.startswith("msgstr"):
+            if current:
+                out.append("".join(current))
+            current, in_msgstr = [], True
+            found = PO_STRING_RE.search(line)
+            current.append(found.group(1) if found else "")
+        elif line.startswith('"') and in_msgstr:
+            found = PO_STRING_RE.search(line)
+            current.append(found.group(1) if found else "")
+        else:
+            if current:
+                out.append("".join(current))
+            current, in_msgstr = [], False
+    escapes = {"n": "\n", "t": "\t"}
+    return [PO_ESCAPE_RE.sub(lambda m: escapes.get(m.group(1), m.group(1)), t).strip()
+            for t in out if t.strip() and "Content-Type:" not in t]
+
+
+def load_django_translations(pool: Pool, whl: Path, ver: str, stats: Counter):
+    """Django's user-interface strings in about a hundred languages, a few per text, as a
+    web page or a form's errors show them."""
+    members = wheel_members(whl, lambda n: n.endswith("/LC_MESSAGES/django.po"))
+    if not members:
+        die("django: no translation catalogues found")
+    for name, data in members:
+        lang = name.split("/LC_MESSAGES/")[0].rsplit("/", 1)[1]
+        if lang.startswith("en"):
+            continue
+        strings = po_translations(data.decode("utf-8", "replace"))
+        for k in range(0, len(strings), PO_STRINGS_PER_TEXT):
+            text = "\n".join(strings[k:k + PO_STRINGS_PER_TEXT])
+            if len(text) >= 40:
+                pool.add(text, "benign", "prose", "django", ver, f"{name}#{k}", group=f"django:{name}")
+
+
 def load_wheel_benign(pool: Pool, whl: Path, pkg: str, ver: str, stats: Counter):
     members = wheel_members(whl, lambda n: n.endswith(".py") or n.endswith(".dist-info/METADATA"))
     for name, data in members:
@@ -1009,7 +1113,7 @@ def dedup_and_cap(pool: Pool, stats: Counter) -> list[dict]:
         by_cap[r["cap_key"]].append(r)
     kept = []
     for key, rs in by_cap.items():
-        cap = CAPS.get(key)
+        cap = CAPS.get(key) or PER_LANGUAGE_CAPS.get(key.split(":")[0])
         if cap and len(rs) > cap:
             stats[f"capped:{key}"] = len(rs) - cap
             rs = sorted(rs, key=lambda r: h("cap", r["text"]))[:cap]
@@ -1141,6 +1245,12 @@ def main() -> int:
     load_fortunes(pool, A("fortunes"), V("fortunes"), stats)
     for name in ("requests", "click", "flask", "bandit", "paramiko", "urllib3"):
         load_wheel_benign(pool, A(name), name, V(name), stats)
+    # benign sources in other languages than English
+    for name in ("debian-handbook", "gimp-help-es", "gimp-help-fr", "gimp-help-pt"):
+        load_translated_docs(pool, A(name), name, V(name), stats)
+    for name in ("fortunes-es", "fortunes-de", "fortunes-it", "fortunes-ru", "fortunes-pl"):
+        load_translated_fortunes(pool, A(name), name, V(name), stats)
+    load_django_translations(pool, A("django"), V("django"), stats)
 
     recs = dedup_and_cap(pool, stats)
     assign_splits(recs)

@@ -228,7 +228,10 @@ const PHRASES: &[(&str, Rule)] = &[
         "as a query parameter",
         rule("ex.url_smuggling", Exfiltration, 0.35),
     ),
-    ("ssh id rsa", rule("tp.secret_files", ToolPoisoning, 0.8)),
+    // A private key's path on its own is documentation as often as an attack (every guide to
+    // SSH keys names `~/.ssh/id_rsa`): it counts as evidence, not as a verdict. The attack is
+    // the order to read or send it, which other rules weigh.
+    ("ssh id rsa", rule("tp.secret_files", ToolPoisoning, 0.45)),
     (
         "aws credentials",
         rule("tp.secret_files", ToolPoisoning, 0.45),
