@@ -32,8 +32,12 @@ from eval_injection import recall_at
 from injection_common import DATA, ROOT, bucket, load, scan_jsonl
 from train_injection_model import doc_scores, fit_quantised, matrix, operating_bias
 
-LAYERS = ("rules", "linear", "rules+linear", "encoder", "rules+encoder", "rules+linear+encoder", "cascade")
+LAYERS = ("rules", "linear", "rules+linear", "encoder", "rules+encoder", "rules+linear+encoder", "cascade", "stacked", "stacked cascade")
 SHIPPED = "rules+linear"
+# `--stacked` (with `--encoder`) adds a learned combination of the layers (a logistic regression
+# over the rules per family, the n-gram and the transformer logits, fitted per fold on the tuning
+# texts) beside the noisy-or the filter ships; measured, it did worse on average (README).
+STACKED = "--stacked" in sys.argv
 SMALL = ("giskard@", "promptinject@", "nullsec-promptinject@", "jailbreak-corpus-mini-py@")
 # The filter reports the model's probability as a finding only from this value on (MODEL_FLOOR).
 MODEL_FLOOR = 0.2
@@ -80,6 +84,31 @@ def noisy_or(weights) -> float:
     for w in weights:
         keep *= 1.0 - min(max(w, 0.0), 1.0)
     return 1.0 - keep
+
+
+RULE_FAMILIES = ("pi.", "jb.", "ex.", "tp.", "st.", "hidden.")
+
+
+def stack_features(rules: dict[str, float], linear_logit: float, head_logit: float, read: bool = True) -> list[float]:
+    """What a learned combination of the layers reads: the rules' noisy-or per family of rule
+    and overall, how many rules fired, the n-gram model's logit, and the transformer's logit
+    with whether it read the text (in the cascade it reads only what the screen does not clear)."""
+    families = [noisy_or(w for rule, w in rules.items() if rule.startswith(f)) for f in RULE_FAMILIES]
+    return [*families, noisy_or(rules.values()), float(len(rules)), linear_logit, head_logit if read else 0.0, float(read)]
+
+
+def is_screened(rules: dict[str, float], p: float) -> bool:
+    """The cascade's screen: the transformer does not read a text the rules and the n-gram model clear."""
+    model = [p] if p >= MODEL_FLOOR else []
+    return max(noisy_or([*rules.values(), *model]), p) < SCREEN_CLEAR
+
+
+def fit_stack(x: np.ndarray, y: np.ndarray):
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000, random_state=0)
+    model.fit(x, y)
+    return model
 
 
 def fit(windows_per_doc: list[list[list[int]]], labels: list[int]) -> tuple[np.ndarray, float]:
@@ -145,6 +174,7 @@ def main() -> None:
     digest = hashlib.sha256((DATA / "dev.jsonl").read_bytes() + (DATA / "heldout.jsonl").read_bytes())
     digest.update(json.dumps(windows).encode())
     digest.update(repr(os.environ.get("AGENTIAM_MODEL_C")).encode())
+    digest.update(b"eval+tune")
     linear_cache = DATA / "linear-folds" / digest.hexdigest()[:16]
     linear_cache.mkdir(parents=True, exist_ok=True)
     for source, attack_idx in sorted(sources.items()):
@@ -158,23 +188,53 @@ def main() -> None:
             i for i, r in enumerate(records) if is_dev[i] and bucket(r["id"]) >= 80 and r["label"] == "benign"
         ]
         eval_idx = benign_eval + attack_idx
-        cached = linear_cache / f"{source.replace('/', '_')}.npy"
+        # Texts a learned combination of the layers is fitted on: the tuning part of the
+        # development split, the held-out source's attacks excluded.
+        tune_all = [i for i, r in enumerate(records) if is_dev[i] and bucket(r["id"]) >= 80 and i not in held]
+        cached = linear_cache / f"{source.replace('/', '_')}.npz"
         if cached.exists():
-            p = np.load(cached)
+            saved = np.load(cached)
+            p, p_tune = saved["eval"], saved["tune"]
         else:
             weights_q, scale = fit([windows[i] for i in train], [int(records[i]["label"] == "attack") for i in train])
             # The trainer's operating point: the model alone crosses p = 0.5 on at most
             # TARGET_BENIGN_RATE of the benign tuning texts.
             bias = operating_bias(raw_scores([windows[i] for i in tune_benign], weights_q, scale))
             p = sigmoid(raw_scores([windows[i] for i in eval_idx], weights_q, scale) + bias)
-            np.save(cached, p)
+            p_tune = sigmoid(raw_scores([windows[i] for i in tune_all], weights_q, scale) + bias)
+            np.savez(cached, eval=p, tune=p_tune)
         q = None
         if embedded is not None:
             head = fit_head([embedded[i] for i in train], [int(records[i]["label"] == "attack") for i in train])
             head_bias = operating_bias(head_logits(head, [embedded[i] for i in tune_benign]), HEAD_TARGET_BENIGN_RATE)
             q = sigmoid(head_logits(head, [embedded[i] for i in eval_idx]) + head_bias)
+            q_tune = sigmoid(head_logits(head, [embedded[i] for i in tune_all]) + head_bias)
+            if STACKED:
+                logit = lambda v: float(np.log(max(v, 1e-9) / max(1.0 - v, 1e-9)))  # noqa: E731
+                stack = fit_stack(
+                    np.array([stack_features(rules[i], logit(p_tune[j]), logit(q_tune[j])) for j, i in enumerate(tune_all)]),
+                    np.array([int(records[i]["label"] == "attack") for i in tune_all]),
+                )
+                stacked = stack.predict_proba(
+                    np.array([stack_features(rules[i], logit(p[j]), logit(q[j])) for j, i in enumerate(eval_idx)])
+                )[:, 1]
+                stack_cascade = fit_stack(
+                    np.array([
+                        stack_features(rules[i], logit(p_tune[j]), logit(q_tune[j]), not is_screened(rules[i], p_tune[j]))
+                        for j, i in enumerate(tune_all)
+                    ]),
+                    np.array([int(records[i]["label"] == "attack") for i in tune_all]),
+                )
+                stacked_cascade = stack_cascade.predict_proba(
+                    np.array([
+                        stack_features(rules[i], logit(p[j]), logit(q[j]), not is_screened(rules[i], p[j]))
+                        for j, i in enumerate(eval_idx)
+                    ])
+                )[:, 1]
         layers: dict[str, list[float]] = {
-            name: [] for name in LAYERS if q is not None or ("encoder" not in name and name != "cascade")
+            name: []
+            for name in LAYERS
+            if (q is not None or ("encoder" not in name and name != "cascade")) and (STACKED or "stacked" not in name)
         }
         read = []
         for j, i in enumerate(eval_idx):
@@ -190,9 +250,12 @@ def main() -> None:
                 layers["rules+linear+encoder"].append(noisy_or([*rules[i].values(), *model, *deep]))
                 # The cascade as the filter runs it: the transformer reads only texts the
                 # rules and the n-gram model do not clear.
-                screened = max(noisy_or([*rules[i].values(), *model]), float(p[j])) < SCREEN_CLEAR
+                screened = is_screened(rules[i], float(p[j]))
                 read.append(not screened)
                 layers["cascade"].append(noisy_or([*rules[i].values(), *model, *([] if screened else deep)]))
+                if STACKED:
+                    layers["stacked"].append(float(stacked[j]))
+                    layers["stacked cascade"].append(float(stacked_cascade[j]))
         nb = len(benign_eval)
         fold = {"attacks": len(attack_idx), "trained_on_attacks": sum(1 for i in train if records[i]["label"] == "attack")}
         for layer, values in layers.items():
