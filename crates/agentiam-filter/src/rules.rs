@@ -346,6 +346,12 @@ const PATTERNS: &[(&str, Rule)] = &[
         r"~/\.ssh|id_rsa|\.aws/credentials|\.env\b",
         rule("tp.secret_files", ToolPoisoning, 0.45),
     ),
+    // The order to read or send a private key or cloud credentials, which a guide that only
+    // names the file does not give (a public key, `id_rsa.pub`, is not a secret).
+    (
+        r"\b(?:read|cat|send|upload|copy|include|print|post|paste|attach|output|leak|share|forward|email)\b[^\n]{0,60}?(?:id_(?:rsa|dsa|ecdsa|ed25519)(?:[^.\w]|$)|\.aws/credentials)",
+        rule("tp.secret_files", ToolPoisoning, 0.8),
+    ),
 ];
 
 /// Literals one of which must occur in the normalised text before pattern `i` runs (a cheap
@@ -373,6 +379,7 @@ const GATES: &[&[&str]] = &[
     &["!["],
     &["<important", "<instruction", "<system"],
     &["ssh", "id_rsa", "credentials", ".env"],
+    &["id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "credentials"],
 ];
 
 /// Verbs that begin an attempt to override instructions, and what they override.
