@@ -103,6 +103,10 @@ def is_screened(rules: dict[str, float], p: float) -> bool:
     return max(noisy_or([*rules.values(), *model]), p) < SCREEN_CLEAR
 
 
+def logit(v: float) -> float:
+    return float(np.log(max(v, 1e-9) / max(1.0 - v, 1e-9)))
+
+
 def fit_stack(x: np.ndarray, y: np.ndarray):
     from sklearn.linear_model import LogisticRegression
 
@@ -210,27 +214,18 @@ def main() -> None:
             q = sigmoid(head_logits(head, [embedded[i] for i in eval_idx]) + head_bias)
             q_tune = sigmoid(head_logits(head, [embedded[i] for i in tune_all]) + head_bias)
             if STACKED:
-                logit = lambda v: float(np.log(max(v, 1e-9) / max(1.0 - v, 1e-9)))  # noqa: E731
-                stack = fit_stack(
-                    np.array([stack_features(rules[i], logit(p_tune[j]), logit(q_tune[j])) for j, i in enumerate(tune_all)]),
-                    np.array([int(records[i]["label"] == "attack") for i in tune_all]),
-                )
-                stacked = stack.predict_proba(
-                    np.array([stack_features(rules[i], logit(p[j]), logit(q[j])) for j, i in enumerate(eval_idx)])
-                )[:, 1]
-                stack_cascade = fit_stack(
-                    np.array([
-                        stack_features(rules[i], logit(p_tune[j]), logit(q_tune[j]), not is_screened(rules[i], p_tune[j]))
-                        for j, i in enumerate(tune_all)
-                    ]),
-                    np.array([int(records[i]["label"] == "attack") for i in tune_all]),
-                )
-                stacked_cascade = stack_cascade.predict_proba(
-                    np.array([
-                        stack_features(rules[i], logit(p[j]), logit(q[j]), not is_screened(rules[i], p[j]))
-                        for j, i in enumerate(eval_idx)
-                    ])
-                )[:, 1]
+                tune_labels = np.array([int(records[i]["label"] == "attack") for i in tune_all])
+
+                def stacked_scores(cascade: bool) -> np.ndarray:
+                    def features(indices, lin, deep):
+                        return np.array([
+                            stack_features(rules[i], logit(lin[k]), logit(deep[k]), not (cascade and is_screened(rules[i], lin[k])))
+                            for k, i in enumerate(indices)
+                        ])
+
+                    return fit_stack(features(tune_all, p_tune, q_tune), tune_labels).predict_proba(features(eval_idx, p, q))[:, 1]
+
+                stacked, stacked_cascade = stacked_scores(False), stacked_scores(True)
         layers: dict[str, list[float]] = {
             name: []
             for name in LAYERS
