@@ -973,19 +973,6 @@ def load_deb_docs(pool: Pool, deb: Path, pkg: str, ver: str, stats: Counter):
         die(f"{pkg}: documentation files yielded no text")
 
 
-def load_fortunes(pool: Pool, deb: Path, ver: str, stats: Counter):
-    members = deb_members(deb, lambda n: n.startswith("usr/share/games/fortunes/")
-                          and "." not in n.rsplit("/", 1)[1])
-    if not members:
-        die("fortunes: no fortune files found")
-    for name, data in members:
-        for i, f in enumerate(data.decode("utf-8", "replace").split("\n%\n")):
-            f = norm_text(f)
-            if 60 <= len(f) <= 2000:
-                pool.add(f, "benign", benign_category(f, "prose"), "fortunes", ver, name,
-                         group=f"fortunes:{name}:{i // 50}")
-
-
 def load_translated_docs(pool: Pool, deb: Path, pkg: str, ver: str, stats: Counter):
     """A manual's HTML in languages other than English (the Debian Handbook, GIMP's help)."""
     if pkg == "debian-handbook":
@@ -1002,7 +989,8 @@ def load_translated_docs(pool: Pool, deb: Path, pkg: str, ver: str, stats: Count
                      if pkg in PER_LANGUAGE_CAPS else pkg)
 
 
-def load_translated_fortunes(pool: Pool, deb: Path, pkg: str, ver: str, stats: Counter):
+def load_fortunes(pool: Pool, deb: Path, pkg: str, ver: str, stats: Counter):
+    """fortune(6) collections: English (`fortunes`) and translated ones (`fortunes-<lang>`)."""
     members = deb_members(deb, lambda n: n.startswith("usr/share/games/fortunes/")
                           and not n.endswith((".dat", ".u8")))
     if not members:
@@ -1242,14 +1230,14 @@ def main() -> int:
     for name in ("python3.11-doc", "python-django-doc", "postgresql-doc-15", "python-cryptography-doc",
                  "debian-reference-en", "git-doc"):
         load_deb_docs(pool, A(name), name, V(name), stats)
-    load_fortunes(pool, A("fortunes"), V("fortunes"), stats)
+    load_fortunes(pool, A("fortunes"), "fortunes", V("fortunes"), stats)
     for name in ("requests", "click", "flask", "bandit", "paramiko", "urllib3"):
         load_wheel_benign(pool, A(name), name, V(name), stats)
     # benign sources in other languages than English
     for name in ("debian-handbook", "gimp-help-es", "gimp-help-fr", "gimp-help-pt"):
         load_translated_docs(pool, A(name), name, V(name), stats)
     for name in ("fortunes-es", "fortunes-de", "fortunes-it", "fortunes-ru", "fortunes-pl"):
-        load_translated_fortunes(pool, A(name), name, V(name), stats)
+        load_fortunes(pool, A(name), name, V(name), stats)
     load_django_translations(pool, A("django"), V("django"), stats)
 
     recs = dedup_and_cap(pool, stats)
