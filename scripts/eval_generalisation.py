@@ -29,16 +29,19 @@ import numpy as np
 
 from encoder_heads import HEAD_KIND, fit_head, head_logits
 from eval_injection import recall_at
-from injection_common import DATA, ROOT, bucket, load, scan_jsonl
+from injection_common import DATA, ROOT, bucket, load, scan_jsonl, source_of
 from train_injection_model import doc_scores, fit_quantised, matrix, operating_bias
 
 LAYERS = ("rules", "linear", "rules+linear", "encoder", "rules+encoder", "rules+linear+encoder", "cascade", "stacked", "stacked cascade")
 SHIPPED = "rules+linear"
+# `--finetuned DIR` reads the transformer's scores per fold from `finetune_encoder.py`'s output
+# instead of refitting the frozen encoder's head.
+FINETUNED = pathlib.Path(sys.argv[sys.argv.index("--finetuned") + 1]) if "--finetuned" in sys.argv else None
+REPORT = "generalisation-finetuned.json" if FINETUNED is not None else "generalisation.json"
 # `--stacked` (with `--encoder`) adds a learned combination of the layers (a logistic regression
 # over the rules per family, the n-gram and the transformer logits, fitted per fold on the tuning
 # texts) beside the noisy-or the filter ships; measured, it did worse on average (README).
 STACKED = "--stacked" in sys.argv
-SMALL = ("giskard@", "promptinject@", "nullsec-promptinject@", "jailbreak-corpus-mini-py@")
 # The filter reports the model's probability as a finding only from this value on (MODEL_FLOOR).
 MODEL_FLOOR = 0.2
 
@@ -53,19 +56,6 @@ def rust_constant(name: str) -> float:
 
 
 SCREEN_CLEAR = float(os.environ.get("AGENTIAM_SCREEN_CLEAR", rust_constant("SCREEN_CLEAR")))
-
-
-def source_of(record: dict) -> str:
-    """The fold an attack belongs to: its package (the payload's, for an injected document),
-    agent-threat-rules by rule directory."""
-    src = record.get("payload_source") or record["source"]
-    package, _, path = src.partition(":")
-    if package.startswith("agent-threat-rules@"):
-        parts = path.split("/")
-        return f"agent-threat-rules/{parts[1] if len(parts) > 2 else 'other'}"
-    if package.startswith(SMALL):
-        return "small PyPI collections"
-    return package.split("@")[0]
 
 
 def rule_findings(cli: pathlib.Path, texts: list[str]) -> list[dict[str, float]]:
@@ -182,6 +172,9 @@ def main() -> None:
     linear_cache = DATA / "linear-folds" / digest.hexdigest()[:16]
     linear_cache.mkdir(parents=True, exist_ok=True)
     for source, attack_idx in sorted(sources.items()):
+        if FINETUNED is not None and not (FINETUNED / f"{source.replace('/', '_')}.npz").exists():
+            print(f"{source}: no fine-tuned fold in {FINETUNED}, left out", file=sys.stderr)
+            continue
         held = set(attack_idx)
         train = [
             i
@@ -208,7 +201,14 @@ def main() -> None:
             p_tune = sigmoid(raw_scores([windows[i] for i in tune_all], weights_q, scale) + bias)
             np.savez(cached, eval=p, tune=p_tune)
         q = None
-        if embedded is not None:
+        if FINETUNED is not None:
+            # The fine-tuned transformer's probabilities for this fold (`finetune_encoder.py`),
+            # over the same evaluation and tuning texts.
+            folded = np.load(FINETUNED / f"{source.replace('/', '_')}.npz")
+            q, q_tune = folded["finetuned"], folded["finetuned_tune"]
+            if len(q) != len(eval_idx) or len(q_tune) != len(tune_all):
+                raise SystemExit(f"{FINETUNED} does not hold the fold {source} of this data")
+        elif embedded is not None:
             head = fit_head([embedded[i] for i in train], [int(records[i]["label"] == "attack") for i in train])
             head_bias = operating_bias(head_logits(head, [embedded[i] for i in tune_benign]), HEAD_TARGET_BENIGN_RATE)
             q = sigmoid(head_logits(head, [embedded[i] for i in eval_idx]) + head_bias)
@@ -282,7 +282,7 @@ def main() -> None:
                 "worst_source": worst,
             }
     report["summary"] = summary
-    (DATA / "generalisation.json").write_text(json.dumps(report, indent=2) + "\n")
+    (DATA / REPORT).write_text(json.dumps(report, indent=2) + "\n")
 
     layers = list(summary)
     shipped = "cascade" if "cascade" in summary else SHIPPED
@@ -293,7 +293,7 @@ def main() -> None:
             "benign": round(sum(x["benign"] for x in shares) / len(shares), 4),
             "attacks": round(sum(x["attacks"] for x in shares) / len(shares), 4),
         }
-        (DATA / "generalisation.json").write_text(json.dumps(report, indent=2) + "\n")
+        (DATA / REPORT).write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nBenign texts (held-out split, never trained on): {len(benign_eval)}. Recall at 1% false positives per layer; the filter as shipped ({shipped}) also at 5% and at its default threshold.\n")
     print("| held-out source | attacks | " + " | ".join(f"{layer} @1%" for layer in layers) + f" | {shipped} @5% | {shipped} @0.5 |")
     print("|---|---|" + "---|" * (len(layers) + 2))

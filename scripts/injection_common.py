@@ -34,3 +34,19 @@ def scan_jsonl(cli: pathlib.Path, texts: list[str], extra: list[str]) -> list[di
         if "error" in obj:
             raise SystemExit(f"agentiam scan failed: {obj['error']}")
     return result
+
+
+SMALL = ("giskard@", "promptinject@", "nullsec-promptinject@", "jailbreak-corpus-mini-py@")
+
+
+def source_of(record: dict) -> str:
+    """The fold an attack belongs to: its package (the payload's, for an injected document),
+    agent-threat-rules by rule directory."""
+    src = record.get("payload_source") or record["source"]
+    package, _, path = src.partition(":")
+    if package.startswith("agent-threat-rules@"):
+        parts = path.split("/")
+        return f"agent-threat-rules/{parts[1] if len(parts) > 2 else 'other'}"
+    if package.startswith(SMALL):
+        return "small PyPI collections"
+    return package.split("@")[0]

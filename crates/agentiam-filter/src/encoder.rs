@@ -59,7 +59,7 @@ struct BertConfig {
     hidden_act: String,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Layer {
     query: Linear,
     key: Linear,
@@ -128,7 +128,27 @@ impl Bert {
 
     /// Token vectors `[batch, seq, hidden]` for `ids` `[batch, seq]` with `mask` `[batch, seq]`
     /// (1 for a token, 0 for padding).
-    fn forward(&self, ids: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    /// With `top`, that layer replaces the last one (the fine-tuned copy, [`Adapter`]).
+    fn forward(
+        &self,
+        ids: &Tensor,
+        mask: &Tensor,
+        top: Option<&Layer>,
+    ) -> candle_core::Result<Tensor> {
+        let Some(top) = top else {
+            return self.forward_layers(ids, mask, self.layers.len());
+        };
+        let below = self.forward_layers(ids, mask, self.layers.len().saturating_sub(1))?;
+        top.forward(&below, &attention_bias(mask)?, self.heads)
+    }
+
+    /// Token vectors after the embeddings and the first `layers` transformer layers.
+    fn forward_layers(
+        &self,
+        ids: &Tensor,
+        mask: &Tensor,
+        layers: usize,
+    ) -> candle_core::Result<Tensor> {
         let (batch, seq) = ids.dims2()?;
         let positions = Tensor::arange(0u32, u32::try_from(seq).unwrap_or(u32::MAX), ids.device())?
             .unsqueeze(0)?
@@ -138,15 +158,19 @@ impl Bert {
             + self.positions.forward(&positions)?
             + self.token_types.forward(&types)?)?;
         let mut x = self.embedding_norm.forward(&x)?;
-        // Padding gets a large negative score before the softmax: [batch, 1, 1, seq].
-        let bias = ((mask.to_dtype(DType::F32)? - 1.0)? * 1e4)?
-            .unsqueeze(1)?
-            .unsqueeze(1)?;
-        for layer in &self.layers {
+        let bias = attention_bias(mask)?;
+        for layer in self.layers.iter().take(layers) {
             x = layer.forward(&x, &bias, self.heads)?;
         }
         Ok(x)
     }
+}
+
+/// Padding gets a large negative score before the softmax: `[batch, 1, 1, seq]`.
+fn attention_bias(mask: &Tensor) -> candle_core::Result<Tensor> {
+    ((mask.to_dtype(DType::F32)? - 1.0)? * 1e4)?
+        .unsqueeze(1)?
+        .unsqueeze(1)
 }
 
 impl Layer {
@@ -251,7 +275,6 @@ impl Head {
     /// A head from the trainer's JSON, if it is well formed and for `dimensions`-wide
     /// embeddings.
     fn from_json(json: &str, dimensions: usize) -> Option<Self> {
-        use base64::Engine as _;
         if dimensions == 0 {
             return None;
         }
@@ -259,23 +282,10 @@ impl Head {
         let hidden = match file.hidden {
             None => None,
             Some(h) => {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(h.weights_int8.as_bytes())
-                    .ok()?;
-                if bytes.len() != h.units.checked_mul(dimensions)?
-                    || h.scales.len() != h.units
-                    || h.biases.len() != h.units
-                {
+                if h.biases.len() != h.units {
                     return None;
                 }
-                let weights = bytes
-                    .chunks(dimensions)
-                    .zip(&h.scales)
-                    .flat_map(|(row, scale)| {
-                        row.iter()
-                            .map(move |&q| f32::from(i8::from_ne_bytes([q])) * scale)
-                    })
-                    .collect();
+                let weights = dequantise(&h.weights_int8, h.units, dimensions, &h.scales)?;
                 Some(Hidden {
                     weights,
                     biases: h.biases,
@@ -333,6 +343,193 @@ impl Head {
     }
 }
 
+/// Tokens in the adapter's probe input.
+const PROBE_TOKENS: usize = 8;
+
+/// Low-rank adapters for the encoder's last layer, trained with the head
+/// (`scripts/finetune-encoder`): each adapted matrix becomes `W + (alpha / rank) * up * down`,
+/// and the layer's norms are replaced. Stored in `encoder_head.json` beside the head.
+#[derive(Debug, Deserialize)]
+struct Adapter {
+    /// Index of the layer adapted: the encoder's last.
+    layer: usize,
+    rank: usize,
+    alpha: f32,
+    matrices: std::collections::BTreeMap<String, LowRank>,
+    norms: std::collections::BTreeMap<String, Norm>,
+    /// The head's logit for the probe states ([`probe_states`]) read through the adapted layer,
+    /// as the trainer computed it.
+    probe: Probe,
+}
+
+#[derive(Debug, Deserialize)]
+struct LowRank {
+    /// `rank` rows of the matrix's input width.
+    down: Quantised,
+    /// The matrix's output width in rows of `rank`.
+    up: Quantised,
+}
+
+/// A matrix of int8 values with one scale per row, base64 row after row.
+#[derive(Debug, Deserialize)]
+struct Quantised {
+    rows: usize,
+    cols: usize,
+    int8: String,
+    scales: Vec<f32>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Norm {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+/// `encoder_head.json`'s adapter, if it has one.
+#[derive(Debug, Deserialize)]
+struct AdapterInFile {
+    adapter: Option<Adapter>,
+}
+
+/// `rows * cols` values from int8 rows and one scale per row, if the sizes agree and every
+/// value is finite.
+fn dequantise(int8: &str, rows: usize, cols: usize, scales: &[f32]) -> Option<Vec<f32>> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(int8.as_bytes())
+        .ok()?;
+    if cols == 0 || bytes.len() != rows.checked_mul(cols)? || scales.len() != rows {
+        return None;
+    }
+    let values: Vec<f32> = bytes
+        .chunks(cols)
+        .zip(scales)
+        .flat_map(|(row, scale)| {
+            row.iter()
+                .map(move |&q| f32::from(i8::from_ne_bytes([q])) * scale)
+        })
+        .collect();
+    values.iter().all(|v| v.is_finite()).then_some(values)
+}
+
+/// The adapter's probe input: token `t`, dimension `d` is sin(t * hidden + d + 1).
+fn probe_states(hidden: usize) -> Vec<f32> {
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        reason = "a few thousand indices; the trainer's probe is f32"
+    )]
+    (0..PROBE_TOKENS * hidden)
+        .map(|i| ((i + 1) as f64).sin() as f32)
+        .collect()
+}
+
+impl Adapter {
+    /// The adapter embedded with the head, if the head file has one.
+    fn embedded() -> Result<Option<Self>, EncoderError> {
+        Self::from_json(HEAD)
+    }
+
+    fn from_json(json: &str) -> Result<Option<Self>, EncoderError> {
+        let file: AdapterInFile = serde_json::from_str(json)
+            .map_err(|e| EncoderError::Model(format!("the head's adapter: {e}")))?;
+        Ok(file.adapter)
+    }
+
+    /// A copy of the encoder's last layer with the adapters applied, checked against the
+    /// trainer's probe: an adapter that is malformed, for another layer or encoder, or that
+    /// reads differently from how it was written is refused.
+    fn apply(&self, bert: &Bert, head: &Head, eps: f64) -> Result<Layer, EncoderError> {
+        let refuse = |why: &str| EncoderError::Model(format!("the head's adapter: {why}"));
+        if self.layer + 1 != bert.layers.len() || self.rank == 0 || !self.alpha.is_finite() {
+            return Err(refuse("not for this encoder's last layer"));
+        }
+        let base = bert
+            .layers
+            .get(self.layer)
+            .ok_or_else(|| refuse("no such layer"))?;
+        let mut layer = base.clone();
+        #[allow(clippy::cast_precision_loss, reason = "a rank is a few units")]
+        let scale = f64::from(self.alpha) / self.rank as f64;
+        for (name, low_rank) in &self.matrices {
+            let target = match name.as_str() {
+                "attention.self.query" => &mut layer.query,
+                "attention.self.key" => &mut layer.key,
+                "attention.self.value" => &mut layer.value,
+                "attention.output.dense" => &mut layer.attention_out,
+                "intermediate.dense" => &mut layer.intermediate,
+                "output.dense" => &mut layer.output,
+                _ => return Err(refuse(&format!("unknown matrix {name}"))),
+            };
+            *target = low_rank
+                .adapt(target, self.rank, scale)
+                .ok_or_else(|| refuse(&format!("{name} does not fit its matrix")))?;
+        }
+        for (name, norm) in &self.norms {
+            let target = match name.as_str() {
+                "attention.output.LayerNorm" => &mut layer.attention_norm,
+                "output.LayerNorm" => &mut layer.output_norm,
+                _ => return Err(refuse(&format!("unknown norm {name}"))),
+            };
+            let width = target.weight().dim(0).map_err(model_error)?;
+            if norm.weight.len() != width
+                || norm.bias.len() != width
+                || !norm.weight.iter().chain(&norm.bias).all(|v| v.is_finite())
+            {
+                return Err(refuse(&format!("{name} does not fit its norm")));
+            }
+            let tensor = |v: &[f32]| Tensor::from_slice(v, width, &Device::Cpu);
+            *target = LayerNorm::new(
+                tensor(&norm.weight).map_err(model_error)?,
+                tensor(&norm.bias).map_err(model_error)?,
+                eps,
+            );
+        }
+        let logit = self
+            .probe_logit(&layer, bert.heads, head)
+            .map_err(model_error)?;
+        if (logit - self.probe.logit).abs() > 1e-3 * self.probe.logit.abs().max(1.0) {
+            return Err(refuse(&format!(
+                "its probe reads {logit}, the trainer wrote {}",
+                self.probe.logit
+            )));
+        }
+        Ok(layer)
+    }
+
+    /// The head's logit for the probe states read through `layer`.
+    fn probe_logit(&self, layer: &Layer, heads: usize, head: &Head) -> candle_core::Result<f32> {
+        let hidden = layer.query.weight().dim(1)?;
+        let states = Tensor::from_vec(
+            probe_states(hidden),
+            (1, PROBE_TOKENS, hidden),
+            &Device::Cpu,
+        )?;
+        let mask = Tensor::ones((1, PROBE_TOKENS), DType::U32, &Device::Cpu)?;
+        let out = layer.forward(&states, &attention_bias(&mask)?, heads)?;
+        let pooled = mean_unit(&out, &mask)?;
+        Ok(pooled.first().map_or(f32::NAN, |e| head.logit(e)))
+    }
+}
+
+impl LowRank {
+    /// `base` with `scale * up * down` added to its weight, if the shapes fit it and `rank`.
+    fn adapt(&self, base: &Linear, rank: usize, scale: f64) -> Option<Linear> {
+        let (outputs, inputs) = base.weight().dims2().ok()?;
+        let (d, u) = (&self.down, &self.up);
+        if (d.rows, d.cols, u.rows, u.cols) != (rank, inputs, outputs, rank) {
+            return None;
+        }
+        let down = dequantise(&d.int8, d.rows, d.cols, &d.scales)?;
+        let up = dequantise(&u.int8, u.rows, u.cols, &u.scales)?;
+        let down = Tensor::from_vec(down, (rank, inputs), &Device::Cpu).ok()?;
+        let up = Tensor::from_vec(up, (outputs, rank), &Device::Cpu).ok()?;
+        let delta = (up.matmul(&down).ok()? * scale).ok()?;
+        let weight = (base.weight() + delta).ok()?;
+        Some(Linear::new(weight, base.bias().cloned()))
+    }
+}
+
 /// The encoder: tokenizer, BERT weights and the head.
 #[derive(Debug)]
 pub struct Encoder {
@@ -340,6 +537,8 @@ pub struct Encoder {
     bert: Bert,
     hidden: usize,
     head: Option<Head>,
+    /// The last layer fine-tuned with the head ([`Adapter`]), which scoring reads through.
+    top: Option<Layer>,
 }
 
 fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, EncoderError> {
@@ -380,17 +579,31 @@ impl Encoder {
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
             .map_err(model_error)?;
         let bert = Bert::load(&config, &vb).map_err(model_error)?;
+        let head = Head::embedded(config.hidden_size);
+        let top = match (&head, Adapter::embedded()?) {
+            (Some(head), Some(adapter)) => {
+                Some(adapter.apply(&bert, head, config.layer_norm_eps)?)
+            }
+            _ => None,
+        };
         Ok(Self {
             tokenizer,
             bert,
             hidden: config.hidden_size,
-            head: Head::embedded(config.hidden_size),
+            head,
+            top,
         })
     }
 
     /// Whether a head for this encoder is embedded (without one, only embeddings are computed).
     pub fn has_head(&self) -> bool {
         self.head.is_some()
+    }
+
+    /// Whether scoring reads through a fine-tuned last layer (the embedded head carries
+    /// adapters for it) rather than the base encoder's.
+    pub fn is_fine_tuned(&self) -> bool {
+        self.top.is_some()
     }
 
     /// The word-piece ids of `text`, without special tokens, and each piece's byte range.
@@ -411,11 +624,74 @@ impl Encoder {
 
     /// The first `max_windows` windows of `text` with their embeddings and byte ranges, and
     /// whether that was all of them.
+    /// The embeddings are the base encoder's, without the fine-tuned top layer that scoring
+    /// uses.
     pub fn windows(
         &self,
         text: &str,
         max_windows: usize,
     ) -> Result<(Vec<Window>, bool), EncoderError> {
+        self.windows_through(text, max_windows, None)
+    }
+
+    /// [`Self::windows`] with `top` in place of the encoder's last layer.
+    fn windows_through(
+        &self,
+        text: &str,
+        max_windows: usize,
+        top: Option<&Layer>,
+    ) -> Result<(Vec<Window>, bool), EncoderError> {
+        self.each_batch(text, max_windows, |ids, mask, spans| {
+            let pooled = self.pool(ids, mask, top)?;
+            Ok(pooled
+                .into_iter()
+                .zip(spans)
+                .map(|(embedding, &(start, end))| Window {
+                    embedding,
+                    start,
+                    end,
+                })
+                .collect())
+        })
+    }
+
+    /// The token vectors of every window of `text` after the first `layers` transformer layers
+    /// (`[CLS]` and `[SEP]` included, padding left out), for training what reads them
+    /// (`examples/states.rs`); `layers` is capped at the encoder's depth.
+    pub fn window_states(
+        &self,
+        text: &str,
+        layers: usize,
+    ) -> Result<Vec<WindowStates>, EncoderError> {
+        Ok(self
+            .each_batch(text, usize::MAX, |ids, mask, spans| {
+                let states = self.bert.forward_layers(ids, mask, layers)?;
+                let lengths = mask.sum(1)?.to_vec1::<u32>()?;
+                let mut out = Vec::with_capacity(spans.len());
+                for (row, (&tokens, &(start, end))) in lengths.iter().zip(spans).enumerate() {
+                    let tokens = tokens as usize;
+                    let vectors = states.get(row)?.narrow(0, 0, tokens)?.flatten_all()?;
+                    out.push(WindowStates {
+                        tokens,
+                        states: vectors.to_vec1::<f32>()?,
+                        start,
+                        end,
+                    });
+                }
+                Ok(out)
+            })?
+            .0)
+    }
+
+    /// Runs `run` over the first `max_windows` windows of `text` in batches of [`BATCH`]:
+    /// `[CLS]` window `[SEP]`, padded to the batch's longest, with the byte range each window
+    /// covers; returns what it made of each window in order, and whether that was every window.
+    fn each_batch<T>(
+        &self,
+        text: &str,
+        max_windows: usize,
+        mut run: impl FnMut(&Tensor, &Tensor, &[Span]) -> candle_core::Result<Vec<T>>,
+    ) -> Result<(Vec<T>, bool), EncoderError> {
         let (pieces, offsets) = self.pieces(text)?;
         let all = windows(pieces.len());
         let complete = all.len() <= max_windows;
@@ -443,36 +719,29 @@ impl Encoder {
             let shape = (batch.len(), longest);
             let ids = Tensor::from_vec(ids, shape, &Device::Cpu).map_err(model_error)?;
             let mask = Tensor::from_vec(mask, shape, &Device::Cpu).map_err(model_error)?;
-            let pooled = self.pool(&ids, &mask).map_err(model_error)?;
-            for (embedding, &(start, end)) in pooled.into_iter().zip(batch) {
-                let from = offsets.get(start).map_or(0, |o| o.0);
-                let to = end
-                    .checked_sub(1)
-                    .and_then(|last| offsets.get(last))
-                    .map_or(from, |o| o.1);
-                out.push(Window {
-                    embedding,
-                    start: from,
-                    end: to.max(from),
-                });
-            }
+            let spans: Vec<Span> = batch
+                .iter()
+                .map(|&(start, end)| {
+                    let from = offsets.get(start).map_or(0, |o| o.0);
+                    let to = end
+                        .checked_sub(1)
+                        .and_then(|last| offsets.get(last))
+                        .map_or(from, |o| o.1);
+                    (from, to.max(from))
+                })
+                .collect();
+            out.extend(run(&ids, &mask, &spans).map_err(model_error)?);
         }
         Ok((out, complete))
     }
 
-    fn pool(&self, ids: &Tensor, mask: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
-        let tokens = self.bert.forward(ids, mask)?;
-        let mask = mask.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?;
-        let summed = tokens.broadcast_mul(&mask)?.sum(1)?;
-        let counts = mask.sum(1)?;
-        let mean = summed.broadcast_div(&counts)?;
-        let norm = mean
-            .sqr()?
-            .sum_keepdim(D::Minus1)?
-            .sqrt()?
-            .clamp(1e-12, f64::MAX)?;
-        let unit = mean.broadcast_div(&norm)?;
-        let rows = unit.to_vec2::<f32>()?;
+    fn pool(
+        &self,
+        ids: &Tensor,
+        mask: &Tensor,
+        top: Option<&Layer>,
+    ) -> candle_core::Result<Vec<Vec<f32>>> {
+        let rows = mean_unit(&self.bert.forward(ids, mask, top)?, mask)?;
         debug_assert!(rows.iter().all(|r| r.len() == self.hidden));
         Ok(rows)
     }
@@ -483,7 +752,7 @@ impl Encoder {
         let Some(head) = &self.head else {
             return Ok(None);
         };
-        let (windows, complete) = self.windows(text, max_windows)?;
+        let (windows, complete) = self.windows_through(text, max_windows, self.top.as_ref())?;
         let mut best = Reading {
             probability: 0.0,
             start: 0,
@@ -503,11 +772,39 @@ impl Encoder {
     }
 }
 
+/// The unit-length masked mean of each row's token vectors.
+fn mean_unit(tokens: &Tensor, mask: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
+    let mask = mask.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?;
+    let summed = tokens.broadcast_mul(&mask)?.sum(1)?;
+    let counts = mask.sum(1)?;
+    let mean = summed.broadcast_div(&counts)?;
+    let norm = mean
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .sqrt()?
+        .clamp(1e-12, f64::MAX)?;
+    let unit = mean.broadcast_div(&norm)?;
+    unit.to_vec2::<f32>()
+}
+
 /// One window of a text: its embedding and the bytes of the text it covers.
 #[derive(Debug, Clone)]
 pub struct Window {
     /// Unit-length mean of the window's token vectors.
     pub embedding: Vec<f32>,
+    /// First byte of the window's first word piece.
+    pub start: usize,
+    /// End (exclusive) of its last word piece.
+    pub end: usize,
+}
+
+/// One window's token vectors after some of the encoder's layers ([`Encoder::window_states`]).
+#[derive(Debug, Clone)]
+pub struct WindowStates {
+    /// Tokens in the window, `[CLS]` and `[SEP]` included.
+    pub tokens: usize,
+    /// `tokens` rows of the encoder's width, row after row.
+    pub states: Vec<f32>,
     /// First byte of the window's first word piece.
     pub start: usize,
     /// End (exclusive) of its last word piece.
@@ -573,6 +870,179 @@ pub(crate) fn windows(n: usize) -> Vec<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A two-layer BERT 4 wide with 2 heads and deterministic weights.
+    fn tiny_bert() -> Bert {
+        let config = BertConfig {
+            vocab_size: 10,
+            hidden_size: 4,
+            num_hidden_layers: 2,
+            num_attention_heads: 2,
+            intermediate_size: 8,
+            max_position_embeddings: 16,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+            hidden_act: "gelu".into(),
+        };
+        let mut tensors = std::collections::HashMap::new();
+        let mut seed = 0.0f32;
+        let mut add = |name: String, shape: &[usize]| {
+            let n: usize = shape.iter().product();
+            let values: Vec<f32> = (0..n)
+                .map(|_| {
+                    seed += 1.0;
+                    (seed * 0.37).sin() * 0.5
+                })
+                .collect();
+            tensors.insert(
+                name,
+                Tensor::from_vec(values, shape, &Device::Cpu).expect("shape"),
+            );
+        };
+        for (name, shape) in [
+            ("word_embeddings", [10, 4]),
+            ("position_embeddings", [16, 4]),
+            ("token_type_embeddings", [2, 4]),
+        ] {
+            add(format!("embeddings.{name}.weight"), &shape);
+        }
+        add("embeddings.LayerNorm.weight".into(), &[4]);
+        add("embeddings.LayerNorm.bias".into(), &[4]);
+        for i in 0..2 {
+            for (name, out, inp) in [
+                ("attention.self.query", 4, 4),
+                ("attention.self.key", 4, 4),
+                ("attention.self.value", 4, 4),
+                ("attention.output.dense", 4, 4),
+                ("intermediate.dense", 8, 4),
+                ("output.dense", 4, 8),
+            ] {
+                add(format!("encoder.layer.{i}.{name}.weight"), &[out, inp]);
+                add(format!("encoder.layer.{i}.{name}.bias"), &[out]);
+            }
+            for name in ["attention.output.LayerNorm", "output.LayerNorm"] {
+                add(format!("encoder.layer.{i}.{name}.weight"), &[4]);
+                add(format!("encoder.layer.{i}.{name}.bias"), &[4]);
+            }
+        }
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+        Bert::load(&config, &vb).expect("a well-formed tiny BERT")
+    }
+
+    fn tiny_head() -> Head {
+        Head::from_json(r#"{"weights": [1.0, -2.0, 0.5, 3.0], "bias": 0.25}"#, 4)
+            .expect("a linear head")
+    }
+
+    /// An adapter for the tiny BERT's last layer: rank 1 on the query and the output matrix,
+    /// the output norm replaced; its probe logit is `probe`.
+    fn tiny_adapter(probe: f32, matrix: &str) -> String {
+        use base64::Engine as _;
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        let (outputs, inputs) = if matrix == "output.dense" {
+            (4, 8)
+        } else {
+            (4, 4)
+        };
+        format!(
+            r#"{{"weights": [1.0, -2.0, 0.5, 3.0], "bias": 0.25, "adapter": {{
+                "layer": 1, "rank": 1, "alpha": 2.0,
+                "matrices": {{"{matrix}": {{
+                    "down": {{"rows": 1, "cols": {inputs}, "int8": "{down}", "scales": [0.01]}},
+                    "up": {{"rows": {outputs}, "cols": 1, "int8": "{up}", "scales": [0.02, 0.02, 0.02, 0.02]}}}}}},
+                "norms": {{"output.LayerNorm": {{"weight": [1.0, 0.5, 2.0, 1.0], "bias": [0.0, 0.1, 0.0, -0.1]}}}},
+                "probe": {{"logit": {probe}}}}}}}"#,
+            down = b64(&vec![100u8; inputs]),
+            up = b64(&[50, 206, 10, 127]),
+        )
+    }
+
+    #[test]
+    fn an_adapter_adds_its_low_rank_product_to_the_last_layer() {
+        let bert = tiny_bert();
+        let json = tiny_adapter(0.0, "attention.self.query");
+        let adapter = Adapter::from_json(&json)
+            .expect("parses")
+            .expect("has an adapter");
+        // The probe in the file is wrong: the adapter is refused, naming both logits.
+        let refused = adapter
+            .apply(&bert, &tiny_head(), 1e-12)
+            .expect_err("probe");
+        assert!(refused.to_string().contains("probe"), "{refused}");
+        // With the logit the adapted layer really gives, it is accepted.
+        let base = bert.layers.get(1).expect("two layers");
+        let mut expected = base.clone();
+        let low_rank = adapter.matrices.get("attention.self.query").expect("query");
+        expected.query = low_rank.adapt(&base.query, 1, 2.0).expect("fits");
+        expected.output_norm = LayerNorm::new(
+            Tensor::new(&[1.0f32, 0.5, 2.0, 1.0], &Device::Cpu).expect("t"),
+            Tensor::new(&[0.0f32, 0.1, 0.0, -0.1], &Device::Cpu).expect("t"),
+            1e-12,
+        );
+        let logit = adapter
+            .probe_logit(&expected, 2, &tiny_head())
+            .expect("runs");
+        assert!(logit.is_finite());
+        let adapter = Adapter::from_json(&tiny_adapter(logit, "attention.self.query"))
+            .expect("parses")
+            .expect("has an adapter");
+        let layer = adapter.apply(&bert, &tiny_head(), 1e-12).expect("accepted");
+        // The query weight is W + (alpha / rank) * up * down: row r, column c gains
+        // 2 * (up[r] * 0.02) * (100 * 0.01).
+        let before = base.query.weight().to_vec2::<f32>().expect("2d");
+        let after = layer.query.weight().to_vec2::<f32>().expect("2d");
+        for (r, up) in [50i8, -50, 10, 127].iter().enumerate() {
+            for c in 0..4 {
+                let gain = 2.0 * (f32::from(*up) * 0.02) * 1.0;
+                assert!((after[r][c] - before[r][c] - gain).abs() < 1e-5, "{r},{c}");
+            }
+        }
+        // Matrices it does not name stay as they were; the base layer is untouched.
+        assert_eq!(
+            layer.key.weight().to_vec2::<f32>().expect("2d"),
+            base.key.weight().to_vec2::<f32>().expect("2d")
+        );
+        assert_eq!(
+            bert.layers[1].query.weight().to_vec2::<f32>().expect("2d"),
+            before
+        );
+    }
+
+    #[test]
+    fn a_malformed_adapter_is_refused() {
+        let bert = tiny_bert();
+        let apply = |json: &str| {
+            Adapter::from_json(json)
+                .expect("parses")
+                .expect("has an adapter")
+                .apply(&bert, &tiny_head(), 1e-12)
+        };
+        // An unknown matrix, a factor of the wrong width, a layer that is not the last.
+        assert!(apply(&tiny_adapter(0.0, "attention.self.nonsense")).is_err());
+        let wrong_width = tiny_adapter(0.0, "output.dense").replace(r#""cols": 8"#, r#""cols": 4"#);
+        assert!(apply(&wrong_width).is_err());
+        let not_last =
+            tiny_adapter(0.0, "attention.self.query").replace(r#""layer": 1"#, r#""layer": 0"#);
+        assert!(
+            apply(&not_last)
+                .expect_err("layer 0")
+                .to_string()
+                .contains("last layer")
+        );
+        let bad_norm = tiny_adapter(0.0, "attention.self.query")
+            .replace("[1.0, 0.5, 2.0, 1.0]", "[1.0, 0.5, 2.0]");
+        assert!(apply(&bad_norm).is_err());
+        let zero_rank =
+            tiny_adapter(0.0, "attention.self.query").replace(r#""rank": 1"#, r#""rank": 0"#);
+        assert!(apply(&zero_rank).is_err());
+        // A head file without an adapter has none; one that is not JSON is an error.
+        assert!(
+            Adapter::from_json(r#"{"weights": [1.0], "bias": 0.0}"#)
+                .expect("parses")
+                .is_none()
+        );
+        assert!(Adapter::from_json("not json").is_err());
+    }
 
     #[test]
     fn windows_cover_every_piece_and_overlap_by_half() {
