@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from injection_common import DATA, ROOT, bucket, load as load_records, source_of
+from injection_common import DATA, ROOT, bucket, load as load_records, source_of, training_record
 from injection_states import ENCODER, LAYERS, directory as states_directory, load as load_states, selected, text_key, widen
 
 RANK = 8
@@ -363,7 +363,6 @@ def training_bags(records: list[dict], indices: list[int], states: dict) -> tupl
 
 def export(records: list[dict], states: dict, weights: dict) -> None:
     """Trains on every development text below bucket 80 and writes `encoder_head.json`."""
-    dev_path = DATA / "dev.jsonl"
     fit = [
         i
         for i, r in enumerate(records)
@@ -388,19 +387,7 @@ def export(records: list[dict], states: dict, weights: dict) -> None:
             f"{BATCH_BAGS} bags a batch, lr {LR} (adapters) and {HEAD_LR} (head), seed {SEED}; LoRA rank {RANK}, alpha {ALPHA}; "
             f"head {HIDDEN} ReLU units; attack texts as bags of windows (highest logit), benign windows one by one; int8 per row"
         ),
-        "data": {
-            "dev_sha256": hashlib.sha256(dev_path.read_bytes()).hexdigest(),
-            "encoder_sha256": hashlib.sha256((ENCODER / "model.safetensors").read_bytes()).hexdigest(),
-            "fit_texts": len(fit),
-            "tune_texts": len(tune),
-        },
-        "operating_point": {
-            "target_benign_rate": HEAD_TARGET_BENIGN_RATE,
-            "head_alone_on_tune": {
-                "recall": round(float((attack + bias >= 0).mean()), 4) if len(attack) else 0.0,
-                "false_positive_rate": round(float((benign + bias >= 0).mean()), 4),
-            },
-        },
+        **training_record(ENCODER, len(fit), len(tune), HEAD_TARGET_BENIGN_RATE, attack, benign, bias),
     }
     HEAD_FILE.write_text(json.dumps(written) + "\n")
     print(json.dumps(written["operating_point"], indent=2))

@@ -50,3 +50,23 @@ def source_of(record: dict) -> str:
     if package.startswith(SMALL):
         return "small PyPI collections"
     return package.split("@")[0]
+
+
+def training_record(encoder: pathlib.Path, fit_texts: int, tune_texts: int, target_rate: float, attack, benign, bias: float) -> dict:
+    """What a head file records of how it was made: the data's and the weights' digests, the text
+    counts, and the operating point with the head's figures on the tuning texts (`attack` and
+    `benign`: their logits before the operating point's `bias`)."""
+    recall = sum(1 for v in attack if v + bias >= 0) / len(attack) if len(attack) else 0.0
+    fpr = sum(1 for v in benign if v + bias >= 0) / len(benign) if len(benign) else 0.0
+    return {
+        "data": {
+            "dev_sha256": hashlib.sha256((DATA / "dev.jsonl").read_bytes()).hexdigest(),
+            "encoder_sha256": hashlib.sha256((encoder / "model.safetensors").read_bytes()).hexdigest(),
+            "fit_texts": fit_texts,
+            "tune_texts": tune_texts,
+        },
+        "operating_point": {
+            "target_benign_rate": target_rate,
+            "head_alone_on_tune": {"recall": round(recall, 4), "false_positive_rate": round(fpr, 4)},
+        },
+    }

@@ -22,14 +22,13 @@ Run through `scripts/train-encoder-head`, which fetches the encoder, builds the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 
 import numpy as np
 from encoder_heads import fit_head, head_logits, record
 from eval_generalisation import HEAD_TARGET_BENIGN_RATE
-from injection_common import DATA, ROOT, bucket, load
+from injection_common import DATA, ROOT, bucket, load, training_record
 from injection_embeddings import ENCODER, embeddings
 from train_injection_model import operating_bias
 
@@ -54,19 +53,7 @@ def main() -> None:
         "made_by": "scripts/train-encoder-head",
         "encoder": "all-MiniLM-L6-v2 (data/injection/ENCODER.md), frozen; mean-pooled unit-length 126-token windows",
         "trainer": head.trainer,
-        "data": {
-            "dev_sha256": hashlib.sha256(dev_path.read_bytes()).hexdigest(),
-            "encoder_sha256": hashlib.sha256((ENCODER / "model.safetensors").read_bytes()).hexdigest(),
-            "fit_texts": len(fit),
-            "tune_texts": len(tune),
-        },
-        "operating_point": {
-            "target_benign_rate": HEAD_TARGET_BENIGN_RATE,
-            "head_alone_on_tune": {
-                "recall": round(float((attack + bias >= 0).mean()), 4) if len(attack) else 0.0,
-                "false_positive_rate": round(float((benign + bias >= 0).mean()), 4),
-            },
-        },
+        **training_record(ENCODER, len(fit), len(tune), HEAD_TARGET_BENIGN_RATE, attack, benign, bias),
     }
     HEAD.write_text(json.dumps(written) + "\n")
     print(json.dumps(written["operating_point"], indent=2))

@@ -4,9 +4,10 @@
 //! text (a high-stakes tool); and the share of texts and bytes that reach the transformer.
 //!
 //! `cargo run --release -p agentiam-filter --features encoder --example cascade_speed -- ENCODER_DIR < texts.jsonl`
-//! reads one JSON string per line (`scripts/eval-generalisation --speed` feeds it the held-out
-//! benign texts and attacks separately). Single-threaded (`RAYON_NUM_THREADS=1`) for figures
-//! that do not depend on what else the machine runs.
+//! reads one JSON string per line (the README's speed table feeds it every tenth held-out benign
+//! text and every fourth held-out attack, separately, with the command it gives).
+//! Single-threaded (`RAYON_NUM_THREADS=1`) for figures that depend less on what else the machine
+//! runs.
 #![allow(
     clippy::print_stdout,
     clippy::cast_precision_loss,
