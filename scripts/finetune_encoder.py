@@ -419,8 +419,6 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"writing folds to {out_dir}", file=sys.stderr)
     frozen = frozen_embeddings(TopLayer(weights, 0), states, state_dir / "frozen-embeddings.npy")
-    # A dumped window's frozen embedding, by the identity of its state array.
-    frozen_of = {id(w): e for k in states for w, e in zip(states[k], frozen[k])}
     for source in wanted:
         held = set(sources[source])
         train_idx = [
@@ -430,7 +428,6 @@ def main() -> None:
         ]
         tune_all = [i for i, r in enumerate(records) if is_dev[i] and bucket(r["id"]) >= 80 and i not in held]
         eval_idx = benign_eval + sources[source]
-        train_bags, train_labels = training_bags(records, train_idx, states)
         saved = out_dir / f"{source.replace('/', '_')}.npz"
         result = dict(np.load(saved)) if saved.exists() else {}
         for name, rank in (("frozen", 0), ("finetuned", RANK)):
@@ -441,8 +438,8 @@ def main() -> None:
             of = (lambda idx: [frozen[text_key(records[i]["text"])] for i in idx]) if embedded else bags  # noqa: E731
             torch.manual_seed(SEED)
             model = TopLayer(weights, rank)
-            fold_bags = [[frozen_of[id(w)] for w in bag] for bag in train_bags] if embedded else train_bags
-            train(model, fold_bags, train_labels, f"{source} {name}", embedded)
+            fold_bags, fold_labels = training_bags(records, train_idx, frozen if embedded else states)
+            train(model, fold_bags, fold_labels, f"{source} {name}", embedded)
             quantise_(model)
             tune_logits = text_logits(model, of(tune_all), embedded)
             benign_tune = np.array([v for v, i in zip(tune_logits, tune_all) if records[i]["label"] == "benign"])
