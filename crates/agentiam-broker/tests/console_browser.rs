@@ -202,8 +202,14 @@ impl Browser {
                 last = found;
             }
             let error = last["value"]["error"].as_str().unwrap_or_default();
+            let message = last["value"]["message"].as_str().unwrap_or_default();
+            // Chromium reports an element whose page was replaced between the find and the
+            // command either as stale or, when the swap lands inside the command, as an inspector
+            // error about a node that no longer belongs to the document: both mean "find it again".
+            let replaced = error == "unknown error"
+                && message.contains("does not belong to the document");
             assert!(
-                matches!(error, "stale element reference" | "no such element"),
+                replaced || matches!(error, "stale element reference" | "no such element"),
                 "{method} {css}{suffix}: {last}"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
