@@ -206,8 +206,8 @@ impl Browser {
             // Chromium reports an element whose page was replaced between the find and the
             // command either as stale or, when the swap lands inside the command, as an inspector
             // error about a node that no longer belongs to the document: both mean "find it again".
-            let replaced = error == "unknown error"
-                && message.contains("does not belong to the document");
+            let replaced =
+                error == "unknown error" && message.contains("does not belong to the document");
             assert!(
                 replaced || matches!(error, "stale element reference" | "no such element"),
                 "{method} {css}{suffix}: {last}"

@@ -316,6 +316,7 @@ pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
                         dlg: Vec::new(),
                         budget: None,
                         person: None,
+                        intent: None,
                     };
                     let token = iss.sign(&claims)?;
                     agentiam::token::IssuedToken { token, claims }

@@ -42,7 +42,7 @@ use std::sync::Arc;
 use agentiam_identity::AgentIdentity;
 use agentiam_token::{
     AgentClaim, Audience, Budget, Claims, Clock, Confirmation, DelegationHop, DpopRequest,
-    DpopVerifier, Entropy, IssuedToken, Issuer, RevocationSet, ScopeSet, SystemClock,
+    DpopVerifier, Entropy, IntentClaim, IssuedToken, Issuer, RevocationSet, ScopeSet, SystemClock,
     SystemEntropy, TokenError, Verifier, check_step,
 };
 use base64::Engine;
@@ -75,6 +75,10 @@ pub struct ExchangeRequest<'a> {
     pub clip: bool,
     /// Bind the child to the sub-agent's DPoP key (thumbprint).
     pub dpop_jkt: Option<String>,
+    /// The child's scopes are the task's declared intent ([`IntentClaim`]): what the user asked
+    /// for, fixed before the agent reads anything untrusted. Refused
+    /// (`delegation.intent_redeclared`) when the parent's chain declared one already.
+    pub declare_intent: bool,
 }
 
 impl<'a> ExchangeRequest<'a> {
@@ -94,7 +98,14 @@ impl<'a> ExchangeRequest<'a> {
             calls: None,
             clip: false,
             dpop_jkt: None,
+            declare_intent: false,
         }
+    }
+
+    /// Declares the child's scopes as the task's intent (see [`ExchangeRequest::declare_intent`]).
+    pub fn declaring_intent(mut self) -> Self {
+        self.declare_intent = true;
+        self
     }
 
     /// Asks for these scopes only.
@@ -262,6 +273,7 @@ impl Exchanger {
             exp: p.exp,
             jkt: p.cnf.as_ref().and_then(|c| c.jkt.clone()),
             budget: p.budget,
+            intent: p.intent.clone(),
         });
         let actor_id = req.actor.spiffe_id().to_string();
         let act = match &p.act {
@@ -270,6 +282,14 @@ impl Exchanger {
         };
         let mut jti = [0u8; 16];
         self.entropy.fill(&mut jti)?;
+        let jti = URL_SAFE_NO_PAD.encode(jti);
+        let intent = match (&p.intent, req.declare_intent) {
+            (Some(declared), true) => {
+                return Err(TokenError::IntentRedeclared(declared.id.clone()));
+            }
+            (None, true) => Some(IntentClaim { id: jti.clone() }),
+            (inherited, false) => inherited.clone(),
+        };
         let claims = Claims {
             iss: self.issuer.issuer().to_owned(),
             sub: p.sub.clone(),
@@ -277,7 +297,7 @@ impl Exchanger {
             exp,
             iat: Some(now),
             nbf: Some(now),
-            jti: Some(URL_SAFE_NO_PAD.encode(jti)),
+            jti: Some(jti),
             client_id: Some(actor_id),
             scope,
             task: p.task.clone(),
@@ -291,6 +311,7 @@ impl Exchanger {
             budget,
             // A sub-agent acts for the same person as its parent.
             person: p.person.clone(),
+            intent,
         };
         let token = self.issuer.sign(&claims)?;
         Ok(IssuedToken { token, claims })

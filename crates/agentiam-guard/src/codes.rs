@@ -30,6 +30,10 @@ agentiam_codes::codes! {
     TOOL_POISONING = "guard.tool_poisoning", 0;
     /// The session read untrusted content and the call is too risky to take without a human.
     TAINTED_CONTEXT = "guard.tainted_context", 403;
+    /// The task declared an intent, the session read untrusted content, and the intent leaves an
+    /// argument of this call free (or the intent itself was declared after untrusted content was
+    /// read): a human confirms it.
+    INTENT_UNBOUND = "guard.intent_unbound", 403;
     /// The behaviour check found the call anomalous.
     ANOMALY = "guard.anomaly", 403;
     /// A declared limit (calls per window, running total) refuses the call.

@@ -16,6 +16,7 @@ use crate::approval::{
 };
 use crate::decision::{Allowance, Anomaly, Decision, Denial};
 use crate::hooks::{BehaviourCheck, BehaviourChecks, ContentFilter, DecisionSink};
+use crate::intent::IntentCheck;
 use crate::policy::{PolicyContext, PolicyEngine, PolicyOutcome};
 use crate::request::{GuardRequest, Principal, SessionContext, ToolSpec};
 use crate::{GuardError, codes};
@@ -301,11 +302,12 @@ impl Guard {
             return Decision::deny(codes::INJECTION_DETECTED, finding.detail);
         }
         // The task's taint, from every session, guard and worker that served it.
-        let shared_session = match self.task_session(request, now) {
+        let (shared_session, intent_trusted) = match self.task_session(request, now) {
             Ok(s) => s,
             Err(refusal) => return refusal,
         };
         let session = shared_session.as_ref().unwrap_or(request.session);
+        let intent = IntentCheck::of(principal, tool, request.arguments(), intent_trusted);
         let mut assessment = self.behaviour.assess(request, tool);
         *reserved = std::mem::take(&mut assessment.reserved);
         let anomaly =
@@ -321,7 +323,7 @@ impl Guard {
             return Decision::Deny(refusal).with_anomaly(anomaly);
         }
         let decision = self
-            .decide_policy(request, session, tool, now, anomaly.as_ref())
+            .decide_policy(request, session, &intent, tool, now, anomaly.as_ref())
             .with_anomaly(anomaly);
         self.spend_budgets(principal, decision, now)
     }
@@ -389,26 +391,42 @@ impl Guard {
     }
 
     /// The session as the task's shared state sees it: `None` when the request's own session
-    /// already holds everything the task read, else a copy with the task's taint merged in.
+    /// already holds everything the task read, else a copy with the task's taint merged in;
+    /// and, for a credential with a declared intent, whether the intent is trusted (the tokens
+    /// it was declared from read nothing untrusted; their taint joins the session's too).
     fn task_session(
         &self,
         request: &GuardRequest<'_>,
         now: i64,
-    ) -> Result<Option<SessionContext>, Decision> {
-        let shared = self
-            .state
-            .task_taint(request.principal.task_key(), now)
-            .map_err(|e| Decision::deny(codes::STATE_UNAVAILABLE, e.to_string()))?;
-        if !shared.is_tainted() {
-            return Ok(None);
+    ) -> Result<(Option<SessionContext>, bool), Decision> {
+        let read = |key: &str| {
+            self.state
+                .task_taint(key, now)
+                .map_err(|e| Decision::deny(codes::STATE_UNAVAILABLE, e.to_string()))
+        };
+        let mut shared = read(request.principal.task_key())?;
+        let mut intent_trusted = false;
+        if let Some(ancestry) = request.principal.intent_ancestry_key() {
+            let before = read(ancestry)?;
+            intent_trusted = !before.is_tainted();
+            shared.merge(&before);
         }
-        let own = request.session;
+        Ok((
+            Self::merged_session(request.session, &shared),
+            intent_trusted,
+        ))
+    }
+
+    fn merged_session(own: &SessionContext, shared: &TaskTaint) -> Option<SessionContext> {
+        if !shared.is_tainted() {
+            return None;
+        }
         let known = own.tainted
             && (!shared.overflowed || own.untrusted_text.overflowed())
             && shared.sources.iter().all(|s| own.taint_sources.contains(s))
             && own.untrusted_text.holds_all(shared.fingerprints.iter());
         if known {
-            return Ok(None);
+            return None;
         }
         let mut merged = own.clone();
         merged.tainted = true;
@@ -425,7 +443,7 @@ impl Guard {
         if shared.overflowed {
             Arc::make_mut(&mut merged.untrusted_text).mark_overflowed();
         }
-        Ok(Some(merged))
+        Some(merged)
     }
 
     /// Records what a task read from outside its trust boundary in the shared state, so every
@@ -462,11 +480,17 @@ impl Guard {
             .map_err(|e| GuardError::State(format!("revocation failed: {e}")))
     }
 
-    /// Whether the principal's task is tainted in the shared state (`true` when it cannot say).
+    /// Whether the principal's task is tainted in the shared state (`true` when it cannot say);
+    /// for a credential with a declared intent, the task it was declared from counts too.
     pub fn task_is_tainted(&self, principal: &crate::Principal) -> bool {
-        self.state
-            .task_taint(principal.task_key(), self.clock.now())
-            .map_or(true, |t| t.is_tainted())
+        let now = self.clock.now();
+        std::iter::once(principal.task_key())
+            .chain(principal.intent_ancestry_key())
+            .any(|key| {
+                self.state
+                    .task_taint(key, now)
+                    .map_or(true, |t| t.is_tainted())
+            })
     }
 
     /// Counts an allowed call against every budget in the principal's chain, all or none.
@@ -501,6 +525,7 @@ impl Guard {
         &self,
         request: &GuardRequest<'_>,
         session: &SessionContext,
+        intent: &IntentCheck,
         tool: &ToolSpec,
         now: i64,
         anomaly: Option<&Anomaly>,
@@ -518,6 +543,7 @@ impl Guard {
                 .is_some(),
             approved: false,
             anomaly_score,
+            intent,
             http: request.http,
         };
         match self.policy.evaluate(principal, tool, &ctx) {

@@ -14,7 +14,9 @@
 //!    and gives an anomaly score;
 //! 6. Cedar deployment policy ([`PolicyEngine`]) permits it (`guard.policy_denied`, `guard.policy_error`),
 //!    or a confirmation gate asks for a human ([`Decision::NeedsConfirmation`] with
-//!    `guard.confirmation_required` or `guard.tainted_context`);
+//!    `guard.confirmation_required`, `guard.tainted_context` or, for a call the task's declared
+//!    intent leaves an argument of free in a tainted session, `guard.intent_unbound`; see
+//!    [`IntentCheck`]);
 //! 7. with a presented [`Approval`]: it is a valid, unexpired, unused Ed25519 signature by a
 //!    registered approver over this exact call (`guard.confirmation_invalid`).
 //!
@@ -70,6 +72,7 @@ mod decision;
 mod engine;
 mod error;
 pub mod hooks;
+mod intent;
 mod interceptor;
 pub mod policy;
 mod request;
@@ -91,6 +94,7 @@ pub use decision::{Allowance, Anomaly, Decision, Denial};
 pub use engine::{DEFAULT_CONFIRMATION_TTL_SECS, Guard, GuardBuilder};
 pub use error::GuardError;
 pub use hooks::{BehaviourCheck, ContentFilter, DecisionSink};
+pub use intent::IntentCheck;
 pub use interceptor::{Session, ToolCall, ToolInterceptor};
 pub use policy::{DEFAULT_POLICY, PolicyEngine};
 pub use request::{

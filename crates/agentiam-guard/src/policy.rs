@@ -97,6 +97,7 @@ pub(crate) struct PolicyContext<'a> {
     pub(crate) untrusted_arguments: bool,
     pub(crate) approved: bool,
     pub(crate) anomaly_score: u8,
+    pub(crate) intent: &'a crate::IntentCheck,
     pub(crate) http: Option<HttpRequestInfo<'a>>,
 }
 
@@ -289,6 +290,30 @@ impl PolicyEngine {
         if let Some(task) = principal.task() {
             pairs.push(("task".into(), RestrictedExpression::new_string(task.into())));
         }
+        let names = |list: &[String]| {
+            RestrictedExpression::new_set(
+                list.iter()
+                    .map(|n| RestrictedExpression::new_string(n.clone())),
+            )
+        };
+        let intent = RestrictedExpression::new_record([
+            (
+                "declared".to_owned(),
+                RestrictedExpression::new_bool(ctx.intent.declared),
+            ),
+            (
+                "bound".to_owned(),
+                RestrictedExpression::new_bool(ctx.intent.is_bound()),
+            ),
+            (
+                "trusted".to_owned(),
+                RestrictedExpression::new_bool(ctx.intent.trusted),
+            ),
+            ("fixed".to_owned(), names(&ctx.intent.fixed)),
+            ("free".to_owned(), names(&ctx.intent.free)),
+        ])
+        .map_err(|e| (codes::POLICY_ERROR, e.to_string()))?;
+        pairs.push(("intent".into(), intent));
         if let Some(http) = ctx.http {
             let record = RestrictedExpression::new_record([
                 (
@@ -383,6 +408,17 @@ impl PolicyEngine {
         key.text(if ctx.approved { "t" } else { "f" });
         key.number(principal.delegation_depth());
         key.number(ctx.anomaly_score);
+        key.text(match (ctx.intent.declared, ctx.intent.trusted) {
+            (false, _) => "n",
+            (true, false) => "u",
+            (true, true) => "t",
+        });
+        for list in [&ctx.intent.fixed, &ctx.intent.free] {
+            key.number(list.len());
+            for name in list {
+                key.text(name);
+            }
+        }
         match ctx.http {
             Some(h) => {
                 key.text("S");

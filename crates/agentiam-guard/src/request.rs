@@ -73,6 +73,7 @@ pub struct ToolSpec {
     untrusted_output: bool,
     descriptor: Option<Arc<ToolDescriptor>>,
     pin: Option<Sha256Digest>,
+    intent_arguments: Option<Arc<[String]>>,
 }
 
 fn valid_scope_part(part: &str, dots: bool) -> bool {
@@ -98,7 +99,27 @@ impl ToolSpec {
             untrusted_output: false,
             descriptor: None,
             pin: None,
+            intent_arguments: None,
         }
+    }
+
+    /// The arguments that decide what the call does and to whom (a payment's recipient and
+    /// amount, a message's recipients, a fetch's URL), as opposed to content the agent writes
+    /// (a message's body). A call is intent-bound when the task's declared intent fixes every one
+    /// of them that the call passes (see [`IntentCheck`](crate::IntentCheck)). Without this, every
+    /// argument counts.
+    pub fn with_intent_arguments<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.intent_arguments = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The names given with [`ToolSpec::with_intent_arguments`]; `None`: every argument counts.
+    pub fn intent_arguments(&self) -> Option<&[String]> {
+        self.intent_arguments.as_deref()
     }
 
     /// What the model is shown for this tool: its description and argument schema.
@@ -207,6 +228,9 @@ pub struct Principal {
     budgets: Vec<(String, u64)>,
     task_expires_at: i64,
     task_key: Arc<str>,
+    intent: Option<Arc<str>>,
+    /// With an intent: the task key of the tokens it was declared from.
+    intent_ancestry_key: Option<Arc<str>>,
 }
 
 fn actors_oldest_first(act: Option<&Value>) -> Vec<String> {
@@ -283,6 +307,8 @@ impl Principal {
                 .collect(),
             task_expires_at: claims.dlg.iter().map(|h| h.exp).fold(claims.exp, i64::max),
             task_key: Arc::from(""),
+            intent: claims.intent.as_ref().map(|i| Arc::from(i.id.as_str())),
+            intent_ancestry_key: None,
         }
         .with_task_key()
     }
@@ -314,6 +340,8 @@ impl Principal {
             budgets: grant.budgets.clone(),
             task_expires_at: grant.root_exp.max(grant.exp),
             task_key: Arc::from(""),
+            intent: None,
+            intent_ancestry_key: None,
         }
         .with_task_key()
     }
@@ -339,6 +367,8 @@ impl Principal {
             budgets: Vec::new(),
             task_expires_at: expires_at,
             task_key: Arc::from(""),
+            intent: None,
+            intent_ancestry_key: None,
         }
         .with_task_key()
     }
@@ -409,8 +439,29 @@ impl Principal {
                 None => format!("agent:{}", self.presenter),
             },
         };
-        self.task_key = Arc::from(key);
+        match &self.intent {
+            // What is read under the intent is kept apart from what its ancestors read: taint
+            // under this key came after the intent existed, taint under theirs may have come
+            // before it and chosen it.
+            Some(intent) => {
+                self.task_key = Arc::from(format!("intent:{intent}\u{1f}{key}"));
+                self.intent_ancestry_key = Some(Arc::from(key));
+            }
+            None => self.task_key = Arc::from(key),
+        }
         self
+    }
+
+    /// The task's declared intent (its id), when the credential carries one: its scopes are
+    /// what the user asked for, fixed before the agent read anything untrusted.
+    pub fn intent(&self) -> Option<&str> {
+        self.intent.as_deref()
+    }
+
+    /// With an intent, the task key of the tokens it was declared from: while that task is
+    /// untainted, nothing untrusted can have chosen the intent.
+    pub fn intent_ancestry_key(&self) -> Option<&str> {
+        self.intent_ancestry_key.as_deref()
     }
 
     /// Until when the task's state is kept: the latest expiry in the chain.

@@ -136,6 +136,25 @@ pub struct Claims {
     /// OpenID provider names them, and `act` the agent (nested for sub-agents).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub person: Option<PersonClaim>,
+    /// The task's declared intent (agentiam extension), when this token or an ancestor declared one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<IntentClaim>,
+}
+
+/// The task's declared intent (agentiam extension): this token's scopes, narrowed to what the
+/// user asked for before the agent read anything untrusted, are the intent.
+///
+/// An intent is declared once per chain, by narrowing a token without one (exchange or offline
+/// attenuation); every token delegated from it carries the same `id`, and
+/// [`check_chain`](crate::check_chain) refuses a chain that drops or replaces it. A guard keeps
+/// the task's taint for an intent token apart from its ancestors' (`id` is part of the task key),
+/// so it can tell that a value the intent fixes was fixed before anything untrusted was read
+/// under it, and it trusts the intent only while the ancestors' task is untainted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntentClaim {
+    /// Identifies this declaration (the declaring token's `jti`, or a random id).
+    pub id: String,
 }
 
 /// The person a token's agent acts for, as the OpenID provider that signed them in names them.
@@ -167,6 +186,9 @@ pub struct DelegationHop {
     /// Its budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<Budget>,
+    /// The intent it carried, if one was declared by then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<IntentClaim>,
 }
 
 /// Numeric limits carried by a token, narrowed at every delegation.
@@ -248,6 +270,8 @@ pub(crate) struct WireClaims {
     pub(crate) budget: Option<Budget>,
     #[serde(default)]
     pub(crate) person: Option<PersonClaim>,
+    #[serde(default)]
+    pub(crate) intent: Option<IntentClaim>,
 }
 
 /// RFC 7519 NumericDate: a JSON number of seconds. Integers are taken as they are;

@@ -63,6 +63,8 @@ agentiam_codes::codes! {
     DEPTH_EXCEEDED = "delegation.depth_exceeded", 400;
     /// The delegation records are inconsistent.
     BROKEN_CHAIN = "delegation.broken_chain", 401;
+    /// The token's chain already declared its task's intent; it can be narrowed, not declared again.
+    INTENT_REDECLARED = "delegation.intent_redeclared", 400;
     /// An ancestor token or agent in the delegation chain was revoked.
     REVOKED_ANCESTOR = "delegation.revoked_ancestor", 401;
     /// No scope of the token covers the tool or route (resource and action).

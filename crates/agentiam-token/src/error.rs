@@ -127,6 +127,9 @@ pub enum TokenError {
     /// The delegation records are inconsistent.
     #[error("broken delegation chain: {0}")]
     BrokenChain(String),
+    /// A token whose chain already declared an intent asked to declare another.
+    #[error("the task's intent was declared already (intent {0}); narrow that token instead")]
+    IntentRedeclared(String),
     /// An ancestor token or agent in the chain was revoked.
     #[error("an ancestor in the delegation chain was revoked ({0})")]
     RevokedAncestor(String),
@@ -171,6 +174,7 @@ impl TokenError {
             Self::BudgetWidened => codes::BUDGET_WIDENED,
             Self::DepthExceeded { .. } => codes::DEPTH_EXCEEDED,
             Self::BrokenChain(_) => codes::BROKEN_CHAIN,
+            Self::IntentRedeclared(_) => codes::INTENT_REDECLARED,
             Self::RevokedAncestor(_) => codes::REVOKED_ANCESTOR,
         }
     }

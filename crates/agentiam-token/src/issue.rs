@@ -57,6 +57,9 @@ pub struct TokenRequest<'a> {
     pub cnf: Option<Confirmation>,
     /// The person the agent acts for: the token's `sub` is then the person and `act` the agent.
     pub person: Option<crate::PersonClaim>,
+    /// The scopes are the task's declared intent ([`crate::IntentClaim`]): what the user asked
+    /// for, fixed before the agent reads anything untrusted.
+    pub declare_intent: bool,
 }
 
 impl<'a> TokenRequest<'a> {
@@ -79,7 +82,14 @@ impl<'a> TokenRequest<'a> {
             ttl: None,
             cnf: None,
             person: None,
+            declare_intent: false,
         }
+    }
+
+    /// Declares the scopes as the task's intent (see [`TokenRequest::declare_intent`]).
+    pub fn declaring_intent(mut self) -> Self {
+        self.declare_intent = true;
+        self
     }
 
     /// Sets the lifetime.
@@ -291,14 +301,18 @@ impl Issuer {
             Some(person) => (person.sub.clone(), Some(serde_json::json!({"sub": sub}))),
             None => (sub, None),
         };
+        let jti = b64url(&jti);
         let claims = Claims {
+            intent: request
+                .declare_intent
+                .then(|| crate::IntentClaim { id: jti.clone() }),
             iss: self.issuer.clone(),
             sub,
             aud: Audience::One(request.audience.clone()),
             exp: now.saturating_add(ttl),
             iat: Some(now),
             nbf: Some(now),
-            jti: Some(b64url(&jti)),
+            jti: Some(jti),
             client_id: Some(request.agent.spiffe_id().to_string()),
             scope: request.scopes.clone(),
             task: Some(request.task.clone()),

@@ -41,7 +41,8 @@ pub use assertion::{
 };
 pub use cache::CachingVerifier;
 pub use claims::{
-    AgentClaim, Audience, Budget, Claims, Confirmation, DelegationHop, PersonClaim, TaskClaim,
+    AgentClaim, Audience, Budget, Claims, Confirmation, DelegationHop, IntentClaim, PersonClaim,
+    TaskClaim,
 };
 pub use clock::{Clock, Entropy, FixedClock, SystemClock, SystemEntropy};
 pub use dpop::{DpopProof, DpopRequest, DpopVerifier, create_dpop_proof};
@@ -54,8 +55,8 @@ pub use narrowing::{DEFAULT_MAX_DELEGATION_DEPTH, check_chain, check_step};
 pub use number::{ExactNumber, InexactNumber, MAX_NUMBER_LITERAL};
 pub use revocation::{InMemoryRevocationSet, Revocation, RevocationSet, revocation_reason};
 pub use scope::{
-    Constraint, ConstraintValue, MAX_SCOPE_LEN, MAX_SCOPES, Op, Scope, ScopeDenial, ScopeRequest,
-    ScopeSet,
+    Constraint, ConstraintValue, MAX_SCOPE_LEN, MAX_SCOPES, MAX_SET_ARGUMENT_ITEMS, Op, Scope,
+    ScopeDenial, ScopeRequest, ScopeSet, quote,
 };
 pub use verify::{
     DEFAULT_LEEWAY_SECS, MAX_LEEWAY_SECS, RequiredClaim, Token, UnverifiedToken, Verifier,

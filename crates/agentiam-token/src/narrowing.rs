@@ -60,6 +60,25 @@ pub fn check_chain(claims: &Claims, max_depth: usize) -> Result<(), TokenError> 
             "{depth} delegation records but {acts} actors"
         )));
     }
+    // An intent, once declared, stays: every later hop and the token carry the same one.
+    let intents = claims
+        .dlg
+        .iter()
+        .map(|hop| hop.intent.as_ref())
+        .chain(std::iter::once(claims.intent.as_ref()));
+    let mut declared = None;
+    for intent in intents {
+        match (declared, intent) {
+            (None, found) => declared = found,
+            (Some(d), Some(i)) if d == i => {}
+            (Some(d), _) => {
+                return Err(TokenError::BrokenChain(format!(
+                    "intent {} declared by an ancestor was dropped or replaced",
+                    clip(&d.id)
+                )));
+            }
+        }
+    }
     for pair in claims.dlg.windows(2) {
         if let [p, c] = pair {
             check_step(

@@ -8,17 +8,28 @@
 //! action     = segment
 //! segment    = "*" / name
 //! name       = 1*( ALPHA / DIGIT / "_" / "-" )
-//! constraint = name op value
+//! constraint = name op value / name "=" set
 //! op         = "<=" / "<" / ">=" / ">" / "="
-//! value      = number / word
+//! value      = number / word / quoted
+//! set        = "[" value *( "," value ) "]"
 //! number     = [ "-" ] 1*DIGIT [ "." 1*DIGIT ]
 //! word       = 1*( ALPHA / DIGIT / "_" / "-" / "." / "@" / "/" / "+" )
+//! quoted     = "'" *( qchar / "%" HEXDIG HEXDIG ) "'"
+//! qchar      = %x21 / %x23-24 / %x26 / %x28-5B / %x5D-7E
 //! ```
 //!
 //! Examples: `ledger.ar:read`, `ledger.*:read`, `*:*`,
-//! `payments:approve{amount<=10000,currency=USD}`.
-//! A scope is at most 256 bytes and contains no whitespace, so a set of scopes travels as
-//! the space-separated `scope` claim of RFC 9068.
+//! `payments:approve{amount<=10000,currency=USD}`,
+//! `payments:send{recipient='DE89%203704%200044%200532%200130%2000',amount<=120}`,
+//! `mail:send{to=['alice@acme.example','bob@acme.example']}`.
+//!
+//! A quoted string holds any text: the bytes of its UTF-8 that are not a `qchar` (space, `"`,
+//! `%`, `'`, `\`, control characters, anything outside ASCII) are written `%XX`, and the decoded
+//! bytes must be UTF-8. [`quote`] writes one. So every scope stays an RFC 6749 `scope-token`
+//! (printable ASCII without space, `"` or `\`), which stock OAuth clients and servers pass
+//! through untouched.
+//! A scope is at most [`MAX_SCOPE_LEN`] bytes and contains no whitespace, so a set of scopes
+//! travels as the space-separated `scope` claim of RFC 9068.
 //!
 //! # Meaning
 //!
@@ -26,7 +37,11 @@
 //!   where it matches one or more: `ledger.*` matches `ledger.ar` and `ledger.ar.2026`, and `*` matches everything.
 //! - A constraint is checked against the top-level member of the tool's arguments with that name.
 //!   A missing argument fails the constraint (fail closed).
-//!   A number constraint needs a JSON number; a word constraint needs a JSON string equal to it.
+//!   A number constraint needs a JSON number; a word or quoted constraint needs a JSON string
+//!   equal to it, character for character.
+//! - A set (`to=['a@x.example','b@x.example']`) holds for a number or string equal to one of its
+//!   values, and for a non-empty JSON array (at most [`MAX_SET_ARGUMENT_ITEMS`] items) whose every
+//!   item is; no other constraint accepts an array.
 //! - Several constraints on one name all apply: `{amount>=1,amount<=100}` is a range.
 //! - [`ScopeSet::covers`] holds when some scope matches the resource and action and all its constraints hold.
 //! - [`ScopeSet::is_subset_of`] is conservative: when it says yes, every request the first set covers the
@@ -41,7 +56,9 @@ use crate::error::clip;
 use crate::number::ExactNumber;
 
 /// Longest scope string accepted.
-pub const MAX_SCOPE_LEN: usize = 256;
+pub const MAX_SCOPE_LEN: usize = 1024;
+/// Most items in an array argument a set constraint examines; a longer array fails it.
+pub const MAX_SET_ARGUMENT_ITEMS: usize = 256;
 /// Most scopes in one set.
 pub const MAX_SCOPES: usize = 128;
 
@@ -93,16 +110,97 @@ impl Op {
 pub enum ConstraintValue {
     /// A number, kept exactly as written.
     Number(ExactNumber),
-    /// A bare word.
+    /// A string: a bare word, or a quoted string decoded.
     Word(String),
+    /// A set of numbers and strings (`name=[...]`): the argument is one of them.
+    Set(Vec<ConstraintValue>),
 }
 
 impl fmt::Display for ConstraintValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Number(n) => write!(f, "{n}"),
-            Self::Word(w) => f.write_str(w),
+            Self::Word(w) if is_bare_word(w) => f.write_str(w),
+            Self::Word(w) => f.write_str(&quote(w)),
+            Self::Set(items) => {
+                f.write_str("[")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                f.write_str("]")
+            }
         }
+    }
+}
+
+fn is_bare_word(w: &str) -> bool {
+    !w.is_empty()
+        && w.chars()
+            .all(|c| is_name_char(c) || matches!(c, '.' | '@' | '/' | '+'))
+        && parse_number(w).is_none()
+}
+
+/// Whether `b` may stand unencoded inside a quoted string.
+fn is_qchar(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x24 | 0x26 | 0x28..=0x5B | 0x5D..=0x7E)
+}
+
+/// Writes `text` as a quoted scope value, `%XX`-encoding every byte that is not a `qchar`.
+///
+/// ```
+/// use agentiam_token::{quote, ScopeSet, ScopeRequest};
+/// let iban = "DE89 3704 0044 0532 0130 00";
+/// let scope = format!("payments:send{{recipient={},amount<=120}}", quote(iban));
+/// assert_eq!(scope, "payments:send{recipient='DE89%203704%200044%200532%200130%2000',amount<=120}");
+/// let args = serde_json::json!({"recipient": iban, "amount": 99});
+/// assert!(ScopeSet::parse(&scope).unwrap().covers(&ScopeRequest::new("payments", "send").with_args(&args)));
+/// ```
+pub fn quote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('\'');
+    for b in text.bytes() {
+        if is_qchar(b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// Decodes the inside of a quoted value; `None` when it is not well formed.
+fn unquote(inner: &str) -> Option<String> {
+    let bytes = inner.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = inner.get(i + 1..i + 3)?;
+            if !hex.bytes().all(|h| h.is_ascii_hexdigit()) {
+                return None;
+            }
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else if is_qchar(b) {
+            out.push(b);
+            i += 1;
+        } else {
+            return None;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Whether two scalar values are the same number or the same string.
+fn same_value(a: &ConstraintValue, b: &ConstraintValue) -> bool {
+    match (a, b) {
+        (ConstraintValue::Number(x), ConstraintValue::Number(y)) => x == y,
+        (ConstraintValue::Word(x), ConstraintValue::Word(y)) => x == y,
+        _ => false,
     }
 }
 
@@ -120,9 +218,10 @@ pub struct Constraint {
 }
 
 impl Constraint {
-    /// Whether an argument value satisfies this constraint.
+    /// Whether a scalar argument value (a number or a string) satisfies this constraint.
     fn holds_for(&self, arg: &ConstraintValue) -> bool {
         match (&self.value, arg) {
+            (_, ConstraintValue::Set(_)) => false,
             (ConstraintValue::Number(bound), ConstraintValue::Number(v)) => match self.op {
                 Op::Eq => v == bound,
                 Op::Lt => v < bound,
@@ -131,22 +230,51 @@ impl Constraint {
                 Op::Ge => v >= bound,
             },
             (ConstraintValue::Word(w), ConstraintValue::Word(v)) => self.op == Op::Eq && v == w,
+            (ConstraintValue::Set(items), v) => {
+                self.op == Op::Eq && items.iter().any(|item| same_value(item, v))
+            }
             _ => false,
         }
     }
 
+    /// The scalar values this constraint allows, when it fixes them (`=` or a set).
+    fn fixed_values(&self) -> Option<&[ConstraintValue]> {
+        match (&self.value, self.op) {
+            (ConstraintValue::Set(items), Op::Eq) => Some(items),
+            (v, Op::Eq) => Some(std::slice::from_ref(v)),
+            _ => None,
+        }
+    }
+
+    /// Whether the constraint fixes the argument to a finite set of values (`=` or a set):
+    /// an argument it constrains is not free to take any other value.
+    pub fn fixes_value(&self) -> bool {
+        self.op == Op::Eq
+    }
+
     /// Whether the argument `value` (JSON) satisfies this constraint.
     pub fn holds(&self, value: Option<&Value>) -> bool {
-        let arg = match value {
-            // Compared by its literal, exactly; a literal too long to read is refused.
-            Some(Value::Number(n)) => match ExactNumber::from_json(n) {
-                Ok(n) => ConstraintValue::Number(n),
-                Err(_) => return false,
-            },
-            Some(Value::String(s)) => ConstraintValue::Word(s.clone()),
-            _ => return false,
-        };
-        self.holds_for(&arg)
+        fn scalar(value: &Value) -> Option<ConstraintValue> {
+            match value {
+                // Compared by its literal, exactly; a literal too long to read is refused.
+                Value::Number(n) => ExactNumber::from_json(n).ok().map(ConstraintValue::Number),
+                Value::String(s) => Some(ConstraintValue::Word(s.clone())),
+                _ => None,
+            }
+        }
+        match value {
+            // Only a set accepts an array, and only a non-empty one whose every item it holds.
+            Some(Value::Array(items)) => {
+                matches!(self.value, ConstraintValue::Set(_))
+                    && !items.is_empty()
+                    && items.len() <= MAX_SET_ARGUMENT_ITEMS
+                    && items
+                        .iter()
+                        .all(|item| scalar(item).is_some_and(|v| self.holds_for(&v)))
+            }
+            Some(v) => scalar(v).is_some_and(|v| self.holds_for(&v)),
+            None => false,
+        }
     }
 }
 
@@ -191,6 +319,70 @@ fn parse_number(text: &str) -> Option<ExactNumber> {
     ExactNumber::parse(text).ok()
 }
 
+/// A number, a bare word or a quoted string.
+fn parse_scalar(scope: &str, value: &str) -> Result<ConstraintValue, TokenError> {
+    if let Some(n) = parse_number(value) {
+        return Ok(ConstraintValue::Number(n));
+    }
+    if let Some(inner) = value
+        .strip_prefix('\'')
+        .and_then(|v| v.strip_suffix('\''))
+        .filter(|_| value.len() >= 2)
+    {
+        return unquote(inner).map(ConstraintValue::Word).ok_or_else(|| {
+            invalid(
+                scope,
+                format!(
+                    "quoted value {:?} is not %XX-encoded UTF-8 (see the grammar)",
+                    clip(value)
+                ),
+            )
+        });
+    }
+    if !value.is_empty()
+        && value
+            .chars()
+            .all(|c| is_name_char(c) || matches!(c, '.' | '@' | '/' | '+'))
+    {
+        return Ok(ConstraintValue::Word(value.to_owned()));
+    }
+    Err(invalid(
+        scope,
+        format!(
+            "constraint value {:?} is not a number, word, quoted string or set",
+            clip(value)
+        ),
+    ))
+}
+
+/// Splits `text` at the commas outside quotes and brackets; `None` when a quote or bracket is
+/// left open, a bracket closes one never opened, or a brace appears outside quotes.
+fn split_outside_quotes(text: &str) -> Option<Vec<&str>> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut quoted = false;
+    let mut depth = 0usize;
+    for (i, c) in text.char_indices() {
+        match c {
+            '\'' => quoted = !quoted,
+            _ if quoted => {}
+            '[' => depth += 1,
+            ']' => depth = depth.checked_sub(1)?,
+            '{' | '}' => return None,
+            ',' if depth == 0 => {
+                parts.push(text.get(start..i)?);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if quoted || depth != 0 {
+        return None;
+    }
+    parts.push(text.get(start..)?);
+    Some(parts)
+}
+
 fn parse_constraint(scope: &str, text: &str) -> Result<Constraint, TokenError> {
     let op_at = text.find(['<', '>', '=']).ok_or_else(|| {
         invalid(
@@ -219,24 +411,26 @@ fn parse_constraint(scope: &str, text: &str) -> Result<Constraint, TokenError> {
             format!("constraint name {:?} is not a name", clip(name)),
         ));
     }
-    let value = if let Some(n) = parse_number(value) {
-        ConstraintValue::Number(n)
-    } else if !value.is_empty()
-        && value
-            .chars()
-            .all(|c| is_name_char(c) || matches!(c, '.' | '@' | '/' | '+'))
-    {
-        ConstraintValue::Word(value.to_owned())
+    let value = if let Some(list) = value.strip_prefix('[') {
+        let list = list
+            .strip_suffix(']')
+            .ok_or_else(|| invalid(scope, "a set must end with ]"))?;
+        let items = split_outside_quotes(list)
+            .ok_or_else(|| invalid(scope, "unbalanced quotes or brackets in a set"))?
+            .into_iter()
+            .map(|item| parse_scalar(scope, item))
+            .collect::<Result<Vec<_>, _>>()?;
+        if op != Op::Eq {
+            return Err(invalid(scope, "a set needs =; <, <=, >, >= need a number"));
+        }
+        ConstraintValue::Set(items)
     } else {
-        return Err(invalid(
-            scope,
-            format!("constraint value {:?} is not a number or word", clip(value)),
-        ));
+        parse_scalar(scope, value)?
     };
     if op != Op::Eq && matches!(value, ConstraintValue::Word(_)) {
         return Err(invalid(
             scope,
-            "only = applies to words; <, <=, >, >= need a number",
+            "only = applies to strings; <, <=, >, >= need a number",
         ));
     }
     Ok(Constraint {
@@ -265,11 +459,11 @@ impl Scope {
                 let body = tail
                     .strip_suffix('}')
                     .ok_or_else(|| invalid(text, "constraints must end with }"))?;
-                if body.contains(['{', '}']) {
-                    return Err(invalid(text, "nested braces"));
-                }
-                let list = body
-                    .split(',')
+                let list = split_outside_quotes(body)
+                    .ok_or_else(|| {
+                        invalid(text, "nested braces, or an unbalanced quote or bracket")
+                    })?
+                    .into_iter()
                     .map(|c| parse_constraint(text, c))
                     .collect::<Result<Vec<_>, _>>()?;
                 (head, list)
@@ -297,6 +491,15 @@ impl Scope {
     /// The argument constraints.
     pub fn constraints(&self) -> &[Constraint] {
         &self.constraints
+    }
+
+    /// The arguments this scope fixes to a value or a set of values (`=`, `=[...]`): a call it
+    /// covers cannot pass any other value for them.
+    pub fn fixed_arguments(&self) -> impl Iterator<Item = &str> {
+        self.constraints
+            .iter()
+            .filter(|c| c.fixes_value())
+            .map(|c| c.name.as_str())
     }
 
     fn matches_resource(&self, resource: &[&str]) -> bool {
@@ -363,14 +566,21 @@ impl Scope {
             .iter()
             .filter(|c| c.name == required.name)
             .collect();
-        // A fixed value: the constraint holds for all allowed arguments iff it holds for that value.
-        if let Some(eq) = mine.iter().find(|c| c.op == Op::Eq) {
-            // If the fixed value breaks another of my constraints, I allow no value at all,
-            // and an empty set implies anything.
-            if !mine.iter().all(|c| c.holds_for(&eq.value)) {
-                return true;
-            }
-            return required.holds_for(&eq.value);
+        // Fixed values (`=` or a set): the allowed scalars are those of one fixing constraint
+        // that every constraint of mine holds for (an empty list allows nothing, which implies
+        // anything). Arrays are allowed too when every constraint of mine is a set, with items
+        // from that list; only a set holds for an array, so then `required` must be a set.
+        if let Some(fixed) = mine.iter().find_map(|c| c.fixed_values()) {
+            let allowed: Vec<&ConstraintValue> = fixed
+                .iter()
+                .filter(|v| mine.iter().all(|c| c.holds_for(v)))
+                .collect();
+            let arrays_allowed = !allowed.is_empty()
+                && mine
+                    .iter()
+                    .all(|c| matches!(c.value, ConstraintValue::Set(_)));
+            return allowed.iter().all(|v| required.holds_for(v))
+                && (!arrays_allowed || matches!(required.value, ConstraintValue::Set(_)));
         }
         let ConstraintValue::Number(bound) = &required.value else {
             return false;
@@ -378,7 +588,7 @@ impl Scope {
         fn numeric<'a>(c: &&'a Constraint) -> Option<(Op, &'a ExactNumber)> {
             match &c.value {
                 ConstraintValue::Number(v) => Some((c.op, v)),
-                ConstraintValue::Word(_) => None,
+                ConstraintValue::Word(_) | ConstraintValue::Set(_) => None,
             }
         }
         match required.op {
@@ -572,6 +782,19 @@ impl ScopeSet {
         })
     }
 
+    /// Every scope of the set that covers the request (resource, action and constraints).
+    pub fn covering(&self, request: &ScopeRequest<'_>) -> Vec<&Scope> {
+        let resource: Vec<&str> = request.resource.split('.').collect();
+        self.scopes
+            .iter()
+            .filter(|scope| {
+                scope.matches_action(request.action)
+                    && scope.matches_resource(&resource)
+                    && scope.constraints_hold(request.args)
+            })
+            .collect()
+    }
+
     /// Whether some scope covers the request.
     pub fn covers(&self, request: &ScopeRequest<'_>) -> bool {
         self.check(request).is_ok()
@@ -737,6 +960,91 @@ mod tests {
             Err("guard.constraint_violated"),
         );
         check("x:y{n>=1,n<=3}", "x", "y", json!({"n": 2}), Ok(()));
+        let iban = "pay:send{to='DE89%203704%200044%200532%200130%2000',amount<=120}";
+        check(
+            iban,
+            "pay",
+            "send",
+            json!({"to": "DE89 3704 0044 0532 0130 00", "amount": 120}),
+            Ok(()),
+        );
+        check(
+            iban,
+            "pay",
+            "send",
+            json!({"to": "DE89370400440532013000", "amount": 1}),
+            Err("guard.constraint_violated"),
+        );
+        let mail = "mail:send{to=['alice@acme.example','bob@acme.example']}";
+        for ok in [
+            json!({"to": "alice@acme.example"}),
+            json!({"to": ["bob@acme.example"]}),
+            json!({"to": ["bob@acme.example", "alice@acme.example"]}),
+        ] {
+            check(mail, "mail", "send", ok, Ok(()));
+        }
+        for bad in [
+            json!({"to": "eve@evil.example"}),
+            json!({"to": ["alice@acme.example", "eve@evil.example"]}),
+            json!({"to": []}),
+            json!({"to": [["alice@acme.example"]]}),
+            json!({"to": {"alice@acme.example": 1}}),
+            json!({}),
+        ] {
+            check(mail, "mail", "send", bad, Err("guard.constraint_violated"));
+        }
+        let too_many: Vec<&str> = vec!["alice@acme.example"; MAX_SET_ARGUMENT_ITEMS + 1];
+        check(
+            mail,
+            "mail",
+            "send",
+            json!({ "to": too_many }),
+            Err("guard.constraint_violated"),
+        );
+        // Equal numbers match whatever their spelling; a string never matches a number.
+        check("a:b{n=[1.50,2]}", "a", "b", json!({"n": 1.5}), Ok(()));
+        check(
+            "a:b{n=[1.50,2]}",
+            "a",
+            "b",
+            json!({"n": "2"}),
+            Err("guard.constraint_violated"),
+        );
+        check(
+            "a:b{x='%E2%82%AC 5'}".replace(' ', "%20").as_str(),
+            "a",
+            "b",
+            json!({"x": "€ 5"}),
+            Ok(()),
+        );
+    }
+
+    #[test]
+    fn quote_round_trips_any_text() {
+        for text in [
+            "",
+            "plain",
+            "a b",
+            "it's 100%",
+            "\"quoted\" \\ back",
+            "€ ünï 字",
+            "a,b}]{[",
+        ] {
+            let scope = format!("a:b{{x={}}}", quote(text));
+            assert!(
+                scope
+                    .bytes()
+                    .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\'),
+                "{scope}"
+            );
+            let parsed = Scope::parse(&scope).unwrap();
+            assert_eq!(
+                parsed.constraints()[0].value,
+                ConstraintValue::Word(text.to_owned())
+            );
+            assert!(parsed.constraints()[0].holds(Some(&json!(text))));
+            assert_eq!(Scope::parse(&parsed.to_string()).unwrap(), parsed);
+        }
     }
 
     #[test]
@@ -760,6 +1068,21 @@ mod tests {
             "é:b",
             "a:b{x=$}",
             "a:b{x=1}z",
+            "a:b{x='unterminated}",
+            "a:b{x='a b'}",
+            "a:b{x='a\"b'}",
+            "a:b{x='%zz'}",
+            "a:b{x='%4'}",
+            "a:b{x='%FF'}",
+            "a:b{x<'5'}",
+            "a:b{x=[]}",
+            "a:b{x=[1,]}",
+            "a:b{x=[1}",
+            "a:b{x=1]}",
+            "a:b{x<=[1,2]}",
+            "a:b{x=[[1]]}",
+            "a:b{x=[a b]}",
+            "a:b{x={}}",
         ] {
             let r = Scope::parse(bad);
             assert_eq!(
@@ -768,12 +1091,17 @@ mod tests {
                 "{bad:?} -> {r:?}"
             );
         }
-        assert!(Scope::parse(&format!("a:{}", "b".repeat(300))).is_err());
+        assert!(Scope::parse(&format!("a:{}", "b".repeat(MAX_SCOPE_LEN))).is_err());
     }
 
     #[test]
     fn display_round_trips() {
-        for s in ["a.b:c", "*:*", "a.*:r{x<=5,y=USD,z>-1.5}"] {
+        for s in [
+            "a.b:c",
+            "*:*",
+            "a.*:r{x<=5,y=USD,z>-1.5}",
+            "a:b{to=['a@x.example',5,USD],n='%27,%7D'}",
+        ] {
             assert_eq!(Scope::parse(s).unwrap().to_string(), s);
         }
     }
@@ -792,6 +1120,13 @@ mod tests {
             ("a.b:r{x<5}", "a.b:r{x<5}"),
             ("a.b:r{x=3}", "a.b:r{x<=10,x>=1}"),
             ("a.b:r{x=USD}", "a.b:r{x=USD}"),
+            ("a.b:r{x='USD'}", "a.b:r{x=USD}"),
+            ("a.b:r{x=USD}", "a.b:r{x=[USD,EUR]}"),
+            ("a.b:r{x=[USD]}", "a.b:r{x=[EUR,USD]}"),
+            ("a.b:r{x=[1,3],x>=0}", "a.b:r{x<=3}"),
+            ("a.b:r{x=[1,3],x<=1}", "a.b:r{x=1}"),
+            ("a.b:r{x=[1,3],x=[3,4]}", "a.b:r{x=[3]}"),
+            ("a.b:r{x=5,x=6}", "a.b:r{x=7}"),
             ("", "a:b"),
         ];
         for (a, b) in yes {
@@ -808,6 +1143,13 @@ mod tests {
             ("a.b:r{x=EUR}", "a.b:r{x=USD}"),
             ("a.b:r{y<=1}", "a.b:r{x<=1}"),
             ("*.b:r", "a.b:r"),
+            ("a.b:r{x=[USD,EUR]}", "a.b:r{x=USD}"),
+            ("a.b:r{x=[1,3]}", "a.b:r{x<=2}"),
+            ("a.b:r{x<=3}", "a.b:r{x=[1,2,3]}"),
+            // A set allows arrays of its values, which `=` and bounds never accept.
+            ("a.b:r{x=[USD]}", "a.b:r{x=USD}"),
+            ("a.b:r{x=[1]}", "a.b:r{x<=1}"),
+            ("a.b:r{x='USD%20'}", "a.b:r{x=USD}"),
         ];
         for (a, b) in no {
             assert!(!set(a).is_subset_of(&set(b)), "{a} not within {b}");
@@ -826,10 +1168,21 @@ mod tests {
         (
             prop_oneof![Just("x"), Just("y")],
             prop_oneof![Just("<="), Just("<"), Just(">="), Just(">"), Just("=")],
-            prop_oneof![Just("0"), Just("5"), Just("10"), Just("USD")],
+            prop_oneof![
+                Just("0"),
+                Just("5"),
+                Just("10"),
+                Just("USD"),
+                Just("'USD'"),
+                Just("'U%20S'"),
+                Just("[5]"),
+                Just("[0,5]"),
+                Just("[USD,10]"),
+                Just("[USD,'U%20S']"),
+            ],
         )
-            .prop_filter_map("words only with =", |(n, op, v)| {
-                (op == "=" || v != "USD").then(|| format!("{n}{op}{v}"))
+            .prop_filter_map("strings and sets only with =", |(n, op, v)| {
+                (op == "=" || v.parse::<i64>().is_ok()).then(|| format!("{n}{op}{v}"))
             })
     }
 
@@ -866,7 +1219,12 @@ mod tests {
                 Just(json!(10)),
                 Just(json!(11)),
                 Just(json!("USD")),
-                Just(json!("EUR"))
+                Just(json!("EUR")),
+                Just(json!("U S")),
+                Just(json!(["USD"])),
+                Just(json!([5, "USD"])),
+                Just(json!([0, 5])),
+                Just(json!([]))
             ]),
             proptest::option::of(prop_oneof![
                 Just(json!(0)),
@@ -921,6 +1279,17 @@ mod tests {
             let request = ScopeRequest::new(&resource, &action).with_args(&args);
             if a.is_subset_of(&b) && b.is_subset_of(&a) {
                 prop_assert_eq!(a.covers(&request), b.covers(&request));
+            }
+        }
+
+        /// Any text quoted is a valid scope value that holds for exactly that string.
+        #[test]
+        fn quote_holds_exactly_its_text(text in "\\PC{0,30}", other in "\\PC{0,30}") {
+            let scope = Scope::parse(&format!("a:b{{x={}}}", quote(&text)));
+            if quote(&text).len() + 6 <= MAX_SCOPE_LEN {
+                let scope = scope.unwrap();
+                prop_assert!(scope.constraints()[0].holds(Some(&json!(text))));
+                prop_assert_eq!(scope.constraints()[0].holds(Some(&json!(other))), other == text);
             }
         }
 

@@ -676,6 +676,7 @@ impl Verifier {
             dlg: wire.dlg.unwrap_or_default(),
             budget: wire.budget,
             person: wire.person,
+            intent: wire.intent,
         })
     }
 }

@@ -57,11 +57,12 @@ pub mod token {
         CachingVerifier, Claims, ClientAssertion, Clock, Confirmation, Constraint, ConstraintValue,
         DEFAULT_LEEWAY_SECS, DEFAULT_MAX_DELEGATION_DEPTH, DEFAULT_MAX_TTL_SECS, DEFAULT_TTL_SECS,
         DelegationHop, DpopProof, DpopRequest, DpopVerifier, Entropy, ExactNumber, FixedClock,
-        InMemoryRevocationSet, IssuedToken, Issuer, MAX_ASSERTION_LIFETIME_SECS, MAX_LEEWAY_SECS,
-        MAX_SCOPE_LEN, MAX_SCOPES, MAX_TOKEN_BYTES, Op, PersonClaim, RequiredClaim, Revocation,
-        RevocationSet, Scope, ScopeDenial, ScopeRequest, ScopeSet, SystemClock, SystemEntropy,
-        TaskClaim, Token, TokenError, TokenRequest, UnverifiedClientAssertion, UnverifiedToken,
-        Verifier, codes, create_client_assertion, create_dpop_proof,
+        InMemoryRevocationSet, IntentClaim, IssuedToken, Issuer, MAX_ASSERTION_LIFETIME_SECS,
+        MAX_LEEWAY_SECS, MAX_SCOPE_LEN, MAX_SCOPES, MAX_SET_ARGUMENT_ITEMS, MAX_TOKEN_BYTES, Op,
+        PersonClaim, RequiredClaim, Revocation, RevocationSet, Scope, ScopeDenial, ScopeRequest,
+        ScopeSet, SystemClock, SystemEntropy, TaskClaim, Token, TokenError, TokenRequest,
+        UnverifiedClientAssertion, UnverifiedToken, Verifier, codes, create_client_assertion,
+        create_dpop_proof, quote,
     };
 }
 

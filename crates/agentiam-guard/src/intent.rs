@@ -1,0 +1,104 @@
+//! How a call stands against the task's declared intent.
+//!
+//! An intent is a task token narrowed to what the user asked for before the agent read anything
+//! untrusted (`TokenRequest::declaring_intent`, `ExchangeRequest::declaring_intent`): its scopes
+//! fix, where the request fixes them, the values of the arguments that decide what a call does
+//! (`payments:send{recipient='DE89%203704…',amount<=120}`, `mail:send{to=['alice@acme.example']}`).
+//! A call whose every such argument is fixed by the intent is *intent-bound*: an injection read
+//! later cannot have chosen it. Policy sees this as `context.intent`.
+//!
+//! The guard trusts an intent only while the task of the tokens it was declared from is
+//! untainted ([`Principal::intent_ancestry_key`]): taint under the intent's own task key came
+//! after the intent existed, taint under its ancestors' may have come before and chosen it.
+
+use agentiam_token::ScopeRequest;
+use serde_json::Value;
+
+use crate::request::{Principal, ToolSpec};
+
+/// A call measured against the principal's declared intent; policy reads it as
+/// `context.intent` (`declared`, `bound`, `fixed`, `free`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IntentCheck {
+    /// The credential carries a declared intent.
+    pub declared: bool,
+    /// Nothing untrusted was read under the tokens the intent was declared from.
+    pub trusted: bool,
+    /// The call's arguments that the intent fixes to a value or set, in the scope covering the call.
+    pub fixed: Vec<String>,
+    /// The call's arguments that matter (the tool's intent arguments, or all of them) and that
+    /// the intent leaves free to take any value, sorted.
+    pub free: Vec<String>,
+}
+
+impl IntentCheck {
+    /// No declared intent.
+    pub fn undeclared() -> Self {
+        Self::default()
+    }
+
+    /// Whether the call is intent-bound: a trusted intent fixes every argument that matters.
+    pub fn is_bound(&self) -> bool {
+        self.declared && self.trusted && self.free.is_empty()
+    }
+
+    /// Measures a call already covered by the principal's scopes. Of the scopes that cover it,
+    /// the one leaving the fewest arguments free counts.
+    pub(crate) fn of(
+        principal: &Principal,
+        tool: &ToolSpec,
+        arguments: &Value,
+        trusted: bool,
+    ) -> Self {
+        if principal.intent().is_none() {
+            return Self::undeclared();
+        }
+        let present: Vec<&str> = match arguments {
+            Value::Object(map) => map.keys().map(String::as_str).collect(),
+            _ => Vec::new(),
+        };
+        let matters: Vec<&str> = match tool.intent_arguments() {
+            Some(names) => present
+                .iter()
+                .copied()
+                .filter(|p| names.iter().any(|n| n == p))
+                .collect(),
+            None => present,
+        };
+        let request = ScopeRequest::new(tool.resource(), tool.action()).with_args(arguments);
+        let best = principal
+            .scopes()
+            .covering(&request)
+            .into_iter()
+            .map(|scope| {
+                let fixed: Vec<&str> = scope.fixed_arguments().collect();
+                let mut free: Vec<String> = matters
+                    .iter()
+                    .filter(|m| !fixed.contains(m))
+                    .map(|m| (*m).to_owned())
+                    .collect();
+                free.sort();
+                let mut fixed: Vec<String> = fixed
+                    .into_iter()
+                    .filter(|f| matters.contains(f))
+                    .map(str::to_owned)
+                    .collect();
+                fixed.sort();
+                fixed.dedup();
+                (fixed, free)
+            })
+            .min_by_key(|(_, free)| free.len());
+        let (fixed, free) = best.unwrap_or_else(|| {
+            // Not covered (the scope check refuses such calls first): everything is free.
+            let mut free: Vec<String> = matters.iter().map(|m| (*m).to_owned()).collect();
+            free.sort();
+            (Vec::new(), free)
+        });
+        Self {
+            declared: true,
+            trusted,
+            fixed,
+            free,
+        }
+    }
+}
