@@ -271,6 +271,59 @@ fn depth_is_capped_and_revocation_cascades() {
 }
 
 #[test]
+fn a_declared_intent_is_carried_down_the_chain_and_never_dropped_or_replaced() {
+    let w = world("mail:send a:b");
+    let root = w.root("mail:send a:b", 600);
+    assert!(root.claims.intent.is_none());
+    let declare = |parent: &str| {
+        w.exchanger().exchange(
+            &ExchangeRequest::new(parent, &w.root_agent, AUD)
+                .with_scopes(ScopeSet::parse("mail:send{to=['alice@acme.example']}").unwrap())
+                .declaring_intent(),
+        )
+    };
+    let intent = declare(&root.token).unwrap();
+    let id = intent
+        .claims
+        .intent
+        .clone()
+        .expect("the exchange declared an intent");
+    assert_eq!(Some(&id.id), intent.claims.jti.as_ref());
+    assert!(intent.claims.dlg[0].intent.is_none(), "the root had none");
+    assert_eq!(
+        declare(&intent.token).unwrap_err().code(),
+        "delegation.intent_redeclared"
+    );
+    let child = w
+        .exchanger()
+        .exchange(&ExchangeRequest::new(&intent.token, &agent("sub"), AUD))
+        .unwrap();
+    assert_eq!(child.claims.intent.as_ref(), Some(&id));
+    assert_eq!(child.claims.dlg[1].intent.as_ref(), Some(&id));
+    assert!(w.verifier().verify(&child.token).is_ok());
+    // A chain that drops the intent, or swaps in another, does not verify.
+    let mut dropped = child.claims.clone();
+    dropped.intent = None;
+    let mut replaced = child.claims.clone();
+    replaced.intent = Some(IntentClaim {
+        id: "attacker".into(),
+    });
+    let mut hop_dropped = child.claims.clone();
+    hop_dropped.dlg[1].intent = None;
+    for forged in [dropped, replaced, hop_dropped] {
+        assert_eq!(
+            w.verifier()
+                .verify(&w.issuer.sign(&forged).unwrap())
+                .unwrap_err()
+                .code(),
+            "delegation.broken_chain",
+            "{:?}",
+            forged.intent
+        );
+    }
+}
+
+#[test]
 fn verifiers_recheck_the_chain_even_if_a_broker_signed_a_widening() {
     let w = world("a:b");
     let root = w.root("a:b", 600);

@@ -4,8 +4,9 @@
 //! untrusted (`TokenRequest::declaring_intent`, `ExchangeRequest::declaring_intent`): its scopes
 //! fix, where the request fixes them, the values of the arguments that decide what a call does
 //! (`payments:send{recipient='DE89%203704…',amount<=120}`, `mail:send{to=['alice@acme.example']}`).
-//! A call whose every such argument is fixed by the intent is *intent-bound*: an injection read
-//! later cannot have chosen it. Policy sees this as `context.intent`.
+//! A call whose every such argument the intent constrains (to a value, a set or a range) is
+//! *intent-bound*: an injection read later cannot have chosen it beyond what the user allowed.
+//! Policy sees this as `context.intent`.
 //!
 //! The guard trusts an intent only while the task of the tokens it was declared from is
 //! untainted ([`Principal::intent_ancestry_key`]): taint under the intent's own task key came
@@ -24,7 +25,8 @@ pub struct IntentCheck {
     pub declared: bool,
     /// Nothing untrusted was read under the tokens the intent was declared from.
     pub trusted: bool,
-    /// The call's arguments that the intent fixes to a value or set, in the scope covering the call.
+    /// The call's arguments that matter and that the intent constrains (to a value, a set or a
+    /// range) in the scope covering the call, sorted.
     pub fixed: Vec<String>,
     /// The call's arguments that matter (the tool's intent arguments, or all of them) and that
     /// the intent leaves free to take any value, sorted.
@@ -37,7 +39,7 @@ impl IntentCheck {
         Self::default()
     }
 
-    /// Whether the call is intent-bound: a trusted intent fixes every argument that matters.
+    /// Whether the call is intent-bound: a trusted intent constrains every argument that matters.
     pub fn is_bound(&self) -> bool {
         self.declared && self.trusted && self.free.is_empty()
     }
@@ -71,7 +73,7 @@ impl IntentCheck {
             .covering(&request)
             .into_iter()
             .map(|scope| {
-                let fixed: Vec<&str> = scope.fixed_arguments().collect();
+                let fixed: Vec<&str> = scope.constrained_arguments().collect();
                 let mut free: Vec<String> = matters
                     .iter()
                     .filter(|m| !fixed.contains(m))

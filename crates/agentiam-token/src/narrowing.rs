@@ -60,21 +60,26 @@ pub fn check_chain(claims: &Claims, max_depth: usize) -> Result<(), TokenError> 
             "{depth} delegation records but {acts} actors"
         )));
     }
-    // An intent, once declared, stays: every later hop and the token carry the same one.
-    let intents = claims
+    // An intent, once declared, stays: the token that declared it is the first to carry it
+    // (its `jti` is the intent's id), and every later hop and the token carry the same one.
+    let carriers = claims
         .dlg
         .iter()
-        .map(|hop| hop.intent.as_ref())
-        .chain(std::iter::once(claims.intent.as_ref()));
+        .map(|hop| (hop.jti.as_deref(), hop.intent.as_ref()))
+        .chain(std::iter::once((
+            claims.jti.as_deref(),
+            claims.intent.as_ref(),
+        )));
     let mut declared = None;
-    for intent in intents {
+    for (jti, intent) in carriers {
         match (declared, intent) {
-            (None, found) => declared = found,
+            (None, None) => {}
+            (None, Some(i)) if jti == Some(i.id.as_str()) => declared = Some(i),
             (Some(d), Some(i)) if d == i => {}
-            (Some(d), _) => {
+            (None, Some(i)) | (Some(i), _) => {
                 return Err(TokenError::BrokenChain(format!(
-                    "intent {} declared by an ancestor was dropped or replaced",
-                    clip(&d.id)
+                    "intent {} is not carried from the token that declared it",
+                    clip(&i.id)
                 )));
             }
         }

@@ -246,12 +246,6 @@ impl Constraint {
         }
     }
 
-    /// Whether the constraint fixes the argument to a finite set of values (`=` or a set):
-    /// an argument it constrains is not free to take any other value.
-    pub fn fixes_value(&self) -> bool {
-        self.op == Op::Eq
-    }
-
     /// Whether the argument `value` (JSON) satisfies this constraint.
     pub fn holds(&self, value: Option<&Value>) -> bool {
         fn scalar(value: &Value) -> Option<ConstraintValue> {
@@ -493,13 +487,10 @@ impl Scope {
         &self.constraints
     }
 
-    /// The arguments this scope fixes to a value or a set of values (`=`, `=[...]`): a call it
-    /// covers cannot pass any other value for them.
-    pub fn fixed_arguments(&self) -> impl Iterator<Item = &str> {
-        self.constraints
-            .iter()
-            .filter(|c| c.fixes_value())
-            .map(|c| c.name.as_str())
+    /// The arguments this scope constrains (to a value, a set or a range): a call it covers
+    /// passes them only within what the scope says.
+    pub fn constrained_arguments(&self) -> impl Iterator<Item = &str> {
+        self.constraints.iter().map(|c| c.name.as_str())
     }
 
     fn matches_resource(&self, resource: &[&str]) -> bool {
