@@ -79,6 +79,10 @@ pub struct ApprovalRequest {
     /// Where the session's taint came from, sorted (signed over; empty when untainted).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub taint_sources: Vec<String>,
+    /// The task's declared intent and which arguments of this call it leaves free (signed over;
+    /// absent when the credential declares none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<crate::IntentCheck>,
 }
 
 /// Everything an approval signs: the call, the service, and what the approver is shown.
@@ -97,6 +101,9 @@ pub(crate) struct HashedCall<'a> {
     pub(crate) task: Option<&'a str>,
     pub(crate) tool: &'a str,
     pub(crate) v: &'static str,
+    /// Absent (not `null`) without an intent, so the digests of other calls stay as they were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) intent: Option<&'a crate::IntentCheck>,
 }
 
 /// The session's taint sources as an approval shows and signs them: sorted, once each.
@@ -109,7 +116,7 @@ pub(crate) fn shown_taint(sources: &[String]) -> Vec<String> {
 
 impl ApprovalRequest {
     /// The digest of what this request shows (tool, arguments, chain, task, nonce, expiry,
-    /// service, risk, reason, policies, taint sources and anomaly).
+    /// service, risk, reason, policies, taint sources, anomaly and intent).
     /// [`Approval::sign`] signs only a request whose `digest` equals it.
     pub fn computed_digest(&self) -> Result<String, GuardError> {
         digest_of(&self.hashed()).map_err(GuardError::ApprovalMalformed)
@@ -130,6 +137,7 @@ impl ApprovalRequest {
             task: self.task.as_deref(),
             tool: &self.tool,
             v: APPROVAL_CONTEXT,
+            intent: self.intent.as_ref(),
         }
     }
 }
@@ -187,6 +195,8 @@ struct ShownPart<'a> {
     risk: Risk,
     taint: &'a [String],
     v: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    intent: Option<&'a crate::IntentCheck>,
 }
 
 fn sha256_jcs(value: &impl Serialize) -> Result<String, String> {
@@ -224,6 +234,7 @@ pub(crate) fn digest_of(call: &HashedCall<'_>) -> Result<String, String> {
         risk: call.risk,
         taint: call.taint,
         v: call.v,
+        intent: call.intent,
     })
 }
 

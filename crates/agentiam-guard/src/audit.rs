@@ -49,6 +49,7 @@ struct Pending {
     outcome: agentiam_telemetry::Decision,
     approval: Option<String>,
     anomaly: Option<agentiam_telemetry::AnomalyRecord>,
+    intent: Option<agentiam_telemetry::IntentRecord>,
 }
 
 /// Writes every decision to an [`AuditLog`] from a worker thread.
@@ -84,6 +85,7 @@ impl Pending {
             outcome,
             approval: None,
             anomaly: None,
+            intent: None,
         }
     }
 }
@@ -222,6 +224,7 @@ fn to_event(p: Pending, redaction: &RedactionPolicy) -> AuditEvent {
     event.token_jti = p.jti;
     event.approval_ref = p.approval;
     event.anomaly = p.anomaly;
+    event.intent = p.intent;
     event.output_sha256 = p.output_sha256;
     event.tool = Some(
         match redaction.tool_call(&p.tool, p.call_id.as_deref(), &p.arguments) {
@@ -282,6 +285,14 @@ impl DecisionSink for AuditSink {
                 findings: a.findings.clone(),
                 score: a.score,
             });
+        pending.intent = decision.intent().map(|i| agentiam_telemetry::IntentRecord {
+            bound: i.is_bound(),
+            fixed: i.fixed.clone(),
+            free: i.free.clone(),
+            id: i.id.clone(),
+            scopes: i.scopes.clone(),
+            trusted: i.trusted,
+        });
         self.enqueue(pending)
     }
 

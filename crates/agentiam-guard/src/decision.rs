@@ -5,6 +5,7 @@ use std::fmt;
 
 use crate::approval::ApprovalRequest;
 use crate::codes;
+use crate::intent::IntentCheck;
 
 /// The guard's answer for one call. Errors while deciding are [`Decision::Deny`]s: the guard fails closed.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +64,28 @@ impl Decision {
         }
     }
 
+    /// How the call stood against the task's declared intent, when the credential declares one
+    /// and the guard got as far as measuring it (past the scope check).
+    pub fn intent(&self) -> Option<&IntentCheck> {
+        match self {
+            Self::Allow(a) => a.intent.as_ref(),
+            Self::Deny(d) => d.intent.as_ref(),
+            Self::NeedsConfirmation(r) => r.intent.as_ref(),
+        }
+    }
+
+    /// Attaches the intent measurement (the guard does this for every decision past it).
+    pub(crate) fn with_intent(mut self, intent: &IntentCheck) -> Self {
+        let intent = intent.declared.then(|| intent.clone());
+        match &mut self {
+            Self::Allow(a) => a.intent = intent,
+            Self::Deny(d) => d.intent = intent,
+            // The request was built with it, and signed over it.
+            Self::NeedsConfirmation(_) => {}
+        }
+        self
+    }
+
     /// What the behaviour check found unusual about the call, if anything.
     pub fn anomaly(&self) -> Option<&Anomaly> {
         match self {
@@ -96,6 +119,8 @@ pub struct Allowance {
     pub approver: Option<String>,
     /// What the behaviour check found unusual (an allowed call is still recorded as an anomaly).
     pub anomaly: Option<Anomaly>,
+    /// How the call stood against the task's declared intent (intent-bound or not).
+    pub intent: Option<IntentCheck>,
 }
 
 /// What the behaviour check found unusual about a call: its score and explanations.
@@ -115,6 +140,7 @@ pub struct Denial {
     message: String,
     policies: Vec<String>,
     anomaly: Option<Anomaly>,
+    intent: Option<IntentCheck>,
 }
 
 impl Denial {
@@ -125,6 +151,7 @@ impl Denial {
             message: message.into(),
             policies: Vec::new(),
             anomaly: None,
+            intent: None,
         }
     }
 

@@ -197,6 +197,7 @@ impl Guard {
                 task: principal.task(),
                 tool,
                 v: APPROVAL_CONTEXT,
+                intent: None,
             },
         )
         .unwrap_or(false)
@@ -324,7 +325,8 @@ impl Guard {
         }
         let decision = self
             .decide_policy(request, session, &intent, tool, now, anomaly.as_ref())
-            .with_anomaly(anomaly);
+            .with_anomaly(anomaly)
+            .with_intent(&intent);
         self.spend_budgets(principal, decision, now)
     }
 
@@ -554,9 +556,9 @@ impl Guard {
             ),
             PolicyOutcome::Error { code, message } => Decision::deny(code, message),
             PolicyOutcome::Confirm { code, policies } => match request.approval {
-                None => {
-                    self.confirmation_request(request, session, tool, now, code, policies, anomaly)
-                }
+                None => self.confirmation_request(
+                    request, session, intent, tool, now, code, policies, anomaly,
+                ),
                 Some(approval) => {
                     // What the approver must have been shown, as this guard sees it now.
                     let taint = shown_taint(&session.taint_sources);
@@ -575,6 +577,7 @@ impl Guard {
                         task: principal.task(),
                         tool: tool.name(),
                         v: APPROVAL_CONTEXT,
+                        intent: intent.declared.then_some(intent),
                     };
                     if let Err(why) = check_approval(
                         approval,
@@ -611,7 +614,7 @@ impl Guard {
                         Ok(true) => Decision::Allow(Allowance {
                             approval: Some(approval.nonce.clone()),
                             approver: Some(approval.approver.clone()),
-                            anomaly: None,
+                            ..Allowance::default()
                         }),
                         Ok(false) => {
                             Decision::deny(codes::CONFIRMATION_INVALID, "approval was already used")
@@ -630,6 +633,7 @@ impl Guard {
         &self,
         request: &GuardRequest<'_>,
         session: &SessionContext,
+        intent: &IntentCheck,
         tool: &ToolSpec,
         now: i64,
         code: String,
@@ -660,6 +664,7 @@ impl Guard {
             task: request.principal.task(),
             tool: tool.name(),
             v: APPROVAL_CONTEXT,
+            intent: intent.declared.then_some(intent),
         }) {
             Ok(d) => d,
             Err(e) => return Decision::deny(codes::ARGUMENTS_INVALID, e),
@@ -678,6 +683,7 @@ impl Guard {
             anomaly: anomaly.cloned(),
             audience: self.service.clone(),
             taint_sources,
+            intent: intent.declared.then(|| intent.clone()),
         }))
     }
 }

@@ -18,11 +18,19 @@ use serde_json::Value;
 use crate::request::{Principal, ToolSpec};
 
 /// A call measured against the principal's declared intent; policy reads it as
-/// `context.intent` (`declared`, `bound`, `fixed`, `free`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// `context.intent` (`declared`, `bound`, `trusted`, `fixed`, `free`). Decisions carry it
+/// ([`Decision::intent`](crate::Decision::intent)) for the activity log and for the human
+/// an [`ApprovalRequest`](crate::ApprovalRequest) shows it to (signed over).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IntentCheck {
     /// The credential carries a declared intent.
     pub declared: bool,
+    /// The intent's id (the `jti` of the token that declared it); empty when none is declared.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    /// The declared intent: the credential's scopes; empty when none is declared.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scopes: String,
     /// Nothing untrusted was read under the tokens the intent was declared from.
     pub trusted: bool,
     /// The call's arguments that matter and that the intent constrains (to a value, a set or a
@@ -52,9 +60,9 @@ impl IntentCheck {
         arguments: &Value,
         trusted: bool,
     ) -> Self {
-        if principal.intent().is_none() {
+        let Some(id) = principal.intent() else {
             return Self::undeclared();
-        }
+        };
         let present: Vec<&str> = match arguments {
             Value::Object(map) => map.keys().map(String::as_str).collect(),
             _ => Vec::new(),
@@ -98,6 +106,8 @@ impl IntentCheck {
         });
         Self {
             declared: true,
+            id: id.to_owned(),
+            scopes: principal.scopes().to_string(),
             trusted,
             fixed,
             free,

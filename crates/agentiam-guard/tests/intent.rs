@@ -172,6 +172,11 @@ fn an_intent_bound_call_runs_in_a_tainted_session_without_a_human() {
     let pay = json!({"recipient": IBAN, "amount": 99});
     let d = w.call(&session, "send_money", &pay);
     assert!(d.is_allowed(), "{d:?}");
+    let measured = d
+        .intent()
+        .expect("the decision says how it stood against the intent");
+    assert!(measured.is_bound() && measured.free.is_empty());
+    assert_eq!(measured.fixed, ["amount", "recipient"]);
     // Subject and body are the agent's words: they do not matter for where the mail goes.
     let reply = json!({"to": "alice@acme.example", "subject": "Re: bill", "body": "Paid."});
     assert!(w.call(&session, "send_email", &reply).is_allowed());
@@ -248,6 +253,63 @@ fn a_call_the_intent_leaves_an_argument_of_free_waits_for_a_human_and_names_it()
     );
     assert!(matches!(d, Decision::Deny(_)), "{d:?}");
     assert_eq!(d.code(), Some("guard.intent_unbound"));
+}
+
+#[test]
+fn the_human_sees_the_declared_intent_and_the_free_argument_and_signs_over_them() {
+    let w = world();
+    let human = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let guard = Guard::builder(PolicyEngine::default_policy().unwrap())
+        .service(AUD)
+        .clock(w.clock.clone())
+        .shared_state(w.state.clone())
+        .approvers(
+            ApproverKeys::new()
+                .add("alice", human.public_key().clone())
+                .unwrap(),
+        )
+        .tool(
+            ToolSpec::new("fetch", Risk::Medium)
+                .with_scope("web", "fetch")
+                .with_untrusted_output(),
+        )
+        .build()
+        .unwrap();
+    let intent = "mail:read web:fetch";
+    let session = w.session(&w.intent_token("t-shown", intent));
+    w.read_injected_mail(&session);
+    let fetch = json!({"url": "https://acme.example/agenda"});
+    let context = session.context();
+    let ask = GuardRequest::new(session.principal(), "fetch", &fetch).with_session(&context);
+    let Decision::NeedsConfirmation(request) = guard.decide(&ask) else {
+        panic!("a free URL in a tainted session waits for a human")
+    };
+    let shown = request
+        .intent
+        .clone()
+        .expect("the request shows the intent");
+    assert_eq!(shown.free, ["url"]);
+    assert_eq!(shown.scopes, intent);
+    assert!(shown.trusted && shown.declared);
+    // The agent relays the request; if it hides the free argument, the signature does not fit.
+    let mut edited = (*request).clone();
+    edited.intent.as_mut().unwrap().free.clear();
+    assert!(
+        Approval::sign(&edited, &human).is_err(),
+        "the digest no longer matches"
+    );
+    edited.digest = edited.computed_digest().unwrap();
+    let forged = Approval::sign(&edited, &human).unwrap();
+    let d = guard.decide(&ask.clone().with_approval(&forged));
+    assert_eq!(d.code(), Some("guard.confirmation_invalid"), "{d:?}");
+    // What the human was really shown opens the call, and the decision records the intent.
+    let approval = Approval::sign(&request, &human).unwrap();
+    let d = guard.decide(&ask.with_approval(&approval));
+    assert!(d.is_allowed(), "{d:?}");
+    assert_eq!(
+        d.intent().map(|i| i.free.clone()),
+        Some(vec!["url".to_owned()])
+    );
 }
 
 #[test]
@@ -377,4 +439,80 @@ fn every_argument_counts_when_the_tool_names_none() {
     assert_eq!(d.code(), Some("guard.intent_unbound"), "{d:?}");
     let args = json!({"recipient": IBAN, "amount": 100});
     assert!(w.call(&session, "send_money", &args).is_allowed());
+}
+
+#[test]
+fn the_activity_log_records_the_declared_intent_and_what_each_call_left_free() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(
+        agentiam_telemetry::AuditLog::open_dir(
+            dir.path(),
+            agentiam_telemetry::LogConfig::new("test/intent"),
+            None,
+        )
+        .unwrap(),
+    );
+    let policy = PolicyEngine::default_policy().unwrap();
+    let sink = Arc::new(AuditSink::new(
+        log.clone(),
+        agentiam_telemetry::RedactionPolicy::default(),
+        policy.version(),
+        64,
+    ));
+    let guard = Guard::builder(policy)
+        .service(AUD)
+        .clock(w.clock.clone())
+        .shared_state(w.state.clone())
+        .sink(sink.clone())
+        .tools([
+            ToolSpec::new("read_mail", Risk::Low)
+                .with_scope("mail", "read")
+                .with_untrusted_output(),
+            ToolSpec::new("send_money", Risk::High).with_scope("payments", "send"),
+        ])
+        .build()
+        .unwrap();
+    let interceptor = ToolInterceptor::new(guard);
+    let session = w.session(&w.intent_token("t-log", &pay_intent()));
+    let read = json!({});
+    assert!(
+        interceptor
+            .before(&session, &ToolCall::new("read_mail", &read))
+            .is_allowed()
+    );
+    interceptor.after(&session, &ToolCall::new("read_mail", &read), "hi", false);
+    let bound = json!({"recipient": IBAN, "amount": 10});
+    assert!(
+        interceptor
+            .before(&session, &ToolCall::new("send_money", &bound))
+            .is_allowed()
+    );
+    let free = json!({"recipient": IBAN, "amount": 10, "memo": "x"});
+    let d = interceptor.before(&session, &ToolCall::new("send_money", &free));
+    assert_eq!(d.code(), Some("guard.intent_unbound"));
+    sink.drain().unwrap();
+    log.flush().unwrap();
+    let text: String = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap_or_default())
+        .collect();
+    let calls: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| v.get("event").cloned().unwrap_or(v))
+        .filter(|e| e["kind"] == "tool_call")
+        .collect();
+    assert_eq!(calls.len(), 3, "{text}");
+    let intent_id = session.principal().intent().unwrap();
+    for call in &calls {
+        assert_eq!(call["intent"]["id"], intent_id, "{call}");
+        assert_eq!(call["intent"]["scopes"], pay_intent());
+        assert_eq!(call["intent"]["trusted"], true);
+    }
+    assert_eq!(calls[1]["intent"]["bound"], true);
+    assert_eq!(calls[1]["intent"]["fixed"], json!(["amount", "recipient"]));
+    assert_eq!(calls[2]["intent"]["bound"], false);
+    assert_eq!(calls[2]["intent"]["free"], json!(["memo"]));
+    assert_eq!(calls[2]["decision"]["outcome"], "escalate");
 }

@@ -64,6 +64,27 @@ pub struct AnomalyRecord {
     pub score: u8,
 }
 
+/// How a tool call stood against the task's declared intent (the guard's `IntentCheck`):
+/// the intent, and which of the arguments that matter it constrained or left free.
+/// Fields are in alphabetical order, so serde_json writes them canonically.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntentRecord {
+    /// The intent is trusted and constrains every argument that matters.
+    pub bound: bool,
+    /// Arguments that matter which the intent constrains.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fixed: Vec<String>,
+    /// Arguments that matter which the intent leaves free.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub free: Vec<String>,
+    /// The intent's id (the `jti` of the token that declared it).
+    pub id: String,
+    /// The declared intent: the credential's scopes.
+    pub scopes: String,
+    /// Nothing untrusted was read under the tokens the intent was declared from.
+    pub trusted: bool,
+}
+
 /// A piece of content: its hash always, the text only when the policy records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContentRef {
@@ -119,6 +140,9 @@ pub struct AuditEvent {
     /// What the agent was asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<ContentRef>,
+    /// How the call stood against the task's declared intent, when it declared one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<IntentRecord>,
     /// Kind of event: `tool_call`, `http_request`, `token_issued`, `agent_invocation`, ...
     pub kind: String,
     /// The principal (human or service) on whose behalf the agent acts.
@@ -294,6 +318,7 @@ impl AuditEvent {
             trace_id: None,
             span_id: None,
             input: None,
+            intent: None,
             tool: None,
             data_accessed: Vec::new(),
             decision,

@@ -27,8 +27,8 @@ mod verify;
 pub use checkpoint::{Checkpoint, NoteSigner, NoteVerifier};
 pub use error::AuditError;
 pub use event::{
-    AgentRef, AnomalyRecord, AuditEvent, ContentRef, Decision, EVENT_SCHEMA_VERSION, Outcome,
-    REDACTED, RedactionPolicy, ToolCall, sha256_hex,
+    AgentRef, AnomalyRecord, AuditEvent, ContentRef, Decision, EVENT_SCHEMA_VERSION, IntentRecord,
+    Outcome, REDACTED, RedactionPolicy, ToolCall, sha256_hex,
 };
 pub use log::{AuditLog, Durability, LogConfig, Receipt};
 pub use record::{GENESIS, Record};

@@ -138,6 +138,7 @@ pub fn pending_record(
         anomaly: None,
         audience: Some("ledger".into()),
         taint_sources: vec!["https://vendor.example/invoice".into()],
+        intent: None,
     };
     request.digest = request.computed_digest().unwrap();
     ApprovalRecord {
