@@ -41,6 +41,7 @@ from ._native import (
     SigningKey,
     Verifier,
     attenuate,
+    scope_quote,
     sign_approval,
 )
 from ._native import __version__ as __version__
@@ -75,6 +76,7 @@ __all__ = [
     "revoke_at_broker",
     "sanitize",
     "scan",
+    "scope_quote",
     "sign_approval",
     "spotlight",
     "encoder_status",

@@ -108,10 +108,13 @@ def request_token(
     audience: str,
     task_id: str,
     purpose: str = "",
+    intent: bool = False,
 ) -> dict[str, Any]:
     """A task token from the broker (`POST /oauth2/token`, client credentials with a fresh
     `private_key_jwt` assertion and the identity's attestation evidence). Returns the token
-    response (`access_token`, `token_type`, `expires_in`, `scope`); raises `BrokerError`."""
+    response (`access_token`, `token_type`, `expires_in`, `scope`); raises `BrokerError`.
+    `intent=True` declares `scope` the task's intent: what the user asked for, fixed before
+    the agent reads anything untrusted (write exact values with `scope_quote`)."""
     endpoint = base_url.rstrip("/") + "/oauth2/token"
     form = urllib.parse.urlencode(
         [
@@ -123,6 +126,7 @@ def request_token(
             ("audience", audience),
             ("task_id", task_id),
             ("task_purpose", purpose),
+            *([("task_intent", "true")] if intent else []),
         ]
     ).encode()
     request = urllib.request.Request(

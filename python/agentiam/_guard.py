@@ -487,6 +487,7 @@ class Guard:
         redact: Sequence[str] = (),
         description: str | None = None,
         input_schema: Mapping[str, Any] | None = None,
+        intent_arguments: Sequence[str] | None = None,
     ) -> Callable[[F], F]:
         """Guard a tool. `scope` is the `resource:action` a token needs (default `<name>:call`);
         `risk` one of low, medium, high, irreversible (high when not stated, so a tool nobody
@@ -498,10 +499,24 @@ class Guard:
         refused at the first call (`guard.tool_poisoning`); `guard.manifest()` lists them for
         the agent's identity. Works on functions and coroutine functions, and returns a real
         function with the original signature and docstring. Generator functions are refused
-        (`TypeError`): their body would run when iterated, after the decision."""
+        (`TypeError`): their body would run when iterated, after the decision.
+        `intent_arguments` names the arguments that decide what a call does and to whom (a
+        payment's recipient and amount, not a message's body): with a token that declares the
+        task's intent, a call whose every such argument the intent constrains runs in a
+        tainted session without a human (default: every argument counts)."""
         def decorate(fn: F) -> F:
             tool_name = name or fn.__name__
-            self._register(tool_name, scope, risk, untrusted_output, redact, description, input_schema, (fn,))
+            self._register(
+                tool_name,
+                scope,
+                risk,
+                untrusted_output,
+                redact,
+                description,
+                input_schema,
+                (fn,),
+                intent_arguments=intent_arguments,
+            )
             return self._wrap(fn, tool_name)
 
         return decorate
@@ -530,6 +545,8 @@ class Guard:
         description: str | None = None,
         input_schema: Mapping[str, Any] | None = None,
         functions: Sequence[Callable[..., Any]] = (),
+        *,
+        intent_arguments: Sequence[str] | None = None,
     ) -> None:
         """Registers a tool; `functions` are the callables that will run as it, checked first."""
         if risk not in _RISKS:
@@ -538,6 +555,8 @@ class Guard:
             _refuse_generator_function(fn, tool_name)
         if isinstance(redact, str):
             raise TypeError("redact is a list of argument names")
+        if isinstance(intent_arguments, str):
+            raise TypeError("intent_arguments is a list of argument names")
         with self._lock:
             if self._native is not None:
                 raise ConfigurationError(_CONFIGURATION_INVALID, "decorate every tool before the guard's first call")
@@ -552,6 +571,7 @@ class Guard:
                     "redact": list(redact),
                     **({"description": description} if description is not None else {}),
                     **({"input_schema": dict(input_schema)} if input_schema is not None else {}),
+                    **({"intent_arguments": list(intent_arguments)} if intent_arguments is not None else {}),
                 }
             )
             try:

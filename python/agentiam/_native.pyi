@@ -47,6 +47,7 @@ class Refusal:
         """The JSON a human signs (a "confirm" only)."""
 
 def check_guard_config(config_json: str) -> None: ...
+def scope_quote(text: str) -> str: ...
 
 @final
 class Session:
@@ -132,6 +133,7 @@ class Issuer:
         purpose: str,
         ttl: int | None = None,
         dpop_jkt: str | None = None,
+        intent: bool = False,
     ) -> str: ...
     def jwks(self) -> str: ...
     def rotate(self, next: SigningKey) -> None: ...
@@ -143,6 +145,7 @@ class Issuer:
         scopes: str | None = None,
         ttl: int | None = None,
         calls: int | None = None,
+        intent: bool = False,
     ) -> str: ...
 
 @final
@@ -193,6 +196,7 @@ def attenuate(
     sub: str | None = None,
     jti: str | None = None,
     now: int | None = None,
+    intent: bool = False,
 ) -> str: ...
 def read_audit_log(
     directory: str, checkpoint: str | None = None, verifier_key: str | None = None

@@ -72,8 +72,10 @@ impl PyKeySet {
 /// a link with `holder_key` handing at most `scopes` for `ttl` seconds (and `calls` calls) to the
 /// key whose RFC 7638 thumbprint is `next_jkt`; the link gets a fresh `jti` (revocable) unless given. Never wider than `parent`: asking for more raises
 /// `DelegationError` (`delegation.scope_widened`, `delegation.expiry_extended`, ...).
+/// `intent=True` declares the link's scopes the task's intent (once per chain); a parent's
+/// intent is carried either way.
 #[pyfunction]
-#[pyo3(signature = (holder_key, parent, next_jkt, scopes, ttl, calls = None, sub = None, jti = None, now = None))]
+#[pyo3(signature = (holder_key, parent, next_jkt, scopes, ttl, calls = None, sub = None, jti = None, now = None, intent = false))]
 #[allow(
     clippy::too_many_arguments,
     reason = "mirrors the Python keyword arguments"
@@ -89,6 +91,7 @@ pub(crate) fn attenuate(
     sub: Option<String>,
     jti: Option<String>,
     now: Option<i64>,
+    intent: bool,
 ) -> PyResult<String> {
     use agentiam_token::{Clock as _, Entropy as _};
     let now = now.unwrap_or_else(|| agentiam_token::SystemClock.now());
@@ -119,6 +122,7 @@ pub(crate) fn attenuate(
         iat: now,
         budget: calls.map(|c| agentiam_token::Budget { calls: Some(c) }),
         sub,
+        intent: intent.then(|| agentiam_token::IntentClaim { id: jti.clone() }),
         jti: Some(jti),
     };
     py.detach(|| agentiam_delegation::attenuate(&holder_key.0, parent.trim(), &claims))

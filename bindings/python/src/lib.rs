@@ -717,8 +717,8 @@ impl PyIssuer {
         Ok(())
     }
 
-    /// A task token for `agent`.
-    #[pyo3(signature = (agent, audience, scopes, task_id, purpose, ttl = None, dpop_jkt = None))]
+    /// A task token for `agent`; `intent=True` declares its scopes the task's intent.
+    #[pyo3(signature = (agent, audience, scopes, task_id, purpose, ttl = None, dpop_jkt = None, intent = false))]
     #[allow(
         clippy::too_many_arguments,
         reason = "mirrors the Python keyword arguments"
@@ -733,10 +733,12 @@ impl PyIssuer {
         purpose: &str,
         ttl: Option<i64>,
         dpop_jkt: Option<&str>,
+        intent: bool,
     ) -> PyResult<String> {
         let scopes = agentiam_token::ScopeSet::parse(scopes).or_raise(py)?;
         let mut request =
             agentiam_token::TokenRequest::new(&agent.0, audience, scopes, task_id, purpose);
+        request.declare_intent = intent;
         if let Some(ttl) = ttl {
             request = request.with_ttl(ttl);
         }
@@ -760,7 +762,9 @@ impl PyIssuer {
     /// RFC 8693 token exchange: a token for sub-agent `actor` that holds at most `scopes`
     /// (default: the parent's), for at most `ttl` seconds and `calls` calls. Never wider than
     /// `parent_token`; asking for more raises `DelegationError` (`delegation.scope_widened`, ...).
-    #[pyo3(signature = (parent_token, actor, audience, scopes = None, ttl = None, calls = None))]
+    /// `intent=True` declares the child's scopes the task's intent (once per chain:
+    /// `delegation.intent_redeclared`).
+    #[pyo3(signature = (parent_token, actor, audience, scopes = None, ttl = None, calls = None, intent = false))]
     #[allow(
         clippy::too_many_arguments,
         reason = "mirrors the Python keyword arguments"
@@ -774,9 +778,11 @@ impl PyIssuer {
         scopes: Option<&str>,
         ttl: Option<i64>,
         calls: Option<u64>,
+        intent: bool,
     ) -> PyResult<String> {
         let mut request =
             agentiam_delegation::ExchangeRequest::new(parent_token, &actor.0, audience);
+        request.declare_intent = intent;
         if let Some(s) = scopes {
             request = request.with_scopes(agentiam_token::ScopeSet::parse(s).or_raise(py)?);
         }
@@ -846,6 +852,14 @@ fn sign_approval(py: Python<'_>, request_json: &str, private_jwk: &str) -> PyRes
 }
 
 /// The native module.
+/// `text` as a quoted scope value: `'...'` with every byte that is not printable ASCII (and
+/// space, `"`, `%`, `'`, `\\`) written `%XX`, so an intent can fix any string exactly
+/// (`f"payments:send{{recipient={scope_quote(iban)}}}"`).
+#[pyfunction]
+fn scope_quote(text: &str) -> String {
+    agentiam_token::quote(text)
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyGuard>()?;
@@ -857,6 +871,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyVerifier>()?;
     m.add_function(wrap_pyfunction!(sign_approval, m)?)?;
     m.add_function(wrap_pyfunction!(check_guard_config, m)?)?;
+    m.add_function(wrap_pyfunction!(scope_quote, m)?)?;
     m.add_class::<keys::PyKeySet>()?;
     m.add_class::<audit::PyAuditLog>()?;
     m.add_function(wrap_pyfunction!(audit::verify_audit_log, m)?)?;

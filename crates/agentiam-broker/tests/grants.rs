@@ -677,6 +677,77 @@ async fn token_exchange_only_narrows_and_respects_the_sub_agents_registration() 
     );
 }
 
+/// `task_intent=true` declares the task's intent: at issuance, or by exchanging a broader token
+/// of the task (once per chain); the claim travels in the token for every guard to read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_request_declares_the_tasks_intent_once() {
+    let r = start(Arc::new(SqliteStore::in_memory().unwrap())).await;
+    let ap = RunningAgent::new("ap", "You reconcile invoices.");
+    registered(&r, &ap, "ledger.*:read mail:send").await;
+    let post = |pairs: Vec<(String, String)>| {
+        let body = encode(&pairs);
+        let r = &r;
+        async move { form(r, "/oauth2/token", None, &body).await }
+    };
+    // Declared at issuance.
+    let intent = "mail:send{to=['alice@acme.example']}";
+    let mut pairs = client_credentials(&ap, "i1", intent);
+    pairs.push(("task_intent".into(), "true".into()));
+    let (status, _, issued) = post(pairs).await;
+    assert_eq!(status, 200, "{issued}");
+    let token = verifier(&r, "ledger")
+        .verify(issued["access_token"].as_str().unwrap())
+        .unwrap();
+    let declared = token.claims().intent.clone().expect("an intent claim");
+    assert_eq!(Some(&declared.id), token.claims().jti.as_ref());
+    assert_eq!(token.claims().scope.to_string(), intent);
+    // A bad value is refused, not read as false.
+    let mut pairs = client_credentials(&ap, "i2", intent);
+    pairs.push(("task_intent".into(), "yes".into()));
+    let (status, _, json) = post(pairs).await;
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{json}"
+    );
+    // Declared by exchange from the broad token, then never again.
+    let (status, _, broad) = post(client_credentials(&ap, "i3", "ledger.ar:read mail:send")).await;
+    assert_eq!(status, 200, "{broad}");
+    let exchange = |jti: &str, subject: &str| {
+        vec![
+            (
+                "grant_type".to_owned(),
+                "urn:ietf:params:oauth:grant-type:token-exchange".to_owned(),
+            ),
+            (
+                "client_assertion_type".into(),
+                CLIENT_ASSERTION_TYPE_JWT.into(),
+            ),
+            ("client_assertion".into(), ap.assertion(jti)),
+            ("agent_attestation".into(), ap.evidence()),
+            ("subject_token".into(), subject.to_owned()),
+            (
+                "subject_token_type".into(),
+                "urn:ietf:params:oauth:token-type:access_token".into(),
+            ),
+            ("audience".into(), "ledger".into()),
+            ("scope".into(), intent.into()),
+            ("task_intent".into(), "true".into()),
+        ]
+    };
+    let (status, _, narrowed) = post(exchange("i4", broad["access_token"].as_str().unwrap())).await;
+    assert_eq!(status, 200, "{narrowed}");
+    let narrowed = narrowed["access_token"].as_str().unwrap().to_owned();
+    let token = verifier(&r, "ledger").verify(&narrowed).unwrap();
+    assert!(token.claims().intent.is_some());
+    let (status, _, json) = post(exchange("i5", &narrowed)).await;
+    assert_eq!(
+        (status, json["agentiam_code"].as_str()),
+        (400, Some("delegation.intent_redeclared")),
+        "{json}"
+    );
+}
+
 /// `testvectors/token_requests.json`: each case changes one thing in a valid request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_request_vectors() {

@@ -170,6 +170,7 @@ fn principal_of(event: &AuditEvent) -> Option<Principal> {
             holder_jkt: String::new(),
             budgets: Vec::new(),
             root_exp: i64::MAX,
+            intent: None,
         }),
         // The log was verified first: the agent it records is the one that was authenticated.
         None => Principal::from_workload(

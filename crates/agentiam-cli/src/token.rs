@@ -55,6 +55,10 @@ pub(crate) enum TokenCommand {
         /// Bind the token to a DPoP key (its RFC 7638 thumbprint, e.g. the kid from `keys generate`).
         #[arg(long)]
         dpop_jkt: Option<String>,
+        /// Declare the scopes the task's intent: what the user asked for, fixed before the agent
+        /// reads anything untrusted (once per chain).
+        #[arg(long)]
+        intent: bool,
     },
     /// Exchange a parent's token for a narrower token for a sub-agent (RFC 8693); never widens.
     Exchange {
@@ -91,6 +95,10 @@ pub(crate) enum TokenCommand {
         /// Maximum delegation depth.
         #[arg(long, default_value_t = 4)]
         max_depth: usize,
+        /// Declare the scopes the task's intent: what the user asked for, fixed before the agent
+        /// reads anything untrusted (once per chain).
+        #[arg(long)]
+        intent: bool,
     },
     /// Delegate offline: sign a link that narrows your DPoP-bound token (or link) for a sub-agent's key.
     Attenuate {
@@ -115,6 +123,10 @@ pub(crate) enum TokenCommand {
         /// The sub-agent's SPIFFE ID, to name it in the link.
         #[arg(long)]
         sub: Option<String>,
+        /// Declare the scopes the task's intent: what the user asked for, fixed before the agent
+        /// reads anything untrusted (once per chain).
+        #[arg(long)]
+        intent: bool,
     },
     /// Verify a token against a JWKS; exits 1 with the reason code when it is refused.
     Verify {
@@ -190,6 +202,7 @@ pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
             ttl,
             calls,
             sub,
+            intent,
         } => {
             let signing = SigningKey::from_private_jwk(&read_file(&key)?)?;
             let scope = ScopeSet::parse(&scope).map_err(|e| CliError::usage(e.code(), &e))?;
@@ -197,6 +210,11 @@ pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
                 parse_spiffe_id(s)?;
             }
             let now = agentiam::token::Clock::now(&SystemClock);
+            let jti: String = {
+                let mut id = [0u8; 16];
+                agentiam::token::Entropy::fill(&agentiam::token::SystemEntropy, &mut id)?;
+                id.iter().map(|b| format!("{b:02x}")).collect()
+            };
             let claims = agentiam::delegation::LinkClaims {
                 prv: String::new(),
                 jkt: next_jkt,
@@ -205,11 +223,8 @@ pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
                 iat: now,
                 budget: calls.map(|c| agentiam::token::Budget { calls: Some(c) }),
                 sub,
-                jti: Some({
-                    let mut id = [0u8; 16];
-                    agentiam::token::Entropy::fill(&agentiam::token::SystemEntropy, &mut id)?;
-                    id.iter().map(|b| format!("{b:02x}")).collect()
-                }),
+                intent: intent.then(|| agentiam::token::IntentClaim { id: jti.clone() }),
+                jti: Some(jti),
             };
             let link = agentiam::delegation::attenuate(&signing, parent.trim(), &claims)?;
             out.result(&json!({"link": link, "claims": claims}), &link);
@@ -227,6 +242,7 @@ pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
             calls,
             clip,
             max_depth,
+            intent,
         } => {
             let signing = SigningKey::from_private_jwk(&read_file(&key)?)?;
             let actor = read_agent(&actor, &actor_agent)?;
@@ -246,6 +262,7 @@ pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
             req.ttl = ttl;
             req.calls = calls;
             req.clip = clip;
+            req.declare_intent = intent;
             let child = broker.exchange(&req)?;
             out.result(
                 &json!({"token": child.token, "claims": child.claims}),
@@ -265,6 +282,7 @@ pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
             max_ttl,
             agent,
             dpop_jkt,
+            intent,
         } => {
             let signing = SigningKey::from_private_jwk(&read_file(&key)?)?;
             let scopes = ScopeSet::parse(&scope).map_err(|e| CliError::usage(e.code(), &e))?;
@@ -277,6 +295,7 @@ pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
                     iss.register(identity.spiffe_id(), AgentRegistration::new(scopes.clone()));
                     let mut req = TokenRequest::new(&identity, audience, scopes, task_id, purpose);
                     req.ttl = ttl;
+                    req.declare_intent = intent;
                     if let Some(jkt) = dpop_jkt {
                         req = req.bind_dpop(jkt);
                     }
@@ -291,8 +310,9 @@ pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
                         ));
                     }
                     let now = agentiam::token::Clock::now(&SystemClock);
-                    let mut jti = [0u8; 16];
-                    agentiam::token::Entropy::fill(&agentiam::token::SystemEntropy, &mut jti)?;
+                    let mut id = [0u8; 16];
+                    agentiam::token::Entropy::fill(&agentiam::token::SystemEntropy, &mut id)?;
+                    let jti: String = id.iter().map(|b| format!("{b:02x}")).collect();
                     let claims = Claims {
                         iss: iss.issuer().to_owned(),
                         sub: spiffe_id.to_string(),
@@ -300,7 +320,7 @@ pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
                         exp: now + ttl,
                         iat: Some(now),
                         nbf: Some(now),
-                        jti: Some(jti.iter().map(|b| format!("{b:02x}")).collect()),
+                        jti: Some(jti.clone()),
                         client_id: Some(spiffe_id.to_string()),
                         scope: scopes,
                         task: Some(TaskClaim {
@@ -316,7 +336,7 @@ pub(crate) fn run(cmd: TokenCommand, out: &Output) -> Result<(), CliError> {
                         dlg: Vec::new(),
                         budget: None,
                         person: None,
-                        intent: None,
+                        intent: intent.then(|| agentiam::token::IntentClaim { id: jti.clone() }),
                     };
                     let token = iss.sign(&claims)?;
                     agentiam::token::IssuedToken { token, claims }

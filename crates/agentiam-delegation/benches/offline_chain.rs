@@ -104,6 +104,7 @@ fn main() {
             budget: None,
             sub: None,
             jti: None,
+            intent: None,
         };
         links.push(attenuate(&keys[i], &parent, &claims).unwrap());
     }

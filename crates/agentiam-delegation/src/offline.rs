@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use agentiam_identity::{PublicKey, SigningKey};
 use agentiam_token::{
-    Budget, Clock, DpopRequest, DpopVerifier, ScopeSet, SystemClock, TokenError, Verifier,
-    check_step, sign_compact,
+    Budget, Clock, DpopRequest, DpopVerifier, IntentClaim, ScopeSet, SystemClock, TokenError,
+    Verifier, check_step, sign_compact,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -45,6 +45,33 @@ pub struct LinkClaims {
     /// The link's id (revocable by token id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
+    /// The task's declared intent: the parent's, carried unchanged ([`attenuate`] fills it in
+    /// when left `None`), or, when the parent has none, declared by this link with the link's
+    /// `jti` as its id (`Some(IntentClaim { id: jti })`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<IntentClaim>,
+}
+
+/// The intent a hop may carry after `parent`'s: the same one, or a first one whose id is the
+/// hop's own `jti`; anything else is `delegation.broken_chain`.
+fn carried_intent(
+    parent: Option<&IntentClaim>,
+    hop: Option<&IntentClaim>,
+    hop_jti: Option<&str>,
+    what: &str,
+) -> Result<(), TokenError> {
+    match (parent, hop) {
+        (None, None) => Ok(()),
+        (Some(p), Some(h)) if p == h => Ok(()),
+        (None, Some(h)) if hop_jti == Some(h.id.as_str()) => Ok(()),
+        (None, Some(_)) => Err(broken(format!(
+            "{what} declares an intent whose id is not its jti"
+        ))),
+        (Some(p), _) => Err(broken(format!(
+            "{what} drops or replaces the intent {} its parent carries",
+            agentiam_identity::clip_for_message(&p.id)
+        ))),
+    }
 }
 
 fn hash_b64(text: &str) -> String {
@@ -52,23 +79,25 @@ fn hash_b64(text: &str) -> String {
 }
 
 /// What a parent token or link holds, read without verification (for the holder's own check).
-fn unverified_grant(parent: &str) -> Result<(ScopeSet, i64, Option<Budget>), TokenError> {
-    #[derive(Deserialize)]
-    struct Held {
-        #[serde(default)]
-        scope: ScopeSet,
-        exp: i64,
-        #[serde(default)]
-        budget: Option<Budget>,
-    }
+fn unverified_grant(parent: &str) -> Result<Held, TokenError> {
     let payload = parent
         .split('.')
         .nth(1)
         .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
         .ok_or_else(|| TokenError::Malformed("parent is not a compact JWS".into()))?;
-    let held: Held = serde_json::from_slice(&payload)
-        .map_err(|e| TokenError::InvalidClaim(format!("parent claims: {e}")))?;
-    Ok((held.scope, held.exp, held.budget))
+    serde_json::from_slice(&payload)
+        .map_err(|e| TokenError::InvalidClaim(format!("parent claims: {e}")))
+}
+
+#[derive(Deserialize)]
+struct Held {
+    #[serde(default)]
+    scope: ScopeSet,
+    exp: i64,
+    #[serde(default)]
+    budget: Option<Budget>,
+    #[serde(default)]
+    intent: Option<IntentClaim>,
 }
 
 /// Signs a link extending `parent` (the root token or the previous link) with the parent
@@ -79,10 +108,24 @@ pub fn attenuate(
     parent: &str,
     claims: &LinkClaims,
 ) -> Result<String, TokenError> {
-    let (scope, exp, budget) = unverified_grant(parent)?;
+    let held = unverified_grant(parent)?;
     check_step(
-        (&scope, exp, budget.as_ref()),
+        (&held.scope, held.exp, held.budget.as_ref()),
         (&claims.scope, claims.exp, claims.budget.as_ref()),
+    )?;
+    let mut claims = claims.clone();
+    match (&held.intent, &claims.intent) {
+        (Some(declared), None) => claims.intent = Some(declared.clone()),
+        (Some(declared), Some(asked)) if asked != declared => {
+            return Err(TokenError::IntentRedeclared(declared.id.clone()));
+        }
+        _ => {}
+    }
+    carried_intent(
+        held.intent.as_ref(),
+        claims.intent.as_ref(),
+        claims.jti.as_deref(),
+        "the link",
     )?;
     let mut header = serde_json::Map::new();
     header.insert("typ".into(), LINK_TYPE.into());
@@ -91,7 +134,6 @@ pub fn attenuate(
         serde_json::to_value(holder_key.public_key().to_jwk())
             .map_err(|e| TokenError::Signing(e.to_string()))?,
     );
-    let mut claims = claims.clone();
     claims.prv = hash_b64(parent);
     let payload = serde_json::to_vec(&claims).map_err(|e| TokenError::Signing(e.to_string()))?;
     sign_compact(holder_key, &header, &payload)
@@ -121,6 +163,8 @@ pub struct Grant {
     pub budgets: Vec<(String, u64)>,
     /// The root token's expiry (the task's state lives at least this long).
     pub root_exp: i64,
+    /// The task's declared intent (its id), when the root or a link declared one.
+    pub intent: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -230,6 +274,7 @@ impl ChainVerifier {
             }))
             .collect();
         let mut holder = None;
+        let mut intent = c.intent.clone();
         let mut prev: &str = root;
         for (i, link) in links.iter().enumerate() {
             // Size cap, compact form, no `crit`: the same gate as any token.
@@ -294,6 +339,12 @@ impl ChainVerifier {
                 (&scopes, exp, budget.as_ref()),
                 (&claims.scope, claims.exp, claims.budget.as_ref()),
             )?;
+            carried_intent(
+                intent.as_ref(),
+                claims.intent.as_ref(),
+                claims.jti.as_deref(),
+                &format!("link {i}"),
+            )?;
             if let Some(revocation) = &self.revocation {
                 use agentiam_token::Revocation;
                 let by_jti = claims.jti.clone().map(Revocation::Token);
@@ -321,6 +372,7 @@ impl ChainVerifier {
             exp = claims.exp;
             budget = claims.budget;
             holder = claims.sub;
+            intent = claims.intent;
             jkt = claims.jkt;
             prev = link;
         }
@@ -341,6 +393,7 @@ impl ChainVerifier {
             holder_jkt: jkt,
             budgets,
             root_exp: c.exp,
+            intent: intent.map(|i| i.id),
         })
     }
 }

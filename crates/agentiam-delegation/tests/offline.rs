@@ -76,6 +76,7 @@ fn link_claims(next: &SigningKey, scopes: &str, exp: i64) -> LinkClaims {
         budget: None,
         sub: None,
         jti: None,
+        intent: None,
     }
 }
 
@@ -350,4 +351,74 @@ mod never_widens {
             }
         }
     }
+}
+
+/// A link may declare the task's intent (its `jti` is the intent's id); later links carry it,
+/// and a link that drops or swaps it does not verify, however it was signed.
+#[test]
+fn an_offline_link_declares_the_intent_once_and_later_links_carry_it() {
+    let w = world("mail:send ledger.*:read");
+    let mut declaring = link_claims(&w.keys[1], "mail:send{to=['alice@acme.example']}", T0 + 300);
+    declaring.jti = Some("intent-1".into());
+    declaring.intent = Some(IntentClaim {
+        id: "intent-1".into(),
+    });
+    let first = attenuate(&w.keys[0], &w.root, &declaring).unwrap();
+    // The next link leaves intent unset: attenuate carries the parent's.
+    let second = attenuate(
+        &w.keys[1],
+        &first,
+        &link_claims(&w.keys[2], "mail:send{to=['alice@acme.example']}", T0 + 200),
+    )
+    .unwrap();
+    let grant = w
+        .chain()
+        .verify(
+            &w.root,
+            &[&first, &second],
+            &proof(&w.keys[2], &second, "i1"),
+            &req(),
+        )
+        .unwrap();
+    assert_eq!(grant.intent.as_deref(), Some("intent-1"));
+    // Declaring another is refused by the holder's own check.
+    let mut again = link_claims(&w.keys[2], "mail:send{to=['alice@acme.example']}", T0 + 200);
+    again.jti = Some("intent-2".into());
+    again.intent = Some(IntentClaim {
+        id: "intent-2".into(),
+    });
+    assert_eq!(
+        attenuate(&w.keys[1], &first, &again).unwrap_err().code(),
+        "delegation.intent_redeclared"
+    );
+    // An intent whose id is not the declaring link's jti is refused.
+    let mut wrong_id = declaring.clone();
+    wrong_id.jti = Some("other".into());
+    assert_eq!(
+        attenuate(&w.keys[0], &w.root, &wrong_id)
+            .unwrap_err()
+            .code(),
+        "delegation.broken_chain"
+    );
+    // A hand-signed link that drops the intent (attenuate would have carried it) is refused by
+    // every verifier.
+    let mut dropped = link_claims(&w.keys[2], "mail:send{to=['alice@acme.example']}", T0 + 200);
+    dropped.prv = URL_SAFE_NO_PAD.encode(Sha256Digest::of_bytes(first.as_bytes()).as_bytes());
+    let mut header = serde_json::Map::new();
+    header.insert("typ".into(), LINK_TYPE.into());
+    header.insert(
+        "jwk".into(),
+        serde_json::to_value(w.keys[1].public_key().to_jwk()).unwrap(),
+    );
+    let forged = sign_compact(&w.keys[1], &header, &serde_json::to_vec(&dropped).unwrap()).unwrap();
+    let err = w
+        .chain()
+        .verify(
+            &w.root,
+            &[&first, &forged],
+            &proof(&w.keys[2], &forged, "i2"),
+            &req(),
+        )
+        .unwrap_err();
+    assert_eq!(err.code(), "delegation.broken_chain");
 }

@@ -594,6 +594,7 @@ fn principal(call: &Call, scopes: &ScopeSet, exp: i64) -> Principal {
             holder_jkt: "jkt".into(),
             budgets: Vec::new(),
             root_exp: exp,
+            intent: None,
         }),
     }
 }

@@ -65,6 +65,10 @@ pub struct ToolConfig {
     /// The JSON Schema of the arguments, as in the agent's tool manifest (JSON `null` when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_schema: Option<serde_json::Value>,
+    /// The arguments that decide what a call does and to whom
+    /// ([`ToolSpec::with_intent_arguments`]); absent: every argument counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent_arguments: Option<Vec<String>>,
 }
 
 impl ToolConfig {
@@ -81,6 +85,9 @@ impl ToolConfig {
         }
         if self.untrusted_output {
             spec = spec.with_untrusted_output();
+        }
+        if let Some(names) = &self.intent_arguments {
+            spec = spec.with_intent_arguments(names.iter().cloned());
         }
         if let Some(description) = &self.description {
             spec = spec.with_descriptor(

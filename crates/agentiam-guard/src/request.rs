@@ -179,6 +179,17 @@ impl ToolSpec {
                 self.name, self.resource, self.action
             )));
         }
+        if let Some(names) = &self.intent_arguments
+            && (names.len() > 256
+                || names
+                    .iter()
+                    .any(|n| n.is_empty() || n.len() > 128 || n.chars().any(char::is_control)))
+        {
+            return Err(GuardError::ToolSpec(format!(
+                "tool {:?}: intent arguments must be at most 256 names of 1 to 128 bytes",
+                self.name
+            )));
+        }
         if self.descriptor.is_some() && self.pin.is_none() {
             return Err(GuardError::ToolSpec(format!(
                 "tool {:?}: the input schema has no canonical JSON form (numbers out of range?)",
@@ -340,7 +351,7 @@ impl Principal {
             budgets: grant.budgets.clone(),
             task_expires_at: grant.root_exp.max(grant.exp),
             task_key: Arc::from(""),
-            intent: None,
+            intent: grant.intent.as_deref().map(Arc::from),
             intent_ancestry_key: None,
         }
         .with_task_key()

@@ -542,6 +542,7 @@ fn an_offline_delegation_chain_is_a_principal_with_its_narrowed_scopes() {
             budget: None,
             sub: Some("spiffe://acme.test/agent/helper".into()),
             jti: None,
+            intent: None,
         },
     )
     .unwrap();

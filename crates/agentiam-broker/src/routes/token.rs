@@ -49,6 +49,10 @@ struct TokenForm {
     task_id: Option<String>,
     /// What the task is for, in words (agentiam extension).
     task_purpose: Option<String>,
+    /// `true`: the token's scopes are the task's declared intent, what the user asked for,
+    /// fixed before the agent reads anything untrusted (agentiam extension; see
+    /// `agentiam_token::IntentClaim`).
+    task_intent: Option<String>,
     /// The attestation evidence, JSON (agentiam extension): `{"model", "configuration", "runtime"}`.
     agent_attestation: Option<String>,
     subject_token: Option<String>,
@@ -441,6 +445,7 @@ fn issue_for_task(
         .unwrap_or_default();
     let mut request = TokenRequest::new(&client.identity, audience(form)?, scopes, task, purpose);
     request.person = person;
+    request.declare_intent = declares_intent(form)?;
     if let Some(jkt) = dpop_jkt(broker, headers)? {
         request = request.bind_dpop(jkt);
     }
@@ -505,6 +510,18 @@ fn task_of<'f>(form: &'f TokenForm, client: &'f Authenticated) -> Result<&'f str
     Ok(task)
 }
 
+/// Whether the request declares the task's intent (`task_intent=true`); any other value is refused.
+fn declares_intent(form: &TokenForm) -> Result<bool, OAuthError> {
+    match form.task_intent.as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(invalid_request(format!(
+            "task_intent must be true or false, not {:?}",
+            agentiam_identity::clip_for_message(other)
+        ))),
+    }
+}
+
 /// RFC 8693 with one of this broker's tokens as the subject: a sub-agent's token, narrowed.
 fn exchange_agent_token(
     broker: &Broker,
@@ -543,6 +560,7 @@ fn exchange_agent_token(
         )));
     }
     let mut request = ExchangeRequest::new(subject, &client.identity, audience(form)?);
+    request.declare_intent = declares_intent(form)?;
     if let Some(scope) = form.scope.as_deref().filter(|s| !s.trim().is_empty()) {
         request = request.with_scopes(ScopeSet::parse(scope).map_err(|e| grant_error(&e))?);
     }
