@@ -23,6 +23,7 @@ __all__ = [
     "verify_audit_log",
     "read_audit_log",
     "check_guard_config",
+    "scope_quote",
     "Refusal",
     "__version__",
 ]

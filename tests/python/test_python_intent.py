@@ -77,7 +77,9 @@ def test_an_intent_bound_call_runs_after_an_injection_and_the_injected_ones_do_n
         if e["kind"] == "tool_call" and e["tool"]["name"] in ("send_money", "send_email")
     ]
     assert [(e["decision"]["outcome"], e["intent"]["bound"]) for e in sent[:2]] == [("allow", True), ("allow", True)]
-    assert all(e["intent"]["scopes"] == intent and e["intent"]["trusted"] for e in sent)
+    assert all(e["intent"]["scopes"] == intent and e["intent"]["trusted"] for e in sent[:2])
+    # The injected calls were refused at the scope check, before any intent was measured.
+    assert [e["decision"]["code"] for e in sent[2:]] == ["guard.constraint_violated"] * 2
 
 
 def test_what_the_intent_leaves_free_waits_for_a_human_who_sees_why(deployment):
