@@ -376,6 +376,10 @@ class Guard:
     `jwks_url` makes the guard follow the issuer's key rotation: the JWKS is fetched from it
     (when `jwks` is not given, at once) and fetched again when a token names a key the guard
     does not know, at most once every `jwks_refresh_secs`.
+    `outbound_hosts` are the hosts tools with `outbound_arguments` may reach from a session that
+    read untrusted content without a human (a parent domain allows its subdomains); any other
+    agent-chosen URL waits for a human (`guard.outbound_unlisted`) unless the task's declared
+    intent fixes it.
     """
 
     def __init__(
@@ -397,6 +401,7 @@ class Guard:
         jwks_url: str | None = None,
         jwks_refresh_secs: int = 30,
         now: int | None = None,
+        outbound_hosts: Sequence[str] = (),
     ) -> None:
         self._jwks_url = jwks_url
         self._jwks_refresh_secs = jwks_refresh_secs
@@ -423,6 +428,10 @@ class Guard:
             self._config["baselines"] = dict(baselines)
         if state is not None:
             self._config["state"] = _state_config(state)
+        if isinstance(outbound_hosts, str):
+            raise TypeError("outbound_hosts is a list of host names")
+        if outbound_hosts:
+            self._config["outbound_hosts"] = list(outbound_hosts)
         if audit_dir is not None and audit_log is not None:
             raise ConfigurationError(_CONFIGURATION_INVALID, "give audit_dir or audit_log, not both")
         self._audit_log = audit_log if audit_log is not None else (
@@ -488,6 +497,7 @@ class Guard:
         description: str | None = None,
         input_schema: Mapping[str, Any] | None = None,
         intent_arguments: Sequence[str] | None = None,
+        outbound_arguments: Sequence[str] | None = None,
     ) -> Callable[[F], F]:
         """Guard a tool. `scope` is the `resource:action` a token needs (default `<name>:call`);
         `risk` one of low, medium, high, irreversible (high when not stated, so a tool nobody
@@ -503,7 +513,10 @@ class Guard:
         `intent_arguments` names the arguments that decide what a call does and to whom (a
         payment's recipient and amount, not a message's body): with a token that declares the
         task's intent, a call whose every such argument the intent constrains runs in a
-        tainted session without a human (default: every argument counts)."""
+        tainted session without a human (default: every argument counts).
+        `outbound_arguments` names the arguments holding the URL (or URLs) the tool contacts (a
+        fetch, a webhook): after untrusted content, such a call reaches only the guard's
+        `outbound_hosts`, or URLs the intent fixes, without a human, whatever its risk."""
         def decorate(fn: F) -> F:
             tool_name = name or fn.__name__
             self._register(
@@ -516,6 +529,7 @@ class Guard:
                 input_schema,
                 (fn,),
                 intent_arguments=intent_arguments,
+                outbound_arguments=outbound_arguments,
             )
             return self._wrap(fn, tool_name)
 
@@ -547,6 +561,7 @@ class Guard:
         functions: Sequence[Callable[..., Any]] = (),
         *,
         intent_arguments: Sequence[str] | None = None,
+        outbound_arguments: Sequence[str] | None = None,
     ) -> None:
         """Registers a tool; `functions` are the callables that will run as it, checked first."""
         if risk not in _RISKS:
@@ -555,8 +570,8 @@ class Guard:
             _refuse_generator_function(fn, tool_name)
         if isinstance(redact, str):
             raise TypeError("redact is a list of argument names")
-        if isinstance(intent_arguments, str):
-            raise TypeError("intent_arguments is a list of argument names")
+        if isinstance(intent_arguments, str) or isinstance(outbound_arguments, str):
+            raise TypeError("intent_arguments and outbound_arguments are lists of argument names")
         with self._lock:
             if self._native is not None:
                 raise ConfigurationError(_CONFIGURATION_INVALID, "decorate every tool before the guard's first call")
@@ -572,6 +587,7 @@ class Guard:
                     **({"description": description} if description is not None else {}),
                     **({"input_schema": dict(input_schema)} if input_schema is not None else {}),
                     **({"intent_arguments": list(intent_arguments)} if intent_arguments is not None else {}),
+                    **({"outbound_arguments": list(outbound_arguments)} if outbound_arguments is not None else {}),
                 }
             )
             try:

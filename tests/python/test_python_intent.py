@@ -129,3 +129,31 @@ def test_intent_arguments_must_be_a_list_of_names(deployment):
             return to
 
     json.dumps(guard.manifest())
+
+
+def test_after_untrusted_content_a_fetch_reaches_only_listed_hosts_without_a_human(tmp_path):
+    issuer = agentiam.Issuer(ISSUER, agentiam.SigningKey.generate())
+    agent = agentiam.AgentIdentity("spiffe://intent.test/agent/web", ("openai", "gpt-5", "1"), "You browse.", [])
+    issuer.register(agent, BROAD)
+    guard = agentiam.Guard(issuer=ISSUER, audience=AUDIENCE, jwks=issuer.jwks(), outbound_hosts=["acme.example"])
+    fetched = []
+
+    @guard.tool(scope="mail:read", risk="low", untrusted_output=True)
+    def read_mail() -> str:
+        return INJECTED
+
+    @guard.tool(scope="web:fetch", risk="low", outbound_arguments=["url"])
+    def fetch(url: str) -> str:
+        fetched.append(url)
+        return "ok"
+
+    with guard.session(issuer.issue(agent, AUDIENCE, BROAD, "t-web", "browse")):
+        fetch(url="https://news.example/today")
+        read_mail()
+        fetch(url="https://acme.example/agenda")
+        with pytest.raises(ConfirmationRequired) as asked:
+            fetch(url="https://news.example/today")
+    assert asked.value.code == "guard.outbound_unlisted"
+    assert fetched == ["https://news.example/today", "https://acme.example/agenda"]
+    with pytest.raises(TypeError):
+        agentiam.Guard(issuer=ISSUER, audience=AUDIENCE, jwks=issuer.jwks(), outbound_hosts="acme.example")

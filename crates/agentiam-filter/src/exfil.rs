@@ -100,6 +100,24 @@ impl ExfiltrationCheck {
         })
     }
 
+    /// The host a tool reaches when it is handed `text` (a whole argument) as its URL, as the
+    /// WHATWG parser reads it: `Ok(None)` when `text` is not a URL at all, `Err(why)` when
+    /// clients may read another host than it shows (percent-encoding, a backslash, several `@`,
+    /// control characters) or no host at all, so it cannot be checked against an allowlist.
+    pub fn destination(text: &str) -> Result<Option<String>, String> {
+        let Some(candidate) = urls::whole(text) else {
+            return Ok(None);
+        };
+        match urls::read(text, &candidate) {
+            None => Err("the URL shows no host".to_owned()),
+            Some(reading) => match reading.ambiguous {
+                Some(why) => Err(format!("ambiguous URL ({why})")),
+                None if reading.host.is_empty() => Err("the URL shows no host".to_owned()),
+                None => Ok(Some(canonical_host(&reading.host))),
+            },
+        }
+    }
+
     /// Every URL in `text` that carries data to a host outside the allowlist, or that clients
     /// may read differently (whatever its host). The whole text is examined.
     pub fn check_text(&self, text: &str) -> Vec<UrlFinding> {
@@ -206,6 +224,35 @@ mod tests {
         );
         let found = check.check_text("[x](https://evil.test/c/QUtJQUlPU0ZPRE5ON0VYQU1QTEVLRVk1)");
         assert_eq!(found[0].reason, "markdown_link: encoded path segment");
+    }
+
+    #[test]
+    fn destination_reads_the_host_a_client_reaches() {
+        let host = |t: &str| ExfiltrationCheck::destination(t);
+        assert_eq!(
+            host("https://acme.example/agenda"),
+            Ok(Some("acme.example".into()))
+        );
+        assert_eq!(
+            host("HTTPS://Acme.Example./x"),
+            Ok(Some("acme.example".into()))
+        );
+        assert_eq!(
+            host("evil.example/collect?d=1"),
+            Ok(Some("evil.example".into()))
+        );
+        assert_eq!(host("just words"), Ok(None));
+        assert!(
+            host("https://acme.example@evil.example/")
+                .is_ok_and(|h| h.as_deref() == Some("evil.example"))
+        );
+        for ambiguous in [
+            "https://acme.example\\@evil.example/",
+            "https://a@b@evil.example/",
+            "http://%65vil.example/",
+        ] {
+            assert!(host(ambiguous).is_err(), "{ambiguous}");
+        }
     }
 
     #[test]

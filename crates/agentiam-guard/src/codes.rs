@@ -34,6 +34,10 @@ agentiam_codes::codes! {
     /// argument of this call free (or the intent itself was declared after untrusted content was
     /// read): a human confirms it.
     INTENT_UNBOUND = "guard.intent_unbound", 403;
+    /// A tool that reaches the network at a URL the agent chose, in a session that read untrusted
+    /// content, to a host outside the outbound allowlist that the task's intent does not fix: a
+    /// human confirms it.
+    OUTBOUND_UNLISTED = "guard.outbound_unlisted", 403;
     /// The behaviour check found the call anomalous.
     ANOMALY = "guard.anomaly", 403;
     /// A declared limit (calls per window, running total) refuses the call.

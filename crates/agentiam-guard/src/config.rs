@@ -69,6 +69,9 @@ pub struct ToolConfig {
     /// ([`ToolSpec::with_intent_arguments`]); absent: every argument counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent_arguments: Option<Vec<String>>,
+    /// The arguments holding the URL the tool contacts ([`ToolSpec::with_outbound_arguments`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound_arguments: Option<Vec<String>>,
 }
 
 impl ToolConfig {
@@ -88,6 +91,9 @@ impl ToolConfig {
         }
         if let Some(names) = &self.intent_arguments {
             spec = spec.with_intent_arguments(names.iter().cloned());
+        }
+        if let Some(names) = &self.outbound_arguments {
+            spec = spec.with_outbound_arguments(names.iter().cloned());
         }
         if let Some(description) = &self.description {
             spec = spec.with_descriptor(
@@ -157,6 +163,10 @@ pub struct GuardConfig {
     /// budgets, task taint); in this process when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<StateConfig>,
+    /// The hosts tools with outbound arguments may reach from a tainted session without a
+    /// human ([`crate::GuardBuilder::outbound_hosts`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbound_hosts: Vec<String>,
 }
 
 /// The shared state in a [`GuardConfig`]:
@@ -557,6 +567,7 @@ impl GuardConfig {
             .shared_state(state.clone())
             .approvers(approvers)
             .refuse_approver_keys_in(&jwks)
+            .outbound_hosts(&self.outbound_hosts)
             .clock(clock.clone());
         for t in &self.tools {
             builder = builder.tool(t.spec()?);

@@ -16,7 +16,7 @@ use crate::approval::{
 };
 use crate::decision::{Allowance, Anomaly, Decision, Denial};
 use crate::hooks::{BehaviourCheck, BehaviourChecks, ContentFilter, DecisionSink};
-use crate::intent::IntentCheck;
+use crate::intent::{IntentCheck, OutboundCheck};
 use crate::policy::{PolicyContext, PolicyEngine, PolicyOutcome};
 use crate::request::{GuardRequest, Principal, SessionContext, ToolSpec};
 use crate::{GuardError, codes};
@@ -68,6 +68,7 @@ pub struct Guard {
     max_approval_ttl: i64,
     service: Option<String>,
     state: Arc<dyn SharedState>,
+    outbound_hosts: Arc<agentiam_filter::ExfiltrationCheck>,
 }
 
 /// Builds a [`Guard`].
@@ -89,6 +90,7 @@ pub struct GuardBuilder {
     max_approval_ttl: i64,
     service: Option<String>,
     state: Option<Arc<dyn SharedState>>,
+    outbound_hosts: agentiam_filter::ExfiltrationCheck,
     error: Option<GuardError>,
 }
 
@@ -114,6 +116,7 @@ impl Guard {
             max_approval_ttl: DEFAULT_MAX_APPROVAL_TTL_SECS,
             service: None,
             state: None,
+            outbound_hosts: agentiam_filter::ExfiltrationCheck::default(),
             error: None,
         }
     }
@@ -309,6 +312,7 @@ impl Guard {
         };
         let session = shared_session.as_ref().unwrap_or(request.session);
         let intent = IntentCheck::of(principal, tool, request.arguments(), intent_trusted);
+        let outbound = OutboundCheck::of(tool, request.arguments(), &self.outbound_hosts);
         let mut assessment = self.behaviour.assess(request, tool);
         *reserved = std::mem::take(&mut assessment.reserved);
         let anomaly =
@@ -324,7 +328,15 @@ impl Guard {
             return Decision::Deny(refusal).with_anomaly(anomaly);
         }
         let decision = self
-            .decide_policy(request, session, &intent, tool, now, anomaly.as_ref())
+            .decide_policy(
+                request,
+                session,
+                &intent,
+                &outbound,
+                tool,
+                now,
+                anomaly.as_ref(),
+            )
             .with_anomaly(anomaly)
             .with_intent(&intent);
         self.spend_budgets(principal, decision, now)
@@ -528,6 +540,7 @@ impl Guard {
         request: &GuardRequest<'_>,
         session: &SessionContext,
         intent: &IntentCheck,
+        outbound: &OutboundCheck,
         tool: &ToolSpec,
         now: i64,
         anomaly: Option<&Anomaly>,
@@ -546,6 +559,7 @@ impl Guard {
             approved: false,
             anomaly_score,
             intent,
+            outbound,
             http: request.http,
         };
         match self.policy.evaluate(principal, tool, &ctx) {
@@ -860,6 +874,18 @@ impl GuardBuilder {
         self
     }
 
+    /// The hosts tools with outbound arguments may reach from a tainted session without a human
+    /// (a parent domain allows its subdomains; IP addresses match exactly). Empty by default:
+    /// after untrusted content, every agent-chosen URL is confirmed unless the intent fixes it.
+    pub fn outbound_hosts<I, S>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.outbound_hosts = agentiam_filter::ExfiltrationCheck::allowing(hosts);
+        self
+    }
+
     /// The longest approval lifetime accepted.
     pub fn max_approval_ttl(mut self, secs: i64) -> Self {
         self.max_approval_ttl = secs;
@@ -932,6 +958,7 @@ impl GuardBuilder {
             max_approval_ttl: self.max_approval_ttl,
             service: self.service,
             state,
+            outbound_hosts: Arc::new(self.outbound_hosts),
         })
     }
 }

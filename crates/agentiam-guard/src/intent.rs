@@ -67,11 +67,13 @@ impl IntentCheck {
             Value::Object(map) => map.keys().map(String::as_str).collect(),
             _ => Vec::new(),
         };
+        // Where an outbound call goes always matters, whatever the tool names.
+        let outbound = tool.outbound_arguments().unwrap_or_default();
         let matters: Vec<&str> = match tool.intent_arguments() {
             Some(names) => present
                 .iter()
                 .copied()
-                .filter(|p| names.iter().any(|n| n == p))
+                .filter(|p| names.iter().chain(outbound).any(|n| n == p))
                 .collect(),
             None => present,
         };
@@ -112,5 +114,57 @@ impl IntentCheck {
             fixed,
             free,
         }
+    }
+}
+
+/// Where a tool that reaches the network at an agent-chosen URL (fetch, webhook, post) would
+/// send the call: the hosts of its outbound arguments ([`ToolSpec::with_outbound_arguments`])
+/// and whether any is outside the guard's outbound allowlist. Policy reads it as
+/// `context.outbound`; in a tainted session the default policy asks a human
+/// (`guard.outbound_unlisted`) unless every host is listed or the call is intent-bound.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboundCheck {
+    /// The tool has outbound arguments and the call passes at least one.
+    pub declared: bool,
+    /// The hosts the call would reach, sorted.
+    pub hosts: Vec<String>,
+    /// Some host is not on the allowlist, or some outbound argument is not a URL whose host
+    /// every client reads the same way (then it cannot be checked, and counts as unlisted).
+    pub unlisted: bool,
+}
+
+impl OutboundCheck {
+    pub(crate) fn of(
+        tool: &ToolSpec,
+        arguments: &Value,
+        allowed: &agentiam_filter::ExfiltrationCheck,
+    ) -> Self {
+        let (Some(names), Value::Object(map)) = (tool.outbound_arguments(), arguments) else {
+            return Self::default();
+        };
+        let mut check = Self::default();
+        for value in names.iter().filter_map(|n| map.get(n)) {
+            check.declared = true;
+            let texts: Vec<&Value> = match value {
+                Value::Array(items) => items.iter().collect(),
+                other => vec![other],
+            };
+            for text in texts {
+                match text
+                    .as_str()
+                    .map(agentiam_filter::ExfiltrationCheck::destination)
+                {
+                    Some(Ok(Some(host))) => {
+                        check.unlisted |= !allowed.allows(&host);
+                        check.hosts.push(host);
+                    }
+                    // Not a URL, not readable the same way by every client, or not a string.
+                    _ => check.unlisted = true,
+                }
+            }
+        }
+        check.hosts.sort();
+        check.hosts.dedup();
+        check
     }
 }

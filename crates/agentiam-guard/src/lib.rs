@@ -94,7 +94,7 @@ pub use decision::{Allowance, Anomaly, Decision, Denial};
 pub use engine::{DEFAULT_CONFIRMATION_TTL_SECS, Guard, GuardBuilder};
 pub use error::GuardError;
 pub use hooks::{BehaviourCheck, ContentFilter, DecisionSink};
-pub use intent::IntentCheck;
+pub use intent::{IntentCheck, OutboundCheck};
 pub use interceptor::{Session, ToolCall, ToolInterceptor};
 pub use policy::{DEFAULT_POLICY, PolicyEngine};
 pub use request::{

@@ -98,6 +98,7 @@ pub(crate) struct PolicyContext<'a> {
     pub(crate) approved: bool,
     pub(crate) anomaly_score: u8,
     pub(crate) intent: &'a crate::IntentCheck,
+    pub(crate) outbound: &'a crate::OutboundCheck,
     pub(crate) http: Option<HttpRequestInfo<'a>>,
 }
 
@@ -314,6 +315,19 @@ impl PolicyEngine {
         ])
         .map_err(|e| (codes::POLICY_ERROR, e.to_string()))?;
         pairs.push(("intent".into(), intent));
+        let outbound = RestrictedExpression::new_record([
+            (
+                "declared".to_owned(),
+                RestrictedExpression::new_bool(ctx.outbound.declared),
+            ),
+            ("hosts".to_owned(), names(&ctx.outbound.hosts)),
+            (
+                "unlisted".to_owned(),
+                RestrictedExpression::new_bool(ctx.outbound.unlisted),
+            ),
+        ])
+        .map_err(|e| (codes::POLICY_ERROR, e.to_string()))?;
+        pairs.push(("outbound".into(), outbound));
         if let Some(http) = ctx.http {
             let record = RestrictedExpression::new_record([
                 (
@@ -413,7 +427,12 @@ impl PolicyEngine {
             (true, false) => "u",
             (true, true) => "t",
         });
-        for list in [&ctx.intent.fixed, &ctx.intent.free] {
+        key.text(match (ctx.outbound.declared, ctx.outbound.unlisted) {
+            (false, _) => "n",
+            (true, false) => "l",
+            (true, true) => "u",
+        });
+        for list in [&ctx.intent.fixed, &ctx.intent.free, &ctx.outbound.hosts] {
             key.number(list.len());
             for name in list {
                 key.text(name);

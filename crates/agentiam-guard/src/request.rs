@@ -74,6 +74,7 @@ pub struct ToolSpec {
     descriptor: Option<Arc<ToolDescriptor>>,
     pin: Option<Sha256Digest>,
     intent_arguments: Option<Arc<[String]>>,
+    outbound_arguments: Option<Arc<[String]>>,
 }
 
 fn valid_scope_part(part: &str, dots: bool) -> bool {
@@ -100,7 +101,28 @@ impl ToolSpec {
             descriptor: None,
             pin: None,
             intent_arguments: None,
+            outbound_arguments: None,
         }
+    }
+
+    /// The arguments holding the URL (or list of URLs) the tool contacts: the tool reaches the
+    /// network at an address the agent chose (a fetch, a webhook, a post), so it is an
+    /// exfiltration channel whatever its risk level. In a tainted session the default policy
+    /// lets it reach only hosts on the guard's outbound allowlist
+    /// ([`GuardBuilder::outbound_hosts`](crate::GuardBuilder::outbound_hosts)), or URLs the
+    /// task's declared intent fixes, without a human (`guard.outbound_unlisted`).
+    pub fn with_outbound_arguments<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.outbound_arguments = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The names given with [`ToolSpec::with_outbound_arguments`].
+    pub fn outbound_arguments(&self) -> Option<&[String]> {
+        self.outbound_arguments.as_deref()
     }
 
     /// The arguments that decide what the call does and to whom (a payment's recipient and
@@ -179,16 +201,21 @@ impl ToolSpec {
                 self.name, self.resource, self.action
             )));
         }
-        if let Some(names) = &self.intent_arguments
-            && (names.len() > 256
-                || names
-                    .iter()
-                    .any(|n| n.is_empty() || n.len() > 128 || n.chars().any(char::is_control)))
-        {
-            return Err(GuardError::ToolSpec(format!(
-                "tool {:?}: intent arguments must be at most 256 names of 1 to 128 bytes",
-                self.name
-            )));
+        for (what, names) in [
+            ("intent", &self.intent_arguments),
+            ("outbound", &self.outbound_arguments),
+        ] {
+            if let Some(names) = names
+                && (names.len() > 256
+                    || names
+                        .iter()
+                        .any(|n| n.is_empty() || n.len() > 128 || n.chars().any(char::is_control)))
+            {
+                return Err(GuardError::ToolSpec(format!(
+                    "tool {:?}: {what} arguments must be at most 256 names of 1 to 128 bytes",
+                    self.name
+                )));
+            }
         }
         if self.descriptor.is_some() && self.pin.is_none() {
             return Err(GuardError::ToolSpec(format!(

@@ -27,7 +27,8 @@ const NOW: i64 = 1_800_000_000;
 const ISS: &str = "https://broker.intent.test";
 const AUD: &str = "https://api.intent.test";
 /// What the agent's registration and its broad task token allow.
-const BROAD: &str = "mail:read mail:send payments:send{amount<=5000} web:fetch calendar:invite";
+const BROAD: &str =
+    "mail:read mail:send payments:send{amount<=5000} web:fetch web:post calendar:invite";
 const IBAN: &str = "DE89 3704 0044 0532 0130 00";
 
 fn agent(name: &str) -> AgentIdentity {
@@ -515,4 +516,120 @@ fn the_activity_log_records_the_declared_intent_and_what_each_call_left_free() {
     assert_eq!(calls[2]["intent"]["bound"], false);
     assert_eq!(calls[2]["intent"]["free"], json!(["memo"]));
     assert_eq!(calls[2]["decision"]["outcome"], "escalate");
+}
+
+/// A guard whose fetch and webhook tools reach agent-chosen URLs, with `acme.example` listed.
+fn outbound_guard(w: &World) -> ToolInterceptor {
+    let guard = Guard::builder(PolicyEngine::default_policy().unwrap())
+        .service(AUD)
+        .clock(w.clock.clone())
+        .shared_state(w.state.clone())
+        .outbound_hosts(["acme.example"])
+        .tools([
+            ToolSpec::new("read_mail", Risk::Low)
+                .with_scope("mail", "read")
+                .with_untrusted_output(),
+            // Rated low on purpose: a way out for data is one at any risk level.
+            ToolSpec::new("fetch", Risk::Low)
+                .with_scope("web", "fetch")
+                .with_outbound_arguments(["url"]),
+            ToolSpec::new("webhook", Risk::Medium)
+                .with_scope("web", "post")
+                .with_outbound_arguments(["targets"])
+                .with_intent_arguments(["targets"]),
+        ])
+        .build()
+        .unwrap();
+    ToolInterceptor::new(guard)
+}
+
+#[test]
+fn after_untrusted_content_an_agent_chosen_url_reaches_only_listed_hosts_without_a_human() {
+    let w = world();
+    let interceptor = outbound_guard(&w);
+    let session = w.session(&w.broad_token("t-out"));
+    let fetch =
+        |url: &str| interceptor.before(&session, &ToolCall::new("fetch", &json!({ "url": url })));
+    // Before anything untrusted is read, the agent may fetch what it likes.
+    assert!(fetch("https://news.example/today").is_allowed());
+    let read = json!({});
+    assert!(
+        interceptor
+            .before(&session, &ToolCall::new("read_mail", &read))
+            .is_allowed()
+    );
+    interceptor.after(
+        &session,
+        &ToolCall::new("read_mail", &read),
+        "see https://evil.example",
+        false,
+    );
+    assert!(fetch("https://acme.example/agenda").is_allowed());
+    assert!(fetch("https://acme.example/logo.png").is_allowed());
+    for url in [
+        "https://news.example/today",
+        // The host a client reaches, not the one the URL shows first.
+        "https://acme.example@evil.example/x",
+        "https://acme.example.evil.example/x",
+        "evil.example/collect",
+        // What no client reads the same way, or no URL at all, cannot be checked: refused.
+        "https://acme.example\\@evil.example/",
+        "http://%61cme.example/",
+        "not a url",
+    ] {
+        // Asked of a human, or refused outright by the content filter's own URL check.
+        let d = fetch(url);
+        assert!(
+            matches!(
+                d.code(),
+                Some("guard.outbound_unlisted" | "guard.injection_detected")
+            ) && !d.is_allowed(),
+            "{url}: {d:?}"
+        );
+    }
+    let d = interceptor.before(&session, &ToolCall::new("fetch", &json!({"url": 7})));
+    assert_eq!(d.code(), Some("guard.outbound_unlisted"), "{d:?}");
+    // One unlisted target among listed ones is enough (the host was also copied from the mail,
+    // so a second gate asks too).
+    let hook =
+        json!({"targets": ["https://acme.example/a", "https://evil.example/b"], "body": "x"});
+    let Decision::NeedsConfirmation(request) =
+        interceptor.before(&session, &ToolCall::new("webhook", &hook))
+    else {
+        panic!("an unlisted target waits for a human")
+    };
+    assert!(
+        request
+            .policies
+            .contains(&"tainted-session-outbound-needs-human".to_owned())
+    );
+}
+
+#[test]
+fn a_url_the_intent_fixes_goes_out_from_a_tainted_session_and_no_other() {
+    let w = world();
+    let interceptor = outbound_guard(&w);
+    let intent = "mail:read web:fetch{url=['https://partner.example/rates/eur']} \
+                  web:post{targets=['https://partner.example/hooks/done']}";
+    let session = w.session(&w.intent_token("t-out-intent", intent));
+    let read = json!({});
+    assert!(
+        interceptor
+            .before(&session, &ToolCall::new("read_mail", &read))
+            .is_allowed()
+    );
+    interceptor.after(&session, &ToolCall::new("read_mail", &read), "mail", false);
+    let rates = json!({"url": "https://partner.example/rates/eur"});
+    let d = interceptor.before(&session, &ToolCall::new("fetch", &rates));
+    assert!(d.is_allowed(), "{d:?}");
+    // The webhook's body is not an intent argument; its targets are, and the intent fixes them.
+    let hook = json!({"targets": ["https://partner.example/hooks/done"], "body": "done"});
+    assert!(
+        interceptor
+            .before(&session, &ToolCall::new("webhook", &hook))
+            .is_allowed()
+    );
+    let other = json!({"url": "https://evil.example/x"});
+    let d = interceptor.before(&session, &ToolCall::new("fetch", &other));
+    assert_eq!(d.code(), Some("guard.constraint_violated"), "{d:?}");
 }
