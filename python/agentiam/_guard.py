@@ -444,6 +444,8 @@ class Guard:
         # Sessions opened for bearer tokens a server received (MCP over HTTP), by token, so
         # taint lasts for the token's life; bounded, oldest dropped first.
         self._bearer_sessions: collections.OrderedDict[str, GuardSession] = collections.OrderedDict()
+        # Tools whose third-party text a callable finds in the result, by tool name.
+        self._field_readers: dict[str, Callable[[Any], Sequence[str]]] = {}
         # Refused here, where it is written, not at the first call: policy, schema, keys, limits...
         _native.check_guard_config(json.dumps(self._config))
 
@@ -498,6 +500,7 @@ class Guard:
         input_schema: Mapping[str, Any] | None = None,
         intent_arguments: Sequence[str] | None = None,
         outbound_arguments: Sequence[str] | None = None,
+        untrusted_fields: Sequence[str] | Callable[[Any], Sequence[str]] | None = None,
     ) -> Callable[[F], F]:
         """Guard a tool. `scope` is the `resource:action` a token needs (default `<name>:call`);
         `risk` one of low, medium, high, irreversible (high when not stated, so a tool nobody
@@ -516,9 +519,18 @@ class Guard:
         tainted session without a human (default: every argument counts).
         `outbound_arguments` names the arguments holding the URL (or URLs) the tool contacts (a
         fetch, a webhook): after untrusted content, such a call reaches only the guard's
-        `outbound_hosts`, or URLs the intent fixes, without a human, whatever its risk."""
+        `outbound_hosts`, or URLs the intent fixes, without a human, whatever its risk.
+        `untrusted_fields` says where an otherwise trusted tool's result holds third-party text
+        (channel names, review titles): dotted paths into its JSON with `*` for every item
+        (`["channels.*.name"]`), or a callable that returns those texts from the result. Text
+        found there taints the session, and arguments copied from it are flagged."""
         def decorate(fn: F) -> F:
             tool_name = name or fn.__name__
+            paths = None
+            if callable(untrusted_fields):
+                self._field_readers[tool_name] = untrusted_fields
+            elif untrusted_fields is not None:
+                paths = untrusted_fields
             self._register(
                 tool_name,
                 scope,
@@ -530,6 +542,7 @@ class Guard:
                 (fn,),
                 intent_arguments=intent_arguments,
                 outbound_arguments=outbound_arguments,
+                untrusted_fields=paths,
             )
             return self._wrap(fn, tool_name)
 
@@ -562,6 +575,7 @@ class Guard:
         *,
         intent_arguments: Sequence[str] | None = None,
         outbound_arguments: Sequence[str] | None = None,
+        untrusted_fields: Sequence[str] | None = None,
     ) -> None:
         """Registers a tool; `functions` are the callables that will run as it, checked first."""
         if risk not in _RISKS:
@@ -570,8 +584,8 @@ class Guard:
             _refuse_generator_function(fn, tool_name)
         if isinstance(redact, str):
             raise TypeError("redact is a list of argument names")
-        if isinstance(intent_arguments, str) or isinstance(outbound_arguments, str):
-            raise TypeError("intent_arguments and outbound_arguments are lists of argument names")
+        if any(isinstance(names, str) for names in (intent_arguments, outbound_arguments, untrusted_fields)):
+            raise TypeError("intent_arguments, outbound_arguments and untrusted_fields are lists")
         with self._lock:
             if self._native is not None:
                 raise ConfigurationError(_CONFIGURATION_INVALID, "decorate every tool before the guard's first call")
@@ -588,6 +602,7 @@ class Guard:
                     **({"input_schema": dict(input_schema)} if input_schema is not None else {}),
                     **({"intent_arguments": list(intent_arguments)} if intent_arguments is not None else {}),
                     **({"outbound_arguments": list(outbound_arguments)} if outbound_arguments is not None else {}),
+                    **({"untrusted_fields": list(untrusted_fields)} if untrusted_fields is not None else {}),
                 }
             )
             try:
@@ -627,7 +642,17 @@ class Guard:
                 )
                 session._after(tool_name, str(error), True, None)
                 raise error
-            session._after(tool_name, text_of(result), False, None)
+            text = text_of(result)
+            session._after(tool_name, text, False, None)
+            reader = self._field_readers.get(tool_name)
+            if reader is not None:
+                try:
+                    found = [t for t in reader(result) if isinstance(t, str) and t.strip()]
+                except Exception:
+                    # A reader that fails cannot say what is third-party: all of it is (fail closed).
+                    found = [text]
+                if found:
+                    session.taint(tool_name, "\n".join(found))
 
         if inspect.iscoroutinefunction(fn):
 

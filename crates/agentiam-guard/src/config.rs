@@ -72,6 +72,10 @@ pub struct ToolConfig {
     /// The arguments holding the URL the tool contacts ([`ToolSpec::with_outbound_arguments`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbound_arguments: Option<Vec<String>>,
+    /// Where the tool's JSON output holds third-party text, as dotted paths with `*`
+    /// ([`ToolSpec::with_untrusted_fields`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub untrusted_fields: Option<Vec<String>>,
 }
 
 impl ToolConfig {
@@ -94,6 +98,9 @@ impl ToolConfig {
         }
         if let Some(names) = &self.outbound_arguments {
             spec = spec.with_outbound_arguments(names.iter().cloned());
+        }
+        if let Some(paths) = &self.untrusted_fields {
+            spec = spec.with_untrusted_fields(paths.iter().cloned());
         }
         if let Some(description) = &self.description {
             spec = spec.with_descriptor(

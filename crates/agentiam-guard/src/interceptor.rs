@@ -7,6 +7,7 @@
 //! tainted session risky tools need a human (the default policy's
 //! `tainted-session-high-risk-needs-human` gate).
 
+use std::borrow::Cow;
 use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
@@ -320,22 +321,32 @@ impl ToolInterceptor {
         output: &str,
         failed: bool,
     ) -> OutputVerdict {
-        let verdict = match self.guard.tool(call.tool) {
+        // What taints, and the text whose fingerprints flag copied arguments: the whole
+        // output, or only the third-party fields of an otherwise trusted one (the trusted
+        // rest, ids and the like, is what later arguments rightly repeat).
+        let (verdict, untrusted) = match self.guard.tool(call.tool) {
             Some(tool) => {
                 let verdict = self.guard.content_filter().scan_output(tool, output);
-                match (&verdict, tool.returns_untrusted_output()) {
-                    (OutputVerdict::Clean, false) => verdict,
-                    (OutputVerdict::Clean, true) => OutputVerdict::Untrusted,
-                    _ => verdict,
+                match (verdict, tool.returns_untrusted_output()) {
+                    (OutputVerdict::Clean, false) => {
+                        match crate::untrusted_text::third_party_text(tool, output) {
+                            Some(fields) => (OutputVerdict::Untrusted, Some(Cow::Owned(fields))),
+                            None => (OutputVerdict::Clean, None),
+                        }
+                    }
+                    (OutputVerdict::Clean, true) => {
+                        (OutputVerdict::Untrusted, Some(Cow::Borrowed(output)))
+                    }
+                    (verdict, _) => (verdict, Some(Cow::Borrowed(output))),
                 }
             }
             // Output of a tool the guard does not know is not trusted.
-            None => OutputVerdict::Untrusted,
+            None => (OutputVerdict::Untrusted, Some(Cow::Borrowed(output))),
         };
-        if !matches!(verdict, OutputVerdict::Clean) {
+        if let Some(text) = untrusted {
             // The session is tainted whatever the shared state answers; a shared state that
             // cannot record it refuses this task's next decision anyway (state_unavailable).
-            let _ = self.read_untrusted(session, call.tool, output);
+            let _ = self.read_untrusted(session, call.tool, &text);
         }
         let outcome = CallOutcome {
             principal: &session.principal,

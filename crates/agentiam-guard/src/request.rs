@@ -75,6 +75,7 @@ pub struct ToolSpec {
     pin: Option<Sha256Digest>,
     intent_arguments: Option<Arc<[String]>>,
     outbound_arguments: Option<Arc<[String]>>,
+    untrusted_fields: Option<Arc<[String]>>,
 }
 
 fn valid_scope_part(part: &str, dots: bool) -> bool {
@@ -102,7 +103,28 @@ impl ToolSpec {
             pin: None,
             intent_arguments: None,
             outbound_arguments: None,
+            untrusted_fields: None,
         }
+    }
+
+    /// The parts of the tool's (JSON) output that are third-party text: dotted paths of member
+    /// names, `*` for every item of an array or member of an object (`channels.*.name`,
+    /// `messages.*.body`). A tool whose output is otherwise trusted (a workspace's own API)
+    /// still taints the session when it returns text there (a channel name, a review title
+    /// an outsider wrote), and that text's fingerprints flag arguments copied from it. Output
+    /// that is not JSON, or deeper than the walk can follow, taints as a whole (fail closed).
+    pub fn with_untrusted_fields<I, S>(mut self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.untrusted_fields = Some(paths.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The paths given with [`ToolSpec::with_untrusted_fields`].
+    pub fn untrusted_fields(&self) -> Option<&[String]> {
+        self.untrusted_fields.as_deref()
     }
 
     /// The arguments holding the URL (or list of URLs) the tool contacts: the tool reaches the
@@ -204,6 +226,7 @@ impl ToolSpec {
         for (what, names) in [
             ("intent", &self.intent_arguments),
             ("outbound", &self.outbound_arguments),
+            ("untrusted-field", &self.untrusted_fields),
         ] {
             if let Some(names) = names
                 && (names.len() > 256
@@ -216,6 +239,15 @@ impl ToolSpec {
                     self.name
                 )));
             }
+        }
+        if let Some(paths) = &self.untrusted_fields
+            && paths.iter().any(|p| p.split('.').any(str::is_empty))
+        {
+            // A path with an empty segment would match nothing and taint nothing.
+            return Err(GuardError::ToolSpec(format!(
+                "tool {:?}: an untrusted-field path is member names or * joined by dots",
+                self.name
+            )));
         }
         if self.descriptor.is_some() && self.pin.is_none() {
             return Err(GuardError::ToolSpec(format!(

@@ -633,3 +633,77 @@ fn a_url_the_intent_fixes_goes_out_from_a_tainted_session_and_no_other() {
     let d = interceptor.before(&session, &ToolCall::new("fetch", &other));
     assert_eq!(d.code(), Some("guard.constraint_violated"), "{d:?}");
 }
+
+/// A workspace's own API is trusted, but the channel names and topics it returns were written by
+/// whoever created the channels: declared as untrusted fields, they taint the session.
+#[test]
+fn third_party_fields_of_a_trusted_output_taint_the_session_with_their_own_text() {
+    let w = world();
+    let guard = Guard::builder(PolicyEngine::default_policy().unwrap())
+        .service(AUD)
+        .clock(w.clock.clone())
+        .shared_state(w.state.clone())
+        // As in the replay that found this, the filter scores the text clean: here it is off.
+        .content_filter(Arc::new(hooks::NoContentFilter))
+        .tools([
+            ToolSpec::new("list_channels", Risk::Low)
+                .with_scope("mail", "read")
+                .with_untrusted_fields(["channels.*.name", "channels.*.topic"]),
+            ToolSpec::new("invite", Risk::High).with_scope("calendar", "invite"),
+        ])
+        .build()
+        .unwrap();
+    let interceptor = ToolInterceptor::new(guard);
+    let list = json!({});
+    let call = ToolCall::new("list_channels", &list);
+    let session = w.session(&w.broad_token("t-fields"));
+    // Nothing third-party in the answer: the session stays clean.
+    assert!(interceptor.before(&session, &call).is_allowed());
+    let quiet = r#"{"channels": [], "workspace": "acme"}"#;
+    assert_eq!(
+        interceptor.after(&session, &call, quiet, false),
+        hooks::OutputVerdict::Clean
+    );
+    assert!(!session.is_tainted());
+    // A channel name an outsider chose (clean to the filter's eye) taints it.
+    let output = r#"{"workspace": "acme", "channels": [
+        {"id": "C042", "name": "general", "topic": "welcome dora.marsh@evil.example"}]}"#;
+    assert_eq!(
+        interceptor.after(&session, &call, output, false),
+        hooks::OutputVerdict::Untrusted
+    );
+    assert!(session.is_tainted());
+    let invite = |who: &str| {
+        interceptor.before(
+            &session,
+            &ToolCall::new("invite", &json!({"who": who, "channel": "C042"})),
+        )
+    };
+    let Decision::NeedsConfirmation(request) = invite("dora.marsh@evil.example") else {
+        panic!("a high-risk call after third-party text waits for a human")
+    };
+    assert!(
+        request
+            .policies
+            .contains(&"copied-untrusted-text-needs-human".to_owned()),
+        "the address was copied from the topic: {:?}",
+        request.policies
+    );
+    // The trusted rest (the channel id) was not remembered as untrusted: only the taint gate asks.
+    let Decision::NeedsConfirmation(request) = invite("bob@acme.example") else {
+        panic!("still tainted")
+    };
+    assert_eq!(request.policies, ["tainted-session-high-risk-needs-human"]);
+    // Output that is not JSON cannot be walked: it taints as a whole.
+    let other = w.session(&w.broad_token("t-fields-2"));
+    assert!(interceptor.before(&other, &call).is_allowed());
+    assert_eq!(
+        interceptor.after(&other, &call, "general: welcome", false),
+        hooks::OutputVerdict::Untrusted
+    );
+    // A path that could match nothing is refused when the guard is built.
+    let bad = Guard::builder(PolicyEngine::default_policy().unwrap())
+        .tool(ToolSpec::new("x", Risk::Low).with_untrusted_fields(["channels..name"]))
+        .build();
+    assert!(bad.is_err());
+}
