@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
@@ -123,6 +124,9 @@ def guard_tool(
     risk: str = _UNSTATED_RISK,
     untrusted_output: bool = False,
     redact: list[str] | tuple[str, ...] = (),
+    intent_arguments: Sequence[str] | None = None,
+    outbound_arguments: Sequence[str] | None = None,
+    untrusted_fields: Sequence[str] | None = None,
     approvals: Literal["error", "interrupt"] = "error",
 ) -> GuardedTool:
     """A copy of `tool` (a function-backed LangChain tool) whose every call the guard decides first.
@@ -135,7 +139,7 @@ def guard_tool(
     coroutine = getattr(tool, "coroutine", None)
     if func is None and coroutine is None:
         raise TypeError("guard_tool needs a function-backed tool (@tool or StructuredTool.from_function)")
-    guard._register(tool.name, scope, risk, untrusted_output, redact, functions=[f for f in (func, coroutine) if f])
+    guard._register(tool.name, scope, risk, untrusted_output, redact, functions=[f for f in (func, coroutine) if f], intent_arguments=intent_arguments, outbound_arguments=outbound_arguments, untrusted_fields=untrusted_fields)
     # A content_and_artifact tool returns (content, artifact); the model reads only the content.
     render = _content_of if tool.response_format == "content_and_artifact" else None
 

@@ -23,7 +23,7 @@ import functools
 import hashlib
 import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from llama_index.core.tools import FunctionTool
@@ -100,6 +100,9 @@ def guard_tool(
     risk: str = _UNSTATED_RISK,
     untrusted_output: bool = False,
     redact: list[str] | tuple[str, ...] = (),
+    intent_arguments: Sequence[str] | None = None,
+    outbound_arguments: Sequence[str] | None = None,
+    untrusted_fields: Sequence[str] | None = None,
     approvals: Literal["error", "workflow"] = "error",
 ) -> FunctionTool:
     """A copy of `tool` whose every call the guard decides first; `approvals="workflow"` waits
@@ -107,7 +110,7 @@ def guard_tool(
     if approvals not in ("error", "workflow"):
         raise ValueError('approvals is "error" or "workflow"')
     name = tool.metadata.get_name()
-    guard._register(name, scope, risk, untrusted_output, redact, functions=(tool.real_fn,))
+    guard._register(name, scope, risk, untrusted_output, redact, functions=(tool.real_fn,), intent_arguments=intent_arguments, outbound_arguments=outbound_arguments, untrusted_fields=untrusted_fields)
     # LlamaIndex's own answer (identity with its Context), not a guess from names.
     own_context = tool.ctx_param_name
     guarded = guard._wrap(tool.real_fn, name, (own_context,) if own_context else ())

@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from mcp.server.auth.middleware.auth_context import get_access_token
@@ -153,13 +153,16 @@ def guard_tool(
     untrusted_output: bool = False,
     name: str | None = None,
     redact: list[str] | tuple[str, ...] = (),
+    intent_arguments: Sequence[str] | None = None,
+    outbound_arguments: Sequence[str] | None = None,
+    untrusted_fields: Sequence[str] | None = None,
     **tool_kwargs: Any,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register `fn` on `server` as a tool the guard decides first; returns the guarded function."""
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         tool_name = name or fn.__name__
-        guard._register(tool_name, scope, risk, untrusted_output, redact, functions=(fn,))
+        guard._register(tool_name, scope, risk, untrusted_output, redact, functions=(fn,), intent_arguments=intent_arguments, outbound_arguments=outbound_arguments, untrusted_fields=untrusted_fields)
         # The SDK's own rule (type hints compared with its Context class), so the guard hides
         # exactly the parameter the SDK fills and sees every one the model fills.
         own_context = find_context_parameter(fn)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import agents
@@ -110,6 +110,9 @@ def function_tool(
     untrusted_output: bool = False,
     name: str | None = None,
     redact: list[str] | tuple[str, ...] = (),
+    intent_arguments: Sequence[str] | None = None,
+    outbound_arguments: Sequence[str] | None = None,
+    untrusted_fields: Sequence[str] | None = None,
     approvals: Literal["sdk", "error"] = "sdk",
     **function_tool_kwargs: Any,
 ) -> Callable[[Callable[..., Any]], agents.FunctionTool]:
@@ -119,7 +122,7 @@ def function_tool(
 
     def decorate(fn: Callable[..., Any]) -> agents.FunctionTool:
         tool_name = name or fn.__name__
-        guard._register(tool_name, scope, risk, untrusted_output, redact, functions=(fn,))
+        guard._register(tool_name, scope, risk, untrusted_output, redact, functions=(fn,), intent_arguments=intent_arguments, outbound_arguments=outbound_arguments, untrusted_fields=untrusted_fields)
         # The SDK's own rule (the first parameter's resolved type is RunContextWrapper or
         # ToolContext), so the guard hides exactly the parameter the SDK fills.
         takes_context = function_schema(fn).takes_context

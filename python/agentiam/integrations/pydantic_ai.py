@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic_ai import Tool
@@ -80,11 +80,14 @@ def guard_tool(
     untrusted_output: bool = False,
     name: str | None = None,
     redact: list[str] | tuple[str, ...] = (),
+    intent_arguments: Sequence[str] | None = None,
+    outbound_arguments: Sequence[str] | None = None,
+    untrusted_fields: Sequence[str] | None = None,
     **tool_kwargs: Any,
 ) -> Tool[Any]:
     """A Pydantic AI `Tool` for `fn` with the guard deciding every call first."""
     tool_name = name or fn.__name__
-    guard._register(tool_name, scope, risk, untrusted_output, redact, functions=(fn,))
+    guard._register(tool_name, scope, risk, untrusted_output, redact, functions=(fn,), intent_arguments=intent_arguments, outbound_arguments=outbound_arguments, untrusted_fields=untrusted_fields)
     # Pydantic AI's own view of `fn` (schema, description, whether it takes the RunContext), so
     # the guard hides exactly the parameter Pydantic AI fills.
     tool: Tool[Any] = Tool(fn, name=tool_name, **tool_kwargs)
