@@ -68,15 +68,15 @@ impl Decision {
     /// and the guard got as far as measuring it (past the scope check).
     pub fn intent(&self) -> Option<&IntentCheck> {
         match self {
-            Self::Allow(a) => a.intent.as_ref(),
-            Self::Deny(d) => d.intent.as_ref(),
+            Self::Allow(a) => a.intent.as_deref(),
+            Self::Deny(d) => d.intent.as_deref(),
             Self::NeedsConfirmation(r) => r.intent.as_ref(),
         }
     }
 
     /// Attaches the intent measurement (the guard does this for every decision past it).
     pub(crate) fn with_intent(mut self, intent: &IntentCheck) -> Self {
-        let intent = intent.declared.then(|| intent.clone());
+        let intent = intent.declared.then(|| Box::new(intent.clone()));
         match &mut self {
             Self::Allow(a) => a.intent = intent,
             Self::Deny(d) => d.intent = intent,
@@ -120,7 +120,7 @@ pub struct Allowance {
     /// What the behaviour check found unusual (an allowed call is still recorded as an anomaly).
     pub anomaly: Option<Anomaly>,
     /// How the call stood against the task's declared intent (intent-bound or not).
-    pub intent: Option<IntentCheck>,
+    pub intent: Option<Box<IntentCheck>>,
 }
 
 /// What the behaviour check found unusual about a call: its score and explanations.
@@ -140,7 +140,7 @@ pub struct Denial {
     message: String,
     policies: Vec<String>,
     anomaly: Option<Anomaly>,
-    intent: Option<IntentCheck>,
+    intent: Option<Box<IntentCheck>>,
 }
 
 impl Denial {

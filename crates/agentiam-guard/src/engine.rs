@@ -535,6 +535,7 @@ impl Guard {
         }
     }
 
+    #[allow(clippy::too_many_arguments, reason = "one private step of decide_tool")]
     fn decide_policy(
         &self,
         request: &GuardRequest<'_>,

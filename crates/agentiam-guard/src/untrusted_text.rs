@@ -284,6 +284,49 @@ impl UntrustedText {
     }
 }
 
+/// The third-party text in a tool's output, for a tool that declares untrusted fields
+/// ([`crate::ToolSpec::with_untrusted_fields`]): every string (and member name) at or below
+/// each declared path, one per line. `None` when the tool declares none or the output holds
+/// no text there. Output that is not JSON (or nests deeper than the parser follows) cannot be
+/// walked, so all of it counts (fail closed).
+pub(crate) fn third_party_text(tool: &crate::ToolSpec, output: &str) -> Option<String> {
+    let paths = tool.untrusted_fields()?;
+    let Ok(value) = serde_json::from_str::<Value>(output) else {
+        return (!output.trim().is_empty()).then(|| output.to_owned());
+    };
+    let mut texts: Vec<&str> = Vec::new();
+    for path in paths {
+        let segments: Vec<&str> = path.split('.').collect();
+        let mut stack: Vec<(&Value, usize)> = vec![(&value, 0)];
+        while let Some((node, at)) = stack.pop() {
+            let Some(segment) = segments.get(at) else {
+                let _ = visit_strings(node, |_, s| {
+                    texts.push(s);
+                    ControlFlow::Continue(())
+                });
+                continue;
+            };
+            match (node, *segment) {
+                (Value::Array(items), "*") => stack.extend(items.iter().map(|v| (v, at + 1))),
+                (Value::Object(map), "*") => stack.extend(map.values().map(|v| (v, at + 1))),
+                (Value::Object(map), name) => {
+                    if let Some(v) = map.get(name) {
+                        stack.push((v, at + 1));
+                    }
+                }
+                (Value::Array(items), index) => {
+                    if let Some(v) = index.parse::<usize>().ok().and_then(|i| items.get(i)) {
+                        stack.push((v, at + 1));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let text = texts.join("\n");
+    (!text.trim().is_empty()).then_some(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,47 +404,4 @@ mod tests {
         assert_eq!(past.fingerprints.len(), MAX_FINGERPRINTS);
         assert!(past.copied_into(&json!({"a": "unrelated words"})).is_some());
     }
-}
-
-/// The third-party text in a tool's output, for a tool that declares untrusted fields
-/// ([`crate::ToolSpec::with_untrusted_fields`]): every string (and member name) at or below
-/// each declared path, one per line. `None` when the tool declares none or the output holds
-/// no text there. Output that is not JSON (or nests deeper than the parser follows) cannot be
-/// walked, so all of it counts (fail closed).
-pub(crate) fn third_party_text(tool: &crate::ToolSpec, output: &str) -> Option<String> {
-    let paths = tool.untrusted_fields()?;
-    let Ok(value) = serde_json::from_str::<Value>(output) else {
-        return (!output.trim().is_empty()).then(|| output.to_owned());
-    };
-    let mut texts: Vec<&str> = Vec::new();
-    for path in paths {
-        let segments: Vec<&str> = path.split('.').collect();
-        let mut stack: Vec<(&Value, usize)> = vec![(&value, 0)];
-        while let Some((node, at)) = stack.pop() {
-            let Some(segment) = segments.get(at) else {
-                let _ = visit_strings(node, |_, s| {
-                    texts.push(s);
-                    ControlFlow::Continue(())
-                });
-                continue;
-            };
-            match (node, *segment) {
-                (Value::Array(items), "*") => stack.extend(items.iter().map(|v| (v, at + 1))),
-                (Value::Object(map), "*") => stack.extend(map.values().map(|v| (v, at + 1))),
-                (Value::Object(map), name) => {
-                    if let Some(v) = map.get(name) {
-                        stack.push((v, at + 1));
-                    }
-                }
-                (Value::Array(items), index) => {
-                    if let Some(v) = index.parse::<usize>().ok().and_then(|i| items.get(i)) {
-                        stack.push((v, at + 1));
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    let text = texts.join("\n");
-    (!text.trim().is_empty()).then_some(text)
 }

@@ -320,10 +320,8 @@ fn an_intent_declared_after_untrusted_content_was_read_is_not_trusted() {
     // The agent reads the attacker's mail under the broad token first...
     w.read_injected_mail(&w.session(&broad));
     // ...and then a planner "declares" an intent with the attacker's values in it.
-    let hijacked = format!(
-        "payments:send{{recipient='GB33BUKB20201555555555',amount<=120}} mail:send{{to=['eve@evil.example']}}"
-    );
-    let session = w.session(&w.declare_by_exchange(&broad, &hijacked));
+    let hijacked = "payments:send{recipient='GB33BUKB20201555555555',amount<=120} mail:send{to=['eve@evil.example']}";
+    let session = w.session(&w.declare_by_exchange(&broad, hijacked));
     let pay = json!({"recipient": "GB33BUKB20201555555555", "amount": 100});
     let d = w.call(&session, "send_money", &pay);
     // The task was tainted before the intent existed: the call is not intent-bound. (The
