@@ -548,15 +548,14 @@ impl Guard {
     ) -> Decision {
         let principal = request.principal;
         let anomaly_score = anomaly.map_or(0, |a| a.score);
+        // A fingerprint set that overflowed (here or in another worker of the task) cannot
+        // clear anything: every argument holding a string then counts as copied.
+        let copied = session.untrusted_text.copied_arguments(request.arguments());
         let mut ctx = PolicyContext {
             arguments: request.arguments(),
             tainted: session.tainted,
-            // A fingerprint set that overflowed (here or in another worker of the task) cannot
-            // clear anything: `copied_into` then names the first string.
-            untrusted_arguments: session
-                .untrusted_text
-                .copied_into(request.arguments())
-                .is_some(),
+            untrusted_arguments: !copied.is_empty(),
+            copied_arguments: &copied,
             approved: false,
             anomaly_score,
             intent,

@@ -95,6 +95,7 @@ pub(crate) struct PolicyContext<'a> {
     pub(crate) arguments: &'a Value,
     pub(crate) tainted: bool,
     pub(crate) untrusted_arguments: bool,
+    pub(crate) copied_arguments: &'a [String],
     pub(crate) approved: bool,
     pub(crate) anomaly_score: u8,
     pub(crate) intent: &'a crate::IntentCheck,
@@ -315,6 +316,7 @@ impl PolicyEngine {
         ])
         .map_err(|e| (codes::POLICY_ERROR, e.to_string()))?;
         pairs.push(("intent".into(), intent));
+        pairs.push(("copied_arguments".into(), names(ctx.copied_arguments)));
         let outbound = RestrictedExpression::new_record([
             (
                 "declared".to_owned(),
@@ -432,7 +434,12 @@ impl PolicyEngine {
             (true, false) => "l",
             (true, true) => "u",
         });
-        for list in [&ctx.intent.fixed, &ctx.intent.free, &ctx.outbound.hosts] {
+        for list in [
+            ctx.intent.fixed.as_slice(),
+            ctx.intent.free.as_slice(),
+            ctx.outbound.hosts.as_slice(),
+            ctx.copied_arguments,
+        ] {
             key.number(list.len());
             for name in list {
                 key.text(name);

@@ -282,6 +282,41 @@ impl UntrustedText {
         });
         found
     }
+
+    /// Every top-level argument (by name, sorted) whose value or member names hold an
+    /// identifier, a host or a run of words from the remembered text; after an overflow, every
+    /// argument holding a string. What policy sees as `context.copied_arguments`.
+    pub fn copied_arguments(&self, arguments: &Value) -> Vec<String> {
+        if self.is_empty() {
+            return Vec::new();
+        }
+        let mut names: Vec<String> = Vec::new();
+        let _ = visit_strings(arguments, |path, s| {
+            let name = match path.first() {
+                Some(agentiam_filter::json::Segment::Key(k)) => *k,
+                Some(agentiam_filter::json::Segment::Index(_)) | None => "(arguments)",
+            };
+            if names.iter().any(|n| n == name) {
+                return ControlFlow::Continue(());
+            }
+            let hit = self.overflowed
+                || Fingerprinter::new(|fp| {
+                    if self.fingerprints.contains(&fp) {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                })
+                .text(s)
+                .is_break();
+            if hit {
+                names.push(name.to_owned());
+            }
+            ControlFlow::Continue(())
+        });
+        names.sort();
+        names
+    }
 }
 
 /// The third-party text in a tool's output, for a tool that declares untrusted fields

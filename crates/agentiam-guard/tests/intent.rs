@@ -705,3 +705,53 @@ fn third_party_fields_of_a_trusted_output_taint_the_session_with_their_own_text(
         .build();
     assert!(bad.is_err());
 }
+
+/// Policy sees which arguments were copied from untrusted text, by name, beside the intent's
+/// fixed and free ones: here a deployer refuses outright a payment whose memo was copied.
+#[test]
+fn policy_reads_which_arguments_were_copied() {
+    let w = world();
+    let policy = format!(
+        "{DEFAULT_POLICY}\n@id(\"no-copied-memo\")\n@reason(\"guard.tainted_context\")\n\
+         forbid (principal, action == Action::\"call\", resource)\n\
+         when {{ context.copied_arguments.contains(\"memo\") }};"
+    );
+    let guard = Guard::builder(PolicyEngine::new(&policy, Some(policy::SCHEMA)).unwrap())
+        .service(AUD)
+        .clock(w.clock.clone())
+        .shared_state(w.state.clone())
+        .tools([
+            ToolSpec::new("read_mail", Risk::Low)
+                .with_scope("mail", "read")
+                .with_untrusted_output(),
+            ToolSpec::new("send_money", Risk::High)
+                .with_scope("payments", "send")
+                .with_intent_arguments(["recipient", "amount"]),
+        ])
+        .build()
+        .unwrap();
+    let interceptor = ToolInterceptor::new(guard);
+    let session = w.session(&w.intent_token("t-copied", &pay_intent()));
+    let read = json!({});
+    assert!(
+        interceptor
+            .before(&session, &ToolCall::new("read_mail", &read))
+            .is_allowed()
+    );
+    interceptor.after(
+        &session,
+        &ToolCall::new("read_mail", &read),
+        "reference INV-2026-0042-X",
+        false,
+    );
+    let clean = json!({"recipient": IBAN, "amount": 10, "memo": "December"});
+    assert!(
+        interceptor
+            .before(&session, &ToolCall::new("send_money", &clean))
+            .is_allowed()
+    );
+    let copied = json!({"recipient": IBAN, "amount": 10, "memo": "INV-2026-0042-X"});
+    let d = interceptor.before(&session, &ToolCall::new("send_money", &copied));
+    assert!(matches!(d, Decision::Deny(_)), "{d:?}");
+    assert_eq!(d.code(), Some("guard.tainted_context"));
+}
