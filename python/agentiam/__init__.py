@@ -17,6 +17,7 @@ from ._audit import LogVerification, read_audit_log, verify_audit_log
 from ._broker import (
     BrokerApprovals,
     approver_keys,
+    exchange_token,
     register_agent,
     request_token,
     revoke_at_broker,
@@ -69,6 +70,7 @@ __all__ = [
     "TokenError",
     "approver_keys",
     "attenuate",
+    "exchange_token",
     "framework_call",
     "read_audit_log",
     "register_agent",

@@ -142,6 +142,48 @@ def request_token(
     return answer
 
 
+def exchange_token(
+    base_url: str,
+    identity: _native.AgentIdentity,
+    key: _native.SigningKey,
+    *,
+    subject_token: str,
+    scope: str,
+    audience: str,
+    intent: bool = False,
+) -> dict[str, Any]:
+    """RFC 8693 token exchange at the broker: `subject_token` (a token of this broker) narrowed to
+    `scope` for `identity` (authenticated like `request_token`). `intent=True` declares the new
+    token's scopes the task's intent, as a planner does before the agent reads anything
+    untrusted (once per chain: `delegation.intent_redeclared`). Returns the token response;
+    raises `BrokerError`."""
+    endpoint = base_url.rstrip("/") + "/oauth2/token"
+    form = urllib.parse.urlencode(
+        [
+            ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", key.client_assertion(identity.spiffe_id, endpoint)),
+            ("agent_attestation", identity.attestation_evidence()),
+            ("subject_token", subject_token),
+            ("subject_token_type", "urn:ietf:params:oauth:token-type:access_token"),
+            ("scope", scope),
+            ("audience", audience),
+            *([("task_intent", "true")] if intent else []),
+        ]
+    ).encode()
+    request = urllib.request.Request(
+        endpoint, data=form, headers={"Content-Type": "application/x-www-form-urlencoded"}, method="POST"
+    )
+    status, raw = _send(request, 30)
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        answer = {}
+    if status != 200 or not isinstance(answer, dict) or "access_token" not in answer:
+        raise _refused(status, answer if isinstance(answer, dict) else {})
+    return answer
+
+
 def revoke_at_broker(base_url: str, token: str, *, admin_secret: str) -> None:
     """Revoke `token` at the broker (RFC 7009 `POST /oauth2/revoke`, as its administrator):
     from then on the broker introspects it, and every token delegated from it, as inactive and

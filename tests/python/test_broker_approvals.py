@@ -146,3 +146,26 @@ def test_the_broker_approval_example_runs_with_a_scripted_approver(broker):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "voided INV-7" in done.stdout
     assert [(t, i, v) for t, i, v, _ in decided] == [("void_invoice", "INV-7", "approve")]
+
+
+def test_a_planner_narrows_a_broker_token_to_the_tasks_intent_over_http(broker):
+    from conftest import ADMIN as admin
+
+    agent = agentiam.AgentIdentity("spiffe://acme.test/agent/py-intent", ("openai", "gpt-5", "2026-08-01"), "You pay.", [])
+    key = agentiam.SigningKey.generate()
+    agentiam.register_agent(broker.base, admin, agent, key, "ledger.*:read payments:approve{amount<=1000}")
+    broad = agentiam.request_token(
+        broker.base, agent, key, scope="ledger.ar:read payments:approve{amount<=1000}", audience="ledger-api", task_id="t-i"
+    )["access_token"]
+    intent = "ledger.ar:read payments:approve{amount<=120,payee=" + agentiam.scope_quote("ACME Energy") + "}"
+    narrowed = agentiam.exchange_token(
+        broker.base, agent, key, subject_token=broad, scope=intent, audience="ledger-api", intent=True
+    )
+    verifier = agentiam.Verifier(json.dumps(broker_jwks(broker)[1]), broker.base, "ledger-api")
+    claims = verifier.verify(narrowed["access_token"])
+    assert claims["intent"]["id"] == claims["jti"] and claims["scope"] == intent
+    with pytest.raises(agentiam.BrokerError) as again:
+        agentiam.exchange_token(
+            broker.base, agent, key, subject_token=narrowed["access_token"], scope=intent, audience="ledger-api", intent=True
+        )
+    assert (again.value.status, again.value.code) == (400, "delegation.intent_redeclared")
