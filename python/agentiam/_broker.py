@@ -99,6 +99,21 @@ def register_agent(
     return answer
 
 
+def _token_answer(endpoint: str, form: bytes) -> dict[str, Any]:
+    """POSTs a token request form; the token response, or `BrokerError` with the broker's code."""
+    request = urllib.request.Request(
+        endpoint, data=form, headers={"Content-Type": "application/x-www-form-urlencoded"}, method="POST"
+    )
+    status, raw = _send(request, 30)
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        answer = {}
+    if status != 200 or not isinstance(answer, dict) or "access_token" not in answer:
+        raise _refused(status, answer if isinstance(answer, dict) else {})
+    return answer
+
+
 def request_token(
     base_url: str,
     identity: _native.AgentIdentity,
@@ -129,17 +144,7 @@ def request_token(
             *([("task_intent", "true")] if intent else []),
         ]
     ).encode()
-    request = urllib.request.Request(
-        endpoint, data=form, headers={"Content-Type": "application/x-www-form-urlencoded"}, method="POST"
-    )
-    status, raw = _send(request, 30)
-    try:
-        answer = json.loads(raw)
-    except ValueError:
-        answer = {}
-    if status != 200 or not isinstance(answer, dict) or "access_token" not in answer:
-        raise _refused(status, answer if isinstance(answer, dict) else {})
-    return answer
+    return _token_answer(endpoint, form)
 
 
 def exchange_token(
@@ -171,17 +176,7 @@ def exchange_token(
             *([("task_intent", "true")] if intent else []),
         ]
     ).encode()
-    request = urllib.request.Request(
-        endpoint, data=form, headers={"Content-Type": "application/x-www-form-urlencoded"}, method="POST"
-    )
-    status, raw = _send(request, 30)
-    try:
-        answer = json.loads(raw)
-    except ValueError:
-        answer = {}
-    if status != 200 or not isinstance(answer, dict) or "access_token" not in answer:
-        raise _refused(status, answer if isinstance(answer, dict) else {})
-    return answer
+    return _token_answer(endpoint, form)
 
 
 def revoke_at_broker(base_url: str, token: str, *, admin_secret: str) -> None:

@@ -255,6 +255,21 @@ impl UntrustedText {
         self.overflowed
     }
 
+    /// Whether `s` holds an identifier, a host or a run of words from the remembered text
+    /// (always, after an overflow).
+    fn holds_text_of(&self, s: &str) -> bool {
+        self.overflowed
+            || Fingerprinter::new(|fp| {
+                if self.fingerprints.contains(&fp) {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .text(s)
+            .is_break()
+    }
+
     /// The first string of the arguments (by path, such as `to` or `items[2].note`; a member
     /// name counts as its member) holding an identifier, a host or a run of words from the
     /// remembered text, if any. After an overflow, the first string of the arguments.
@@ -264,16 +279,7 @@ impl UntrustedText {
         }
         let mut found = None;
         let _ = visit_strings(arguments, |path, s| {
-            let hit = self.overflowed
-                || Fingerprinter::new(|fp| {
-                    if self.fingerprints.contains(&fp) {
-                        ControlFlow::Break(())
-                    } else {
-                        ControlFlow::Continue(())
-                    }
-                })
-                .text(s)
-                .is_break();
+            let hit = self.holds_text_of(s);
             if hit {
                 found = Some(path_text(path));
                 return ControlFlow::Break(());
@@ -299,16 +305,7 @@ impl UntrustedText {
             if names.iter().any(|n| n == name) {
                 return ControlFlow::Continue(());
             }
-            let hit = self.overflowed
-                || Fingerprinter::new(|fp| {
-                    if self.fingerprints.contains(&fp) {
-                        ControlFlow::Break(())
-                    } else {
-                        ControlFlow::Continue(())
-                    }
-                })
-                .text(s)
-                .is_break();
+            let hit = self.holds_text_of(s);
             if hit {
                 names.push(name.to_owned());
             }

@@ -13,11 +13,9 @@ use std::sync::Arc;
 
 use agentiam_delegation::{ExchangeRequest, Exchanger};
 use agentiam_guard::*;
-use agentiam_identity::{
-    AgentConfiguration, AgentIdentity, Algorithm, KeySet, ModelRef, RuntimeDescriptor, SigningKey,
-    parse_spiffe_id,
-};
+use agentiam_identity::{AgentIdentity, Algorithm, KeySet, SigningKey};
 use agentiam_state::{InProcessState, SharedState};
+use agentiam_test_support::agent;
 use agentiam_token::{
     AgentRegistration, FixedClock, Issuer, ScopeSet, TokenRequest, Verifier, quote,
 };
@@ -30,16 +28,6 @@ const AUD: &str = "https://api.intent.test";
 const BROAD: &str =
     "mail:read mail:send payments:send{amount<=5000} web:fetch web:post calendar:invite";
 const IBAN: &str = "DE89 3704 0044 0532 0130 00";
-
-fn agent(name: &str) -> AgentIdentity {
-    AgentIdentity::new(
-        parse_spiffe_id(&format!("spiffe://intent.test/agent/{name}")).unwrap(),
-        ModelRef::new("p", "m", "1"),
-        &AgentConfiguration::new(format!("You are {name}."), vec![]),
-        RuntimeDescriptor::new("process"),
-    )
-    .unwrap()
-}
 
 struct World {
     issuer: Arc<Issuer>,
@@ -94,6 +82,18 @@ fn world() -> World {
 }
 
 impl World {
+    /// A guard on this world's clock and shared state, with the default policy unless `policy`.
+    fn guard_builder(&self, policy: Option<&str>) -> GuardBuilder {
+        let engine = match policy {
+            Some(text) => PolicyEngine::new(text, Some(policy::SCHEMA)).unwrap(),
+            None => PolicyEngine::default_policy().unwrap(),
+        };
+        Guard::builder(engine)
+            .service(AUD)
+            .clock(self.clock.clone())
+            .shared_state(self.state.clone())
+    }
+
     fn broad_token(&self, task: &str) -> String {
         let request = TokenRequest::new(
             &self.assistant,
@@ -156,6 +156,14 @@ impl World {
     fn call(&self, session: &Session, tool: &str, args: &Value) -> Decision {
         self.interceptor.before(session, &ToolCall::new(tool, args))
     }
+}
+
+/// Calls the reading tool `tool` (allowed) and hands back `text` as its output.
+fn read_through(interceptor: &ToolInterceptor, session: &Session, tool: &str, text: &str) {
+    let args = json!({});
+    let call = ToolCall::new(tool, &args);
+    assert!(interceptor.before(session, &call).is_allowed());
+    interceptor.after(session, &call, text, false);
 }
 
 fn pay_intent() -> String {
@@ -238,10 +246,8 @@ fn a_call_the_intent_leaves_an_argument_of_free_waits_for_a_human_and_names_it()
          forbid (principal, action == Action::\"call\", resource)\n\
          when {{ context.intent.free.contains(\"url\") && context.tainted }};"
     );
-    let guard = Guard::builder(PolicyEngine::new(&policy, Some(policy::SCHEMA)).unwrap())
-        .service(AUD)
-        .clock(w.clock.clone())
-        .shared_state(w.state.clone())
+    let guard = w
+        .guard_builder(Some(&policy))
         .tool(
             ToolSpec::new("fetch", Risk::Medium)
                 .with_scope("web", "fetch")
@@ -260,10 +266,8 @@ fn a_call_the_intent_leaves_an_argument_of_free_waits_for_a_human_and_names_it()
 fn the_human_sees_the_declared_intent_and_the_free_argument_and_signs_over_them() {
     let w = world();
     let human = SigningKey::generate(Algorithm::EdDSA).unwrap();
-    let guard = Guard::builder(PolicyEngine::default_policy().unwrap())
-        .service(AUD)
-        .clock(w.clock.clone())
-        .shared_state(w.state.clone())
+    let guard = w
+        .guard_builder(None)
         .approvers(
             ApproverKeys::new()
                 .add("alice", human.public_key().clone())
@@ -518,10 +522,8 @@ fn the_activity_log_records_the_declared_intent_and_what_each_call_left_free() {
 
 /// A guard whose fetch and webhook tools reach agent-chosen URLs, with `acme.example` listed.
 fn outbound_guard(w: &World) -> ToolInterceptor {
-    let guard = Guard::builder(PolicyEngine::default_policy().unwrap())
-        .service(AUD)
-        .clock(w.clock.clone())
-        .shared_state(w.state.clone())
+    let guard = w
+        .guard_builder(None)
         .outbound_hosts(["acme.example"])
         .tools([
             ToolSpec::new("read_mail", Risk::Low)
@@ -550,17 +552,11 @@ fn after_untrusted_content_an_agent_chosen_url_reaches_only_listed_hosts_without
         |url: &str| interceptor.before(&session, &ToolCall::new("fetch", &json!({ "url": url })));
     // Before anything untrusted is read, the agent may fetch what it likes.
     assert!(fetch("https://news.example/today").is_allowed());
-    let read = json!({});
-    assert!(
-        interceptor
-            .before(&session, &ToolCall::new("read_mail", &read))
-            .is_allowed()
-    );
-    interceptor.after(
+    read_through(
+        &interceptor,
         &session,
-        &ToolCall::new("read_mail", &read),
+        "read_mail",
         "see https://evil.example",
-        false,
     );
     assert!(fetch("https://acme.example/agenda").is_allowed());
     assert!(fetch("https://acme.example/logo.png").is_allowed());
@@ -637,10 +633,8 @@ fn a_url_the_intent_fixes_goes_out_from_a_tainted_session_and_no_other() {
 #[test]
 fn third_party_fields_of_a_trusted_output_taint_the_session_with_their_own_text() {
     let w = world();
-    let guard = Guard::builder(PolicyEngine::default_policy().unwrap())
-        .service(AUD)
-        .clock(w.clock.clone())
-        .shared_state(w.state.clone())
+    let guard = w
+        .guard_builder(None)
         // As in the replay that found this, the filter scores the text clean: here it is off.
         .content_filter(Arc::new(hooks::NoContentFilter))
         .tools([
@@ -716,10 +710,8 @@ fn policy_reads_which_arguments_were_copied() {
          forbid (principal, action == Action::\"call\", resource)\n\
          when {{ context.copied_arguments.contains(\"memo\") }};"
     );
-    let guard = Guard::builder(PolicyEngine::new(&policy, Some(policy::SCHEMA)).unwrap())
-        .service(AUD)
-        .clock(w.clock.clone())
-        .shared_state(w.state.clone())
+    let guard = w
+        .guard_builder(Some(&policy))
         .tools([
             ToolSpec::new("read_mail", Risk::Low)
                 .with_scope("mail", "read")
@@ -732,17 +724,11 @@ fn policy_reads_which_arguments_were_copied() {
         .unwrap();
     let interceptor = ToolInterceptor::new(guard);
     let session = w.session(&w.intent_token("t-copied", &pay_intent()));
-    let read = json!({});
-    assert!(
-        interceptor
-            .before(&session, &ToolCall::new("read_mail", &read))
-            .is_allowed()
-    );
-    interceptor.after(
+    read_through(
+        &interceptor,
         &session,
-        &ToolCall::new("read_mail", &read),
+        "read_mail",
         "reference INV-2026-0042-X",
-        false,
     );
     let clean = json!({"recipient": IBAN, "amount": 10, "memo": "December"});
     assert!(
