@@ -171,6 +171,36 @@ async fn sign_in_sessions_and_csrf() {
     let (_, _, list) = page(&r, "GET", "/console", &cookie, "").await;
     assert!(list.contains("<td>alice</td>"), "{list}");
 
+    // A call under a declared intent: the approver sees the intent, whether it is trusted, and
+    // which argument it left free (escaped like everything the agent's guard sent).
+    let mut for_intent = pending_record("req-intent", 0, agentiam_token::SystemClock.now() + 600);
+    for_intent.request.intent = Some(agentiam_guard::IntentCheck {
+        declared: true,
+        id: "intent-1".into(),
+        scopes: "web:fetch mail:send{to=['alice@acme.example']}".into(),
+        trusted: false,
+        fixed: vec![],
+        free: vec!["url<script>".into()],
+    });
+    for_intent.request.digest = for_intent.request.computed_digest().unwrap();
+    r.store.put_approval(&for_intent).unwrap();
+    let (_, _, html) = page(&r, "GET", "/console/approvals/req-intent", &cookie, "").await;
+    assert!(
+        html.contains("mail:send{to=[&#39;alice@acme.example&#39;]}")
+            || html.contains("mail:send{to=['alice@acme.example']}"),
+        "{html}"
+    );
+    assert!(
+        html.contains("url&lt;script&gt;") && !html.contains("url<script>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("may have been chosen by an injection"),
+        "{html}"
+    );
+    let (_, _, plain) = page(&r, "GET", "/console/approvals/req-1", &cookie, "").await;
+    assert!(!plain.contains("declared intent"), "no intent, no section");
+
     // Forms without the session's CSRF token change nothing.
     for form in ["", "csrf=", "csrf=not-the-token"] {
         let (status, _, html) = page(

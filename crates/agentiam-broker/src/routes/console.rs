@@ -254,6 +254,15 @@ async fn home(State(broker): State<Broker>, headers: HeaderMap) -> Response {
     )
 }
 
+/// Names joined by commas, or "none".
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
 fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
@@ -285,6 +294,18 @@ fn detail_markup(r: &ApprovalRecord, session: &ConsoleSession, now: i64) -> Mark
         }
         h2 { "Arguments" }
         pre #arguments { (pretty(&r.request.arguments)) }
+        @if let Some(intent) = &r.request.intent {
+            h2 { "The task's declared intent" }
+            dl #intent {
+                dt { "Declared before the agent read anything" } dd { code { (intent.scopes) } }
+                dt { "Trusted" } dd #intent-trusted {
+                    @if intent.trusted { "yes: nothing untrusted was read under the tokens it was declared from" }
+                    @else { "no: untrusted content was read under the tokens it was declared from, so it may have been chosen by an injection" }
+                }
+                dt { "Arguments the intent constrains" } dd { (list_or_none(&intent.fixed)) }
+                dt { "Arguments it leaves free" } dd #intent-free { (list_or_none(&intent.free)) }
+            }
+        }
         h2 { "Findings" }
         @if r.request.taint_sources.is_empty() && r.request.anomaly.is_none() {
             p { "None." }
