@@ -133,16 +133,19 @@ impl BrokerClient {
         let request = request
             .body(Full::new(Bytes::from(bytes)))
             .map_err(|e| ClientError::BadRequest(e.to_string()))?;
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|e| ClientError::Unreachable(e.to_string()))?;
+        let response = self.client.request(request).await.map_err(|e| {
+            ClientError::Unreachable(format!("{} {}{path}: {e}", method, self.base))
+        })?;
         let status = response.status().as_u16();
         let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
             .collect()
             .await
-            .map_err(|e| ClientError::Unreachable(format!("reading the answer: {e}")))?
+            .map_err(|e| {
+                ClientError::Unreachable(format!(
+                    "reading the answer of {method} {}{path}: {e}",
+                    self.base
+                ))
+            })?
             .to_bytes();
         Ok((
             status,

@@ -14,7 +14,7 @@ const ADMIN_SECRET_ENV: &str = "AGENTIAM_ADMIN_SECRET";
 #[derive(Debug, Args)]
 pub(crate) struct Broker {
     /// The broker's URL.
-    #[arg(long, default_value = "http://127.0.0.1:8700")]
+    #[arg(long, env = "AGENTIAM_BROKER", default_value = "http://127.0.0.1:8700")]
     broker: String,
 }
 

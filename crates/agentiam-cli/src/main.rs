@@ -64,6 +64,11 @@ enum Command {
     /// Inspect, freeze, unfreeze or reset learned behaviour baselines.
     #[command(subcommand)]
     Baseline(baseline::BaselineCommand),
+    /// Print a shell completion script: `agentiam completions bash > /etc/bash_completion.d/agentiam`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -79,6 +84,18 @@ fn main() -> std::process::ExitCode {
         Command::Baseline(cmd) => baseline::run(cmd, &out),
         Command::Serve(args) => serve::run(&args, &out),
         Command::Approvals(cmd) => approvals::run(cmd, &out),
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            use std::io::Write as _;
+            // Into a buffer first: the generator panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "agentiam", &mut script);
+            match std::io::stdout().write_all(&script) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                Err(e) => Err(CliError::usage(codes::IO, e)),
+            }
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -18,7 +18,7 @@ const MAX_INPUT: u64 = 16 << 20;
 /// Arguments of `agentiam scan`.
 #[derive(Debug, Args)]
 pub(crate) struct ScanArgs {
-    /// Files to scan (each as one text); standard input when none.
+    /// Files to scan (each as one text); `-` or none: standard input.
     files: Vec<PathBuf>,
     /// One JSON string per input line; one verdict object per output line.
     #[arg(long)]
@@ -137,6 +137,27 @@ fn human(name: &str, scan: &Scan) -> String {
     text
 }
 
+/// `-` names standard input, as for `token verify -`.
+fn is_stdin(path: &std::path::Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+/// Standard input as one text; more than [`MAX_INPUT`] bytes is refused, never cut short.
+fn read_stdin() -> Result<String, CliError> {
+    let mut text = String::new();
+    std::io::stdin()
+        .take(MAX_INPUT + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| CliError::usage(crate::codes::IO, e))?;
+    if text.len() as u64 > MAX_INPUT {
+        return Err(CliError::usage(
+            crate::codes::INPUT_TOO_LARGE,
+            format!("standard input is longer than {MAX_INPUT} bytes"),
+        ));
+    }
+    Ok(text)
+}
+
 pub(crate) fn run(args: &ScanArgs, out: &Output) -> Result<(), CliError> {
     if !(args.threshold > 0.0 && args.threshold <= 1.0) {
         return Err(CliError::usage(
@@ -155,16 +176,17 @@ pub(crate) fn run(args: &ScanArgs, out: &Output) -> Result<(), CliError> {
     }
     let mut any_injection = false;
     let texts: Vec<(String, String)> = if args.files.is_empty() {
-        let mut text = String::new();
-        std::io::stdin()
-            .take(MAX_INPUT)
-            .read_to_string(&mut text)
-            .map_err(|e| CliError::usage(crate::codes::IO, e))?;
-        vec![("stdin".to_owned(), text)]
+        vec![("stdin".to_owned(), read_stdin()?)]
     } else {
         args.files
             .iter()
-            .map(|p| Ok((p.display().to_string(), read_file(p)?)))
+            .map(|p| {
+                if is_stdin(p) {
+                    Ok(("stdin".to_owned(), read_stdin()?))
+                } else {
+                    Ok((p.display().to_string(), read_file(p)?))
+                }
+            })
             .collect::<Result<_, CliError>>()?
     };
     for (name, text) in &texts {
@@ -224,6 +246,10 @@ fn jsonl(filter: &InjectionFilter, args: &ScanArgs) -> Result<(), CliError> {
         scan_reader(&mut std::io::stdin().lock())?;
     } else {
         for path in &args.files {
+            if is_stdin(path) {
+                scan_reader(&mut std::io::stdin().lock())?;
+                continue;
+            }
             let file = std::fs::File::open(path).map_err(|e| {
                 CliError::usage(
                     crate::codes::IO,
