@@ -169,3 +169,13 @@ def test_a_planner_narrows_a_broker_token_to_the_tasks_intent_over_http(broker):
             broker.base, agent, key, subject_token=narrowed["access_token"], scope=intent, audience="ledger-api", intent=True
         )
     assert (again.value.status, again.value.code) == (400, "delegation.intent_redeclared")
+
+
+def test_an_unregistered_agent_is_told_to_register(broker):
+    agent = agentiam.AgentIdentity("spiffe://acme.test/agent/never-registered", ("openai", "gpt-5", "1"), "Hi.", [])
+    with pytest.raises(agentiam.BrokerError) as refused:
+        agentiam.request_token(
+            broker.base, agent, agentiam.SigningKey.generate(), scope="ledger.ar:read", audience="ledger-api", task_id="t"
+        )
+    assert (refused.value.status, refused.value.code) == (401, "token.unregistered_agent")
+    assert "register_agent" in str(refused.value) and "/admin/agents" in str(refused.value)

@@ -267,7 +267,14 @@ pub(crate) fn authenticate_client(
         ));
     }
     let record = broker.store().agent(&client)?.ok_or_else(|| {
-        invalid_client(agentiam_token::codes::UNREGISTERED_AGENT, "unknown client")
+        invalid_client(
+            agentiam_token::codes::UNREGISTERED_AGENT,
+            format!(
+                "unknown client {:?}: register the agent first (POST /admin/agents, \
+                 agentiam.register_agent in Python, or RFC 7591 registration at /oauth2/register)",
+                agentiam_identity::clip_for_message(&client)
+            ),
+        )
     })?;
     let keys = record
         .jwks

@@ -342,6 +342,35 @@ async fn every_request_is_decided_on_identity_scope_arguments_and_policy() {
         send(addr, req).await.code(),
         Some("guard.constraint_violated")
     );
+    // A body the guard cannot read (no or another content type) is refused with what to do,
+    // not passed on unread nor judged as if it had no arguments.
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let mut req = request("POST", "/payments", Some(&token), None);
+        if let Some(ct) = content_type {
+            req.headers_mut()
+                .insert("content-type", ct.parse().unwrap());
+        }
+        *req.body_mut() = r#"{"amount": 1, "to": "ACME"}"#.to_owned();
+        let r = send(addr, req).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, Some("guard.arguments_invalid")),
+            "{content_type:?}"
+        );
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("application/json")
+                || r.body.to_string().contains("application/json"),
+            "{content_type:?}: {}",
+            r.body
+        );
+    }
 
     let r = send(
         addr,

@@ -319,6 +319,16 @@ fn arguments(
             Ok(_) => return Err(arguments_invalid("a JSON body must be an object")),
             Err(e) => return Err(arguments_invalid(format!("body is not JSON: {e}"))),
         }
+    } else if !body.is_empty() {
+        // A body the guard cannot read is one it cannot check: refused, never passed on unread.
+        let declared = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none");
+        return Err(arguments_invalid(format!(
+            "the request has a body with content-type {:?}: the guard reads only JSON bodies, so send it as application/json",
+            agentiam_identity::clip_for_message(declared)
+        )));
     } else {
         Map::new()
     };
