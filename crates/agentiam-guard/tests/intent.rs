@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use agentiam_delegation::{ExchangeRequest, Exchanger};
 use agentiam_guard::*;
-use agentiam_identity::{AgentIdentity, Algorithm, KeySet, SigningKey};
+use agentiam_identity::{AgentIdentity, Algorithm, SigningKey};
 use agentiam_state::{InProcessState, SharedState};
 use agentiam_test_support::agent;
 use agentiam_token::{
@@ -38,19 +38,10 @@ struct World {
 }
 
 fn world() -> World {
-    let clock = Arc::new(FixedClock::new(NOW));
-    let issuer = Arc::new(
-        Issuer::new(
-            ISS,
-            KeySet::new(SigningKey::generate(Algorithm::EdDSA).unwrap()),
-        )
-        .with_clock(clock.clone()),
-    );
+    let clock = agentiam_test_support::clock(NOW);
+    let issuer = Arc::new(agentiam_test_support::issuer(ISS, &clock));
     let assistant = agent("assistant");
-    issuer.register(
-        assistant.spiffe_id(),
-        AgentRegistration::new(ScopeSet::parse(BROAD).unwrap()),
-    );
+    agentiam_test_support::register(&issuer, &assistant, BROAD);
     let state: Arc<dyn SharedState> = Arc::new(InProcessState::default());
     let guard = Guard::builder(PolicyEngine::default_policy().unwrap())
         .service(AUD)

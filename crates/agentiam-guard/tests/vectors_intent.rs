@@ -12,9 +12,8 @@ use std::sync::Arc;
 
 use agentiam_delegation::{ExchangeRequest, Exchanger};
 use agentiam_guard::*;
-use agentiam_identity::{Algorithm, KeySet, SigningKey};
 use agentiam_test_support::agent;
-use agentiam_token::{AgentRegistration, FixedClock, Issuer, ScopeSet, TokenRequest, Verifier};
+use agentiam_token::{AgentRegistration, ScopeSet, TokenRequest, Verifier};
 use serde_json::Value;
 
 const NOW: i64 = 1_800_000_000;
@@ -56,14 +55,8 @@ fn every_intent_vector_gets_its_decision() {
         serde_json::from_str(include_str!("../../../testvectors/intent.json")).unwrap();
     let tests = doc["tests"].as_array().unwrap();
     assert_eq!(tests.len() as u64, doc["numberOfTests"].as_u64().unwrap());
-    let clock = Arc::new(FixedClock::new(NOW));
-    let issuer = Arc::new(
-        Issuer::new(
-            ISS,
-            KeySet::new(SigningKey::generate(Algorithm::EdDSA).unwrap()),
-        )
-        .with_clock(clock.clone()),
-    );
+    let clock = agentiam_test_support::clock(NOW);
+    let issuer = Arc::new(agentiam_test_support::issuer(ISS, &clock));
     let assistant = agent("assistant");
     let registration = ScopeSet::parse(doc["registration"].as_str().unwrap()).unwrap();
     issuer.register(
