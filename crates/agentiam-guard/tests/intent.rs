@@ -732,3 +732,35 @@ fn policy_reads_which_arguments_were_copied() {
     assert!(matches!(d, Decision::Deny(_)), "{d:?}");
     assert_eq!(d.code(), Some("guard.tainted_context"));
 }
+
+/// The names a tool declares are capped: at the bound they are taken, past it the guard is not
+/// built (never a list silently cut short).
+#[test]
+fn declared_argument_names_are_refused_past_their_caps() {
+    let build = |names: Vec<String>| {
+        Guard::builder(PolicyEngine::default_policy().unwrap())
+            .tool(
+                ToolSpec::new("t", Risk::Low)
+                    .with_intent_arguments(names.clone())
+                    .with_outbound_arguments(names.clone())
+                    .with_untrusted_fields(names),
+            )
+            .build()
+    };
+    let at_bound: Vec<String> = (0..256).map(|i| format!("{i:0>128}")).collect();
+    assert!(build(at_bound.clone()).is_ok());
+    let mut too_many = at_bound.clone();
+    too_many.push("x".into());
+    assert_eq!(
+        build(too_many).unwrap_err().code(),
+        "guard.tool_spec_invalid"
+    );
+    assert_eq!(
+        build(vec!["a".repeat(129)]).unwrap_err().code(),
+        "guard.tool_spec_invalid"
+    );
+    assert_eq!(
+        build(vec![String::new()]).unwrap_err().code(),
+        "guard.tool_spec_invalid"
+    );
+}
