@@ -24,6 +24,7 @@ __all__ = [
     "read_audit_log",
     "check_guard_config",
     "scope_quote",
+    "cli",
     "Refusal",
     "__version__",
 ]
@@ -49,6 +50,7 @@ class Refusal:
 
 def check_guard_config(config_json: str) -> None: ...
 def scope_quote(text: str) -> str: ...
+def cli(argv: list[str]) -> int: ...
 
 @final
 class Session:

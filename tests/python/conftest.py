@@ -1,5 +1,6 @@
 """Shared fixtures: the agentiam CLI binary built by ./scripts/test."""
 
+import contextlib
 import json
 import os
 import pathlib
@@ -143,12 +144,12 @@ class Broker:
         return jwt.PyJWKSet.from_dict(doc)
 
 
-@pytest.fixture(scope="session")
-def broker(cli, tmp_path_factory):
-    data = tmp_path_factory.mktemp("broker-data")
+@contextlib.contextmanager
+def running_broker(binary: pathlib.Path, data: pathlib.Path):
+    """`agentiam serve` on a free loopback port from `data`, stopped (SIGTERM) on leaving."""
     env = dict(os.environ, AGENTIAM_ADMIN_SECRET=ADMIN)
     process = subprocess.Popen(
-        [str(cli.binary), "--json", "serve", "--data-dir", str(data), "--listen", "127.0.0.1:0"],
+        [str(binary), "--json", "serve", "--data-dir", str(data), "--listen", "127.0.0.1:0"],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
@@ -160,6 +161,12 @@ def broker(cli, tmp_path_factory):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def broker(cli, tmp_path_factory):
+    with running_broker(cli.binary, tmp_path_factory.mktemp("broker-data")) as running:
+        yield running
 
 
 def agent_key(kid: str):

@@ -851,7 +851,6 @@ fn sign_approval(py: Python<'_>, request_json: &str, private_jwk: &str) -> PyRes
     })
 }
 
-/// The native module.
 /// `text` as a quoted scope value: `'...'` with every byte that is not printable ASCII (and
 /// space, `"`, `%`, `'`, `\\`) written `%XX`, so an intent can fix any string exactly
 /// (`f"payments:send{{recipient={scope_quote(iban)}}}"`).
@@ -860,6 +859,14 @@ fn scope_quote(text: &str) -> String {
     agentiam_token::quote(text)
 }
 
+/// Runs the `agentiam` command line on `argv` (the program name first) with the GIL released
+/// and returns its exit code; the package's `agentiam` console script is this.
+#[pyfunction]
+fn cli(py: Python<'_>, argv: Vec<std::ffi::OsString>) -> u8 {
+    py.detach(|| agentiam_cli::run(argv))
+}
+
+/// The native module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyGuard>()?;
@@ -872,6 +879,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sign_approval, m)?)?;
     m.add_function(wrap_pyfunction!(check_guard_config, m)?)?;
     m.add_function(wrap_pyfunction!(scope_quote, m)?)?;
+    m.add_function(wrap_pyfunction!(cli, m)?)?;
     m.add_class::<keys::PyKeySet>()?;
     m.add_class::<audit::PyAuditLog>()?;
     m.add_function(wrap_pyfunction!(audit::verify_audit_log, m)?)?;

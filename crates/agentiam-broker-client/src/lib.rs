@@ -27,8 +27,10 @@
 
 pub mod codes;
 mod error;
+mod jwks;
 
 pub use error::ClientError;
+pub use jwks::jwks_fetcher;
 
 use std::sync::Arc;
 use std::time::Duration;

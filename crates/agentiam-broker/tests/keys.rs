@@ -152,3 +152,55 @@ async fn scheduled_rotation_rotates_once_per_period_and_keeps_the_overlap() {
         "rotations are checkpointed in the activity log"
     );
 }
+
+/// A service that verifies offline (`jwks_fetcher` + `Verifier::follow_jwks`) accepts a token
+/// signed with the broker's next key after a rotation, fetching from inside the async runtime it
+/// serves on; a broker that cannot be reached is an error naming the URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_following_the_brokers_jwks_accepts_tokens_after_a_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, _) = serve(dir.path()).await;
+    let fetch = agentiam_broker_client::jwks_fetcher(r.base.clone());
+    let verifier = Verifier::new(fetch().unwrap(), ISS, "ledger");
+    verifier.follow_jwks(fetch, 30);
+
+    let (status, _, rotated) = call(
+        &r,
+        "POST",
+        "/admin/keys/rotate",
+        Some(ADMIN),
+        "text/plain",
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{rotated}");
+    let key_file = std::fs::read_to_string(dir.path().join("signing-key.jwk")).unwrap();
+    let next = Issuer::new(
+        ISS,
+        KeySet::new(SigningKey::from_private_jwk(&key_file).unwrap()),
+    );
+    let ap = agent("ap");
+    next.register(
+        ap.spiffe_id(),
+        AgentRegistration::new(ScopeSet::parse("ledger:read").unwrap()),
+    );
+    let issued = next
+        .issue(&TokenRequest::new(
+            &ap,
+            "ledger",
+            ScopeSet::parse("ledger:read").unwrap(),
+            "t",
+            "x",
+        ))
+        .unwrap();
+    let token = verifier.verify(&issued.token).unwrap();
+    assert_eq!(token.claims().jti, issued.claims.jti);
+    assert_eq!(token.kid(), rotated["kid"].as_str().unwrap());
+
+    // Nothing listens on port 9 of loopback here: the error says where it looked.
+    let unreachable = agentiam_broker_client::jwks_fetcher("http://127.0.0.1:9")().unwrap_err();
+    assert!(
+        unreachable.contains("http://127.0.0.1:9/.well-known/jwks.json"),
+        "{unreachable}"
+    );
+}

@@ -44,8 +44,8 @@ impl CliError {
         }
     }
 
-    pub(crate) fn exit_code(&self) -> std::process::ExitCode {
-        std::process::ExitCode::from(self.exit)
+    pub(crate) fn exit_status(&self) -> u8 {
+        self.exit
     }
 }
 
