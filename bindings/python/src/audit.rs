@@ -38,16 +38,30 @@ impl PyAuditLog {
     pub(crate) fn open(
         py: Python<'_>,
         directory: &str,
-        origin: &str,
+        origin: Option<&str>,
         signer_key: Option<&str>,
+        checkpoints: CheckpointPolicy,
     ) -> PyResult<Self> {
         let signer = signer_key
             .map(NoteSigner::from_private_key)
             .transpose()
             .or_raise(py)?;
+        // A signed log is named after its key unless told otherwise: `audit verify --key` then
+        // checks checkpoints whose origin is the key's name.
+        let origin = match (origin, &signer) {
+            (Some(origin), _) => origin.to_owned(),
+            (None, Some(signer)) => NoteVerifier::from_verifier_key(&signer.verifier_key())
+                .or_raise(py)?
+                .name()
+                .to_owned(),
+            (None, None) => "agentiam/python".to_owned(),
+        };
         let signed = signer.is_some();
+        let mut config = LogConfig::new(origin);
+        config.checkpoint_every = checkpoints.every;
+        config.checkpoint_interval = checkpoints.interval;
         let log = py
-            .detach(|| AuditLog::open_dir(directory, LogConfig::new(origin), signer))
+            .detach(|| AuditLog::open_dir(directory, config, signer))
             .or_raise(py)?;
         Ok(Self {
             log: Arc::new(log),
@@ -59,19 +73,71 @@ impl PyAuditLog {
     }
 }
 
+/// When a signed log signs a checkpoint by itself (it also signs one on `close`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CheckpointPolicy {
+    /// After this many new records (0: never by count).
+    every: u64,
+    /// Or when this much time has passed since the last one with new records.
+    interval: std::time::Duration,
+}
+
+impl CheckpointPolicy {
+    fn new(py: Python<'_>, every: u64, interval_secs: f64) -> PyResult<Self> {
+        if !(interval_secs.is_finite() && interval_secs > 0.0 && interval_secs <= 86_400.0) {
+            return Err(error(
+                py,
+                agentiam_telemetry::codes::BAD_CHECKPOINT,
+                &format!(
+                    "checkpoint_interval_secs must be above 0 and at most a day, not {interval_secs}"
+                ),
+            ));
+        }
+        Ok(Self {
+            every,
+            interval: std::time::Duration::from_secs_f64(interval_secs),
+        })
+    }
+}
+
 #[pymethods]
 impl PyAuditLog {
     /// Opens (or creates) the log in `directory`, recovering from a crash first. With
-    /// `signer_key` (a note private key, `agentiam audit keygen`) it signs checkpoints.
+    /// `signer_key` (a note private key, `agentiam audit keygen`) it signs checkpoints: after
+    /// `checkpoint_every` new records, after `checkpoint_interval_secs` with new records, and on
+    /// `close`. `origin` defaults to the key's name (`agentiam/python` unsigned).
     #[new]
-    #[pyo3(signature = (directory, origin = "agentiam/python", signer_key = None))]
+    #[pyo3(signature = (
+        directory, origin = None, signer_key = None, checkpoint_every = 1000,
+        checkpoint_interval_secs = 10.0
+    ))]
     fn new(
         py: Python<'_>,
         directory: &str,
-        origin: &str,
+        origin: Option<&str>,
         signer_key: Option<&str>,
+        checkpoint_every: u64,
+        checkpoint_interval_secs: f64,
     ) -> PyResult<Self> {
-        Self::open(py, directory, origin, signer_key)
+        let checkpoints = CheckpointPolicy::new(py, checkpoint_every, checkpoint_interval_secs)?;
+        Self::open(py, directory, origin, signer_key, checkpoints)
+    }
+
+    /// Whether the log signs checkpoints (it was opened with a `signer_key`).
+    #[getter]
+    fn signed(&self) -> bool {
+        self.signed
+    }
+
+    /// Makes every event so far durable and, for a signed log, signs a final checkpoint (the
+    /// `checkpoint` file in the directory), which it returns; `None` for an unsigned log.
+    /// The log stays open: later events are appended after it.
+    fn close(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        self.flush(py)?;
+        if self.signed {
+            return py.detach(|| self.log.checkpoint()).or_raise(py).map(Some);
+        }
+        Ok(None)
     }
 
     /// Appends one event and returns its id. `kind` names it (`agent_invocation`,

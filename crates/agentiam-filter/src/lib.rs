@@ -115,6 +115,33 @@ pub struct Scan {
     /// offsets are then bytes of that value, not of the whole text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub within: Option<String>,
+    /// The text of the strongest finding, as a human should read it before approving anything
+    /// the content led to: at most [`MAX_EXCERPT_CHARS`] characters, control and invisible
+    /// characters shown as `\u{..}`. Not serialized (scan results carry offsets instead).
+    #[serde(skip)]
+    pub excerpt: Option<String>,
+}
+
+/// Longest [`Scan::excerpt`], in characters.
+pub const MAX_EXCERPT_CHARS: usize = 160;
+
+/// `text[start..end]` for a human: clipped to [`MAX_EXCERPT_CHARS`], with control, format and
+/// other invisible characters written as escapes so nothing in it hides.
+fn excerpt_of(text: &str, start: usize, end: usize) -> Option<String> {
+    let span = text.get(start..end.min(text.len()))?;
+    let mut out = String::new();
+    for (i, c) in span.chars().enumerate() {
+        if i == MAX_EXCERPT_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() || (!c.is_ascii() && normalize::is_invisible(c)) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
 }
 
 /// What the transformer layer (cargo feature `encoder`) did with a scanned text.
@@ -583,6 +610,17 @@ impl InjectionFilter {
         findings.sort_by(|a, b| (a.start, a.end, a.rule).cmp(&(b.start, b.end, b.rule)));
         findings.dedup_by(|a, b| a.rule == b.rule && a.start == b.start && a.end == b.end);
         let score = noisy_or(&findings);
+        // The strongest rule's text: a rule marks the phrase, the learned layers the whole text.
+        let excerpt = findings
+            .iter()
+            .filter(|f| f.weight >= 0.3)
+            .max_by(|a, b| {
+                let rule = |f: &ScanFinding| !f.rule.starts_with("ml.");
+                (rule(a), a.weight)
+                    .partial_cmp(&(rule(b), b.weight))
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            })
+            .and_then(|f| excerpt_of(input, f.start, f.end));
         Scan {
             verdict: if score >= self.threshold {
                 Verdict::Injection
@@ -594,6 +632,7 @@ impl InjectionFilter {
             truncated: cut < text.len() || incomplete,
             encoder,
             within: None,
+            excerpt,
         }
     }
 

@@ -38,7 +38,17 @@ impl ContentFilter for InjectionFilter {
             self.scan_structured(output)
         };
         match scan.verdict {
-            Verdict::Injection => OutputVerdict::Injection(scan.flagged().into()),
+            Verdict::Injection => {
+                // What the approver reads: the rules, where, and the flagged text itself.
+                let mut finding: Finding = scan.flagged().into();
+                if let Some(path) = &scan.within {
+                    finding.detail.push_str(&format!(" in {path}"));
+                }
+                if let Some(excerpt) = &scan.excerpt {
+                    finding.detail.push_str(&format!(": \"{excerpt}\""));
+                }
+                OutputVerdict::Injection(finding)
+            }
             Verdict::Clean if tool.untrusted_output() || scan.truncated => OutputVerdict::Untrusted,
             Verdict::Clean => OutputVerdict::Clean,
         }

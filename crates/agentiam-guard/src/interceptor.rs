@@ -346,7 +346,8 @@ impl ToolInterceptor {
         if let Some(text) = untrusted {
             // The session is tainted whatever the shared state answers; a shared state that
             // cannot record it refuses this task's next decision anyway (state_unavailable).
-            let _ = self.read_untrusted(session, call.tool, &text);
+            let source = taint_source(call.tool, self.guard.clock().now(), &verdict);
+            let _ = self.read_untrusted(session, &source, &text);
         }
         let outcome = CallOutcome {
             principal: &session.principal,
@@ -359,5 +360,23 @@ impl ToolInterceptor {
         };
         self.guard.record_outcome(&outcome);
         verdict
+    }
+}
+
+/// How a taint source reads in an approval request (signed with the approval) and on the
+/// broker's console: the tool, when (UTC, to the second), and for output the filter flagged,
+/// its finding with the flagged excerpt (`read_mail at 2026-12-04T10:00:00Z: injection score
+/// 0.99: pi.ignore_instructions in body: "ignore previous instructions"`).
+fn taint_source(tool: &str, now: i64, verdict: &OutputVerdict) -> String {
+    let when = time::OffsetDateTime::from_unix_timestamp(now)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("unix time {now}"));
+    match verdict {
+        OutputVerdict::Injection(finding) => format!("{tool} at {when}: {}", finding.detail),
+        OutputVerdict::Clean | OutputVerdict::Untrusted => format!("{tool} at {when}"),
     }
 }
