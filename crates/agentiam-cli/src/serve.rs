@@ -91,6 +91,9 @@ pub(crate) fn run(args: &ServeArgs, out: &Output) -> Result<(), CliError> {
                 std::time::Duration::from_secs(config.keys.rotate_every_secs),
             );
         }
+        // Installed before "listening" is printed: a Ctrl-C or SIGTERM that follows the line at
+        // once still stops the broker gracefully (flushed log, signed checkpoint).
+        let shutdown = shutdown_signal().map_err(|e| CliError::usage(crate::codes::IO, e))?;
         out.result(
             &json!({"listening": bound.to_string(), "issuer": issuer, "data_dir": data_dir.display().to_string(), "console": format!("http://{bound}/console")}),
             &format!(
@@ -100,7 +103,7 @@ pub(crate) fn run(args: &ServeArgs, out: &Output) -> Result<(), CliError> {
         );
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
-        let checkpoint = serve(&broker, listener, shutdown_signal())
+        let checkpoint = serve(&broker, listener, shutdown)
             .await
             .map_err(|e| CliError::usage(e.code(), e))?;
         let size = checkpoint
@@ -116,24 +119,26 @@ pub(crate) fn run(args: &ServeArgs, out: &Output) -> Result<(), CliError> {
     })
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// A future that completes on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed when this
+/// is called, not when the future is first polled, so no signal between the two is lost to the
+/// default action (ending the process without a checkpoint).
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
