@@ -22,7 +22,7 @@ from ._broker import (
     request_token,
     revoke_at_broker,
 )
-from ._guard import Guard, GuardSession, framework_call
+from ._guard import Guard, GuardSession, Refused, framework_call
 from ._scan import EncoderStatus, Spotlighted, encoder_status, sanitize, scan, spotlight
 from .exceptions import (
     AgentIAMError,
@@ -48,6 +48,7 @@ from ._native import (
 from ._native import __version__ as __version__
 
 __all__ = [
+    "Refused",
     "AgentIAMError",
     "AgentIdentity",
     "AuditLog",

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from . import _native
+from ._guard import Refused
 from .exceptions import BrokerError
 
 # Largest answer read from the broker.
@@ -215,9 +216,10 @@ def approver_keys(base_url: str, name: str = "broker") -> dict[str, dict[str, An
 class BrokerApprovals:
     """Asks the broker's approvers; a guard's `on_confirmation` (sync; `ask_async` for async tools).
 
-    Returns the broker-signed approval, or None when the request was denied, expired, or could not
-    be posted (the guard then refuses the call with `guard.confirmation_denied`); `last_reason`
-    says why. `token` is the agent's access token (or a function returning the current one);
+    Returns the broker-signed approval; or, when the approver denied the request, it expired, or it
+    could not be posted, `Refused(reason)` with the approver's name and words (the guard then
+    refuses the call with `guard.confirmation_denied`, and the model reads that reason once);
+    `last_reason` says the same. `token` is the agent's access token (or a function returning the current one);
     `findings` adds what the approver should weigh (e.g. `[{"kind": "taint", "detail": ...}]`).
     """
 
@@ -238,12 +240,15 @@ class BrokerApprovals:
     def _bearer(self) -> str:
         return self._token() if callable(self._token) else self._token
 
-    def __call__(self, request: Mapping[str, Any]) -> dict[str, Any] | None:
+    def __call__(self, request: Mapping[str, Any]) -> dict[str, Any] | Refused:
         try:
-            return self._ask(request)
+            approval = self._ask(request)
         except BrokerError as e:  # no answer from the broker is no approval
-            self.last_reason = str(e)
-            return None
+            self.last_reason = f"the approvers could not be asked: {e}"
+            approval = None
+        if approval is None:
+            return Refused(self.last_reason or "no human approved the call")
+        return approval
 
     def _ask(self, request: Mapping[str, Any]) -> dict[str, Any] | None:
         token = self._bearer()
@@ -269,13 +274,18 @@ class BrokerApprovals:
                 self.last_reason = None
                 approval: dict[str, Any] = answer["approval"]
                 return approval
-            if state in ("denied", "expired"):
-                self.last_reason = f"{state} by {answer.get('settled_by', 'nobody')}: {answer.get('reason', '')}"
+            if state == "denied":
+                said = str(answer.get("reason") or "").strip()
+                who = answer.get("settled_by") or "the approver"
+                self.last_reason = f"{who} denied it: {said}" if said else f"{who} denied it"
+                return None
+            if state == "expired":
+                self.last_reason = "nobody answered before the request expired"
                 return None
             time.sleep(0.05)
         self.last_reason = "no answer in time"
         return None
 
-    async def ask_async(self, request: Mapping[str, Any]) -> dict[str, Any] | None:
+    async def ask_async(self, request: Mapping[str, Any]) -> dict[str, Any] | Refused:
         """The same, without blocking the event loop (for `async def` tools)."""
         return await asyncio.to_thread(self, request)

@@ -7,10 +7,12 @@ import base64
 import collections
 import contextlib
 import contextvars
+import copy
 import dataclasses
 import functools
 import inspect
 import json
+import os
 import re
 import threading
 import time
@@ -74,8 +76,21 @@ def _approval_json(approval: object) -> str:
         return json.dumps(repr(approval))
 
 
+@dataclasses.dataclass(frozen=True)
+class Refused:
+    """What an `on_confirmation` callback returns to refuse a call and say why: the guard records
+    the reason in the activity log and the model reads it once, in the refusal's message
+    ("a human refused the call: <reason>"). Returning None refuses without a reason."""
+
+    reason: str
+
+
+# The reason a model reads is the human's own words, kept short.
+_MAX_REASON = 1000
+
 ApprovalCallback = Callable[
-    [dict[str, Any]], "str | Mapping[str, Any] | None | Awaitable[str | Mapping[str, Any] | None]"
+    [dict[str, Any]],
+    "str | Mapping[str, Any] | Refused | None | Awaitable[str | Mapping[str, Any] | Refused | None]",
 ]
 
 
@@ -234,6 +249,9 @@ class GuardSession:
     def _confirmed(self, tool: str, arguments: dict[str, Any], call_id: str | None, answer: Any) -> None:
         if answer is None:
             raise self._refused({"tool": tool, "arguments": arguments})
+        if isinstance(answer, Refused):
+            reason = " ".join(str(answer.reason).split())[:_MAX_REASON] or "no human approved the call"
+            raise self._refused({"tool": tool, "arguments": arguments}, reason)
         text = _approval_json(answer)
         kind, code, message, _ = self._decide_now(tool, arguments, call_id or _CALL.get()[0], text)
         if kind != "allow":
@@ -345,6 +363,16 @@ def _unverified_claims(token: str) -> dict[str, Any]:
     return claims
 
 
+def _signer_key_text(key: str | os.PathLike[str] | None) -> str | None:
+    """The note signer key itself: given as its text (`PRIVATE+KEY+...`) or as a file holding it."""
+    if key is None:
+        return None
+    if isinstance(key, str) and key.strip().startswith("PRIVATE+KEY+"):
+        return key
+    with open(key, encoding="utf-8") as f:
+        return f.read()
+
+
 class Guard:
     """A guard for the tools of one agent service.
 
@@ -380,6 +408,11 @@ class Guard:
     read untrusted content without a human (a parent domain allows its subdomains); any other
     agent-chosen URL waits for a human (`guard.outbound_unlisted`) unless the task's declared
     intent fixes it.
+    `audit_signer_key` (the private key `agentiam audit keygen` writes, as text or a path to it)
+    makes the log of `audit_dir` sign checkpoints: after `checkpoint_every` new records, after
+    `checkpoint_interval_secs` with new records, and on `close()`; `agentiam audit verify DIR
+    --key VERIFIER_KEY` then also catches a cut tail. Use the guard as a context manager, or call
+    `close()`, so the last decisions are in a signed checkpoint.
     """
 
     def __init__(
@@ -402,6 +435,9 @@ class Guard:
         jwks_refresh_secs: int = 30,
         now: int | None = None,
         outbound_hosts: Sequence[str] = (),
+        audit_signer_key: str | os.PathLike[str] | None = None,
+        checkpoint_every: int = 1000,
+        checkpoint_interval_secs: float = 10.0,
     ) -> None:
         self._jwks_url = jwks_url
         self._jwks_refresh_secs = jwks_refresh_secs
@@ -434,8 +470,17 @@ class Guard:
             self._config["outbound_hosts"] = list(outbound_hosts)
         if audit_dir is not None and audit_log is not None:
             raise ConfigurationError(_CONFIGURATION_INVALID, "give audit_dir or audit_log, not both")
+        if audit_signer_key is not None and audit_dir is None:
+            raise ConfigurationError(_CONFIGURATION_INVALID, "audit_signer_key signs the log of audit_dir: give audit_dir")
         self._audit_log = audit_log if audit_log is not None else (
-            _native.AuditLog(audit_dir) if audit_dir is not None else None
+            _native.AuditLog(
+                audit_dir,
+                signer_key=_signer_key_text(audit_signer_key),
+                checkpoint_every=checkpoint_every,
+                checkpoint_interval_secs=checkpoint_interval_secs,
+            )
+            if audit_dir is not None
+            else None
         )
         self._now = now
         self._on_confirmation = on_confirmation
@@ -509,7 +554,8 @@ class Guard:
         with "[REDACTED]" (their hash is kept). `description` (and `input_schema`) pin the
         tool: a token issued for a manifest with another description or schema is refused
         (`guard.tool_changed`), and with the injection filter on a poisoned description is
-        refused at the first call (`guard.tool_poisoning`); `guard.manifest()` lists them for
+        refused here, when the tool is registered (`ConfigurationError`,
+        `guard.tool_poisoning`); `guard.manifest()` lists them for
         the agent's identity. Works on functions and coroutine functions, and returns a real
         function with the original signature and docstring. Generator functions are refused
         (`TypeError`): their body would run when iterated, after the decision.
@@ -555,9 +601,21 @@ class Guard:
 
     def manifest(self) -> list[dict[str, Any]]:
         """The pinned tools as an agent identity's tool manifest:
-        `[{"name", "description", "input_schema"}]`, for `AgentIdentity(..., tools=...)`."""
+        `[{"name", "description", "input_schema"}]`, for `AgentIdentity(..., tools=...)`.
+
+        A tool is pinned when it has a description: given to `tool(description=...)`, or, for a
+        tool wrapped by a framework integration, the description and argument schema its
+        framework shows the model (LangChain's OpenAI function form, the OpenAI Agents SDK's
+        `FunctionTool`, MCP's `tools/list` entry, Pydantic AI's `tool_def`, LlamaIndex's
+        metadata). Build the identity from this list, so a token issued for it pins exactly
+        what the model is shown; a framework tool without a description is not pinned.
+        The entries are copies: changing them does not change the guard."""
         return [
-            {"name": t["name"], "description": t["description"], "input_schema": t.get("input_schema")}
+            {
+                "name": t["name"],
+                "description": t["description"],
+                "input_schema": copy.deepcopy(t.get("input_schema")),
+            }
             for t in self._config["tools"]
             if t.get("description") is not None
         ]
@@ -760,6 +818,20 @@ class Guard:
             raise ConfigurationError("baseline.not_configured", "give a path, or a \"file\" in baselines={...}")
         self._guard().save_baselines(str(target))
 
+    def close(self) -> str | None:
+        """Makes every decision so far durable and, when the log signs checkpoints
+        (`audit_signer_key`), signs a final one and returns it; None otherwise. Safe to call
+        more than once; the guard keeps working, and later decisions are appended after it."""
+        if self._audit_log is None:
+            return None
+        return self._audit_log.close()
+
+    def __enter__(self) -> Guard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def audit_events(self) -> list[dict[str, Any]]:
         """Flush, verify the activity log offline and return its events, oldest first."""
         if self._audit_log is None:
@@ -808,6 +880,37 @@ def _binder(
         return out
 
     return fast
+
+
+def _shown_to_model(
+    tool_name: str, description: object, input_schema: object
+) -> tuple[str | None, dict[str, Any] | None]:
+    """A framework tool's description and argument schema as the guard pins them, from what the
+    framework itself shows the model (each integration reads its framework's own view).
+
+    A tool shown with no description (None or empty) is not pinned: `(None, None)`, for nothing
+    is invented in its place. The schema is copied as plain JSON, so what the guard pins (and
+    `Guard.manifest` lists for the identity) is exactly what the model's API is sent, and later
+    changes to the framework's object do not reach it. A schema that is not a JSON object of
+    finite JSON values could not be sent to a model either: `ConfigurationError`
+    (`guard.tool_spec_invalid`). The description and schema then go through `Guard._register`
+    like `tool(description=...)`'s, so the injection filter refuses a poisoned one there
+    (`guard.tool_poisoning`)."""
+    if not isinstance(description, str) or not description:
+        return None, None
+    if input_schema is None:
+        return description, None
+    try:
+        schema = json.loads(json.dumps(input_schema, allow_nan=False))
+    except (TypeError, ValueError, RecursionError) as error:
+        raise ConfigurationError(
+            _CONFIGURATION_INVALID, f"tool {tool_name!r}: its framework's input schema is not JSON ({error})"
+        ) from None
+    if not isinstance(schema, dict):
+        raise ConfigurationError(
+            _CONFIGURATION_INVALID, f"tool {tool_name!r}: its framework's input schema is not a JSON object"
+        )
+    return description, schema
 
 
 def _refuse_generator_function(fn: Callable[..., Any], tool_name: str) -> None:

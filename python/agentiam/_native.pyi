@@ -166,9 +166,19 @@ class KeySet:
 
 @final
 class AuditLog:
-    def __new__(cls, directory: str, origin: str = "agentiam/python", signer_key: str | None = None) -> Self: ...
+    def __new__(
+        cls,
+        directory: str,
+        origin: str | None = None,
+        signer_key: str | None = None,
+        checkpoint_every: int = 1000,
+        checkpoint_interval_secs: float = 10.0,
+    ) -> Self: ...
     @property
     def directory(self) -> str: ...
+    @property
+    def signed(self) -> bool: ...
+    def close(self) -> str | None: ...
     def record(
         self,
         kind: str,

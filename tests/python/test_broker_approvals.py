@@ -67,6 +67,9 @@ def test_a_python_agent_waits_for_the_brokers_approver(broker):
                 void_invoice(invoice="INV-666")
             assert refused.value.code == "guard.confirmation_denied"
             assert approvals.last_reason is not None and "not on the close list" in approvals.last_reason
+            # The model reads the approver's own words, once, and not a generic refusal.
+            assert refused.value.message.count("not on the close list") == 1, refused.value.message
+            assert "no human approved" not in refused.value.message
     finally:
         stop.set()
         approver.join(timeout=10)
@@ -77,7 +80,8 @@ def test_a_python_agent_waits_for_the_brokers_approver(broker):
 
 def test_a_refused_post_is_no_approval(broker):
     approvals = agentiam.BrokerApprovals(broker.base, "not-a-token", timeout=5)
-    assert approvals({"tool": "x", "arguments": {}}) is None
+    answer = approvals({"tool": "x", "arguments": {}})
+    assert isinstance(answer, agentiam.Refused) and "401" in answer.reason
     assert approvals.last_reason is not None and "401" in approvals.last_reason
 
 

@@ -94,7 +94,8 @@ def test_an_unreachable_broker_is_a_broker_error_naming_the_url():
     assert f"127.0.0.1:{port}" in refused.value.message
     # The approvals channel answers "no approval" instead, and says why.
     approvals = agentiam.BrokerApprovals(f"http://127.0.0.1:{port}", "token")
-    assert approvals({"tool": "t", "arguments": {}}) is None
+    answer = approvals({"tool": "t", "arguments": {}})
+    assert isinstance(answer, agentiam.Refused) and "broker.unreachable" in answer.reason
     assert "broker.unreachable" in (approvals.last_reason or "")
 
 

@@ -21,6 +21,13 @@ With `approvals="interrupt"`, a call that needs a human pauses the LangGraph run
 loop): the interrupt's value is `{"agentiam_approval_request": {...}}`; resume the graph with
 `Command(resume=<signed approval>)` and the call proceeds if the guard accepts the approval.
 Resuming with `False` refuses the call (`guard.confirmation_denied`).
+
+The tool is pinned as LangChain shows it to the model (`convert_to_openai_function`, the form
+chat models' `bind_tools` send): its description and the JSON schema of its arguments are in
+`guard.manifest()`, for the agent's identity, and a token issued for another description or
+schema is refused (`guard.tool_changed`). A description the injection filter flags is refused
+when the tool is wrapped (`ConfigurationError`, `guard.tool_poisoning`). A tool with an empty
+description is not pinned.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
+from langchain_core.utils.function_calling import convert_to_openai_function
 
 from .._guard import (
     _CALL,
@@ -38,7 +46,9 @@ from .._guard import (
     Guard,
     _approval_json,
     _model_text,
+    _refuse_generator_function,
     _refusal,
+    _shown_to_model,
     _translating,
     framework_call,
 )
@@ -139,7 +149,9 @@ def guard_tool(
     coroutine = getattr(tool, "coroutine", None)
     if func is None and coroutine is None:
         raise TypeError("guard_tool needs a function-backed tool (@tool or StructuredTool.from_function)")
-    guard._register(tool.name, scope, risk, untrusted_output, redact, functions=[f for f in (func, coroutine) if f], intent_arguments=intent_arguments, outbound_arguments=outbound_arguments, untrusted_fields=untrusted_fields)
+    functions = [f for f in (func, coroutine) if f]
+    for fn in functions:
+        _refuse_generator_function(fn, tool.name)
     # A content_and_artifact tool returns (content, artifact); the model reads only the content.
     render = _content_of if tool.response_format == "content_and_artifact" else None
 
@@ -150,7 +162,7 @@ def guard_tool(
         return _translating(wrapped, _explain)
 
     extra: dict[str, Any] = {} if tool.args_schema is None else {"args_schema": tool.args_schema}
-    return GuardedTool(
+    guarded_copy = GuardedTool(
         name=tool.name,
         description=tool.description,
         **extra,
@@ -160,3 +172,22 @@ def guard_tool(
         response_format=tool.response_format,
         handle_tool_error=True,
     )
+    # The copy as LangChain hands it to a chat model (`bind_tools` converts every tool to this
+    # OpenAI function form): its description, and the JSON schema of its `tool_call_schema`
+    # (the arguments the model fills, injected ones left out). The guard pins exactly that.
+    shown = convert_to_openai_function(guarded_copy)
+    description, input_schema = _shown_to_model(tool.name, shown.get("description"), shown.get("parameters"))
+    guard._register(
+        tool.name,
+        scope,
+        risk,
+        untrusted_output,
+        redact,
+        description,
+        input_schema,
+        functions,
+        intent_arguments=intent_arguments,
+        outbound_arguments=outbound_arguments,
+        untrusted_fields=untrusted_fields,
+    )
+    return guarded_copy

@@ -15,6 +15,12 @@ A workflow `Context` parameter is passed through and is not an argument the guar
 LlamaIndex itself fills (`FunctionTool.ctx_param_name`, found by identity with its `Context`);
 every other parameter, whatever its name or type, is an argument.
 LlamaIndex does not hand tools the model's tool-call id, so the activity log has none for them.
+
+The tool is pinned as LlamaIndex shows it to the model (`ToolMetadata.to_openai_tool`): its
+metadata's description and parameters schema are in `guard.manifest()`, for the agent's
+identity, and a token issued for another description or schema is refused
+(`guard.tool_changed`). A description the injection filter flags is refused when the tool is
+wrapped (`ConfigurationError`, `guard.tool_poisoning`).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from .._guard import (
     _add_keyword_parameter,
     _approval_json,
     _refusal,
+    _shown_to_model,
     framework_call,
 )
 from ..exceptions import ConfirmationRequired
@@ -110,7 +117,26 @@ def guard_tool(
     if approvals not in ("error", "workflow"):
         raise ValueError('approvals is "error" or "workflow"')
     name = tool.metadata.get_name()
-    guard._register(name, scope, risk, untrusted_output, redact, functions=(tool.real_fn,), intent_arguments=intent_arguments, outbound_arguments=outbound_arguments, untrusted_fields=untrusted_fields)
+    # The tool as LlamaIndex shows it to the model: the metadata's description and
+    # `get_parameters_dict()` (the JSON schema of `fn_schema`, its workflow Context left out),
+    # the two fields its function-calling LLMs send (`ToolMetadata.to_openai_tool`). The copy
+    # returned keeps this very metadata.
+    description, input_schema = _shown_to_model(
+        name, tool.metadata.description, tool.metadata.get_parameters_dict()
+    )
+    guard._register(
+        name,
+        scope,
+        risk,
+        untrusted_output,
+        redact,
+        description,
+        input_schema,
+        (tool.real_fn,),
+        intent_arguments=intent_arguments,
+        outbound_arguments=outbound_arguments,
+        untrusted_fields=untrusted_fields,
+    )
     # LlamaIndex's own answer (identity with its Context), not a guess from names.
     own_context = tool.ctx_param_name
     guarded = guard._wrap(tool.real_fn, name, (own_context,) if own_context else ())

@@ -27,6 +27,12 @@ annotations (`readOnlyHint` for low, `destructiveHint` for high and irreversible
 `annotations=` is given. A `Context` parameter is passed through and is not an argument: the
 one the SDK itself fills (its `find_context_parameter`: the type hint is, or wraps, a subclass
 of the SDK's `Context`); any other parameter is an argument, whatever its name or type.
+
+The tool is pinned as the server lists it (`tools/list`): its description and input schema are
+in `guard.manifest()`, for the agent's identity, and a token issued for another description or
+schema is refused (`guard.tool_changed`). A description the injection filter flags is refused
+when the tool is registered (`ConfigurationError`, `guard.tool_poisoning`), and the server
+never gets it. A function without a docstring (or `description=`) is not pinned.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool as RegisteredTool
 from mcp.server.mcpserver.utilities.context_injection import find_context_parameter
 from mcp.types import ToolAnnotations
 
@@ -50,6 +57,8 @@ from .._guard import (
     _UNSTATED_RISK,
     Guard,
     _add_keyword_parameter,
+    _refuse_generator_function,
+    _shown_to_model,
     _translating,
     framework_call,
 )
@@ -162,7 +171,7 @@ def guard_tool(
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         tool_name = name or fn.__name__
-        guard._register(tool_name, scope, risk, untrusted_output, redact, functions=(fn,), intent_arguments=intent_arguments, outbound_arguments=outbound_arguments, untrusted_fields=untrusted_fields)
+        _refuse_generator_function(fn, tool_name)
         # The SDK's own rule (type hints compared with its Context class), so the guard hides
         # exactly the parameter the SDK fills and sees every one the model fills.
         own_context = find_context_parameter(fn)
@@ -173,7 +182,27 @@ def guard_tool(
         )
         # A ToolError's text reaches the client; any other exception is hidden behind a generic message.
         tool = _translating(guarded, _tool_error)
-        server.tool(name=tool_name, **tool_kwargs)(_request_scoped(guard, tool, own_context))
+        served = _request_scoped(guard, tool, own_context)
+        # The SDK's own `Tool` for what is served, built as `MCPServer.tool` builds it (same
+        # function, same arguments): its description and `parameters` are the tool's
+        # `description` and `inputSchema` in `tools/list`, which the guard pins. The server gets
+        # the tool only once the guard accepted it.
+        shown = RegisteredTool.from_function(served, name=tool_name, **tool_kwargs)
+        description, input_schema = _shown_to_model(tool_name, shown.description, shown.parameters)
+        guard._register(
+            tool_name,
+            scope,
+            risk,
+            untrusted_output,
+            redact,
+            description,
+            input_schema,
+            (fn,),
+            intent_arguments=intent_arguments,
+            outbound_arguments=outbound_arguments,
+            untrusted_fields=untrusted_fields,
+        )
+        server.tool(name=tool_name, **tool_kwargs)(served)
         return tool
 
     return decorate

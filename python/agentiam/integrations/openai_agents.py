@@ -23,6 +23,13 @@ is told instead. The tool-call id is recorded in the activity log.
 A `RunContextWrapper` / `ToolContext` first parameter is passed through and is not an argument:
 the one the SDK itself fills (its `function_schema` decides, by identity with those classes);
 any other parameter is an argument, whatever its name or type.
+
+The tool is pinned as the SDK sends it to the model: the `FunctionTool`'s `description` and
+`params_json_schema` are in `guard.manifest()`, for the agent's identity, and a token issued for
+another description or schema is refused (`guard.tool_changed`). A description the injection
+filter flags is refused when the tool is decorated (`ConfigurationError`, `guard.tool_poisoning`).
+A function without a docstring (or `description_override`) has an empty description and is not
+pinned.
 """
 
 from __future__ import annotations
@@ -36,7 +43,14 @@ import agents
 from agents.function_schema import function_schema
 from agents.tool_context import ToolContext
 
-from .._guard import _CURRENT, _UNSTATED_RISK, Guard, framework_call
+from .._guard import (
+    _CURRENT,
+    _UNSTATED_RISK,
+    Guard,
+    _refuse_generator_function,
+    _shown_to_model,
+    framework_call,
+)
 from ..exceptions import ConfirmationRequired, Denied
 
 __all__ = ["function_tool", "explain_failure"]
@@ -122,7 +136,7 @@ def function_tool(
 
     def decorate(fn: Callable[..., Any]) -> agents.FunctionTool:
         tool_name = name or fn.__name__
-        guard._register(tool_name, scope, risk, untrusted_output, redact, functions=(fn,), intent_arguments=intent_arguments, outbound_arguments=outbound_arguments, untrusted_fields=untrusted_fields)
+        _refuse_generator_function(fn, tool_name)
         # The SDK's own rule (the first parameter's resolved type is RunContextWrapper or
         # ToolContext), so the guard hides exactly the parameter the SDK fills.
         takes_context = function_schema(fn).takes_context
@@ -131,8 +145,26 @@ def function_tool(
         function_tool_kwargs.setdefault("failure_error_function", explain_failure)
         if approvals == "sdk":
             function_tool_kwargs.setdefault("needs_approval", _needs_approval(guard, tool_name))
-        return agents.function_tool(
+        tool = agents.function_tool(
             _with_call_id(guarded, bool(context)), name_override=tool_name, **function_tool_kwargs
         )
+        # The tool as the SDK sends it to the model (its Responses and Chat Completions converters
+        # read these two fields): the description, and `params_json_schema`, already made strict
+        # when `strict_mode` is on. Registered once the SDK built it, so the guard pins exactly that.
+        description, input_schema = _shown_to_model(tool_name, tool.description, tool.params_json_schema)
+        guard._register(
+            tool_name,
+            scope,
+            risk,
+            untrusted_output,
+            redact,
+            description,
+            input_schema,
+            (fn,),
+            intent_arguments=intent_arguments,
+            outbound_arguments=outbound_arguments,
+            untrusted_fields=untrusted_fields,
+        )
+        return tool
 
     return decorate

@@ -15,6 +15,12 @@ Approving in Pydantic AI without a signed approval only lets the guard ask again
 tool-call id is recorded in the activity log. A `RunContext` first parameter is passed through
 and is not an argument the guard sees: the one Pydantic AI itself fills (its `Tool` decides,
 by identity with `RunContext`, or `takes_ctx=`); any other parameter is an argument.
+
+The tool is pinned as Pydantic AI sends it to the model: its `tool_def`'s description and
+parameters schema are in `guard.manifest()`, for the agent's identity, and a token issued for
+another description or schema is refused (`guard.tool_changed`). A description the injection
+filter flags is refused when the tool is wrapped (`ConfigurationError`, `guard.tool_poisoning`).
+A function without a docstring (or `description=`) is not pinned.
 """
 
 from __future__ import annotations
@@ -28,7 +34,14 @@ from typing import Any
 from pydantic_ai import Tool
 from pydantic_ai.exceptions import ApprovalRequired, ModelRetry
 
-from .._guard import _UNSTATED_RISK, Guard, _translating, framework_call
+from .._guard import (
+    _UNSTATED_RISK,
+    Guard,
+    _refuse_generator_function,
+    _shown_to_model,
+    _translating,
+    framework_call,
+)
 from ..exceptions import ConfirmationRequired, Denied
 
 __all__ = ["guard_tool"]
@@ -87,10 +100,28 @@ def guard_tool(
 ) -> Tool[Any]:
     """A Pydantic AI `Tool` for `fn` with the guard deciding every call first."""
     tool_name = name or fn.__name__
-    guard._register(tool_name, scope, risk, untrusted_output, redact, functions=(fn,), intent_arguments=intent_arguments, outbound_arguments=outbound_arguments, untrusted_fields=untrusted_fields)
+    _refuse_generator_function(fn, tool_name)
     # Pydantic AI's own view of `fn` (schema, description, whether it takes the RunContext), so
     # the guard hides exactly the parameter Pydantic AI fills.
     tool: Tool[Any] = Tool(fn, name=tool_name, **tool_kwargs)
+    # The tool as Pydantic AI sends it to the model: its `tool_def`'s description and
+    # `parameters_json_schema` (the function schema's JSON schema, the RunContext left out).
+    # A `prepare=` function may change the definition per run; the guard pins it as defined.
+    shown = tool.tool_def
+    description, input_schema = _shown_to_model(tool_name, shown.description, shown.parameters_json_schema)
+    guard._register(
+        tool_name,
+        scope,
+        risk,
+        untrusted_output,
+        redact,
+        description,
+        input_schema,
+        (fn,),
+        intent_arguments=intent_arguments,
+        outbound_arguments=outbound_arguments,
+        untrusted_fields=untrusted_fields,
+    )
     schema = tool.function_schema
     own = next(iter(inspect.signature(fn).parameters)) if schema.takes_ctx else None
     guarded = _translating(guard._wrap(fn, tool_name, () if own is None else (own,)), _translate)
