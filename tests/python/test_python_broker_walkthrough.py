@@ -19,3 +19,11 @@ def test_the_readme_python_broker_walkthrough_runs_as_written():
     assert "walkthrough passed" in done.stdout
     # The approval was the human's: the agent got past the irreversible call only after it.
     assert "INV-7 is void." in done.stdout
+
+
+def test_the_readme_agent_is_the_example_file():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Python against a broker") :]
+    start = section.index("```python\n") + len("```python\n")
+    block = section[start : section.index("```\n", start)]
+    assert block == (ROOT / "examples/python/langgraph_broker.py").read_text()
