@@ -250,8 +250,7 @@ class GuardSession:
         if answer is None:
             raise self._refused({"tool": tool, "arguments": arguments})
         if isinstance(answer, Refused):
-            reason = " ".join(str(answer.reason).split())[:_MAX_REASON] or "no human approved the call"
-            raise self._refused({"tool": tool, "arguments": arguments}, reason)
+            raise self._refused({"tool": tool, "arguments": arguments}, _clean_reason(answer.reason))
         text = _approval_json(answer)
         kind, code, message, _ = self._decide_now(tool, arguments, call_id or _CALL.get()[0], text)
         if kind != "allow":
@@ -1059,12 +1058,35 @@ def _translating(fn: F, translate: Callable[[Denied], Exception]) -> F:
     return call  # type: ignore[return-value]
 
 
-def _refusal(request: Mapping[str, Any]) -> Denied:
-    """The `Denied` for a human's refusal of `request`, recorded in the current session's log."""
+def _refusal(request: Mapping[str, Any], reason: str | None = None) -> Denied:
+    """The `Denied` for a human's refusal of `request` (with the human's `reason`, if given),
+    recorded in the current session's log."""
+    reason = _clean_reason(reason) if reason is not None else "no human approved the call"
     session = _CURRENT.get()
     if session is None:
-        return Denied("guard.confirmation_denied", "no human approved the call")
-    return session._refused(request)
+        return Denied("guard.confirmation_denied", f"a human refused the call: {reason}")
+    return session._refused(request, reason)
+
+
+def _clean_reason(reason: object) -> str:
+    """A human's reason as the model reads it: one line, at most `_MAX_REASON` characters."""
+    return " ".join(str(reason).split())[:_MAX_REASON] or "no human approved the call"
+
+
+def _refusal_reason(answer: object) -> str | None:
+    """The reason in a human's refusal given through a framework's own pause (a LangGraph resume
+    value, a LlamaIndex `HumanResponseEvent` response): `Refused(reason)`, `{"refused": reason}`,
+    or that object as JSON text. None for anything else (an approval, or a bare "no")."""
+    if isinstance(answer, Refused):
+        return _clean_reason(answer.reason)
+    if isinstance(answer, str) and answer.lstrip().startswith("{"):
+        try:
+            answer = json.loads(answer)
+        except ValueError:
+            return None
+    if isinstance(answer, Mapping) and isinstance(answer.get("refused"), str):
+        return _clean_reason(answer["refused"])
+    return None
 
 
 def _current(guard: Guard) -> GuardSession:

@@ -143,7 +143,8 @@ def test_a_graph_resumed_without_approval_or_with_a_wrong_one_never_runs_the_too
     with guard.session(world.token):
         approval_for_tmp = world.sign(ask("tmp", "tmp"))  # a genuine approval, of another call
         for thread, answer in (("no answer", False), ("not an approval", "yes please"),
-                               ("approval for other arguments", approval_for_tmp)):
+                               ("approval for other arguments", approval_for_tmp),
+                               ("refused with a reason", {"refused": "customers is the live table"})):
             request = ask("customers", thread)
             reply = graph.invoke(Command(resume=answer), {"configurable": {"thread_id": thread}})["messages"][-1]
             assert reply.status == "error", reply
@@ -154,6 +155,9 @@ def test_a_graph_resumed_without_approval_or_with_a_wrong_one_never_runs_the_too
         assert doctored.value.code == "guard.confirmation_invalid"
     assert ran == []
     assert "(guard.confirmation_denied)" in replies["no answer"]
+    # The human's own words reach the model, once.
+    assert "(guard.confirmation_denied)" in replies["refused with a reason"]
+    assert replies["refused with a reason"].count("customers is the live table") == 1
     assert "(guard.confirmation_invalid)" in replies["not an approval"]
     assert "(guard.confirmation_invalid)" in replies["approval for other arguments"]
     assert ("delete_records", "deny", "guard.confirmation_invalid", "call-8") in decisions(guard)

@@ -4,6 +4,7 @@ and the tool does not run; with approvals="workflow" a call that needs a human w
 HumanResponseEvent carrying the signed approval; each decision is in the activity log."""
 
 import asyncio
+import json
 from typing import Any, NewType
 
 import pytest
@@ -125,7 +126,9 @@ def test_a_workflow_agent_waits_for_a_signed_approval(world):
     def human(event):
         request = event.agentiam_approval_request
         asked.append(request["arguments"]["table"])
-        return world.sign(request) if request["arguments"]["table"] == "staging" else ""
+        if request["arguments"]["table"] == "staging":
+            return world.sign(request)
+        return json.dumps({"refused": "customers is the live table"})
 
     llm = scripted_llm([("delete_records", {"table": "staging"}, "l1")],
                        [("delete_records", {"table": "customers"}, "l2")])
@@ -135,6 +138,7 @@ def test_a_workflow_agent_waits_for_a_signed_approval(world):
     deleted, refused = (r.tool_output for r in results)
     assert not deleted.is_error and deleted.content == "deleted staging"
     assert refused.is_error and "guard.confirmation_denied" in refused.content
+    assert refused.content.count("customers is the live table") == 1, refused.content
     assert ran == ["staging"] and asked == ["staging", "customers"]
     outcomes = [d[:3] for d in decisions(guard)]
     assert ("delete_records", "allow", None) in outcomes and outcomes.count(("delete_records", "allow", None)) == 1

@@ -20,7 +20,9 @@ model reads: the string, or LangChain's JSON of another result (only the content
 With `approvals="interrupt"`, a call that needs a human pauses the LangGraph run (human in the
 loop): the interrupt's value is `{"agentiam_approval_request": {...}}`; resume the graph with
 `Command(resume=<signed approval>)` and the call proceeds if the guard accepts the approval.
-Resuming with `False` refuses the call (`guard.confirmation_denied`).
+Resuming with `False` refuses the call (`guard.confirmation_denied`); resuming with
+`{"refused": "<the human's reason>"}` (or `agentiam.Refused(reason)`) refuses it and the model
+reads that reason, once, in the tool's error.
 
 The tool is pinned as LangChain shows it to the model (`convert_to_openai_function`, the form
 chat models' `bind_tools` send): its description and the JSON schema of its arguments are in
@@ -48,6 +50,7 @@ from .._guard import (
     _model_text,
     _refuse_generator_function,
     _refusal,
+    _refusal_reason,
     _shown_to_model,
     _translating,
     framework_call,
@@ -91,8 +94,9 @@ def _interrupting(fn: Any) -> Any:
 
     def retry_with(error: ConfirmationRequired) -> str:
         approval = _ask_graph(error.approval_request)
-        if not approval:
-            raise _refusal(error.approval_request) from error
+        reason = _refusal_reason(approval)
+        if reason is not None or not approval:
+            raise _refusal(error.approval_request, reason) from error
         return _approval_json(approval)
 
     if inspect.iscoroutinefunction(fn):

@@ -10,7 +10,7 @@ With `approvals="workflow"`, a call that needs a human inside a workflow agent (
 `AgentWorkflow`) waits for one the LlamaIndex way: the run emits an `InputRequiredEvent` whose
 `agentiam_approval_request` is what the human reads and signs, and resumes when a
 `HumanResponseEvent` arrives whose `response` is the signed approval (an empty response refuses,
-`guard.confirmation_denied`). Outside a workflow, the call raises `ConfirmationRequired`.
+`guard.confirmation_denied`; `'{"refused": "<reason>"}'` refuses and the model reads the reason once). Outside a workflow, the call raises `ConfirmationRequired`.
 A workflow `Context` parameter is passed through and is not an argument the guard sees: the one
 LlamaIndex itself fills (`FunctionTool.ctx_param_name`, found by identity with its `Context`);
 every other parameter, whatever its name or type, is an argument.
@@ -42,6 +42,7 @@ from .._guard import (
     _add_keyword_parameter,
     _approval_json,
     _refusal,
+    _refusal_reason,
     _shown_to_model,
     framework_call,
 )
@@ -66,8 +67,9 @@ async def _ask_human(ctx: Any, request: dict[str, Any]) -> str:
         timeout=None,
     )
     response = getattr(answer, "response", None)
-    if not response:
-        raise _refusal(request)
+    reason = _refusal_reason(response)
+    if reason is not None or not response:
+        raise _refusal(request, reason)
     return _approval_json(response)
 
 
