@@ -17,7 +17,9 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Each call runs on a thread of its own with its own small runtime, so it may be called from
 /// inside an async service (a tower layer on tokio) as well as from plain code. It fails, with
 /// a message naming the URL, when the broker is unreachable, answers anything but 200, or
-/// answers something that is not a JWKS, or after 10 seconds.
+/// answers something that is not a JWKS, or after 10 seconds. Like [`BrokerClient`] it speaks
+/// plain HTTP: an `https://` broker is an error naming the URL (put a TLS-terminating sidecar in
+/// front, or load the keys with `Jwks::from_json`).
 ///
 /// ```no_run
 /// use agentiam_token::Verifier;
