@@ -63,6 +63,7 @@
 pub mod approval;
 pub mod arguments;
 pub mod audit;
+mod batch_queue;
 pub mod behaviour;
 pub mod codes;
 pub mod config;

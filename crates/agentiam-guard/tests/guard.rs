@@ -1679,3 +1679,71 @@ fn an_approval_request_names_the_taint_source_when_it_was_read_and_the_flagged_t
         vec![format!("fetch at {when}")]
     );
 }
+
+/// A burst far larger than the audit queue is slowed down, not refused: every decision of four
+/// threads racing a queue of 4 is recorded, once, and every call that was allowed ran.
+#[test]
+fn a_burst_larger_than_the_audit_queue_waits_for_room_and_loses_nothing() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(
+        agentiam_telemetry::AuditLog::open_dir(
+            dir.path(),
+            agentiam_telemetry::LogConfig::new("test/burst"),
+            None,
+        )
+        .unwrap(),
+    );
+    let policy = PolicyEngine::default_policy().unwrap();
+    // A wait long enough for a loaded test machine: this test is about nothing being lost or
+    // refused while the log keeps up, not about how long it takes.
+    let sink = Arc::new(
+        AuditSink::new(
+            log.clone(),
+            agentiam_telemetry::RedactionPolicy::default(),
+            policy.version(),
+            4,
+        )
+        .with_full_queue_wait(std::time::Duration::from_secs(60)),
+    );
+    let guard = w
+        .builder(DEFAULT_POLICY)
+        .sink(sink.clone())
+        .build()
+        .unwrap();
+    let interceptor = Arc::new(ToolInterceptor::new(guard));
+    let principal = Arc::new(w.principal(ALL));
+    let ran = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let (interceptor, principal, ran) =
+                (interceptor.clone(), principal.clone(), ran.clone());
+            std::thread::spawn(move || {
+                let session = Session::new(format!("s-{t}"), principal);
+                for i in 0..250 {
+                    let note = json!({"text": format!("{t}-{i}")});
+                    interceptor
+                        .guarded(&session, &ToolCall::new("note", &note), || {
+                            ran.fetch_add(1, Ordering::SeqCst);
+                            Ok(String::new())
+                        })
+                        .unwrap()
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(ran.load(Ordering::SeqCst), 1_000);
+    sink.drain().unwrap();
+    log.flush().unwrap();
+    let report = agentiam_telemetry::verify_log(
+        &agentiam_telemetry::FileStore::open(dir.path()).unwrap(),
+        None,
+    )
+    .unwrap();
+    // A decision and a result per call.
+    assert_eq!(report.records, 2_000);
+}
