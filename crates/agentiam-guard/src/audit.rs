@@ -2,22 +2,17 @@
 //!
 //! The guard's thread only clones what the event needs and hands it to a bounded queue;
 //! building the event (canonical argument hash, redaction, UUID) and appending happen on the
-//! sink's worker thread, which takes everything queued at once and hands it to the log in one
-//! message ([`crate::batch_queue`]: no wake-up per record while records keep coming).
-//! A full queue makes the guard's thread wait up to [`FULL_QUEUE_WAIT`] for room; still full,
-//! or with a stopped worker, the record is refused, and the guard then refuses the call: an
-//! action that cannot be audited does not happen.
+//! sink's worker thread. A full queue or a stopped worker refuses the record, and the guard
+//! then refuses the call: an action that cannot be audited does not happen.
 
 use std::sync::Arc;
-use std::sync::mpsc::{self, SyncSender};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use agentiam_telemetry::otel::{GuardrailSpan, GuardrailTarget, SpanQueue, SpanRecord};
 use agentiam_telemetry::{AgentRef, AuditEvent, AuditLog, RedactionPolicy};
 use serde_json::Value;
 
-use crate::batch_queue::{BatchQueue, PushError};
 use crate::decision::Decision;
 use crate::hooks::{CallOutcome, DecisionSink, OutputVerdict};
 use crate::request::{GuardRequest, Principal, ToolSpec};
@@ -29,13 +24,6 @@ pub const GUARDRAIL_COMPONENT: &str = "agentiam.guard";
 pub const TOOL_CALL_EVENT: &str = "tool_call";
 /// Event kind of what an allowed tool call returned.
 pub const TOOL_RESULT_EVENT: &str = "tool_result";
-
-/// Longest a decision waits for room in a full audit queue before it is refused (and the call
-/// with it): a burst larger than the queue is slowed down, not failed, while the log keeps up.
-pub const FULL_QUEUE_WAIT: Duration = Duration::from_millis(100);
-
-/// Most records the worker converts and hands to the log in one batch.
-const MAX_BATCH: usize = 512;
 
 enum Msg {
     Record(Box<Pending>),
@@ -67,8 +55,7 @@ struct Pending {
 /// Writes every decision to an [`AuditLog`] from a worker thread.
 #[derive(Debug)]
 pub struct AuditSink {
-    queue: Arc<BatchQueue<Msg>>,
-    full_wait: Duration,
+    tx: SyncSender<Msg>,
     spans: Option<Arc<SpanQueue>>,
     worker: Option<JoinHandle<()>>,
     policy_version: String,
@@ -141,57 +128,43 @@ impl AuditSink {
         queue: usize,
     ) -> Self {
         let worker_spans = spans.clone();
-        let queue = Arc::new(BatchQueue::<Msg>::new(queue));
-        let drained = Arc::clone(&queue);
+        let (tx, rx) = mpsc::sync_channel::<Msg>(queue.max(1));
         let worker = std::thread::Builder::new()
             .name("agentiam-audit-sink".into())
             .spawn(move || {
-                while let Some(batch) = drained.next_batch(MAX_BATCH) {
-                    let mut events = Vec::with_capacity(batch.len());
-                    for msg in batch {
-                        match msg {
-                            Msg::Record(p) => {
-                                let kind = p.kind;
-                                let event = to_event(*p, &redaction);
-                                if let Some(spans) = &worker_spans {
-                                    let record = if kind == TOOL_RESULT_EVENT {
-                                        SpanRecord::ExecuteTool(event.clone())
-                                    } else {
-                                        SpanRecord::RunGuardrail(
-                                            event.clone(),
-                                            guardrail_span(&event),
-                                        )
-                                    };
-                                    // Dropped spans are counted by the queue; the log is the record.
-                                    let _ = spans.try_send(record);
-                                }
-                                events.push(event);
+                for msg in rx {
+                    match msg {
+                        Msg::Record(p) => {
+                            let kind = p.kind;
+                            let event = to_event(*p, &redaction);
+                            if let Some(spans) = &worker_spans {
+                                let record = if kind == TOOL_RESULT_EVENT {
+                                    SpanRecord::ExecuteTool(event.clone())
+                                } else {
+                                    SpanRecord::RunGuardrail(event.clone(), guardrail_span(&event))
+                                };
+                                // Dropped spans are counted by the queue; the log below is the record.
+                                let _ = spans.try_send(record);
                             }
-                            Msg::Event(event) => events.push(*event),
-                            Msg::Drained(reply) => {
-                                // Everything before the barrier goes to the log first.
-                                if hand_over(&log, &mut events).is_err() {
-                                    drained.close();
-                                }
-                                let _ = reply.send(());
+                            if log.append(event).is_err() {
+                                // The log is closed; later sends fail because this receiver is dropped.
+                                break;
                             }
                         }
-                    }
-                    if hand_over(&log, &mut events).is_err() {
-                        // The log is closed: refuse every later record.
-                        drained.close();
+                        Msg::Event(event) => {
+                            if log.append(*event).is_err() {
+                                break;
+                            }
+                        }
+                        Msg::Drained(reply) => {
+                            let _ = reply.send(());
+                        }
                     }
                 }
             })
             .ok();
-        if let Some(w) = &worker {
-            queue.set_worker(w.thread().clone());
-        } else {
-            queue.close();
-        }
         Self {
-            queue,
-            full_wait: FULL_QUEUE_WAIT,
+            tx,
             spans,
             worker,
             policy_version,
@@ -200,21 +173,12 @@ impl AuditSink {
 }
 
 impl AuditSink {
-    /// How long a decision waits for room in a full queue before it is refused (and its call
-    /// with it); [`FULL_QUEUE_WAIT`] (100 ms) by default. Longer rides out larger bursts at the
-    /// price of slower refusals when the log has stopped keeping up.
-    #[must_use]
-    pub fn with_full_queue_wait(mut self, wait: Duration) -> Self {
-        self.full_wait = wait;
-        self
-    }
-
     /// Queues an event of the application's own (an agent invocation, data it read) behind the
     /// decisions already queued, so the log keeps them in the order they happened.
     /// Fails only when the log is closed.
     pub fn record(&self, event: AuditEvent) -> Result<(), String> {
-        self.queue
-            .push(Msg::Event(Box::new(event)), None)
+        self.tx
+            .send(Msg::Event(Box::new(event)))
             .map_err(|_| "audit log is closed".to_owned())
     }
 
@@ -222,8 +186,8 @@ impl AuditSink {
     /// (then [`AuditLog::flush`] makes them durable).
     pub fn drain(&self) -> Result<(), String> {
         let (reply, done) = mpsc::sync_channel(1);
-        self.queue
-            .push(Msg::Drained(reply), None)
+        self.tx
+            .send(Msg::Drained(reply))
             .map_err(|_| "audit log is closed".to_owned())?;
         done.recv().map_err(|_| "audit log is closed".to_owned())?;
         if let Some(spans) = &self.spans {
@@ -352,38 +316,21 @@ impl DecisionSink for AuditSink {
 
 impl AuditSink {
     fn enqueue(&self, pending: Pending) -> Result<(), String> {
-        match self
-            .queue
-            .push(Msg::Record(Box::new(pending)), Some(self.full_wait))
-        {
+        match self.tx.try_send(Msg::Record(Box::new(pending))) {
             Ok(()) => Ok(()),
-            Err(PushError::Full) => Err(format!(
-                "audit queue is full (still full after {:?}): the activity log is not keeping up",
-                self.full_wait
-            )),
-            Err(PushError::Closed) => Err("audit log is closed".into()),
+            Err(TrySendError::Full(_)) => Err("audit queue is full".into()),
+            Err(TrySendError::Disconnected(_)) => Err("audit log is closed".into()),
         }
     }
 }
 
 impl Drop for AuditSink {
     fn drop(&mut self) {
-        // The worker drains what is queued, hands it to the log, and stops.
-        self.queue.close();
+        // Closing the channel ends the worker after it drains the queue.
+        let (tx, _) = mpsc::sync_channel(1);
+        drop(std::mem::replace(&mut self.tx, tx));
         if let Some(worker) = self.worker.take() {
             let _ = worker.join();
         }
-    }
-}
-
-/// Hands `events` to the log in one message (emptying the vector); fails once the log is closed.
-fn hand_over(log: &AuditLog, events: &mut Vec<AuditEvent>) -> Result<(), ()> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    match log.append_all(std::mem::take(events)) {
-        Err(agentiam_telemetry::AuditError::Closed) => Err(()),
-        // An event that cannot be serialized is lost either way; the others were handed over.
-        _ => Ok(()),
     }
 }

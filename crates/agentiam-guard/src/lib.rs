@@ -63,7 +63,6 @@
 pub mod approval;
 pub mod arguments;
 pub mod audit;
-mod batch_queue;
 pub mod behaviour;
 pub mod codes;
 pub mod config;

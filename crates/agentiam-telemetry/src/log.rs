@@ -77,8 +77,6 @@ type Reply<T> = mpsc::SyncSender<Result<T, AuditError>>;
 enum Msg {
     /// An event already in canonical JSON (serialized by the caller, in parallel).
     Append(String, Option<Reply<Receipt>>),
-    /// Several events, in order, handed over in one message ([`AuditLog::append_all`]).
-    AppendAll(Vec<String>),
     Flush(Reply<Receipt>),
     Checkpoint(Reply<String>),
     Close(Reply<Option<String>>),
@@ -110,7 +108,6 @@ impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Append(..) => "Append",
-            Self::AppendAll(..) => "AppendAll",
             Self::Flush(_) => "Flush",
             Self::Checkpoint(_) => "Checkpoint",
             Self::Close(_) => "Close",
@@ -191,30 +188,6 @@ impl AuditLog {
         self.tx
             .send(Msg::Append(json, None))
             .map_err(|_| AuditError::Closed)
-    }
-
-    /// Queues several events, in order, as one message to the writer: a producer with a batch
-    /// (the guard's audit sink) wakes the writer once, not once per event. Each is serialized
-    /// here; one that cannot be is left out and its error returned after the others are queued.
-    /// Waits only if the queue is full.
-    pub fn append_all(&self, events: Vec<AuditEvent>) -> Result<(), AuditError> {
-        let mut first_error = None;
-        let mut lines = Vec::with_capacity(events.len());
-        for event in &events {
-            match crate::canonical::event_to_string(event) {
-                Ok(json) => lines.push(json),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        drop(events);
-        if !lines.is_empty() {
-            self.tx
-                .send(Msg::AppendAll(lines))
-                .map_err(|_| AuditError::Closed)?;
-        }
-        first_error.map_or(Ok(()), Err)
     }
 
     /// Appends an event and returns once it is durable (fsynced).
@@ -340,10 +313,48 @@ impl<S: SegmentStore> Writer<S> {
         let mut close: Option<Reply<Option<String>>> = None;
         for msg in batch {
             match msg {
-                Msg::Append(event, reply) => self.append_one(&mut buf, &event, reply, &mut waiting),
-                Msg::AppendAll(events) => {
-                    for event in &events {
-                        self.append_one(&mut buf, event, None, &mut waiting);
+                Msg::Append(event, reply) => {
+                    if let Some(e) = &self.failed {
+                        if let Some(r) = reply {
+                            let _ = r.send(Err(e.clone()));
+                        }
+                        continue;
+                    }
+                    let seq = self.frontier.size();
+                    match record::encode_canonical(seq, &self.prev, &event) {
+                        Ok((line, hash)) => {
+                            buf.extend_from_slice(&line);
+                            self.prev = hash;
+                            self.frontier.push(hash);
+                            if let Some(r) = reply {
+                                waiting.push((
+                                    r,
+                                    Receipt {
+                                        seq,
+                                        hash: hex(&hash),
+                                        size: seq + 1,
+                                    },
+                                ));
+                            }
+                            if self.config.durability == Durability::EveryRecord {
+                                if let Err(e) = self.write(&buf).and_then(|()| self.sync()) {
+                                    self.failed = Some(e);
+                                }
+                                buf.clear();
+                            } else if self.active_len + buf.len() as u64
+                                >= self.config.segment_max_bytes
+                            {
+                                if let Err(e) = self.write(&buf).and_then(|()| self.rotate()) {
+                                    self.failed = Some(e);
+                                }
+                                buf.clear();
+                            }
+                        }
+                        Err(e) => {
+                            if let Some(r) = reply {
+                                let _ = r.send(Err(e));
+                            }
+                        }
                     }
                 }
                 Msg::Flush(r) => flushes.push(r),
@@ -398,57 +409,6 @@ impl<S: SegmentStore> Writer<S> {
             return true;
         }
         false
-    }
-
-    /// Encodes one record into `buf` (writing out as durability and segment size require);
-    /// a waiting caller's receipt goes to `waiting`, answered once the batch is synced.
-    fn append_one(
-        &mut self,
-        buf: &mut Vec<u8>,
-        event: &str,
-        reply: Option<Reply<Receipt>>,
-        waiting: &mut Vec<(Reply<Receipt>, Receipt)>,
-    ) {
-        if let Some(e) = &self.failed {
-            if let Some(r) = reply {
-                let _ = r.send(Err(e.clone()));
-            }
-            return;
-        }
-        let seq = self.frontier.size();
-        match record::encode_canonical(seq, &self.prev, event) {
-            Ok((line, hash)) => {
-                buf.extend_from_slice(&line);
-                self.prev = hash;
-                self.frontier.push(hash);
-                if let Some(r) = reply {
-                    waiting.push((
-                        r,
-                        Receipt {
-                            seq,
-                            hash: hex(&hash),
-                            size: seq + 1,
-                        },
-                    ));
-                }
-                if self.config.durability == Durability::EveryRecord {
-                    if let Err(e) = self.write(buf).and_then(|()| self.sync()) {
-                        self.failed = Some(e);
-                    }
-                    buf.clear();
-                } else if self.active_len + buf.len() as u64 >= self.config.segment_max_bytes {
-                    if let Err(e) = self.write(buf).and_then(|()| self.rotate()) {
-                        self.failed = Some(e);
-                    }
-                    buf.clear();
-                }
-            }
-            Err(e) => {
-                if let Some(r) = reply {
-                    let _ = r.send(Err(e));
-                }
-            }
-        }
     }
 
     fn should_checkpoint(&self) -> bool {
