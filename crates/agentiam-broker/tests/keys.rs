@@ -206,5 +206,8 @@ async fn a_service_following_the_brokers_jwks_accepts_tokens_after_a_rotation() 
     // The client speaks plain HTTP: an https broker is refused, naming the URL, never fetched
     // some other way.
     let tls = agentiam_broker_client::jwks_fetcher("https://127.0.0.1:9")().unwrap_err();
-    assert!(tls.contains("https://127.0.0.1:9/.well-known/jwks.json"), "{tls}");
+    assert!(
+        tls.contains("https://127.0.0.1:9/.well-known/jwks.json"),
+        "{tls}"
+    );
 }
