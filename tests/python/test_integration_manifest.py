@@ -15,8 +15,9 @@ import json
 
 import jwt
 import pytest
+from test_openai_agents import Scripted  # the SDK model that answers with scripted outputs
 from agents import Agent as OpenAIAgent
-from agents import Model, ModelResponse, Runner, Usage, set_tracing_disabled
+from agents import Runner, set_tracing_disabled
 from agents.models.chatcmpl_converter import Converter
 from conftest import decisions
 from langchain_core.tools import tool as langchain_tool
@@ -123,21 +124,6 @@ class Mcp:
 
         result = asyncio.run(called())
         return " ".join(getattr(c, "text", "") for c in result.content)
-
-
-class Scripted(Model):
-    """An OpenAI Agents SDK model that answers with the scripted outputs in order."""
-
-    def __init__(self, turns):
-        self.turns = list(turns)
-        self.inputs = []
-
-    async def get_response(self, system_instructions, input, *args, **kwargs):
-        self.inputs.append(input)
-        return ModelResponse(output=self.turns.pop(0), usage=Usage(), response_id=None)
-
-    def stream_response(self, *args, **kwargs):
-        raise NotImplementedError
 
 
 class OpenAIAgents:
