@@ -50,7 +50,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 
 pub use agentiam_token::DEFAULT_MAX_DELEGATION_DEPTH;
-pub use offline::{ChainVerifier, Grant, LINK_TYPE, LinkClaims, attenuate};
+pub use offline::{ChainVerifier, DEFAULT_CHAIN_CACHE, Grant, LINK_TYPE, LinkClaims, attenuate};
 
 mod offline;
 

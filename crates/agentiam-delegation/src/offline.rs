@@ -8,6 +8,12 @@
 //! from the root, checks each link's signature with the previous holder's key, checks narrowing
 //! at every hop, caps the depth, and requires the presenter to prove possession of the last key
 //! with a DPoP proof over the last link.
+//!
+//! A chain is usually presented again and again (every call of the same sub-agent), so the
+//! verifier keeps the chains it verified, found by the last signature and compared byte for byte
+//! with what is presented. A hit skips the signature walk but not what can change: the root's key
+//! must still be trusted, neither the root nor any link may have expired or been revoked since,
+//! and the DPoP proof is checked in full on every call.
 
 use std::sync::Arc;
 
@@ -174,9 +180,40 @@ struct LinkHeader {
     jwk: Option<agentiam_identity::Jwk>,
 }
 
+fn check_link_time(exp: i64, now: i64) -> Result<(), TokenError> {
+    if now >= exp {
+        return Err(TokenError::Expired { exp, now });
+    }
+    Ok(())
+}
+
 fn broken(why: impl Into<String>) -> TokenError {
     TokenError::BrokenChain(why.into())
 }
+
+/// What a walk over a chain established, kept for the next time the same chain is presented.
+#[derive(Debug, Clone)]
+struct VerifiedChain {
+    /// The root and links as presented, each followed by `\n`, compared byte for byte on a hit.
+    presented: Box<str>,
+    /// The verified root (re-checked for key, expiry and revocation on a hit).
+    root: agentiam_token::Token,
+    /// Each link's expiry, `jti` and `sub`, checked again in the walk's order on a hit.
+    links: Vec<LinkCheck>,
+    /// The grant, with `holder_jkt` the key the final proof must be by.
+    grant: Grant,
+}
+
+/// What can change about a verified link: whether it has expired or been revoked.
+#[derive(Debug, Clone)]
+struct LinkCheck {
+    exp: i64,
+    jti: Option<String>,
+    sub: Option<String>,
+}
+
+/// Default number of verified chains a [`ChainVerifier`] keeps.
+pub const DEFAULT_CHAIN_CACHE: usize = 4096;
 
 /// Verifies offline delegation chains.
 #[derive(Debug, Clone)]
@@ -186,6 +223,35 @@ pub struct ChainVerifier {
     clock: Arc<dyn Clock>,
     max_depth: usize,
     revocation: Option<Arc<dyn agentiam_token::RevocationSet>>,
+    cache: Option<Arc<quick_cache::sync::Cache<Box<str>, Arc<VerifiedChain>>>>,
+}
+
+/// The signature part of a compact JWS, the cache's key.
+fn signature_part(jws: &str) -> Option<&str> {
+    jws.rsplit_once('.')
+        .map(|(_, sig)| sig)
+        .filter(|s| !s.is_empty())
+}
+
+fn presented(root: &str, links: &[&str]) -> String {
+    let mut all =
+        String::with_capacity(root.len() + links.iter().map(|l| l.len() + 1).sum::<usize>() + 1);
+    for part in std::iter::once(root).chain(links.iter().copied()) {
+        all.push_str(part);
+        all.push('\n');
+    }
+    all
+}
+
+fn same_presented(kept: &str, root: &str, links: &[&str]) -> bool {
+    let mut rest = kept;
+    for part in std::iter::once(root).chain(links.iter().copied()) {
+        match rest.strip_prefix(part).and_then(|r| r.strip_prefix('\n')) {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    rest.is_empty()
 }
 
 /// Largest number of links read.
@@ -201,7 +267,15 @@ impl ChainVerifier {
             clock: Arc::new(SystemClock),
             max_depth: crate::DEFAULT_MAX_DELEGATION_DEPTH,
             revocation: None,
+            cache: Some(Arc::new(quick_cache::sync::Cache::new(DEFAULT_CHAIN_CACHE))),
         }
+    }
+
+    /// Keeps up to `capacity` verified chains (default [`DEFAULT_CHAIN_CACHE`]); `0` keeps none,
+    /// so every presentation walks the whole chain.
+    pub fn with_cache(mut self, capacity: usize) -> Self {
+        self.cache = (capacity > 0).then(|| Arc::new(quick_cache::sync::Cache::new(capacity)));
+        self
     }
 
     /// Refuses links whose `jti` or `sub` is revoked (the root's revocation is the verifier's).
@@ -225,6 +299,9 @@ impl ChainVerifier {
 
     /// Verifies `root` and `links` for a request proven by `proof` (a DPoP proof by the last key,
     /// with `ath` over the last link, or over the root when there are no links).
+    ///
+    /// A chain verified before is found in the cache; then only what can have changed is checked
+    /// again: the root's key is still trusted, nothing has expired or been revoked, and the proof.
     pub fn verify(
         &self,
         root: &str,
@@ -232,6 +309,102 @@ impl ChainVerifier {
         proof: &str,
         request: &DpopRequest<'_>,
     ) -> Result<Grant, TokenError> {
+        let last = links.last().copied().unwrap_or(root);
+        let key = self.cache.as_ref().zip(signature_part(last));
+        if let Some((cache, sig)) = key
+            && links.len() <= MAX_LINKS
+            && let Some(hit) = cache.get(sig)
+            && same_presented(&hit.presented, root, links)
+        {
+            return match self.recheck(&hit) {
+                Ok(()) => self.prove(&hit.grant, last, proof, request),
+                Err(e) => {
+                    cache.remove(sig);
+                    Err(e)
+                }
+            };
+        }
+        let (root_token, checks, grant) = self.walk(root, links)?;
+        let grant = self.prove(&grant, last, proof, request)?;
+        if let Some((cache, sig)) = key {
+            let kept = VerifiedChain {
+                presented: presented(root, links).into_boxed_str(),
+                root: root_token,
+                links: checks,
+                grant: grant.clone(),
+            };
+            cache.insert(Box::from(sig), Arc::new(kept));
+        }
+        Ok(grant)
+    }
+
+    /// What can change after a chain was verified (the root's key, expiry, revocation), checked
+    /// in the order of the walk so a hit fails with the code the walk would give.
+    fn recheck(&self, kept: &VerifiedChain) -> Result<(), TokenError> {
+        self.verifier.recheck(&kept.root)?;
+        let now = self.clock.now();
+        for (i, link) in kept.links.iter().enumerate() {
+            check_link_time(link.exp, now)?;
+            self.check_link_revocation(
+                i,
+                kept.links.len(),
+                link.jti.as_deref(),
+                link.sub.as_deref(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// A link whose `jti` or `sub` is revoked: `revoked` for the last, `revoked_ancestor` before.
+    fn check_link_revocation(
+        &self,
+        i: usize,
+        count: usize,
+        jti: Option<&str>,
+        sub: Option<&str>,
+    ) -> Result<(), TokenError> {
+        let Some(revocation) = &self.revocation else {
+            return Ok(());
+        };
+        use agentiam_token::Revocation;
+        let by_jti = jti.map(|j| Revocation::Token(j.to_owned()));
+        let by_sub = sub.map(|s| Revocation::Agent(s.to_owned()));
+        for entry in [by_jti, by_sub].into_iter().flatten() {
+            if revocation.contains(&entry)? {
+                let what = format!("link {i}");
+                return Err(if i + 1 == count {
+                    TokenError::Revoked(what)
+                } else {
+                    TokenError::RevokedAncestor(what)
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The proof must be by the chain's final key, over the last link (or the root).
+    fn prove(
+        &self,
+        grant: &Grant,
+        last: &str,
+        proof: &str,
+        request: &DpopRequest<'_>,
+    ) -> Result<Grant, TokenError> {
+        let proven = self.dpop.verify(proof, request, Some(last))?;
+        if proven.jkt() != grant.holder_jkt {
+            return Err(TokenError::PopInvalid(
+                "the proof is not by the chain's final key".into(),
+            ));
+        }
+        Ok(grant.clone())
+    }
+
+    /// Walks the chain from the root, checking every signature, link and narrowing step.
+    fn walk(
+        &self,
+        root: &str,
+        links: &[&str],
+    ) -> Result<(agentiam_token::Token, Vec<LinkCheck>, Grant), TokenError> {
         if links.len() > MAX_LINKS {
             return Err(TokenError::DepthExceeded {
                 depth: links.len(),
@@ -276,6 +449,7 @@ impl ChainVerifier {
         let mut holder = None;
         let mut intent = c.intent.clone();
         let mut prev: &str = root;
+        let mut checks = Vec::with_capacity(links.len());
         for (i, link) in links.iter().enumerate() {
             // Size cap, compact form, no `crit`: the same gate as any token.
             agentiam_token::UnverifiedToken::parse(link)?;
@@ -329,12 +503,7 @@ impl ChainVerifier {
                     "link {i} does not extend the token or link before it"
                 )));
             }
-            if now >= claims.exp {
-                return Err(TokenError::Expired {
-                    exp: claims.exp,
-                    now,
-                });
-            }
+            check_link_time(claims.exp, now)?;
             check_step(
                 (&scopes, exp, budget.as_ref()),
                 (&claims.scope, claims.exp, claims.budget.as_ref()),
@@ -345,21 +514,17 @@ impl ChainVerifier {
                 claims.jti.as_deref(),
                 &format!("link {i}"),
             )?;
-            if let Some(revocation) = &self.revocation {
-                use agentiam_token::Revocation;
-                let by_jti = claims.jti.clone().map(Revocation::Token);
-                let by_sub = claims.sub.clone().map(Revocation::Agent);
-                for entry in [by_jti, by_sub].into_iter().flatten() {
-                    if revocation.contains(&entry)? {
-                        let what = format!("link {i}");
-                        return Err(if i + 1 == links.len() {
-                            TokenError::Revoked(what)
-                        } else {
-                            TokenError::RevokedAncestor(what)
-                        });
-                    }
-                }
-            }
+            self.check_link_revocation(
+                i,
+                links.len(),
+                claims.jti.as_deref(),
+                claims.sub.as_deref(),
+            )?;
+            checks.push(LinkCheck {
+                exp: claims.exp,
+                jti: claims.jti.clone(),
+                sub: claims.sub.clone(),
+            });
             if let Some(calls) = claims.budget.and_then(|b| b.calls) {
                 // A link without a jti is identified by its own hash.
                 let key = match &claims.jti {
@@ -376,13 +541,7 @@ impl ChainVerifier {
             jkt = claims.jkt;
             prev = link;
         }
-        let proven = self.dpop.verify(proof, request, Some(prev))?;
-        if proven.jkt() != jkt {
-            return Err(TokenError::PopInvalid(
-                "the proof is not by the chain's final key".into(),
-            ));
-        }
-        Ok(Grant {
+        let grant = Grant {
             scopes,
             exp,
             budget,
@@ -394,6 +553,7 @@ impl ChainVerifier {
             budgets,
             root_exp: c.exp,
             intent: intent.map(|i| i.id),
-        })
+        };
+        Ok((token, checks, grant))
     }
 }

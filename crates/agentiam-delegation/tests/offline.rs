@@ -422,3 +422,247 @@ fn an_offline_link_declares_the_intent_once_and_later_links_carry_it() {
         .unwrap_err();
     assert_eq!(err.code(), "delegation.broken_chain");
 }
+
+/// A chain presented again is found in the cache; a hit must answer exactly what a full walk
+/// would, for everything that can change after the first verification.
+mod presented_again {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The root (with a jti, revocable) and two links with jti and sub, from `w`.
+    fn revocable_chain(w: &World) -> Vec<String> {
+        let mut first = link_claims(&w.keys[1], "ledger.*:read", T0 + 300);
+        first.jti = Some("link-0".into());
+        first.sub = Some("spiffe://acme.test/agent/sub-0".into());
+        let l0 = attenuate(&w.keys[0], &w.root, &first).unwrap();
+        let mut second = link_claims(&w.keys[2], "ledger.ar:read", T0 + 200);
+        second.jti = Some("link-1".into());
+        second.sub = Some("spiffe://acme.test/agent/sub-1".into());
+        let l1 = attenuate(&w.keys[1], &l0, &second).unwrap();
+        vec![l0, l1]
+    }
+
+    /// A proof made now (the clock moves in these tests).
+    fn proof(key: &SigningKey, last: &str, jti: &str, now: i64) -> String {
+        create_dpop_proof(key, &req(), now, jti, Some(last)).unwrap()
+    }
+
+    fn verifiers(
+        w: &World,
+        revoked: &Arc<InMemoryRevocationSet>,
+    ) -> (Verifier, ChainVerifier, ChainVerifier) {
+        let v = Verifier::new(w.issuer.jwks(), ISS, AUD)
+            .with_clock(w.clock.clone())
+            .with_revocation(revoked.clone());
+        let make = |cache: usize| {
+            ChainVerifier::new(v.clone(), DpopVerifier::new(w.clock.clone()))
+                .with_clock(w.clock.clone())
+                .with_revocation(revoked.clone())
+                .with_cache(cache)
+        };
+        (v.clone(), make(DEFAULT_CHAIN_CACHE), make(0))
+    }
+
+    fn root_jti(w: &World) -> String {
+        let payload = w.root.split('.').nth(1).unwrap();
+        let claims: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        claims["jti"].as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn a_cached_chain_still_honours_revocation_expiry_key_removal_and_the_proof() {
+        let w = world("ledger.*:read payments:approve{amount<=1000}");
+        let links = revocable_chain(&w);
+        let refs: Vec<&str> = links.iter().map(String::as_str).collect();
+        let revoked = Arc::new(InMemoryRevocationSet::new());
+        let (v, cached, _) = verifiers(&w, &revoked);
+        let present = |chain: &ChainVerifier, refs: &[&str], key: &SigningKey, jti: &str| {
+            let last = refs.last().copied().unwrap_or(&w.root);
+            chain.verify(&w.root, refs, &proof(key, last, jti, w.clock.now()), &req())
+        };
+        assert!(present(&cached, &refs, &w.keys[2], "a1").is_ok());
+        // The hit: same grant again.
+        let again = present(&cached, &refs, &w.keys[2], "a2").unwrap();
+        assert_eq!(again.scopes.to_string(), "ledger.ar:read");
+        assert_eq!(again.exp, T0 + 200);
+        // A proof replayed, or by another key, is refused on a hit.
+        assert_eq!(
+            cached
+                .verify(
+                    &w.root,
+                    &refs,
+                    &proof(&w.keys[2], &links[1], "a2", w.clock.now()),
+                    &req()
+                )
+                .unwrap_err()
+                .code(),
+            "token.pop_invalid"
+        );
+        assert_eq!(
+            present(&cached, &refs, &w.keys[6], "a3")
+                .unwrap_err()
+                .code(),
+            "token.pop_invalid"
+        );
+        // The cached last link behind another root, or with its parent swapped, is not a hit.
+        let w2 = world("ledger.*:read payments:approve{amount<=1000}");
+        assert_eq!(
+            cached
+                .verify(
+                    &w2.root,
+                    &refs,
+                    &proof(&w.keys[2], &links[1], "a4", w.clock.now()),
+                    &req()
+                )
+                .unwrap_err()
+                .code(),
+            "token.unknown_key"
+        );
+        let other_first = attenuate(
+            &w.keys[0],
+            &w.root,
+            &link_claims(&w.keys[1], "ledger.ar:read", T0 + 300),
+        )
+        .unwrap();
+        assert_eq!(
+            present(&cached, &[&other_first, &links[1]], &w.keys[2], "a5")
+                .unwrap_err()
+                .code(),
+            "delegation.broken_chain"
+        );
+        // Revocation after the chain was cached: by the first link's sub (an ancestor), by the
+        // last link's id, by the root's id.
+        assert!(present(&cached, &refs, &w.keys[2], "b1").is_ok());
+        revoked
+            .revoke(
+                Revocation::Agent("spiffe://acme.test/agent/sub-0".into()),
+                T0 + 1000,
+            )
+            .unwrap();
+        assert_eq!(
+            present(&cached, &refs, &w.keys[2], "b2")
+                .unwrap_err()
+                .code(),
+            "delegation.revoked_ancestor"
+        );
+        assert_eq!(
+            present(&cached, &refs[..1], &w.keys[1], "b3")
+                .unwrap_err()
+                .code(),
+            "token.revoked"
+        );
+        let revoked = Arc::new(InMemoryRevocationSet::new());
+        let (_, cached, _) = verifiers(&w, &revoked);
+        assert!(present(&cached, &refs, &w.keys[2], "c1").is_ok());
+        revoked
+            .revoke(Revocation::Token(root_jti(&w)), T0 + 1000)
+            .unwrap();
+        assert_eq!(
+            present(&cached, &refs, &w.keys[2], "c2")
+                .unwrap_err()
+                .code(),
+            "token.revoked"
+        );
+        // The broker's key removed from the trusted set takes the cached chain with it.
+        let revoked = Arc::new(InMemoryRevocationSet::new());
+        let (v2, cached, _) = verifiers(&w, &revoked);
+        assert!(present(&cached, &refs, &w.keys[2], "d1").is_ok());
+        v2.replace_keys(w2.issuer.jwks());
+        assert_eq!(
+            present(&cached, &refs, &w.keys[2], "d2")
+                .unwrap_err()
+                .code(),
+            "token.unknown_key"
+        );
+        drop(v);
+        // Expiry: the last link at T0 + 200, before the root's T0 + 600.
+        let revoked = Arc::new(InMemoryRevocationSet::new());
+        let (_, cached, _) = verifiers(&w, &revoked);
+        assert!(present(&cached, &refs, &w.keys[2], "e1").is_ok());
+        w.clock.advance(199);
+        assert!(present(&cached, &refs, &w.keys[2], "e2").is_ok());
+        w.clock.advance(1);
+        assert_eq!(
+            present(&cached, &refs, &w.keys[2], "e3")
+                .unwrap_err()
+                .code(),
+            "token.expired"
+        );
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Present the chain cut to this many links, proven by the holder or another key.
+        Present(usize, bool),
+        RevokeLinkId(usize),
+        RevokeLinkSub(usize),
+        RevokeRoot,
+        Advance(i64),
+        RemoveBrokerKey,
+    }
+
+    fn arb_step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            6 => (0usize..3, proptest::bool::weighted(0.85)).prop_map(|(n, ok)| Step::Present(n, ok)),
+            1 => (0usize..2).prop_map(Step::RevokeLinkId),
+            1 => (0usize..2).prop_map(Step::RevokeLinkSub),
+            1 => Just(Step::RevokeRoot),
+            2 => (1i64..150).prop_map(Step::Advance),
+            1 => Just(Step::RemoveBrokerKey),
+        ]
+    }
+
+    fn summary(r: Result<Grant, TokenError>) -> Result<String, String> {
+        r.map(|g| {
+            format!(
+                "{} {} {} {} {:?} {:?} {:?}",
+                g.scopes, g.exp, g.depth, g.holder_jkt, g.holder, g.budgets, g.intent
+            )
+        })
+        .map_err(|e| e.code().to_owned())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Whatever happens between presentations (revocations, time, a key removed), the
+        /// caching verifier answers every presentation exactly as a verifier without a cache.
+        #[test]
+        fn a_cache_hit_never_answers_differently_from_a_full_walk(
+            steps in proptest::collection::vec(arb_step(), 1..24),
+        ) {
+            let w = world("ledger.*:read payments:approve{amount<=1000}");
+            let other = world("a:b");
+            let links = revocable_chain(&w);
+            let refs: Vec<&str> = links.iter().map(String::as_str).collect();
+            let revoked = Arc::new(InMemoryRevocationSet::new());
+            let (v, cached, fresh) = verifiers(&w, &revoked);
+            let subs = ["spiffe://acme.test/agent/sub-0", "spiffe://acme.test/agent/sub-1"];
+            for (n, step) in steps.iter().enumerate() {
+                match step {
+                    Step::Present(len, by_holder) => {
+                        let part = &refs[..*len];
+                        let last = part.last().copied().unwrap_or(&w.root);
+                        let key = if *by_holder { &w.keys[*len] } else { &w.keys[6] };
+                        let jti = format!("s{n}");
+                        let a = cached.verify(&w.root, part, &proof(key, last, &jti, w.clock.now()), &req());
+                        let b = fresh.verify(&w.root, part, &proof(key, last, &jti, w.clock.now()), &req());
+                        prop_assert_eq!(summary(a), summary(b));
+                    }
+                    Step::RevokeLinkId(i) => revoked
+                        .revoke(Revocation::Token(format!("link-{i}")), T0 + 10_000)
+                        .unwrap(),
+                    Step::RevokeLinkSub(i) => revoked
+                        .revoke(Revocation::Agent(subs[*i].into()), T0 + 10_000)
+                        .unwrap(),
+                    Step::RevokeRoot => revoked
+                        .revoke(Revocation::Token(root_jti(&w)), T0 + 10_000)
+                        .unwrap(),
+                    Step::Advance(secs) => w.clock.advance(*secs),
+                    Step::RemoveBrokerKey => v.replace_keys(other.issuer.jwks()),
+                }
+            }
+        }
+    }
+}

@@ -1,8 +1,9 @@
 //! A cache of verified tokens, so a service that sees the same token on every call
 //! pays for signature verification once.
 //!
-//! A hit still re-checks expiry against the clock and the revocation set, so caching
-//! never extends a token's life or hides a revocation.
+//! A hit still re-checks expiry against the clock, the revocation set and that the key that
+//! verified it is still trusted, so caching never extends a token's life, hides a revocation
+//! or outlives a key removed from the JWKS.
 //!
 //! Entries are found by the token's signature (short to hash) and then compared with the
 //! whole presented token, so a hit is only ever the token that was verified, byte for byte.
@@ -45,11 +46,7 @@ impl CachingVerifier {
         if let Some(hit) = self.cache.get(sig)
             && hit.as_str() == token
         {
-            if let Err(e) = self
-                .verifier
-                .check_time(hit.claims())
-                .and_then(|()| self.verifier.check_revocation(hit.claims()))
-            {
+            if let Err(e) = self.verifier.recheck(&hit) {
                 self.cache.remove(sig);
                 return Err(e);
             }

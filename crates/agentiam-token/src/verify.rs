@@ -566,6 +566,22 @@ impl Verifier {
         Ok(())
     }
 
+    /// Re-checks a token this verifier accepted earlier, without checking its signature again:
+    /// the key that verified it must still be in the trusted key set (a key removed from the
+    /// JWKS takes its tokens with it), and the token must not have expired or been revoked
+    /// since. Caches of verified tokens and chains call this on every hit.
+    pub fn recheck(&self, token: &Token) -> Result<(), TokenError> {
+        let keys = self.keys.current();
+        if !keys
+            .find(token.kid())
+            .is_some_and(|key| key.alg() == token.alg())
+        {
+            return Err(TokenError::UnknownKey(clip(token.kid())));
+        }
+        self.check_time(token.claims())?;
+        self.check_revocation(token.claims())
+    }
+
     /// Checks expiry against the clock (used again on cache hits).
     pub(crate) fn check_time(&self, claims: &Claims) -> Result<(), TokenError> {
         let now = self.clock.now();

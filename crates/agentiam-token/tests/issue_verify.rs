@@ -270,6 +270,18 @@ fn cached_verification_still_expires_and_sees_revocations() {
     assert!(cache.verify(&c.token).is_ok());
     w2.clock.advance(DEFAULT_TTL_SECS + DEFAULT_LEEWAY_SECS);
     assert_eq!(cache.verify(&c.token).unwrap_err().code(), "token.expired");
+    // A key removed from the trusted set (a compromised broker key rotated out) takes its
+    // cached tokens with it.
+    let w3 = world(Algorithm::EdDSA);
+    let cache = CachingVerifier::new(w3.verifier(), 1000);
+    let d = w3.issuer.issue(&w3.request("ledger.ar:read")).unwrap();
+    assert!(cache.verify(&d.token).is_ok());
+    assert!(cache.verify(&d.token).is_ok(), "cache hit");
+    cache.verifier().replace_keys(w2.issuer.jwks());
+    assert_eq!(
+        cache.verify(&d.token).unwrap_err().code(),
+        "token.unknown_key"
+    );
 }
 
 fn dpop_proof(

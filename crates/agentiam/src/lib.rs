@@ -69,8 +69,8 @@ pub mod token {
 /// Delegation that only narrows: RFC 8693 exchange at the broker and offline attenuation.
 pub mod delegation {
     pub use agentiam_delegation::{
-        ChainVerifier, DEFAULT_MAX_DELEGATION_DEPTH, ExchangeRequest, Exchanger, Grant, LINK_TYPE,
-        LinkClaims, attenuate,
+        ChainVerifier, DEFAULT_CHAIN_CACHE, DEFAULT_MAX_DELEGATION_DEPTH, ExchangeRequest,
+        Exchanger, Grant, LINK_TYPE, LinkClaims, attenuate,
     };
 }
 
