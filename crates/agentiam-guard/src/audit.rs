@@ -2,12 +2,20 @@
 //!
 //! The guard's thread only clones what the event needs and hands it to a bounded queue;
 //! building the event (canonical argument hash, redaction, UUID) and appending happen on the
-//! sink's worker thread. A full queue or a stopped worker refuses the record, and the guard
-//! then refuses the call: an action that cannot be audited does not happen.
+//! sink's worker thread.
+//!
+//! A burst larger than the queue is slowed down, not refused: a caller that finds the queue full
+//! waits for room up to [`AuditSink::with_full_queue_wait`] (default
+//! [`DEFAULT_FULL_QUEUE_WAIT`]). Only a queue still full after that, or a stopped worker, refuses
+//! the record, and the guard then refuses the call (`guard.hook_failed`): an action that cannot
+//! be audited does not happen.
 
 use std::sync::Arc;
-use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::mpsc::{self, SyncSender};
 use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Sender, TrySendError};
 
 use agentiam_telemetry::otel::{GuardrailSpan, GuardrailTarget, SpanQueue, SpanRecord};
 use agentiam_telemetry::{AgentRef, AuditEvent, AuditLog, RedactionPolicy};
@@ -52,10 +60,14 @@ struct Pending {
     intent: Option<agentiam_telemetry::IntentRecord>,
 }
 
+/// How long a decision waits for room in a full audit queue before it is refused.
+pub const DEFAULT_FULL_QUEUE_WAIT: Duration = Duration::from_millis(100);
+
 /// Writes every decision to an [`AuditLog`] from a worker thread.
 #[derive(Debug)]
 pub struct AuditSink {
-    tx: SyncSender<Msg>,
+    tx: Sender<Msg>,
+    full_queue_wait: Duration,
     spans: Option<Arc<SpanQueue>>,
     worker: Option<JoinHandle<()>>,
     policy_version: String,
@@ -128,11 +140,11 @@ impl AuditSink {
         queue: usize,
     ) -> Self {
         let worker_spans = spans.clone();
-        let (tx, rx) = mpsc::sync_channel::<Msg>(queue.max(1));
+        let (tx, rx) = crossbeam_channel::bounded::<Msg>(queue.max(1));
         let worker = std::thread::Builder::new()
             .name("agentiam-audit-sink".into())
             .spawn(move || {
-                for msg in rx {
+                for msg in rx.iter() {
                     match msg {
                         Msg::Record(p) => {
                             let kind = p.kind;
@@ -165,10 +177,22 @@ impl AuditSink {
             .ok();
         Self {
             tx,
+            full_queue_wait: DEFAULT_FULL_QUEUE_WAIT,
             spans,
             worker,
             policy_version,
         }
+    }
+
+    /// How long a decision that finds the queue full waits for room before it is refused
+    /// (and its call with it). `Duration::ZERO` refuses at once.
+    ///
+    /// Size the queue for the bursts you expect (the activity log's durable throughput times the
+    /// longest stall you accept) and let this wait absorb the rest: a caller blocks at most this
+    /// long, on its own thread, and only while the queue is full.
+    pub fn with_full_queue_wait(mut self, wait: Duration) -> Self {
+        self.full_queue_wait = wait;
+        self
     }
 }
 
@@ -316,10 +340,20 @@ impl DecisionSink for AuditSink {
 
 impl AuditSink {
     fn enqueue(&self, pending: Pending) -> Result<(), String> {
-        match self.tx.try_send(Msg::Record(Box::new(pending))) {
+        let msg = match self.tx.try_send(Msg::Record(Box::new(pending))) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Disconnected(_)) => return Err("audit log is closed".into()),
+            Err(TrySendError::Full(msg)) => msg,
+        };
+        match self.tx.send_timeout(msg, self.full_queue_wait) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err("audit queue is full".into()),
-            Err(TrySendError::Disconnected(_)) => Err("audit log is closed".into()),
+            Err(crossbeam_channel::SendTimeoutError::Timeout(_)) => Err(format!(
+                "audit queue is full and stayed full for {} ms",
+                self.full_queue_wait.as_millis()
+            )),
+            Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => {
+                Err("audit log is closed".into())
+            }
         }
     }
 }
@@ -327,7 +361,7 @@ impl AuditSink {
 impl Drop for AuditSink {
     fn drop(&mut self) {
         // Closing the channel ends the worker after it drains the queue.
-        let (tx, _) = mpsc::sync_channel(1);
+        let (tx, _) = crossbeam_channel::bounded(1);
         drop(std::mem::replace(&mut self.tx, tx));
         if let Some(worker) = self.worker.take() {
             let _ = worker.join();

@@ -86,7 +86,7 @@ pub mod mtls;
 // The paved path at the root; the rest in its module (`approval`, `arguments`, `audit`,
 // `behaviour`, `config`, `hooks`, `policy`).
 pub use approval::{Approval, ApprovalRequest, ApproverKeys};
-pub use audit::AuditSink;
+pub use audit::{AuditSink, DEFAULT_FULL_QUEUE_WAIT};
 pub use behaviour::{BaselineSettings, Baselines, Limit, LimitScope, Limits, RoleMap};
 pub use config::GuardConfig;
 pub use credentials::{Authenticator, Presented, VerifiedPeer};

@@ -1679,3 +1679,174 @@ fn an_approval_request_names_the_taint_source_when_it_was_read_and_the_flagged_t
         vec![format!("fetch at {when}")]
     );
 }
+
+/// A segment store whose writes can be slowed down or held until released, like a disk that
+/// stalls.
+#[derive(Clone)]
+struct StallingStore {
+    inner: agentiam_telemetry::MemStore,
+    delay: std::time::Duration,
+    held: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl StallingStore {
+    fn new(delay_ms: u64) -> Self {
+        Self {
+            inner: agentiam_telemetry::MemStore::new(),
+            delay: std::time::Duration::from_millis(delay_ms),
+            held: Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new())),
+        }
+    }
+    fn hold(&self, on: bool) {
+        *self.held.0.lock().unwrap() = on;
+        self.held.1.notify_all();
+    }
+    fn records(&self, kind: &str) -> usize {
+        let needle = format!("\"kind\":\"{kind}\"");
+        self.inner
+            .segments()
+            .unwrap()
+            .into_iter()
+            .map(|s| {
+                let bytes = self.inner.read(s).unwrap();
+                String::from_utf8(bytes).unwrap().matches(&needle).count()
+            })
+            .sum()
+    }
+}
+
+use agentiam_telemetry::SegmentStore as _;
+
+impl agentiam_telemetry::SegmentStore for StallingStore {
+    fn segments(&self) -> std::io::Result<Vec<u64>> {
+        self.inner.segments()
+    }
+    fn read(&self, first_seq: u64) -> std::io::Result<Vec<u8>> {
+        self.inner.read(first_seq)
+    }
+    fn open_for_append(&mut self, first_seq: u64, len: u64) -> std::io::Result<()> {
+        self.inner.open_for_append(first_seq, len)
+    }
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let mut held = self.held.0.lock().unwrap();
+        while *held {
+            held = self.held.1.wait(held).unwrap();
+        }
+        drop(held);
+        std::thread::sleep(self.delay);
+        self.inner.append(bytes)
+    }
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.inner.sync()
+    }
+    fn write_checkpoint(&mut self, note: &str) -> std::io::Result<()> {
+        self.inner.write_checkpoint(note)
+    }
+    fn read_checkpoint(&self) -> std::io::Result<Option<String>> {
+        self.inner.read_checkpoint()
+    }
+}
+
+/// A guard whose audit sink holds `queue` decisions in front of a log on `store` that holds one
+/// batch of one record.
+fn guard_over(store: &StallingStore, queue: usize, wait_ms: u64) -> (Guard, Arc<AuditSink>) {
+    let mut config = agentiam_telemetry::LogConfig::new("test/stall");
+    config.queue = 1;
+    config.max_batch = 1;
+    let log = Arc::new(agentiam_telemetry::AuditLog::open(store.clone(), config, None).unwrap());
+    let policy = PolicyEngine::default_policy().unwrap();
+    let sink = Arc::new(
+        AuditSink::new(
+            log,
+            agentiam_telemetry::RedactionPolicy::default(),
+            policy.version(),
+            queue,
+        )
+        .with_full_queue_wait(std::time::Duration::from_millis(wait_ms)),
+    );
+    let guard = world()
+        .builder(DEFAULT_POLICY)
+        .sink(sink.clone())
+        .build()
+        .unwrap();
+    (guard, sink)
+}
+
+/// A burst of decisions larger than the audit queue, in front of a slow disk: with the bounded
+/// wait every one is allowed and recorded; refusing at once (no wait) would have refused some.
+#[test]
+fn a_burst_larger_than_the_audit_queue_waits_for_room_and_loses_nothing() {
+    let w = world();
+    let p = w.principal(ALL);
+    let burst = 40;
+    let store = StallingStore::new(20);
+    let (guard, sink) = guard_over(&store, 4, 5_000);
+    for i in 0..burst {
+        let d = guard.decide(&GuardRequest::new(&p, "note", &json!({"i": i})));
+        assert!(d.is_allowed(), "decision {i}: {:?}", d.code());
+    }
+    sink.drain().unwrap();
+    drop(guard);
+    drop(sink);
+    assert_eq!(store.records("tool_call"), burst);
+    // The same burst refused at once when the queue is full: the case the wait is for.
+    let store = StallingStore::new(20);
+    let (guard, _sink) = guard_over(&store, 4, 0);
+    let refused = (0..burst)
+        .filter(|i| {
+            guard
+                .decide(&GuardRequest::new(&p, "note", &json!({"i": i})))
+                .code()
+                == Some("guard.hook_failed")
+        })
+        .count();
+    assert!(refused > 0, "a burst of {burst} never filled a queue of 4");
+}
+
+/// A log that stays stalled: a decision waits its bounded time, then is refused and its tool
+/// never runs (a decision that cannot be recorded is not an allow). Once the disk is back,
+/// decisions are allowed again and everything allowed is in the log.
+#[test]
+fn a_queue_that_stays_full_refuses_after_the_bounded_wait_and_the_tool_does_not_run() {
+    let w = world();
+    let p = w.principal(ALL);
+    let store = StallingStore::new(0);
+    store.hold(true);
+    let (guard, sink) = guard_over(&store, 2, 50);
+    let interceptor = ToolInterceptor::new(guard);
+    let session = Session::new("s", Arc::new(p));
+    let ran = AtomicUsize::new(0);
+    let mut allowed = 0;
+    let refused_after = loop {
+        let started = std::time::Instant::now();
+        let outcome = interceptor.guarded(&session, &ToolCall::new("note", &json!({})), || {
+            ran.fetch_add(1, Ordering::SeqCst);
+            Ok("noted".into())
+        });
+        match outcome {
+            Ok(Ok(_)) => allowed += 1,
+            Ok(Err(e)) => panic!("the tool ran and its result was withheld: {e}"),
+            Err(refusal) => {
+                assert_eq!(refusal.code(), Some("guard.hook_failed"));
+                break started.elapsed();
+            }
+        }
+        assert!(allowed < 100, "a stalled log never refused");
+    };
+    assert!(
+        refused_after >= std::time::Duration::from_millis(50),
+        "refused after {refused_after:?}, before the bounded wait"
+    );
+    assert_eq!(ran.load(Ordering::SeqCst), allowed);
+    store.hold(false);
+    let ok = interceptor.guarded(&session, &ToolCall::new("note", &json!({})), || {
+        ran.fetch_add(1, Ordering::SeqCst);
+        Ok("noted".into())
+    });
+    assert!(ok.unwrap().is_ok());
+    sink.drain().unwrap();
+    drop(interceptor);
+    drop(sink);
+    // Each allowed call left its decision and its result; the refused one left nothing.
+    assert_eq!(store.records("tool_call"), allowed + 1);
+}
