@@ -239,12 +239,7 @@ pub(crate) fn digest_of(call: &HashedCall<'_>) -> Result<String, String> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    use fmt::Write as _;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
+    hex::encode(bytes)
 }
 
 fn signed_message(digest: &str) -> Vec<u8> {

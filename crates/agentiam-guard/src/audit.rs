@@ -1,8 +1,9 @@
 //! [`AuditSink`]: every decision becomes an [`AuditEvent`] in the activity log.
 //!
-//! The guard's thread only clones what the event needs and hands it to a bounded queue;
-//! building the event (canonical argument hash, redaction, UUID) and appending happen on the
-//! sink's worker thread.
+//! The guard's thread only clones what the event needs and puts it in a bounded queue, without a
+//! system call: the worker is never asleep in the channel, it looks at the queue on its own
+//! schedule. Building the event (canonical argument hash, redaction, UUID) happens on the
+//! worker, which hands the log everything it found in one message.
 //!
 //! A burst larger than the queue is slowed down, not refused: a caller that finds the queue full
 //! waits for room up to [`AuditSink::with_full_queue_wait`] (default
@@ -143,37 +144,7 @@ impl AuditSink {
         let (tx, rx) = crossbeam_channel::bounded::<Msg>(queue.max(1));
         let worker = std::thread::Builder::new()
             .name("agentiam-audit-sink".into())
-            .spawn(move || {
-                for msg in rx.iter() {
-                    match msg {
-                        Msg::Record(p) => {
-                            let kind = p.kind;
-                            let event = to_event(*p, &redaction);
-                            if let Some(spans) = &worker_spans {
-                                let record = if kind == TOOL_RESULT_EVENT {
-                                    SpanRecord::ExecuteTool(event.clone())
-                                } else {
-                                    SpanRecord::RunGuardrail(event.clone(), guardrail_span(&event))
-                                };
-                                // Dropped spans are counted by the queue; the log below is the record.
-                                let _ = spans.try_send(record);
-                            }
-                            if log.append(event).is_err() {
-                                // The log is closed; later sends fail because this receiver is dropped.
-                                break;
-                            }
-                        }
-                        Msg::Event(event) => {
-                            if log.append(*event).is_err() {
-                                break;
-                            }
-                        }
-                        Msg::Drained(reply) => {
-                            let _ = reply.send(());
-                        }
-                    }
-                }
-            })
+            .spawn(move || drain_forever(&rx, &log, worker_spans.as_deref(), &redaction))
             .ok();
         Self {
             tx,
@@ -196,23 +167,106 @@ impl AuditSink {
     }
 }
 
+/// Shortest and longest sleep of an idle sink worker between looks at its queue.
+const IDLE_POLL: (Duration, Duration) = (Duration::from_micros(200), Duration::from_millis(5));
+/// Most events handed to the log at once.
+const MAX_HANDOVER: usize = 1024;
+
+/// The sink's worker: takes what is queued without ever blocking in the channel, so a producer's
+/// send never has a sleeping receiver to wake (no system call on the guard's thread). When the
+/// queue is empty it hands what it built to the log in one message and sleeps, a little longer
+/// each time it finds nothing (50 µs up to 5 ms); [`AuditSink::drain`], a full queue and closing
+/// wake it at once.
+fn drain_forever(
+    rx: &crossbeam_channel::Receiver<Msg>,
+    log: &AuditLog,
+    spans: Option<&SpanQueue>,
+    redaction: &RedactionPolicy,
+) {
+    let mut events: Vec<AuditEvent> = Vec::new();
+    let mut idle = IDLE_POLL.0;
+    // A failed hand-over means the log is closed: stop, and later sends fail.
+    let hand_over = |events: &mut Vec<AuditEvent>| log.append_all(std::mem::take(events)).is_ok();
+    loop {
+        match rx.try_recv() {
+            Ok(msg) => {
+                idle = IDLE_POLL.0;
+                match msg {
+                    Msg::Record(p) => {
+                        let kind = p.kind;
+                        let event = to_event(*p, redaction);
+                        if let Some(spans) = spans {
+                            let record = if kind == TOOL_RESULT_EVENT {
+                                SpanRecord::ExecuteTool(event.clone())
+                            } else {
+                                SpanRecord::RunGuardrail(event.clone(), guardrail_span(&event))
+                            };
+                            // Dropped spans are counted by the queue; the log is the record.
+                            let _ = spans.try_send(record);
+                        }
+                        events.push(event);
+                    }
+                    Msg::Event(event) => events.push(*event),
+                    Msg::Drained(reply) => {
+                        if !hand_over(&mut events) {
+                            return;
+                        }
+                        let _ = reply.send(());
+                    }
+                }
+                if events.len() >= MAX_HANDOVER && !hand_over(&mut events) {
+                    return;
+                }
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) => {
+                if !hand_over(&mut events) {
+                    return;
+                }
+                std::thread::park_timeout(idle);
+                idle = (idle * 2).min(IDLE_POLL.1);
+            }
+            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                hand_over(&mut events);
+                return;
+            }
+        }
+    }
+}
+
 impl AuditSink {
     /// Queues an event of the application's own (an agent invocation, data it read) behind the
     /// decisions already queued, so the log keeps them in the order they happened.
     /// Fails only when the log is closed.
     pub fn record(&self, event: AuditEvent) -> Result<(), String> {
+        self.send(Msg::Event(Box::new(event)))
+    }
+
+    /// Queues `msg`, waiting for room as long as it takes (the worker is woken if the queue is full).
+    fn send(&self, msg: Msg) -> Result<(), String> {
+        let msg = match self.tx.try_send(msg) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Disconnected(_)) => return Err("audit log is closed".into()),
+            Err(TrySendError::Full(msg)) => msg,
+        };
+        self.wake();
         self.tx
-            .send(Msg::Event(Box::new(event)))
+            .send(msg)
             .map_err(|_| "audit log is closed".to_owned())
+    }
+
+    /// Wakes the worker now instead of at its next look at the queue.
+    fn wake(&self) {
+        if let Some(worker) = &self.worker {
+            worker.thread().unpark();
+        }
     }
 
     /// Waits until every decision recorded so far has been handed to the log
     /// (then [`AuditLog::flush`] makes them durable).
     pub fn drain(&self) -> Result<(), String> {
         let (reply, done) = mpsc::sync_channel(1);
-        self.tx
-            .send(Msg::Drained(reply))
-            .map_err(|_| "audit log is closed".to_owned())?;
+        self.send(Msg::Drained(reply))?;
+        self.wake();
         done.recv().map_err(|_| "audit log is closed".to_owned())?;
         if let Some(spans) = &self.spans {
             spans.flush().map_err(|e| e.to_string())?;
@@ -345,6 +399,7 @@ impl AuditSink {
             Err(TrySendError::Disconnected(_)) => return Err("audit log is closed".into()),
             Err(TrySendError::Full(msg)) => msg,
         };
+        self.wake();
         match self.tx.send_timeout(msg, self.full_queue_wait) {
             Ok(()) => Ok(()),
             Err(crossbeam_channel::SendTimeoutError::Timeout(_)) => Err(format!(
@@ -363,6 +418,7 @@ impl Drop for AuditSink {
         // Closing the channel ends the worker after it drains the queue.
         let (tx, _) = crossbeam_channel::bounded(1);
         drop(std::mem::replace(&mut self.tx, tx));
+        self.wake();
         if let Some(worker) = self.worker.take() {
             let _ = worker.join();
         }

@@ -196,7 +196,7 @@ impl NoteSigner {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// Verifies checkpoints signed by one key.

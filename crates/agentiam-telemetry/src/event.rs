@@ -175,12 +175,13 @@ pub struct AuditEvent {
 /// `sha256:<hex>` of bytes.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    let mut out = String::with_capacity(71);
-    out.push_str("sha256:");
-    for b in d.as_ref() {
-        out.push_str(&format!("{b:02x}"));
+    let mut out = [0u8; 64];
+    let mut text = String::with_capacity(71);
+    text.push_str("sha256:");
+    if hex::encode_to_slice(d.as_ref(), &mut out).is_ok() {
+        text.push_str(std::str::from_utf8(&out).unwrap_or_default());
     }
-    out
+    text
 }
 
 /// Which argument values an event keeps.

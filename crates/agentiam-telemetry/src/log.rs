@@ -77,6 +77,8 @@ type Reply<T> = mpsc::SyncSender<Result<T, AuditError>>;
 enum Msg {
     /// An event already in canonical JSON (serialized by the caller, in parallel).
     Append(String, Option<Reply<Receipt>>),
+    /// Several events in order, handed over at once (one wake-up of the writer).
+    AppendAll(Vec<String>),
     Flush(Reply<Receipt>),
     Checkpoint(Reply<String>),
     Close(Reply<Option<String>>),
@@ -108,6 +110,7 @@ impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Append(..) => "Append",
+            Self::AppendAll(_) => "AppendAll",
             Self::Flush(_) => "Flush",
             Self::Checkpoint(_) => "Checkpoint",
             Self::Close(_) => "Close",
@@ -187,6 +190,23 @@ impl AuditLog {
         let json = crate::canonical::event_to_string(&event)?;
         self.tx
             .send(Msg::Append(json, None))
+            .map_err(|_| AuditError::Closed)
+    }
+
+    /// Queues events in order as one hand-over to the writer (one message, one wake-up),
+    /// with the durability of [`AuditLog::append`]. An event that cannot be serialized fails the
+    /// call before anything is queued.
+    pub fn append_all(&self, events: Vec<AuditEvent>) -> Result<(), AuditError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let json = events
+            .iter()
+            .map(crate::canonical::event_to_string)
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(events);
+        self.tx
+            .send(Msg::AppendAll(json))
             .map_err(|_| AuditError::Closed)
     }
 
@@ -304,6 +324,56 @@ impl<S: SegmentStore> Writer<S> {
         }
     }
 
+    /// Chains and buffers one event (or records why not); durable appends wait in `waiting`.
+    fn append_one(
+        &mut self,
+        event: &str,
+        reply: Option<Reply<Receipt>>,
+        buf: &mut Vec<u8>,
+        waiting: &mut Vec<(Reply<Receipt>, Receipt)>,
+    ) {
+        if let Some(e) = &self.failed {
+            if let Some(r) = reply {
+                let _ = r.send(Err(e.clone()));
+            }
+            return;
+        }
+        let seq = self.frontier.size();
+        match record::encode_canonical(seq, &self.prev, event) {
+            Ok((line, hash)) => {
+                buf.extend_from_slice(&line);
+                self.prev = hash;
+                self.frontier.push(hash);
+                if let Some(r) = reply {
+                    waiting.push((
+                        r,
+                        Receipt {
+                            seq,
+                            hash: hex(&hash),
+                            size: seq + 1,
+                        },
+                    ));
+                }
+                if self.config.durability == Durability::EveryRecord {
+                    if let Err(e) = self.write(buf).and_then(|()| self.sync()) {
+                        self.failed = Some(e);
+                    }
+                    buf.clear();
+                } else if self.active_len + buf.len() as u64 >= self.config.segment_max_bytes {
+                    if let Err(e) = self.write(buf).and_then(|()| self.rotate()) {
+                        self.failed = Some(e);
+                    }
+                    buf.clear();
+                }
+            }
+            Err(e) => {
+                if let Some(r) = reply {
+                    let _ = r.send(Err(e));
+                }
+            }
+        }
+    }
+
     /// Writes a batch; returns true when the writer should stop.
     fn process(&mut self, batch: Vec<Msg>) -> bool {
         let mut buf: Vec<u8> = Vec::new();
@@ -313,48 +383,10 @@ impl<S: SegmentStore> Writer<S> {
         let mut close: Option<Reply<Option<String>>> = None;
         for msg in batch {
             match msg {
-                Msg::Append(event, reply) => {
-                    if let Some(e) = &self.failed {
-                        if let Some(r) = reply {
-                            let _ = r.send(Err(e.clone()));
-                        }
-                        continue;
-                    }
-                    let seq = self.frontier.size();
-                    match record::encode_canonical(seq, &self.prev, &event) {
-                        Ok((line, hash)) => {
-                            buf.extend_from_slice(&line);
-                            self.prev = hash;
-                            self.frontier.push(hash);
-                            if let Some(r) = reply {
-                                waiting.push((
-                                    r,
-                                    Receipt {
-                                        seq,
-                                        hash: hex(&hash),
-                                        size: seq + 1,
-                                    },
-                                ));
-                            }
-                            if self.config.durability == Durability::EveryRecord {
-                                if let Err(e) = self.write(&buf).and_then(|()| self.sync()) {
-                                    self.failed = Some(e);
-                                }
-                                buf.clear();
-                            } else if self.active_len + buf.len() as u64
-                                >= self.config.segment_max_bytes
-                            {
-                                if let Err(e) = self.write(&buf).and_then(|()| self.rotate()) {
-                                    self.failed = Some(e);
-                                }
-                                buf.clear();
-                            }
-                        }
-                        Err(e) => {
-                            if let Some(r) = reply {
-                                let _ = r.send(Err(e));
-                            }
-                        }
+                Msg::Append(event, reply) => self.append_one(&event, reply, &mut buf, &mut waiting),
+                Msg::AppendAll(events) => {
+                    for event in &events {
+                        self.append_one(event, None, &mut buf, &mut waiting);
                     }
                 }
                 Msg::Flush(r) => flushes.push(r),

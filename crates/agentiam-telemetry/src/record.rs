@@ -14,12 +14,7 @@ use crate::merkle::{Hash, leaf_hash};
 pub const GENESIS: Hash = [0u8; 32];
 
 pub(crate) fn hex(h: &Hash) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(64);
-    for b in h {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
+    hex::encode(h)
 }
 
 fn unhex(s: &str) -> Option<Hash> {

@@ -80,6 +80,42 @@ fn append_close_reopen_append_verify_on_disk() {
     assert_eq!(first["event"]["tool"]["name"], "pay");
 }
 
+/// Events handed over together keep their order among single appends, chain, rotate segments
+/// and verify like any others.
+#[test]
+fn append_all_keeps_order_and_verifies() {
+    let (s, v) = signer();
+    let store = MemStore::new();
+    let mut config = LogConfig::new(ORIGIN);
+    config.segment_max_bytes = 1_500;
+    let log = AuditLog::open(store.clone(), config, Some(s)).unwrap();
+    log.append(event(0)).unwrap();
+    log.append_all((1..40).map(event).collect()).unwrap();
+    log.append_all(Vec::new()).unwrap();
+    log.append(event(40)).unwrap();
+    log.append_all(vec![event(41), event(42)]).unwrap();
+    let checkpoint = log.close().unwrap().unwrap();
+    assert!(store.segments().unwrap().len() > 2, "segments rotate");
+    let report = verify_log(&store, Some((&checkpoint, &v))).unwrap();
+    assert_eq!(report.records, 43);
+    let amounts: Vec<u64> = store
+        .segments()
+        .unwrap()
+        .into_iter()
+        .flat_map(|seg| {
+            String::from_utf8(store.read(seg).unwrap())
+                .unwrap()
+                .lines()
+                .map(|l| {
+                    let r: serde_json::Value = serde_json::from_str(l).unwrap();
+                    r["event"]["time_unix_ms"].as_u64().unwrap() - 1_800_000_000_000
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(amounts, (0..43).collect::<Vec<u64>>());
+}
+
 #[test]
 fn checkpoints_come_every_n_records() {
     let store = MemStore::new();
