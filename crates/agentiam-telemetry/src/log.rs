@@ -339,38 +339,29 @@ impl<S: SegmentStore> Writer<S> {
             return;
         }
         let seq = self.frontier.size();
-        match record::encode_canonical(seq, &self.prev, event) {
-            Ok((line, hash)) => {
-                buf.extend_from_slice(&line);
-                self.prev = hash;
-                self.frontier.push(hash);
-                if let Some(r) = reply {
-                    waiting.push((
-                        r,
-                        Receipt {
-                            seq,
-                            hash: hex(&hash),
-                            size: seq + 1,
-                        },
-                    ));
-                }
-                if self.config.durability == Durability::EveryRecord {
-                    if let Err(e) = self.write(buf).and_then(|()| self.sync()) {
-                        self.failed = Some(e);
-                    }
-                    buf.clear();
-                } else if self.active_len + buf.len() as u64 >= self.config.segment_max_bytes {
-                    if let Err(e) = self.write(buf).and_then(|()| self.rotate()) {
-                        self.failed = Some(e);
-                    }
-                    buf.clear();
-                }
+        let hash = record::encode_into(seq, &self.prev, event, buf);
+        self.prev = hash;
+        self.frontier.push(hash);
+        if let Some(r) = reply {
+            waiting.push((
+                r,
+                Receipt {
+                    seq,
+                    hash: hex(&hash),
+                    size: seq + 1,
+                },
+            ));
+        }
+        if self.config.durability == Durability::EveryRecord {
+            if let Err(e) = self.write(buf).and_then(|()| self.sync()) {
+                self.failed = Some(e);
             }
-            Err(e) => {
-                if let Some(r) = reply {
-                    let _ = r.send(Err(e));
-                }
+            buf.clear();
+        } else if self.active_len + buf.len() as u64 >= self.config.segment_max_bytes {
+            if let Err(e) = self.write(buf).and_then(|()| self.rotate()) {
+                self.failed = Some(e);
             }
+            buf.clear();
         }
     }
 

@@ -3,7 +3,7 @@
 /// A 32-byte SHA-256 hash.
 pub type Hash = [u8; 32];
 
-fn sha256(parts: &[&[u8]]) -> Hash {
+pub(crate) fn sha256(parts: &[&[u8]]) -> Hash {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     for p in parts {
         ctx.update(p);

@@ -8,13 +8,18 @@
 use serde_json::Value;
 
 use crate::AuditError;
-use crate::merkle::{Hash, leaf_hash};
+use crate::merkle::Hash;
 
 /// `prev` of the first record.
 pub const GENESIS: Hash = [0u8; 32];
 
 pub(crate) fn hex(h: &Hash) -> String {
-    hex::encode(h)
+    // Through a stack buffer: `hex::encode` builds its String a char at a time.
+    let mut out = [0u8; 64];
+    match hex::encode_to_slice(h, &mut out) {
+        Ok(()) => String::from_utf8_lossy(&out).into_owned(),
+        Err(_) => String::new(),
+    }
 }
 
 fn unhex(s: &str) -> Option<Hash> {
@@ -34,15 +39,45 @@ pub(crate) fn encode_canonical(
     prev: &Hash,
     event_json: &str,
 ) -> Result<(Vec<u8>, Hash), AuditError> {
-    let prev_hex = hex(prev);
+    let mut line = Vec::with_capacity(event_json.len() + 180);
+    let hash = encode_into(seq, prev, event_json, &mut line);
+    Ok((line, hash))
+}
+
+/// Appends the record's line (with its newline) to `out` and returns its hash, hashing the
+/// body's pieces in place instead of building it.
+pub(crate) fn encode_into(seq: u64, prev: &Hash, event_json: &str, out: &mut Vec<u8>) -> Hash {
+    let mut prev_hex = [0u8; 64];
+    let _ = hex::encode_to_slice(prev, &mut prev_hex);
+    let mut seq_text = itoa::Buffer::new();
+    let seq_text = seq_text.format(seq).as_bytes();
     // Canonical key order is event, hash, prev, seq; the hashed body omits hash.
-    let body = format!(r#"{{"event":{event_json},"prev":"{prev_hex}","seq":{seq}}}"#);
-    let hash = leaf_hash(body.as_bytes());
-    let line = format!(
-        r#"{{"event":{event_json},"hash":"{}","prev":"{prev_hex}","seq":{seq}}}"#,
-        hex(&hash)
-    ) + "\n";
-    Ok((line.into_bytes(), hash))
+    let hash = crate::merkle::sha256(&[
+        &[0u8],
+        br#"{"event":"#,
+        event_json.as_bytes(),
+        br#","prev":""#,
+        &prev_hex,
+        br#"","seq":"#,
+        seq_text,
+        b"}",
+    ]);
+    let mut hash_hex = [0u8; 64];
+    let _ = hex::encode_to_slice(hash, &mut hash_hex);
+    for piece in [
+        br#"{"event":"#.as_slice(),
+        event_json.as_bytes(),
+        br#","hash":""#,
+        &hash_hex,
+        br#"","prev":""#,
+        &prev_hex,
+        br#"","seq":"#,
+        seq_text,
+        b"}\n",
+    ] {
+        out.extend_from_slice(piece);
+    }
+    hash
 }
 
 /// A record read back and checked on its own (not yet against its neighbours).
