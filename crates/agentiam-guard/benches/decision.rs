@@ -169,6 +169,7 @@ fn main() {
         let log =
             Arc::new(AuditLog::open(MemStore::new(), LogConfig::new("bench/guard"), None).unwrap());
         let engine = PolicyEngine::new(&policy, None).unwrap();
+        let engine_native = engine.is_native();
         let sink = Arc::new(AuditSink::new(
             log.clone(),
             RedactionPolicy::default(),
@@ -273,7 +274,24 @@ fn main() {
             percentile(&naive, 0.99),
             percentile(&naive, 0.5) / g50
         );
-        println!("  targets: guard p50 <= 5 µs, p99 <= 15 µs, >= 3x faster than cedar alone");
+        if vary {
+            let ratio = percentile(&lean, 0.5) / g50;
+            println!(
+                "  targets (issue 23): guard p50 <= 8 µs and >= 1.5x faster than cedar alone, lean: {} ({})",
+                if g50 <= 8.0 && ratio >= 1.5 {
+                    "MET"
+                } else {
+                    "MISSED"
+                },
+                if engine_native {
+                    "policies evaluated natively"
+                } else {
+                    "policies evaluated by Cedar"
+                }
+            );
+        } else {
+            println!("  targets: guard p50 <= 5 µs, p99 <= 15 µs, >= 3x faster than cedar alone");
+        }
         sink.drain().unwrap();
         log.flush().unwrap();
     }

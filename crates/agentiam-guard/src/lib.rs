@@ -74,6 +74,7 @@ mod error;
 pub mod hooks;
 mod intent;
 mod interceptor;
+mod native_policy;
 pub mod policy;
 mod request;
 mod untrusted_text;

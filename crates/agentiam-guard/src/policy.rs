@@ -25,6 +25,7 @@ use serde_json::Value;
 
 use crate::GuardError;
 use crate::codes;
+use crate::native_policy::{Call, NativeAnswer, NativePolicy};
 use crate::request::{HttpRequestInfo, Principal, ToolSpec};
 
 /// The default policy: permit what scopes cover; irreversible tools, and high-risk tools in a
@@ -81,6 +82,9 @@ pub struct PolicyEngine {
     /// in a way that needs all of them.
     argument_names: Option<Vec<String>>,
     cache: Option<std::sync::Arc<quick_cache::sync::Cache<String, PolicyOutcome>>>,
+    /// The policies compiled for native evaluation, when every one is in the subset
+    /// ([`crate::native_policy`]), with their infos by index.
+    native: Option<std::sync::Arc<(Vec<NativePolicy>, Vec<PolicyInfo>)>>,
     authorizer: std::sync::Arc<Authorizer>,
     entities: Entities,
     action: EntityUid,
@@ -149,7 +153,8 @@ impl PolicyEngine {
         let mut info = HashMap::new();
         let mut names = std::collections::BTreeSet::new();
         let mut all_arguments = false;
-        for policy in set.policies() {
+        let mut native = Some((Vec::new(), Vec::new()));
+        for (index, policy) in set.policies().enumerate() {
             let id = policy.id().clone();
             let name = policy
                 .annotation("id")
@@ -162,18 +167,26 @@ impl PolicyEngine {
                     "policy {name}: @confirmation belongs on a forbid"
                 )));
             }
+            let policy_info = PolicyInfo {
+                name,
+                confirmation,
+                reason,
+            };
             match policy.to_json() {
-                Ok(est) => all_arguments |= !argument_reads(&est, &mut names),
-                Err(_) => all_arguments = true,
+                Ok(est) => {
+                    all_arguments |= !argument_reads(&est, &mut names);
+                    native = native.and_then(|(mut compiled, mut infos)| {
+                        compiled.push(crate::native_policy::compile(index, &est)?);
+                        infos.push(policy_info.clone());
+                        Some((compiled, infos))
+                    });
+                }
+                Err(_) => {
+                    all_arguments = true;
+                    native = None;
+                }
             }
-            info.insert(
-                id,
-                PolicyInfo {
-                    name,
-                    confirmation,
-                    reason,
-                },
-            );
+            info.insert(id, policy_info);
         }
         if set.templates().next().is_some() {
             return Err(GuardError::PolicyInvalid(
@@ -188,6 +201,7 @@ impl PolicyEngine {
             cache: Some(std::sync::Arc::new(quick_cache::sync::Cache::new(
                 DECISION_CACHE_CAPACITY,
             ))),
+            native: native.map(std::sync::Arc::new),
             authorizer: std::sync::Arc::new(Authorizer::new()),
             entities: Entities::empty(),
             action: EntityUid::from_type_name_and_id(type_name("Action")?, EntityId::new("call")),
@@ -224,6 +238,26 @@ impl PolicyEngine {
         self.cache =
             (capacity > 0).then(|| std::sync::Arc::new(quick_cache::sync::Cache::new(capacity)));
         self
+    }
+
+    /// Whether calls are decided natively (on by default when every policy is in the subset
+    /// [`crate::native_policy`] compiles; calls outside it still go to Cedar). Turning it off
+    /// sends every call to Cedar.
+    pub fn with_native_evaluation(mut self, on: bool) -> Self {
+        if !on {
+            self.native = None;
+        }
+        self
+    }
+
+    /// Whether every policy compiled for native evaluation.
+    pub fn is_native(&self) -> bool {
+        self.native.is_some()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn native_policies(&self) -> Option<&[NativePolicy]> {
+        self.native.as_ref().map(|n| n.0.as_slice())
     }
 
     /// `sha256:<hex>` of the policy text, recorded with every decision.
@@ -380,6 +414,18 @@ impl PolicyEngine {
         tool: &ToolSpec,
         ctx: &PolicyContext<'_>,
     ) -> PolicyOutcome {
+        if let Some(native) = &self.native {
+            let call = Call {
+                principal,
+                tool,
+                ctx,
+                argument_names: self.argument_names.as_deref(),
+            };
+            if let NativeAnswer::Decided { permitted, forbids } = call.decide(&native.0) {
+                let reasons = forbids.iter().filter_map(|&i| native.1.get(i)).collect();
+                return outcome(permitted && forbids.is_empty(), reasons);
+            }
+        }
         let (Some(cache), Some(key)) = (&self.cache, self.cache_key(principal, tool, ctx)) else {
             return self.evaluate_uncached(principal, tool, ctx);
         };
@@ -513,47 +559,52 @@ impl PolicyEngine {
                 message: errors.join("; "),
             };
         }
-        if response.decision() == CedarDecision::Allow {
-            return PolicyOutcome::Permit;
-        }
-        let mut reasons: Vec<&PolicyInfo> = diagnostics
+        let reasons: Vec<&PolicyInfo> = diagnostics
             .reason()
             .filter_map(|id| self.info.get(id))
             .collect();
-        // Cedar reports the determining policies as a set: order them (hard forbids first,
-        // then by id) so the decision's code and the audit record's policy id are stable.
-        reasons.sort_by(|a, b| {
-            (a.confirmation.is_some(), &a.name).cmp(&(b.confirmation.is_some(), &b.name))
-        });
-        let policies: Vec<String> = reasons.iter().map(|i| i.name.clone()).collect();
-        if reasons.is_empty() {
-            return PolicyOutcome::Forbid {
-                code: codes::POLICY_DENIED.to_owned(),
-                policies: vec!["(no policy permits this call)".into()],
-            };
-        }
-        if reasons.iter().all(|i| i.confirmation.is_some()) {
-            // Report the gate's own code (e.g. guard.tainted_context) when every gate agrees.
-            let first = reasons.first().and_then(|i| i.confirmation.clone());
-            let code = match first {
-                Some(c)
-                    if reasons
-                        .iter()
-                        .all(|i| i.confirmation.as_deref() == Some(c.as_str())) =>
-                {
-                    c
-                }
-                _ => codes::CONFIRMATION_REQUIRED.to_owned(),
-            };
-            return PolicyOutcome::Confirm { code, policies };
-        }
-        let code = reasons
-            .iter()
-            .find(|i| i.confirmation.is_none())
-            .and_then(|i| i.reason.clone())
-            .unwrap_or_else(|| codes::POLICY_DENIED.to_owned());
-        PolicyOutcome::Forbid { code, policies }
+        outcome(response.decision() == CedarDecision::Allow, reasons)
     }
+}
+
+/// The outcome of an allowed call, or of a denied one from the policies that determined it.
+fn outcome(allowed: bool, mut reasons: Vec<&PolicyInfo>) -> PolicyOutcome {
+    if allowed {
+        return PolicyOutcome::Permit;
+    }
+    // Cedar reports the determining policies as a set: order them (hard forbids first,
+    // then by id) so the decision's code and the audit record's policy id are stable.
+    reasons.sort_by(|a, b| {
+        (a.confirmation.is_some(), &a.name).cmp(&(b.confirmation.is_some(), &b.name))
+    });
+    let policies: Vec<String> = reasons.iter().map(|i| i.name.clone()).collect();
+    if reasons.is_empty() {
+        return PolicyOutcome::Forbid {
+            code: codes::POLICY_DENIED.to_owned(),
+            policies: vec!["(no policy permits this call)".into()],
+        };
+    }
+    if reasons.iter().all(|i| i.confirmation.is_some()) {
+        // Report the gate's own code (e.g. guard.tainted_context) when every gate agrees.
+        let first = reasons.first().and_then(|i| i.confirmation.clone());
+        let code = match first {
+            Some(c)
+                if reasons
+                    .iter()
+                    .all(|i| i.confirmation.as_deref() == Some(c.as_str())) =>
+            {
+                c
+            }
+            _ => codes::CONFIRMATION_REQUIRED.to_owned(),
+        };
+        return PolicyOutcome::Confirm { code, policies };
+    }
+    let code = reasons
+        .iter()
+        .find(|i| i.confirmation.is_none())
+        .and_then(|i| i.reason.clone())
+        .unwrap_or_else(|| codes::POLICY_DENIED.to_owned());
+    PolicyOutcome::Forbid { code, policies }
 }
 
 /// Collects the top-level argument names a policy (as Cedar's JSON form) reads.
