@@ -18,8 +18,10 @@
 //! time of the whole process per request (server and load generator, from `/proc`) is printed
 //! beside the rates: on a loaded 2-core machine it is the steadier figure.
 //!
-//! The same pair is measured again with a handler that does 100 µs of CPU work after parsing
-//! (a service whose requests cost something), where the layer's share should be small.
+//! A third guarded service writes its activity log to disk with group commit (the production
+//! setting). The bare and durable-guarded pair is measured again with a handler that does
+//! 100 µs of CPU work after parsing (a service whose requests cost something), where the
+//! layer's share should be small.
 //!
 //! Then the layer's own cost per request, without sockets: the same request through
 //! `GuardService<S>` and through `S` alone (an inner service that answers at once), one at a time.
@@ -116,6 +118,12 @@ fn main() {
         let audit = sink.clone();
         let tool = ToolSpec::new("transfer", Risk::Medium).with_scope("payments", "transfer");
         let guard = Guard::builder(engine).tool(tool.clone()).sink(audit).build().unwrap();
+        // The production setting: a log on disk with group commit (`Durability::Batch`, the default).
+        let dir = tempfile::tempdir().unwrap();
+        let durable_log = Arc::new(AuditLog::open_dir(dir.path(), LogConfig::new("bench/layer-durable"), None).unwrap());
+        let durable_engine = PolicyEngine::default_policy().unwrap();
+        let durable_sink = Arc::new(AuditSink::new(durable_log.clone(), RedactionPolicy::default(), durable_engine.version(), 1 << 16));
+        let durable_guard = Guard::builder(durable_engine).tool(tool.clone()).sink(durable_sink.clone()).build().unwrap();
         let unaudited = Guard::builder(PolicyEngine::default_policy().unwrap()).tool(tool).build().unwrap();
         let verifier = Verifier::new(issuer.jwks(), "https://broker.test", "https://api.test").with_clock(clock.clone());
         let auth = Authenticator::new(CachingVerifier::new(verifier, 1024), DpopVerifier::new(clock));
@@ -124,19 +132,21 @@ fn main() {
         let working = || axum::routing::post(|axum::Json(v): axum::Json<serde_json::Value>| async move { work(WORK); if v["amount"].is_number() { "ok" } else { "no amount" } });
         let bare = serve(axum::Router::new().route("/payments", handler())).await;
         let audited_layer = GuardLayer::new(guard, auth.clone(), routes.clone(), "https://api.test");
+        let durable_layer = GuardLayer::new(durable_guard, auth.clone(), routes.clone(), "https://api.test");
         let unaudited_layer = GuardLayer::new(unaudited, auth, routes, "https://api.test");
         let guarded = serve(axum::Router::new().route("/payments", handler()).layer(audited_layer.clone())).await;
         let no_audit = serve(axum::Router::new().route("/payments", handler()).layer(unaudited_layer.clone())).await;
         let bare_work = serve(axum::Router::new().route("/payments", working())).await;
-        let guarded_work = serve(axum::Router::new().route("/payments", working()).layer(audited_layer.clone())).await;
-        let services = [bare, guarded, no_audit, bare_work, guarded_work];
+        let guarded_work = serve(axum::Router::new().route("/payments", working()).layer(durable_layer.clone())).await;
+        let durable = serve(axum::Router::new().route("/payments", handler()).layer(durable_layer.clone())).await;
+        let services = [bare, guarded, no_audit, bare_work, guarded_work, durable];
         // Warm up (connections, caches).
         for addr in services {
             load(addr, token.clone()).await;
         }
-        let mut counts = [0u64; 5];
-        let mut cpu = [0f64; 5];
-        let mut switches = [0u64; 5];
+        let mut counts = [0u64; 6];
+        let mut cpu = [0f64; 6];
+        let mut switches = [0u64; 6];
         let start = Instant::now();
         for _ in 0..ROUNDS {
             for (i, addr) in services.into_iter().enumerate() {
@@ -153,17 +163,20 @@ fn main() {
         println!("axum service on loopback, {CONNECTIONS} keep-alive connections, {ROUNDS} alternating rounds of {} s ({:.0} s total)", ROUND.as_secs(), start.elapsed().as_secs_f64());
         println!("  without the layer:                 {:>9.0} requests/s", rps[0]);
         println!("  with GuardLayer and AuditSink:     {:>9.0} requests/s, RPS loss {:.1}% (target <= 10%)", rps[1], (1.0 - rps[1] / rps[0]) * 100.0);
+        println!("  with GuardLayer and AuditSink on disk (group commit): {:>9.0} requests/s, RPS loss {:.1}% (target <= 10%)", rps[5], (1.0 - rps[5] / rps[0]) * 100.0);
         println!("  with GuardLayer, no audit sink:    {:>9.0} requests/s, RPS loss {:.1}%", rps[2], (1.0 - rps[2] / rps[0]) * 100.0);
         println!("  handler doing {} µs of work, without the layer: {:>9.0} requests/s", WORK.as_micros(), rps[3]);
-        println!("  handler doing {} µs of work, GuardLayer and AuditSink: {:>9.0} requests/s, RPS loss {:.1}% (target <= 3%)", WORK.as_micros(), rps[4], (1.0 - rps[4] / rps[3]) * 100.0);
+        println!("  handler doing {} µs of work, GuardLayer and AuditSink on disk: {:>9.0} requests/s, RPS loss {:.1}% (target <= 3%)", WORK.as_micros(), rps[4], (1.0 - rps[4] / rps[3]) * 100.0);
         if cpu[0] > 0.0 {
             println!("  process CPU (server and load generator) and context switches per request:");
-            for (i, name) in ["without the layer", "with GuardLayer and AuditSink", "with GuardLayer, no audit sink", "100 µs work, without the layer", "100 µs work, layer and sink"].iter().enumerate() {
+            for (i, name) in ["without the layer", "with GuardLayer and AuditSink", "with GuardLayer, no audit sink", "100 µs work, without the layer", "100 µs work, layer, sink on disk", "GuardLayer, AuditSink on disk"].iter().enumerate() {
                 println!("    {name:<31} {:>6.1} µs CPU, {:.2} switches", cpu[i] / counts[i] as f64 * 1e6, switches[i] as f64 / counts[i] as f64);
             }
         }
         let (bare_ns, guarded_ns) = in_process(&audited_layer, &token, || sink.drain().unwrap()).await;
         let (_, unaudited_ns) = in_process(&unaudited_layer, &token, || ()).await;
+        durable_sink.drain().unwrap();
+        durable_log.flush().unwrap();
         println!("in process, no sockets, one request at a time ({IN_PROCESS} calls, p50 of {BLOCKS} interleaved blocks):");
         println!("  inner service alone:               {:>9.2} µs/request", bare_ns / 1e3);
         println!("  through the layer with AuditSink:  {:>9.2} µs/request (+{:.2} µs)", guarded_ns / 1e3, (guarded_ns - bare_ns) / 1e3);
