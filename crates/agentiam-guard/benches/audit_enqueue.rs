@@ -25,9 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentiam_guard::*;
-use agentiam_identity::*;
 use agentiam_telemetry::{AuditLog, LogConfig, MemStore, RedactionPolicy};
-use agentiam_token::*;
 use serde_json::json;
 
 const NOW: i64 = 1_800_000_000;
@@ -47,29 +45,17 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 }
 
 fn main() {
-    let clock = Arc::new(FixedClock::new(NOW));
-    let issuer = Issuer::new(
+    use agentiam_test_support as world;
+    let clock = world::clock(NOW);
+    let issuer = world::issuer("https://broker.test", &clock);
+    let verified = world::verified_task_token(
+        &issuer,
         "https://broker.test",
-        KeySet::new(SigningKey::ed25519_from_seed(&[1u8; 32]).unwrap()),
-    )
-    .with_clock(clock.clone());
-    let agent = AgentIdentity::new(
-        parse_spiffe_id("spiffe://acme.test/agent/payer").unwrap(),
-        ModelRef::new("p", "m", "1"),
-        &AgentConfiguration::new("You pay.", vec![]),
-        RuntimeDescriptor::new("process"),
-    )
-    .unwrap();
-    let scopes = ScopeSet::parse("payments:transfer{amount<=100000000,currency=USD}").unwrap();
-    issuer.register(agent.spiffe_id(), AgentRegistration::new(scopes.clone()));
-    let token = issuer
-        .issue(&TokenRequest::new(&agent, "api", scopes, "task-1", "pay"))
-        .unwrap()
-        .token;
-    let verified = Verifier::new(issuer.jwks(), "https://broker.test", "api")
-        .with_clock(clock.clone())
-        .verify(&token)
-        .unwrap();
+        &clock,
+        &world::agent("payer"),
+        "api",
+        "payments:transfer{amount<=100000000,currency=USD}",
+    );
     let principal = Principal::from_token(&verified);
     let engine = PolicyEngine::default_policy().unwrap();
     let version = engine.version().to_owned();

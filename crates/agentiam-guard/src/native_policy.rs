@@ -515,31 +515,23 @@ mod tests {
     use crate::intent::{IntentCheck, OutboundCheck};
     use crate::policy::{DEFAULT_POLICY, PolicyEngine};
     use crate::request::{HttpRequestInfo, Risk};
-    use agentiam_identity::{KeySet, SigningKey};
-    use agentiam_token::{AgentRegistration, FixedClock, Issuer, ScopeSet, TokenRequest, Verifier};
     use proptest::prelude::*;
     use serde_json::json;
     use std::sync::Arc;
 
     fn principal() -> Principal {
-        let clock = Arc::new(FixedClock::new(1_800_000_000));
-        let issuer = Issuer::new(
+        use agentiam_test_support as world;
+        let clock = world::clock(1_800_000_000);
+        let issuer = world::issuer("https://broker.test", &clock);
+        let agent = world::agent("payer");
+        Principal::from_token(&world::verified_task_token(
+            &issuer,
             "https://broker.test",
-            KeySet::new(SigningKey::ed25519_from_seed(&[3u8; 32]).unwrap()),
-        )
-        .with_clock(clock.clone());
-        let agent = agentiam_test_support::agent("payer");
-        let scopes = ScopeSet::parse("payments:transfer").unwrap();
-        issuer.register(agent.spiffe_id(), AgentRegistration::new(scopes.clone()));
-        let token = issuer
-            .issue(&TokenRequest::new(&agent, "api", scopes, "task-1", "pay"))
-            .unwrap()
-            .token;
-        let verified = Verifier::new(issuer.jwks(), "https://broker.test", "api")
-            .with_clock(clock)
-            .verify(&token)
-            .unwrap();
-        Principal::from_token(&verified)
+            &clock,
+            &agent,
+            "api",
+            "payments:transfer",
+        ))
     }
 
     #[derive(Debug, Clone)]

@@ -83,7 +83,7 @@ pub struct PolicyEngine {
     argument_names: Option<Vec<String>>,
     cache: Option<std::sync::Arc<quick_cache::sync::Cache<String, PolicyOutcome>>>,
     /// The policies compiled for native evaluation, when every one is in the subset
-    /// ([`crate::native_policy`]), with their infos by index.
+    /// (`native_policy.rs`), with their infos by index.
     native: Option<std::sync::Arc<(Vec<NativePolicy>, Vec<PolicyInfo>)>>,
     authorizer: std::sync::Arc<Authorizer>,
     entities: Entities,
@@ -240,9 +240,11 @@ impl PolicyEngine {
         self
     }
 
-    /// Whether calls are decided natively (on by default when every policy is in the subset
-    /// [`crate::native_policy`] compiles; calls outside it still go to Cedar). Turning it off
-    /// sends every call to Cedar.
+    /// Whether calls are decided natively: on by default when every policy is in the subset of
+    /// Cedar the guard evaluates itself (scopes `==`, `in` or `is` on entity literals; conditions
+    /// over literals, `context` and argument members with `==`, `!=`, `<`, `<=`, `>`, `>=`,
+    /// `has`, `&&`, `||`, `!`). A call the subset cannot answer exactly still goes to Cedar.
+    /// Turning it off sends every call to Cedar.
     pub fn with_native_evaluation(mut self, on: bool) -> Self {
         if !on {
             self.native = None;

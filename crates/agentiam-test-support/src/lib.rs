@@ -25,7 +25,9 @@ use agentiam_identity::{
     AgentConfiguration, AgentIdentity, Algorithm, KeySet, ModelRef, RuntimeDescriptor, SigningKey,
     parse_spiffe_id,
 };
-use agentiam_token::{AgentRegistration, FixedClock, Issuer, ScopeSet};
+use agentiam_token::{
+    AgentRegistration, FixedClock, Issuer, ScopeSet, Token, TokenRequest, Verifier,
+};
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
@@ -76,6 +78,33 @@ pub fn register(issuer: &Issuer, agent: &AgentIdentity, max_scopes: &str) {
         agent.spiffe_id(),
         AgentRegistration::new(ScopeSet::parse(max_scopes).expect("scopes")),
     );
+}
+
+/// A task token (task `task-1`) for `audience` issued by `issuer` (named `iss`, on `clock`) to
+/// `agent`, registered for `scopes` first, and verified: what a guard sees after authentication.
+pub fn verified_task_token(
+    issuer: &Issuer,
+    iss: &str,
+    clock: &Arc<FixedClock>,
+    agent: &AgentIdentity,
+    audience: &str,
+    scopes: &str,
+) -> Token {
+    register(issuer, agent, scopes);
+    let token = issuer
+        .issue(&TokenRequest::new(
+            agent,
+            audience,
+            ScopeSet::parse(scopes).expect("scopes"),
+            "task-1",
+            "test",
+        ))
+        .expect("a task token")
+        .token;
+    Verifier::new(issuer.jwks(), iss, audience)
+        .with_clock(clock.clone())
+        .verify(&token)
+        .expect("a verified token")
 }
 
 /// Members whose values a vector generator draws at random on every run (nonces, signatures
