@@ -517,7 +517,6 @@ mod tests {
     use crate::request::{HttpRequestInfo, Risk};
     use proptest::prelude::*;
     use serde_json::json;
-    use std::sync::Arc;
 
     fn principal() -> Principal {
         use agentiam_test_support as world;
