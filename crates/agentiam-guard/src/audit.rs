@@ -179,7 +179,7 @@ const HANDOVER_INTERVAL: Duration = Duration::from_millis(1);
 /// The sink's worker: takes what is queued without ever blocking in the channel, so a producer's
 /// send never has a sleeping receiver to wake (no system call on the guard's thread). When the
 /// queue is empty it hands what it built to the log in one message and sleeps, a little longer
-/// each time it finds nothing (200 µs up to 5 ms); it hands events over at least every
+/// each time it finds nothing (1 ms up to 5 ms); it hands events over at least every
 /// [`HANDOVER_INTERVAL`] or [`MAX_HANDOVER`] events. [`AuditSink::drain`], a full queue and
 /// closing wake it at once.
 fn drain_forever(
