@@ -194,8 +194,8 @@ fn broken(why: impl Into<String>) -> TokenError {
 /// What a walk over a chain established, kept for the next time the same chain is presented.
 #[derive(Debug, Clone)]
 struct VerifiedChain {
-    /// The root and links as presented, each followed by `\n`, compared byte for byte on a hit.
-    presented: Box<str>,
+    /// The root and links as presented, compared part by part, byte for byte, on a hit.
+    presented: Box<[Box<str>]>,
     /// The verified root (re-checked for key, expiry and revocation on a hit).
     root: agentiam_token::Token,
     /// Each link's expiry, `jti` and `sub`, checked again in the walk's order on a hit.
@@ -233,25 +233,22 @@ fn signature_part(jws: &str) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-fn presented(root: &str, links: &[&str]) -> String {
-    let mut all =
-        String::with_capacity(root.len() + links.iter().map(|l| l.len() + 1).sum::<usize>() + 1);
-    for part in std::iter::once(root).chain(links.iter().copied()) {
-        all.push_str(part);
-        all.push('\n');
-    }
-    all
+/// The root and links as presented, one entry each.
+fn presented(root: &str, links: &[&str]) -> Box<[Box<str>]> {
+    std::iter::once(root)
+        .chain(links.iter().copied())
+        .map(Box::from)
+        .collect()
 }
 
-fn same_presented(kept: &str, root: &str, links: &[&str]) -> bool {
-    let mut rest = kept;
-    for part in std::iter::once(root).chain(links.iter().copied()) {
-        match rest.strip_prefix(part).and_then(|r| r.strip_prefix('\n')) {
-            Some(r) => rest = r,
-            None => return false,
-        }
-    }
-    rest.is_empty()
+/// Whether `root` and `links` are exactly the parts kept, one for one: a part is never compared
+/// across a boundary, so no split or join of the same text matches.
+fn same_presented(kept: &[Box<str>], root: &str, links: &[&str]) -> bool {
+    kept.len() == links.len() + 1
+        && std::iter::once(root)
+            .chain(links.iter().copied())
+            .zip(kept)
+            .all(|(part, kept)| part == kept.as_ref())
 }
 
 /// Largest number of links read.
@@ -328,7 +325,7 @@ impl ChainVerifier {
         let grant = self.prove(&grant, last, proof, request)?;
         if let Some((cache, sig)) = key {
             let kept = VerifiedChain {
-                presented: presented(root, links).into_boxed_str(),
+                presented: presented(root, links),
                 root: root_token,
                 links: checks,
                 grant: grant.clone(),

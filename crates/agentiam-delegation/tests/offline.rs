@@ -531,6 +531,11 @@ mod presented_again {
                 .code(),
             "delegation.broken_chain"
         );
+        // The cached links joined into one (the same text, split differently) are not a hit.
+        let joined = format!("{}\n{}", links[0], links[1]);
+        assert!(present(&cached, &[&joined], &w.keys[2], "a6").is_err());
+        let joined = format!("{}.{}", links[0], links[1]);
+        assert!(present(&cached, &[&joined], &w.keys[2], "a7").is_err());
         // Revocation after the chain was cached: by the first link's sub (an ancestor), by the
         // last link's id, by the root's id.
         assert!(present(&cached, &refs, &w.keys[2], "b1").is_ok());
