@@ -1843,8 +1843,8 @@ fn a_queue_that_stays_full_refuses_after_the_bounded_wait_and_the_tool_does_not_
             Ok("noted".into())
         });
         match outcome {
-            // Allowed and recorded; when the queue fills between the decision and the result,
-            // the tool has run and its result is withheld (what it returned was not recorded).
+            // Allowed and its decision recorded; when the queue fills between the decision and
+            // the result, the tool has run and its result record is dropped (the guard goes on).
             Ok(_) => allowed += 1,
             Err(refusal) => {
                 assert_eq!(refusal.code(), Some("guard.hook_failed"));
