@@ -61,6 +61,16 @@ struct Pending {
     intent: Option<agentiam_telemetry::IntentRecord>,
 }
 
+/// Results of tools that already ran, kept aside when the queue stayed full.
+#[derive(Debug, Default)]
+struct Overflow {
+    results: Vec<Pending>,
+    lost: u64,
+}
+
+/// Most tool results kept aside while the queue is full (beyond it they are counted as lost).
+const MAX_OVERFLOW: usize = 4096;
+
 /// How long a decision waits for room in a full audit queue before it is refused.
 pub const DEFAULT_FULL_QUEUE_WAIT: Duration = Duration::from_millis(100);
 
@@ -69,6 +79,7 @@ pub const DEFAULT_FULL_QUEUE_WAIT: Duration = Duration::from_millis(100);
 pub struct AuditSink {
     tx: Sender<Msg>,
     full_queue_wait: Duration,
+    overflow: Arc<std::sync::Mutex<Overflow>>,
     spans: Option<Arc<SpanQueue>>,
     worker: Option<JoinHandle<()>>,
     policy_version: String,
@@ -142,13 +153,18 @@ impl AuditSink {
     ) -> Self {
         let worker_spans = spans.clone();
         let (tx, rx) = crossbeam_channel::bounded::<Msg>(queue.max(1));
+        let overflow = Arc::new(std::sync::Mutex::new(Overflow::default()));
+        let kept_aside = overflow.clone();
         let worker = std::thread::Builder::new()
             .name("agentiam-audit-sink".into())
-            .spawn(move || drain_forever(&rx, &log, worker_spans.as_deref(), &redaction))
+            .spawn(move || {
+                drain_forever(&rx, &log, worker_spans.as_deref(), &redaction, &kept_aside);
+            })
             .ok();
         Self {
             tx,
             full_queue_wait: DEFAULT_FULL_QUEUE_WAIT,
+            overflow,
             spans,
             worker,
             policy_version,
@@ -187,8 +203,17 @@ fn drain_forever(
     log: &AuditLog,
     spans: Option<&SpanQueue>,
     redaction: &RedactionPolicy,
+    overflow: &std::sync::Mutex<Overflow>,
 ) {
     let mut events: Vec<AuditEvent> = Vec::new();
+    // Results kept aside while the queue was full go in once the worker is free again.
+    let take_overflow = |events: &mut Vec<AuditEvent>| {
+        let kept = match overflow.lock() {
+            Ok(mut o) => std::mem::take(&mut o.results),
+            Err(poisoned) => std::mem::take(&mut poisoned.into_inner().results),
+        };
+        events.extend(kept.into_iter().map(|p| to_event(p, redaction)));
+    };
     let mut idle = IDLE_POLL.0;
     let mut handed_over = std::time::Instant::now();
     // A failed hand-over means the log is closed: stop, and later sends fail.
@@ -225,6 +250,7 @@ fn drain_forever(
                 }
             }
             Err(crossbeam_channel::TryRecvError::Empty) => {
+                take_overflow(&mut events);
                 let waited = handed_over.elapsed();
                 if events.is_empty() {
                     handed_over = std::time::Instant::now();
@@ -243,6 +269,7 @@ fn drain_forever(
                 idle = (idle * 2).min(IDLE_POLL.1);
             }
             Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                take_overflow(&mut events);
                 hand_over(&mut events);
                 return;
             }
@@ -405,26 +432,66 @@ impl DecisionSink for AuditSink {
         }
         let mut pending = Pending::new(TOOL_RESULT_EVENT, p, o.tool, o.call_id, outcome);
         pending.output_sha256 = Some(agentiam_telemetry::sha256_hex(o.output.as_bytes()));
-        self.enqueue(pending)
+        // The tool has run: a result the queue cannot take is kept aside, not dropped.
+        match self.try_enqueue(pending) {
+            Ok(()) => Ok(()),
+            Err((why, None)) => Err(why),
+            Err((why, Some(result))) => {
+                let mut overflow = match self.overflow.lock() {
+                    Ok(o) => o,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                if overflow.results.len() < MAX_OVERFLOW {
+                    overflow.results.push(*result);
+                    Ok(())
+                } else {
+                    overflow.lost += 1;
+                    Err(why)
+                }
+            }
+        }
     }
 }
 
 impl AuditSink {
+    /// Tool results that could not be recorded at all: the queue stayed full and
+    /// the results already kept aside filled the overflow. The decisions of those calls
+    /// are in the log.
+    pub fn lost_results(&self) -> u64 {
+        match self.overflow.lock() {
+            Ok(o) => o.lost,
+            Err(poisoned) => poisoned.into_inner().lost,
+        }
+    }
+
     fn enqueue(&self, pending: Pending) -> Result<(), String> {
+        self.try_enqueue(pending).map_err(|(why, _)| why)
+    }
+
+    /// Queues a record, waiting for room up to the bounded wait; a record the full queue
+    /// could not take comes back with the reason.
+    #[allow(clippy::type_complexity, reason = "private, two callers")]
+    fn try_enqueue(&self, pending: Pending) -> Result<(), (String, Option<Box<Pending>>)> {
         let msg = match self.tx.try_send(Msg::Record(Box::new(pending))) {
             Ok(()) => return Ok(()),
-            Err(TrySendError::Disconnected(_)) => return Err("audit log is closed".into()),
+            Err(TrySendError::Disconnected(_)) => return Err(("audit log is closed".into(), None)),
             Err(TrySendError::Full(msg)) => msg,
         };
         self.wake();
         match self.tx.send_timeout(msg, self.full_queue_wait) {
             Ok(()) => Ok(()),
-            Err(crossbeam_channel::SendTimeoutError::Timeout(_)) => Err(format!(
-                "audit queue is full and stayed full for {} ms",
-                self.full_queue_wait.as_millis()
+            Err(crossbeam_channel::SendTimeoutError::Timeout(msg)) => Err((
+                format!(
+                    "audit queue is full and stayed full for {} ms",
+                    self.full_queue_wait.as_millis()
+                ),
+                match msg {
+                    Msg::Record(p) => Some(p),
+                    _ => None,
+                },
             )),
             Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => {
-                Err("audit log is closed".into())
+                Err(("audit log is closed".into(), None))
             }
         }
     }

@@ -1844,7 +1844,7 @@ fn a_queue_that_stays_full_refuses_after_the_bounded_wait_and_the_tool_does_not_
         });
         match outcome {
             // Allowed and its decision recorded; when the queue fills between the decision and
-            // the result, the tool has run and its result record is dropped (the guard goes on).
+            // the result, the tool has run and its result is kept aside until there is room.
             Ok(_) => allowed += 1,
             Err(refusal) => {
                 assert_eq!(refusal.code(), Some("guard.hook_failed"));
@@ -1865,8 +1865,42 @@ fn a_queue_that_stays_full_refuses_after_the_bounded_wait_and_the_tool_does_not_
     });
     assert!(ok.unwrap().is_ok());
     sink.drain().unwrap();
+    assert_eq!(sink.lost_results(), 0);
     drop(interceptor);
     drop(sink);
     // Each allowed call left its decision and its result; the refused one left nothing.
     assert_eq!(store.records("tool_call"), allowed + 1);
+    assert_eq!(store.records("tool_result"), allowed + 1);
+}
+
+/// Results of tools that already ran are never dropped while the log stalls: those the full
+/// queue cannot take are kept aside and reach the log once it answers again.
+#[test]
+fn results_the_full_queue_cannot_take_reach_the_log_once_it_answers() {
+    let w = world();
+    let store = StallingStore::new(0);
+    store.hold(true);
+    let (guard, sink) = guard_over(&store, 2, 5);
+    let interceptor = ToolInterceptor::new(guard);
+    let session = Session::new("s", Arc::new(w.principal(ALL)));
+    // In rounds, so the worker hands over (every 1 ms) until the stalled log stops taking them;
+    // from then on the queue of 2 is full and results wait 5 ms, then are kept aside.
+    let results = 60;
+    for i in 0..results {
+        let _ = interceptor.after(
+            &session,
+            &ToolCall::new("note", &json!({"i": i})),
+            &format!("result {i}"),
+            false,
+        );
+        if i % 5 == 4 {
+            std::thread::sleep(std::time::Duration::from_millis(3));
+        }
+    }
+    store.hold(false);
+    sink.drain().unwrap();
+    assert_eq!(sink.lost_results(), 0);
+    drop(interceptor);
+    drop(sink);
+    assert_eq!(store.records("tool_result"), results);
 }
