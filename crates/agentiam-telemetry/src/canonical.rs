@@ -50,7 +50,10 @@ pub(crate) fn event_to_string(e: &AuditEvent) -> Result<String, AuditError> {
         && e.time_unix_ms.unsigned_abs() <= MAX_SAFE
         && e.duration_us.is_none_or(|d| d <= MAX_SAFE);
     if plain {
-        serde_json::to_string(e).map_err(|e| AuditError::Serialize(e.to_string()))
+        // Sized for a typical event up front: `to_string` starts at 128 bytes and grows by copying.
+        let mut out = Vec::with_capacity(1024);
+        serde_json::to_writer(&mut out, e).map_err(|e| AuditError::Serialize(e.to_string()))?;
+        String::from_utf8(out).map_err(|e| AuditError::Serialize(e.to_string()))
     } else {
         exact(e)
     }
