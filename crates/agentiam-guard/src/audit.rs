@@ -68,6 +68,15 @@ struct Overflow {
     lost: u64,
 }
 
+impl Overflow {
+    /// The overflow, also after a panic elsewhere held its lock (it is a list and a count).
+    fn lock(overflow: &std::sync::Mutex<Self>) -> std::sync::MutexGuard<'_, Self> {
+        overflow
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// Most tool results kept aside while the queue is full (beyond it they are counted as lost).
 const MAX_OVERFLOW: usize = 4096;
 
@@ -208,10 +217,7 @@ fn drain_forever(
     let mut events: Vec<AuditEvent> = Vec::new();
     // Results kept aside while the queue was full go in once the worker is free again.
     let take_overflow = |events: &mut Vec<AuditEvent>| {
-        let kept = match overflow.lock() {
-            Ok(mut o) => std::mem::take(&mut o.results),
-            Err(poisoned) => std::mem::take(&mut poisoned.into_inner().results),
-        };
+        let kept = std::mem::take(&mut Overflow::lock(overflow).results);
         events.extend(kept.into_iter().map(|p| to_event(p, redaction)));
     };
     let mut idle = IDLE_POLL.0;
@@ -437,10 +443,7 @@ impl DecisionSink for AuditSink {
             Ok(()) => Ok(()),
             Err((why, None)) => Err(why),
             Err((why, Some(result))) => {
-                let mut overflow = match self.overflow.lock() {
-                    Ok(o) => o,
-                    Err(poisoned) => poisoned.into_inner(),
-                };
+                let mut overflow = Overflow::lock(&self.overflow);
                 if overflow.results.len() < MAX_OVERFLOW {
                     overflow.results.push(*result);
                     Ok(())
@@ -458,10 +461,7 @@ impl AuditSink {
     /// the results already kept aside filled the overflow. The decisions of those calls
     /// are in the log.
     pub fn lost_results(&self) -> u64 {
-        match self.overflow.lock() {
-            Ok(o) => o.lost,
-            Err(poisoned) => poisoned.into_inner().lost,
-        }
+        Overflow::lock(&self.overflow).lost
     }
 
     fn enqueue(&self, pending: Pending) -> Result<(), String> {
