@@ -43,7 +43,7 @@ pub(crate) struct Hidden {
 }
 
 /// Shortest encoded run worth decoding (shorter ones are ids and hashes, not sentences).
-const MIN_RUN: usize = 24;
+pub(crate) const MIN_RUN: usize = 24;
 
 fn mostly_text(bytes: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(bytes).ok()?;
@@ -204,16 +204,33 @@ fn html_entities(input: &str, out: &mut Vec<Hidden>) {
     });
 }
 
+/// Where `needle` (ASCII) first occurs in `haystack` at or after byte `from`, ASCII case
+/// ignored. Candidates are found by the needle's first byte (by `memchr` when it is not a
+/// letter, as for `<!--`, `-->` and `</`).
 fn find_ci(haystack: &str, needle: &str, from: usize) -> Option<usize> {
-    let hay = haystack.get(from..)?;
-    hay.as_bytes()
-        .windows(needle.len())
-        .position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
-        .map(|p| p + from)
+    let bytes = haystack.as_bytes();
+    let first = *needle.as_bytes().first()?;
+    let mut at = from;
+    loop {
+        let rest = bytes.get(at..)?;
+        let offset = if first.is_ascii_alphabetic() {
+            rest.iter().position(|b| b.eq_ignore_ascii_case(&first))?
+        } else {
+            rest.iter().position(|&b| b == first)?
+        };
+        let start = at + offset;
+        if bytes
+            .get(start..start + needle.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+        {
+            return Some(start);
+        }
+        at = start + 1;
+    }
 }
 
 /// The text inside HTML comments and inside elements styled to be invisible.
-fn hidden_html(input: &str, out: &mut Vec<Hidden>) {
+pub(crate) fn hidden_html(input: &str, out: &mut Vec<Hidden>) {
     if !input.contains('<') {
         return;
     }
@@ -242,6 +259,12 @@ fn hidden_html(input: &str, out: &mut Vec<Hidden>) {
             break;
         };
         let tag = input.get(lt + 1..gt).unwrap_or_default();
+        // Every way of hiding below needs a `:` (a style) or the word `hidden`: most tags have
+        // neither and are passed over without allocating.
+        if !tag.contains(':') && find_ci(tag, "hidden", 0).is_none() {
+            from = gt + 1;
+            continue;
+        }
         let name: String = tag
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric())

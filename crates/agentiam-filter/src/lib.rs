@@ -33,6 +33,7 @@ mod decode;
 #[cfg(feature = "encoder")]
 pub mod encoder;
 mod exfil;
+mod first_pass;
 pub mod json;
 mod model;
 mod normalize;
@@ -233,8 +234,19 @@ pub fn profile_stages() -> Vec<(&'static str, fn(&InjectionFilter, &str))> {
         ("decode", |_, t| {
             std::hint::black_box(decode::hidden(t, 1 << 18));
         }),
+        ("first pass", |f, t| {
+            std::hint::black_box(compiled_first_pass().clear(
+                &f.rules,
+                f.model.as_ref(),
+                t,
+                f.max_bytes / 4,
+            ));
+        }),
         ("scan", |f, t| {
             std::hint::black_box(f.scan(t));
+        }),
+        ("scan, full pipeline", |f, t| {
+            std::hint::black_box(f.clone().with_first_pass(false).scan(t));
         }),
     ]
 }
@@ -292,6 +304,7 @@ pub struct InjectionFilter {
     exfiltration: ExfiltrationCheck,
     scan_arguments: bool,
     model: Option<model::Model>,
+    first_pass: bool,
     #[cfg(feature = "encoder")]
     transformer: Option<Transformer>,
 }
@@ -329,6 +342,12 @@ fn compiled_rules() -> std::sync::Arc<rules::RuleSet> {
     RULES
         .get_or_init(|| std::sync::Arc::new(rules::RuleSet::new()))
         .clone()
+}
+
+/// The first pass, compiled once per process like the rules.
+fn compiled_first_pass() -> &'static first_pass::FirstPass {
+    static FIRST_PASS: std::sync::OnceLock<first_pass::FirstPass> = std::sync::OnceLock::new();
+    FIRST_PASS.get_or_init(first_pass::FirstPass::new)
 }
 
 /// Model probabilities below this are not reported as findings.
@@ -378,6 +397,7 @@ impl InjectionFilter {
             exfiltration: ExfiltrationCheck::default(),
             scan_arguments: false,
             model: model::Model::embedded(),
+            first_pass: true,
             #[cfg(feature = "encoder")]
             transformer: encoder::shared_default()
                 .ok()
@@ -455,6 +475,25 @@ impl InjectionFilter {
             ..self
         };
         #[cfg(not(feature = "encoder"))]
+        self
+    }
+
+    /// Turns the first pass on (the default) or off. The first pass walks an ASCII text's words
+    /// once, scoring them with the n-gram model, and clears the text when nothing any rule or
+    /// the hidden-text decoder needs occurs in it, without normalising it or building its word
+    /// and squeezed views; every other text goes through the full pipeline. The scan is the same
+    /// either way (a property test compares them); off, every text pays the full pipeline,
+    /// which is for measuring and comparing.
+    ///
+    /// ```
+    /// use agentiam_filter::InjectionFilter;
+    /// let text = "The quarterly report shows revenue grew four percent in Europe.";
+    /// let with = InjectionFilter::new().scan(text);
+    /// let without = InjectionFilter::new().with_first_pass(false).scan(text);
+    /// assert_eq!(with, without);
+    /// ```
+    pub fn with_first_pass(mut self, on: bool) -> Self {
+        self.first_pass = on;
         self
     }
 
@@ -562,6 +601,12 @@ impl InjectionFilter {
             cut -= 1;
         }
         let input = text.get(..cut).unwrap_or_default();
+        if self.first_pass
+            && cut == text.len()
+            && let Some(scan) = self.cleared_by_first_pass(input)
+        {
+            return scan;
+        }
         let mut findings = Vec::new();
         let (normalized, ngram) = self.scan_layer(input, 0, None, &mut findings);
         invisible_findings(&normalized, &mut findings);
@@ -634,6 +679,49 @@ impl InjectionFilter {
             within: None,
             excerpt,
         }
+    }
+
+    /// The scan of a text the first pass clears: what the full pipeline gives a text in which
+    /// no rule and no decoder finds anything and the n-gram model stays under its floor, as long
+    /// as the transformer would not read it either. `None` sends the text to the full pipeline.
+    fn cleared_by_first_pass(&self, input: &str) -> Option<Scan> {
+        let ngram = compiled_first_pass().clear(
+            &self.rules,
+            self.model.as_ref(),
+            input,
+            self.max_bytes / 4,
+        )?;
+        if ngram >= MODEL_FLOOR {
+            return None;
+        }
+        Some(Scan {
+            verdict: Verdict::Clean,
+            score: 0.0,
+            findings: Vec::new(),
+            truncated: false,
+            encoder: self.screened_without_reading(ngram)?,
+            within: None,
+            excerpt: None,
+        })
+    }
+
+    /// What the transformer does with a text in which nothing was found and the n-gram model
+    /// gave `ngram`, when that is not reading it (`None`: it would read it).
+    #[cfg_attr(
+        not(feature = "encoder"),
+        allow(
+            clippy::unused_self,
+            unused_variables,
+            clippy::unnecessary_wraps,
+            reason = "without the transformer layer"
+        )
+    )]
+    fn screened_without_reading(&self, ngram: f64) -> Option<EncoderUse> {
+        #[cfg(feature = "encoder")]
+        if let Some(t) = &self.transformer {
+            return (!t.read_all && ngram < SCREEN_CLEAR).then_some(EncoderUse::Screened);
+        }
+        Some(EncoderUse::Absent)
     }
 
     /// The cascade's second stage: the transformer reads `text` unless the screen (the rules'

@@ -17,7 +17,7 @@
 /// Words in one scoring window.
 pub(crate) const WINDOW_WORDS: usize = 96;
 /// log2 of the number of hash buckets.
-const BITS: u32 = 18;
+pub(crate) const BITS: u32 = 18;
 const MASK: u32 = (1 << BITS) - 1;
 const MAGIC: &[u8; 4] = b"AIMW";
 const HEADER: usize = 4 + 4 + 4 + 4;
@@ -59,7 +59,8 @@ impl Model {
         })
     }
 
-    fn weight(&self, index: u32) -> f32 {
+    /// The weight of feature bucket `index`.
+    pub(crate) fn weight(&self, index: u32) -> f32 {
         self.weights
             .get(index as usize)
             .map_or(0.0, |&b| f32::from(i8::from_le_bytes([b])))
@@ -77,9 +78,19 @@ impl Model {
                 slot.1 += 1;
             }
         });
+        self.best_window(&sums, |start, end| scored(&ascii, start, end))
+    }
+
+    /// The highest window probability over per-word sums (weight sum, feature count), and
+    /// that window's word range; `scored(start, end)` says which windows count.
+    pub(crate) fn best_window(
+        &self,
+        sums: &[(f32, u32)],
+        scored: impl Fn(usize, usize) -> bool,
+    ) -> (f64, usize, usize) {
         let mut best = (f64::NEG_INFINITY, 0, 0);
         for (start, end) in windows(sums.len()) {
-            if !scored(&ascii, start, end) {
+            if !scored(start, end) {
                 continue;
             }
             let (sum, count) = sums
@@ -126,26 +137,36 @@ pub(crate) fn half_stride_windows(n: usize, size: usize) -> Vec<(usize, usize)> 
     out
 }
 
-/// FNV-1a, then a murmur3 finaliser, masked to the bucket count.
-fn bucket(kind: u8, parts: &[&[u8]]) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    let mut eat = |b: u8| {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    };
-    eat(kind);
-    for (i, part) in parts.iter().enumerate() {
-        if i > 0 {
-            eat(b' ');
-        }
-        part.iter().for_each(|&b| eat(b));
-    }
+/// FNV-1a's starting state.
+pub(crate) const FNV_START: u32 = 0x811c_9dc5;
+
+/// One byte into an FNV-1a state.
+#[inline]
+pub(crate) fn fnv(h: u32, b: u8) -> u32 {
+    (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+}
+
+/// An FNV-1a state through a murmur3 finaliser, masked to the bucket count.
+#[inline]
+pub(crate) fn finish(mut h: u32) -> u32 {
     h ^= h >> 16;
     h = h.wrapping_mul(0x85eb_ca6b);
     h ^= h >> 13;
     h = h.wrapping_mul(0xc2b2_ae35);
     h ^= h >> 16;
     h & MASK
+}
+
+/// FNV-1a, then a murmur3 finaliser, masked to the bucket count.
+fn bucket(kind: u8, parts: &[&[u8]]) -> u32 {
+    let mut h = fnv(FNV_START, kind);
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            h = fnv(h, b' ');
+        }
+        h = part.iter().fold(h, |h, &b| fnv(h, b));
+    }
+    finish(h)
 }
 
 /// Calls `emit(word_index, bucket)` for every feature of the words view, and returns whether

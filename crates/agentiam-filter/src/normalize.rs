@@ -221,6 +221,22 @@ pub(crate) fn words(normalized: &str) -> Words {
     out
 }
 
+/// What one byte of lower-case ASCII text becomes in the squeezed view: digit-for-letter swaps
+/// undone, then kept if it is a letter or digit.
+#[inline]
+pub(crate) fn squeezed_byte(b: u8) -> Option<u8> {
+    let b = match b {
+        b'0' => b'o',
+        b'1' | b'!' | b'|' => b'i',
+        b'3' => b'e',
+        b'4' | b'@' => b'a',
+        b'5' | b'$' => b's',
+        b'7' => b't',
+        b => b,
+    };
+    b.is_ascii_alphanumeric().then_some(b)
+}
+
 /// Letters and digits only, with common digit-for-letter swaps undone: defeats "i.g.n.o.r.e",
 /// "i g n o r e" and "1gn0re". Used only for long phrases, which rarely occur by accident.
 pub(crate) fn squeezed(normalized: &str) -> Words {
@@ -231,16 +247,7 @@ pub(crate) fn squeezed(normalized: &str) -> Words {
     if normalized.is_ascii() {
         let mut bytes = Vec::with_capacity(normalized.len());
         for (at, &b) in normalized.as_bytes().iter().enumerate() {
-            let b = match b {
-                b'0' => b'o',
-                b'1' | b'!' | b'|' => b'i',
-                b'3' => b'e',
-                b'4' | b'@' => b'a',
-                b'5' | b'$' => b's',
-                b'7' => b't',
-                b => b,
-            };
-            if b.is_ascii_alphanumeric() {
+            if let Some(b) = squeezed_byte(b) {
                 bytes.push(b);
                 out.origin.push(at32(at));
             }

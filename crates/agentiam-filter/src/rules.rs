@@ -382,6 +382,88 @@ const GATES: &[&[&str]] = &[
     &["id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "credentials"],
 ];
 
+/// What must occur in an ASCII text for a pattern to match, as the first pass
+/// (`first_pass.rs`) checks it without building the normalised text: a necessary condition,
+/// never a sufficient one. Same order as `PATTERNS`; the first pass's property test holds each
+/// to its pattern.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Needs {
+    /// One of these literals anywhere (ASCII case ignored); when one occurs, the first pass
+    /// runs the pattern itself.
+    Literal(&'static [&'static str]),
+    /// One of these words, then spaces or tabs and a colon.
+    WordThenColon(&'static [&'static str]),
+    /// A word of the first list whose next word is one of the second.
+    WordPair(&'static [&'static str], &'static [&'static str]),
+}
+
+/// Why each is necessary: the patterns bound their words with `\b` or with separators that are
+/// neither letters nor digits, so each word is a whole word of the words view, and their
+/// separators hold no letter or digit, so the second word is the next one.
+pub(crate) const PATTERN_NEEDS: &[Needs] = &[
+    Needs::Literal(&["<|"]),
+    Needs::Literal(&["[inst", "[/inst", "<<sys", "<</sys", "<start_of_turn"]),
+    Needs::WordThenColon(&["system", "assistant"]),
+    Needs::Literal(&["##"]),
+    Needs::WordPair(
+        &[
+            "ai",
+            "assistant",
+            "agent",
+            "model",
+            "llm",
+            "chatbot",
+            "gpt",
+            "claude",
+            "gemini",
+            "copilot",
+        ],
+        &["you", "please", "immediately", "now"],
+    ),
+    Needs::WordPair(
+        &["ai", "assistant", "agent", "llm", "chatbot"],
+        &[
+            "ignore", "send", "forward", "email", "transfer", "delete", "execute", "run", "open",
+            "visit", "reveal", "print", "output", "call", "fetch", "post",
+        ],
+    ),
+    Needs::WordPair(
+        &["important", "urgent", "attention", "critical"],
+        &["you", "ignore", "do", "don", "send", "forward", "before"],
+    ),
+    Needs::Literal(&["!["]),
+    Needs::Literal(&["!["]),
+    Needs::Literal(&["<important", "<instruction", "<system"]),
+    Needs::Literal(&["~/.ssh", "id_rsa", ".aws/credentials", ".env"]),
+    Needs::Literal(&[
+        "id_rsa",
+        "id_dsa",
+        "id_ecdsa",
+        "id_ed25519",
+        ".aws/credentials",
+    ]),
+];
+
+/// The word-level phrases, each as its words (the first pass matches them word by word).
+pub(crate) fn phrase_words() -> impl Iterator<Item = Vec<&'static str>> {
+    PHRASES.iter().map(|(p, _)| p.split(' ').collect())
+}
+
+/// The override verbs (the typo-tolerant matcher's first word).
+pub(crate) fn override_verbs() -> impl Iterator<Item = &'static str> {
+    OVERRIDE_VERBS.iter().copied()
+}
+
+/// The squeezed phrases.
+pub(crate) fn squeezed_phrases() -> impl Iterator<Item = &'static str> {
+    SQUEEZED.iter().map(|(p, _)| *p)
+}
+
+/// Whether a word may start the typo-tolerant override matcher: one edit from an override verb.
+pub(crate) fn near_an_override_verb(word: &[u8]) -> bool {
+    could_be_near_a_verb(word) && OVERRIDE_VERBS.iter().any(|v| near(word, v))
+}
+
 /// Verbs that begin an attempt to override instructions, and what they override.
 const OVERRIDE_VERBS: &[&str] = &[
     "ignore",
@@ -498,6 +580,13 @@ impl RuleSet {
         }
     }
 
+    /// Whether pattern `i` matches the normalised text `normalized`.
+    pub(crate) fn pattern_matches(&self, i: usize, normalized: &[u8]) -> bool {
+        self.pattern_list
+            .get(i)
+            .is_some_and(|re| re.is_match(normalized))
+    }
+
     /// Every hit in `normalized` (with its word-level and squeezed views).
     pub(crate) fn scan(&self, normalized: &str, words: &Words, squeezed: &Words) -> Vec<Hit> {
         self.scan_parts(normalized, words, squeezed, [true; 4])
@@ -587,14 +676,14 @@ pub(crate) fn view_range(view: &Words, start: usize, end: usize, len: usize) -> 
 }
 
 /// At most one edit (insertion, deletion, substitution or swap of neighbours) apart.
-fn near(word: &str, target: &str) -> bool {
-    if word == target {
+fn near(word: &[u8], target: &str) -> bool {
+    let (a, b) = (word, target.as_bytes());
+    if a == b {
         return true;
     }
-    if target.len() < 5 {
+    if b.len() < 5 {
         return false;
     }
-    let (a, b) = (word.as_bytes(), target.as_bytes());
     let (la, lb) = (a.len(), b.len());
     if la.abs_diff(lb) > 1 {
         return false;
@@ -632,15 +721,14 @@ fn ends(word: &[u8]) -> Option<(u16, u16)> {
 /// deletion or swap) to a word of 5+ letters leaves either its first two or its last two letters
 /// in place, so a word that shares neither with any verb is not near one: this turns away almost
 /// every word before [`near`] runs (the matcher was the costliest rule).
-fn could_be_near_a_verb(word: &str) -> bool {
+fn could_be_near_a_verb(word: &[u8]) -> bool {
     static VERB_ENDS: std::sync::LazyLock<Vec<(u16, u16)>> = std::sync::LazyLock::new(|| {
         OVERRIDE_VERBS
             .iter()
             .filter_map(|v| ends(v.as_bytes()))
             .collect()
     });
-    ends(word.as_bytes())
-        .is_some_and(|(first, last)| VERB_ENDS.iter().any(|&(f, l)| f == first || l == last))
+    ends(word).is_some_and(|(first, last)| VERB_ENDS.iter().any(|&(f, l)| f == first || l == last))
 }
 
 /// "ignroe all of your previous instructoins": an override verb followed within six words by
@@ -657,12 +745,12 @@ fn override_fuzzy(words: &Words, len: usize, hits: &mut Vec<Hit>) {
         .filter(|(_, w)| !w.is_empty())
         .collect();
     for (i, (start, word)) in tokens.iter().enumerate() {
-        if !could_be_near_a_verb(word) || !OVERRIDE_VERBS.iter().any(|v| near(word, v)) {
+        if !near_an_override_verb(word.as_bytes()) {
             continue;
         }
         let mut modified = false;
         for (end_at, object) in tokens.iter().skip(i + 1).take(6) {
-            if OVERRIDE_OBJECTS.iter().any(|o| near(object, o)) {
+            if OVERRIDE_OBJECTS.iter().any(|o| near(object.as_bytes(), o)) {
                 let (s, e) = view_range(words, *start, end_at + object.len(), len);
                 hits.push(Hit {
                     rule: if modified {
@@ -675,7 +763,9 @@ fn override_fuzzy(words: &Words, len: usize, hits: &mut Vec<Hit>) {
                 });
                 break;
             }
-            modified |= OVERRIDE_MODIFIERS.iter().any(|m| near(object, m));
+            modified |= OVERRIDE_MODIFIERS
+                .iter()
+                .any(|m| near(object.as_bytes(), m));
         }
     }
 }
@@ -715,24 +805,24 @@ mod tests {
             }
             for v in variants {
                 let w = String::from_utf8(v).unwrap();
-                if near(&w, verb) {
-                    assert!(could_be_near_a_verb(&w), "{w} near {verb}");
+                if near(w.as_bytes(), verb) {
+                    assert!(could_be_near_a_verb(w.as_bytes()), "{w} near {verb}");
                 }
             }
         }
-        assert!(!could_be_near_a_verb("the") && !could_be_near_a_verb("report"));
+        assert!(!could_be_near_a_verb(b"the") && !could_be_near_a_verb(b"report"));
     }
 
     #[test]
     fn one_edit_apart() {
-        assert!(near("ignroe", "ignore"));
-        assert!(near("igore", "ignore"));
-        assert!(near("ignorre", "ignore"));
-        assert!(near("ignere", "ignore"));
-        assert!(!near("ignition", "ignore"));
-        assert!(near("instructoins", "instructions"));
-        assert!(!near("role", "rules"));
-        assert!(!near("igloo", "ignore"));
+        assert!(near(b"ignroe", "ignore"));
+        assert!(near(b"igore", "ignore"));
+        assert!(near(b"ignorre", "ignore"));
+        assert!(near(b"ignere", "ignore"));
+        assert!(!near(b"ignition", "ignore"));
+        assert!(near(b"instructoins", "instructions"));
+        assert!(!near(b"role", "rules"));
+        assert!(!near(b"igloo", "ignore"));
     }
 
     #[test]
@@ -740,6 +830,7 @@ mod tests {
         let rules = RuleSet::new();
         assert_eq!(rules.pattern_list.len(), PATTERNS.len());
         assert_eq!(GATES.len(), PATTERNS.len());
+        assert_eq!(PATTERN_NEEDS.len(), PATTERNS.len());
         // Every gate is lower case (the text is) and every pattern's match contains a gate.
         assert!(
             GATES
