@@ -50,8 +50,8 @@ pub(crate) struct FirstPass {
     /// leftmost-first (which keeps the automaton on its SIMD prefilter), to learn whether any
     /// literal may occur.
     any_key: AhoCorasick,
-    /// The patterns that need a literal.
-    literal_patterns: Vec<usize>,
+    /// For each key, the patterns whose literal holds it.
+    key_owner: Vec<Vec<usize>>,
     /// The first twelve letters of each squeezed phrase, leftmost-first: whether one may occur.
     squeezed_heads: AhoCorasick,
     /// The squeezed phrases.
@@ -91,8 +91,8 @@ fn unigram_state(word: &[u8]) -> u32 {
 impl FirstPass {
     pub(crate) fn new() -> Self {
         let mut vocabulary: HashMap<&'static str, Entry> = HashMap::new();
-        let mut literals: Vec<&'static str> = Vec::new();
-        let mut literal_patterns: Vec<usize> = Vec::new();
+        // Each literal's key in every case, with the patterns whose literal holds it.
+        let mut keys: Vec<(String, Vec<usize>)> = Vec::new();
         let entry = |vocabulary: &mut HashMap<&'static str, Entry>, word: &'static str| {
             let next = u16::try_from(vocabulary.len()).unwrap_or(OTHER_WORD - 1);
             *vocabulary.entry(word).or_insert(Entry {
@@ -108,8 +108,12 @@ impl FirstPass {
         for (pattern, needs) in rules::PATTERN_NEEDS.iter().enumerate() {
             match needs {
                 Needs::Literal(l) => {
-                    literals.extend(l.iter().copied());
-                    literal_patterns.push(pattern);
+                    for variant in l.iter().flat_map(|literal| case_variants(key_of(literal))) {
+                        match keys.iter_mut().find(|(k, _)| *k == variant) {
+                            Some((_, owners)) => owners.push(pattern),
+                            None => keys.push((variant, vec![pattern])),
+                        }
+                    }
                 }
                 Needs::WordThenColon(words) => {
                     for w in *words {
@@ -191,14 +195,10 @@ impl FirstPass {
         let mut heads: Vec<&str> = squeezed.iter().map(|p| p.get(..12).unwrap_or(p)).collect();
         heads.sort_unstable();
         heads.dedup();
-        let keys: Vec<String> = literals
-            .iter()
-            .flat_map(|l| case_variants(key_of(l)))
-            .collect();
-        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let key_texts: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
         Self {
-            any_key: build(MatchKind::LeftmostFirst, false, &keys),
-            literal_patterns,
+            any_key: build(MatchKind::LeftmostFirst, false, &key_texts),
+            key_owner: keys.into_iter().map(|(_, owners)| owners).collect(),
             squeezed_heads: build(MatchKind::LeftmostFirst, false, &heads),
             squeezed: build(MatchKind::LeftmostFirst, false, &squeezed),
             vocabulary: by_bucket,
@@ -227,15 +227,39 @@ impl FirstPass {
     }
 
     /// Whether a pattern that needs a literal matches ASCII `bytes` (lower-cased: the
-    /// normalised text of ASCII); only run when a key of one of the literals occurs.
+    /// normalised text of ASCII). Only patterns one of whose keys occurs are run. No key is
+    /// the start of another (unit test), so at most one key matches at a position, and a
+    /// search resumed one byte after each match finds every occurrence.
     fn pattern_with_literal_matches(&self, rules: &RuleSet, bytes: &[u8]) -> bool {
-        if !self.any_key.is_match(bytes) {
+        let mut open = [false; 16];
+        let mut at = 0;
+        let mut any = false;
+        while let Some(m) = self
+            .any_key
+            .find(aho_corasick::Input::new(bytes).range(at..))
+        {
+            for &i in self
+                .key_owner
+                .get(m.pattern().as_usize())
+                .into_iter()
+                .flatten()
+            {
+                match open.get_mut(i) {
+                    Some(flag) => *flag = true,
+                    // Fail closed on a pattern past the table: as if it matched.
+                    None => return true,
+                }
+                any = true;
+            }
+            at = m.start() + 1;
+        }
+        if !any {
             return false;
         }
         let lower = bytes.to_ascii_lowercase();
-        self.literal_patterns
-            .iter()
-            .any(|&i| rules.pattern_matches(i, &lower))
+        open.iter()
+            .enumerate()
+            .any(|(i, &o)| o && rules.pattern_matches(i, &lower))
     }
 
     /// The n-gram model's probability of `input` when the first pass clears it (0 without a
@@ -792,6 +816,18 @@ mod tests {
             }
         }
         assert_eq!(case_variants("<im"), ["<im", "<iM", "<Im", "<IM"]);
+        // No key starts another, so at most one key matches at any position.
+        let mut all: Vec<&str> = Vec::new();
+        for needs in rules::PATTERN_NEEDS {
+            if let Needs::Literal(list) = needs {
+                all.extend(list.iter().map(|l| key_of(l)));
+            }
+        }
+        for a in &all {
+            for b in &all {
+                assert!(a == b || !b.starts_with(a), "{a} starts {b}");
+            }
+        }
     }
 
     #[test]
