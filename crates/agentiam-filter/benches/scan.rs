@@ -20,7 +20,7 @@
 //!
 //! Run with `cargo bench -p agentiam-filter --bench scan`. Prints µs per KiB (median of
 //! interleaved rounds: this VM's speed drifts) and the ratio to the bare pass.
-//! Targets: <= 10 µs per KiB on text with no trigger (issue 23), <= 3 (DESIGN.md).
+//! Target (DESIGN.md, issue 23): <= 10 µs per KiB on text with no trigger.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -137,5 +137,5 @@ fn main() {
         println!("{name:<38} {a:>10.2} {f:>12.2} {b:>12.3} {:>7.1}x", a / b);
     }
     println!("filter: the default (first pass on); full pipeline: with_first_pass(false)");
-    println!("targets: <= 10 µs per KiB on text with no trigger (issue 23); <= 3 (DESIGN.md)");
+    println!("target (DESIGN.md, issue 23): <= 10 µs per KiB on text with no trigger");
 }

@@ -251,6 +251,14 @@ pub fn profile_stages() -> Vec<(&'static str, fn(&InjectionFilter, &str))> {
     ]
 }
 
+/// Whether the first pass clears `text` for `filter` (no trigger, model under its floor), for
+/// measuring how much of a corpus it clears (the `first_pass_agreement` example). Not a
+/// stable API.
+#[doc(hidden)]
+pub fn first_pass_clears(filter: &InjectionFilter, text: &str) -> bool {
+    filter.cleared_by_first_pass(text).is_some()
+}
+
 /// One part of the rules over the views of `text` (profiling).
 fn rules_part(filter: &InjectionFilter, text: &str, parts: [bool; 4]) {
     let n = normalize::normalize(text);
