@@ -75,7 +75,7 @@ fn open_store(path: &Path) -> Result<Box<dyn SegmentStore>, CliError> {
         .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or(0);
     let store = MemStore::new();
-    store.set_segment(first, bytes);
+    store.set_segment(first, agentiam_telemetry::without_unwritten_tail(bytes));
     Ok(Box::new(store))
 }
 

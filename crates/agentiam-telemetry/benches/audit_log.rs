@@ -13,7 +13,9 @@
 //!   one `flush()`; wall clock from the first append to the flush's return.
 //! - Target B, ">= 20k durable records/s with group commit": `AuditLog` on a `FileStore` with
 //!   `Durability::Batch`, K writer threads each calling `append_durable` in a loop; durable
-//!   records/s and per-call commit latency p50/p99.
+//!   records/s and per-call commit latency p50/p99; once appending to the segment (the
+//!   default) and once with the segment preallocated (`LogConfig::preallocate`, 4 MiB), which
+//!   rewrites allocated space so `fdatasync` has no size change to persist.
 //! - Peer: SQLite (rusqlite, bundled) inserting the same JSON text (`serde_json::to_string`
 //!   of each event, serialized inside the timed loop as the log canonicalizes inside its own)
 //!   into `(seq INTEGER PRIMARY KEY, body TEXT)`: WAL with `synchronous=FULL` (and `NORMAL`
@@ -43,6 +45,8 @@ const TARGET_DURABLE_PER_S: f64 = 20_000.0;
 const REPS: usize = 3;
 const WRITER_THREADS: [usize; 2] = [8, 32];
 const SQLITE_FIXED_BATCH: usize = 256;
+/// Preallocation step for the preallocated durable runs.
+const PREALLOCATE: u64 = 1 << 20;
 const SQLITE_MEM_BATCH: usize = 4096;
 
 struct Scale {
@@ -416,12 +420,19 @@ struct DurableRun {
     mean_fsync: Duration,
 }
 
-fn agentiam_durable(dir: &Path, events: Vec<AuditEvent>, threads: usize) -> DurableRun {
+fn agentiam_durable(
+    dir: &Path,
+    events: Vec<AuditEvent>,
+    threads: usize,
+    preallocate: u64,
+) -> DurableRun {
     let n = events.len();
     let syncs = Arc::new(AtomicU64::new(0));
     let sync_ns = Arc::new(AtomicU64::new(0));
     let store = CountingStore {
-        inner: FileStore::open(dir).unwrap(),
+        inner: FileStore::open(dir)
+            .unwrap()
+            .with_preallocation(preallocate),
         syncs: Arc::clone(&syncs),
         sync_ns: Arc::clone(&sync_ns),
     };
@@ -484,22 +495,29 @@ fn sqlite_durable(path: &Path, events: Vec<AuditEvent>, sync: &str, batch: usize
     sqlite_insert(&mut conn, events, batch)
 }
 
-/// The disk's floor for one commit: append one record-sized line and `fdatasync` (what
-/// `FileStore::sync` does), one at a time.
-fn fsync_floor(dir: &Path, line_len: usize, count: usize) -> Vec<Duration> {
-    use std::io::Write;
+/// The disk's floor for one commit: one record-sized line and `fdatasync` (what
+/// `FileStore::sync` does), one at a time; appended, or written in place into space
+/// preallocated (sparse) ahead.
+fn fsync_floor(dir: &Path, line_len: usize, count: usize, in_place: bool) -> Vec<Duration> {
+    use std::os::unix::fs::FileExt as _;
     let path = dir.join("fsync-floor.jsonl");
-    let mut f = std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .create(true)
-        .append(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
         .open(&path)
         .unwrap();
+    if in_place {
+        f.set_len(PREALLOCATE).unwrap();
+        f.sync_all().unwrap();
+    }
     let mut line = vec![b'x'; line_len];
     *line.last_mut().unwrap() = b'\n';
     let mut lat = Vec::with_capacity(count);
-    for _ in 0..count {
+    for i in 0..count {
         let t = Instant::now();
-        f.write_all(&line).unwrap();
+        f.write_all_at(&line, (i * line_len) as u64).unwrap();
         f.sync_data().unwrap();
         lat.push(t.elapsed());
     }
@@ -584,82 +602,87 @@ fn main() {
     println!();
 
     // Target B, interleaved with SQLite WAL.
-    let floor = fsync_floor(work.path(), 975, if quick { 100 } else { 500 });
-    let floor_p50 = percentile(&floor, 0.50);
-    println!(
-        "disk floor: append 975 B + fdatasync, one at a time: p50 {} p99 {} (=> {:.0} commits/s)",
-        us(floor_p50),
-        us(percentile(&floor, 0.99)),
-        1.0 / floor_p50.as_secs_f64()
-    );
-    let mut headline: Vec<(usize, f64, f64)> = Vec::new();
+    for (how, in_place) in [("append", false), ("in place", true)] {
+        let floor = fsync_floor(work.path(), 975, if quick { 100 } else { 500 }, in_place);
+        let floor_p50 = percentile(&floor, 0.50);
+        println!(
+            "disk floor: 975 B {how} + fdatasync, one at a time: p50 {} p99 {} (=> {:.0} commits/s)",
+            us(floor_p50),
+            us(percentile(&floor, 0.99)),
+            1.0 / floor_p50.as_secs_f64()
+        );
+    }
+    let mut headline: Vec<(usize, &str, f64, f64)> = Vec::new();
     let mut durable_lines = Vec::new();
     let mut best_durable = 0.0f64;
     for &threads in &WRITER_THREADS {
-        let mut runs: Vec<DurableRun> = Vec::new();
-        let mut full = Vec::new();
-        let mut normal = Vec::new();
-        let mut full_fixed = Vec::new();
-        for rep in 0..REPS {
-            let dir = work.path().join(format!("audit-{threads}-{rep}"));
-            let run = agentiam_durable(&dir, template.events(scale.durable), threads);
-            std::fs::remove_dir_all(&dir).ok();
-            let batch = (run.mean_batch.round() as usize).max(1);
-            runs.push(run);
-            for (sync, b, out) in [
-                ("FULL", batch, &mut full),
-                ("NORMAL", batch, &mut normal),
-                ("FULL", SQLITE_FIXED_BATCH, &mut full_fixed),
-            ] {
-                let db = work
-                    .path()
-                    .join(format!("peer-{threads}-{rep}-{sync}-{b}.db"));
-                let d = sqlite_durable(&db, template.events(scale.durable), sync, b);
-                out.push((per_s(scale.durable, d), b));
-                for suffix in ["", "-wal", "-shm"] {
-                    std::fs::remove_file(format!("{}{suffix}", db.display())).ok();
+        for (mode, preallocate) in [("append", 0), ("preallocated", PREALLOCATE)] {
+            let mut runs: Vec<DurableRun> = Vec::new();
+            let mut full = Vec::new();
+            let mut normal = Vec::new();
+            let mut full_fixed = Vec::new();
+            for rep in 0..REPS {
+                let dir = work.path().join(format!("audit-{threads}-{mode}-{rep}"));
+                let run =
+                    agentiam_durable(&dir, template.events(scale.durable), threads, preallocate);
+                std::fs::remove_dir_all(&dir).ok();
+                let batch = (run.mean_batch.round() as usize).max(1);
+                runs.push(run);
+                for (sync, b, out) in [
+                    ("FULL", batch, &mut full),
+                    ("NORMAL", batch, &mut normal),
+                    ("FULL", SQLITE_FIXED_BATCH, &mut full_fixed),
+                ] {
+                    let db = work
+                        .path()
+                        .join(format!("peer-{threads}-{mode}-{rep}-{sync}-{b}.db"));
+                    let d = sqlite_durable(&db, template.events(scale.durable), sync, b);
+                    out.push((per_s(scale.durable, d), b));
+                    for suffix in ["", "-wal", "-shm"] {
+                        std::fs::remove_file(format!("{}{suffix}", db.display())).ok();
+                    }
                 }
             }
+            runs.sort_by_key(|r| r.elapsed);
+            let mid = &runs[runs.len() / 2];
+            let rate = per_s(scale.durable, mid.elapsed);
+            best_durable = best_durable.max(rate);
+            let med = |v: &Vec<(f64, usize)>| {
+                let r = median(v.iter().map(|x| x.0).collect());
+                let mut b: Vec<usize> = v.iter().map(|x| x.1).collect();
+                b.sort_unstable();
+                (r, b[b.len() / 2])
+            };
+            let (full_r, full_b) = med(&full);
+            let (normal_r, normal_b) = med(&normal);
+            let (fixed_r, _) = med(&full_fixed);
+            durable_lines.push(format!(
+                "  agentiam Batch, {threads:>2} writers x append_durable, {mode:<12} {:>10}   \
+                 p50 {} p99 {}  ({:.1} records/fsync, fdatasync {} avg = {:.0}% of wall)   \
+                 target >= {}: {}",
+                fmt_rate(rate),
+                us(percentile(&mid.latencies, 0.50)),
+                us(percentile(&mid.latencies, 0.99)),
+                mid.mean_batch,
+                us(mid.mean_fsync),
+                mid.fsync_share * 100.0,
+                fmt_rate(TARGET_DURABLE_PER_S),
+                verdict(rate, TARGET_DURABLE_PER_S)
+            ));
+            durable_lines.push(format!(
+                "  SQLite WAL synchronous=FULL,   {full_b:>3}/txn                         {:>10}",
+                fmt_rate(full_r)
+            ));
+            durable_lines.push(format!(
+                "  SQLite WAL synchronous=NORMAL, {normal_b:>3}/txn                         {:>10}   (not durable per commit)",
+                fmt_rate(normal_r)
+            ));
+            durable_lines.push(format!(
+                "  SQLite WAL synchronous=FULL,   {SQLITE_FIXED_BATCH:>3}/txn                         {:>10}",
+                fmt_rate(fixed_r)
+            ));
+            headline.push((threads, mode, rate / full_r, rate / fixed_r));
         }
-        runs.sort_by_key(|r| r.elapsed);
-        let mid = &runs[runs.len() / 2];
-        let rate = per_s(scale.durable, mid.elapsed);
-        best_durable = best_durable.max(rate);
-        let med = |v: &Vec<(f64, usize)>| {
-            let r = median(v.iter().map(|x| x.0).collect());
-            let mut b: Vec<usize> = v.iter().map(|x| x.1).collect();
-            b.sort_unstable();
-            (r, b[b.len() / 2])
-        };
-        let (full_r, full_b) = med(&full);
-        let (normal_r, normal_b) = med(&normal);
-        let (fixed_r, _) = med(&full_fixed);
-        durable_lines.push(format!(
-            "  agentiam Batch, {threads:>2} writers x append_durable      {:>10}   \
-             p50 {} p99 {}  ({:.1} records/fsync, fdatasync {} avg = {:.0}% of wall)   \
-             target >= {}: {}",
-            fmt_rate(rate),
-            us(percentile(&mid.latencies, 0.50)),
-            us(percentile(&mid.latencies, 0.99)),
-            mid.mean_batch,
-            us(mid.mean_fsync),
-            mid.fsync_share * 100.0,
-            fmt_rate(TARGET_DURABLE_PER_S),
-            verdict(rate, TARGET_DURABLE_PER_S)
-        ));
-        durable_lines.push(format!(
-            "  SQLite WAL synchronous=FULL,   {full_b:>3}/txn           {:>10}",
-            fmt_rate(full_r)
-        ));
-        durable_lines.push(format!(
-            "  SQLite WAL synchronous=NORMAL, {normal_b:>3}/txn           {:>10}   (not durable per commit)",
-            fmt_rate(normal_r)
-        ));
-        durable_lines.push(format!(
-            "  SQLite WAL synchronous=FULL,   {SQLITE_FIXED_BATCH:>3}/txn           {:>10}",
-            fmt_rate(fixed_r)
-        ));
-        headline.push((threads, rate / full_r, rate / fixed_r));
     }
     println!(
         "durable ({} records, Durability::Batch, SQLite in one thread, txn = records/fsync the log achieved):",
@@ -671,12 +694,12 @@ fn main() {
     println!();
 
     println!("ratios:");
-    for (threads, same, fixed) in &headline {
+    for (threads, mode, same, fixed) in &headline {
         println!(
-            "  agentiam durable group commit ({threads} writers) / SQLite WAL (synchronous=FULL, same batch) = {same:.2}x"
+            "  agentiam durable group commit ({threads} writers, {mode}) / SQLite WAL (synchronous=FULL, same batch) = {same:.2}x"
         );
         println!(
-            "  agentiam durable group commit ({threads} writers) / SQLite WAL (synchronous=FULL, {SQLITE_FIXED_BATCH}/txn) = {fixed:.2}x"
+            "  agentiam durable group commit ({threads} writers, {mode}) / SQLite WAL (synchronous=FULL, {SQLITE_FIXED_BATCH}/txn) = {fixed:.2}x"
         );
     }
     println!(

@@ -44,6 +44,10 @@ pub struct LogConfig {
     pub max_batch: usize,
     /// Capacity of the append queue; appends wait when it is full (backpressure, never loss).
     pub queue: usize,
+    /// For a log in a directory ([`AuditLog::open_dir`]): extend the active segment this many
+    /// bytes at a time ahead of its records and write them in place (0: append, the default).
+    /// See [`FileStore::with_preallocation`].
+    pub preallocate: u64,
 }
 
 impl LogConfig {
@@ -57,6 +61,7 @@ impl LogConfig {
             segment_max_bytes: 64 << 20,
             max_batch: 4096,
             queue: 65_536,
+            preallocate: 0,
         }
     }
 }
@@ -142,7 +147,10 @@ impl AuditLog {
         config: LogConfig,
         signer: Option<NoteSigner>,
     ) -> Result<Self, AuditError> {
-        Self::open(FileStore::open(dir).map_err(io)?, config, signer)
+        let store = FileStore::open(dir)
+            .map_err(io)?
+            .with_preallocation(config.preallocate);
+        Self::open(store, config, signer)
     }
 
     /// Opens a log on any store, recovering from any crash first.

@@ -117,11 +117,19 @@ pub(crate) fn scan(store: &dyn SegmentStore, mode: Mode) -> Result<Scan, AuditEr
 /// Whether `rest` (from the first bad line to the end) is only a torn write: no complete line
 /// in it is a valid record that would continue the log. Valid records after garbage mean
 /// someone edited the middle of the log, which recovery must not paper over.
+///
+/// A zero byte marks space preallocated and never written (records hold none): a crash can
+/// leave such a hole before pages written later, which were no more acknowledged than the
+/// hole (a sync covers everything written before it), so a tail with a zero byte is torn too.
+/// Cutting it loses nothing acknowledged and is no more than the truncation recovery already
+/// accepts; a strict verification still refuses it.
 fn torn_tail(rest: &[u8]) -> bool {
-    rest.split(|b| *b == b'\n')
-        .skip(1)
-        .all(|line| line.is_empty() || record::decode(line).is_err())
-        && !rest.is_empty()
+    !rest.is_empty()
+        && (rest.contains(&0)
+            || rest
+                .split(|b| *b == b'\n')
+                .skip(1)
+                .all(|line| line.is_empty() || record::decode(line).is_err()))
 }
 
 /// Verifies a whole log, and a signed checkpoint against it when one is given.

@@ -234,10 +234,30 @@ fn crash_at_every_point_keeps_acknowledged_records() {
 /// A writer process killed with SIGKILL mid-stream loses nothing it acknowledged.
 #[test]
 fn kill_9_mid_stream_keeps_acknowledged_records() {
+    kill_9_mid_stream("kill_9_mid_stream_keeps_acknowledged_records", 0);
+}
+
+/// The same with segments preallocated a few records at a time, so the kill lands in
+/// preallocated space as often as not.
+#[test]
+fn kill_9_mid_stream_keeps_acknowledged_records_in_preallocated_segments() {
+    kill_9_mid_stream(
+        "kill_9_mid_stream_keeps_acknowledged_records_in_preallocated_segments",
+        4096,
+    );
+}
+
+fn config(preallocate: u64) -> LogConfig {
+    let mut config = LogConfig::new(ORIGIN);
+    config.preallocate = preallocate;
+    config
+}
+
+fn kill_9_mid_stream(name: &str, preallocate: u64) {
     use std::io::BufRead;
     if let Ok(dir) = std::env::var("AGENTIAM_AUDIT_CHILD_DIR") {
         // Child: append durably forever, printing each acknowledged size.
-        let log = AuditLog::open_dir(&dir, LogConfig::new(ORIGIN), None).unwrap();
+        let log = AuditLog::open_dir(&dir, config(preallocate), None).unwrap();
         let mut out = std::io::stdout();
         for i in 0.. {
             let r = log.append_durable(event(i)).unwrap();
@@ -249,12 +269,7 @@ fn kill_9_mid_stream_keeps_acknowledged_records() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "kill_9_mid_stream_keeps_acknowledged_records",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
         .env("AGENTIAM_AUDIT_CHILD_DIR", dir.path())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -273,7 +288,7 @@ fn kill_9_mid_stream_keeps_acknowledged_records() {
     child.kill().unwrap(); // SIGKILL on Unix
     child.wait().unwrap();
     assert!(acked >= 300, "child stopped early");
-    let log = AuditLog::open_dir(dir.path(), LogConfig::new(ORIGIN), None).unwrap();
+    let log = AuditLog::open_dir(dir.path(), config(preallocate), None).unwrap();
     let r = log.flush().unwrap();
     assert!(
         r.size >= acked,
@@ -283,6 +298,109 @@ fn kill_9_mid_stream_keeps_acknowledged_records() {
     drop(log);
     let report = verify_log(&FileStore::open(dir.path()).unwrap(), None).unwrap();
     assert_eq!(report.records, r.size);
+}
+
+/// The only segment file of a log directory.
+fn only_segment(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut segments: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    assert_eq!(segments.len(), 1);
+    segments.pop().unwrap()
+}
+
+/// A preallocated log verifies while it is written (its zero tail is not a record), and is
+/// plain JSON Lines once closed, its segments cut back to their records.
+#[test]
+fn a_preallocated_log_verifies_live_and_is_cut_back_when_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(1 << 20);
+    cfg.segment_max_bytes = 8 * 1024;
+    let log = AuditLog::open_dir(dir.path(), cfg.clone(), None).unwrap();
+    for i in 0..5 {
+        log.append_durable(event(i)).unwrap();
+    }
+    let live = only_segment(dir.path());
+    let on_disk = std::fs::metadata(&live).unwrap().len();
+    let records = FileStore::open(dir.path()).unwrap().read(0).unwrap();
+    assert!(
+        on_disk >= 1 << 20,
+        "the active segment is preallocated ({on_disk} bytes)"
+    );
+    assert!(records.len() < 8 * 1024 && records.ends_with(b"\n"));
+    assert_eq!(
+        verify_log(&FileStore::open(dir.path()).unwrap(), None)
+            .unwrap()
+            .records,
+        5
+    );
+    // Past the segment size: the finished segments are cut back as the log moves on.
+    for i in 5..40 {
+        log.append_durable(event(i)).unwrap();
+    }
+    log.close().unwrap();
+    let mut segments = 0;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(!bytes.contains(&0) && bytes.ends_with(b"\n"), "{path:?}");
+            segments += 1;
+        }
+    }
+    assert!(segments > 1);
+    let report = verify_log(&FileStore::open(dir.path()).unwrap(), None).unwrap();
+    assert_eq!(report.records, 40);
+    // Reopened with preallocation, the log continues where it stopped.
+    let log = AuditLog::open_dir(dir.path(), cfg, None).unwrap();
+    assert_eq!(log.append_durable(event(40)).unwrap().seq, 40);
+}
+
+/// A crash in preallocated space can leave a hole (zeros) where a record was being written and
+/// a later record's page on disk after it. Neither was acknowledged: recovery cuts both, and
+/// the log goes on from the last whole record. The same later record after garbage that is not
+/// a hole is still an edit, which recovery refuses.
+#[test]
+fn recovery_cuts_a_hole_left_in_preallocated_space_but_not_an_edit() {
+    for hole in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open_dir(dir.path(), config(1 << 16), None).unwrap();
+        for i in 0..8 {
+            log.append_durable(event(i)).unwrap();
+        }
+        drop(log);
+        let path = only_segment(dir.path());
+        let mut bytes = std::fs::read(&path).unwrap();
+        // Record 5 never reached the disk; records 6 and 7 did; then preallocated space.
+        let starts: Vec<usize> = std::iter::once(0)
+            .chain(
+                bytes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| **b == b'\n')
+                    .map(|(i, _)| i + 1),
+            )
+            .collect();
+        let fill = if hole { 0 } else { b'x' };
+        bytes[starts[5]..starts[6] - 1].fill(fill);
+        bytes.extend(std::iter::repeat_n(0u8, 4096));
+        std::fs::write(&path, &bytes).unwrap();
+        let reopened = AuditLog::open_dir(dir.path(), config(1 << 16), None);
+        if hole {
+            let log = reopened.unwrap();
+            assert_eq!(log.append_durable(event(5)).unwrap().seq, 5);
+            drop(log);
+            let report = verify_log(&FileStore::open(dir.path()).unwrap(), None).unwrap();
+            assert_eq!(report.records, 6);
+        } else {
+            assert!(
+                matches!(reopened, Err(AuditError::Tampered { seq: 5, .. })),
+                "{reopened:?}"
+            );
+        }
+    }
 }
 
 #[test]
