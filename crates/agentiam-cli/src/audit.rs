@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use agentiam::telemetry::{
     AuditError, FileStore, MemStore, NoteSigner, NoteVerifier, SegmentStore, verify_log,
+    without_unwritten_tail,
 };
 use clap::Subcommand;
 use serde_json::{Value, json};
@@ -75,7 +76,7 @@ fn open_store(path: &Path) -> Result<Box<dyn SegmentStore>, CliError> {
         .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or(0);
     let store = MemStore::new();
-    store.set_segment(first, agentiam_telemetry::without_unwritten_tail(bytes));
+    store.set_segment(first, without_unwritten_tail(bytes));
     Ok(Box::new(store))
 }
 

@@ -130,7 +130,7 @@ pub mod telemetry {
         Decision, Durability, EVENT_SCHEMA_VERSION, FileStore, GENESIS, IntentRecord, LogConfig,
         MemStore, NoteSigner, NoteVerifier, Outcome, REDACTED, Receipt, Record, RedactionPolicy,
         SegmentStore, StoreOp, ToolCall, VerifyReport, codes, merkle, ocsf, otel,
-        segment_file_name, verify_log,
+        segment_file_name, verify_log, without_unwritten_tail,
     };
 }
 
