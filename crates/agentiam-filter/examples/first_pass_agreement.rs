@@ -24,8 +24,9 @@ fn main() {
         let body = std::fs::read_to_string(&path).expect("readable JSON Lines file");
         for line in body.lines().filter(|l| !l.trim().is_empty()) {
             let value: serde_json::Value = serde_json::from_str(line).expect("one JSON per line");
-            let text = value["text"].as_str().expect("a text field").to_owned();
-            let label = value["label"].as_str().unwrap_or("?").to_owned();
+            let field = |name: &str| value.get(name).and_then(serde_json::Value::as_str);
+            let text = field("text").expect("a text field").to_owned();
+            let label = field("label").unwrap_or("?").to_owned();
             texts.push((label, text));
         }
     }
