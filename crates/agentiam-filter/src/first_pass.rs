@@ -910,21 +910,11 @@ mod tests {
             });
         // One edit (or none) to an override verb or the words that follow one.
         let typo = (
-            prop::sample::select(vec![
-                "ignore",
-                "disregard",
-                "forget",
-                "override",
-                "bypass",
-                "overrule",
-                "neglect",
-                "abandon",
-                "discard",
-                "instructions",
-                "rules",
-                "previous",
-                "your",
-            ]),
+            prop::sample::select(
+                rules::override_verbs()
+                    .chain(["instructions", "rules", "previous", "your"])
+                    .collect::<Vec<_>>(),
+            ),
             0..4usize,
             any::<prop::sample::Index>(),
             b'a'..=b'z',

@@ -354,6 +354,24 @@ const PATTERNS: &[(&str, Rule)] = &[
     ),
 ];
 
+/// The names an order to an AI is addressed to (`st.order_to_ai`, first pattern).
+const ADDRESSEES: &[&str] = &[
+    "ai",
+    "assistant",
+    "agent",
+    "model",
+    "llm",
+    "chatbot",
+    "gpt",
+    "claude",
+    "gemini",
+    "copilot",
+];
+/// The names an order to act is addressed to (`st.order_to_ai`, second pattern).
+const ORDERED: &[&str] = &["ai", "assistant", "agent", "llm", "chatbot"];
+/// The words an urgent order starts with (`st.urgent_order`).
+const ALARMS: &[&str] = &["important", "urgent", "attention", "critical"];
+
 /// Literals one of which must occur in the normalised text before pattern `i` runs (a cheap
 /// gate, so the regexes run on few documents). Same order as `PATTERNS`.
 const GATES: &[&[&str]] = &[
@@ -361,20 +379,9 @@ const GATES: &[&[&str]] = &[
     &["[inst", "[/inst", "<<sys", "<</sys", "<start_of_turn"],
     &["system", "assistant"],
     &["##"],
-    &[
-        "ai",
-        "assistant",
-        "agent",
-        "model",
-        "llm",
-        "chatbot",
-        "gpt",
-        "claude",
-        "gemini",
-        "copilot",
-    ],
-    &["ai", "assistant", "agent", "llm", "chatbot"],
-    &["important", "urgent", "attention", "critical"],
+    ADDRESSEES,
+    ORDERED,
+    ALARMS,
     &["!["],
     &["!["],
     &["<important", "<instruction", "<system"],
@@ -405,30 +412,16 @@ pub(crate) const PATTERN_NEEDS: &[Needs] = &[
     Needs::Literal(&["[inst", "[/inst", "<<sys", "<</sys", "<start_of_turn"]),
     Needs::WordThenColon(&["system", "assistant"]),
     Needs::Literal(&["##"]),
+    Needs::WordPair(ADDRESSEES, &["you", "please", "immediately", "now"]),
     Needs::WordPair(
-        &[
-            "ai",
-            "assistant",
-            "agent",
-            "model",
-            "llm",
-            "chatbot",
-            "gpt",
-            "claude",
-            "gemini",
-            "copilot",
-        ],
-        &["you", "please", "immediately", "now"],
-    ),
-    Needs::WordPair(
-        &["ai", "assistant", "agent", "llm", "chatbot"],
+        ORDERED,
         &[
             "ignore", "send", "forward", "email", "transfer", "delete", "execute", "run", "open",
             "visit", "reveal", "print", "output", "call", "fetch", "post",
         ],
     ),
     Needs::WordPair(
-        &["important", "urgent", "attention", "critical"],
+        ALARMS,
         &["you", "ignore", "do", "don", "send", "forward", "before"],
     ),
     Needs::Literal(&["!["]),
