@@ -740,12 +740,21 @@ mod tests {
     #[test]
     fn every_vector_string_scans_the_same_with_and_without_the_first_pass() {
         let (fast, full) = filters();
+        // Also without the model, and with a scan cap some strings pass (then truncated).
+        let (rules_only, small_cap) = (
+            fast.clone().with_model(false),
+            fast.clone().with_max_bytes(1024),
+        );
         let strings = vector_strings();
         assert!(strings.len() > 500, "{} strings", strings.len());
         let mut cleared = 0;
         for s in &strings {
             assert_eq!(fast.scan(s), full.scan(s), "{s:?}");
             assert_eq!(fast.scan_structured(s), full.scan_structured(s), "{s:?}");
+            for variant in [&rules_only, &small_cap] {
+                let without = variant.clone().with_first_pass(false);
+                assert_eq!(variant.scan(s), without.scan(s), "{s:?}");
+            }
             cleared += usize::from(clears(s).is_some());
         }
         // Not vacuous: the first pass clears many of them and sends the rest on.
