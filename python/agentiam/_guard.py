@@ -412,6 +412,11 @@ class Guard:
     `checkpoint_interval_secs` with new records, and on `close()`; `agentiam audit verify DIR
     --key VERIFIER_KEY` then also catches a cut tail. Use the guard as a context manager, or call
     `close()`, so the last decisions are in a signed checkpoint.
+    `audit_preallocate_bytes` (0, the default: off; 1 MiB is a good start) has the log of
+    `audit_dir` write zeros that far ahead of its records and write records in place, which makes
+    durable commits faster; a segment file then ends in zero bytes until the log moves on to
+    the next one or is dropped (`agentiam audit tail` and `verify`, and `read_audit_log`, skip
+    them; other readers must stop at the first zero byte).
     """
 
     def __init__(
@@ -437,6 +442,7 @@ class Guard:
         audit_signer_key: str | os.PathLike[str] | None = None,
         checkpoint_every: int = 1000,
         checkpoint_interval_secs: float = 10.0,
+        audit_preallocate_bytes: int = 0,
     ) -> None:
         self._jwks_url = jwks_url
         self._jwks_refresh_secs = jwks_refresh_secs
@@ -477,6 +483,7 @@ class Guard:
                 signer_key=_signer_key_text(audit_signer_key),
                 checkpoint_every=checkpoint_every,
                 checkpoint_interval_secs=checkpoint_interval_secs,
+                preallocate_bytes=audit_preallocate_bytes,
             )
             if audit_dir is not None
             else None

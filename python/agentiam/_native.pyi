@@ -173,6 +173,7 @@ class AuditLog:
         signer_key: str | None = None,
         checkpoint_every: int = 1000,
         checkpoint_interval_secs: float = 10.0,
+        preallocate_bytes: int = 0,
     ) -> Self: ...
     @property
     def directory(self) -> str: ...

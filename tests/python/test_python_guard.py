@@ -202,6 +202,25 @@ def test_every_decision_is_in_the_activity_log(cli, tmp_path):
     assert kinds == [("tool_call", None), ("tool_result", None), ("tool_call", "guard.constraint_violated")]
 
 
+def test_a_preallocated_activity_log_reads_and_verifies_while_live(cli, tmp_path):
+    log = tmp_path / "log"
+    guard, t, _ = make_guard(audit_dir=str(log), audit_preallocate_bytes=1 << 20)
+    with guard.session(MAIN_TOKEN):
+        t["read_invoice"](id="INV-9")
+    guard.flush()
+    (segment,) = sorted(log.glob("*.jsonl"))
+    live = segment.read_bytes()
+    # Zeros ahead of the records while the log is open; every reader stops at them.
+    assert len(live) >= 1 << 20 and live.rstrip(b"\0").endswith(b"\n")
+    for target in (log, segment):
+        rc, out = cli.json("audit", "verify", str(target))
+        assert rc == 0 and out["records"] == 2, out
+    assert [e["kind"] for e in agentiam.read_audit_log(str(log))] == ["tool_call", "tool_result"]
+    done = cli.run("--json", "audit", "tail", str(segment))
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["seq"] for line in done.stdout.splitlines()] == [0, 1]
+
+
 def test_the_activity_log_redacts_named_arguments_and_takes_events_of_your_own(cli, world):
     guard = world.guard()
 

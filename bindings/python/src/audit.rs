@@ -41,6 +41,7 @@ impl PyAuditLog {
         origin: Option<&str>,
         signer_key: Option<&str>,
         checkpoints: CheckpointPolicy,
+        preallocate_bytes: u64,
     ) -> PyResult<Self> {
         let signer = signer_key
             .map(NoteSigner::from_private_key)
@@ -60,6 +61,7 @@ impl PyAuditLog {
         let mut config = LogConfig::new(origin);
         config.checkpoint_every = checkpoints.every;
         config.checkpoint_interval = checkpoints.interval;
+        config.preallocate = preallocate_bytes;
         let log = py
             .detach(|| AuditLog::open_dir(directory, config, signer))
             .or_raise(py)?;
@@ -106,10 +108,13 @@ impl PyAuditLog {
     /// `signer_key` (a note private key, `agentiam audit keygen`) it signs checkpoints: after
     /// `checkpoint_every` new records, after `checkpoint_interval_secs` with new records, and on
     /// `close`. `origin` defaults to the key's name (`agentiam/python` unsigned).
+    /// `preallocate_bytes` (0: off) writes zeros that far ahead of the records and writes records
+    /// in place, for faster durable commits; a live segment then ends in zero bytes until the log
+    /// moves on or closes (at most `MAX_PREALLOCATION`, 64 MiB).
     #[new]
     #[pyo3(signature = (
         directory, origin = None, signer_key = None, checkpoint_every = 1000,
-        checkpoint_interval_secs = 10.0
+        checkpoint_interval_secs = 10.0, preallocate_bytes = 0
     ))]
     fn new(
         py: Python<'_>,
@@ -118,9 +123,17 @@ impl PyAuditLog {
         signer_key: Option<&str>,
         checkpoint_every: u64,
         checkpoint_interval_secs: f64,
+        preallocate_bytes: u64,
     ) -> PyResult<Self> {
         let checkpoints = CheckpointPolicy::new(py, checkpoint_every, checkpoint_interval_secs)?;
-        Self::open(py, directory, origin, signer_key, checkpoints)
+        Self::open(
+            py,
+            directory,
+            origin,
+            signer_key,
+            checkpoints,
+            preallocate_bytes,
+        )
     }
 
     /// Whether the log signs checkpoints (it was opened with a `signer_key`).

@@ -33,6 +33,7 @@ pub use event::{
 pub use log::{AuditLog, Durability, LogConfig, Receipt};
 pub use record::{GENESIS, Record};
 pub use store::{
-    FileStore, MemStore, SegmentStore, StoreOp, segment_file_name, without_unwritten_tail,
+    FileStore, MAX_PREALLOCATION, MemStore, SegmentStore, StoreOp, segment_file_name,
+    without_unwritten_tail,
 };
 pub use verify::{VerifyReport, verify_log};

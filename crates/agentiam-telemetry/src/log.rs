@@ -45,8 +45,8 @@ pub struct LogConfig {
     /// Capacity of the append queue; appends wait when it is full (backpressure, never loss).
     pub queue: usize,
     /// For a log in a directory ([`AuditLog::open_dir`]): extend the active segment this many
-    /// bytes at a time ahead of its records and write them in place (0: append, the default).
-    /// See [`FileStore::with_preallocation`].
+    /// bytes at a time ahead of its records and write them in place (0: append, the default;
+    /// at most [`crate::MAX_PREALLOCATION`]). See [`FileStore::with_preallocation`].
     pub preallocate: u64,
 }
 

@@ -23,6 +23,10 @@ pub trait SegmentStore: Send + 'static {
     fn read_checkpoint(&self) -> io::Result<Option<String>>;
 }
 
+/// Most bytes [`FileStore::with_preallocation`] writes ahead of the records at a time (a larger
+/// setting is taken as this): zeros are written, so the step is disk used before any record.
+pub const MAX_PREALLOCATION: u64 = 64 << 20;
+
 /// Segments as files `<first seq, 20 digits>.jsonl` in a directory, plus a `checkpoint` file.
 ///
 /// With [`FileStore::with_preallocation`], the active segment's file is extended ahead of the
@@ -102,10 +106,11 @@ impl FileStore {
     }
 
     /// Extends the active segment `bytes` at a time ahead of its records (0, the default:
-    /// append). Durable commits then rewrite allocated space instead of growing the file:
-    /// `cargo bench -p agentiam-telemetry --bench audit_log` measures the difference.
+    /// append; at most [`MAX_PREALLOCATION`]). Durable commits then rewrite allocated space
+    /// instead of growing the file: `cargo bench -p agentiam-telemetry --bench audit_log`
+    /// measures the difference.
     pub fn with_preallocation(mut self, bytes: u64) -> Self {
-        self.preallocate = bytes;
+        self.preallocate = bytes.min(MAX_PREALLOCATION);
         self
     }
 

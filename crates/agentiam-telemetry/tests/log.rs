@@ -358,6 +358,19 @@ fn a_preallocated_log_verifies_live_and_is_cut_back_when_closed() {
     assert_eq!(log.append_durable(event(40)).unwrap().seq, 40);
 }
 
+/// A preallocation step past the cap is taken as the cap: zeros written ahead are bounded.
+#[test]
+fn preallocation_is_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open_dir(dir.path(), config(u64::MAX), None).unwrap();
+    log.append_durable(event(0)).unwrap();
+    let on_disk = std::fs::metadata(only_segment(dir.path())).unwrap().len();
+    assert!(
+        on_disk > MAX_PREALLOCATION && on_disk < MAX_PREALLOCATION + 4096,
+        "{on_disk}"
+    );
+}
+
 /// A crash in preallocated space can leave a hole (zeros) where a record was being written and
 /// a later record's page on disk after it. Neither was acknowledged: recovery cuts both, and
 /// the log goes on from the last whole record. The same later record after garbage that is not

@@ -128,8 +128,8 @@ pub mod telemetry {
     pub use agentiam_telemetry::{
         AgentRef, AnomalyRecord, AuditError, AuditEvent, AuditLog, Checkpoint, ContentRef,
         Decision, Durability, EVENT_SCHEMA_VERSION, FileStore, GENESIS, IntentRecord, LogConfig,
-        MemStore, NoteSigner, NoteVerifier, Outcome, REDACTED, Receipt, Record, RedactionPolicy,
-        SegmentStore, StoreOp, ToolCall, VerifyReport, codes, merkle, ocsf, otel,
+        MAX_PREALLOCATION, MemStore, NoteSigner, NoteVerifier, Outcome, REDACTED, Receipt, Record,
+        RedactionPolicy, SegmentStore, StoreOp, ToolCall, VerifyReport, codes, merkle, ocsf, otel,
         segment_file_name, verify_log, without_unwritten_tail,
     };
 }
