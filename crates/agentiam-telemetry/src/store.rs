@@ -29,9 +29,9 @@ pub const MAX_PREALLOCATION: u64 = 64 << 20;
 
 /// Segments as files `<first seq, 20 digits>.jsonl` in a directory, plus a `checkpoint` file.
 ///
-/// With [`FileStore::with_preallocation`], the active segment's file is extended ahead of the
-/// records (sparse, reading as zeros) and records are written in place, so a commit's
-/// `fdatasync` has no file-size change to persist. The active segment then ends in zero bytes
+/// With [`FileStore::with_preallocation`], zeros are written ahead of the active segment's
+/// records and records are written over them, so a commit's `fdatasync` has no file-size
+/// change or block allocation to persist. The active segment then ends in zero bytes
 /// until it is finished (a new segment starts, or the store is dropped), when it is cut back
 /// to its records. Readers of a live segment stop at its trailing zeros ([`SegmentStore::read`]
 /// here returns a segment without them), and recovery treats a zero byte in the last
@@ -87,6 +87,13 @@ pub fn without_unwritten_tail(mut bytes: Vec<u8>) -> Vec<u8> {
     let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     bytes.truncate(end);
     bytes
+}
+
+/// Writes all of `bytes` at byte `at` of `file` (portable: a seek, then a write).
+fn write_at(file: &mut std::fs::File, bytes: &[u8], at: u64) -> io::Result<()> {
+    use std::io::Seek as _;
+    file.seek(io::SeekFrom::Start(at))?;
+    file.write_all(bytes)
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -172,7 +179,6 @@ impl SegmentStore for FileStore {
     }
 
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        use std::os::unix::fs::FileExt as _;
         let preallocate = self.preallocate;
         let active = self
             .active
@@ -188,14 +194,16 @@ impl SegmentStore for FileStore {
             let mut at = active.allocated.max(active.len);
             while at < allocated {
                 let n = (allocated - at).min(zeros.len() as u64);
-                active
-                    .file
-                    .write_all_at(zeros.get(..n as usize).unwrap_or_default(), at)?;
+                write_at(
+                    &mut active.file,
+                    zeros.get(..n as usize).unwrap_or_default(),
+                    at,
+                )?;
                 at += n;
             }
             active.allocated = allocated;
         }
-        active.file.write_all_at(bytes, active.len)?;
+        write_at(&mut active.file, bytes, active.len)?;
         active.len = end;
         active.allocated = active.allocated.max(end);
         Ok(())
