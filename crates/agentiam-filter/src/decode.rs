@@ -45,6 +45,11 @@ pub(crate) struct Hidden {
 /// Shortest encoded run worth decoding (shorter ones are ids and hashes, not sentences).
 pub(crate) const MIN_RUN: usize = 24;
 
+/// A byte of a base64 or hex run (standard or URL-safe alphabet; `=` padding is counted apart).
+pub(crate) fn is_encoded_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_')
+}
+
 fn mostly_text(bytes: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(bytes).ok()?;
     let printable = text
@@ -63,13 +68,12 @@ fn encoded_runs(input: &str, budget: &mut usize, out: &mut Vec<Hidden>) -> bool 
     let bytes = input.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
-        let is_b64 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_');
-        if !is_b64(bytes.get(i).copied().unwrap_or(0)) {
+        if !is_encoded_byte(bytes.get(i).copied().unwrap_or(0)) {
             i += 1;
             continue;
         }
         let start = i;
-        while i < bytes.len() && is_b64(bytes.get(i).copied().unwrap_or(0)) {
+        while i < bytes.len() && is_encoded_byte(bytes.get(i).copied().unwrap_or(0)) {
             i += 1;
         }
         let mut end = i;

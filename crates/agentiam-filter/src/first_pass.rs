@@ -80,14 +80,6 @@ fn ends_with(recent: Recent, phrase: &[u16]) -> bool {
         .all(|(back, &id)| (recent >> (16 * back)) as u16 == id)
 }
 
-/// The unigram bucket of a lower-case word (the model's `w` feature).
-fn unigram_state(word: &[u8]) -> u32 {
-    word.iter()
-        .fold(model::fnv(model::FNV_START, b'w'), |h, &b| {
-            model::fnv(h, b.to_ascii_lowercase())
-        })
-}
-
 impl FirstPass {
     pub(crate) fn new() -> Self {
         let mut vocabulary: HashMap<&'static str, Entry> = HashMap::new();
@@ -143,7 +135,8 @@ impl FirstPass {
         let mut known = vec![0u64; (1usize << model::BITS) / 64];
         let mut by_bucket: Vec<(u32, &'static str, Entry)> = vocabulary
             .iter()
-            .map(|(w, e)| (model::finish(unigram_state(w.as_bytes())), *w, *e))
+            // The model's unigram (`w`) bucket of the word, which is lower case.
+            .map(|(w, e)| (model::bucket(b'w', &[w.as_bytes()]), *w, *e))
             .collect();
         by_bucket.sort_unstable_by_key(|(bucket, w, _)| (*bucket, *w));
         for (bucket, _, _) in &by_bucket {
@@ -507,7 +500,7 @@ static TRIGRAM_HEADS: std::sync::LazyLock<Vec<u32>> = std::sync::LazyLock::new(|
 
 /// A byte that is a letter or a digit (a word byte).
 const ALPHANUMERIC: u8 = 1;
-/// A byte of a base64 or hex run (`encoded_runs` in `decode.rs`).
+/// A byte of a base64 or hex run (`decode::is_encoded_byte`).
 const BASE64: u8 = 2;
 
 /// For each byte: its class bits, and what it becomes in the squeezed view (0: dropped).
@@ -518,7 +511,7 @@ static BYTE_CLASSES: std::sync::LazyLock<[(u8, u8); 256]> = std::sync::LazyLock:
         if b.is_ascii_alphanumeric() {
             class |= ALPHANUMERIC;
         }
-        if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_') {
+        if decode::is_encoded_byte(b) {
             class |= BASE64;
         }
         *slot = (
@@ -715,7 +708,7 @@ mod tests {
             &filter.rules,
             filter.model.as_ref(),
             text,
-            filter.max_bytes / 4,
+            filter.decode_budget(),
         )
     }
 

@@ -239,7 +239,7 @@ pub fn profile_stages() -> Vec<(&'static str, fn(&InjectionFilter, &str))> {
                 &f.rules,
                 f.model.as_ref(),
                 t,
-                f.max_bytes / 4,
+                f.decode_budget(),
             ));
         }),
         ("scan", |f, t| {
@@ -324,6 +324,16 @@ struct Transformer {
     encoder: std::sync::Arc<encoder::Encoder>,
     max_windows: usize,
     read_all: bool,
+}
+
+#[cfg(feature = "encoder")]
+impl Transformer {
+    /// Whether the screen clears a text whose strongest signal (rules' score or n-gram
+    /// probability) is `signal`, so the transformer does not read it. The first pass relies on
+    /// this being the one rule.
+    fn screens(&self, signal: f64) -> bool {
+        !self.read_all && signal < SCREEN_CLEAR
+    }
 }
 
 /// Screen: a text whose rules-and-n-gram score and n-gram probability both stay below this is
@@ -595,6 +605,12 @@ impl InjectionFilter {
         best
     }
 
+    /// Bytes of encoded runs the decoder may decode in one text (the first pass hands the
+    /// decoder the same budget).
+    fn decode_budget(&self) -> usize {
+        self.max_bytes / 4
+    }
+
     /// Windows the transformer may read for one scan.
     fn encoder_budget(&self) -> usize {
         #[cfg(feature = "encoder")]
@@ -622,7 +638,7 @@ impl InjectionFilter {
             let len = ascii.chars().count() * 4;
             self.scan_hidden(ascii, *at, at + len, "tag_characters", &mut findings);
         }
-        let (pieces, mut incomplete) = decode::hidden(input, self.max_bytes / 4);
+        let (pieces, mut incomplete) = decode::hidden(input, self.decode_budget());
         for piece in pieces {
             if piece.how.invisible() {
                 findings.push(ScanFinding {
@@ -697,7 +713,7 @@ impl InjectionFilter {
             &self.rules,
             self.model.as_ref(),
             input,
-            self.max_bytes / 4,
+            self.decode_budget(),
         )?;
         if ngram >= MODEL_FLOOR {
             return None;
@@ -727,7 +743,7 @@ impl InjectionFilter {
     fn screened_without_reading(&self, ngram: f64) -> Option<EncoderUse> {
         #[cfg(feature = "encoder")]
         if let Some(t) = &self.transformer {
-            return (!t.read_all && ngram < SCREEN_CLEAR).then_some(EncoderUse::Screened);
+            return t.screens(ngram).then_some(EncoderUse::Screened);
         }
         Some(EncoderUse::Absent)
     }
@@ -755,7 +771,7 @@ impl InjectionFilter {
     ) -> EncoderUse {
         #[cfg(feature = "encoder")]
         if let Some(t) = &self.transformer {
-            if !t.read_all && noisy_or(findings).max(ngram) < SCREEN_CLEAR {
+            if t.screens(noisy_or(findings).max(ngram)) {
                 return EncoderUse::Screened;
             }
             match t.encoder.score(text, *budget) {
@@ -870,7 +886,7 @@ impl InjectionFilter {
             cut -= 1;
         }
         let input = text.get(..cut).unwrap_or_default();
-        let mut drop: Vec<(usize, usize)> = decode::hidden(input, self.max_bytes / 4)
+        let mut drop: Vec<(usize, usize)> = decode::hidden(input, self.decode_budget())
             .0
             .into_iter()
             .filter(|p| p.how.invisible())

@@ -158,7 +158,7 @@ pub(crate) fn finish(mut h: u32) -> u32 {
 }
 
 /// FNV-1a, then a murmur3 finaliser, masked to the bucket count.
-fn bucket(kind: u8, parts: &[&[u8]]) -> u32 {
+pub(crate) fn bucket(kind: u8, parts: &[&[u8]]) -> u32 {
     let mut h = fnv(FNV_START, kind);
     for (i, part) in parts.iter().enumerate() {
         if i > 0 {

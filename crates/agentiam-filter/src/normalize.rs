@@ -256,16 +256,11 @@ pub(crate) fn squeezed(normalized: &str) -> Words {
         return out;
     }
     for (at, c) in normalized.char_indices() {
-        let c = match c {
-            '0' => 'o',
-            '1' | '!' | '|' => 'i',
-            '3' => 'e',
-            '4' | '@' => 'a',
-            '5' | '$' => 's',
-            '7' => 't',
-            c => c,
+        let kept = match u8::try_from(c) {
+            Ok(b) if b.is_ascii() => squeezed_byte(b).map(char::from),
+            _ => c.is_alphanumeric().then_some(c),
         };
-        if c.is_alphanumeric() {
+        if let Some(c) = kept {
             let mut buf = [0u8; 4];
             let len = c.encode_utf8(&mut buf).len();
             out.text.push(c);

@@ -96,6 +96,18 @@ fn write_at(file: &mut std::fs::File, bytes: &[u8], at: u64) -> io::Result<()> {
     file.write_all(bytes)
 }
 
+/// Writes zeros over bytes `from..to` of `file`, at most 1 MiB at a time.
+fn write_zeros(file: &mut std::fs::File, from: u64, to: u64) -> io::Result<()> {
+    let zeros = vec![0u8; usize::try_from(to.saturating_sub(from).min(1 << 20)).unwrap_or(1 << 20)];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(zeros.len() as u64);
+        write_at(file, zeros.get(..n as usize).unwrap_or_default(), at)?;
+        at += n;
+    }
+    Ok(())
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
@@ -185,26 +197,16 @@ impl SegmentStore for FileStore {
             .as_mut()
             .ok_or_else(|| io::Error::other("no active segment"))?;
         let end = active.len + bytes.len() as u64;
+        write_at(&mut active.file, bytes, active.len)?;
+        active.len = end;
         if preallocate > 0 && end > active.allocated {
             // Zeros written, not a sparse extension: a write into a hole still allocates
             // blocks at the next sync, which is the metadata work preallocation is there to
             // take off the commits.
             let allocated = end.saturating_add(preallocate);
-            let zeros = vec![0u8; usize::try_from(preallocate.min(1 << 20)).unwrap_or(1 << 20)];
-            let mut at = active.allocated.max(active.len);
-            while at < allocated {
-                let n = (allocated - at).min(zeros.len() as u64);
-                write_at(
-                    &mut active.file,
-                    zeros.get(..n as usize).unwrap_or_default(),
-                    at,
-                )?;
-                at += n;
-            }
+            write_zeros(&mut active.file, end, allocated)?;
             active.allocated = allocated;
         }
-        write_at(&mut active.file, bytes, active.len)?;
-        active.len = end;
         active.allocated = active.allocated.max(end);
         Ok(())
     }
