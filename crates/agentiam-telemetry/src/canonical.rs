@@ -37,26 +37,106 @@ fn exact<T: serde::Serialize>(v: &T) -> Result<String, AuditError> {
 
 /// Canonical JSON of any value.
 pub(crate) fn value_to_string(v: &Value) -> Result<String, AuditError> {
-    if is_plain(v) {
-        serde_json::to_string(v).map_err(|e| AuditError::Serialize(e.to_string()))
+    with_value_json(v, |json| {
+        String::from_utf8(json.to_vec()).map_err(|e| AuditError::Serialize(e.to_string()))
+    })
+}
+
+/// Largest serialization buffer a thread keeps between events.
+const MAX_SCRATCH: usize = 64 << 10;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn is_plain_event(e: &AuditEvent) -> bool {
+    e.tool.as_ref().is_none_or(|t| is_plain(&t.args))
+        && e.time_unix_ms.unsigned_abs() <= MAX_SAFE
+        && e.duration_us.is_none_or(|d| d <= MAX_SAFE)
+}
+
+/// Appends an event's canonical JSON to `out`.
+fn write_event(e: &AuditEvent, out: &mut Vec<u8>) -> Result<(), AuditError> {
+    if is_plain_event(e) {
+        serde_json::to_writer(&mut *out, e).map_err(|e| AuditError::Serialize(e.to_string()))
     } else {
-        exact(v)
+        out.extend_from_slice(exact(e)?.as_bytes());
+        Ok(())
     }
 }
 
-/// Canonical JSON of an event.
-pub(crate) fn event_to_string(e: &AuditEvent) -> Result<String, AuditError> {
-    let plain = e.tool.as_ref().is_none_or(|t| is_plain(&t.args))
-        && e.time_unix_ms.unsigned_abs() <= MAX_SAFE
-        && e.duration_us.is_none_or(|d| d <= MAX_SAFE);
-    if plain {
-        // Sized for a typical event up front: `to_string` starts at 128 bytes and grows by copying.
-        let mut out = Vec::with_capacity(1024);
-        serde_json::to_writer(&mut out, e).map_err(|e| AuditError::Serialize(e.to_string()))?;
-        String::from_utf8(out).map_err(|e| AuditError::Serialize(e.to_string()))
-    } else {
-        exact(e)
+/// Runs `f` with a buffer the thread keeps (so a stream of calls allocates nothing here).
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    let kept = SCRATCH.try_with(|s| s.try_borrow_mut().map(|mut s| std::mem::take(&mut *s)).ok());
+    // Re-entered (or during thread teardown): a buffer of its own.
+    let mut out = kept.ok().flatten().unwrap_or_default();
+    out.clear();
+    let result = f(&mut out);
+    if out.capacity() <= MAX_SCRATCH {
+        let _ = SCRATCH.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                *s = out;
+            }
+        });
     }
+    result
+}
+
+/// Runs `f` on a value's canonical JSON, written into the thread's buffer.
+pub(crate) fn with_value_json<R>(
+    v: &Value,
+    f: impl FnOnce(&[u8]) -> Result<R, AuditError>,
+) -> Result<R, AuditError> {
+    with_scratch(|out| {
+        if is_plain(v) {
+            serde_json::to_writer(&mut *out, v)
+                .map_err(|e| AuditError::Serialize(e.to_string()))?;
+        } else {
+            out.extend_from_slice(exact(v)?.as_bytes());
+        }
+        f(out)
+    })
+}
+
+/// Runs `f` on the events' canonical JSON, written into the thread's buffer. An event that
+/// cannot be serialized fails the call before `f` runs.
+pub(crate) fn with_events_json<R>(
+    events: &[AuditEvent],
+    f: impl FnOnce(&mut dyn Iterator<Item = &[u8]>) -> Result<R, AuditError>,
+) -> Result<R, AuditError> {
+    with_scratch(|out| {
+        let mut ends = Vec::with_capacity(events.len());
+        for e in events {
+            write_event(e, out)?;
+            ends.push(out.len());
+        }
+        let mut start = 0;
+        let mut jsons = ends.iter().map(|&end| {
+            let json = out.get(start..end).unwrap_or_default();
+            start = end;
+            json
+        });
+        f(&mut jsons)
+    })
+}
+
+/// Runs `f` on one event's canonical JSON (see [`with_events_json`]).
+pub(crate) fn with_event_json<R>(
+    event: &AuditEvent,
+    f: impl FnOnce(&[u8]) -> Result<R, AuditError>,
+) -> Result<R, AuditError> {
+    with_scratch(|out| {
+        write_event(event, out)?;
+        f(out)
+    })
+}
+
+/// Canonical JSON of an event.
+#[cfg(test)]
+pub(crate) fn event_to_string(e: &AuditEvent) -> Result<String, AuditError> {
+    with_event_json(e, |json| {
+        String::from_utf8(json.to_vec()).map_err(|e| AuditError::Serialize(e.to_string()))
+    })
 }
 
 #[cfg(test)]

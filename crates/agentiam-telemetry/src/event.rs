@@ -237,14 +237,22 @@ impl RedactionPolicy {
         self
     }
 
+    /// Whether `name` is one of the redacted argument names, compared case-insensitively
+    /// (lower-casing only a name that has capitals, which most do not).
+    fn redacts_field(&self, name: &str) -> bool {
+        if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.redact_fields.contains(&name.to_ascii_lowercase())
+        } else {
+            self.redact_fields.contains(name)
+        }
+    }
+
     fn redact_value(&self, value: &Value, parent_redacted: bool) -> Value {
         match value {
             Value::Object(map) => Value::Object(
                 map.iter()
                     .map(|(k, v)| {
-                        let hide = parent_redacted
-                            || self.redact_all_args
-                            || self.redact_fields.contains(&k.to_ascii_lowercase());
+                        let hide = parent_redacted || self.redact_all_args || self.redacts_field(k);
                         let kept = if hide && !v.is_object() && !v.is_array() {
                             Value::String(REDACTED.to_owned())
                         } else {
@@ -277,13 +285,14 @@ impl RedactionPolicy {
     ) -> Result<ToolCall, AuditError> {
         // The fast path writes serde's output when it is already RFC 8785 (a proptest in
         // canonical.rs compares both paths); the exact canonicalizer costs ~20 µs per KiB.
-        let canonical = crate::canonical::value_to_string(args)
-            .map_err(|e| AuditError::Serialize(format!("arguments are not canonicalizable: {e}")))?
-            .into_bytes();
+        let args_sha256 = crate::canonical::with_value_json(args, |json| Ok(sha256_hex(json)))
+            .map_err(|e| {
+                AuditError::Serialize(format!("arguments are not canonicalizable: {e}"))
+            })?;
         Ok(ToolCall {
             name: name.to_owned(),
             call_id: call_id.map(str::to_owned),
-            args_sha256: sha256_hex(&canonical),
+            args_sha256,
             args: self.redact_value(args, false),
         })
     }

@@ -16,6 +16,7 @@ mod checkpoint;
 pub mod codes;
 mod error;
 mod event;
+mod handoff;
 mod log;
 pub mod merkle;
 pub mod ocsf;

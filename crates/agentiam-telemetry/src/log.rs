@@ -5,11 +5,13 @@
 //! On open, recovery cuts a torn tail off the last segment, never accepts a partial record,
 //! and refuses (`audit.tampered`) a log whose middle was edited.
 
-use std::sync::mpsc;
+use std::ops::Range;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::{Checkpoint, NoteSigner};
+use crate::handoff::{HandOff, Taken};
 use crate::merkle::{Frontier, Hash};
 use crate::record::{self, hex};
 use crate::store::{FileStore, SegmentStore};
@@ -44,6 +46,11 @@ pub struct LogConfig {
     pub max_batch: usize,
     /// Capacity of the append queue; appends wait when it is full (backpressure, never loss).
     pub queue: usize,
+    /// How long the writer waits for more appends once one arrives, so that a stream of
+    /// appends costs their callers no wake-up system calls and is written in batches.
+    /// Durable appends, flushes, checkpoints, closing and a half-full queue end the wait at
+    /// once. Zero writes whatever has queued as soon as the writer is free.
+    pub linger: Duration,
     /// For a log in a directory ([`AuditLog::open_dir`]): extend the active segment this many
     /// bytes at a time ahead of its records and write them in place (0: append, the default;
     /// at most [`crate::MAX_PREALLOCATION`]). See [`FileStore::with_preallocation`].
@@ -61,6 +68,7 @@ impl LogConfig {
             segment_max_bytes: 64 << 20,
             max_batch: 4096,
             queue: 65_536,
+            linger: Duration::from_millis(1),
             preallocate: 0,
         }
     }
@@ -80,10 +88,9 @@ pub struct Receipt {
 type Reply<T> = mpsc::SyncSender<Result<T, AuditError>>;
 
 enum Msg {
-    /// An event already in canonical JSON (serialized by the caller, in parallel).
-    Append(String, Option<Reply<Receipt>>),
-    /// Several events in order, handed over at once (one wake-up of the writer).
-    AppendAll(Vec<String>),
+    /// An event, whose canonical JSON (serialized by the caller, in parallel) is the item's
+    /// payload in the hand-off.
+    Append(Option<Reply<Receipt>>),
     Flush(Reply<Receipt>),
     Checkpoint(Reply<String>),
     Close(Reply<Option<String>>),
@@ -107,15 +114,24 @@ enum Msg {
 /// ```
 #[derive(Debug)]
 pub struct AuditLog {
-    tx: mpsc::SyncSender<Msg>,
+    queue: Arc<HandOff<Msg>>,
     writer: Option<JoinHandle<()>>,
+}
+
+/// Closes the queue when the writer thread ends, however it ends (a panic included), so that
+/// callers get [`AuditError::Closed`] instead of waiting on a writer that is gone.
+struct CloseOnExit<'a>(&'a HandOff<Msg>);
+
+impl Drop for CloseOnExit<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Self::Append(..) => "Append",
-            Self::AppendAll(_) => "AppendAll",
+            Self::Append(_) => "Append",
             Self::Flush(_) => "Flush",
             Self::Checkpoint(_) => "Checkpoint",
             Self::Close(_) => "Close",
@@ -134,7 +150,13 @@ struct Writer<S: SegmentStore> {
     last_checkpoint_size: u64,
     last_checkpoint_at: Instant,
     failed: Option<AuditError>,
+    /// The batch's lines, kept between batches so a batch does not allocate (and, past the
+    /// allocator's mmap threshold, fault in fresh pages) for its buffer.
+    buf: Vec<u8>,
 }
+
+/// Largest batch buffer the writer keeps between batches; a bigger one is freed after use.
+const KEPT_BUFFER: usize = 4 << 20;
 
 fn io(e: std::io::Error) -> AuditError {
     AuditError::Io(e.to_string())
@@ -180,14 +202,21 @@ impl AuditLog {
             last_checkpoint_size: size,
             last_checkpoint_at: Instant::now(),
             failed: None,
+            buf: Vec::new(),
         };
-        let (tx, rx) = mpsc::sync_channel(writer.config.queue.max(1));
-        let handle = std::thread::Builder::new()
-            .name("agentiam-audit-writer".into())
-            .spawn(move || writer.run(&rx))
-            .map_err(io)?;
+        let queue = Arc::new(HandOff::new(writer.config.queue, writer.config.linger));
+        let handle = {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name("agentiam-audit-writer".into())
+                .spawn(move || {
+                    let _closed_on_exit = CloseOnExit(&queue);
+                    writer.run(&queue);
+                })
+                .map_err(io)?
+        };
         Ok(Self {
-            tx,
+            queue,
             writer: Some(handle),
         })
     }
@@ -195,10 +224,11 @@ impl AuditLog {
     /// Queues an event. It is durable once a later [`AuditLog::flush`] or durable append returns,
     /// or under [`Durability::Batch`] once its batch is written. Waits only if the queue is full.
     pub fn append(&self, event: AuditEvent) -> Result<(), AuditError> {
-        let json = crate::canonical::event_to_string(&event)?;
-        self.tx
-            .send(Msg::Append(json, None))
-            .map_err(|_| AuditError::Closed)
+        crate::canonical::with_event_json(&event, |json| {
+            self.queue
+                .send(Msg::Append(None), json, false)
+                .map_err(|_| AuditError::Closed)
+        })
     }
 
     /// Queues events in order as one hand-over to the writer (one message, one wake-up),
@@ -208,42 +238,43 @@ impl AuditLog {
         if events.is_empty() {
             return Ok(());
         }
-        let json = events
-            .iter()
-            .map(crate::canonical::event_to_string)
-            .collect::<Result<Vec<_>, _>>()?;
-        drop(events);
-        self.tx
-            .send(Msg::AppendAll(json))
+        crate::canonical::with_events_json(&events, |jsons| {
+            self.queue
+                .send_all(jsons.map(|json| (Msg::Append(None), json)), false)
+                .map_err(|_| AuditError::Closed)
+        })
+    }
+
+    /// Queues a message that someone waits on (no payload).
+    fn send(&self, msg: Msg) -> Result<(), AuditError> {
+        self.queue
+            .send(msg, &[], true)
             .map_err(|_| AuditError::Closed)
     }
 
     /// Appends an event and returns once it is durable (fsynced).
     pub fn append_durable(&self, event: AuditEvent) -> Result<Receipt, AuditError> {
-        let json = crate::canonical::event_to_string(&event)?;
-        drop(event);
         let (reply, rx) = mpsc::sync_channel(1);
-        self.tx
-            .send(Msg::Append(json, Some(reply)))
-            .map_err(|_| AuditError::Closed)?;
+        crate::canonical::with_event_json(&event, |json| {
+            self.queue
+                .send(Msg::Append(Some(reply)), json, true)
+                .map_err(|_| AuditError::Closed)
+        })?;
+        drop(event);
         rx.recv().map_err(|_| AuditError::Closed)?
     }
 
     /// Makes every event appended so far durable.
     pub fn flush(&self) -> Result<Receipt, AuditError> {
         let (reply, rx) = mpsc::sync_channel(1);
-        self.tx
-            .send(Msg::Flush(reply))
-            .map_err(|_| AuditError::Closed)?;
+        self.send(Msg::Flush(reply))?;
         rx.recv().map_err(|_| AuditError::Closed)?
     }
 
     /// Makes everything durable and signs a checkpoint now (needs a signer).
     pub fn checkpoint(&self) -> Result<String, AuditError> {
         let (reply, rx) = mpsc::sync_channel(1);
-        self.tx
-            .send(Msg::Checkpoint(reply))
-            .map_err(|_| AuditError::Closed)?;
+        self.send(Msg::Checkpoint(reply))?;
         rx.recv().map_err(|_| AuditError::Closed)?
     }
 
@@ -254,7 +285,7 @@ impl AuditLog {
 
     fn shutdown(&mut self) -> Result<Option<String>, AuditError> {
         let (reply, rx) = mpsc::sync_channel(1);
-        let sent = self.tx.send(Msg::Close(reply)).is_ok();
+        let sent = self.send(Msg::Close(reply)).is_ok();
         let result = if sent {
             rx.recv().map_err(|_| AuditError::Closed)?
         } else {
@@ -276,28 +307,27 @@ impl Drop for AuditLog {
 }
 
 impl<S: SegmentStore> Writer<S> {
-    fn run(&mut self, rx: &mpsc::Receiver<Msg>) {
+    fn run(&mut self, queue: &HandOff<Msg>) {
+        // Kept between batches, like the line buffer: freeing a large block makes the
+        // allocator consolidate its free lists, which the callers' threads then wait on.
+        let mut batch = Vec::new();
+        let mut payloads = Vec::new();
         loop {
-            let first = match rx.recv_timeout(self.tick()) {
-                Ok(m) => m,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    self.periodic();
-                    continue;
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let _ = self.finish();
-                    return;
-                }
-            };
-            let mut batch = vec![first];
-            while batch.len() < self.config.max_batch {
-                match rx.try_recv() {
-                    Ok(m) => batch.push(m),
-                    Err(_) => break,
+            match queue.take(
+                self.tick(),
+                self.config.max_batch,
+                &mut batch,
+                &mut payloads,
+            ) {
+                Taken::Timeout => self.periodic(),
+                Taken::Batch => {
+                    if self.process(&mut batch, &payloads) {
+                        return;
+                    }
                 }
             }
-            if self.process(batch) {
-                return;
+            if payloads.capacity() > KEPT_BUFFER {
+                payloads = Vec::new();
             }
         }
     }
@@ -335,7 +365,7 @@ impl<S: SegmentStore> Writer<S> {
     /// Chains and buffers one event (or records why not); durable appends wait in `waiting`.
     fn append_one(
         &mut self,
-        event: &str,
+        event: &[u8],
         reply: Option<Reply<Receipt>>,
         buf: &mut Vec<u8>,
         waiting: &mut Vec<(Reply<Receipt>, Receipt)>,
@@ -374,19 +404,18 @@ impl<S: SegmentStore> Writer<S> {
     }
 
     /// Writes a batch; returns true when the writer should stop.
-    fn process(&mut self, batch: Vec<Msg>) -> bool {
-        let mut buf: Vec<u8> = Vec::new();
+    fn process(&mut self, batch: &mut Vec<(Msg, Range<usize>)>, payloads: &[u8]) -> bool {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
         let mut waiting: Vec<(Reply<Receipt>, Receipt)> = Vec::new();
         let mut flushes: Vec<Reply<Receipt>> = Vec::new();
         let mut checkpoints: Vec<Reply<String>> = Vec::new();
         let mut close: Option<Reply<Option<String>>> = None;
-        for msg in batch {
+        for (msg, range) in batch.drain(..) {
             match msg {
-                Msg::Append(event, reply) => self.append_one(&event, reply, &mut buf, &mut waiting),
-                Msg::AppendAll(events) => {
-                    for event in &events {
-                        self.append_one(event, None, &mut buf, &mut waiting);
-                    }
+                Msg::Append(reply) => {
+                    let event = payloads.get(range).unwrap_or_default();
+                    self.append_one(event, reply, &mut buf, &mut waiting);
                 }
                 Msg::Flush(r) => flushes.push(r),
                 Msg::Checkpoint(r) => checkpoints.push(r),
@@ -398,6 +427,12 @@ impl<S: SegmentStore> Writer<S> {
             && let Err(e) = self.write(&buf)
         {
             self.failed = Some(e);
+        }
+        if buf.capacity() <= KEPT_BUFFER {
+            buf.clear();
+            self.buf = buf;
+        } else {
+            drop(buf);
         }
         let must_sync = match self.config.durability {
             Durability::Batch => true,

@@ -40,13 +40,13 @@ pub(crate) fn encode_canonical(
     event_json: &str,
 ) -> Result<(Vec<u8>, Hash), AuditError> {
     let mut line = Vec::with_capacity(event_json.len() + 180);
-    let hash = encode_into(seq, prev, event_json, &mut line);
+    let hash = encode_into(seq, prev, event_json.as_bytes(), &mut line);
     Ok((line, hash))
 }
 
 /// Appends the record's line (with its newline) to `out` and returns its hash, hashing the
 /// body's pieces in place instead of building it.
-pub(crate) fn encode_into(seq: u64, prev: &Hash, event_json: &str, out: &mut Vec<u8>) -> Hash {
+pub(crate) fn encode_into(seq: u64, prev: &Hash, event_json: &[u8], out: &mut Vec<u8>) -> Hash {
     let mut prev_hex = [0u8; 64];
     let _ = hex::encode_to_slice(prev, &mut prev_hex);
     let mut seq_text = itoa::Buffer::new();
@@ -55,7 +55,7 @@ pub(crate) fn encode_into(seq: u64, prev: &Hash, event_json: &str, out: &mut Vec
     let hash = crate::merkle::sha256(&[
         &[0u8],
         br#"{"event":"#,
-        event_json.as_bytes(),
+        event_json,
         br#","prev":""#,
         &prev_hex,
         br#"","seq":"#,
@@ -66,7 +66,7 @@ pub(crate) fn encode_into(seq: u64, prev: &Hash, event_json: &str, out: &mut Vec
     let _ = hex::encode_to_slice(hash, &mut hash_hex);
     for piece in [
         br#"{"event":"#.as_slice(),
-        event_json.as_bytes(),
+        event_json,
         br#","hash":""#,
         &hash_hex,
         br#"","prev":""#,
