@@ -46,19 +46,69 @@ struct Pending {
     kind: &'static str,
     output_sha256: Option<String>,
     time_unix_ms: i64,
-    presenter: String,
-    agent_digest: Option<String>,
-    subject: String,
+    /// The principal's and the call's strings, copied in one allocation (see [`Texts`]).
+    texts: Texts,
     chain: Vec<String>,
-    task: Option<String>,
-    jti: Option<String>,
-    tool: String,
-    call_id: Option<String>,
     arguments: Arc<Value>,
     outcome: agentiam_telemetry::Decision,
+    /// The worker fills in the sink's policy version (a decision's record carries it).
+    versioned: bool,
     approval: Option<String>,
     anomaly: Option<agentiam_telemetry::AnomalyRecord>,
     intent: Option<agentiam_telemetry::IntentRecord>,
+}
+
+/// The strings of a record that the guard's thread copies, in one buffer: one allocation on
+/// the guard's thread instead of one per string (each freed by the worker, on another thread,
+/// which is what makes the allocator slow for the next caller).
+struct Texts {
+    buf: String,
+    /// End of each field in `buf`, or `None` for an absent one, in [`Field`] order.
+    ends: [Option<u32>; FIELDS],
+}
+
+#[derive(Clone, Copy)]
+enum Field {
+    Presenter,
+    AgentDigest,
+    Subject,
+    Task,
+    Jti,
+    Tool,
+    CallId,
+}
+
+const FIELDS: usize = 7;
+
+impl Texts {
+    fn new(fields: [Option<&str>; FIELDS]) -> Self {
+        let mut buf = String::with_capacity(fields.iter().flatten().map(|f| f.len()).sum());
+        let ends = fields.map(|f| {
+            f.and_then(|f| {
+                buf.push_str(f);
+                u32::try_from(buf.len()).ok()
+            })
+        });
+        Self { buf, ends }
+    }
+
+    fn get(&self, field: Field) -> Option<&str> {
+        let i = field as usize;
+        let end = usize::try_from((*self.ends.get(i)?)?).ok()?;
+        let start = self
+            .ends
+            .get(..i)?
+            .iter()
+            .rev()
+            .flatten()
+            .next()
+            .map_or(0, |&e| e as usize);
+        self.buf.get(start..end)
+    }
+
+    fn owned(&self, field: Field) -> Option<String> {
+        self.get(field).map(str::to_owned)
+    }
 }
 
 /// Results of tools that already ran, kept aside when the queue stayed full.
@@ -91,7 +141,6 @@ pub struct AuditSink {
     overflow: Arc<std::sync::Mutex<Overflow>>,
     spans: Option<Arc<SpanQueue>>,
     worker: Option<JoinHandle<()>>,
-    policy_version: String,
 }
 
 impl Pending {
@@ -106,16 +155,19 @@ impl Pending {
             kind,
             output_sha256: None,
             time_unix_ms: now_ms(),
-            presenter: p.presenter().to_owned(),
-            agent_digest: p.agent_digest().map(str::to_owned),
-            subject: p.subject().to_owned(),
+            texts: Texts::new([
+                Some(p.presenter()),
+                p.agent_digest(),
+                Some(p.subject()),
+                p.task(),
+                p.token_id(),
+                Some(tool),
+                call_id,
+            ]),
             chain: p.chain().to_vec(),
-            task: p.task().map(str::to_owned),
-            jti: p.token_id().map(str::to_owned),
-            tool: tool.to_owned(),
-            call_id: call_id.map(str::to_owned),
             arguments: Arc::new(Value::Null),
             outcome,
+            versioned: false,
             approval: None,
             anomaly: None,
             intent: None,
@@ -167,7 +219,11 @@ impl AuditSink {
         let worker = std::thread::Builder::new()
             .name("agentiam-audit-sink".into())
             .spawn(move || {
-                drain_forever(&rx, &log, worker_spans.as_deref(), &redaction, &kept_aside);
+                let build = EventBuilder {
+                    redaction,
+                    policy_version,
+                };
+                drain_forever(&rx, &log, worker_spans.as_deref(), &build, &kept_aside);
             })
             .ok();
         Self {
@@ -176,7 +232,6 @@ impl AuditSink {
             overflow,
             spans,
             worker,
-            policy_version,
         }
     }
 
@@ -211,14 +266,14 @@ fn drain_forever(
     rx: &crossbeam_channel::Receiver<Msg>,
     log: &AuditLog,
     spans: Option<&SpanQueue>,
-    redaction: &RedactionPolicy,
+    build: &EventBuilder,
     overflow: &std::sync::Mutex<Overflow>,
 ) {
     let mut events: Vec<AuditEvent> = Vec::new();
     // Results kept aside while the queue was full go in once the worker is free again.
     let take_overflow = |events: &mut Vec<AuditEvent>| {
         let kept = std::mem::take(&mut Overflow::lock(overflow).results);
-        events.extend(kept.into_iter().map(|p| to_event(p, redaction)));
+        events.extend(kept.into_iter().map(|p| build.event(p)));
     };
     let mut idle = IDLE_POLL.0;
     let mut handed_over = std::time::Instant::now();
@@ -231,7 +286,7 @@ fn drain_forever(
                 match msg {
                     Msg::Record(p) => {
                         let kind = p.kind;
-                        let event = to_event(*p, redaction);
+                        let event = build.event(*p);
                         if let Some(spans) = spans {
                             let record = if kind == TOOL_RESULT_EVENT {
                                 SpanRecord::ExecuteTool(event.clone())
@@ -336,37 +391,52 @@ fn guardrail_span(event: &AuditEvent) -> GuardrailSpan {
     }
 }
 
-fn to_event(p: Pending, redaction: &RedactionPolicy) -> AuditEvent {
-    let mut event = AuditEvent::new(
-        p.kind,
-        AgentRef {
-            spiffe_id: p.presenter,
-            composite_digest: p.agent_digest,
-        },
-        p.time_unix_ms,
-        p.outcome,
-    );
-    event.on_behalf_of = Some(p.subject);
-    event.delegation_chain = p.chain;
-    event.task_id = p.task;
-    event.token_jti = p.jti;
-    event.approval_ref = p.approval;
-    event.anomaly = p.anomaly;
-    event.intent = p.intent;
-    event.output_sha256 = p.output_sha256;
-    event.tool = Some(
-        match redaction.tool_call(&p.tool, p.call_id.as_deref(), &p.arguments) {
-            Ok(call) => call,
-            // Arguments that cannot be canonicalized are recorded without values.
-            Err(_) => agentiam_telemetry::ToolCall {
-                name: p.tool,
-                call_id: p.call_id,
-                args_sha256: String::new(),
-                args: Value::String(agentiam_telemetry::REDACTED.to_owned()),
+/// What the worker adds to a record to make its event.
+struct EventBuilder {
+    redaction: RedactionPolicy,
+    policy_version: String,
+}
+
+impl EventBuilder {
+    fn event(&self, p: Pending) -> AuditEvent {
+        let t = &p.texts;
+        let mut outcome = p.outcome;
+        if p.versioned {
+            outcome.policy_version = Some(self.policy_version.clone());
+        }
+        let mut event = AuditEvent::new(
+            p.kind,
+            AgentRef {
+                spiffe_id: t.owned(Field::Presenter).unwrap_or_default(),
+                composite_digest: t.owned(Field::AgentDigest),
             },
-        },
-    );
-    event
+            p.time_unix_ms,
+            outcome,
+        );
+        event.on_behalf_of = t.owned(Field::Subject);
+        event.delegation_chain = p.chain;
+        event.task_id = t.owned(Field::Task);
+        event.token_jti = t.owned(Field::Jti);
+        event.approval_ref = p.approval;
+        event.anomaly = p.anomaly;
+        event.intent = p.intent;
+        event.output_sha256 = p.output_sha256;
+        let tool = t.get(Field::Tool).unwrap_or_default();
+        let call_id = t.get(Field::CallId);
+        event.tool = Some(
+            match self.redaction.tool_call(tool, call_id, &p.arguments) {
+                Ok(call) => call,
+                // Arguments that cannot be canonicalized are recorded without values.
+                Err(_) => agentiam_telemetry::ToolCall {
+                    name: tool.to_owned(),
+                    call_id: call_id.map(str::to_owned),
+                    args_sha256: String::new(),
+                    args: Value::String(agentiam_telemetry::REDACTED.to_owned()),
+                },
+            },
+        );
+        event
+    }
 }
 
 fn now_ms() -> i64 {
@@ -393,7 +463,6 @@ impl DecisionSink for AuditSink {
             }
         };
         let mut outcome = outcome;
-        outcome.policy_version = Some(self.policy_version.clone());
         if let Decision::Deny(d) = decision {
             outcome.policy_id = d.policies().first().cloned();
         }
@@ -406,6 +475,7 @@ impl DecisionSink for AuditSink {
             outcome,
         );
         pending.arguments = arguments;
+        pending.versioned = true;
         pending.approval = approval;
         pending.anomaly = decision
             .anomaly()
@@ -505,6 +575,57 @@ impl Drop for AuditSink {
         self.wake();
         if let Some(worker) = self.worker.take() {
             let _ = worker.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_give_back_every_field_with_absent_ones_anywhere() {
+        let all = [
+            "spiffe://a/p",
+            "sha256:d",
+            "user:alice",
+            "task-1",
+            "jti-1",
+            "pay",
+            "call-1",
+        ];
+        let fields = [
+            Field::Presenter,
+            Field::AgentDigest,
+            Field::Subject,
+            Field::Task,
+            Field::Jti,
+            Field::Tool,
+            Field::CallId,
+        ];
+        // Every pattern of present and absent fields, empty strings included.
+        for mask in 0u32..(1 << FIELDS) {
+            for empty in [false, true] {
+                let given: Vec<Option<&str>> = (0..FIELDS)
+                    .map(|i| {
+                        (mask & (1 << i) != 0).then(|| {
+                            if empty && i % 2 == 0 {
+                                ""
+                            } else {
+                                all.get(i).copied().unwrap_or_default()
+                            }
+                        })
+                    })
+                    .collect();
+                let texts = Texts::new(std::array::from_fn(|i| given.get(i).copied().flatten()));
+                for (i, field) in fields.iter().enumerate() {
+                    assert_eq!(
+                        texts.get(*field),
+                        given.get(i).copied().flatten(),
+                        "mask {mask:b}"
+                    );
+                }
+            }
         }
     }
 }

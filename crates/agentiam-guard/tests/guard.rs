@@ -397,7 +397,16 @@ fn every_decision_lands_in_the_activity_log() {
         body(0)["agent"]["spiffe_id"],
         "spiffe://acme.test/agent/worker"
     );
+    assert_eq!(body(0)["tool"]["name"], "transfer");
+    assert_eq!(body(0)["decision"]["policy_version"], policy.version());
     assert_eq!(body(1)["kind"], "tool_result");
+    assert!(body(1)["decision"].get("policy_version").is_none());
+    for field in ["on_behalf_of", "token_jti"] {
+        let value = body(0)[field].as_str().unwrap_or_default().to_owned();
+        assert!(!value.is_empty(), "{field} missing: {}", body(0));
+        assert_eq!(body(1)[field], value.as_str(), "{field}");
+    }
+    assert_eq!(body(1)["tool"]["name"], "transfer");
     assert_eq!(body(2)["decision"]["code"], "guard.constraint_violated");
     assert_eq!(body(3)["decision"]["outcome"], "escalate");
     assert!(!text.contains("hunter2"));

@@ -197,7 +197,7 @@ impl<T> HandOff<T> {
                 }
                 st.consumed = to;
                 if st.consumed > st.bytes.len() / 2 {
-                    let cut = st.consumed;
+                    let cut = st.consumed.min(st.bytes.len());
                     st.bytes.drain(..cut);
                     for (_, r) in &mut st.items {
                         *r = r.start.saturating_sub(cut)..r.end.saturating_sub(cut);
