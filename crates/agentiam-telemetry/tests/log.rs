@@ -98,20 +98,9 @@ fn append_all_keeps_order_and_verifies() {
     assert!(store.segments().unwrap().len() > 2, "segments rotate");
     let report = verify_log(&store, Some((&checkpoint, &v))).unwrap();
     assert_eq!(report.records, 43);
-    let amounts: Vec<u64> = store
-        .segments()
-        .unwrap()
-        .into_iter()
-        .flat_map(|seg| {
-            String::from_utf8(store.read(seg).unwrap())
-                .unwrap()
-                .lines()
-                .map(|l| {
-                    let r: serde_json::Value = serde_json::from_str(l).unwrap();
-                    r["event"]["time_unix_ms"].as_u64().unwrap() - 1_800_000_000_000
-                })
-                .collect::<Vec<_>>()
-        })
+    let amounts: Vec<u64> = logged_events(&store)
+        .iter()
+        .map(|e| e["time_unix_ms"].as_u64().unwrap() - 1_800_000_000_000)
         .collect();
     assert_eq!(amounts, (0..43).collect::<Vec<u64>>());
 }
