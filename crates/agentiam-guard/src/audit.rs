@@ -64,7 +64,7 @@ struct Pending {
 struct Texts {
     buf: String,
     /// End of each field in `buf`, or `None` for an absent one, in [`Field`] order.
-    ends: [Option<u32>; FIELDS],
+    ends: [Option<usize>; FIELDS],
 }
 
 #[derive(Clone, Copy)]
@@ -84,9 +84,9 @@ impl Texts {
     fn new(fields: [Option<&str>; FIELDS]) -> Self {
         let mut buf = String::with_capacity(fields.iter().flatten().map(|f| f.len()).sum());
         let ends = fields.map(|f| {
-            f.and_then(|f| {
+            f.map(|f| {
                 buf.push_str(f);
-                u32::try_from(buf.len()).ok()
+                buf.len()
             })
         });
         Self { buf, ends }
@@ -94,7 +94,7 @@ impl Texts {
 
     fn get(&self, field: Field) -> Option<&str> {
         let i = field as usize;
-        let end = usize::try_from((*self.ends.get(i)?)?).ok()?;
+        let end = (*self.ends.get(i)?)?;
         let start = self
             .ends
             .get(..i)?
@@ -102,7 +102,7 @@ impl Texts {
             .rev()
             .flatten()
             .next()
-            .map_or(0, |&e| e as usize);
+            .map_or(0, |&e| e);
         self.buf.get(start..end)
     }
 
